@@ -1,0 +1,456 @@
+//! The command line: parsing with clap and one function per command. Each
+//! command loads the configuration it needs, calls the library, and maps the
+//! outcome to the exit codes of the design: 0 ok, 1 runtime failure, 2 bad
+//! usage or bad input, 3 anomalous (`check`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, Duration, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Env, Loaded};
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pipemedic",
+    version,
+    about = "Self-healing CI/CD chat-ops bot: learns each pipeline's normal, alerts in Slack or Discord, drafts fixes, runs them only with approval.",
+    after_help = "Configuration: --config FILE, else $PIPEMEDIC_CONFIG, else ./pipemedic.toml, else built-in defaults.\nExit codes: 0 ok, 1 runtime failure, 2 bad usage or input, 3 anomalous (check)."
+)]
+pub struct Cli {
+    /// Configuration file (default: $PIPEMEDIC_CONFIG or ./pipemedic.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server, chat connections and detection loop (production mode).
+    Serve,
+    /// Run the whole loop locally with no credentials: sample history, console chat, offline planner.
+    Demo {
+        /// Approve every plan as the demo user and exit 0 after the summary.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Backfill runs from a JSON Lines (one Run per line) or CSV file.
+    Ingest {
+        /// The file: `.csv` is read as CSV with a header, anything else as JSON Lines.
+        file: PathBuf,
+        /// Validate and report, store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Store the valid lines even when some lines are invalid.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Rebuild detection models from stored history.
+    Train {
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
+    /// Score a CSV series from stdin: `timestamp,value[,value...]` in, `timestamp,score,grade,expected...` out.
+    Score {
+        #[arg(long, default_value_t = 8)]
+        shingle: usize,
+    },
+    /// Print pipeline health: runs, success rate, duration p50/p95 over 7 and 30 days, trend, last run.
+    Health {
+        /// One pipeline (default: every pipeline).
+        pipeline: Option<String>,
+        /// Print JSON (the same object as GET /v1/pipelines/{name}/health).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Post-build check: send this build's metrics, print the verdict, exit 3 when anomalous.
+    Check {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        pipeline: String,
+    },
+    /// Ask a plain-language question about pipelines, runs or incidents.
+    Ask {
+        question: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Playbook tools.
+    Playbooks {
+        #[command(subcommand)]
+        command: PlaybooksCommand,
+    },
+    /// Replay stored history: how many alerts would have fired, per pipeline.
+    Backtest {
+        #[arg(long, default_value = "90d")]
+        since: String,
+    },
+    /// Export the audit log as JSON Lines.
+    Audit {
+        /// A duration back from now (`90d`, `12h`, `30m`) or an RFC 3339 time.
+        #[arg(long, default_value = "30d")]
+        since: String,
+    },
+    /// Draft (or redraft) a remediation plan for a stored incident and print it.
+    Plan {
+        incident: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a commented starter pipemedic.toml.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "pipemedic.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlaybooksCommand {
+    /// Validate playbooks; errors name file, line and field.
+    Check { dir: Option<PathBuf> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted) and every problem at once.
+    Check,
+}
+
+/// How a command ended.
+#[derive(Debug)]
+pub enum Exit {
+    Ok,
+    /// Runtime failure (exit 1).
+    Failure(anyhow::Error),
+    /// Bad usage or bad input (exit 2), with the message to print.
+    BadInput(String),
+    /// `check` found the run anomalous (exit 3).
+    Anomalous,
+}
+
+impl Exit {
+    pub fn code(&self) -> ExitCode {
+        match self {
+            Exit::Ok => ExitCode::SUCCESS,
+            Exit::Failure(_) => ExitCode::from(1),
+            Exit::BadInput(_) => ExitCode::from(2),
+            Exit::Anomalous => ExitCode::from(3),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Exit {
+    fn from(e: anyhow::Error) -> Self {
+        Exit::Failure(e)
+    }
+}
+
+fn not_built(command: &str) -> Exit {
+    Exit::BadInput(format!(
+        "`pipemedic {command}` is not available in this build yet."
+    ))
+}
+
+fn load_config(cli_path: Option<&Path>, env: &Env) -> Result<Loaded, Exit> {
+    let path = config::resolve_path(cli_path, env);
+    config::load(path.as_deref(), env).map_err(|e| Exit::BadInput(e.to_string()))
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli, env: Env) -> Exit {
+    let config_path = cli.config.clone();
+    let result = match cli.command {
+        Command::Serve => serve(config_path.as_deref(), &env).await,
+        Command::Init { path, force } => init(&path, force),
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => config_check(config_path.as_deref(), &env),
+        Command::Ingest {
+            file,
+            dry_run,
+            skip_invalid,
+        } => ingest(config_path.as_deref(), &env, &file, dry_run, skip_invalid).await,
+        Command::Health { pipeline, json } => {
+            health(config_path.as_deref(), &env, pipeline, json).await
+        }
+        Command::Audit { since } => audit(config_path.as_deref(), &env, &since).await,
+        Command::Demo { .. } => Err(not_built("demo")),
+        Command::Train { .. } => Err(not_built("train")),
+        Command::Score { .. } => Err(not_built("score")),
+        Command::Check { .. } => Err(not_built("check")),
+        Command::Ask { .. } => Err(not_built("ask")),
+        Command::Playbooks { .. } => Err(not_built("playbooks check")),
+        Command::Backtest { .. } => Err(not_built("backtest")),
+        Command::Plan { .. } => Err(not_built("plan")),
+    };
+    match result {
+        Ok(()) => Exit::Ok,
+        Err(exit) => exit,
+    }
+}
+
+async fn serve(path: Option<&Path>, env: &Env) -> Result<(), Exit> {
+    let loaded = load_config(path, env)?;
+    tracing::info!(
+        config = %loaded.source.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string()),
+        store = %config::redact_url(&loaded.config.store.url),
+        "Starting pipemedic."
+    );
+    let app = crate::startup::Application::build(loaded)
+        .await
+        .map_err(|e| match e {
+            crate::startup::StartupError::UnauthenticatedPublic { .. }
+            | crate::startup::StartupError::BadListen(_) => Exit::BadInput(e.to_string()),
+            other => Exit::Failure(other.into()),
+        })?;
+    crate::startup::cancel_on_signals(app.shutdown_token());
+    app.run_until_stopped()
+        .await
+        .map_err(|e| Exit::Failure(e.into()))
+}
+
+fn init(path: &Path, force: bool) -> Result<(), Exit> {
+    if path.exists() && !force {
+        return Err(Exit::BadInput(format!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        )));
+    }
+    std::fs::write(path, config::STARTER_TOML)
+        .map_err(|e| Exit::Failure(anyhow::anyhow!("cannot write {}: {e}", path.display())))?;
+    println!(
+        "Wrote {}. Check it with `pipemedic config check`.",
+        path.display()
+    );
+    Ok(())
+}
+
+fn config_check(path: Option<&Path>, env: &Env) -> Result<(), Exit> {
+    let loaded = load_config(path, env)?;
+    println!(
+        "# effective configuration (source: {})",
+        loaded
+            .source
+            .as_ref()
+            .map_or("built-in defaults".to_string(), |p| p.display().to_string())
+    );
+    print!("{}", loaded.config.to_redacted_toml());
+    println!("\n# secrets (values never shown)");
+    for (name, set) in loaded.secrets.summary() {
+        println!("# {name} = {}", if set { "set" } else { "not set" });
+    }
+    let open = crate::startup::unauthenticated_routes(&loaded);
+    if !open.is_empty() {
+        println!(
+            "\n# note: without these secrets `serve` only listens on loopback: {}",
+            open.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn open_store(loaded: &Loaded) -> Result<crate::store::Store, Exit> {
+    crate::store::Store::connect(
+        &loaded.config.store.url,
+        loaded.config.store.max_connections,
+    )
+    .await
+    .map_err(|e| Exit::Failure(e.into()))
+}
+
+async fn ingest(
+    path: Option<&Path>,
+    env: &Env,
+    file: &Path,
+    dry_run: bool,
+    skip_invalid: bool,
+) -> Result<(), Exit> {
+    use crate::ingest::backfill::{self, Format};
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Exit::BadInput(format!("cannot read {}: {e}", file.display())))?;
+    let (runs, errors) = backfill::parse_file(&text, Format::of(file));
+    const SHOWN: usize = 50;
+    for e in errors.iter().take(SHOWN) {
+        eprintln!("{}:{e}", file.display());
+    }
+    if errors.len() > SHOWN {
+        eprintln!("... and {} more problems", errors.len() - SHOWN);
+    }
+    let bad_lines = {
+        let mut lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        lines.dedup();
+        lines.len()
+    };
+    if dry_run {
+        println!(
+            "dry run: {} valid runs, {bad_lines} invalid lines, nothing stored",
+            runs.len()
+        );
+        return if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Exit::BadInput(format!(
+                "{} has {bad_lines} invalid lines",
+                file.display()
+            )))
+        };
+    }
+    if !errors.is_empty() && !skip_invalid {
+        return Err(Exit::BadInput(format!(
+            "{} has {bad_lines} invalid lines; nothing stored (fix them, or pass --skip-invalid to store the valid ones)",
+            file.display()
+        )));
+    }
+    let loaded = load_config(path, env)?;
+    let store = open_store(&loaded).await?;
+    let service = crate::ingest::IngestService::new(
+        store.clone(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+        std::sync::Arc::new(crate::clock::SystemClock),
+    );
+    let bar = indicatif::ProgressBar::new(runs.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} storing runs [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut summary = backfill::store_all(&service, &runs, |done| bar.set_position(done as u64))
+        .await
+        .map_err(|e| Exit::Failure(e.into()))?;
+    bar.finish_and_clear();
+    summary.lines_invalid = bad_lines;
+    println!(
+        "{}: {} runs read, {} inserted, {} updated, {} already stored, {} invalid lines skipped",
+        file.display(),
+        summary.lines_valid,
+        summary.inserted,
+        summary.updated,
+        summary.duplicates,
+        summary.lines_invalid
+    );
+    store.close().await;
+    Ok(())
+}
+
+async fn health(
+    path: Option<&Path>,
+    env: &Env,
+    pipeline: Option<String>,
+    json: bool,
+) -> Result<(), Exit> {
+    let loaded = load_config(path, env)?;
+    let store = open_store(&loaded).await?;
+    let now = Utc::now();
+    let names = match &pipeline {
+        Some(p) => vec![p.clone()],
+        None => store
+            .pipelines()
+            .await
+            .map_err(|e| Exit::Failure(e.into()))?,
+    };
+    let mut rows = Vec::new();
+    for name in &names {
+        match crate::health::pipeline_health(&store, name, now, 0)
+            .await
+            .map_err(|e| Exit::Failure(e.into()))?
+        {
+            Some(h) => rows.push(h),
+            None => {
+                return Err(Exit::BadInput(format!(
+                    "no runs stored for pipeline {name:?}"
+                )));
+            }
+        }
+    }
+    store.close().await;
+    if json {
+        let out = if pipeline.is_some() && rows.len() == 1 {
+            serde_json::to_string_pretty(&rows[0])
+        } else {
+            serde_json::to_string_pretty(&rows)
+        };
+        println!("{}", out.map_err(|e| Exit::Failure(e.into()))?);
+    } else if rows.is_empty() {
+        println!("No runs stored yet. Send some with POST /v1/runs or `pipemedic ingest FILE`.");
+    } else {
+        print!("{}", crate::health::render_table(&rows));
+    }
+    Ok(())
+}
+
+/// Parses `--since`: `90d`, `12h`, `30m`, `2w`, or an RFC 3339 time.
+pub fn parse_since(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or(now));
+    }
+    let (num, unit) = raw.split_at(raw.len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| {
+        format!("--since {raw:?}: expected like 90d, 12h, 30m, 2w or an RFC 3339 time")
+    })?;
+    let d = match unit {
+        "m" => Duration::minutes(n),
+        "h" => Duration::hours(n),
+        "d" => Duration::days(n),
+        "w" => Duration::weeks(n),
+        _ => return Err(format!("--since {raw:?}: unit must be m, h, d or w")),
+    };
+    Ok(now - d)
+}
+
+async fn audit(path: Option<&Path>, env: &Env, since: &str) -> Result<(), Exit> {
+    let since = parse_since(since, Utc::now()).map_err(Exit::BadInput)?;
+    let loaded = load_config(path, env)?;
+    let store = open_store(&loaded).await?;
+    let entries = store
+        .audit_since(since)
+        .await
+        .map_err(|e| Exit::Failure(e.into()))?;
+    for e in entries {
+        println!(
+            "{}",
+            serde_json::to_string(&e).map_err(|e| Exit::Failure(e.into()))?
+        );
+    }
+    store.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_forms() {
+        let now: DateTime<Utc> = "2026-11-25T12:00:00Z".parse().unwrap();
+        assert_eq!(parse_since("90d", now).unwrap(), now - Duration::days(90));
+        assert_eq!(parse_since("12h", now).unwrap(), now - Duration::hours(12));
+        assert_eq!(
+            parse_since("2026-11-01", now).unwrap(),
+            "2026-11-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(parse_since("soon", now).is_err());
+        assert!(parse_since("5y", now).is_err());
+    }
+}

@@ -1,0 +1,797 @@
+//! Layered configuration: built-in defaults, then `pipemedic.toml`, then
+//! `PIPEMEDIC_<SECTION>__<KEY>` environment variables. Unknown keys are
+//! errors, and every problem (unknown key, wrong type, invalid value) is
+//! reported at once with its key path.
+//!
+//! Secrets never live in the TOML: see [`secrets`]. This module reads the
+//! environment only through the [`Env`] snapshot it is given, so tests never
+//! mutate the process environment.
+
+pub mod secrets;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use secrets::{Secret, Secrets};
+
+/// A snapshot of environment variables.
+pub type Env = BTreeMap<String, String>;
+
+/// The process environment, read once.
+pub fn process_env() -> Env {
+    std::env::vars().collect()
+}
+
+/// Prefix of every configuration variable.
+const ENV_PREFIX: &str = "PIPEMEDIC_";
+
+/// Variables with the prefix that are not configuration keys.
+const NON_CONFIG_VARS: [&str; 2] = ["PIPEMEDIC_CONFIG", "PIPEMEDIC_TEST_POSTGRES_URL"];
+
+/// The commented starter file written by `pipemedic init`.
+pub const STARTER_TOML: &str = include_str!("starter.toml");
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub ingest: IngestConfig,
+    pub codepipeline: CodePipelineConfig,
+    pub detector: DetectorConfig,
+    pub planner: PlannerConfig,
+    pub slack: SlackConfig,
+    pub discord: DiscordConfig,
+    pub github: GithubConfig,
+    pub aws: AwsConfig,
+    pub secrets: SecretFiles,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port the HTTP server binds.
+    pub listen: String,
+    /// Largest accepted request body; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_s: u64,
+    /// Base URL people use to reach this server (for links in chat).
+    pub public_url: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_s: 20,
+            public_url: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://path.db` (created on first start) or `postgres://...`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://pipemedic.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Most runs accepted in one `POST /v1/runs` array.
+    pub max_batch: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self { max_batch: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodePipelineConfig {
+    /// Pipelines to poll with the CodePipeline API (for teams without EventBridge).
+    pub poll_pipelines: Vec<String>,
+    /// Seconds between polls.
+    pub poll_interval_s: u64,
+}
+
+impl Default for CodePipelineConfig {
+    fn default() -> Self {
+        Self {
+            poll_pipelines: Vec::new(),
+            poll_interval_s: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorBackend {
+    Embedded,
+    Sagemaker,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    pub backend: DetectorBackend,
+    /// SageMaker RCF endpoint name (backend = "sagemaker").
+    pub sagemaker_endpoint: String,
+    /// Higher finds more anomalies; 1.0 is the default balance.
+    pub sensitivity: f64,
+    /// Hours between scheduled rebuilds of every model (0 = never).
+    pub retrain_interval_h: u64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            backend: DetectorBackend::Embedded,
+            sagemaker_endpoint: String::new(),
+            sensitivity: 1.0,
+            retrain_interval_h: 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PlannerBackend {
+    Offline,
+    Bedrock,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlannerConfig {
+    pub backend: PlannerBackend,
+    pub model_id: String,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub timeout_s: u64,
+    /// Directory of user prompt templates; bundled ones are the fallback.
+    pub prompts_dir: String,
+    /// Directory of playbooks.
+    pub playbooks_dir: String,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self {
+            backend: PlannerBackend::Offline,
+            model_id: "anthropic.claude-3-5-sonnet-20240620-v1:0".into(),
+            max_tokens: 2048,
+            temperature: 0.0,
+            timeout_s: 60,
+            prompts_dir: "prompts".into(),
+            playbooks_dir: "playbooks".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackConfig {
+    /// Slack Web API base URL.
+    pub api_url: String,
+    /// `socket` (Socket Mode, no public URL) or `events` (Events API over HTTP).
+    pub mode: String,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        Self {
+            api_url: "https://slack.com/api/".into(),
+            mode: "socket".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordConfig {
+    /// Discord REST API base URL.
+    pub api_url: String,
+}
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        Self {
+            api_url: "https://discord.com/api/v10".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubConfig {
+    /// GitHub REST API base URL (GitHub Enterprise: `https://HOST/api/v3`).
+    pub api_url: String,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.github.com".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// AWS region; empty means the standard AWS chain decides.
+    pub region: String,
+    pub endpoints: AwsEndpoints,
+}
+
+/// Endpoint overrides for the AWS services (tests, GovCloud, proxies);
+/// empty means the SDK's own endpoint resolution.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsEndpoints {
+    pub bedrock: String,
+    pub sagemaker: String,
+    pub codepipeline: String,
+}
+
+/// Files that hold secrets, as an alternative to the environment variables.
+/// The environment variable (or its `_FILE` form) wins over these.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretFiles {
+    pub ingest_token_file: String,
+    pub github_webhook_secret_file: String,
+    pub aws_webhook_secret_file: String,
+    pub gitlab_token_file: String,
+    pub slack_bot_token_file: String,
+    pub slack_app_token_file: String,
+    pub slack_signing_secret_file: String,
+    pub discord_token_file: String,
+    pub discord_public_key_file: String,
+}
+
+/// One configuration problem, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Where: `server.listen`, `PIPEMEDIC_SERVER__LISTEN`, or the file.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found while loading, reported together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "configuration has {} problem{}:",
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn single(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            problems: vec![ConfigProblem {
+                key: key.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// The effective configuration with the secrets it resolved and where the
+/// file came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub secrets: Secrets,
+    pub source: Option<PathBuf>,
+}
+
+/// Which file to read: `--config`, else `PIPEMEDIC_CONFIG`, else
+/// `./pipemedic.toml` when it exists, else none (built-in defaults).
+pub fn resolve_path(flag: Option<&Path>, env: &Env) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = env.get("PIPEMEDIC_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let local = PathBuf::from("pipemedic.toml");
+    local.exists().then_some(local)
+}
+
+/// Loads defaults, then the file (if any), then the environment; validates
+/// everything and resolves secrets. Every problem is reported at once.
+pub fn load(path: Option<&Path>, env: &Env) -> Result<Loaded, ConfigError> {
+    let file_text = match path {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            ConfigError::single(p.display().to_string(), format!("cannot read: {e}"))
+        })?),
+        None => None,
+    };
+    let label = path.map(|p| p.display().to_string());
+    let config = from_sources(file_text.as_deref(), label.as_deref(), env)?;
+    let secrets =
+        Secrets::resolve(&config.secrets, env).map_err(|problems| ConfigError { problems })?;
+    Ok(Loaded {
+        config,
+        secrets,
+        source: path.map(Path::to_path_buf),
+    })
+}
+
+/// Builds the configuration from TOML text (if any) and the environment,
+/// without touching the file system.
+pub fn from_sources(
+    file_text: Option<&str>,
+    file_label: Option<&str>,
+    env: &Env,
+) -> Result<Config, ConfigError> {
+    let defaults = toml::Value::try_from(Config::default())
+        .map_err(|e| ConfigError::single("defaults", e.to_string()))?;
+    let mut merged = defaults.clone();
+    let mut problems = Vec::new();
+
+    if let Some(text) = file_text {
+        let label = file_label.unwrap_or("pipemedic.toml");
+        match text.parse::<toml::Table>() {
+            Ok(table) => {
+                let value = toml::Value::Table(table);
+                unknown_keys(&defaults, &value, "", &mut |key| {
+                    problems.push(ConfigProblem {
+                        key: key.to_string(),
+                        message: format!("unknown key (in {label})"),
+                    })
+                });
+                merge(&mut merged, value);
+            }
+            Err(e) => problems.push(ConfigProblem {
+                key: label.to_string(),
+                message: format!("not valid TOML: {}", e.message().trim()),
+            }),
+        }
+    }
+
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if NON_CONFIG_VARS.contains(&name.as_str()) || !rest.contains("__") {
+            // Secrets (PIPEMEDIC_INGEST_TOKEN ...) and other single-word variables.
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        let dotted = path.join(".");
+        let Some(default_leaf) = lookup(&defaults, &path) else {
+            problems.push(ConfigProblem {
+                key: name.clone(),
+                message: format!("unknown key {dotted}"),
+            });
+            continue;
+        };
+        match env_value(raw, default_leaf) {
+            Ok(value) => set(&mut merged, &path, value),
+            Err(message) => problems.push(ConfigProblem {
+                key: name.clone(),
+                message,
+            }),
+        }
+    }
+
+    // Deserialise section by section, so one bad section does not hide the others.
+    let mut config = Config::default();
+    if let toml::Value::Table(table) = &merged {
+        for (section, value) in table {
+            if let Err(p) = apply_section(&mut config, section, value.clone()) {
+                problems.push(p);
+            }
+        }
+    }
+    problems.extend(config.validate());
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+fn apply_section(
+    config: &mut Config,
+    section: &str,
+    value: toml::Value,
+) -> Result<(), ConfigProblem> {
+    fn parse<T: serde::de::DeserializeOwned>(
+        section: &str,
+        value: toml::Value,
+    ) -> Result<T, ConfigProblem> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let inner = e.path().to_string();
+            let key = if inner == "." || inner.is_empty() {
+                section.to_string()
+            } else {
+                format!("{section}.{inner}")
+            };
+            ConfigProblem {
+                key,
+                message: e.into_inner().to_string(),
+            }
+        })
+    }
+    match section {
+        "server" => config.server = parse(section, value)?,
+        "store" => config.store = parse(section, value)?,
+        "ingest" => config.ingest = parse(section, value)?,
+        "codepipeline" => config.codepipeline = parse(section, value)?,
+        "detector" => config.detector = parse(section, value)?,
+        "planner" => config.planner = parse(section, value)?,
+        "slack" => config.slack = parse(section, value)?,
+        "discord" => config.discord = parse(section, value)?,
+        "github" => config.github = parse(section, value)?,
+        "aws" => config.aws = parse(section, value)?,
+        "secrets" => config.secrets = parse(section, value)?,
+        // Unknown sections were already reported by `unknown_keys`.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Reports every key of `given` that has no counterpart in `known`.
+fn unknown_keys(
+    known: &toml::Value,
+    given: &toml::Value,
+    prefix: &str,
+    report: &mut impl FnMut(&str),
+) {
+    let (toml::Value::Table(known), toml::Value::Table(given)) = (known, given) else {
+        return;
+    };
+    for (key, value) in given {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match known.get(key) {
+            None => report(&path),
+            Some(k) => unknown_keys(k, value, &path, report),
+        }
+    }
+}
+
+fn merge(base: &mut toml::Value, overlay: toml::Value) {
+    match (base, overlay) {
+        (toml::Value::Table(base), toml::Value::Table(overlay)) => {
+            for (k, v) in overlay {
+                match base.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+fn lookup<'a>(value: &'a toml::Value, path: &[String]) -> Option<&'a toml::Value> {
+    path.iter().try_fold(value, |v, key| v.as_table()?.get(key))
+}
+
+fn set(value: &mut toml::Value, path: &[String], leaf: toml::Value) {
+    let mut cur = value;
+    for key in &path[..path.len() - 1] {
+        let toml::Value::Table(t) = cur else { return };
+        cur = t
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    if let (toml::Value::Table(t), Some(last)) = (cur, path.last()) {
+        t.insert(last.clone(), leaf);
+    }
+}
+
+/// Interprets an environment value by the type of the key's default.
+fn env_value(raw: &str, default: &toml::Value) -> Result<toml::Value, String> {
+    let raw = raw.trim();
+    Ok(match default {
+        toml::Value::String(_) => toml::Value::String(raw.to_string()),
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.parse()
+                .map_err(|_| format!("expected an integer, got {raw:?}"))?,
+        ),
+        toml::Value::Float(_) => toml::Value::Float(
+            raw.parse()
+                .map_err(|_| format!("expected a number, got {raw:?}"))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(match raw {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => return Err(format!("expected true or false, got {raw:?}")),
+        }),
+        toml::Value::Array(_) => {
+            if raw.starts_with('[') {
+                let t: toml::Table = format!("v = {raw}")
+                    .parse()
+                    .map_err(|_| format!("expected a TOML array, got {raw:?}"))?;
+                t.get("v").cloned().unwrap_or(toml::Value::Array(vec![]))
+            } else {
+                toml::Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_string()))
+                        .collect(),
+                )
+            }
+        }
+        toml::Value::Table(_) => return Err("this key is a section; set its keys instead".into()),
+        toml::Value::Datetime(_) => toml::Value::String(raw.to_string()),
+    })
+}
+
+impl Config {
+    /// Semantic checks that types alone cannot express; every problem listed.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            problems.push(ConfigProblem {
+                key: key.to_string(),
+                message,
+            })
+        };
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            bad(
+                "server.listen",
+                format!(
+                    "{:?} is not an address:port such as 127.0.0.1:8080",
+                    self.server.listen
+                ),
+            );
+        }
+        if self.server.max_body_bytes < 1024 {
+            bad("server.max_body_bytes", "must be at least 1024".into());
+        }
+        let url = self.store.url.as_str();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            bad(
+                "store.url",
+                format!(
+                    "{:?} must start with sqlite:, postgres:// or postgresql://",
+                    redact_url(url)
+                ),
+            );
+        }
+        if self.store.max_connections == 0 {
+            bad("store.max_connections", "must be at least 1".into());
+        }
+        if self.ingest.max_batch == 0 {
+            bad("ingest.max_batch", "must be at least 1".into());
+        }
+        if self.codepipeline.poll_interval_s == 0 {
+            bad("codepipeline.poll_interval_s", "must be at least 1".into());
+        }
+        if !(self.detector.sensitivity > 0.0 && self.detector.sensitivity <= 10.0) {
+            bad("detector.sensitivity", "must be in (0, 10]".into());
+        }
+        if self.detector.backend == DetectorBackend::Sagemaker
+            && self.detector.sagemaker_endpoint.is_empty()
+        {
+            bad(
+                "detector.sagemaker_endpoint",
+                "is required when detector.backend = \"sagemaker\"".into(),
+            );
+        }
+        if self.planner.backend == PlannerBackend::Bedrock && self.planner.model_id.is_empty() {
+            bad(
+                "planner.model_id",
+                "is required when planner.backend = \"bedrock\"".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.planner.temperature) {
+            bad("planner.temperature", "must be in [0, 1]".into());
+        }
+        if !matches!(self.slack.mode.as_str(), "socket" | "events") {
+            bad(
+                "slack.mode",
+                format!("{:?} must be \"socket\" or \"events\"", self.slack.mode),
+            );
+        }
+        for (key, value) in [
+            ("slack.api_url", &self.slack.api_url),
+            ("discord.api_url", &self.discord.api_url),
+            ("github.api_url", &self.github.api_url),
+            ("aws.endpoints.bedrock", &self.aws.endpoints.bedrock),
+            ("aws.endpoints.sagemaker", &self.aws.endpoints.sagemaker),
+            (
+                "aws.endpoints.codepipeline",
+                &self.aws.endpoints.codepipeline,
+            ),
+        ] {
+            let optional = key.starts_with("aws.");
+            let is_http = value.starts_with("http://") || value.starts_with("https://");
+            let may_be_empty = optional && value.is_empty();
+            if !(is_http || may_be_empty) {
+                bad(
+                    key,
+                    format!("{:?} must be an http:// or https:// URL", redact_url(value)),
+                );
+            }
+        }
+        problems
+    }
+
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.server.listen.parse().ok()
+    }
+
+    /// The effective configuration as TOML, with credentials in URLs redacted
+    /// (secrets themselves are never part of [`Config`]).
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.store.url = redact_url(&shown.store.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}://{}:***@{}",
+                    &url[..scheme_end],
+                    &userinfo[..colon],
+                    &rest[at + 1..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_any_file() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.store.url, "sqlite://pipemedic.db");
+        assert_eq!(c.planner.backend, PlannerBackend::Offline);
+        assert_eq!(c.detector.backend, DetectorBackend::Embedded);
+    }
+
+    #[test]
+    fn file_then_environment_override() {
+        let text = "[server]\nlisten = \"127.0.0.1:9000\"\n[store]\nurl = \"sqlite://x.db\"\n";
+        let c = from_sources(
+            Some(text),
+            None,
+            &env(&[
+                ("PIPEMEDIC_SERVER__LISTEN", "127.0.0.1:9100"),
+                ("PIPEMEDIC_AWS__ENDPOINTS__BEDROCK", "http://127.0.0.1:4000"),
+                ("PIPEMEDIC_CODEPIPELINE__POLL_PIPELINES", "a, b"),
+                ("PIPEMEDIC_INGEST_TOKEN", "not-a-config-key"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:9100");
+        assert_eq!(c.store.url, "sqlite://x.db");
+        assert_eq!(c.aws.endpoints.bedrock, "http://127.0.0.1:4000");
+        assert_eq!(c.codepipeline.poll_pipelines, ["a", "b"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_key() {
+        let text = "[server]\nlisten = \"nowhere\"\ncolour = 3\n[store]\nmax_connections = \"many\"\n[bogus]\nx = 1\n";
+        let err = from_sources(
+            Some(text),
+            Some("pipemedic.toml"),
+            &env(&[
+                ("PIPEMEDIC_PLANNER__TEMPERATURE", "warm"),
+                ("PIPEMEDIC_SLACK__NOPE", "x"),
+            ]),
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        for expected in [
+            "server.colour",
+            "bogus",
+            "PIPEMEDIC_PLANNER__TEMPERATURE",
+            "PIPEMEDIC_SLACK__NOPE",
+            "store.max_connections",
+        ] {
+            assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+        }
+        // server.listen is only checked once its section deserialises; the
+        // unknown key in the same section is reported alongside.
+        assert!(err.to_string().contains("problems"));
+    }
+
+    #[test]
+    fn semantic_problems_are_all_listed() {
+        let text = "[server]\nlisten = \"nowhere\"\n[store]\nurl = \"mysql://x\"\n[detector]\nbackend = \"sagemaker\"\n";
+        let err = from_sources(Some(text), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["server.listen", "store.url", "detector.sagemaker_endpoint"]
+        );
+    }
+
+    #[test]
+    fn starter_file_is_valid() {
+        from_sources(Some(STARTER_TOML), Some("starter"), &Env::new()).unwrap();
+    }
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+        let mut c = Config::default();
+        c.store.url = "postgres://app:s3cret@db/x".into();
+        assert!(!c.to_redacted_toml().contains("s3cret"));
+    }
+}

@@ -1,0 +1,26 @@
+//! `GET /v1/pipelines/{name}/health` (bearer): the same object as
+//! `pipemedic health NAME --json`.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::http::{ApiError, AppState};
+use crate::ingest::routes::require_bearer;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/pipelines/{name}/health", get(get_health))
+}
+
+async fn get_health(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<super::PipelineHealth>, ApiError> {
+    require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
+    let health = super::pipeline_health(&state.store, &name, state.clock.now(), 0)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no runs stored for pipeline {name:?}")))?;
+    Ok(Json(health))
+}

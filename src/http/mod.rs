@@ -1,0 +1,84 @@
+//! The HTTP edge: the router, shared application state, request limits and
+//! the middleware that times requests and counts rejections. Handlers live
+//! with their capability (`ingest::routes`, `health::routes`); this module
+//! only wires them.
+
+pub mod error;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::clock::Clock;
+use crate::config::{Config, Secrets};
+use crate::ingest::IngestService;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub use error::{ApiError, ErrorCode};
+
+/// Everything a handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub secrets: Arc<Secrets>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub ingest: Arc<IngestService>,
+}
+
+/// The full router with every route of the design that is built.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.server.max_body_bytes;
+    Router::new()
+        .merge(crate::ingest::routes::router())
+        .merge(crate::health::routes::router())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Times every request by matched route and counts rejected ones by reason.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .observe_request(&route, started.elapsed().as_secs_f64());
+    if let Some(code) = response.extensions().get::<ErrorCode>() {
+        state.metrics.request_rejected(&route, code.as_str());
+    }
+    response
+}

@@ -1,0 +1,47 @@
+//! # pipemedic
+//!
+//! A self-healing CI/CD chat-ops bot. pipemedic watches pipeline runs,
+//! learns per pipeline what normal looks like, alerts the team in Slack or
+//! Discord when a run is abnormal, drafts a remediation plan from the logs
+//! and the team's playbooks, runs the chosen fix only with human approval,
+//! and checks that the next run healed.
+//!
+//! ## Layout
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`domain`] | the shared vocabulary: [`domain::Run`], metric samples (no I/O) |
+//! | [`config`] | layered configuration and secrets |
+//! | [`store`] | SQLite / PostgreSQL persistence, one contract for both |
+//! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
+//! | [`health`] | health summaries shared by the CLI, HTTP and chat |
+//! | [`http`] | the router, application state, JSON errors |
+//! | [`metrics`] | Prometheus metrics |
+//! | [`startup`] | wiring and graceful shutdown |
+//! | [`cli`] | the command line |
+//!
+//! ## Data flow
+//!
+//! ```text
+//! source payload --(pure adapter)--> Run --(IngestService, one transaction)--> store
+//!        store --> health summaries --> CLI / HTTP
+//! ```
+//!
+//! ## Testing
+//!
+//! Unit tests sit beside the code they test. `tests/api/` starts the real
+//! application on `127.0.0.1:0` with a fresh database and drives it over
+//! HTTP; the store contract suite runs against SQLite always and against
+//! PostgreSQL when `PIPEMEDIC_TEST_POSTGRES_URL` is set.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod health;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,235 @@
+//! Process metrics in the Prometheus text format, served at `/metrics`:
+//! runs ingested by source and outcome, requests rejected by reason, events
+//! acknowledged but ignored, and a request latency histogram per route.
+//! A small hand-written registry: counters and one histogram family.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds (seconds) of the request latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    counters: BTreeMap<(&'static str, Labels), u64>,
+    latency: BTreeMap<String, Histogram>,
+}
+
+/// The registry; cheap to share behind an `Arc`.
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+/// Counter families with their help text.
+const COUNTERS: [(&str, &str); 5] = [
+    (
+        "pipemedic_runs_ingested_total",
+        "Runs accepted, by source and outcome (inserted, updated, duplicate).",
+    ),
+    (
+        "pipemedic_requests_rejected_total",
+        "Requests refused, by route and reason.",
+    ),
+    (
+        "pipemedic_events_ignored_total",
+        "Events acknowledged without a run, by source and event type.",
+    ),
+    (
+        "pipemedic_poll_errors_total",
+        "CodePipeline poll failures, by pipeline.",
+    ),
+    (
+        "pipemedic_background_errors_total",
+        "Failures of background work, by task.",
+    ),
+];
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn add(&self, name: &'static str, labels: Labels, by: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *inner.counters.entry((name, labels)).or_default() += by;
+    }
+
+    pub fn run_ingested(&self, source: &str, outcome: &str) {
+        self.add(
+            "pipemedic_runs_ingested_total",
+            vec![("source", source.into()), ("outcome", outcome.into())],
+            1,
+        );
+    }
+
+    pub fn request_rejected(&self, route: &str, reason: &str) {
+        self.add(
+            "pipemedic_requests_rejected_total",
+            vec![("route", route.into()), ("reason", reason.into())],
+            1,
+        );
+    }
+
+    pub fn event_ignored(&self, source: &str, event: &str) {
+        self.add(
+            "pipemedic_events_ignored_total",
+            vec![("source", source.into()), ("event", event.into())],
+            1,
+        );
+    }
+
+    pub fn poll_error(&self, pipeline: &str) {
+        self.add(
+            "pipemedic_poll_errors_total",
+            vec![("pipeline", pipeline.into())],
+            1,
+        );
+    }
+
+    pub fn background_error(&self, task: &str) {
+        self.add(
+            "pipemedic_background_errors_total",
+            vec![("task", task.into())],
+            1,
+        );
+    }
+
+    /// Records one request's latency for a route (the matched path).
+    pub fn observe_request(&self, route: &str, seconds: f64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let h = inner.latency.entry(route.to_string()).or_default();
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                h.buckets[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    /// Current value of one counter (for tests and summaries).
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .counters
+            .iter()
+            .filter(|((n, l), _)| {
+                *n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, v)| *v)
+            .sum()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        for (family, help) in COUNTERS {
+            let _ = writeln!(out, "# HELP {family} {help}");
+            let _ = writeln!(out, "# TYPE {family} counter");
+            for ((name, labels), value) in &inner.counters {
+                if *name == family {
+                    let _ = writeln!(out, "{family}{} {value}", render_labels(labels, None));
+                }
+            }
+        }
+        let family = "pipemedic_http_request_duration_seconds";
+        let _ = writeln!(out, "# HELP {family} HTTP request latency by route.");
+        let _ = writeln!(out, "# TYPE {family} histogram");
+        for (route, h) in &inner.latency {
+            let labels = vec![("route", route.clone())];
+            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{family}_bucket{} {}",
+                    render_labels(&labels, Some(&bound.to_string())),
+                    h.buckets[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{family}_bucket{} {}",
+                render_labels(&labels, Some("+Inf")),
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "{family}_sum{} {}",
+                render_labels(&labels, None),
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "{family}_count{} {}",
+                render_labels(&labels, None),
+                h.count
+            );
+        }
+        out
+    }
+}
+
+fn render_labels(labels: &[(&'static str, String)], le: Option<&str>) -> String {
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::new();
+        m.run_ingested("github", "inserted");
+        m.run_ingested("github", "inserted");
+        m.request_rejected("/v1/runs", "bad \"token\"");
+        m.observe_request("/v1/runs", 0.003);
+        let text = m.render();
+        assert!(text
+            .contains("pipemedic_runs_ingested_total{source=\"github\",outcome=\"inserted\"} 2"));
+        assert!(text.contains("reason=\"bad \\\"token\\\"\""));
+        assert!(text.contains(
+            "pipemedic_http_request_duration_seconds_bucket{route=\"/v1/runs\",le=\"0.0025\"} 0"
+        ));
+        assert!(text.contains(
+            "pipemedic_http_request_duration_seconds_bucket{route=\"/v1/runs\",le=\"0.005\"} 1"
+        ));
+        assert_eq!(
+            m.counter("pipemedic_runs_ingested_total", &[("source", "github")]),
+            2
+        );
+    }
+}

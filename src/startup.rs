@@ -1,0 +1,202 @@
+//! Wiring: builds the application from a loaded configuration (store,
+//! services, router, background tasks), binds the listener, and runs until
+//! a shutdown signal, finishing in-flight requests first.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Loaded;
+use crate::http::AppState;
+use crate::ingest::IngestService;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("refusing to listen on {addr}: it is not a loopback address and these ingest routes have no secret: {routes}. Set the secrets (see `pipemedic config check`) or listen on 127.0.0.1")]
+    UnauthenticatedPublic { addr: SocketAddr, routes: String },
+    #[error("server.listen {0:?} is not an address")]
+    BadListen(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Routes that accept requests without a credential when its secret is unset.
+pub fn unauthenticated_routes(loaded: &Loaded) -> Vec<&'static str> {
+    let s = &loaded.secrets;
+    let mut open = Vec::new();
+    if s.ingest_token.is_none() {
+        open.push("/v1/runs (PIPEMEDIC_INGEST_TOKEN)");
+    }
+    if s.github_webhook_secret.is_none() {
+        open.push("/v1/webhooks/github (PIPEMEDIC_GITHUB_WEBHOOK_SECRET)");
+    }
+    if s.aws_webhook_secret.is_none() {
+        open.push("/v1/webhooks/aws (PIPEMEDIC_AWS_WEBHOOK_SECRET)");
+    }
+    if s.gitlab_token.is_none() {
+        open.push("/v1/webhooks/gitlab (PIPEMEDIC_GITLAB_TOKEN)");
+    }
+    open
+}
+
+/// A built application, bound to its port and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Builds with the system clock.
+    pub async fn build(loaded: Loaded) -> Result<Self, StartupError> {
+        Self::build_with_clock(loaded, Arc::new(SystemClock)).await
+    }
+
+    /// Builds with a given clock (tests control time with it).
+    pub async fn build_with_clock(
+        loaded: Loaded,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let addr: SocketAddr = loaded
+            .config
+            .listen_addr()
+            .ok_or_else(|| StartupError::BadListen(loaded.config.server.listen.clone()))?;
+        let open = unauthenticated_routes(&loaded);
+        if !addr.ip().is_loopback() && !open.is_empty() {
+            return Err(StartupError::UnauthenticatedPublic {
+                addr,
+                routes: open.join(", "),
+            });
+        }
+        for route in &open {
+            tracing::warn!(
+                route,
+                "Ingest route accepts requests without a credential (loopback only)."
+            );
+        }
+        let store = Store::connect(
+            &loaded.config.store.url,
+            loaded.config.store.max_connections,
+        )
+        .await?;
+        let metrics = Arc::new(Metrics::new());
+        let ingest = Arc::new(IngestService::new(
+            store.clone(),
+            metrics.clone(),
+            clock.clone(),
+        ));
+        let state = AppState {
+            config: Arc::new(loaded.config),
+            secrets: Arc::new(loaded.secrets),
+            store,
+            metrics,
+            clock,
+            ingest,
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            state,
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A token that stops the application when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then lets in-flight
+    /// requests finish (up to `server.shutdown_grace_s`) and stops the
+    /// background tasks.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Self {
+            listener,
+            state,
+            tracker,
+            shutdown,
+        } = self;
+        let grace = Duration::from_secs(state.config.server.shutdown_grace_s);
+        let store = state.store.clone();
+        crate::ingest::start_background(&state, &tracker, &shutdown);
+        let app = crate::http::router(state);
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "Listening.");
+        let stop = shutdown.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            stop.cancelled().await;
+        });
+        let server = tokio::spawn(async move { server.await });
+        shutdown.cancelled().await;
+        tracing::info!(
+            grace_s = grace.as_secs(),
+            "Shutting down; finishing in-flight requests."
+        );
+        tracker.close();
+        let finished = tokio::time::timeout(grace, async {
+            let _ = server.await;
+            tracker.wait().await;
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!("Shutdown grace period ended with work still in flight.");
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Cannot listen for SIGTERM.");
+                        let _ = ctrl_c.await;
+                        token.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        token.cancel();
+    });
+}

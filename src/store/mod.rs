@@ -1,0 +1,353 @@
+//! The store: runs, metric samples, processed event ids, ingest state and the
+//! audit log, on SQLite (embedded default: one file, WAL, durable commits) or
+//! PostgreSQL (several replicas sharing one database), chosen by URL.
+//!
+//! One implementation serves both backends through sqlx's `Any` driver with
+//! portable SQL (`$n` parameters, `ON CONFLICT`, `RETURNING`); each backend
+//! has its own embedded migrations with the same tables. The contract test
+//! suite (`tests/api/store.rs`) runs the same bodies against both.
+//!
+//! Writes go through [`Store::begin_write`], which returns a [`WriteTx`]:
+//! everything done in it commits together or not at all. On SQLite writers
+//! are serialised inside the process (SQLite has one writer anyway; this
+//! avoids lock-upgrade failures), so one SQLite file belongs to one process.
+
+mod write;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+
+use crate::domain::{Run, RunStatus};
+
+pub use write::{RunOutcome, WriteTx};
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store URL {0:?} is neither sqlite: nor postgres://")]
+    UnsupportedUrl(String),
+    #[error("cannot open the store at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot apply store migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("stored data is corrupt ({what}): {detail}")]
+    Corrupt { what: String, detail: String },
+}
+
+/// A run as stored, with its row id and ingest metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRun {
+    pub pk: i64,
+    pub source: String,
+    pub ingested_at: DateTime<Utc>,
+    pub run: Run,
+}
+
+/// The columns health and listings need, without the JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub attempt: i64,
+    pub status: RunStatus,
+    pub event_time: DateTime<Utc>,
+    pub duration_s: Option<f64>,
+    pub stage: Option<String>,
+    pub commit: Option<String>,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub subject: String,
+    pub actor: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// Serialises writers on SQLite.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the store.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let shown = crate::config::redact_url(url);
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            // sqlx wants `mode=rwc` to create the file on first start.
+            let mut u = format!("sqlite:{rest}");
+            if !u.contains("mode=") && !rest.contains(":memory:") {
+                u.push(if u.contains('?') { '&' } else { '?' });
+                u.push_str("mode=rwc");
+            }
+            (Backend::Sqlite, u)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::UnsupportedUrl(shown));
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(|source| StoreError::Connect {
+            url: shown.clone(),
+            source,
+        })?;
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            pool_options = pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool =
+            pool_options
+                .connect_with(options)
+                .await
+                .map_err(|source| StoreError::Connect {
+                    url: shown.clone(),
+                    source,
+                })?;
+        match backend {
+            Backend::Sqlite => {
+                sqlx::migrate!("src/store/migrations/sqlite")
+                    .run(&pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("src/store/migrations/postgres")
+                    .run(&pool)
+                    .await?
+            }
+        }
+        Ok(Self {
+            pool,
+            backend,
+            write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection (waits for them to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write transaction; nothing in it is visible until
+    /// [`WriteTx::commit`], and dropping it rolls everything back.
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let gate = match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx::new(tx, gate))
+    }
+
+    /// Every pipeline with at least one stored run, sorted.
+    pub async fn pipelines(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT pipeline FROM runs ORDER BY pipeline")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    /// Number of stored runs (all pipelines).
+    pub async fn count_runs(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM runs")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get::<i64, _>(0))
+    }
+
+    /// Summaries of a pipeline's runs whose event time is in `[from, to)`,
+    /// oldest first.
+    pub async fn run_summaries(
+        &self,
+        pipeline: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT run_id, attempt, status, event_time_ms, duration_s, stage, commit_sha \
+             FROM runs WHERE pipeline = $1 AND event_time_ms >= $2 AND event_time_ms < $3 \
+             ORDER BY event_time_ms, id",
+        )
+        .bind(pipeline)
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    /// The most recent run of a pipeline (by event time).
+    pub async fn last_run(&self, pipeline: &str) -> Result<Option<RunSummary>, StoreError> {
+        let row = sqlx::query(
+            "SELECT run_id, attempt, status, event_time_ms, duration_s, stage, commit_sha \
+             FROM runs WHERE pipeline = $1 ORDER BY event_time_ms DESC, id DESC LIMIT 1",
+        )
+        .bind(pipeline)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(summary_from_row).transpose()
+    }
+
+    /// One stored run by its identity.
+    pub async fn get_run(
+        &self,
+        pipeline: &str,
+        run_id: &str,
+        attempt: u32,
+    ) -> Result<Option<StoredRun>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, source, ingested_at_ms, body FROM runs \
+             WHERE pipeline = $1 AND run_id = $2 AND attempt = $3",
+        )
+        .bind(pipeline)
+        .bind(run_id)
+        .bind(i64::from(attempt))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(stored_from_row).transpose()
+    }
+
+    /// The metric samples of one series in `[from, to)`, oldest first.
+    pub async fn samples(
+        &self,
+        pipeline: &str,
+        metric: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts_ms, value FROM metric_samples \
+             WHERE pipeline = $1 AND metric = $2 AND ts_ms >= $3 AND ts_ms < $4 ORDER BY ts_ms",
+        )
+        .bind(pipeline)
+        .bind(metric)
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (from_ms(r.get::<i64, _>(0)), r.get::<f64, _>(1)))
+            .collect())
+    }
+
+    /// A piece of ingest state (see [`WriteTx::put_state`]).
+    pub async fn get_state(&self, kind: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM ingest_state WHERE kind = $1 AND key = $2")
+            .bind(kind)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    /// Audit entries at or after `since`, oldest first.
+    pub async fn audit_since(&self, since: DateTime<Utc>) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, kind, subject, actor, detail FROM audit_log \
+             WHERE at_ms >= $1 ORDER BY id",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.get(5);
+                Ok(AuditEntry {
+                    id: r.get(0),
+                    at: from_ms(r.get(1)),
+                    kind: r.get(2),
+                    subject: r.get(3),
+                    actor: r.get(4),
+                    detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt {
+                        what: "audit_log.detail".into(),
+                        detail: e.to_string(),
+                    })?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn summary_from_row(r: &sqlx::any::AnyRow) -> Result<RunSummary, StoreError> {
+    let status: String = r.get(2);
+    Ok(RunSummary {
+        run_id: r.get(0),
+        attempt: r.get(1),
+        status: RunStatus::parse_loose(&status).ok_or_else(|| StoreError::Corrupt {
+            what: "runs.status".into(),
+            detail: status.clone(),
+        })?,
+        event_time: from_ms(r.get(3)),
+        duration_s: r.get(4),
+        stage: r.get(5),
+        commit: r.get(6),
+    })
+}
+
+fn stored_from_row(r: &sqlx::any::AnyRow) -> Result<StoredRun, StoreError> {
+    let body: String = r.get(3);
+    Ok(StoredRun {
+        pk: r.get(0),
+        source: r.get(1),
+        ingested_at: from_ms(r.get(2)),
+        run: serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+            what: "runs.body".into(),
+            detail: e.to_string(),
+        })?,
+    })
+}

@@ -1,0 +1,280 @@
+//! Write transactions: everything an ingest request, a poll or a decision
+//! writes goes through one [`WriteTx`] and commits together or not at all.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Any, Row, Transaction};
+use tokio::sync::OwnedMutexGuard;
+
+use super::{ms, StoreError};
+use crate::domain::{Run, RunSource, StageTiming};
+
+/// What storing one run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// A run not seen before.
+    Inserted,
+    /// A known run that changed (finished, or gained stages).
+    Updated,
+    /// Exactly what was already stored; nothing written.
+    Duplicate,
+}
+
+/// The result of [`WriteTx::upsert_run`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upserted {
+    pub pk: i64,
+    pub outcome: RunOutcome,
+    /// The run reached a final status with this write (it is ready to score).
+    pub became_final: bool,
+}
+
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    _gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(super) fn new(tx: Transaction<'static, Any>, gate: Option<OwnedMutexGuard<()>>) -> Self {
+        Self { tx, _gate: gate }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that the event `(source, event_id)` is handled. Returns false
+    /// when it already was (a redelivery), in which case the caller should
+    /// write nothing else.
+    pub async fn claim_event(
+        &mut self,
+        source: &str,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO processed_events (source, event_id, received_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (source, event_id) DO NOTHING RETURNING event_id",
+        )
+        .bind(source)
+        .bind(event_id)
+        .bind(ms(now))
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Stores a run, identified by pipeline + run id + attempt. A run seen
+    /// before is rewritten only when it changed; its metric samples follow.
+    pub async fn upsert_run(
+        &mut self,
+        run: &Run,
+        source: RunSource,
+        now: DateTime<Utc>,
+    ) -> Result<Upserted, StoreError> {
+        let body = serde_json::to_string(run).map_err(|e| StoreError::Corrupt {
+            what: "run".into(),
+            detail: e.to_string(),
+        })?;
+        let event_time = run.event_time().unwrap_or(now);
+        let existing = sqlx::query(
+            "SELECT id, status, body FROM runs WHERE pipeline = $1 AND run_id = $2 AND attempt = $3",
+        )
+        .bind(&run.pipeline)
+        .bind(&run.run_id)
+        .bind(i64::from(run.attempt))
+        .fetch_optional(&mut *self.tx)
+        .await?;
+
+        let (pk, outcome, became_final) = match existing {
+            Some(row) => {
+                let pk: i64 = row.get(0);
+                let old_status: String = row.get(1);
+                let old_body: String = row.get(2);
+                if old_body == body {
+                    return Ok(Upserted {
+                        pk,
+                        outcome: RunOutcome::Duplicate,
+                        became_final: false,
+                    });
+                }
+                let was_final = crate::domain::RunStatus::parse_loose(&old_status)
+                    .is_some_and(|s| s.is_final());
+                sqlx::query(
+                    "UPDATE runs SET status = $1, source = $2, started_at_ms = $3, finished_at_ms = $4, \
+                     event_time_ms = $5, duration_s = $6, stage = $7, commit_sha = $8, body = $9, \
+                     updated_at_ms = $10 WHERE id = $11",
+                )
+                .bind(run.status.as_str())
+                .bind(source.as_str())
+                .bind(run.started_at.map(ms))
+                .bind(run.finished_at.map(ms))
+                .bind(ms(event_time))
+                .bind(run.duration_s())
+                .bind(run.stage.as_deref())
+                .bind(run.commit.as_deref())
+                .bind(&body)
+                .bind(ms(now))
+                .bind(pk)
+                .execute(&mut *self.tx)
+                .await?;
+                sqlx::query("DELETE FROM metric_samples WHERE run_pk = $1")
+                    .bind(pk)
+                    .execute(&mut *self.tx)
+                    .await?;
+                (pk, RunOutcome::Updated, !was_final && run.status.is_final())
+            }
+            None => {
+                let row = sqlx::query(
+                    "INSERT INTO runs (pipeline, run_id, attempt, status, source, started_at_ms, \
+                     finished_at_ms, event_time_ms, duration_s, stage, commit_sha, body, ingested_at_ms, \
+                     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+                     RETURNING id",
+                )
+                .bind(&run.pipeline)
+                .bind(&run.run_id)
+                .bind(i64::from(run.attempt))
+                .bind(run.status.as_str())
+                .bind(source.as_str())
+                .bind(run.started_at.map(ms))
+                .bind(run.finished_at.map(ms))
+                .bind(ms(event_time))
+                .bind(run.duration_s())
+                .bind(run.stage.as_deref())
+                .bind(run.commit.as_deref())
+                .bind(&body)
+                .bind(ms(now))
+                .fetch_one(&mut *self.tx)
+                .await?;
+                (
+                    row.get::<i64, _>(0),
+                    RunOutcome::Inserted,
+                    run.status.is_final(),
+                )
+            }
+        };
+        for sample in run.metric_samples() {
+            sqlx::query(
+                "INSERT INTO metric_samples (run_pk, pipeline, metric, value, ts_ms) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(pk)
+            .bind(&run.pipeline)
+            .bind(&sample.metric)
+            .bind(sample.value)
+            .bind(ms(event_time))
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(Upserted {
+            pk,
+            outcome,
+            became_final,
+        })
+    }
+
+    /// Adds (or replaces, by name) one stage of a run. When the run is not
+    /// stored yet, a running placeholder is created that the run-level event
+    /// completes later. Returns the stored run after the change.
+    pub async fn merge_stage(
+        &mut self,
+        pipeline: &str,
+        run_id: &str,
+        attempt: u32,
+        stage: StageTiming,
+        source: RunSource,
+        now: DateTime<Utc>,
+    ) -> Result<(Run, Upserted), StoreError> {
+        let existing = sqlx::query(
+            "SELECT body FROM runs WHERE pipeline = $1 AND run_id = $2 AND attempt = $3",
+        )
+        .bind(pipeline)
+        .bind(run_id)
+        .bind(i64::from(attempt))
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let mut run = match existing {
+            Some(row) => {
+                let body: String = row.get(0);
+                serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                    what: "runs.body".into(),
+                    detail: e.to_string(),
+                })?
+            }
+            None => {
+                let mut run = Run::new(pipeline, run_id, crate::domain::RunStatus::Running);
+                run.attempt = attempt;
+                run
+            }
+        };
+        match run.stages.iter_mut().find(|s| s.name == stage.name) {
+            Some(slot) => *slot = stage,
+            None => run.stages.push(stage),
+        }
+        let upserted = self.upsert_run(&run, source, now).await?;
+        Ok((run, upserted))
+    }
+
+    /// Saves a piece of ingest state (an assembly in progress, a poll cursor).
+    pub async fn put_state(
+        &mut self,
+        kind: &str,
+        key: &str,
+        value: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ingest_state (kind, key, value, updated_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(kind)
+        .bind(key)
+        .bind(value)
+        .bind(ms(now))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Reads a piece of ingest state inside this transaction.
+    pub async fn get_state(&mut self, kind: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM ingest_state WHERE kind = $1 AND key = $2")
+            .bind(kind)
+            .bind(key)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    pub async fn delete_state(&mut self, kind: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM ingest_state WHERE kind = $1 AND key = $2")
+            .bind(kind)
+            .bind(key)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends an audit record.
+    pub async fn audit(
+        &mut self,
+        at: DateTime<Utc>,
+        kind: &str,
+        subject: &str,
+        actor: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at_ms, kind, subject, actor, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(ms(at))
+        .bind(kind)
+        .bind(subject)
+        .bind(actor)
+        .bind(detail.to_string())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! Test harness: fresh databases (a temp SQLite file, or a fresh schema in
+//! the PostgreSQL named by `PIPEMEDIC_TEST_POSTGRES_URL`) and `spawn_app`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use pipemedic::clock::ManualClock;
+use pipemedic::config::{self, Env, Loaded, Secret, Secrets};
+use pipemedic::startup::Application;
+use pipemedic::store::Store;
+use tokio_util::sync::CancellationToken;
+
+pub const INGEST_TOKEN: &str = "test-ingest-token";
+pub const GITHUB_SECRET: &str = "test-github-secret";
+pub const AWS_SECRET: &str = "test-aws-secret";
+pub const GITLAB_TOKEN: &str = "test-gitlab-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A database of its own for one test; the temp dir lives as long as this.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The PostgreSQL server for tests, if configured.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("PIPEMEDIC_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+impl TestDb {
+    /// A fresh database, or `None` for PostgreSQL when it is not configured.
+    pub async fn new(db: Db) -> Option<Self> {
+        match db {
+            Db::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("pipemedic.db").display());
+                Some(Self {
+                    url,
+                    _dir: Some(dir),
+                })
+            }
+            Db::Postgres => {
+                let base = postgres_url()?;
+                let schema = format!("pm_test_{}", unique_suffix());
+                sqlx::any::install_default_drivers();
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("PIPEMEDIC_TEST_POSTGRES_URL is set but unreachable: {e}")
+                    });
+                sqlx::Executor::execute(&mut conn, format!("CREATE SCHEMA {schema}").as_str())
+                    .await
+                    .expect("create schema");
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                Some(Self { url, _dir: None })
+            }
+        }
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.url, 4).await.expect("store connects")
+    }
+}
+
+pub fn t(s: &str) -> DateTime<Utc> {
+    s.parse().expect("test timestamp")
+}
+
+pub fn test_secrets() -> Secrets {
+    Secrets {
+        ingest_token: Some(Secret::new(INGEST_TOKEN)),
+        github_webhook_secret: Some(Secret::new(GITHUB_SECRET)),
+        aws_webhook_secret: Some(Secret::new(AWS_SECRET)),
+        gitlab_token: Some(Secret::new(GITLAB_TOKEN)),
+        ..Secrets::default()
+    }
+}
+
+/// A running application and what tests need to talk to it.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: Store,
+    pub clock: Arc<ManualClock>,
+    pub shutdown: CancellationToken,
+    pub _db: TestDb,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_runs(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/runs"))
+            .bearer_auth(INGEST_TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts the real application on 127.0.0.1:0 with a fresh database.
+pub async fn spawn_app(db: Db) -> Option<TestApp> {
+    spawn_app_with(db, |_| {}).await
+}
+
+/// Like [`spawn_app`], with a chance to adjust the configuration.
+pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut config::Config)) -> Option<TestApp> {
+    let test_db = TestDb::new(db).await?;
+    let mut config = config::from_sources(None, None, &Env::new()).expect("default config");
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.max_body_bytes = 64 * 1024;
+    config.server.shutdown_grace_s = 2;
+    config.store.url = test_db.url.clone();
+    adjust(&mut config);
+    let loaded = Loaded {
+        config,
+        secrets: test_secrets(),
+        source: None,
+    };
+    let clock = Arc::new(ManualClock::new(t("2026-11-25T12:00:00Z")));
+    let app = Application::build_with_clock(loaded, clock.clone())
+        .await
+        .expect("application builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let store = app.state().store.clone();
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    Some(TestApp {
+        base,
+        http: reqwest::Client::new(),
+        store,
+        clock,
+        shutdown,
+        _db: test_db,
+    })
+}
+
+/// Runs a test body against SQLite and, when configured, PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::helpers::postgres_url().is_none() {
+                        eprintln!("PIPEMEDIC_TEST_POSTGRES_URL not set; PostgreSQL variant skipped");
+                        return;
+                    }
+                    super::$name($crate::helpers::Db::Postgres).await;
+                }
+            )*
+        }
+    };
+}

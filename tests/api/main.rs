@@ -1,0 +1,7 @@
+//! Integration tests: the real application on 127.0.0.1:0 with a fresh
+//! database, driven over HTTP, and the store contract suite on SQLite and
+//! (when `PIPEMEDIC_TEST_POSTGRES_URL` is set) PostgreSQL.
+
+mod helpers;
+mod ingest_generic;
+mod store_contract;

@@ -1,0 +1,291 @@
+//! The store contract: the same bodies on SQLite and PostgreSQL.
+
+use pipemedic::domain::{Run, RunSource, RunStatus, StageTiming, TestCounts};
+use pipemedic::store::RunOutcome;
+
+use crate::helpers::{t, Db, TestDb};
+
+fn run(id: &str, status: RunStatus, start: &str, end: &str) -> Run {
+    let mut r = Run::new("checkout-service", id, status);
+    r.started_at = Some(t(start));
+    r.finished_at = Some(t(end));
+    r.tests = Some(TestCounts {
+        total: 100,
+        failed: 5,
+        skipped: 0,
+    });
+    r
+}
+
+async fn upsert_is_idempotent_and_updates_on_change(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    let r = run(
+        "1",
+        RunStatus::Running,
+        "2026-11-25T10:00:00Z",
+        "2026-11-25T10:05:00Z",
+    );
+
+    let mut tx = store.begin_write().await.unwrap();
+    let first = tx.upsert_run(&r, RunSource::Generic, now).await.unwrap();
+    let again = tx.upsert_run(&r, RunSource::Generic, now).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(first.outcome, RunOutcome::Inserted);
+    assert!(!first.became_final);
+    assert_eq!(again.outcome, RunOutcome::Duplicate);
+    assert_eq!(first.pk, again.pk);
+
+    let mut done = r.clone();
+    done.status = RunStatus::Failed;
+    let mut tx = store.begin_write().await.unwrap();
+    let up = tx.upsert_run(&done, RunSource::Generic, now).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(up.outcome, RunOutcome::Updated);
+    assert!(up.became_final);
+    assert_eq!(store.count_runs().await.unwrap(), 1);
+
+    let stored = store
+        .get_run("checkout-service", "1", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.run, done);
+    let samples = store
+        .samples(
+            "checkout-service",
+            "duration_s",
+            t("2026-11-01T00:00:00Z"),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(samples, vec![(t("2026-11-25T10:05:00Z"), 300.0)]);
+    let rates = store
+        .samples(
+            "checkout-service",
+            "test_failure_rate",
+            t("2026-11-01T00:00:00Z"),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rates.len(),
+        1,
+        "samples are replaced, not duplicated, on update"
+    );
+}
+
+async fn attempts_are_distinct_runs(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    let a1 = run(
+        "7",
+        RunStatus::Failed,
+        "2026-11-25T10:00:00Z",
+        "2026-11-25T10:05:00Z",
+    );
+    let mut a2 = a1.clone();
+    a2.attempt = 2;
+    a2.status = RunStatus::Succeeded;
+    let mut tx = store.begin_write().await.unwrap();
+    tx.upsert_run(&a1, RunSource::Generic, now).await.unwrap();
+    tx.upsert_run(&a2, RunSource::Generic, now).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.count_runs().await.unwrap(), 2);
+    assert_eq!(
+        store
+            .get_run("checkout-service", "7", 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .run
+            .status,
+        RunStatus::Succeeded
+    );
+}
+
+async fn claimed_events_are_claimed_once(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(tx.claim_event("github", "delivery-1", now).await.unwrap());
+    assert!(!tx.claim_event("github", "delivery-1", now).await.unwrap());
+    assert!(tx.claim_event("gitlab", "delivery-1", now).await.unwrap());
+    tx.commit().await.unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(!tx.claim_event("github", "delivery-1", now).await.unwrap());
+}
+
+async fn dropped_transaction_writes_nothing(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    {
+        let mut tx = store.begin_write().await.unwrap();
+        tx.claim_event("generic", "x", now).await.unwrap();
+        tx.upsert_run(
+            &run(
+                "1",
+                RunStatus::Failed,
+                "2026-11-25T10:00:00Z",
+                "2026-11-25T10:01:00Z",
+            ),
+            RunSource::Generic,
+            now,
+        )
+        .await
+        .unwrap();
+        tx.audit(now, "test", "s", "a", &serde_json::json!({}))
+            .await
+            .unwrap();
+        // dropped without commit
+    }
+    assert_eq!(store.count_runs().await.unwrap(), 0);
+    assert!(store
+        .audit_since(t("2000-01-01T00:00:00Z"))
+        .await
+        .unwrap()
+        .is_empty());
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(
+        tx.claim_event("generic", "x", now).await.unwrap(),
+        "claim was rolled back"
+    );
+}
+
+async fn stages_merge_into_a_placeholder_then_the_run(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    let stage = |name: &str, s: &str, e: &str| StageTiming {
+        name: name.into(),
+        status: Some(RunStatus::Succeeded),
+        started_at: Some(t(s)),
+        finished_at: Some(t(e)),
+    };
+    let mut tx = store.begin_write().await.unwrap();
+    let (placeholder, up) = tx
+        .merge_stage(
+            "o/r/ci",
+            "42",
+            1,
+            stage("build", "2026-11-25T10:00:00Z", "2026-11-25T10:02:00Z"),
+            RunSource::Github,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(up.outcome, RunOutcome::Inserted);
+    assert_eq!(placeholder.status, RunStatus::Running);
+    let (merged, _) = tx
+        .merge_stage(
+            "o/r/ci",
+            "42",
+            1,
+            stage("build", "2026-11-25T10:00:00Z", "2026-11-25T10:03:00Z"),
+            RunSource::Github,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(merged.stages.len(), 1, "same stage name replaces");
+    tx.commit().await.unwrap();
+    let stored = store.get_run("o/r/ci", "42", 1).await.unwrap().unwrap();
+    assert_eq!(stored.run.stages[0].duration_s(), Some(180.0));
+}
+
+async fn state_and_audit_round_trip(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    let mut tx = store.begin_write().await.unwrap();
+    tx.put_state("cp_exec", "p/abc", "{\"a\":1}", now)
+        .await
+        .unwrap();
+    tx.put_state("cp_exec", "p/abc", "{\"a\":2}", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        tx.get_state("cp_exec", "p/abc").await.unwrap().as_deref(),
+        Some("{\"a\":2}")
+    );
+    tx.audit(
+        now,
+        "run.ingested",
+        "checkout-service/1",
+        "github",
+        &serde_json::json!({"n": 1}),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store
+            .get_state("cp_exec", "p/abc")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("{\"a\":2}")
+    );
+    let mut tx = store.begin_write().await.unwrap();
+    tx.delete_state("cp_exec", "p/abc").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.get_state("cp_exec", "p/abc").await.unwrap(), None);
+    let audit = store.audit_since(t("2026-11-25T00:00:00Z")).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].detail, serde_json::json!({"n": 1}));
+    assert!(store
+        .audit_since(t("2026-11-26T00:00:00Z"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn summaries_are_windowed_and_ordered(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    let mut tx = store.begin_write().await.unwrap();
+    for (id, end) in [
+        ("b", "2026-11-20T10:00:00Z"),
+        ("a", "2026-11-10T10:00:00Z"),
+        ("c", "2026-11-24T10:00:00Z"),
+    ] {
+        let mut r = run(id, RunStatus::Succeeded, "2026-11-01T00:00:00Z", end);
+        r.started_at = Some(t(end) - chrono::Duration::seconds(60));
+        tx.upsert_run(&r, RunSource::Generic, now).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let got = store
+        .run_summaries("checkout-service", t("2026-11-15T00:00:00Z"), now)
+        .await
+        .unwrap();
+    let ids: Vec<_> = got.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, ["b", "c"]);
+    assert_eq!(got[0].duration_s, Some(60.0));
+    assert_eq!(
+        store
+            .last_run("checkout-service")
+            .await
+            .unwrap()
+            .unwrap()
+            .run_id,
+        "c"
+    );
+    assert_eq!(store.pipelines().await.unwrap(), ["checkout-service"]);
+}
+
+crate::on_both_databases!(
+    upsert_is_idempotent_and_updates_on_change,
+    attempts_are_distinct_runs,
+    claimed_events_are_claimed_once,
+    dropped_transaction_writes_nothing,
+    stages_merge_into_a_placeholder_then_the_run,
+    state_and_audit_round_trip,
+    summaries_are_windowed_and_ordered,
+);
