@@ -159,6 +159,22 @@ async fn health_route_matches_the_stored_runs(db: Db) {
     assert_eq!(h["last_run"]["status"], "succeeded");
     assert_eq!(h["open_incidents"], 0);
 
+    // A week later the same runs have left the 7-day window.
+    app.clock.advance(chrono::Duration::days(8));
+    let h: Value = app
+        .http
+        .get(app.url("/v1/pipelines/octo-org%2Focto-repo%2Ftest/health"))
+        .bearer_auth(INGEST_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["runs_7d"], 0);
+    assert_eq!(h["runs_30d"], 4);
+    assert_eq!(h["success_rate_7d"], Value::Null);
+
     let res = app
         .http
         .get(app.url("/v1/pipelines/nope/health"))
