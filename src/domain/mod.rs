@@ -1,9 +1,11 @@
-//! Shared vocabulary of pipemedic: runs, metric samples and the names of the
-//! metric streams. Pure data and pure derivations; nothing here does I/O.
+//! Shared vocabulary of pipemedic: runs, metric samples, the names of the
+//! metric streams, verdicts and anomalies. Pure data and pure derivations; nothing here does I/O.
 
 mod run;
+mod verdict;
 
 pub use run::{
     DeployMetrics, FieldError, MetricSample, ResourceMetrics, Run, RunSource, RunStatus,
     StageTiming, TestCounts, BUILTIN_METRICS,
 };
+pub use verdict::{Anomaly, AnomalyStatus, Direction, MetricDeviation, Verdict};

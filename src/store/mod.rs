@@ -12,6 +12,7 @@
 //! are serialised inside the process (SQLite has one writer anyway; this
 //! avoids lock-upgrade failures), so one SQLite file belongs to one process.
 
+mod detection;
 mod write;
 
 use std::str::FromStr;
@@ -24,7 +25,8 @@ use sqlx::{AnyPool, Row};
 
 use crate::domain::{Run, RunStatus};
 
-pub use write::{RunOutcome, WriteTx};
+pub use detection::StoredModel;
+pub use write::{RunOutcome, Upserted, WriteTx};
 
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +173,10 @@ impl Store {
             backend,
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
         })
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     pub fn backend(&self) -> Backend {
@@ -339,7 +345,7 @@ fn summary_from_row(r: &sqlx::any::AnyRow) -> Result<RunSummary, StoreError> {
     })
 }
 
-fn stored_from_row(r: &sqlx::any::AnyRow) -> Result<StoredRun, StoreError> {
+pub(crate) fn stored_from_row(r: &sqlx::any::AnyRow) -> Result<StoredRun, StoreError> {
     let body: String = r.get(3);
     Ok(StoredRun {
         pk: r.get(0),

@@ -39,6 +39,10 @@ impl WriteTx {
         Self { tx, _gate: gate }
     }
 
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         Ok(())

@@ -280,6 +280,150 @@ async fn summaries_are_windowed_and_ordered(db: Db) {
     assert_eq!(store.pipelines().await.unwrap(), ["checkout-service"]);
 }
 
+async fn models_verdicts_and_anomalies(db: Db) {
+    use pipemedic::domain::{AnomalyStatus, Direction, MetricDeviation, Verdict};
+    use pipemedic::store::StoredModel;
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    let verdict = |grade: f64| Verdict {
+        score: 2.5,
+        grade,
+        warming_up: false,
+        deviations: vec![MetricDeviation {
+            metric: "duration_s".into(),
+            observed: 900.0,
+            expected: 430.0,
+            direction: Direction::Up,
+            attribution: 0.9,
+        }],
+        anomaly_id: None,
+    };
+    let mut tx = store.begin_write().await.unwrap();
+    let a = tx
+        .upsert_run(
+            &run(
+                "1",
+                RunStatus::Failed,
+                "2026-11-25T10:00:00Z",
+                "2026-11-25T10:15:00Z",
+            ),
+            RunSource::Generic,
+            now,
+        )
+        .await
+        .unwrap();
+    let b = tx
+        .upsert_run(
+            &run(
+                "2",
+                RunStatus::Failed,
+                "2026-11-25T11:00:00Z",
+                "2026-11-25T11:15:00Z",
+            ),
+            RunSource::Generic,
+            now,
+        )
+        .await
+        .unwrap();
+    tx.set_verdict(a.pk, &verdict(0.4)).await.unwrap();
+    let id1 = tx
+        .open_or_extend_anomaly("checkout-service", a.pk, &verdict(0.4), now)
+        .await
+        .unwrap();
+    let id2 = tx
+        .open_or_extend_anomaly("checkout-service", b.pk, &verdict(0.8), now)
+        .await
+        .unwrap();
+    assert_eq!(id1, id2, "an open anomaly is extended, not duplicated");
+    tx.save_model(
+        "checkout-service",
+        &StoredModel {
+            version: 1,
+            state: "{\"x\":1}".into(),
+            last_run_pk: b.pk,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(store.verdict_of(a.pk).await.unwrap().unwrap().grade, 0.4);
+    assert_eq!(store.verdict_of(b.pk).await.unwrap(), None);
+    let anomaly = store.anomaly(id1).await.unwrap().unwrap();
+    assert_eq!(anomaly.status, AnomalyStatus::Open);
+    assert_eq!(
+        (anomaly.first_run_id.as_str(), anomaly.last_run_id.as_str()),
+        ("1", "2")
+    );
+    assert_eq!(anomaly.run_count, 2);
+    assert_eq!(anomaly.max_grade, 0.8);
+    assert_eq!(anomaly.latest.deviations[0].metric, "duration_s");
+    let open = store
+        .anomalies(t("2026-11-01T00:00:00Z"), Some("checkout-service"), true)
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
+    assert!(store
+        .anomalies(t("2026-11-01T00:00:00Z"), Some("other"), false)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .load_model("checkout-service")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_run_pk,
+        b.pk
+    );
+    assert_eq!(
+        store
+            .final_runs_after("checkout-service", a.pk, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let mut tx = store.begin_write().await.unwrap();
+    assert_eq!(
+        tx.close_anomaly("checkout-service", now).await.unwrap(),
+        Some(id1)
+    );
+    assert_eq!(
+        tx.close_anomaly("checkout-service", now).await.unwrap(),
+        None
+    );
+    let reset = tx
+        .request_baseline_reset("checkout-service", Some("duration_s"), "alice", now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(store
+        .anomalies(t("2026-11-01T00:00:00Z"), None, true)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .pending_baseline_resets("checkout-service")
+            .await
+            .unwrap(),
+        vec![(reset, Some("duration_s".to_string()))]
+    );
+    let mut tx = store.begin_write().await.unwrap();
+    tx.mark_baseline_reset_applied(reset).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store
+        .pending_baseline_resets("checkout-service")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 crate::on_both_databases!(
     upsert_is_idempotent_and_updates_on_change,
     attempts_are_distinct_runs,
@@ -288,4 +432,5 @@ crate::on_both_databases!(
     stages_merge_into_a_placeholder_then_the_run,
     state_and_audit_round_trip,
     summaries_are_windowed_and_ordered,
+    models_verdicts_and_anomalies,
 );

@@ -1,0 +1,190 @@
+//! Ingest benchmark: runs/second accepted over loopback HTTP into SQLite and
+//! PostgreSQL, with durable commits, and the process's peak RSS.
+//!
+//! `cargo bench --bench ingest` (PostgreSQL too when
+//! `PIPEMEDIC_TEST_POSTGRES_URL` is set). Each figure is also given as a
+//! ratio to a baseline measured in the same run: `GET /healthz` requests per
+//! second through the same server and client (the HTTP ceiling).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pipemedic::config::{self, Env, Loaded, Secret, Secrets};
+use pipemedic::startup::Application;
+
+const TOKEN: &str = "bench-token";
+const CLIENTS: usize = 64;
+const MEASURE: Duration = Duration::from_secs(5);
+
+fn run_json(pipeline: usize, id: u64) -> serde_json::Value {
+    serde_json::json!({
+        "pipeline": format!("service-{pipeline:03}"), "run_id": format!("r{id}"), "status": "succeeded",
+        "started_at": "2026-11-20T10:00:00Z", "finished_at": "2026-11-20T10:07:12Z",
+        "stage": "Test", "commit": "a1b2c3d",
+        "tests": {"total": 812, "failed": 3, "skipped": 4},
+        "resources": {"cpu_peak_pct": 73.5, "mem_peak_mb": 2100},
+        "metrics": {"bundle_kb": 512.0}
+    })
+}
+
+async fn start(url: &str) -> (String, tokio_util::sync::CancellationToken) {
+    let mut cfg = config::from_sources(None, None, &Env::new()).expect("config");
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.store.url = url.to_string();
+    cfg.server.max_body_bytes = 4 * 1024 * 1024;
+    let loaded = Loaded {
+        config: cfg,
+        secrets: Secrets {
+            ingest_token: Some(Secret::new(TOKEN)),
+            ..Secrets::default()
+        },
+        source: None,
+    };
+    let app = Application::build(loaded).await.expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let stop = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    (base, stop)
+}
+
+/// Runs `CLIENTS` concurrent loops for `MEASURE`; returns items per second.
+async fn drive<F, Fut>(make: F) -> f64
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = u64> + Send,
+{
+    let make = Arc::new(make);
+    let counter = Arc::new(AtomicU64::new(0));
+    let items = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + MEASURE;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (make, counter, items) = (make.clone(), counter.clone(), items.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                items.fetch_add(make(n).await, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    items.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+async fn bench_backend(name: &str, url: &str) {
+    let (base, stop) = start(url).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .expect("client");
+
+    let (c, b) = (client.clone(), base.clone());
+    let healthz = drive(move |_| {
+        let (c, b) = (c.clone(), b.clone());
+        async move {
+            let ok = c
+                .get(format!("{b}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            u64::from(ok)
+        }
+    })
+    .await;
+
+    let (c, b) = (client.clone(), base.clone());
+    let single = drive(move |n| {
+        let (c, b) = (c.clone(), b.clone());
+        async move {
+            let body = run_json((n % 50) as usize, n).to_string();
+            let res = c
+                .post(format!("{b}/v1/runs"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            u64::from(res.is_ok_and(|r| r.status().is_success()))
+        }
+    })
+    .await;
+
+    const BATCH: u64 = 100;
+    let (c, b) = (client.clone(), base.clone());
+    let batched = drive(move |n| {
+        let (c, b) = (c.clone(), b.clone());
+        async move {
+            let runs: Vec<_> = (0..BATCH)
+                .map(|i| run_json(((n + i) % 50) as usize, 10_000_000 + n * BATCH + i))
+                .collect();
+            let res = c
+                .post(format!("{b}/v1/runs"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(serde_json::Value::Array(runs).to_string())
+                .send()
+                .await;
+            if res.is_ok_and(|r| r.status().is_success()) {
+                BATCH
+            } else {
+                0
+            }
+        }
+    })
+    .await;
+    stop.cancel();
+
+    println!(
+        "{name:<10} healthz {healthz:>9.0} req/s | one run per request {single:>8.0} runs/s ({:.2}x healthz) | {BATCH} runs per request {batched:>8.0} runs/s ({:.2}x healthz)",
+        single / healthz,
+        batched / healthz
+    );
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    println!(
+        "pipemedic ingest benchmark: {CLIENTS} concurrent clients, {}s per figure, durable commits",
+        MEASURE.as_secs()
+    );
+    let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+    bench_backend("sqlite", &sqlite).await;
+    if let Ok(pg) = std::env::var("PIPEMEDIC_TEST_POSTGRES_URL") {
+        sqlx::any::install_default_drivers();
+        let schema = format!("pm_bench_{}", std::process::id());
+        if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(&pg).await {
+            let _ = sqlx::Executor::execute(&mut conn, format!("CREATE SCHEMA {schema}").as_str())
+                .await;
+            let sep = if pg.contains('?') { '&' } else { '?' };
+            bench_backend(
+                "postgres",
+                &format!("{pg}{sep}options=-c%20search_path%3D{schema}"),
+            )
+            .await;
+            let _ = sqlx::Executor::execute(
+                &mut conn,
+                format!("DROP SCHEMA {schema} CASCADE").as_str(),
+            )
+            .await;
+        } else {
+            println!("postgres   unreachable at PIPEMEDIC_TEST_POSTGRES_URL; skipped");
+        }
+    }
+    println!("peak RSS {:.1} MiB", peak_rss_mb());
+}
