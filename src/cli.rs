@@ -71,12 +71,10 @@ pub enum Command {
         json: bool,
     },
     /// Post-build check: send this build's metrics, print the verdict, exit 3 when anomalous.
-    Check {
-        #[arg(long)]
-        server: String,
-        #[arg(long)]
-        pipeline: String,
-    },
+    #[command(
+        after_help = "Exit codes: 0 normal (or server unreachable without --strict), 1 server unreachable with --strict, 2 bad flags or the server refused the run, 3 anomalous.\nThe run id and commit default to the CI's variables (CODEBUILD_BUILD_ID, GITHUB_RUN_ID, CI_PIPELINE_ID; CODEBUILD_RESOLVED_SOURCE_VERSION, GITHUB_SHA, CI_COMMIT_SHA)."
+    )]
+    Check(Box<CheckArgs>),
     /// Ask a plain-language question about pipelines, runs or incidents.
     Ask {
         question: String,
@@ -119,6 +117,64 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Base URL of the pipemedic server, e.g. https://pipemedic.internal:8080.
+    #[arg(long, env = "PIPEMEDIC_SERVER")]
+    pub server: String,
+    /// Pipeline name (as pipemedic knows it).
+    #[arg(long)]
+    pub pipeline: String,
+    /// Bearer token for POST /v1/runs.
+    #[arg(long, env = "PIPEMEDIC_INGEST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Run id (default: from the CI's variables).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// succeeded (default), failed or cancelled.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Build duration in seconds (ends now unless --finished-at).
+    #[arg(long)]
+    pub duration_s: Option<f64>,
+    #[arg(long)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[arg(long)]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[arg(long)]
+    pub stage: Option<String>,
+    #[arg(long)]
+    pub commit: Option<String>,
+    #[arg(long)]
+    pub tests_total: Option<u64>,
+    #[arg(long)]
+    pub tests_failed: Option<u64>,
+    #[arg(long)]
+    pub tests_skipped: Option<u64>,
+    #[arg(long)]
+    pub cpu_peak_pct: Option<f64>,
+    #[arg(long)]
+    pub mem_peak_mb: Option<f64>,
+    #[arg(long)]
+    pub error_rate: Option<f64>,
+    #[arg(long)]
+    pub latency_p95_ms: Option<f64>,
+    /// A custom metric, NAME=VALUE (repeatable).
+    #[arg(long = "metric", value_name = "NAME=VALUE")]
+    pub metrics: Vec<String>,
+    #[arg(long)]
+    pub log_url: Option<String>,
+    /// Fail (exit 1) when the server cannot be reached, instead of warning.
+    #[arg(long)]
+    pub strict: bool,
+    /// Seconds to wait for the server.
+    #[arg(long, default_value_t = 15)]
+    pub timeout_s: u64,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,7 +250,7 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
         Command::Demo { .. } => Err(not_built("demo")),
         Command::Train { .. } => Err(not_built("train")),
         Command::Score { .. } => Err(not_built("score")),
-        Command::Check { .. } => Err(not_built("check")),
+        Command::Check(args) => check(args, &env).await,
         Command::Ask { .. } => Err(not_built("ask")),
         Command::Playbooks { .. } => Err(not_built("playbooks check")),
         Command::Backtest { .. } => Err(not_built("backtest")),
@@ -395,6 +451,66 @@ async fn health(
         print!("{}", crate::health::render_table(&rows));
     }
     Ok(())
+}
+
+async fn check(args: Box<CheckArgs>, env: &Env) -> Result<(), Exit> {
+    use crate::check::{self, BuildFacts, CheckOutcome};
+    let args = *args;
+    let facts = BuildFacts {
+        pipeline: args.pipeline.clone(),
+        run_id: args.run_id,
+        status: args.status,
+        duration_s: args.duration_s,
+        started_at: args.started_at,
+        finished_at: args.finished_at,
+        stage: args.stage,
+        commit: args.commit,
+        tests_total: args.tests_total,
+        tests_failed: args.tests_failed,
+        tests_skipped: args.tests_skipped,
+        cpu_peak_pct: args.cpu_peak_pct,
+        mem_peak_mb: args.mem_peak_mb,
+        error_rate: args.error_rate,
+        latency_p95_ms: args.latency_p95_ms,
+        metrics: args.metrics,
+        log_url: args.log_url,
+    };
+    let run = check::build_run(&facts, env, Utc::now())
+        .map_err(|problems| Exit::BadInput(problems.join("\n")))?;
+    let outcome = check::check(
+        &args.server,
+        args.token.as_deref(),
+        &run,
+        std::time::Duration::from_secs(args.timeout_s),
+    )
+    .await;
+    let print = |v: &crate::domain::Verdict| {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            println!("{}", check::explain(&args.pipeline, v));
+        }
+    };
+    match outcome {
+        CheckOutcome::Normal(Some(v)) => {
+            print(&v);
+            Ok(())
+        }
+        CheckOutcome::Normal(None) => {
+            println!("normal: the run was stored; the server gave no verdict");
+            Ok(())
+        }
+        CheckOutcome::Anomalous(v) => {
+            print(&v);
+            Err(Exit::Anomalous)
+        }
+        CheckOutcome::Refused(msg) => Err(Exit::BadInput(msg)),
+        CheckOutcome::Unavailable(msg) if args.strict => Err(Exit::Failure(anyhow::anyhow!(msg))),
+        CheckOutcome::Unavailable(msg) => {
+            eprintln!("warning: {msg}; not blocking the build (use --strict to fail instead)");
+            Ok(())
+        }
+    }
 }
 
 /// Parses `--since`: `90d`, `12h`, `30m`, `2w`, or an RFC 3339 time.

@@ -18,6 +18,7 @@
 //! | [`http`] | the router, application state, JSON errors |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`startup`] | wiring and graceful shutdown |
+//! | [`check`] | the post-build check client (`pipemedic check`) |
 //! | [`cli`] | the command line |
 //!
 //! ## Data flow
@@ -34,6 +35,7 @@
 //! HTTP; the store contract suite runs against SQLite always and against
 //! PostgreSQL when `PIPEMEDIC_TEST_POSTGRES_URL` is set.
 
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
