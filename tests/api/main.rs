@@ -4,4 +4,5 @@
 
 mod helpers;
 mod ingest_generic;
+mod lifecycle;
 mod store_contract;
