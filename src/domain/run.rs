@@ -349,6 +349,12 @@ impl Run {
             }
         }
         for (i, stage) in self.stages.iter().enumerate() {
+            if self.stages[..i].iter().any(|s| s.name == stage.name) {
+                errors.push(FieldError::new(
+                    format!("{prefix}stages[{i}].name"),
+                    format!("stage {:?} appears twice", stage.name),
+                ));
+            }
             if stage.name.trim().is_empty() || stage.name.len() > MAX_NAME_LEN {
                 errors.push(FieldError::new(
                     format!("{prefix}stages[{i}].name"),

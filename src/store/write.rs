@@ -82,17 +82,44 @@ impl WriteTx {
             detail: e.to_string(),
         })?;
         let event_time = run.event_time().unwrap_or(now);
-        let existing = sqlx::query(
-            "SELECT id, status, body FROM runs WHERE pipeline = $1 AND run_id = $2 AND attempt = $3",
+        // The common case, a run not seen before, costs one statement.
+        let inserted = sqlx::query(
+            "INSERT INTO runs (pipeline, run_id, attempt, status, source, started_at_ms, \
+             finished_at_ms, event_time_ms, duration_s, stage, commit_sha, body, ingested_at_ms, \
+             updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+             ON CONFLICT (pipeline, run_id, attempt) DO NOTHING RETURNING id",
         )
         .bind(&run.pipeline)
         .bind(&run.run_id)
         .bind(i64::from(run.attempt))
+        .bind(run.status.as_str())
+        .bind(source.as_str())
+        .bind(run.started_at.map(ms))
+        .bind(run.finished_at.map(ms))
+        .bind(ms(event_time))
+        .bind(run.duration_s())
+        .bind(run.stage.as_deref())
+        .bind(run.commit.as_deref())
+        .bind(&body)
+        .bind(ms(now))
         .fetch_optional(&mut *self.tx)
         .await?;
 
-        let (pk, outcome, became_final) = match existing {
-            Some(row) => {
+        let (pk, outcome, became_final) = match inserted {
+            Some(row) => (
+                row.get::<i64, _>(0),
+                RunOutcome::Inserted,
+                run.status.is_final(),
+            ),
+            None => {
+                let row = sqlx::query(
+                    "SELECT id, status, body FROM runs WHERE pipeline = $1 AND run_id = $2 AND attempt = $3",
+                )
+                .bind(&run.pipeline)
+                .bind(&run.run_id)
+                .bind(i64::from(run.attempt))
+                .fetch_one(&mut *self.tx)
+                .await?;
                 let pk: i64 = row.get(0);
                 let old_status: String = row.get(1);
                 let old_body: String = row.get(2);
@@ -129,47 +156,28 @@ impl WriteTx {
                     .await?;
                 (pk, RunOutcome::Updated, !was_final && run.status.is_final())
             }
-            None => {
-                let row = sqlx::query(
-                    "INSERT INTO runs (pipeline, run_id, attempt, status, source, started_at_ms, \
-                     finished_at_ms, event_time_ms, duration_s, stage, commit_sha, body, ingested_at_ms, \
-                     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
-                     RETURNING id",
-                )
-                .bind(&run.pipeline)
-                .bind(&run.run_id)
-                .bind(i64::from(run.attempt))
-                .bind(run.status.as_str())
-                .bind(source.as_str())
-                .bind(run.started_at.map(ms))
-                .bind(run.finished_at.map(ms))
-                .bind(ms(event_time))
-                .bind(run.duration_s())
-                .bind(run.stage.as_deref())
-                .bind(run.commit.as_deref())
-                .bind(&body)
-                .bind(ms(now))
-                .fetch_one(&mut *self.tx)
-                .await?;
-                (
-                    row.get::<i64, _>(0),
-                    RunOutcome::Inserted,
-                    run.status.is_final(),
-                )
-            }
         };
-        for sample in run.metric_samples() {
-            sqlx::query(
-                "INSERT INTO metric_samples (run_pk, pipeline, metric, value, ts_ms) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(pk)
-            .bind(&run.pipeline)
-            .bind(&sample.metric)
-            .bind(sample.value)
-            .bind(ms(event_time))
-            .execute(&mut *self.tx)
-            .await?;
+        // All samples of the run in one statement.
+        let samples = run.metric_samples();
+        if !samples.is_empty() {
+            let mut sql = String::from(
+                "INSERT INTO metric_samples (run_pk, pipeline, metric, value, ts_ms) VALUES ",
+            );
+            for i in 0..samples.len() {
+                let b = i * 3;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("($1, $2, ${}, ${}, ${})", b + 3, b + 4, b + 5));
+            }
+            let mut query = sqlx::query(&sql).bind(pk).bind(&run.pipeline);
+            for sample in &samples {
+                query = query
+                    .bind(&sample.metric)
+                    .bind(sample.value)
+                    .bind(ms(event_time));
+            }
+            query.execute(&mut *self.tx).await?;
         }
         Ok(Upserted {
             pk,
