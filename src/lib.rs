@@ -18,6 +18,7 @@
 //! | [`http`] | the router, application state, JSON errors |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`startup`] | wiring and graceful shutdown |
+//! | [`charts`] | PNG charts of metric history for chat |
 //! | [`check`] | the post-build check client (`pipemedic check`) |
 //! | [`cli`] | the command line |
 //!
@@ -35,6 +36,7 @@
 //! HTTP; the store contract suite runs against SQLite always and against
 //! PostgreSQL when `PIPEMEDIC_TEST_POSTGRES_URL` is set.
 
+pub mod charts;
 pub mod check;
 pub mod cli;
 pub mod clock;
