@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     Router::new()
         .merge(crate::ingest::routes::router())
+        .merge(crate::ingest::webhooks::router())
         .merge(crate::health::routes::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

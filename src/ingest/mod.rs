@@ -7,10 +7,19 @@
 //! Source-specific parsing lives in one file per source and is pure
 //! (payload in, [`Run`] out); this module and `routes` do the I/O.
 
+pub mod aws;
 pub mod backfill;
 pub mod generic;
+pub mod github;
+pub mod gitlab;
+pub mod payload;
 pub mod routes;
 pub mod signature;
+pub mod webhooks;
+
+pub use payload::{
+    merge_stage, merge_update, parse_time, stage_update, AdapterError, AdapterErrorKind,
+};
 
 use std::sync::Arc;
 
@@ -118,10 +127,7 @@ impl IngestService {
         self.jobs.send(job).await.map_err(|_| closed())?;
         let report = answer.await.map_err(|_| closed())??;
         if report.duplicate_delivery {
-            for _ in runs {
-                self.metrics.run_ingested(source.as_str(), "duplicate");
-            }
-            tracing::info!(delivery = delivery_id, "Redelivery ignored.");
+            return Ok(self.duplicate(source, delivery_id, runs.len()));
         }
         self.count(source, &report.runs);
         Ok(report)
@@ -232,4 +238,146 @@ pub fn start_background(
     _tracker: &tokio_util::task::TaskTracker,
     _shutdown: &tokio_util::sync::CancellationToken,
 ) {
+}
+
+/// Kind of the ingest state that holds CodePipeline executions being
+/// assembled from EventBridge events (key: `pipeline/execution id`).
+pub const AWS_ASSEMBLY_STATE: &str = "aws_execution";
+
+/// How long a finished execution's assembly is kept for late CodeBuild
+/// events before it is dropped.
+const AWS_ASSEMBLY_KEEP_HOURS: i64 = 24;
+
+impl IngestService {
+    /// Stores partial updates of runs (webhook events): each is merged into
+    /// what is stored (a finished run never goes back to running; stages
+    /// accumulate). With a `delivery_id` a redelivery writes nothing.
+    pub async fn accept_updates(
+        &self,
+        source: RunSource,
+        delivery_id: Option<&str>,
+        updates: Vec<Run>,
+    ) -> Result<IngestReport, StoreError> {
+        let mut tx = self.store.begin_write().await?;
+        let now = self.clock.now();
+        if let Some(id) = delivery_id {
+            if !tx.claim_event(source.as_str(), id, now).await? {
+                return Ok(self.duplicate(source, delivery_id, updates.len()));
+            }
+        }
+        let mut merged = Vec::with_capacity(updates.len());
+        for update in updates {
+            let stored = tx
+                .get_run(&update.pipeline, &update.run_id, update.attempt)
+                .await?;
+            merged.push(merge_update(stored.as_ref(), update));
+        }
+        let accepted = store_runs(&mut tx, source, &merged, now).await?;
+        tx.commit().await?;
+        self.count(source, &accepted);
+        Ok(IngestReport {
+            duplicate_delivery: false,
+            runs: accepted,
+        })
+    }
+
+    /// Applies one EventBridge event: CodePipeline events update their
+    /// execution's assembly (stored between events) and store its run once
+    /// the execution has ended; CodeBuild builds started by a pipeline join
+    /// the execution that names them; other builds are runs of their own.
+    pub async fn accept_aws_event(
+        &self,
+        event: &aws::AwsEvent,
+    ) -> Result<IngestReport, StoreError> {
+        let mut tx = self.store.begin_write().await?;
+        let now = self.clock.now();
+        let source = RunSource::Aws;
+        if !tx
+            .claim_event(source.as_str(), event.event_id(), now)
+            .await?
+        {
+            return Ok(self.duplicate(source, Some(event.event_id()), 1));
+        }
+        let mut runs = Vec::new();
+        match event {
+            aws::AwsEvent::Ignored { detail_type, .. } => {
+                self.metrics.event_ignored("aws", detail_type);
+            }
+            aws::AwsEvent::CodeBuild(build) if build.initiating_pipeline().is_none() => {
+                runs.push(aws::codebuild_run(build));
+            }
+            aws::AwsEvent::CodeBuild(build) => {
+                let pipeline = build.initiating_pipeline().unwrap_or_default();
+                let prefix = format!("{pipeline}/");
+                for (key, value, updated) in
+                    tx.states_with_prefix(AWS_ASSEMBLY_STATE, &prefix).await?
+                {
+                    let mut assembly = read_assembly(&value)?;
+                    if assembly.is_final()
+                        && now - updated > chrono::Duration::hours(AWS_ASSEMBLY_KEEP_HOURS)
+                    {
+                        tx.delete_state(AWS_ASSEMBLY_STATE, &key).await?;
+                        continue;
+                    }
+                    if matches!(assembly.apply(event), Ok(true))
+                        && assembly.claims_build(&build.build_id)
+                    {
+                        tx.put_state(AWS_ASSEMBLY_STATE, &key, &write_assembly(&assembly)?, now)
+                            .await?;
+                        runs.extend(assembly.to_run());
+                    }
+                }
+            }
+            _ => {
+                if let Some((pipeline, execution)) = event.execution_key() {
+                    let key = format!("{pipeline}/{execution}");
+                    let mut assembly = match tx.get_state(AWS_ASSEMBLY_STATE, &key).await? {
+                        Some(value) => read_assembly(&value)?,
+                        None => aws::ExecutionAssembly::new(pipeline, execution),
+                    };
+                    if matches!(assembly.apply(event), Ok(true)) {
+                        tx.put_state(AWS_ASSEMBLY_STATE, &key, &write_assembly(&assembly)?, now)
+                            .await?;
+                        runs.extend(assembly.to_run());
+                    }
+                }
+            }
+        }
+        let accepted = store_runs(&mut tx, source, &runs, now).await?;
+        tx.commit().await?;
+        self.count(source, &accepted);
+        Ok(IngestReport {
+            duplicate_delivery: false,
+            runs: accepted,
+        })
+    }
+
+    fn duplicate(&self, source: RunSource, delivery_id: Option<&str>, n: usize) -> IngestReport {
+        for _ in 0..n {
+            self.metrics.run_ingested(source.as_str(), "duplicate");
+        }
+        tracing::info!(
+            source = source.as_str(),
+            delivery = delivery_id,
+            "Redelivery ignored."
+        );
+        IngestReport {
+            duplicate_delivery: true,
+            runs: Vec::new(),
+        }
+    }
+}
+
+fn read_assembly(value: &str) -> Result<aws::ExecutionAssembly, StoreError> {
+    serde_json::from_str(value).map_err(|e| StoreError::Corrupt {
+        what: "ingest_state.aws_execution".into(),
+        detail: e.to_string(),
+    })
+}
+
+fn write_assembly(assembly: &aws::ExecutionAssembly) -> Result<String, StoreError> {
+    serde_json::to_string(assembly).map_err(|e| StoreError::Corrupt {
+        what: "aws execution assembly".into(),
+        detail: e.to_string(),
+    })
 }

@@ -6,7 +6,15 @@ use sqlx::{Any, Row, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
 use super::{ms, StoreError};
-use crate::domain::{Run, RunSource, StageTiming};
+use crate::domain::{Run, RunSource};
+
+/// A nullable, non-negative double as a bind value: `-1.0` stands for
+/// NULL and the SQL turns it back with `NULLIF(.., -1.0)`. sqlx's `Any`
+/// driver declares a NULL double as a 4-byte float to PostgreSQL, which then
+/// rejects 8-byte values bound to the same cached statement.
+fn nullable_f64(v: Option<f64>) -> f64 {
+    v.unwrap_or(-1.0)
+}
 
 /// What storing one run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -86,7 +94,7 @@ impl WriteTx {
         let inserted = sqlx::query(
             "INSERT INTO runs (pipeline, run_id, attempt, status, source, started_at_ms, \
              finished_at_ms, event_time_ms, duration_s, stage, commit_sha, body, ingested_at_ms, \
-             updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+             updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9, -1.0), $10, $11, $12, $13, $13) \
              ON CONFLICT (pipeline, run_id, attempt) DO NOTHING RETURNING id",
         )
         .bind(&run.pipeline)
@@ -97,7 +105,7 @@ impl WriteTx {
         .bind(run.started_at.map(ms))
         .bind(run.finished_at.map(ms))
         .bind(ms(event_time))
-        .bind(run.duration_s())
+        .bind(nullable_f64(run.duration_s()))
         .bind(run.stage.as_deref())
         .bind(run.commit.as_deref())
         .bind(&body)
@@ -134,7 +142,7 @@ impl WriteTx {
                     .is_some_and(|s| s.is_final());
                 sqlx::query(
                     "UPDATE runs SET status = $1, source = $2, started_at_ms = $3, finished_at_ms = $4, \
-                     event_time_ms = $5, duration_s = $6, stage = $7, commit_sha = $8, body = $9, \
+                     event_time_ms = $5, duration_s = NULLIF($6, -1.0), stage = $7, commit_sha = $8, body = $9, \
                      updated_at_ms = $10 WHERE id = $11",
                 )
                 .bind(run.status.as_str())
@@ -142,7 +150,7 @@ impl WriteTx {
                 .bind(run.started_at.map(ms))
                 .bind(run.finished_at.map(ms))
                 .bind(ms(event_time))
-                .bind(run.duration_s())
+                .bind(nullable_f64(run.duration_s()))
                 .bind(run.stage.as_deref())
                 .bind(run.commit.as_deref())
                 .bind(&body)
@@ -186,19 +194,14 @@ impl WriteTx {
         })
     }
 
-    /// Adds (or replaces, by name) one stage of a run. When the run is not
-    /// stored yet, a running placeholder is created that the run-level event
-    /// completes later. Returns the stored run after the change.
-    pub async fn merge_stage(
+    /// A stored run, read inside this transaction.
+    pub async fn get_run(
         &mut self,
         pipeline: &str,
         run_id: &str,
         attempt: u32,
-        stage: StageTiming,
-        source: RunSource,
-        now: DateTime<Utc>,
-    ) -> Result<(Run, Upserted), StoreError> {
-        let existing = sqlx::query(
+    ) -> Result<Option<Run>, StoreError> {
+        let row = sqlx::query(
             "SELECT body FROM runs WHERE pipeline = $1 AND run_id = $2 AND attempt = $3",
         )
         .bind(pipeline)
@@ -206,26 +209,35 @@ impl WriteTx {
         .bind(i64::from(attempt))
         .fetch_optional(&mut *self.tx)
         .await?;
-        let mut run = match existing {
-            Some(row) => {
-                let body: String = row.get(0);
-                serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
-                    what: "runs.body".into(),
-                    detail: e.to_string(),
-                })?
-            }
-            None => {
-                let mut run = Run::new(pipeline, run_id, crate::domain::RunStatus::Running);
-                run.attempt = attempt;
-                run
-            }
-        };
-        match run.stages.iter_mut().find(|s| s.name == stage.name) {
-            Some(slot) => *slot = stage,
-            None => run.stages.push(stage),
-        }
-        let upserted = self.upsert_run(&run, source, now).await?;
-        Ok((run, upserted))
+        row.map(|r| {
+            let body: String = r.get(0);
+            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                what: "runs.body".into(),
+                detail: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Every piece of ingest state of `kind` whose key starts with `prefix`,
+    /// with its last update time.
+    pub async fn states_with_prefix(
+        &mut self,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key, value, updated_at_ms FROM ingest_state \
+             WHERE kind = $1 AND substr(key, 1, length($2)) = $2 ORDER BY key",
+        )
+        .bind(kind)
+        .bind(prefix)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), super::from_ms(r.get(2))))
+            .collect())
     }
 
     /// Saves a piece of ingest state (an assembly in progress, a poll cursor).

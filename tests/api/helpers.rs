@@ -139,6 +139,12 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
 
 /// Like [`spawn_app`], with a chance to adjust the configuration.
 pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut config::Config)) -> Option<TestApp> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let test_db = TestDb::new(db).await?;
     let mut config = config::from_sources(None, None, &Env::new()).expect("default config");
     config.server.listen = "127.0.0.1:0".into();

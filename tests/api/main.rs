@@ -6,3 +6,4 @@ mod helpers;
 mod ingest_generic;
 mod lifecycle;
 mod store_contract;
+mod webhooks;

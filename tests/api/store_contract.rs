@@ -108,6 +108,43 @@ async fn attempts_are_distinct_runs(db: Db) {
     );
 }
 
+async fn runs_with_and_without_duration_share_statements(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    let mut no_duration = Run::new("p", "1", RunStatus::Failed);
+    no_duration.finished_at = Some(now);
+    let timed = run(
+        "2",
+        RunStatus::Failed,
+        "2026-11-25T10:00:00Z",
+        "2026-11-25T10:00:30Z",
+    );
+    let mut tx = store.begin_write().await.unwrap();
+    tx.upsert_run(&no_duration, RunSource::Generic, now)
+        .await
+        .unwrap();
+    tx.upsert_run(&timed, RunSource::Generic, now)
+        .await
+        .unwrap();
+    let mut later = no_duration.clone();
+    later.started_at = Some(t("2026-11-25T11:59:00Z"));
+    tx.upsert_run(&later, RunSource::Generic, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let all = store
+        .run_summaries(
+            "p",
+            t("2026-11-01T00:00:00Z"),
+            now + chrono::Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].duration_s, Some(60.0));
+}
+
 async fn claimed_events_are_claimed_once(db: Db) {
     let db = TestDb::new(db).await.unwrap();
     let store = db.store().await;
@@ -158,42 +195,53 @@ async fn dropped_transaction_writes_nothing(db: Db) {
     );
 }
 
-async fn stages_merge_into_a_placeholder_then_the_run(db: Db) {
+async fn runs_and_state_are_readable_inside_a_transaction(db: Db) {
     let db = TestDb::new(db).await.unwrap();
     let store = db.store().await;
     let now = t("2026-11-25T12:00:00Z");
-    let stage = |name: &str, s: &str, e: &str| StageTiming {
-        name: name.into(),
+    let mut r = run(
+        "42",
+        RunStatus::Running,
+        "2026-11-25T10:00:00Z",
+        "2026-11-25T10:03:00Z",
+    );
+    r.pipeline = "o/r/ci".into();
+    r.stages.push(StageTiming {
+        name: "build".into(),
         status: Some(RunStatus::Succeeded),
-        started_at: Some(t(s)),
-        finished_at: Some(t(e)),
-    };
+        started_at: Some(t("2026-11-25T10:00:00Z")),
+        finished_at: Some(t("2026-11-25T10:03:00Z")),
+    });
     let mut tx = store.begin_write().await.unwrap();
-    let (placeholder, up) = tx
-        .merge_stage(
-            "o/r/ci",
-            "42",
-            1,
-            stage("build", "2026-11-25T10:00:00Z", "2026-11-25T10:02:00Z"),
-            RunSource::Github,
-            now,
-        )
+    assert_eq!(tx.get_run("o/r/ci", "42", 1).await.unwrap(), None);
+    tx.upsert_run(&r, RunSource::Github, now).await.unwrap();
+    assert_eq!(
+        tx.get_run("o/r/ci", "42", 1).await.unwrap(),
+        Some(r.clone())
+    );
+    tx.put_state("aws_execution", "pipe-a/e1", "1", now)
         .await
         .unwrap();
-    assert_eq!(up.outcome, RunOutcome::Inserted);
-    assert_eq!(placeholder.status, RunStatus::Running);
-    let (merged, _) = tx
-        .merge_stage(
-            "o/r/ci",
-            "42",
-            1,
-            stage("build", "2026-11-25T10:00:00Z", "2026-11-25T10:03:00Z"),
-            RunSource::Github,
-            now,
-        )
+    tx.put_state("aws_execution", "pipe-a/e2", "2", now)
         .await
         .unwrap();
-    assert_eq!(merged.stages.len(), 1, "same stage name replaces");
+    tx.put_state("aws_execution", "pipe-ab/e3", "3", now)
+        .await
+        .unwrap();
+    let keys: Vec<_> = tx
+        .states_with_prefix("aws_execution", "pipe-a/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, v, _)| (k, v))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("pipe-a/e1".to_string(), "1".to_string()),
+            ("pipe-a/e2".to_string(), "2".to_string())
+        ]
+    );
     tx.commit().await.unwrap();
     let stored = store.get_run("o/r/ci", "42", 1).await.unwrap().unwrap();
     assert_eq!(stored.run.stages[0].duration_s(), Some(180.0));
@@ -427,9 +475,10 @@ async fn models_verdicts_and_anomalies(db: Db) {
 crate::on_both_databases!(
     upsert_is_idempotent_and_updates_on_change,
     attempts_are_distinct_runs,
+    runs_with_and_without_duration_share_statements,
     claimed_events_are_claimed_once,
     dropped_transaction_writes_nothing,
-    stages_merge_into_a_placeholder_then_the_run,
+    runs_and_state_are_readable_inside_a_transaction,
     state_and_audit_round_trip,
     summaries_are_windowed_and_ordered,
     models_verdicts_and_anomalies,

@@ -1,0 +1,151 @@
+//! The model bank: per-pipeline models, loaded lazily from the store and
+//! kept in an LRU-bounded cache, so any number of pipelines fit in bounded
+//! memory. A model is saved every `SAVE_EVERY` updates, when it leaves the
+//! cache, and on shutdown; on load it catches up on the runs stored after
+//! the last one it learned, so nothing is lost between saves.
+
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+
+use super::pipeline::{PipelineModel, MODEL_VERSION};
+use crate::store::{Store, StoreError, StoredModel};
+
+/// Updates between saves of a cached model.
+pub const SAVE_EVERY: u32 = 16;
+
+/// Runs replayed at most when a model catches up on load.
+const CATCH_UP_LIMIT: i64 = 10_000;
+
+pub struct Entry {
+    pub model: PipelineModel,
+    pub unsaved: u32,
+}
+
+pub struct ModelBank {
+    store: Store,
+    cache: LruCache<String, Entry>,
+    sensitivity: f64,
+}
+
+impl ModelBank {
+    pub fn new(store: Store, capacity: usize, sensitivity: f64) -> Self {
+        Self {
+            store,
+            cache: LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN)),
+            sensitivity,
+        }
+    }
+
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// The model of `pipeline`, loading (and catching up) or creating it.
+    /// Runs with row id `>= before_pk` are not replayed (the caller is about
+    /// to feed them).
+    pub async fn get(&mut self, pipeline: &str, before_pk: i64) -> Result<&mut Entry, StoreError> {
+        if !self.cache.contains(pipeline) {
+            let model = self.load(pipeline, before_pk).await?;
+            if let Some((evicted_name, evicted)) = self.cache.push(
+                pipeline.to_string(),
+                Entry {
+                    model,
+                    unsaved: 0,
+                },
+            ) {
+                if evicted_name != pipeline && evicted.unsaved > 0 {
+                    save(&self.store, &evicted_name, &evicted.model).await?;
+                }
+            }
+        }
+        self.cache
+            .get_mut(pipeline)
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "model cache".into(),
+                detail: "entry vanished".into(),
+            })
+    }
+
+    async fn load(&self, pipeline: &str, before_pk: i64) -> Result<PipelineModel, StoreError> {
+        let mut model = match self.store.load_model(pipeline).await? {
+            Some(stored) if stored.version == MODEL_VERSION => {
+                match serde_json::from_str::<PipelineModel>(&stored.state) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(pipeline, error = %e, "Saved model unreadable; rebuilding from history.");
+                        PipelineModel::new(pipeline, self.sensitivity)
+                    }
+                }
+            }
+            Some(stored) => {
+                tracing::info!(pipeline, version = stored.version, "Saved model has an old format; rebuilding from history.");
+                PipelineModel::new(pipeline, self.sensitivity)
+            }
+            None => PipelineModel::new(pipeline, self.sensitivity),
+        };
+        let missed = self
+            .store
+            .final_runs_after(pipeline, model.last_run_pk, CATCH_UP_LIMIT)
+            .await?;
+        let mut replayed = 0;
+        for stored in missed.iter().filter(|r| r.pk < before_pk) {
+            model.observe(&stored.run);
+            model.last_run_pk = model.last_run_pk.max(stored.pk);
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(pipeline, replayed, "Model caught up on stored runs.");
+        }
+        Ok(model)
+    }
+
+    /// Saves every model with unsaved updates.
+    pub async fn flush(&mut self) -> Result<usize, StoreError> {
+        let mut saved = 0;
+        for (name, entry) in self.cache.iter_mut() {
+            if entry.unsaved > 0 {
+                save(&self.store, name, &entry.model).await?;
+                entry.unsaved = 0;
+                saved += 1;
+            }
+        }
+        Ok(saved)
+    }
+
+    /// Saves one cached model now.
+    pub async fn save_now(&mut self, pipeline: &str) -> Result<(), StoreError> {
+        if let Some(entry) = self.cache.get_mut(pipeline) {
+            save(&self.store, pipeline, &entry.model).await?;
+            entry.unsaved = 0;
+        }
+        Ok(())
+    }
+
+    /// Replaces a pipeline's model (after a rebuild).
+    pub async fn replace(&mut self, pipeline: &str, model: PipelineModel) -> Result<(), StoreError> {
+        save(&self.store, pipeline, &model).await?;
+        self.cache.put(pipeline.to_string(), Entry { model, unsaved: 0 });
+        Ok(())
+    }
+}
+
+/// Serialises and stores a model.
+pub async fn save(store: &Store, pipeline: &str, model: &PipelineModel) -> Result<(), StoreError> {
+    let state = serde_json::to_string(model).map_err(|e| StoreError::Corrupt {
+        what: "model".into(),
+        detail: e.to_string(),
+    })?;
+    let mut tx = store.begin_write().await?;
+    tx.save_model(
+        pipeline,
+        &StoredModel {
+            version: MODEL_VERSION,
+            state,
+            last_run_pk: model.last_run_pk,
+        },
+        chrono::Utc::now(),
+    )
+    .await?;
+    tx.commit().await
+}

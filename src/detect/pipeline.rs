@@ -1,0 +1,233 @@
+//! The unit of learning: one [`PipelineModel`] per pipeline.
+//!
+//! Why one multivariate model per pipeline (and not one per metric): the
+//! six built-in metrics of a run move together (a build that runs out of
+//! memory is also slow; a flaky test run is short and red), and a joint model
+//! sees a run whose *combination* is unusual even when each metric alone is
+//! within its range. Attribution then says which metric drove the score. It
+//! is also six times fewer models to keep in memory and in the store.
+//! Per-stage durations and custom metrics are stored and charted but not
+//! modelled: their set changes as pipelines change, and a model's
+//! dimensions must not.
+//!
+//! Each metric is normalised with a slowly moving mean and deviation (with a
+//! per-metric floor, so a metric that is almost always 0, like the test
+//! failure rate, does not turn one failed test into a huge score). A metric
+//! a run does not report keeps its last value, so pipelines that never report
+//! CPU simply have a constant dimension that the forest never cuts.
+//! Accepting a new baseline re-centres the normalisation on the current
+//! values, so the forest's learned "normal" is the new level at once.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Detector, DetectorConfig};
+use crate::domain::{Direction, MetricDeviation, Run, Verdict, BUILTIN_METRICS};
+
+/// Format version of the serialised model; bump when the layout changes.
+pub const MODEL_VERSION: i64 = 1;
+
+/// Runs a pipeline needs before its verdicts can be abnormal.
+pub const WARM_UP_RUNS: u64 = 16;
+
+/// Shingle size of pipeline models: the last four runs form one point.
+pub const PIPELINE_SHINGLE: usize = 4;
+
+/// Smallest share of the score a metric must drive to be listed as "off".
+const MIN_ATTRIBUTION_SHARE: f64 = 0.1;
+
+/// Slowest adaptation of the normalisation (an exponential window of about
+/// this many runs).
+const SCALER_WINDOW: f64 = 128.0;
+
+/// Smallest deviation used to normalise each metric: absolute floor and a
+/// fraction of the mean.
+const FLOORS: [(f64, f64); 6] = [
+    (1.0, 0.02),    // duration_s
+    (0.005, 0.0),   // test_failure_rate
+    (1.0, 0.0),     // cpu_peak_pct
+    (16.0, 0.02),   // mem_peak_mb
+    (0.0005, 0.05), // error_rate
+    (2.0, 0.02),    // latency_p95_ms
+];
+
+/// Running mean and deviation of one metric.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Scaler {
+    mean: f64,
+    var: f64,
+    n: u64,
+}
+
+impl Scaler {
+    fn scale(&self, metric: usize) -> f64 {
+        let (abs, rel) = FLOORS[metric];
+        self.var.sqrt().max(abs).max(rel * self.mean.abs())
+    }
+
+    fn normalise(&self, metric: usize, x: f64) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            (x - self.mean) / self.scale(metric)
+        }
+    }
+
+    fn denormalise(&self, metric: usize, z: f64) -> f64 {
+        self.mean + z * self.scale(metric)
+    }
+
+    fn learn(&mut self, x: f64) {
+        self.n += 1;
+        if self.n == 1 {
+            self.mean = x;
+            self.var = 0.0;
+            return;
+        }
+        let alpha = (1.0 / self.n as f64).max(1.0 / SCALER_WINDOW);
+        let delta = x - self.mean;
+        self.mean += alpha * delta;
+        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
+    }
+}
+
+/// A pipeline's learned normal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineModel {
+    detector: Detector,
+    scalers: Vec<Scaler>,
+    last: Vec<Option<f64>>,
+    runs_seen: u64,
+    /// Row id of the last run this model learned (for catching up on load).
+    pub last_run_pk: i64,
+}
+
+/// The detector settings of pipeline models.
+pub fn pipeline_detector_config(sensitivity: f64, seed: u64) -> DetectorConfig {
+    DetectorConfig {
+        dimensions: BUILTIN_METRICS.len(),
+        shingle_size: PIPELINE_SHINGLE,
+        sensitivity,
+        seed,
+        ..DetectorConfig::default()
+    }
+}
+
+/// A stable seed per pipeline, so a rebuilt model is the same model.
+pub fn seed_for(pipeline: &str) -> u64 {
+    // FNV-1a: stable across versions and platforms.
+    pipeline.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The run's value for each modelled metric (None when not reported).
+pub fn metric_values(run: &Run) -> Vec<Option<f64>> {
+    let samples = run.metric_samples();
+    BUILTIN_METRICS
+        .iter()
+        .map(|m| samples.iter().find(|s| s.metric == *m).map(|s| s.value))
+        .collect()
+}
+
+impl PipelineModel {
+    pub fn new(pipeline: &str, sensitivity: f64) -> Self {
+        Self {
+            detector: Detector::new(pipeline_detector_config(sensitivity, seed_for(pipeline))),
+            scalers: vec![Scaler::default(); BUILTIN_METRICS.len()],
+            last: vec![None; BUILTIN_METRICS.len()],
+            runs_seen: 0,
+            last_run_pk: 0,
+        }
+    }
+
+    pub fn runs_seen(&self) -> u64 {
+        self.runs_seen
+    }
+
+    /// Scores a finished run against what this pipeline learned, then learns
+    /// it. Runs with none of the modelled metrics are judged normal and not
+    /// learned.
+    pub fn observe(&mut self, run: &Run) -> Verdict {
+        let observed = metric_values(run);
+        if observed.iter().all(Option::is_none) {
+            return Verdict {
+                score: 0.0,
+                grade: 0.0,
+                warming_up: self.runs_seen < WARM_UP_RUNS,
+                deviations: Vec::new(),
+                anomaly_id: None,
+            };
+        }
+        let point: Vec<f64> = observed
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v.or(self.last[i]) {
+                Some(x) => self.scalers[i].normalise(i, x),
+                None => 0.0,
+            })
+            .collect();
+        let result = self.detector.process(&point);
+        let warming_up = self.runs_seen < WARM_UP_RUNS;
+        let grade = if warming_up { 0.0 } else { result.grade };
+        let mut deviations = Vec::new();
+        if grade > 0.0 {
+            let total: f64 = result.attribution.iter().map(|a| a.max(0.0)).sum();
+            for (i, value) in observed.iter().enumerate() {
+                let Some(x) = *value else { continue };
+                let share = if total > 0.0 {
+                    result.attribution.get(i).copied().unwrap_or(0.0).max(0.0) / total
+                } else {
+                    0.0
+                };
+                if share < MIN_ATTRIBUTION_SHARE {
+                    continue;
+                }
+                let expected = match &result.expected {
+                    Some(e) => self.scalers[i].denormalise(i, e[i]),
+                    None => self.scalers[i].mean,
+                };
+                deviations.push(MetricDeviation {
+                    metric: BUILTIN_METRICS[i].to_string(),
+                    observed: x,
+                    expected,
+                    direction: if x >= expected {
+                        Direction::Up
+                    } else {
+                        Direction::Down
+                    },
+                    attribution: share,
+                });
+            }
+            deviations.sort_by(|a, b| b.attribution.total_cmp(&a.attribution));
+        }
+        for (i, value) in observed.iter().enumerate() {
+            if let Some(x) = *value {
+                self.scalers[i].learn(x);
+                self.last[i] = Some(x);
+            }
+        }
+        self.runs_seen += 1;
+        Verdict {
+            score: result.score,
+            grade,
+            warming_up,
+            deviations,
+            anomaly_id: None,
+        }
+    }
+
+    /// A person said the current level is the new normal (of one metric, or
+    /// of all): re-centre the normalisation on the latest values and let
+    /// the threshold start afresh.
+    pub fn accept_baseline(&mut self, metric: Option<&str>) {
+        for (i, name) in BUILTIN_METRICS.iter().enumerate() {
+            if metric.is_some_and(|m| m != *name) {
+                continue;
+            }
+            if let Some(x) = self.last[i] {
+                self.scalers[i].mean = x;
+            }
+        }
+        self.detector.accept_baseline();
+    }
+}

@@ -1,0 +1,316 @@
+//! The detection flow: every run that reaches a final status is scored by
+//! its pipeline's model, the verdict is stored on the run, and an abnormal
+//! run opens (or extends) its pipeline's anomaly record while a normal run
+//! closes it.
+//!
+//! Work is split over shards by pipeline name; each shard is one task that
+//! owns its part of the model bank and handles its jobs in order, so runs of
+//! one pipeline always update its model in the order they were stored,
+//! while different pipelines are scored in parallel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::bank::ModelBank;
+use super::pipeline::PipelineModel;
+use crate::clock::Clock;
+use crate::domain::{Run, Verdict};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// Settings of the detection flow.
+#[derive(Debug, Clone)]
+pub struct DetectionSettings {
+    pub shards: usize,
+    /// Models kept in memory across all shards.
+    pub cache_models: usize,
+    pub sensitivity: f64,
+}
+
+impl Default for DetectionSettings {
+    fn default() -> Self {
+        Self {
+            shards: 2,
+            cache_models: 2_000,
+            sensitivity: 1.0,
+        }
+    }
+}
+
+enum Job {
+    Score {
+        run_pk: i64,
+        run: Box<Run>,
+        reply: Option<oneshot::Sender<Result<Verdict, String>>>,
+    },
+    AcceptBaseline {
+        pipeline: String,
+        metric: Option<String>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Replace {
+        pipeline: String,
+        model: Box<PipelineModel>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Flush {
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
+}
+
+/// Handle to the detection shards; cheap to clone.
+#[derive(Clone)]
+pub struct DetectionService {
+    shards: Arc<Vec<mpsc::Sender<Job>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectionError {
+    #[error("the detection service has stopped")]
+    Stopped,
+    #[error("detection failed: {0}")]
+    Failed(String),
+}
+
+fn shard_of(pipeline: &str, shards: usize) -> usize {
+    (super::pipeline::seed_for(pipeline) % shards as u64) as usize
+}
+
+impl DetectionService {
+    /// Starts the shard tasks (needs a Tokio runtime). They stop when every
+    /// handle is dropped, saving their models first.
+    pub fn start(
+        store: Store,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        settings: DetectionSettings,
+    ) -> Self {
+        let shards = settings.shards.max(1);
+        let per_shard = (settings.cache_models / shards).max(1);
+        let senders = (0..shards)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(1024);
+                let bank = ModelBank::new(store.clone(), per_shard, settings.sensitivity);
+                tokio::spawn(shard(store.clone(), bank, metrics.clone(), clock.clone(), rx));
+                tx
+            })
+            .collect();
+        Self {
+            shards: Arc::new(senders),
+        }
+    }
+
+    fn sender(&self, pipeline: &str) -> &mpsc::Sender<Job> {
+        &self.shards[shard_of(pipeline, self.shards.len())]
+    }
+
+    /// Queues a stored run for scoring; the receiver gets its verdict.
+    pub async fn submit(
+        &self,
+        run_pk: i64,
+        run: Run,
+    ) -> Result<oneshot::Receiver<Result<Verdict, String>>, DetectionError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender(&run.pipeline.clone())
+            .send(Job::Score {
+                run_pk,
+                run: Box::new(run),
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| DetectionError::Stopped)?;
+        Ok(answer)
+    }
+
+    /// Scores a stored run and waits for the verdict.
+    pub async fn score(&self, run_pk: i64, run: Run) -> Result<Verdict, DetectionError> {
+        self.submit(run_pk, run)
+            .await?
+            .await
+            .map_err(|_| DetectionError::Stopped)?
+            .map_err(DetectionError::Failed)
+    }
+
+    /// Fast-forwards a pipeline's model to its current level (a person said
+    /// the change is expected).
+    pub async fn accept_baseline(
+        &self,
+        pipeline: &str,
+        metric: Option<&str>,
+    ) -> Result<(), DetectionError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender(pipeline)
+            .send(Job::AcceptBaseline {
+                pipeline: pipeline.to_string(),
+                metric: metric.map(str::to_string),
+                reply,
+            })
+            .await
+            .map_err(|_| DetectionError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| DetectionError::Stopped)?
+            .map_err(DetectionError::Failed)
+    }
+
+    /// Installs a rebuilt model (from `train`).
+    pub async fn replace(&self, pipeline: &str, model: PipelineModel) -> Result<(), DetectionError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender(pipeline)
+            .send(Job::Replace {
+                pipeline: pipeline.to_string(),
+                model: Box::new(model),
+                reply,
+            })
+            .await
+            .map_err(|_| DetectionError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| DetectionError::Stopped)?
+            .map_err(DetectionError::Failed)
+    }
+
+    /// Saves every model with unsaved updates; returns how many were saved.
+    pub async fn flush(&self) -> Result<usize, DetectionError> {
+        let mut total = 0;
+        for shard in self.shards.iter() {
+            let (reply, answer) = oneshot::channel();
+            shard
+                .send(Job::Flush { reply })
+                .await
+                .map_err(|_| DetectionError::Stopped)?;
+            total += answer
+                .await
+                .map_err(|_| DetectionError::Stopped)?
+                .map_err(DetectionError::Failed)?;
+        }
+        Ok(total)
+    }
+}
+
+async fn shard(
+    store: Store,
+    mut bank: ModelBank,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<Job>,
+) {
+    let mut flush_timer = tokio::time::interval(Duration::from_secs(60));
+    flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let job = tokio::select! {
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+            _ = flush_timer.tick() => {
+                if let Err(e) = bank.flush().await {
+                    metrics.background_error("model_flush");
+                    tracing::error!(error = %e, "Saving models failed.");
+                }
+                continue;
+            }
+        };
+        match job {
+            Job::Score { run_pk, run, reply } => {
+                let result = score_one(&store, &mut bank, clock.as_ref(), run_pk, &run).await;
+                if let Err(e) = &result {
+                    metrics.background_error("detection");
+                    tracing::error!(pipeline = %run.pipeline, run_id = %run.run_id, error = %e, "Scoring failed.");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                }
+            }
+            Job::AcceptBaseline {
+                pipeline,
+                metric,
+                reply,
+            } => {
+                let result = async {
+                    let entry = bank.get(&pipeline, i64::MAX).await?;
+                    entry.model.accept_baseline(metric.as_deref());
+                    bank.save_now(&pipeline).await
+                }
+                .await;
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
+            Job::Replace {
+                pipeline,
+                model,
+                reply,
+            } => {
+                let result = bank.replace(&pipeline, *model).await;
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
+            Job::Flush { reply } => {
+                let _ = reply.send(bank.flush().await.map_err(|e| e.to_string()));
+            }
+        }
+    }
+    if let Err(e) = bank.flush().await {
+        tracing::error!(error = %e, "Saving models at shutdown failed.");
+    }
+}
+
+/// Scores one run, stores its verdict and updates the anomaly record.
+#[tracing::instrument(skip_all, fields(pipeline = %run.pipeline, run_id = %run.run_id))]
+async fn score_one(
+    store: &Store,
+    bank: &mut ModelBank,
+    clock: &dyn Clock,
+    run_pk: i64,
+    run: &Run,
+) -> Result<Verdict, StoreError> {
+    let entry = bank.get(&run.pipeline, run_pk).await?;
+    if run_pk <= entry.model.last_run_pk {
+        // Already learned (a repeated job): answer with what was stored.
+        if let Some(v) = store.verdict_of(run_pk).await? {
+            return Ok(v);
+        }
+    }
+    let mut verdict = entry.model.observe(run);
+    entry.model.last_run_pk = entry.model.last_run_pk.max(run_pk);
+    entry.unsaved += 1;
+    let save_now = entry.unsaved >= super::bank::SAVE_EVERY;
+
+    let now = clock.now();
+    let mut tx = store.begin_write().await?;
+    if verdict.is_anomalous() {
+        let id = tx
+            .open_or_extend_anomaly(&run.pipeline, run_pk, &verdict, now)
+            .await?;
+        verdict.anomaly_id = Some(id);
+        tx.audit(
+            now,
+            "anomaly.detected",
+            &format!("anomaly/{id}"),
+            "detector",
+            &serde_json::json!({
+                "pipeline": run.pipeline, "run_id": run.run_id, "grade": verdict.grade,
+                "score": verdict.score, "deviations": verdict.deviations,
+            }),
+        )
+        .await?;
+        tracing::info!(grade = verdict.grade, anomaly = id, "Abnormal run.");
+    } else if !verdict.warming_up {
+        if let Some(id) = tx.close_anomaly(&run.pipeline, now).await? {
+            tx.audit(
+                now,
+                "anomaly.closed",
+                &format!("anomaly/{id}"),
+                "detector",
+                &serde_json::json!({"pipeline": run.pipeline, "normal_run_id": run.run_id}),
+            )
+            .await?;
+        }
+    }
+    tx.set_verdict(run_pk, &verdict).await?;
+    tx.commit().await?;
+    if save_now {
+        bank.save_now(&run.pipeline).await?;
+    }
+    Ok(verdict)
+}
