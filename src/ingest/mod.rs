@@ -8,6 +8,7 @@
 //! (payload in, [`Run`] out); this module and `routes` do the I/O.
 
 pub mod backfill;
+pub mod codepipeline_poll;
 pub mod generic;
 pub mod routes;
 pub mod signature;
@@ -145,8 +146,9 @@ pub async fn store_runs(
 /// Starts the ingest sources that run in the background (CodePipeline
 /// polling). They stop when `shutdown` is cancelled.
 pub fn start_background(
-    _state: &crate::http::AppState,
-    _tracker: &tokio_util::task::TaskTracker,
-    _shutdown: &tokio_util::sync::CancellationToken,
+    state: &crate::http::AppState,
+    tracker: &tokio_util::task::TaskTracker,
+    shutdown: &tokio_util::sync::CancellationToken,
 ) {
+    codepipeline_poll::start(state, tracker, shutdown);
 }
