@@ -300,7 +300,8 @@ pub fn execution_to_run(
 
     // Stages in the order they started: min start, max last update.
     let mut stages: Vec<StageTiming> = Vec::new();
-    let mut stage_actions: BTreeMap<String, Vec<RunStatus>> = BTreeMap::new();
+    // The latest attempt of each action decides its stage's status.
+    let mut stage_actions: BTreeMap<String, BTreeMap<String, RunStatus>> = BTreeMap::new();
     let mut sorted: Vec<&ActionExecutionDetail> = actions
         .iter()
         .filter(|a| a.pipeline_execution_id().is_none_or(|e| e == id))
@@ -316,7 +317,7 @@ pub fn execution_to_run(
         stage_actions
             .entry(name.to_string())
             .or_default()
-            .push(a_status);
+            .insert(action.action_name().unwrap_or("").to_string(), a_status);
         match stages.iter_mut().find(|s| s.name == name) {
             Some(stage) => {
                 stage.started_at = match (stage.started_at, start) {
@@ -337,7 +338,10 @@ pub fn execution_to_run(
         }
     }
     for stage in &mut stages {
-        let statuses = stage_actions.get(&stage.name).cloned().unwrap_or_default();
+        let statuses: Vec<RunStatus> = stage_actions
+            .get(&stage.name)
+            .map(|a| a.values().copied().collect())
+            .unwrap_or_default();
         let stage_status = if statuses.contains(&RunStatus::Failed) {
             RunStatus::Failed
         } else if statuses.contains(&RunStatus::Running) {
