@@ -423,3 +423,93 @@ crate::on_both_databases!(
     throttling_and_server_errors_are_reported_and_retried,
     serve_polls_in_the_background_and_survives_an_unreachable_endpoint,
 );
+
+/// The fake's remediation operations answer in shapes the real SDK parses,
+/// and injected errors reach the SDK as the documented error types.
+#[tokio::test]
+async fn fake_remediation_operations_parse_through_the_sdk() {
+    use aws_sdk_codepipeline::types::StageRetryMode;
+    use pipemedic::aws::{classify, ErrorClass};
+
+    let fake = FakeCodePipeline::start().await;
+    fake.add_execution(PIPELINE, failed_in_test("e-1", "2026-11-25T10:00:00Z"));
+    let mut aws = AwsConfig::default();
+    aws.endpoints.codepipeline = fake.url();
+    let client = test_aws_settings(&aws).load().await.codepipeline();
+
+    let retried = client
+        .retry_stage_execution()
+        .pipeline_name(PIPELINE)
+        .stage_name("Test")
+        .pipeline_execution_id("e-1")
+        .retry_mode(StageRetryMode::FailedActions)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.pipeline_execution_id(), Some("e-1"));
+    let call = &fake.calls_of("RetryStageExecution")[0];
+    assert_eq!(call["stageName"], "Test");
+    assert_eq!(call["retryMode"], "FAILED_ACTIONS");
+
+    fake.fail_next("RetryStageExecution", 400, "StageNotRetryableException");
+    let err = client
+        .retry_stage_execution()
+        .pipeline_name(PIPELINE)
+        .stage_name("Test")
+        .pipeline_execution_id("e-1")
+        .retry_mode(StageRetryMode::FailedActions)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err
+        .as_service_error()
+        .is_some_and(|e| e.is_stage_not_retryable_exception()));
+    assert_eq!(classify(&err), ErrorClass::Permanent);
+
+    let rollback = client
+        .rollback_stage()
+        .pipeline_name(PIPELINE)
+        .stage_name("Deploy")
+        .target_pipeline_execution_id("e-1")
+        .send()
+        .await
+        .unwrap();
+    assert!(rollback.pipeline_execution_id().starts_with("rollback-"));
+
+    let started = client
+        .start_pipeline_execution()
+        .name(PIPELINE)
+        .send()
+        .await
+        .unwrap();
+    assert!(started.pipeline_execution_id().is_some());
+    assert!(fake.calls_of("StartPipelineExecution")[0]["clientRequestToken"].is_string());
+
+    let stopped = client
+        .stop_pipeline_execution()
+        .pipeline_name(PIPELINE)
+        .pipeline_execution_id("e-1")
+        .abandon(false)
+        .reason("pipemedic")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stopped.pipeline_execution_id(), Some("e-1"));
+
+    // An unknown pipeline is a permanent error, not worth retrying.
+    let err = client
+        .list_pipeline_executions()
+        .pipeline_name("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err
+        .as_service_error()
+        .is_some_and(|e| e.is_pipeline_not_found_exception()));
+    assert!(!pipemedic::aws::is_retryable(&err));
+    assert_eq!(
+        fake.calls_of("ListPipelineExecutions").len(),
+        1,
+        "not retried"
+    );
+}
