@@ -496,7 +496,7 @@ impl CodePipelinePoller {
     /// Polls one pipeline: lists executions back to its cursor, reads and
     /// stores the new final ones, and moves the cursor in the same
     /// transaction. Failures are counted and logged here.
-    #[tracing::instrument(skip(self), fields(pipeline = %pipeline))]
+    #[tracing::instrument(skip_all, fields(pipeline = %pipeline))]
     pub async fn poll_pipeline(&self, pipeline: &str) -> Result<PipelinePoll, PollError> {
         let result = self.poll_pipeline_inner(pipeline).await;
         if let Err(e) = &result {
@@ -517,15 +517,15 @@ impl CodePipelinePoller {
             source,
         };
         let now = self.ingest.clock().now();
-        let cursor = match self
+        let raw_cursor = self
             .ingest
             .store()
             .get_state(STATE_KIND, pipeline)
             .await
-            .map_err(store_err)?
-        {
+            .map_err(store_err)?;
+        let cursor = match &raw_cursor {
             None => Cursor::first(now),
-            Some(raw) => serde_json::from_str(&raw).unwrap_or_else(|e| {
+            Some(raw) => serde_json::from_str(raw).unwrap_or_else(|e| {
                 tracing::warn!(pipeline = %pipeline, error = %e, "Poll cursor unreadable; starting over.");
                 Cursor::first(now)
             }),
@@ -565,6 +565,23 @@ impl CodePipelinePoller {
                 },
             })?;
             let mut tx = self.ingest.store().begin_write().await.map_err(store_err)?;
+            // Another replica that polled meanwhile has stored the same
+            // executions; keep its cursor rather than moving it back.
+            if tx
+                .get_state(STATE_KIND, pipeline)
+                .await
+                .map_err(store_err)?
+                != raw_cursor
+            {
+                drop(tx);
+                tracing::info!(pipeline = %pipeline, "Cursor moved by another poller; this poll is dropped.");
+                return Ok(PipelinePoll {
+                    pipeline: pipeline.to_string(),
+                    listed: listed.len(),
+                    stored: Vec::new(),
+                    in_progress: Vec::new(),
+                });
+            }
             stored = store_runs(&mut tx, RunSource::CodepipelinePoll, &runs, now)
                 .await
                 .map_err(store_err)?;

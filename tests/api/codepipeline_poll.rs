@@ -286,6 +286,33 @@ async fn restart_resumes_from_the_cursor(db: Db) {
     assert_eq!(e2.run.stage.as_deref(), Some("Build"));
 }
 
+async fn overlapping_pollers_store_once_and_keep_the_newer_cursor(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let fake = FakeCodePipeline::start().await;
+    fake.add_execution(PIPELINE, failed_in_test("e-1", "2026-11-25T10:00:00Z"));
+    let slow = poller(&db, &fake).await;
+    let fast = poller(&db, &fake).await;
+
+    // The slow poller has read the cursor and waits for its listing while
+    // the fast one polls and commits.
+    fake.delay_next("ListPipelineExecutions", Duration::from_millis(700));
+    let slow_poll = tokio::spawn(async move {
+        let report = slow.poller.poll_once().await;
+        (report, slow)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fast.poller.poll_once().await.unwrap().stored(), 1);
+    let cursor = fast.store.get_state(STATE_KIND, PIPELINE).await.unwrap();
+
+    let (report, slow) = slow_poll.await.unwrap();
+    assert_eq!(report.unwrap().stored(), 0, "the slow poll is dropped");
+    assert_eq!(
+        slow.store.get_state(STATE_KIND, PIPELINE).await.unwrap(),
+        cursor
+    );
+    assert_eq!(slow.store.count_runs().await.unwrap(), 1);
+}
+
 async fn pagination_follows_next_token(db: Db) {
     let db = TestDb::new(db).await.unwrap();
     let fake = FakeCodePipeline::start().await;
@@ -419,6 +446,7 @@ crate::on_both_databases!(
     in_progress_execution_is_stored_when_it_finishes,
     retried_execution_is_stored_as_the_next_attempt,
     restart_resumes_from_the_cursor,
+    overlapping_pollers_store_once_and_keep_the_newer_cursor,
     pagination_follows_next_token,
     throttling_and_server_errors_are_reported_and_retried,
     serve_polls_in_the_background_and_survives_an_unreachable_endpoint,

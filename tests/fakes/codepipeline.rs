@@ -138,6 +138,8 @@ struct FakeState {
     calls: Vec<Call>,
     page_size: Option<usize>,
     next_id: u64,
+    /// Operations whose next call is answered late.
+    delays: Vec<(String, std::time::Duration)>,
 }
 
 /// The running fake; stops when dropped.
@@ -256,6 +258,12 @@ impl FakeCodePipeline {
             status,
             error_type: error_type.into(),
         });
+    }
+
+    /// The next call of `operation` is answered after `delay` (to overlap
+    /// two pollers, or to test timeouts).
+    pub fn delay_next(&self, operation: &str, delay: std::time::Duration) {
+        self.state().delays.push((operation.into(), delay));
     }
 
     /// Every request received, in order.
@@ -437,6 +445,14 @@ async fn handle(
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return error(400, "SerializationException", "body is not JSON");
     };
+    let delay = {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let i = state.delays.iter().position(|(op, _)| *op == operation);
+        i.map(|i| state.delays.remove(i).1)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     state.calls.push(Call {
         operation: operation.clone(),
