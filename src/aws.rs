@@ -110,8 +110,9 @@ impl AwsSettings {
         self
     }
 
-    /// The shared SDK configuration. Loading never calls a service; with the
-    /// chain it may read the environment, profile files or instance metadata.
+    /// Loads the shared SDK configuration and returns the client factory.
+    /// Loading never calls a service; with the chain it may read the
+    /// environment, profile files or instance metadata (for the region).
     pub async fn load(&self) -> AwsClients {
         let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(

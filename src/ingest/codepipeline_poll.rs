@@ -537,6 +537,7 @@ impl CodePipelinePoller {
         let mut runs = Vec::with_capacity(plan.fetch.len());
         let mut done = Vec::with_capacity(plan.fetch.len());
         let mut failure = None;
+        let mut in_progress: Vec<String> = plan.in_progress.iter().map(|l| l.id.clone()).collect();
         for (l, attempt) in &plan.fetch {
             match self.read_execution(pipeline, l).await {
                 Ok(Some(mut run)) => {
@@ -544,8 +545,9 @@ impl CodePipelinePoller {
                     runs.push(run);
                     done.push((l.clone(), *attempt));
                 }
-                // Still running by the time its details were read: next poll.
-                Ok(None) => {}
+                // Running again by the time its details were read (a
+                // retried stage): revisited at the next poll.
+                Ok(None) => in_progress.push(l.id.clone()),
                 Err(e) => {
                     failure = Some(e);
                     break;
@@ -594,14 +596,17 @@ impl CodePipelinePoller {
         if let Some(e) = failure {
             return Err(e);
         }
-        let in_progress: Vec<String> = plan.in_progress.iter().map(|l| l.id.clone()).collect();
-        tracing::info!(
-            pipeline = %pipeline,
-            listed = listed.len(),
-            stored = stored.len(),
-            in_progress = in_progress.len(),
-            "Polled."
-        );
+        if stored.is_empty() {
+            tracing::debug!(pipeline = %pipeline, listed = listed.len(), in_progress = in_progress.len(), "Polled; nothing new.");
+        } else {
+            tracing::info!(
+                pipeline = %pipeline,
+                listed = listed.len(),
+                stored = stored.len(),
+                in_progress = in_progress.len(),
+                "Polled."
+            );
+        }
         Ok(PipelinePoll {
             pipeline: pipeline.to_string(),
             listed: listed.len(),
