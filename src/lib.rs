@@ -12,6 +12,7 @@
 //! | --- | --- |
 //! | [`domain`] | the shared vocabulary: [`domain::Run`], metric samples (no I/O) |
 //! | [`config`] | layered configuration and secrets |
+//! | [`aws`] | the AWS SDK clients (CodePipeline, Bedrock, SageMaker) and their error classes |
 //! | [`store`] | SQLite / PostgreSQL persistence, one contract for both |
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
@@ -36,6 +37,7 @@
 //! HTTP; the store contract suite runs against SQLite always and against
 //! PostgreSQL when `PIPEMEDIC_TEST_POSTGRES_URL` is set.
 
+pub mod aws;
 pub mod charts;
 pub mod check;
 pub mod cli;

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::aws::AwsSettings;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
 use crate::http::AppState;
@@ -71,6 +72,17 @@ impl Application {
         loaded: Loaded,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
+        let aws = AwsSettings::from_config(&loaded.config.aws);
+        Self::build_with(loaded, clock, aws).await
+    }
+
+    /// Builds with a given clock and AWS client settings (tests use static
+    /// credentials and never read the host's AWS environment).
+    pub async fn build_with(
+        loaded: Loaded,
+        clock: Arc<dyn Clock>,
+        aws: AwsSettings,
+    ) -> Result<Self, StartupError> {
         let addr: SocketAddr = loaded
             .config
             .listen_addr()
@@ -106,6 +118,7 @@ impl Application {
             metrics,
             clock,
             ingest,
+            aws: Arc::new(aws),
         };
         let listener = TcpListener::bind(addr)
             .await

@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub ingest: Arc<IngestService>,
+    /// How AWS clients are built (region, endpoints, credentials).
+    pub aws: Arc<crate::aws::AwsSettings>,
 }
 
 /// The full router with every route of the design that is built.

@@ -9,6 +9,7 @@
 
 pub mod aws;
 pub mod backfill;
+pub mod codepipeline_poll;
 pub mod generic;
 pub mod github;
 pub mod gitlab;
@@ -234,10 +235,11 @@ pub async fn store_runs(
 /// Starts the ingest sources that run in the background (CodePipeline
 /// polling). They stop when `shutdown` is cancelled.
 pub fn start_background(
-    _state: &crate::http::AppState,
-    _tracker: &tokio_util::task::TaskTracker,
-    _shutdown: &tokio_util::sync::CancellationToken,
+    state: &crate::http::AppState,
+    tracker: &tokio_util::task::TaskTracker,
+    shutdown: &tokio_util::sync::CancellationToken,
 ) {
+    codepipeline_poll::start(state, tracker, shutdown);
 }
 
 /// Kind of the ingest state that holds CodePipeline executions being

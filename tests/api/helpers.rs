@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use pipemedic::aws::AwsSettings;
 use pipemedic::clock::ManualClock;
 use pipemedic::config::{self, Env, Loaded, Secret, Secrets};
 use pipemedic::startup::Application;
@@ -99,6 +100,22 @@ pub fn test_secrets() -> Secrets {
     }
 }
 
+/// AWS client settings for tests: static credentials, a fixed region, fast
+/// retries, and nothing read from the host's AWS environment.
+pub fn test_aws_settings(aws: &config::AwsConfig) -> AwsSettings {
+    let region = if aws.region.is_empty() {
+        "us-east-1"
+    } else {
+        aws.region.as_str()
+    };
+    let mut settings = AwsSettings::from_config(aws).with_static_credentials(
+        aws_credential_types::Credentials::new("AKIDTEST", "test-secret", None, None, "tests"),
+        region,
+    );
+    settings.initial_backoff = std::time::Duration::from_millis(10);
+    settings
+}
+
 /// A running application and what tests need to talk to it.
 pub struct TestApp {
     pub base: String,
@@ -152,13 +169,14 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut config::Config)) ->
     config.server.shutdown_grace_s = 2;
     config.store.url = test_db.url.clone();
     adjust(&mut config);
+    let aws = test_aws_settings(&config.aws);
     let loaded = Loaded {
         config,
         secrets: test_secrets(),
         source: None,
     };
     let clock = Arc::new(ManualClock::new(t("2026-11-25T12:00:00Z")));
-    let app = Application::build_with_clock(loaded, clock.clone())
+    let app = Application::build_with(loaded, clock.clone(), aws)
         .await
         .expect("application builds");
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -2,6 +2,10 @@
 //! database, driven over HTTP, and the store contract suite on SQLite and
 //! (when `PIPEMEDIC_TEST_POSTGRES_URL` is set) PostgreSQL.
 
+#[path = "../fakes/mod.rs"]
+mod fakes;
+
+mod codepipeline_poll;
 mod helpers;
 mod ingest_generic;
 mod lifecycle;

@@ -1,0 +1,1005 @@
+//! CodePipeline polling: for accounts without an EventBridge rule, the
+//! pipelines named in `codepipeline.poll_pipelines` are read through the
+//! CodePipeline API (`ListPipelineExecutions`, `GetPipelineExecution`,
+//! `ListActionExecutions`) and each finished execution becomes one [`Run`]
+//! with per-stage durations, the failed stage and the source commit.
+//!
+//! Each pipeline has a cursor in the store's `ingest_state` table (kind
+//! `codepipeline_poll`, key = pipeline name), written in the same
+//! transaction as the runs it covers, so a restart resumes where the last
+//! committed poll ended and nothing is lost or stored twice:
+//!
+//! - `horizon_ms`: every execution that started before it is final and
+//!   stored (it stays at the oldest execution still in progress, so that
+//!   one is revisited until it finishes);
+//! - `seen`: the final executions already stored that started within
+//!   [`REVISIT_WINDOW`] before the horizon or later, with the
+//!   `lastUpdateTime` stored. Listing stops at `horizon - REVISIT_WINDOW`;
+//!   an execution found in `seen` unchanged is skipped, and one whose
+//!   `lastUpdateTime` moved (a retried stage) is stored again as the next
+//!   attempt.
+//!
+//! The first poll of a pipeline reaches back [`INITIAL_LOOKBACK`]; older
+//! history comes from `pipemedic ingest`. When a call fails half-way, the
+//! executions already read are committed with the cursor and the rest is
+//! retried at the next poll. The mapping from the SDK's output structures
+//! to a [`Run`] ([`execution_to_run`]) is pure; this module never changes
+//! a pipeline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_codepipeline::types::{
+    ActionExecutionDetail, ActionExecutionFilter, ActionExecutionStatus, PipelineExecution,
+    PipelineExecutionStatus, PipelineExecutionSummary,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{store_runs, Accepted, IngestService};
+use crate::aws::{AwsClients, AwsSettings, ErrorClass};
+use crate::domain::{Run, RunSource, RunStatus, StageTiming};
+use crate::store::StoreError;
+
+/// `ingest_state.kind` of the poll cursors.
+pub const STATE_KIND: &str = "codepipeline_poll";
+/// How far before the horizon executions are listed again, so that a
+/// retried stage of a recent execution is noticed.
+pub const REVISIT_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+/// How far back the first poll of a pipeline reaches.
+pub const INITIAL_LOOKBACK: chrono::Duration = chrono::Duration::days(7);
+/// An execution still in progress after this long no longer holds the
+/// horizon back (CodePipeline's longest action timeout is 7 days).
+pub const MAX_PENDING_AGE: chrono::Duration = chrono::Duration::days(8);
+/// Page size of the list calls (the API's maximum).
+const PAGE_SIZE: i32 = 100;
+/// Longest commit message kept with a run.
+const MAX_COMMIT_MESSAGE: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("{operation} for pipeline {pipeline} failed ({}): {message}", class.as_str())]
+    Api {
+        pipeline: String,
+        operation: &'static str,
+        class: ErrorClass,
+        message: String,
+    },
+    #[error("storing the poll of pipeline {pipeline} failed: {source}")]
+    Store {
+        pipeline: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("{} of {} pipelines failed to poll; first: {}", failures.len(), failures.len() + report.pipelines.len(), failures.first().map(ToString::to_string).unwrap_or_default())]
+    Incomplete {
+        /// The pipelines that were polled.
+        report: PollReport,
+        failures: Vec<PollError>,
+    },
+}
+
+impl PollError {
+    /// Whether the next poll may succeed where this one failed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api { class, .. } => class.is_retryable(),
+            Self::Store { .. } => true,
+            Self::Incomplete { failures, .. } => failures.iter().all(Self::is_retryable),
+        }
+    }
+}
+
+/// What one poll of one pipeline did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PipelinePoll {
+    pub pipeline: String,
+    /// Executions listed back to the cursor.
+    pub listed: usize,
+    /// Runs written (each with its outcome).
+    pub stored: Vec<Accepted>,
+    /// Executions still in progress, revisited at the next poll.
+    pub in_progress: Vec<String>,
+}
+
+/// What one poll of every configured pipeline did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PollReport {
+    pub pipelines: Vec<PipelinePoll>,
+}
+
+impl PollReport {
+    /// Runs written in this poll, all pipelines together.
+    pub fn stored(&self) -> usize {
+        self.pipelines.iter().map(|p| p.stored.len()).sum()
+    }
+}
+
+/// What the cursor remembers of a stored final execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Seen {
+    start_ms: i64,
+    updated_ms: i64,
+    attempt: u32,
+}
+
+/// A pipeline's poll cursor, as stored in `ingest_state` (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Cursor {
+    /// Executions that started before this are final and stored.
+    horizon_ms: i64,
+    /// Executions that started before this are never considered (the reach
+    /// of the first poll).
+    floor_ms: i64,
+    seen: BTreeMap<String, Seen>,
+}
+
+impl Cursor {
+    fn first(now: DateTime<Utc>) -> Self {
+        let floor_ms = (now - INITIAL_LOOKBACK).timestamp_millis();
+        Self {
+            horizon_ms: floor_ms,
+            floor_ms,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// Executions that started before this need not be listed.
+    fn list_until_ms(&self) -> i64 {
+        self.floor_ms
+            .max(self.horizon_ms - REVISIT_WINDOW.num_milliseconds())
+    }
+}
+
+/// One listed execution with the times the cursor works with.
+#[derive(Debug, Clone)]
+struct Listed {
+    id: String,
+    status: RunStatus,
+    start_ms: i64,
+    updated_ms: i64,
+    summary: PipelineExecutionSummary,
+}
+
+/// What to do with the listed executions, given the cursor (pure).
+#[derive(Debug, Default)]
+struct Plan {
+    /// Final executions to read and store, oldest first, with their attempt.
+    fetch: Vec<(Listed, u32)>,
+    in_progress: Vec<Listed>,
+}
+
+fn plan(cursor: &Cursor, listed: &[Listed]) -> Plan {
+    let mut out = Plan::default();
+    let mut oldest_first: Vec<&Listed> = listed.iter().collect();
+    oldest_first.sort_by(|a, b| a.start_ms.cmp(&b.start_ms).then(a.id.cmp(&b.id)));
+    for l in oldest_first {
+        if !l.status.is_final() {
+            out.in_progress.push(l.clone());
+            continue;
+        }
+        match cursor.seen.get(&l.id) {
+            Some(seen) if seen.updated_ms == l.updated_ms => {}
+            Some(seen) => out.fetch.push((l.clone(), seen.attempt + 1)),
+            None => out.fetch.push((l.clone(), 1)),
+        }
+    }
+    out
+}
+
+/// The cursor after a poll that stored `done` (and, when `complete`, read
+/// everything it listed).
+fn advance(
+    cursor: &Cursor,
+    listed: &[Listed],
+    done: &[(Listed, u32)],
+    complete: bool,
+    now: DateTime<Utc>,
+) -> Cursor {
+    let mut next = cursor.clone();
+    for (l, attempt) in done {
+        next.seen.insert(
+            l.id.clone(),
+            Seen {
+                start_ms: l.start_ms,
+                updated_ms: l.updated_ms,
+                attempt: *attempt,
+            },
+        );
+    }
+    if complete {
+        let stale_before = (now - MAX_PENDING_AGE).timestamp_millis();
+        let oldest_pending = listed
+            .iter()
+            .filter(|l| !l.status.is_final() && l.start_ms >= stale_before)
+            .map(|l| l.start_ms)
+            .min();
+        let newest = listed.iter().map(|l| l.start_ms).max();
+        next.horizon_ms = match oldest_pending {
+            Some(start) => start,
+            None => newest.map_or(cursor.horizon_ms, |n| n.max(cursor.horizon_ms)),
+        };
+        let keep_from = next.list_until_ms();
+        next.seen.retain(|_, s| s.start_ms >= keep_from);
+    }
+    next
+}
+
+/// Our status for a CodePipeline execution status.
+pub fn execution_status(status: &PipelineExecutionStatus) -> RunStatus {
+    match status.as_str() {
+        "Succeeded" => RunStatus::Succeeded,
+        "Failed" => RunStatus::Failed,
+        "Stopped" | "Superseded" | "Cancelled" => RunStatus::Cancelled,
+        // InProgress, Stopping, and statuses newer than this build.
+        _ => RunStatus::Running,
+    }
+}
+
+fn action_status(status: &ActionExecutionStatus) -> RunStatus {
+    match status.as_str() {
+        "Succeeded" => RunStatus::Succeeded,
+        "Failed" => RunStatus::Failed,
+        "Abandoned" => RunStatus::Cancelled,
+        _ => RunStatus::Running,
+    }
+}
+
+fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp_millis(t?.to_millis().ok()?)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let text = text.trim();
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
+}
+
+/// The commit message in a revision summary: source actions backed by a
+/// connection (GitHub, Bitbucket, GitLab) send a JSON object with
+/// `CommitMessage`; others send the message itself.
+fn commit_message(summary: &str) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(summary)
+        .ok()
+        .and_then(|v| v.get("CommitMessage")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| summary.to_string());
+    truncate(&message, MAX_COMMIT_MESSAGE)
+}
+
+/// Builds the run of one execution from its listing summary, its details
+/// (when read) and its action executions. `None` when the summary has no
+/// execution id.
+pub fn execution_to_run(
+    pipeline: &str,
+    summary: &PipelineExecutionSummary,
+    execution: Option<&PipelineExecution>,
+    actions: &[ActionExecutionDetail],
+    region: Option<&str>,
+) -> Option<Run> {
+    let id = summary
+        .pipeline_execution_id()
+        .or_else(|| execution?.pipeline_execution_id())?;
+    let status = execution
+        .and_then(PipelineExecution::status)
+        .or_else(|| summary.status())
+        .map_or(RunStatus::Running, execution_status);
+    let mut run = Run::new(pipeline, id, status);
+    run.started_at = to_chrono(summary.start_time());
+
+    // Stages in the order they started: min start, max last update.
+    let mut stages: Vec<StageTiming> = Vec::new();
+    // The latest attempt of each action decides its stage's status.
+    let mut stage_actions: BTreeMap<String, BTreeMap<String, RunStatus>> = BTreeMap::new();
+    let mut sorted: Vec<&ActionExecutionDetail> = actions
+        .iter()
+        .filter(|a| a.pipeline_execution_id().is_none_or(|e| e == id))
+        .collect();
+    sorted.sort_by_key(|a| a.start_time().and_then(|t| t.to_millis().ok()));
+    for action in &sorted {
+        let Some(name) = action.stage_name() else {
+            continue;
+        };
+        let start = to_chrono(action.start_time());
+        let end = to_chrono(action.last_update_time());
+        let a_status = action.status().map_or(RunStatus::Running, action_status);
+        stage_actions
+            .entry(name.to_string())
+            .or_default()
+            .insert(action.action_name().unwrap_or("").to_string(), a_status);
+        match stages.iter_mut().find(|s| s.name == name) {
+            Some(stage) => {
+                stage.started_at = match (stage.started_at, start) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                stage.finished_at = match (stage.finished_at, end) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            None => stages.push(StageTiming {
+                name: name.to_string(),
+                status: None,
+                started_at: start,
+                finished_at: end,
+            }),
+        }
+    }
+    for stage in &mut stages {
+        let statuses: Vec<RunStatus> = stage_actions
+            .get(&stage.name)
+            .map(|a| a.values().copied().collect())
+            .unwrap_or_default();
+        let stage_status = if statuses.contains(&RunStatus::Failed) {
+            RunStatus::Failed
+        } else if statuses.contains(&RunStatus::Running) {
+            RunStatus::Running
+        } else if statuses.contains(&RunStatus::Cancelled) {
+            RunStatus::Cancelled
+        } else {
+            RunStatus::Succeeded
+        };
+        stage.status = Some(stage_status);
+        if !stage_status.is_final() {
+            stage.finished_at = None;
+        }
+    }
+    run.stages = stages;
+
+    if status.is_final() {
+        let last_action = sorted
+            .iter()
+            .filter_map(|a| to_chrono(a.last_update_time()))
+            .max();
+        run.finished_at = match (to_chrono(summary.last_update_time()), last_action) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    // The failed action that ended the run (the latest to fail).
+    let failed = sorted
+        .iter()
+        .filter(|a| {
+            a.status()
+                .is_some_and(|s| action_status(s) == RunStatus::Failed)
+        })
+        .max_by_key(|a| a.last_update_time().and_then(|t| t.to_millis().ok()));
+    if status == RunStatus::Failed {
+        run.stage = failed.and_then(|a| a.stage_name()).map(str::to_string);
+        let mut log = Vec::new();
+        if let Some(text) = execution
+            .and_then(PipelineExecution::status_summary)
+            .or_else(|| summary.status_summary())
+        {
+            log.push(text.to_string());
+        }
+        if let Some(action) = failed {
+            let result = action.output().and_then(|o| o.execution_result());
+            let name = format!(
+                "{}/{}",
+                action.stage_name().unwrap_or("?"),
+                action.action_name().unwrap_or("?")
+            );
+            if let Some(text) = result.and_then(|r| r.external_execution_summary()) {
+                log.push(format!("{name}: {text}"));
+            }
+            if let Some(err) = result.and_then(|r| r.error_details()) {
+                log.push(format!(
+                    "{name}: {} {}",
+                    err.code().unwrap_or(""),
+                    err.message().unwrap_or("")
+                ));
+            }
+            run.log_url = result
+                .and_then(|r| r.external_execution_url())
+                .map(str::to_string);
+        }
+        if !log.is_empty() {
+            run.log_excerpt = Some(log.join("\n"));
+        }
+    }
+
+    let source = summary.source_revisions().first();
+    let artifact = execution.and_then(|e| e.artifact_revisions().first());
+    run.commit = source
+        .and_then(|s| s.revision_id())
+        .or_else(|| artifact.and_then(|a| a.revision_id()))
+        .map(str::to_string);
+    run.commit_message = source
+        .and_then(|s| s.revision_summary())
+        .or_else(|| artifact.and_then(|a| a.revision_summary()))
+        .map(commit_message)
+        .filter(|m| !m.is_empty());
+    run.url = region.map(|region| {
+        format!(
+            "https://{region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/{}/executions/{}/timeline?region={region}",
+            urlencoding::encode(pipeline),
+            urlencoding::encode(id)
+        )
+    });
+    run.normalise();
+    Some(run)
+}
+
+fn api_error<E>(
+    pipeline: &str,
+    operation: &'static str,
+    error: &SdkError<E, HttpResponse>,
+) -> PollError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    PollError::Api {
+        pipeline: pipeline.to_string(),
+        operation,
+        class: crate::aws::classify(error),
+        message: crate::aws::describe(error),
+    }
+}
+
+/// Polls the configured pipelines through the CodePipeline API.
+pub struct CodePipelinePoller {
+    client: aws_sdk_codepipeline::Client,
+    ingest: Arc<IngestService>,
+    pipelines: Vec<String>,
+    region: Option<String>,
+}
+
+impl CodePipelinePoller {
+    pub fn new(clients: &AwsClients, ingest: Arc<IngestService>, pipelines: Vec<String>) -> Self {
+        Self {
+            client: clients.codepipeline(),
+            ingest,
+            pipelines,
+            region: clients.region().map(str::to_string),
+        }
+    }
+
+    pub fn pipelines(&self) -> &[String] {
+        &self.pipelines
+    }
+
+    /// Polls every configured pipeline once. A pipeline that fails is
+    /// counted (`pipemedic_poll_errors_total`), logged and retried at the
+    /// next poll; the others are polled regardless, and then
+    /// [`PollError::Incomplete`] says which failed. Idempotent: polling
+    /// again without new executions stores nothing.
+    pub async fn poll_once(&self) -> Result<PollReport, PollError> {
+        let mut report = PollReport::default();
+        let mut failures = Vec::new();
+        for pipeline in &self.pipelines {
+            match self.poll_pipeline(pipeline).await {
+                Ok(done) => report.pipelines.push(done),
+                Err(e) => failures.push(e),
+            }
+        }
+        if failures.is_empty() {
+            Ok(report)
+        } else {
+            Err(PollError::Incomplete { report, failures })
+        }
+    }
+
+    /// Polls one pipeline: lists executions back to its cursor, reads and
+    /// stores the new final ones, and moves the cursor in the same
+    /// transaction. Failures are counted and logged here.
+    #[tracing::instrument(skip_all, fields(pipeline = %pipeline))]
+    pub async fn poll_pipeline(&self, pipeline: &str) -> Result<PipelinePoll, PollError> {
+        let result = self.poll_pipeline_inner(pipeline).await;
+        if let Err(e) = &result {
+            self.ingest.metrics().poll_error(pipeline);
+            tracing::warn!(
+                pipeline = %pipeline,
+                error = %e,
+                retryable = e.is_retryable(),
+                "CodePipeline poll failed; retrying at the next poll."
+            );
+        }
+        result
+    }
+
+    async fn poll_pipeline_inner(&self, pipeline: &str) -> Result<PipelinePoll, PollError> {
+        let store_err = |source| PollError::Store {
+            pipeline: pipeline.to_string(),
+            source,
+        };
+        let now = self.ingest.clock().now();
+        let raw_cursor = self
+            .ingest
+            .store()
+            .get_state(STATE_KIND, pipeline)
+            .await
+            .map_err(store_err)?;
+        let cursor = match &raw_cursor {
+            None => Cursor::first(now),
+            Some(raw) => serde_json::from_str(raw).unwrap_or_else(|e| {
+                tracing::warn!(pipeline = %pipeline, error = %e, "Poll cursor unreadable; starting over.");
+                Cursor::first(now)
+            }),
+        };
+
+        let listed = self.list_since(pipeline, cursor.list_until_ms()).await?;
+        let plan = plan(&cursor, &listed);
+
+        let mut runs = Vec::with_capacity(plan.fetch.len());
+        let mut done = Vec::with_capacity(plan.fetch.len());
+        let mut failure = None;
+        let mut in_progress: Vec<String> = plan.in_progress.iter().map(|l| l.id.clone()).collect();
+        for (l, attempt) in &plan.fetch {
+            match self.read_execution(pipeline, l).await {
+                Ok(Some(mut run)) => {
+                    run.attempt = *attempt;
+                    runs.push(run);
+                    done.push((l.clone(), *attempt));
+                }
+                // Running again by the time its details were read (a
+                // retried stage): revisited at the next poll.
+                Ok(None) => in_progress.push(l.id.clone()),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let complete = failure.is_none() && done.len() == plan.fetch.len();
+        let next = advance(&cursor, &listed, &done, complete, now);
+
+        let mut stored = Vec::new();
+        if next != cursor || !runs.is_empty() {
+            let value = serde_json::to_string(&next).map_err(|e| PollError::Store {
+                pipeline: pipeline.to_string(),
+                source: StoreError::Corrupt {
+                    what: "poll cursor".into(),
+                    detail: e.to_string(),
+                },
+            })?;
+            let mut tx = self.ingest.store().begin_write().await.map_err(store_err)?;
+            // Another replica that polled meanwhile has stored the same
+            // executions; keep its cursor rather than moving it back.
+            if tx
+                .get_state(STATE_KIND, pipeline)
+                .await
+                .map_err(store_err)?
+                != raw_cursor
+            {
+                drop(tx);
+                tracing::info!(pipeline = %pipeline, "Cursor moved by another poller; this poll is dropped.");
+                return Ok(PipelinePoll {
+                    pipeline: pipeline.to_string(),
+                    listed: listed.len(),
+                    stored: Vec::new(),
+                    in_progress: Vec::new(),
+                });
+            }
+            stored = store_runs(&mut tx, RunSource::CodepipelinePoll, &runs, now)
+                .await
+                .map_err(store_err)?;
+            tx.put_state(STATE_KIND, pipeline, &value, now)
+                .await
+                .map_err(store_err)?;
+            tx.commit().await.map_err(store_err)?;
+            self.ingest.count(RunSource::CodepipelinePoll, &stored);
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if stored.is_empty() {
+            tracing::debug!(pipeline = %pipeline, listed = listed.len(), in_progress = in_progress.len(), "Polled; nothing new.");
+        } else {
+            tracing::info!(
+                pipeline = %pipeline,
+                listed = listed.len(),
+                stored = stored.len(),
+                in_progress = in_progress.len(),
+                "Polled."
+            );
+        }
+        Ok(PipelinePoll {
+            pipeline: pipeline.to_string(),
+            listed: listed.len(),
+            stored,
+            in_progress,
+        })
+    }
+
+    /// Lists executions, newest first, until one started before `until_ms`.
+    async fn list_since(&self, pipeline: &str, until_ms: i64) -> Result<Vec<Listed>, PollError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_pipeline_executions()
+                .pipeline_name(pipeline)
+                .max_results(PAGE_SIZE)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| api_error(pipeline, "ListPipelineExecutions", &e))?;
+            let mut reached = false;
+            for s in page.pipeline_execution_summaries() {
+                let Some(id) = s.pipeline_execution_id() else {
+                    continue;
+                };
+                let start_ms = s
+                    .start_time()
+                    .or(s.last_update_time())
+                    .and_then(|t| t.to_millis().ok());
+                let Some(start_ms) = start_ms else { continue };
+                if start_ms < until_ms {
+                    reached = true;
+                    break;
+                }
+                out.push(Listed {
+                    id: id.to_string(),
+                    status: s.status().map_or(RunStatus::Running, execution_status),
+                    start_ms,
+                    updated_ms: s
+                        .last_update_time()
+                        .and_then(|t| t.to_millis().ok())
+                        .unwrap_or(start_ms),
+                    summary: s.clone(),
+                });
+            }
+            token = page.next_token().map(str::to_string);
+            if reached || token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Reads one execution and its actions; `None` when it is not final.
+    async fn read_execution(&self, pipeline: &str, l: &Listed) -> Result<Option<Run>, PollError> {
+        let execution = self
+            .client
+            .get_pipeline_execution()
+            .pipeline_name(pipeline)
+            .pipeline_execution_id(&l.id)
+            .send()
+            .await
+            .map_err(|e| api_error(pipeline, "GetPipelineExecution", &e))?;
+        let mut actions = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_action_executions()
+                .pipeline_name(pipeline)
+                .filter(
+                    ActionExecutionFilter::builder()
+                        .pipeline_execution_id(&l.id)
+                        .build(),
+                )
+                .max_results(PAGE_SIZE)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| api_error(pipeline, "ListActionExecutions", &e))?;
+            actions.extend_from_slice(page.action_execution_details());
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let run = execution_to_run(
+            pipeline,
+            &l.summary,
+            execution.pipeline_execution(),
+            &actions,
+            self.region.as_deref(),
+        );
+        Ok(run.filter(|r| r.status.is_final()))
+    }
+}
+
+/// Starts the polling loop when `codepipeline.poll_pipelines` names any
+/// pipeline: one poll right away, then one every `poll_interval_s`. It
+/// never stops the server: failures are counted and retried at the next
+/// interval. Stops when `shutdown` is cancelled.
+pub fn start(state: &crate::http::AppState, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    let pipelines = state.config.codepipeline.poll_pipelines.clone();
+    if pipelines.is_empty() {
+        return;
+    }
+    let interval = Duration::from_secs(state.config.codepipeline.poll_interval_s.max(1));
+    let settings: AwsSettings = (*state.aws).clone();
+    let ingest = state.ingest.clone();
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        let clients = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            clients = settings.load() => clients,
+        };
+        let poller = CodePipelinePoller::new(&clients, ingest, pipelines);
+        tracing::info!(
+            pipelines = ?poller.pipelines(),
+            interval_s = interval.as_secs(),
+            "CodePipeline polling started."
+        );
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                // Failures are counted and logged per pipeline inside.
+                _ = poller.poll_once() => {}
+            }
+        }
+        tracing::info!("CodePipeline polling stopped.");
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_codepipeline::types::{
+        ActionExecutionOutput, ActionExecutionResult, ErrorDetails, SourceRevision,
+    };
+    use aws_smithy_types::DateTime as AwsTime;
+
+    const T0: i64 = 1_795_000_000; // 2026-11-18
+
+    fn at(secs: i64) -> AwsTime {
+        AwsTime::from_secs(T0 + secs)
+    }
+
+    fn action(
+        stage: &str,
+        name: &str,
+        status: ActionExecutionStatus,
+        start: i64,
+        end: i64,
+    ) -> ActionExecutionDetail {
+        ActionExecutionDetail::builder()
+            .pipeline_execution_id("e-1")
+            .stage_name(stage)
+            .action_name(name)
+            .status(status)
+            .start_time(at(start))
+            .last_update_time(at(end))
+            .build()
+    }
+
+    fn summary(status: PipelineExecutionStatus) -> PipelineExecutionSummary {
+        PipelineExecutionSummary::builder()
+            .pipeline_execution_id("e-1")
+            .status(status)
+            .start_time(at(0))
+            .last_update_time(at(300))
+            .source_revisions(
+                SourceRevision::builder()
+                    .action_name("Source")
+                    .revision_id("a1b2c3d")
+                    .revision_summary(
+                        r#"{"ProviderType":"GitHub","CommitMessage":"Fix the flaky checkout test"}"#,
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn failed_execution_becomes_a_failed_run_with_stages() {
+        let failed = ActionExecutionDetail::builder()
+            .pipeline_execution_id("e-1")
+            .stage_name("Test")
+            .action_name("UnitTests")
+            .status(ActionExecutionStatus::Failed)
+            .start_time(at(100))
+            .last_update_time(at(290))
+            .output(
+                ActionExecutionOutput::builder()
+                    .execution_result(
+                        ActionExecutionResult::builder()
+                            .external_execution_summary("Build failed: 37 tests failed")
+                            .external_execution_url("https://console.example/build/1")
+                            .error_details(
+                                ErrorDetails::builder()
+                                    .code("JobFailed")
+                                    .message("exit 1")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        let actions = vec![
+            action("Source", "Source", ActionExecutionStatus::Succeeded, 0, 20),
+            action("Build", "Compile", ActionExecutionStatus::Succeeded, 25, 80),
+            action("Build", "Lint", ActionExecutionStatus::Succeeded, 30, 95),
+            failed,
+            // An action of another execution is ignored.
+            ActionExecutionDetail::builder()
+                .pipeline_execution_id("e-0")
+                .stage_name("Deploy")
+                .status(ActionExecutionStatus::Succeeded)
+                .build(),
+        ];
+        let run = execution_to_run(
+            "checkout-service",
+            &summary(PipelineExecutionStatus::Failed),
+            None,
+            &actions,
+            Some("eu-west-1"),
+        )
+        .unwrap();
+        assert_eq!(run.run_id, "e-1");
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(run.stage.as_deref(), Some("Test"));
+        assert_eq!(run.commit.as_deref(), Some("a1b2c3d"));
+        assert_eq!(
+            run.commit_message.as_deref(),
+            Some("Fix the flaky checkout test")
+        );
+        assert_eq!(run.duration_s(), Some(300.0));
+        let names: Vec<_> = run.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["Source", "Build", "Test"]);
+        assert_eq!(run.stages[1].duration_s(), Some(70.0));
+        assert_eq!(run.stages[1].status, Some(RunStatus::Succeeded));
+        assert_eq!(run.stages[2].status, Some(RunStatus::Failed));
+        assert_eq!(
+            run.log_url.as_deref(),
+            Some("https://console.example/build/1")
+        );
+        let log = run.log_excerpt.clone().unwrap();
+        assert!(
+            log.contains("Test/UnitTests: Build failed: 37 tests failed"),
+            "{log}"
+        );
+        assert!(log.contains("JobFailed exit 1"), "{log}");
+        assert!(run
+            .url
+            .as_deref()
+            .unwrap()
+            .starts_with("https://eu-west-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/checkout-service/executions/e-1/"));
+        assert!(run.validate("").is_empty());
+    }
+
+    #[test]
+    fn statuses_map_to_ours() {
+        use PipelineExecutionStatus as S;
+        assert_eq!(execution_status(&S::Succeeded), RunStatus::Succeeded);
+        assert_eq!(execution_status(&S::Failed), RunStatus::Failed);
+        for s in [S::Stopped, S::Superseded, S::Cancelled] {
+            assert_eq!(execution_status(&s), RunStatus::Cancelled);
+        }
+        for s in [S::InProgress, S::Stopping] {
+            assert_eq!(execution_status(&s), RunStatus::Running);
+        }
+        assert_eq!(
+            execution_status(&S::from("SomethingNew")),
+            RunStatus::Running
+        );
+    }
+
+    #[test]
+    fn in_progress_execution_has_no_end_and_plain_messages_are_kept() {
+        let s = PipelineExecutionSummary::builder()
+            .pipeline_execution_id("e-1")
+            .status(PipelineExecutionStatus::InProgress)
+            .start_time(at(0))
+            .last_update_time(at(50))
+            .source_revisions(
+                SourceRevision::builder()
+                    .action_name("Source")
+                    .revision_id("ffff")
+                    .revision_summary(format!("Long message {}", "x".repeat(900)))
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let run = execution_to_run(
+            "p",
+            &s,
+            None,
+            &[action(
+                "Build",
+                "B",
+                ActionExecutionStatus::InProgress,
+                5,
+                40,
+            )],
+            None,
+        )
+        .unwrap();
+        assert_eq!(run.status, RunStatus::Running);
+        assert_eq!(run.finished_at, None);
+        assert_eq!(run.stages[0].finished_at, None);
+        assert_eq!(run.url, None);
+        let msg = run.commit_message.unwrap();
+        assert!(msg.starts_with("Long message"));
+        assert!(msg.len() <= MAX_COMMIT_MESSAGE + '…'.len_utf8());
+    }
+
+    fn listed(id: &str, status: RunStatus, start_ms: i64, updated_ms: i64) -> Listed {
+        Listed {
+            id: id.into(),
+            status,
+            start_ms,
+            updated_ms,
+            summary: PipelineExecutionSummary::builder().build(),
+        }
+    }
+
+    #[test]
+    fn cursor_revisits_in_progress_and_notices_retries() {
+        let now: DateTime<Utc> = "2026-11-25T12:00:00Z".parse().unwrap();
+        let h = now.timestamp_millis();
+        let first = Cursor::first(now);
+        let l1 = vec![
+            listed("c", RunStatus::Running, h - 1_000, h - 500),
+            listed("b", RunStatus::Failed, h - 2_000, h - 1_500),
+            listed("a", RunStatus::Succeeded, h - 3_000, h - 2_500),
+        ];
+        let p = plan(&first, &l1);
+        let ids: Vec<_> = p.fetch.iter().map(|(l, a)| (l.id.as_str(), *a)).collect();
+        assert_eq!(ids, [("a", 1), ("b", 1)]);
+        let c1 = advance(&first, &l1, &p.fetch, true, now);
+        assert_eq!(
+            c1.horizon_ms,
+            h - 1_000,
+            "held back by the running execution"
+        );
+
+        // c finished, b was retried and succeeded: both are read, b as attempt 2.
+        let l2 = vec![
+            listed("c", RunStatus::Succeeded, h - 1_000, h - 100),
+            listed("b", RunStatus::Succeeded, h - 2_000, h - 50),
+            listed("a", RunStatus::Succeeded, h - 3_000, h - 2_500),
+        ];
+        let p2 = plan(&c1, &l2);
+        let ids: Vec<_> = p2.fetch.iter().map(|(l, a)| (l.id.as_str(), *a)).collect();
+        assert_eq!(ids, [("b", 2), ("c", 1)]);
+        let c2 = advance(&c1, &l2, &p2.fetch, true, now);
+        assert_eq!(c2.horizon_ms, h - 1_000, "the newest start");
+        assert!(plan(&c2, &l2).fetch.is_empty(), "nothing twice");
+
+        // A failure half-way keeps the horizon and remembers what was stored.
+        let partial = advance(&first, &l1, &p.fetch[..1], false, now);
+        assert_eq!(partial.horizon_ms, first.horizon_ms);
+        let again: Vec<_> = plan(&partial, &l1)
+            .fetch
+            .iter()
+            .map(|(l, _)| l.id.clone())
+            .collect();
+        assert_eq!(again, ["b"]);
+    }
+
+    #[test]
+    fn old_entries_are_pruned_and_stale_runs_stop_holding_the_horizon() {
+        let now: DateTime<Utc> = "2026-11-25T12:00:00Z".parse().unwrap();
+        let day = 86_400_000;
+        let h = now.timestamp_millis();
+        let cursor = Cursor::first(now);
+        let l = vec![
+            listed("new", RunStatus::Succeeded, h - 1_000, h - 900),
+            listed("stuck", RunStatus::Running, h - 9 * day, h - 9 * day),
+            listed("old", RunStatus::Succeeded, h - 3 * day, h - 3 * day),
+        ];
+        let p = plan(&cursor, &l);
+        let next = advance(&cursor, &l, &p.fetch, true, now);
+        assert_eq!(next.horizon_ms, h - 1_000);
+        assert!(next.seen.contains_key("new"));
+        assert!(!next.seen.contains_key("old"), "outside the revisit window");
+        assert_eq!(next.list_until_ms(), h - 1_000 - day);
+    }
+}

@@ -1,0 +1,8 @@
+//! Local stand-ins for the outside services pipemedic talks to, each on
+//! 127.0.0.1:0 and speaking the service's documented wire format, so the
+//! real client crates are exercised over real HTTP.
+
+// Each test file uses a different part of a fake's DSL.
+#![allow(dead_code)]
+
+pub mod codepipeline;
