@@ -15,6 +15,7 @@
 //! | [`store`] | SQLite / PostgreSQL persistence, one contract for both |
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
+//! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
 //! | [`http`] | the router, application state, JSON errors |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`startup`] | wiring and graceful shutdown |
@@ -34,6 +35,7 @@
 //! HTTP; the store contract suite runs against SQLite always and against
 //! PostgreSQL when `PIPEMEDIC_TEST_POSTGRES_URL` is set.
 
+pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod config;

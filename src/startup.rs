@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chat::{ChatEventSink, ChatState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
 use crate::http::AppState;
@@ -99,6 +100,7 @@ impl Application {
             metrics.clone(),
             clock.clone(),
         ));
+        let chat = ChatState::from_config(&loaded.config, &loaded.secrets, clock.clone());
         let state = AppState {
             config: Arc::new(loaded.config),
             secrets: Arc::new(loaded.secrets),
@@ -106,6 +108,7 @@ impl Application {
             metrics,
             clock,
             ingest,
+            chat,
         };
         let listener = TcpListener::bind(addr)
             .await
@@ -125,6 +128,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Hands inbound chat events (Slack, Discord) to `sink`.
+    pub fn set_chat_sink(&mut self, sink: Arc<dyn ChatEventSink>) {
+        self.state.chat = self.state.chat.clone().with_sink(sink);
     }
 
     /// A token that stops the application when cancelled.

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::chat::ChatState;
 use crate::clock::Clock;
 use crate::config::{Config, Secrets};
 use crate::ingest::IngestService;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub ingest: Arc<IngestService>,
+    /// Chat inbound: verification secrets and the event sink (optional parts).
+    pub chat: ChatState,
 }
 
 /// The full router with every route of the design that is built.
@@ -39,6 +42,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::ingest::routes::router())
         .merge(crate::health::routes::router())
+        .merge(crate::chat::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)

@@ -15,6 +15,9 @@ pub const INGEST_TOKEN: &str = "test-ingest-token";
 pub const GITHUB_SECRET: &str = "test-github-secret";
 pub const AWS_SECRET: &str = "test-aws-secret";
 pub const GITLAB_TOKEN: &str = "test-gitlab-token";
+pub const SLACK_SIGNING_SECRET: &str = "test-slack-signing-secret";
+/// Seed of the Ed25519 key that signs Discord interactions in tests.
+pub const DISCORD_KEY_SEED: [u8; 32] = [7; 32];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -95,6 +98,12 @@ pub fn test_secrets() -> Secrets {
         github_webhook_secret: Some(Secret::new(GITHUB_SECRET)),
         aws_webhook_secret: Some(Secret::new(AWS_SECRET)),
         gitlab_token: Some(Secret::new(GITLAB_TOKEN)),
+        slack_signing_secret: Some(Secret::new(SLACK_SIGNING_SECRET)),
+        discord_public_key: Some(Secret::new(hex::encode(
+            ed25519_dalek::SigningKey::from_bytes(&DISCORD_KEY_SEED)
+                .verifying_key()
+                .to_bytes(),
+        ))),
         ..Secrets::default()
     }
 }
@@ -139,6 +148,22 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
 
 /// Like [`spawn_app`], with a chance to adjust the configuration.
 pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut config::Config)) -> Option<TestApp> {
+    spawn_app_full(db, adjust, None).await
+}
+
+/// Like [`spawn_app`], handing inbound chat events to `sink`.
+pub async fn spawn_app_with_chat_sink(
+    db: Db,
+    sink: Arc<dyn pipemedic::chat::ChatEventSink>,
+) -> Option<TestApp> {
+    spawn_app_full(db, |_| {}, Some(sink)).await
+}
+
+async fn spawn_app_full(
+    db: Db,
+    adjust: impl FnOnce(&mut config::Config),
+    sink: Option<Arc<dyn pipemedic::chat::ChatEventSink>>,
+) -> Option<TestApp> {
     let test_db = TestDb::new(db).await?;
     let mut config = config::from_sources(None, None, &Env::new()).expect("default config");
     config.server.listen = "127.0.0.1:0".into();
@@ -152,9 +177,12 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut config::Config)) ->
         source: None,
     };
     let clock = Arc::new(ManualClock::new(t("2026-11-25T12:00:00Z")));
-    let app = Application::build_with_clock(loaded, clock.clone())
+    let mut app = Application::build_with_clock(loaded, clock.clone())
         .await
         .expect("application builds");
+    if let Some(sink) = sink {
+        app.set_chat_sink(sink);
+    }
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
     let shutdown = app.shutdown_token();

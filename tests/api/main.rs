@@ -2,6 +2,11 @@
 //! database, driven over HTTP, and the store contract suite on SQLite and
 //! (when `PIPEMEDIC_TEST_POSTGRES_URL` is set) PostgreSQL.
 
+#[path = "../fakes/mod.rs"]
+mod fakes;
+
+mod chat_slack;
+mod chat_support;
 mod helpers;
 mod ingest_generic;
 mod store_contract;

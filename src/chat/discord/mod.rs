@@ -1,0 +1,3 @@
+//! Discord adapter.
+
+pub mod routes;
