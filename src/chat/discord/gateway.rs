@@ -227,3 +227,82 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::Decision;
+    use serde_json::json;
+
+    const BOT: &str = "775799577604522054";
+
+    fn message(guild: Option<&str>, content: &str, mentions: &[&str], bot_author: bool) -> Message {
+        let users: Vec<_> = mentions
+            .iter()
+            .map(|id| json!({"id": id, "username": "pipemedic", "discriminator": "0", "avatar": null, "bot": true}))
+            .collect();
+        let mut value = json!({
+            "id": "1300000000000000001", "channel_id": "772908445358620702", "type": 0,
+            "author": {"id": "53908232506183680", "username": "mason", "discriminator": "0",
+                       "avatar": null, "bot": bot_author},
+            "content": content, "timestamp": "2026-11-25T12:00:00.000000+00:00",
+            "edited_timestamp": null, "tts": false, "mention_everyone": false,
+            "mentions": users, "mention_roles": [], "attachments": [], "embeds": [],
+            "pinned": false
+        });
+        if let Some(guild) = guild {
+            value["guild_id"] = json!(guild);
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn mentions_and_direct_messages_become_events() {
+        let mention = message(
+            Some("290926798626357250"),
+            &format!("<@{BOT}> why is checkout slow?"),
+            &[BOT],
+            false,
+        );
+        match message_event(&mention, Some(BOT)).unwrap() {
+            ChatEvent::Mention { text, thread, .. } => {
+                assert_eq!(text, "why is checkout slow?");
+                assert_eq!(thread.unwrap().ts_or_id, "1300000000000000001");
+            }
+            other => panic!("{other:?}"),
+        }
+        let chatter = message(Some("290926798626357250"), "lunch?", &[], false);
+        assert_eq!(message_event(&chatter, Some(BOT)), None);
+        let dm = message(None, "health checkout", &[], false);
+        assert!(matches!(
+            message_event(&dm, Some(BOT)),
+            Some(ChatEvent::DirectMessage { .. })
+        ));
+        let from_a_bot = message(None, "hello", &[], true);
+        assert_eq!(message_event(&from_a_bot, Some(BOT)), None);
+    }
+
+    #[test]
+    fn reactions_become_decisions_but_not_the_bots_own() {
+        let reaction = |user: &str, name: &str| -> Reaction {
+            serde_json::from_value(json!({
+                "user_id": user, "channel_id": "772908445358620702",
+                "message_id": "844397162624450620", "guild_id": "290926798626357250",
+                "emoji": {"id": null, "name": name}, "burst": false, "type": 0
+            }))
+            .unwrap()
+        };
+        let approve =
+            reaction_event(&reaction("53908232506183680", "✅"), true, Some(BOT)).unwrap();
+        assert_eq!(approve.decision(), Some(Decision::Approve));
+        assert!(matches!(
+            &approve,
+            ChatEvent::Reaction { message_ts, added: true, .. } if message_ts == "844397162624450620"
+        ));
+        let withdrawn =
+            reaction_event(&reaction("53908232506183680", "❌"), false, Some(BOT)).unwrap();
+        assert_eq!(withdrawn.decision(), Some(Decision::Reject));
+        assert_ne!(approve.event_id(), withdrawn.event_id());
+        assert_eq!(reaction_event(&reaction(BOT, "✅"), true, Some(BOT)), None);
+    }
+}
