@@ -26,6 +26,8 @@
 //! ```text
 //! source payload --(pure adapter)--> Run --(IngestService, one transaction)--> store
 //!        store --> health summaries --> CLI / HTTP
+//! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
+//! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::ChatEventSink
 //! ```
 //!
 //! ## Testing

@@ -298,8 +298,9 @@ pub trait ChatPlatform: Send + Sync {
         message: &ChatMessage,
     ) -> Result<MessageRef, ChatError>;
 
-    /// Replaces the content of a posted message. Idempotent: repeating it
-    /// leaves the same content.
+    /// Replaces the whole content of a posted message, buttons included (a
+    /// card without buttons removes them). Idempotent: repeating it leaves
+    /// the same content.
     async fn update(&self, message: &MessageRef, content: &ChatMessage) -> Result<(), ChatError>;
 
     /// Uploads a PNG into `channel` (inside `thread` when given) with a
@@ -546,12 +547,17 @@ impl ChatState {
     /// Hands `event` to the sink and waits up to [`REPLY_BUDGET`] for a reply;
     /// the handling continues in the background past the budget.
     pub async fn dispatch(&self, event: ChatEvent) -> Option<ChatReply> {
+        self.dispatch_within(event, REPLY_BUDGET).await
+    }
+
+    /// Like [`Self::dispatch`], waiting at most `budget` for the reply.
+    pub async fn dispatch_within(&self, event: ChatEvent, budget: Duration) -> Option<ChatReply> {
         let Some(sink) = self.sink.clone() else {
             tracing::debug!(platform = %event.platform(), event_id = event.event_id(), "No chat sink; event dropped.");
             return None;
         };
         let handle = tokio::spawn(async move { sink.handle(event).await });
-        match tokio::time::timeout(REPLY_BUDGET, handle).await {
+        match tokio::time::timeout(budget, handle).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "Chat event handler panicked.");
@@ -663,6 +669,70 @@ mod tests {
             markdown_to_mrkdwn("**Run 8f1c** failed, see [logs](https://ci.example.com/8f1c) [x]"),
             "*Run 8f1c* failed, see <https://ci.example.com/8f1c|logs> [x]"
         );
+    }
+
+    struct Slow;
+
+    #[async_trait]
+    impl ChatEventSink for Slow {
+        async fn handle(&self, _event: ChatEvent) -> Option<ChatReply> {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Some(ChatReply::ephemeral("late"))
+        }
+    }
+
+    fn command() -> ChatEvent {
+        ChatEvent::Command {
+            platform: Platform::Slack,
+            event_id: "t1".into(),
+            channel: "C1".into(),
+            user: "U1".into(),
+            command: "/medic".into(),
+            text: "health".into(),
+            thread: None,
+            response_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_sink_does_not_hold_the_acknowledgement() {
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let state = ChatState::from_config(&Config::default(), &Secrets::default(), clock)
+            .with_sink(Arc::new(Slow));
+        let started = std::time::Instant::now();
+        let budget = Duration::from_millis(50);
+        assert_eq!(state.dispatch_within(command(), budget).await, None);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // Without a sink, events are dropped at once.
+        let bare = ChatState::from_config(
+            &Config::default(),
+            &Secrets::default(),
+            Arc::new(crate::clock::SystemClock),
+        );
+        assert_eq!(bare.dispatch(command()).await, None);
+    }
+
+    #[test]
+    fn inbound_routes_need_their_secrets() {
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let none = ChatState::from_config(&Config::default(), &Secrets::default(), clock.clone());
+        assert!(none.slack.is_none() && none.discord.is_none() && none.sink.is_none());
+        let secrets = Secrets {
+            slack_signing_secret: Some(crate::config::Secret::new("s")),
+            discord_public_key: Some(crate::config::Secret::new("not hex")),
+            ..Secrets::default()
+        };
+        let some = ChatState::from_config(&Config::default(), &secrets, clock);
+        assert!(some.slack.is_some());
+        assert!(some.discord.is_none(), "an invalid key turns Discord off");
+        some.set_bot(BotIdentity {
+            platform: Platform::Slack,
+            user_id: "U1".into(),
+            bot_id: None,
+            name: "pipemedic".into(),
+        });
+        assert_eq!(some.bot(Platform::Slack).unwrap().user_id, "U1");
+        assert!(some.bot(Platform::Discord).is_none());
     }
 
     #[test]
