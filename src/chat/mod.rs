@@ -328,6 +328,33 @@ pub trait ChatPlatform: Send + Sync {
     async fn whoami(&self) -> Result<BotIdentity, ChatError>;
 }
 
+/// Why a chat adapter could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatSetupError {
+    #[error(transparent)]
+    Slack(#[from] slack::SlackSetupError),
+    #[error(transparent)]
+    Discord(#[from] discord::DiscordSetupError),
+}
+
+/// The outbound adapters whose tokens are set: Slack with `SLACK_BOT_TOKEN`
+/// (at `slack.api_url`), Discord with `DISCORD_TOKEN` (at
+/// `discord.api_url`). Building contacts no platform, so an unreachable one
+/// never stops start-up.
+pub fn configured_platforms(
+    config: &Config,
+    secrets: &Secrets,
+) -> Result<Vec<Arc<dyn ChatPlatform>>, ChatSetupError> {
+    let mut platforms: Vec<Arc<dyn ChatPlatform>> = Vec::new();
+    if let Some(token) = &secrets.slack_bot_token {
+        platforms.push(Arc::new(slack::SlackChat::new(&config.slack, token)?));
+    }
+    if let Some(token) = &secrets.discord_token {
+        platforms.push(Arc::new(discord::DiscordChat::new(&config.discord, token)?));
+    }
+    Ok(platforms)
+}
+
 /// Something a person said or did in chat, already verified and typed.
 ///
 /// `event_id` is the platform's own id for the delivery (Slack `event_id`
@@ -733,6 +760,23 @@ mod tests {
         });
         assert_eq!(some.bot(Platform::Slack).unwrap().user_id, "U1");
         assert!(some.bot(Platform::Discord).is_none());
+    }
+
+    #[test]
+    fn platforms_are_built_for_the_tokens_that_are_set() {
+        let none = configured_platforms(&Config::default(), &Secrets::default()).unwrap();
+        assert!(none.is_empty());
+        let secrets = Secrets {
+            slack_bot_token: Some(crate::config::Secret::new("xoxb-1")),
+            discord_token: Some(crate::config::Secret::new("d-1")),
+            ..Secrets::default()
+        };
+        let both = configured_platforms(&Config::default(), &secrets).unwrap();
+        let kinds: Vec<Platform> = both.iter().map(|p| p.platform()).collect();
+        assert_eq!(kinds, [Platform::Slack, Platform::Discord]);
+        let mut bad = Config::default();
+        bad.discord.api_url = "discord.example".into();
+        assert!(configured_platforms(&bad, &secrets).is_err());
     }
 
     #[test]

@@ -301,7 +301,7 @@ impl ChatPlatform for DiscordChat {
     }
 
     /// With `thread`, the message is a reply to the thread's root message.
-    #[tracing::instrument(skip_all, fields(platform = "discord", channel))]
+    #[tracing::instrument(skip_all, fields(platform = "discord", channel = %channel))]
     async fn post(
         &self,
         channel: &str,
@@ -340,7 +340,7 @@ impl ChatPlatform for DiscordChat {
     }
 
     /// The image is posted as a message with an embed showing the attachment.
-    #[tracing::instrument(skip_all, fields(platform = "discord", channel, bytes = bytes.len()))]
+    #[tracing::instrument(skip_all, fields(platform = "discord", channel = %channel, bytes = bytes.len()))]
     async fn upload_png(
         &self,
         channel: &str,
@@ -364,7 +364,7 @@ impl ChatPlatform for DiscordChat {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(platform = "discord", channel = %message.channel, emoji))]
+    #[tracing::instrument(skip_all, fields(platform = "discord", channel = %message.channel, emoji = %emoji_))]
     async fn react(&self, message: &MessageRef, emoji_: &str) -> Result<(), ChatError> {
         let reaction = ReactionType::Unicode(emoji::to_unicode(emoji_)).as_data();
         let route = Route::ChannelMessageReactionMe {
@@ -378,7 +378,7 @@ impl ChatPlatform for DiscordChat {
 
     /// Discord has no ephemeral messages outside interactions: the text
     /// goes to the user as a direct message (`channel` is not used).
-    #[tracing::instrument(skip_all, fields(platform = "discord", user))]
+    #[tracing::instrument(skip_all, fields(platform = "discord", user = %user))]
     async fn post_ephemeral(
         &self,
         _channel: &str,

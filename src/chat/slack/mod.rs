@@ -42,6 +42,26 @@ const TRANSIENT_CODES: [&str; 4] = [
 /// When Slack says `ratelimited` without a `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Longest wait for one Web API call before it counts as unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn timed_out() -> ChatError {
+    ChatError::unavailable(format!(
+        "slack did not answer within {} s",
+        CALL_TIMEOUT.as_secs()
+    ))
+}
+
+/// Runs one Web API call with the timeout and classifies its failure.
+async fn call<T>(
+    request: impl std::future::Future<Output = slack_morphism::ClientResult<T>>,
+) -> Result<T, ChatError> {
+    match tokio::time::timeout(CALL_TIMEOUT, request).await {
+        Ok(result) => result.map_err(classify),
+        Err(_) => Err(timed_out()),
+    }
+}
+
 /// Why the Slack client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SlackSetupError {
@@ -242,7 +262,7 @@ impl ChatPlatform for SlackChat {
         Platform::Slack
     }
 
-    #[tracing::instrument(skip_all, fields(platform = "slack", channel))]
+    #[tracing::instrument(skip_all, fields(platform = "slack", channel = %channel))]
     async fn post(
         &self,
         channel: &str,
@@ -252,11 +272,7 @@ impl ChatPlatform for SlackChat {
         let request =
             SlackApiChatPostMessageRequest::new(SlackChannelId(channel.into()), content(message))
                 .opt_thread_ts(thread_ts(thread));
-        let response = self
-            .session()
-            .chat_post_message(&request)
-            .await
-            .map_err(classify)?;
+        let response = call(self.session().chat_post_message(&request)).await?;
         Ok(MessageRef {
             platform: Platform::Slack,
             channel: response.channel.0,
@@ -272,14 +288,11 @@ impl ChatPlatform for SlackChat {
             content(content_),
             SlackTs(message.ts_or_id.clone()),
         );
-        self.session()
-            .chat_update(&request)
-            .await
-            .map_err(classify)?;
+        call(self.session().chat_update(&request)).await?;
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(platform = "slack", channel, bytes = bytes.len()))]
+    #[tracing::instrument(skip_all, fields(platform = "slack", channel = %channel, bytes = bytes.len()))]
     async fn upload_png(
         &self,
         channel: &str,
@@ -289,21 +302,21 @@ impl ChatPlatform for SlackChat {
         title: &str,
     ) -> Result<(), ChatError> {
         let session = self.session();
-        let target = session
-            .get_upload_url_external(
+        let target = call(
+            session.get_upload_url_external(
                 &SlackApiFilesGetUploadUrlExternalRequest::new(filename.to_string(), bytes.len())
                     .with_alt_txt(title.to_string()),
-            )
-            .await
-            .map_err(classify)?;
-        session
-            .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
+            ),
+        )
+        .await?;
+        call(
+            session.files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
                 target.upload_url,
                 bytes,
                 "image/png".to_string(),
-            ))
-            .await
-            .map_err(classify)?;
+            )),
+        )
+        .await?;
         let complete =
             SlackApiFilesCompleteUploadExternalRequest::new(vec![SlackApiFilesComplete::new(
                 target.file_id,
@@ -311,44 +324,39 @@ impl ChatPlatform for SlackChat {
             .with_title(title.to_string())])
             .with_channel_id(SlackChannelId(channel.to_string()))
             .opt_thread_ts(thread_ts(thread));
-        session
-            .files_complete_upload_external(&complete)
-            .await
-            .map_err(classify)?;
+        call(session.files_complete_upload_external(&complete)).await?;
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(platform = "slack", channel = %message.channel, emoji))]
+    #[tracing::instrument(skip_all, fields(platform = "slack", channel = %message.channel, emoji = %emoji_))]
     async fn react(&self, message: &MessageRef, emoji_: &str) -> Result<(), ChatError> {
         let request = SlackApiReactionsAddRequest::new(
             SlackChannelId(message.channel.clone()),
             SlackReactionName(emoji::to_name(emoji_)),
             SlackTs(message.ts_or_id.clone()),
         );
-        match self.session().reactions_add(&request).await {
-            Ok(_) => Ok(()),
-            Err(SlackClientError::ApiError(e)) if e.code == "already_reacted" => Ok(()),
-            Err(e) => Err(classify(e)),
+        match tokio::time::timeout(CALL_TIMEOUT, self.session().reactions_add(&request)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(SlackClientError::ApiError(e))) if e.code == "already_reacted" => Ok(()),
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(timed_out()),
         }
     }
 
-    #[tracing::instrument(skip_all, fields(platform = "slack", channel, user))]
+    #[tracing::instrument(skip_all, fields(platform = "slack", channel = %channel, user = %user))]
     async fn post_ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError> {
         let request = SlackApiChatPostEphemeralRequest::new(
             SlackChannelId(channel.to_string()),
             SlackUserId(user.to_string()),
             SlackMessageContent::new().with_text(markdown_to_mrkdwn(text)),
         );
-        self.session()
-            .chat_post_ephemeral(&request)
-            .await
-            .map_err(classify)?;
+        call(self.session().chat_post_ephemeral(&request)).await?;
         Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(platform = "slack"))]
     async fn whoami(&self) -> Result<BotIdentity, ChatError> {
-        let me = self.session().auth_test().await.map_err(classify)?;
+        let me = call(self.session().auth_test()).await?;
         Ok(BotIdentity {
             platform: Platform::Slack,
             user_id: me.user_id.0,
