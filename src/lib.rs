@@ -16,6 +16,7 @@
 //! | [`store`] | SQLite / PostgreSQL persistence, one contract for both |
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
+//! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
 //! | [`http`] | the router, application state, JSON errors |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`startup`] | wiring and graceful shutdown |
@@ -28,6 +29,8 @@
 //! ```text
 //! source payload --(pure adapter)--> Run --(IngestService, one transaction)--> store
 //!        store --> health summaries --> CLI / HTTP
+//! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
+//! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::ChatEventSink
 //! ```
 //!
 //! ## Testing
@@ -39,6 +42,7 @@
 
 pub mod aws;
 pub mod charts;
+pub mod chat;
 pub mod check;
 pub mod cli;
 pub mod clock;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::aws::AwsSettings;
+use crate::chat::{ChatEventSink, ChatState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
 use crate::http::AppState;
@@ -111,6 +112,7 @@ impl Application {
             metrics.clone(),
             clock.clone(),
         ));
+        let chat = ChatState::from_config(&loaded.config, &loaded.secrets, clock.clone());
         let state = AppState {
             config: Arc::new(loaded.config),
             secrets: Arc::new(loaded.secrets),
@@ -119,6 +121,7 @@ impl Application {
             clock,
             ingest,
             aws: Arc::new(aws),
+            chat,
         };
         let listener = TcpListener::bind(addr)
             .await
@@ -138,6 +141,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Hands inbound chat events (Slack, Discord) to `sink`.
+    pub fn set_chat_sink(&mut self, sink: Arc<dyn ChatEventSink>) {
+        self.state.chat = self.state.chat.clone().with_sink(sink);
     }
 
     /// A token that stops the application when cancelled.

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::chat::ChatState;
 use crate::clock::Clock;
 use crate::config::{Config, Secrets};
 use crate::ingest::IngestService;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub ingest: Arc<IngestService>,
     /// How AWS clients are built (region, endpoints, credentials).
     pub aws: Arc<crate::aws::AwsSettings>,
+    /// Chat inbound: verification secrets and the event sink (optional parts).
+    pub chat: ChatState,
 }
 
 /// The full router with every route of the design that is built.
@@ -42,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ingest::routes::router())
         .merge(crate::ingest::webhooks::router())
         .merge(crate::health::routes::router())
+        .merge(crate::chat::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)

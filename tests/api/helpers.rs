@@ -16,6 +16,9 @@ pub const INGEST_TOKEN: &str = "test-ingest-token";
 pub const GITHUB_SECRET: &str = "test-github-secret";
 pub const AWS_SECRET: &str = "test-aws-secret";
 pub const GITLAB_TOKEN: &str = "test-gitlab-token";
+pub const SLACK_SIGNING_SECRET: &str = "test-slack-signing-secret";
+/// Seed of the Ed25519 key that signs Discord interactions in tests.
+pub const DISCORD_KEY_SEED: [u8; 32] = [7; 32];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -96,6 +99,12 @@ pub fn test_secrets() -> Secrets {
         github_webhook_secret: Some(Secret::new(GITHUB_SECRET)),
         aws_webhook_secret: Some(Secret::new(AWS_SECRET)),
         gitlab_token: Some(Secret::new(GITLAB_TOKEN)),
+        slack_signing_secret: Some(Secret::new(SLACK_SIGNING_SECRET)),
+        discord_public_key: Some(Secret::new(hex::encode(
+            ed25519_dalek::SigningKey::from_bytes(&DISCORD_KEY_SEED)
+                .verifying_key()
+                .to_bytes(),
+        ))),
         ..Secrets::default()
     }
 }
@@ -156,6 +165,22 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
 
 /// Like [`spawn_app`], with a chance to adjust the configuration.
 pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut config::Config)) -> Option<TestApp> {
+    spawn_app_full(db, adjust, None).await
+}
+
+/// Like [`spawn_app`], handing inbound chat events to `sink`.
+pub async fn spawn_app_with_chat_sink(
+    db: Db,
+    sink: Arc<dyn pipemedic::chat::ChatEventSink>,
+) -> Option<TestApp> {
+    spawn_app_full(db, |_| {}, Some(sink)).await
+}
+
+async fn spawn_app_full(
+    db: Db,
+    adjust: impl FnOnce(&mut config::Config),
+    sink: Option<Arc<dyn pipemedic::chat::ChatEventSink>>,
+) -> Option<TestApp> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -176,9 +201,12 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut config::Config)) ->
         source: None,
     };
     let clock = Arc::new(ManualClock::new(t("2026-11-25T12:00:00Z")));
-    let app = Application::build_with(loaded, clock.clone(), aws)
+    let mut app = Application::build_with(loaded, clock.clone(), aws)
         .await
         .expect("application builds");
+    if let Some(sink) = sink {
+        app.set_chat_sink(sink);
+    }
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
     let shutdown = app.shutdown_token();

@@ -5,6 +5,9 @@
 #[path = "../fakes/mod.rs"]
 mod fakes;
 
+mod chat_discord;
+mod chat_slack;
+mod chat_support;
 mod codepipeline_poll;
 mod helpers;
 mod ingest_generic;

@@ -6,3 +6,5 @@
 #![allow(dead_code)]
 
 pub mod codepipeline;
+pub mod discord;
+pub mod slack;

@@ -1,0 +1,164 @@
+//! Discord interactions → [`ChatEvent`]s, with serenity's own model types:
+//! PING (type 1), APPLICATION_COMMAND (type 2, `/medic` and its options →
+//! [`ChatEvent::Command`]) and MESSAGE_COMPONENT (type 3, a button →
+//! [`ChatEvent::Button`]); and the interaction responses Discord expects.
+//! Pure translation, shared by the HTTP route and the gateway.
+
+use serde_json::{json, Value};
+use serenity::all::{
+    CommandDataOption, CommandDataOptionValue, CommandInteraction, ComponentInteraction,
+};
+use serenity::model::application::Interaction;
+
+use super::split_custom_id;
+use crate::chat::{ChatEvent, ChatReply, MessageRef, Platform};
+
+/// Interaction response types (Discord's `InteractionCallbackType`).
+const PONG: u8 = 1;
+const CHANNEL_MESSAGE_WITH_SOURCE: u8 = 4;
+const DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE: u8 = 5;
+const DEFERRED_UPDATE_MESSAGE: u8 = 6;
+/// Message flag: only the invoking user sees it.
+const EPHEMERAL: u64 = 1 << 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InteractionError {
+    #[error("body is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("not a Discord interaction pipemedic understands: {0}")]
+    Shape(String),
+}
+
+/// What an interaction request is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InteractionRequest {
+    Ping,
+    /// A slash command; answer with [`command_response`].
+    Command(Box<ChatEvent>),
+    /// A button; answer with [`component_response`].
+    Component(Box<ChatEvent>),
+    /// Autocomplete, modals and future types: acknowledged, not handled.
+    Other,
+}
+
+/// Parses a signed interaction body. `api_url` is the REST base, used to
+/// give commands a `response_url` for follow-ups.
+pub fn parse(body: &[u8], api_url: &str) -> Result<InteractionRequest, InteractionError> {
+    let value: Value = serde_json::from_slice(body)?;
+    if value.get("type").and_then(Value::as_u64) == Some(1) {
+        return Ok(InteractionRequest::Ping);
+    }
+    let interaction: Interaction =
+        serde_json::from_value(value).map_err(|e| InteractionError::Shape(e.to_string()))?;
+    Ok(from_interaction(&interaction, api_url))
+}
+
+/// Translates a serenity interaction (also what the gateway delivers).
+pub fn from_interaction(interaction: &Interaction, api_url: &str) -> InteractionRequest {
+    match interaction {
+        Interaction::Ping(_) => InteractionRequest::Ping,
+        Interaction::Command(command) => {
+            InteractionRequest::Command(Box::new(command_event(command, api_url)))
+        }
+        Interaction::Component(component) => {
+            InteractionRequest::Component(Box::new(component_event(component)))
+        }
+        _ => InteractionRequest::Other,
+    }
+}
+
+/// `/medic health checkout` arrives as options; the event's text joins
+/// subcommand names and option values in order (`health checkout`), the
+/// same text a Slack slash command carries.
+pub fn command_event(command: &CommandInteraction, api_url: &str) -> ChatEvent {
+    let mut words = Vec::new();
+    options_text(&command.data.options, &mut words);
+    ChatEvent::Command {
+        platform: Platform::Discord,
+        event_id: command.id.to_string(),
+        channel: command.channel_id.to_string(),
+        user: command.user.id.to_string(),
+        command: format!("/{}", command.data.name),
+        text: words.join(" "),
+        thread: None,
+        response_url: Some(format!(
+            "{}/webhooks/{}/{}",
+            api_url.trim_end_matches('/'),
+            command.application_id,
+            command.token
+        )),
+    }
+}
+
+fn options_text(options: &[CommandDataOption], words: &mut Vec<String>) {
+    for option in options {
+        match &option.value {
+            CommandDataOptionValue::SubCommand(inner)
+            | CommandDataOptionValue::SubCommandGroup(inner) => {
+                words.push(option.name.clone());
+                options_text(inner, words);
+            }
+            CommandDataOptionValue::String(s) => words.push(s.clone()),
+            CommandDataOptionValue::Integer(i) => words.push(i.to_string()),
+            CommandDataOptionValue::Number(n) => words.push(n.to_string()),
+            CommandDataOptionValue::Boolean(b) => words.push(format!("{}={b}", option.name)),
+            CommandDataOptionValue::User(id) => words.push(format!("<@{id}>")),
+            CommandDataOptionValue::Channel(id) => words.push(format!("<#{id}>")),
+            CommandDataOptionValue::Role(id) => words.push(format!("<@&{id}>")),
+            _ => {}
+        }
+    }
+}
+
+/// A button press: `custom_id` is `{action_id}:{value}`.
+pub fn component_event(component: &ComponentInteraction) -> ChatEvent {
+    let (action_id, value) = split_custom_id(&component.data.custom_id);
+    let channel = component.channel_id.to_string();
+    ChatEvent::Button {
+        platform: Platform::Discord,
+        event_id: component.id.to_string(),
+        message: MessageRef {
+            platform: Platform::Discord,
+            channel: channel.clone(),
+            ts_or_id: component.message.id.to_string(),
+            thread: None,
+        },
+        channel,
+        user: component.user.id.to_string(),
+        action_id,
+        value,
+    }
+}
+
+/// The PING answer.
+pub fn pong() -> Value {
+    json!({ "type": PONG })
+}
+
+fn message(reply: &ChatReply) -> Value {
+    let mut data = json!({ "content": reply.text, "allowed_mentions": { "parse": [] } });
+    if reply.ephemeral {
+        data["flags"] = json!(EPHEMERAL);
+    }
+    json!({ "type": CHANNEL_MESSAGE_WITH_SOURCE, "data": data })
+}
+
+/// The answer to a command: the reply, or "thinking…" (deferred,
+/// ephemeral) so the answer can follow through the `response_url`.
+pub fn command_response(reply: Option<&ChatReply>) -> Value {
+    match reply {
+        Some(reply) => message(reply),
+        None => {
+            json!({ "type": DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE, "data": { "flags": EPHEMERAL } })
+        }
+    }
+}
+
+/// The answer to a button: the reply as a new message, or a silent
+/// acknowledgement.
+pub fn component_response(reply: Option<&ChatReply>) -> Value {
+    match reply {
+        Some(reply) => message(reply),
+        None => json!({ "type": DEFERRED_UPDATE_MESSAGE }),
+    }
+}

@@ -1,0 +1,408 @@
+//! Slack adapter: [`SlackChat`] implements [`ChatPlatform`] with the
+//! `slack-morphism` Web API client, pointed at `slack.api_url`; [`verify`],
+//! [`events`] and [`routes`] turn Events API, slash command and interaction
+//! requests into [`ChatEvent`](super::ChatEvent)s; [`socket`] receives the
+//! same events over Socket Mode.
+//!
+//! It only translates: [`ChatMessage`] → Block Kit, Slack errors →
+//! [`ChatError`] (429 with `Retry-After` → rate limited, 5xx and network →
+//! unavailable, `ok:false` codes → rejected). It never retries on its own.
+
+pub mod events;
+pub mod routes;
+pub mod socket;
+pub mod verify;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use super::{
+    emoji, markdown_to_mrkdwn, BotIdentity, ChatError, ChatMessage, ChatPlatform, Decision,
+    MessageRef, Platform,
+};
+use crate::config::{Secret, SlackConfig};
+
+/// The slack-morphism client type pipemedic uses (HTTPS, or plain HTTP for
+/// a local stand-in).
+pub type SlackHttpClient = SlackClient<SlackClientHyperHttpsConnector>;
+
+/// `ok:false` codes that mean Slack itself failed, not the request.
+const TRANSIENT_CODES: [&str; 4] = [
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
+
+/// When Slack says `ratelimited` without a `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Longest wait for one Web API call before it counts as unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn timed_out() -> ChatError {
+    ChatError::unavailable(format!(
+        "slack did not answer within {} s",
+        CALL_TIMEOUT.as_secs()
+    ))
+}
+
+/// Runs one Web API call with the timeout and classifies its failure.
+async fn call<T>(
+    request: impl std::future::Future<Output = slack_morphism::ClientResult<T>>,
+) -> Result<T, ChatError> {
+    match tokio::time::timeout(CALL_TIMEOUT, request).await {
+        Ok(result) => result.map_err(classify),
+        Err(_) => Err(timed_out()),
+    }
+}
+
+/// Why the Slack client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SlackSetupError {
+    #[error("slack.api_url {0:?} is not a URL")]
+    BadApiUrl(String),
+}
+
+/// Slack through the Web API, as the bot user.
+#[derive(Clone)]
+pub struct SlackChat {
+    client: Arc<SlackHttpClient>,
+    token: SlackApiToken,
+}
+
+impl fmt::Debug for SlackChat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlackChat").finish_non_exhaustive()
+    }
+}
+
+/// A slack-morphism client whose base URL is `api_url` (HTTPS or HTTP).
+pub fn http_client(api_url: &str) -> Result<SlackHttpClient, SlackSetupError> {
+    let base = api_url.trim_end_matches('/');
+    if url_is_invalid(base) {
+        return Err(SlackSetupError::BadApiUrl(api_url.to_string()));
+    }
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let connector = SlackClientHyperConnector::from(https).with_slack_api_url(base);
+    Ok(SlackClient::new(connector))
+}
+
+fn url_is_invalid(url: &str) -> bool {
+    !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(' ')
+}
+
+impl SlackChat {
+    /// A client for `config.api_url` acting with the bot token.
+    pub fn new(config: &SlackConfig, bot_token: &Secret) -> Result<Self, SlackSetupError> {
+        Ok(Self {
+            client: Arc::new(http_client(&config.api_url)?),
+            token: SlackApiToken::new(SlackApiTokenValue(bot_token.expose().to_string())),
+        })
+    }
+
+    /// The underlying client (Socket Mode shares it).
+    pub fn client(&self) -> Arc<SlackHttpClient> {
+        self.client.clone()
+    }
+
+    fn session(&self) -> SlackClientSession<'_, SlackClientHyperHttpsConnector> {
+        self.client.open_session(&self.token)
+    }
+}
+
+/// Classifies a slack-morphism error for the outbox.
+pub fn classify(error: SlackClientError) -> ChatError {
+    match error {
+        SlackClientError::RateLimitError(e) => ChatError::RateLimited {
+            retry_after: e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
+        },
+        SlackClientError::ApiError(e) if e.code == "ratelimited" => ChatError::RateLimited {
+            retry_after: DEFAULT_RETRY_AFTER,
+        },
+        SlackClientError::ApiError(e) if TRANSIENT_CODES.contains(&e.code.as_str()) => {
+            ChatError::unavailable(format!("slack answered {}", e.code))
+        }
+        SlackClientError::ApiError(e) => ChatError::rejected(e.code),
+        SlackClientError::HttpError(e) if e.status_code.is_server_error() => {
+            ChatError::unavailable(format!("slack answered HTTP {}", e.status_code.as_u16()))
+        }
+        SlackClientError::HttpError(e) if e.status_code.as_u16() == 429 => ChatError::RateLimited {
+            retry_after: DEFAULT_RETRY_AFTER,
+        },
+        SlackClientError::HttpError(e) => {
+            ChatError::rejected(format!("http_{}", e.status_code.as_u16()))
+        }
+        SlackClientError::ProtocolError(e) => {
+            ChatError::unavailable(format!("unreadable answer from slack: {}", e.json_error))
+        }
+        other => ChatError::unavailable(format!("cannot reach slack: {}", short(&other))),
+    }
+}
+
+/// The first line of an error, without response bodies.
+fn short(error: &SlackClientError) -> String {
+    error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect()
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// Renders a [`ChatMessage`] as Block Kit: header, text section, fields,
+/// image, Approve/Reject actions and a context footer.
+pub fn blocks(message: &ChatMessage) -> Vec<SlackBlock> {
+    let mut blocks: Vec<SlackBlock> = Vec::new();
+    let header = format!("{} {}", message.severity.icon(), message.title);
+    blocks.push(
+        SlackHeaderBlock::new(SlackBlockPlainText::new(truncate(&header, 150)).into()).into(),
+    );
+    if !message.text.is_empty() {
+        blocks.push(
+            SlackSectionBlock::new()
+                .with_text(md(&truncate(&markdown_to_mrkdwn(&message.text), 3000)))
+                .into(),
+        );
+    }
+    for chunk in message.fields.chunks(10) {
+        let fields = chunk
+            .iter()
+            .map(|(name, value)| {
+                md(&truncate(
+                    &format!("*{name}*\n{}", markdown_to_mrkdwn(value)),
+                    2000,
+                ))
+            })
+            .collect();
+        blocks.push(SlackSectionBlock::new().with_fields(fields).into());
+    }
+    if let Some(url) = message.image_url.as_deref().and_then(|u| u.parse().ok()) {
+        blocks.push(
+            SlackImageBlock::new(
+                SlackImageUrlOrFile::ImageUrl { image_url: url },
+                message.title.clone(),
+            )
+            .into(),
+        );
+    }
+    if !message.buttons.is_empty() {
+        let elements = message
+            .buttons
+            .iter()
+            .map(|b| {
+                let style = match b.decision {
+                    Decision::Approve => SlackBlockButtonStyle::Primary,
+                    Decision::Reject => SlackBlockButtonStyle::Danger,
+                };
+                SlackBlockButtonElement::new(
+                    SlackBlockPlainText::new(b.decision.label().to_string()).into(),
+                )
+                .with_action_id(SlackActionId(b.decision.action_id().to_string()))
+                .with_value(b.value.clone())
+                .with_style(style)
+                .into()
+            })
+            .collect();
+        blocks.push(
+            SlackActionsBlock::new(elements)
+                .with_block_id(SlackBlockId("pipemedic_decision".into()))
+                .into(),
+        );
+    }
+    if let Some(footer) = &message.footer {
+        blocks.push(
+            SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
+                SlackBlockMarkDownText::new(truncate(&markdown_to_mrkdwn(footer), 2000)),
+            )])
+            .into(),
+        );
+    }
+    blocks
+}
+
+fn md(text: &str) -> SlackBlockText {
+    SlackBlockText::MarkDown(SlackBlockMarkDownText::new(text.to_string()))
+}
+
+fn content(message: &ChatMessage) -> SlackMessageContent {
+    SlackMessageContent::new()
+        .with_text(truncate(&message.plain_text(), 3000))
+        .with_blocks(blocks(message))
+}
+
+fn thread_ts(thread: Option<&MessageRef>) -> Option<SlackTs> {
+    thread.map(|t| SlackTs(t.thread_root().to_string()))
+}
+
+#[async_trait]
+impl ChatPlatform for SlackChat {
+    fn platform(&self) -> Platform {
+        Platform::Slack
+    }
+
+    #[tracing::instrument(skip_all, fields(platform = "slack", channel = %channel))]
+    async fn post(
+        &self,
+        channel: &str,
+        thread: Option<&MessageRef>,
+        message: &ChatMessage,
+    ) -> Result<MessageRef, ChatError> {
+        let request =
+            SlackApiChatPostMessageRequest::new(SlackChannelId(channel.into()), content(message))
+                .opt_thread_ts(thread_ts(thread));
+        let response = call(self.session().chat_post_message(&request)).await?;
+        Ok(MessageRef {
+            platform: Platform::Slack,
+            channel: response.channel.0,
+            ts_or_id: response.ts.0,
+            thread: thread.map(|t| t.thread_root().to_string()),
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(platform = "slack", channel = %message.channel))]
+    async fn update(&self, message: &MessageRef, content_: &ChatMessage) -> Result<(), ChatError> {
+        let request = SlackApiChatUpdateRequest::new(
+            SlackChannelId(message.channel.clone()),
+            content(content_),
+            SlackTs(message.ts_or_id.clone()),
+        );
+        call(self.session().chat_update(&request)).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(platform = "slack", channel = %channel, bytes = bytes.len()))]
+    async fn upload_png(
+        &self,
+        channel: &str,
+        thread: Option<&MessageRef>,
+        filename: &str,
+        bytes: Vec<u8>,
+        title: &str,
+    ) -> Result<(), ChatError> {
+        let session = self.session();
+        let target = call(
+            session.get_upload_url_external(
+                &SlackApiFilesGetUploadUrlExternalRequest::new(filename.to_string(), bytes.len())
+                    .with_alt_txt(title.to_string()),
+            ),
+        )
+        .await?;
+        call(
+            session.files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
+                target.upload_url,
+                bytes,
+                "image/png".to_string(),
+            )),
+        )
+        .await?;
+        let complete =
+            SlackApiFilesCompleteUploadExternalRequest::new(vec![SlackApiFilesComplete::new(
+                target.file_id,
+            )
+            .with_title(title.to_string())])
+            .with_channel_id(SlackChannelId(channel.to_string()))
+            .opt_thread_ts(thread_ts(thread));
+        call(session.files_complete_upload_external(&complete)).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(platform = "slack", channel = %message.channel, emoji = %emoji_))]
+    async fn react(&self, message: &MessageRef, emoji_: &str) -> Result<(), ChatError> {
+        let request = SlackApiReactionsAddRequest::new(
+            SlackChannelId(message.channel.clone()),
+            SlackReactionName(emoji::to_name(emoji_)),
+            SlackTs(message.ts_or_id.clone()),
+        );
+        match tokio::time::timeout(CALL_TIMEOUT, self.session().reactions_add(&request)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(SlackClientError::ApiError(e))) if e.code == "already_reacted" => Ok(()),
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(platform = "slack", channel = %channel, user = %user))]
+    async fn post_ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError> {
+        let request = SlackApiChatPostEphemeralRequest::new(
+            SlackChannelId(channel.to_string()),
+            SlackUserId(user.to_string()),
+            SlackMessageContent::new().with_text(markdown_to_mrkdwn(text)),
+        );
+        call(self.session().chat_post_ephemeral(&request)).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(platform = "slack"))]
+    async fn whoami(&self) -> Result<BotIdentity, ChatError> {
+        let me = call(self.session().auth_test()).await?;
+        Ok(BotIdentity {
+            platform: Platform::Slack,
+            user_id: me.user_id.0,
+            bot_id: me.bot_id.map(|b| b.0),
+            name: me.user.unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::Severity;
+
+    #[test]
+    fn cards_render_as_block_kit() {
+        let message = ChatMessage::new(
+            "checkout-service: test failures up",
+            Severity::Critical,
+            "**37** of 812 tests failed, see [run](https://ci.example.com/8f1c)",
+        )
+        .field("Pipeline", "checkout-service")
+        .field("Stage", "Test")
+        .button(Decision::Approve, "plan-7")
+        .button(Decision::Reject, "plan-7")
+        .footer("pipemedic");
+        let json = serde_json::to_value(blocks(&message)).unwrap();
+        let types: Vec<&str> = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            ["header", "section", "section", "actions", "context"]
+        );
+        assert_eq!(json[0]["text"]["type"], "plain_text");
+        assert_eq!(
+            json[1]["text"]["text"],
+            "*37* of 812 tests failed, see <https://ci.example.com/8f1c|run>"
+        );
+        assert_eq!(json[2]["fields"][1]["text"], "*Stage*\nTest");
+        assert_eq!(json[3]["elements"][0]["action_id"], "pipemedic_approve");
+        assert_eq!(json[3]["elements"][0]["value"], "plan-7");
+        assert_eq!(json[3]["elements"][0]["style"], "primary");
+        assert_eq!(json[3]["elements"][1]["style"], "danger");
+    }
+}

@@ -1,0 +1,140 @@
+//! Slack's HTTP endpoints (Events API mode): `POST /slack/events`,
+//! `/slack/commands` and `/slack/interactions`. Each limits the body (413),
+//! verifies the signing secret within the five-minute window (401), answers
+//! the `url_verification` challenge, acknowledges quickly and hands typed
+//! events to the [`ChatEventSink`](crate::chat::ChatEventSink). Without a
+//! signing secret the routes answer 503 and accept nothing.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::events::{self, EventsApiRequest, SlackPayloadError};
+use super::verify;
+use crate::chat::{ChatReply, ChatState, Platform};
+use crate::config::{Secret, SlackConfig};
+use crate::http::{ApiError, AppState, ErrorCode};
+use crate::ingest::routes::body_or_413;
+
+/// What the Slack routes need to authenticate requests.
+#[derive(Clone)]
+pub struct SlackInbound {
+    signing_secret: Secret,
+}
+
+impl SlackInbound {
+    pub fn new(signing_secret: Secret, _config: &SlackConfig) -> Self {
+        Self { signing_secret }
+    }
+
+    fn verify(&self, state: &ChatState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        verify::verify(
+            self.signing_secret.expose().as_bytes(),
+            header("x-slack-request-timestamp"),
+            header("x-slack-signature"),
+            body,
+            state.clock.now(),
+        )
+        .map_err(|e| {
+            tracing::warn!(reason = %e, "Slack request refused.");
+            ApiError::new(ErrorCode::BadSignature, format!("slack signature: {e}"))
+        })
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/slack/events", post(events_api))
+        .route("/slack/commands", post(commands))
+        .route("/slack/interactions", post(interactions))
+}
+
+/// Reads the body and verifies it; the shared first half of every route.
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    let body = body_or_413(body)?;
+    let inbound = state.chat.slack.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "Slack is not configured (SLACK_SIGNING_SECRET)",
+        )
+    })?;
+    inbound.verify(&state.chat, headers, &body)?;
+    Ok(body)
+}
+
+fn payload_error(e: SlackPayloadError) -> ApiError {
+    match e {
+        SlackPayloadError::Json(e) => ApiError::malformed(&e),
+        SlackPayloadError::Form(e) => ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("form body is malformed: {e}"),
+        ),
+        SlackPayloadError::Shape(m) => ApiError::new(ErrorCode::InvalidShape, m),
+    }
+}
+
+/// `POST /slack/events`: the Events API.
+async fn events_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = authenticate(&state, &headers, body)?;
+    let bot = state.chat.bot(Platform::Slack);
+    match events::parse_events_api(&body, bot.as_ref()).map_err(payload_error)? {
+        EventsApiRequest::UrlVerification { challenge } => {
+            Ok(Json(json!({ "challenge": challenge })).into_response())
+        }
+        EventsApiRequest::Event(Some(event)) => {
+            tracing::debug!(event_id = event.event_id(), "Slack event accepted.");
+            state.chat.dispatch_in_background(*event);
+            Ok(StatusCode::OK.into_response())
+        }
+        EventsApiRequest::Event(None) => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+/// `POST /slack/commands`: slash commands, answered with the sink's reply.
+async fn commands(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = authenticate(&state, &headers, body)?;
+    let event = events::parse_slash_command(&body).map_err(payload_error)?;
+    Ok(match state.chat.dispatch(event).await {
+        Some(reply) => Json(command_response(&reply)).into_response(),
+        None => StatusCode::OK.into_response(),
+    })
+}
+
+/// The JSON body Slack shows as a slash command's answer.
+pub fn command_response(reply: &ChatReply) -> serde_json::Value {
+    json!({
+        "response_type": if reply.ephemeral { "ephemeral" } else { "in_channel" },
+        "text": crate::chat::markdown_to_mrkdwn(&reply.text),
+    })
+}
+
+/// `POST /slack/interactions`: button presses.
+async fn interactions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = authenticate(&state, &headers, body)?;
+    for event in events::parse_interaction(&body).map_err(payload_error)? {
+        state.chat.dispatch_in_background(event);
+    }
+    Ok(StatusCode::OK.into_response())
+}
