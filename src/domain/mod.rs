@@ -8,4 +8,4 @@ pub use run::{
     DeployMetrics, FieldError, MetricSample, ResourceMetrics, Run, RunSource, RunStatus,
     StageTiming, TestCounts, BUILTIN_METRICS,
 };
-pub use verdict::{Anomaly, AnomalyStatus, Direction, MetricDeviation, Verdict};
+pub use verdict::{Anomaly, AnomalyStatus, Direction, MetricDeviation, ScoredRun, Verdict};

@@ -79,3 +79,14 @@ pub struct Anomaly {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<DateTime<Utc>>,
 }
+
+/// A run that detection has just judged: what the incident and chat work
+/// receives for every scored run, normal or not, in the order runs of one
+/// pipeline were scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredRun {
+    /// Row id of the run in the store.
+    pub run_pk: i64,
+    pub run: crate::domain::Run,
+    pub verdict: Verdict,
+}

@@ -1,0 +1,666 @@
+//! The validated playbook model: playbooks, their `when` conditions, the
+//! actions they declare, the action vocabulary with its parameter schemas,
+//! risk and approval policy, and the catalog that holds them all.
+//!
+//! Everything here is already checked by the loader; nothing here reads
+//! files, runs actions or knows about the model.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use globset::GlobMatcher;
+use handlebars::Handlebars;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::{Direction, RunStatus};
+
+/// The incident facts a template in a playbook's `with:` may name, and
+/// nothing else: `{{stage}}`, `{{pipeline}}`, `{{incident_id}}` ...
+pub const TEMPLATE_FACTS: [&str; 13] = [
+    "incident_id",
+    "pipeline",
+    "run_id",
+    "status",
+    "stage",
+    "commit",
+    "commit_author",
+    "attempt",
+    "execution_id",
+    "log_url",
+    "run_url",
+    "last_normal_run_id",
+    "last_normal_commit",
+];
+
+/// The CI system an incident's pipeline runs on; decides which action kinds
+/// can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CiSystem {
+    Codepipeline,
+    GithubActions,
+    Gitlab,
+    Other,
+}
+
+impl CiSystem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Codepipeline => "codepipeline",
+            Self::GithubActions => "github_actions",
+            Self::Gitlab => "gitlab",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for CiSystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an action may do to the pipeline if it goes wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    Low,
+    High,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::High => "high",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "low" => Some(Self::Low),
+            "high" => Some(Self::High),
+            _ => None,
+        }
+    }
+
+    /// Approvals needed when a playbook does not say: one person for low
+    /// risk, two for high.
+    pub fn default_approvals(self) -> u32 {
+        match self {
+            Self::Low => 1,
+            Self::High => 2,
+        }
+    }
+}
+
+impl fmt::Display for Risk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who must approve an action before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ApprovalPolicy {
+    /// No approval: allowed only for low-risk actions, and honoured only
+    /// when the configuration enables automatic remediation.
+    None,
+    /// `required` distinct approvers, each matching one of `from`
+    /// (`group:NAME` or `user:ID`); an empty `from` means anyone authorised
+    /// to approve remediations.
+    Required { required: u32, from: Vec<String> },
+}
+
+impl ApprovalPolicy {
+    /// The default for an action of this risk.
+    pub fn for_risk(risk: Risk) -> Self {
+        Self::Required {
+            required: risk.default_approvals(),
+            from: Vec::new(),
+        }
+    }
+
+    /// Short human form: `none`, `1 of group:sre`, `2 of anyone`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::None => "none (automatic when enabled)".to_string(),
+            Self::Required { required, from } if from.is_empty() => {
+                format!("{required} of any approver")
+            }
+            Self::Required { required, from } => format!("{required} of {}", from.join(", ")),
+        }
+    }
+}
+
+/// Type of one action parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    /// A string; may be a template over incident facts.
+    String,
+    /// One of a fixed set of strings.
+    Enum(&'static [&'static str]),
+    Bool,
+    /// An integer within bounds (inclusive).
+    Integer {
+        min: i64,
+        max: i64,
+    },
+    /// A list of strings; each may be a template.
+    StringList,
+    /// An absolute `http`/`https` URL whose host is on the allowlist.
+    Url,
+    /// A list of environment variable names.
+    EnvNames,
+}
+
+impl ParamType {
+    /// JSON schema of a value of this type.
+    pub fn json_schema(self) -> Value {
+        match self {
+            Self::String | Self::Url => serde_json::json!({"type": "string"}),
+            Self::Enum(values) => serde_json::json!({"type": "string", "enum": values}),
+            Self::Bool => serde_json::json!({"type": "boolean"}),
+            Self::Integer { min, max } => {
+                serde_json::json!({"type": "integer", "minimum": min, "maximum": max})
+            }
+            Self::StringList | Self::EnvNames => {
+                serde_json::json!({"type": "array", "items": {"type": "string"}})
+            }
+        }
+    }
+
+    /// Short human form for prompts and error messages.
+    pub fn describe(self) -> String {
+        match self {
+            Self::String => "string".to_string(),
+            Self::Enum(values) => format!("one of {}", values.join("|")),
+            Self::Bool => "boolean".to_string(),
+            Self::Integer { min, max } => format!("integer {min}..={max}"),
+            Self::StringList => "list of strings".to_string(),
+            Self::Url => "URL".to_string(),
+            Self::EnvNames => "list of environment variable names".to_string(),
+        }
+    }
+
+    /// The values a plan may choose from, for choice parameters.
+    pub fn allowed_values(self) -> Vec<Value> {
+        match self {
+            Self::Enum(values) => values.iter().map(|v| Value::from(*v)).collect(),
+            Self::Bool => vec![Value::Bool(false), Value::Bool(true)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Who sets a parameter's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamSetter {
+    /// A plan may choose any of the type's allowed values.
+    Plan,
+    /// The playbook (or the default) sets it; a plan may only repeat the
+    /// rendered value.
+    Playbook,
+    /// Written in the playbook only; a plan must not mention it at all
+    /// (commands, URLs, request bodies, environment).
+    PlaybookOnly,
+}
+
+/// Schema of one parameter of an action kind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub ty: ParamType,
+    pub required: bool,
+    /// Default when the playbook does not set it (a template for strings).
+    pub default: Option<ParamDefault>,
+    pub setter: ParamSetter,
+    pub description: &'static str,
+}
+
+/// A parameter's built-in default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamDefault {
+    Str(&'static str),
+    Bool(bool),
+    Int(i64),
+    EmptyList,
+}
+
+impl ParamDefault {
+    pub fn to_value(self) -> Value {
+        match self {
+            Self::Str(s) => Value::from(s),
+            Self::Bool(b) => Value::Bool(b),
+            Self::Int(i) => Value::from(i),
+            Self::EmptyList => Value::Array(Vec::new()),
+        }
+    }
+}
+
+const RETRY_STAGE: &[ParamSpec] = &[
+    ParamSpec {
+        name: "stage",
+        ty: ParamType::String,
+        required: true,
+        default: Some(ParamDefault::Str("{{stage}}")),
+        setter: ParamSetter::Playbook,
+        description: "the stage to retry",
+    },
+    ParamSpec {
+        name: "mode",
+        ty: ParamType::Enum(&["FAILED_ACTIONS", "ALL_ACTIONS"]),
+        required: true,
+        default: Some(ParamDefault::Str("FAILED_ACTIONS")),
+        setter: ParamSetter::Plan,
+        description: "retry only the failed actions, or every action of the stage",
+    },
+];
+
+const ROLLBACK_STAGE: &[ParamSpec] = &[ParamSpec {
+    name: "stage",
+    ty: ParamType::String,
+    required: true,
+    default: Some(ParamDefault::Str("{{stage}}")),
+    setter: ParamSetter::Playbook,
+    description: "the stage to roll back to its last successful execution",
+}];
+
+const STOP_EXECUTION: &[ParamSpec] = &[
+    ParamSpec {
+        name: "abandon",
+        ty: ParamType::Bool,
+        required: true,
+        default: Some(ParamDefault::Bool(false)),
+        setter: ParamSetter::Plan,
+        description: "abandon in-progress actions instead of letting them finish",
+    },
+    ParamSpec {
+        name: "reason",
+        ty: ParamType::String,
+        required: true,
+        default: Some(ParamDefault::Str(
+            "Stopped by pipemedic for incident {{incident_id}}",
+        )),
+        setter: ParamSetter::Playbook,
+        description: "reason recorded on the stopped execution",
+    },
+];
+
+const RERUN_FAILED_JOBS: &[ParamSpec] = &[ParamSpec {
+    name: "enable_debug_logging",
+    ty: ParamType::Bool,
+    required: true,
+    default: Some(ParamDefault::Bool(false)),
+    setter: ParamSetter::Plan,
+    description: "rerun with runner debug logging",
+}];
+
+const HTTP: &[ParamSpec] = &[
+    ParamSpec {
+        name: "method",
+        ty: ParamType::Enum(&["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        required: true,
+        default: None,
+        setter: ParamSetter::PlaybookOnly,
+        description: "HTTP method",
+    },
+    ParamSpec {
+        name: "url",
+        ty: ParamType::Url,
+        required: true,
+        default: None,
+        setter: ParamSetter::PlaybookOnly,
+        description: "request URL; its host must be on the configured allowlist",
+    },
+    ParamSpec {
+        name: "body",
+        ty: ParamType::String,
+        required: false,
+        default: None,
+        setter: ParamSetter::PlaybookOnly,
+        description: "request body, a template over incident facts",
+    },
+    ParamSpec {
+        name: "timeout_s",
+        ty: ParamType::Integer { min: 1, max: 120 },
+        required: true,
+        default: Some(ParamDefault::Int(10)),
+        setter: ParamSetter::PlaybookOnly,
+        description: "request timeout in seconds",
+    },
+];
+
+const SHELL: &[ParamSpec] = &[
+    ParamSpec {
+        name: "argv",
+        ty: ParamType::StringList,
+        required: true,
+        default: None,
+        setter: ParamSetter::PlaybookOnly,
+        description: "program and arguments, run directly without a shell",
+    },
+    ParamSpec {
+        name: "timeout_s",
+        ty: ParamType::Integer { min: 1, max: 3600 },
+        required: true,
+        default: Some(ParamDefault::Int(300)),
+        setter: ParamSetter::PlaybookOnly,
+        description: "kill the command after this many seconds",
+    },
+    ParamSpec {
+        name: "env",
+        ty: ParamType::EnvNames,
+        required: true,
+        default: Some(ParamDefault::EmptyList),
+        setter: ParamSetter::PlaybookOnly,
+        description: "environment variables passed through; nothing else is inherited",
+    },
+];
+
+/// The kinds of action a playbook may declare (`uses:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ActionKind {
+    #[serde(rename = "codepipeline.retry_stage")]
+    CodepipelineRetryStage,
+    #[serde(rename = "codepipeline.rollback_stage")]
+    CodepipelineRollbackStage,
+    #[serde(rename = "codepipeline.start_execution")]
+    CodepipelineStartExecution,
+    #[serde(rename = "codepipeline.stop_execution")]
+    CodepipelineStopExecution,
+    #[serde(rename = "github.rerun_failed_jobs")]
+    GithubRerunFailedJobs,
+    #[serde(rename = "http")]
+    Http,
+    #[serde(rename = "shell")]
+    Shell,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 7] = [
+        Self::CodepipelineRetryStage,
+        Self::CodepipelineRollbackStage,
+        Self::CodepipelineStartExecution,
+        Self::CodepipelineStopExecution,
+        Self::GithubRerunFailedJobs,
+        Self::Http,
+        Self::Shell,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CodepipelineRetryStage => "codepipeline.retry_stage",
+            Self::CodepipelineRollbackStage => "codepipeline.rollback_stage",
+            Self::CodepipelineStartExecution => "codepipeline.start_execution",
+            Self::CodepipelineStopExecution => "codepipeline.stop_execution",
+            Self::GithubRerunFailedJobs => "github.rerun_failed_jobs",
+            Self::Http => "http",
+            Self::Shell => "shell",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+
+    /// What the action does, for prompts and chat.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::CodepipelineRetryStage => {
+                "retry a stage of the incident's CodePipeline execution"
+            }
+            Self::CodepipelineRollbackStage => {
+                "roll a CodePipeline stage back to its last successful execution"
+            }
+            Self::CodepipelineStartExecution => "start a new execution of the incident's pipeline",
+            Self::CodepipelineStopExecution => "stop the incident's CodePipeline execution",
+            Self::GithubRerunFailedJobs => "re-run the failed jobs of the incident's workflow run",
+            Self::Http => "send the HTTP request written in the playbook",
+            Self::Shell => "run the command written in the playbook (no shell)",
+        }
+    }
+
+    /// The parameters this kind accepts.
+    pub fn params(self) -> &'static [ParamSpec] {
+        match self {
+            Self::CodepipelineRetryStage => RETRY_STAGE,
+            Self::CodepipelineRollbackStage => ROLLBACK_STAGE,
+            Self::CodepipelineStartExecution => &[],
+            Self::CodepipelineStopExecution => STOP_EXECUTION,
+            Self::GithubRerunFailedJobs => RERUN_FAILED_JOBS,
+            Self::Http => HTTP,
+            Self::Shell => SHELL,
+        }
+    }
+
+    pub fn param(self, name: &str) -> Option<&'static ParamSpec> {
+        self.params().iter().find(|p| p.name == name)
+    }
+
+    /// Whether this kind can act on a pipeline run by `ci`.
+    pub fn applies_to(self, ci: CiSystem) -> bool {
+        match self {
+            Self::CodepipelineRetryStage
+            | Self::CodepipelineRollbackStage
+            | Self::CodepipelineStartExecution
+            | Self::CodepipelineStopExecution => ci == CiSystem::Codepipeline,
+            Self::GithubRerunFailedJobs => ci == CiSystem::GithubActions,
+            Self::Http | Self::Shell => true,
+        }
+    }
+
+    /// Whether the action addresses one execution of the pipeline (and so
+    /// needs the incident's `execution_id`).
+    pub fn needs_execution_id(self) -> bool {
+        matches!(
+            self,
+            Self::CodepipelineRetryStage
+                | Self::CodepipelineStopExecution
+                | Self::GithubRerunFailedJobs
+        )
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One alternative of a playbook's `when`: every field that is set must hold.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub metric: Option<(String, GlobMatcher)>,
+    pub direction: Option<Direction>,
+    pub status: Option<RunStatus>,
+    pub stage: Option<(String, GlobMatcher)>,
+    pub pipeline: Option<(String, GlobMatcher)>,
+    pub log: Option<Regex>,
+}
+
+/// One action a playbook declares.
+#[derive(Debug, Clone)]
+pub struct ActionDecl {
+    pub id: String,
+    pub kind: ActionKind,
+    /// Values the playbook sets, before rendering (strings may be templates).
+    pub with: BTreeMap<String, Value>,
+    pub risk: Risk,
+    pub approval: ApprovalPolicy,
+    /// Do not run before this long after approval ("retry later").
+    pub delay: Option<Duration>,
+    pub description: Option<String>,
+    /// Line of the action in its file.
+    pub line: usize,
+}
+
+impl ActionDecl {
+    /// The value the playbook (or the default) gives a parameter, unrendered.
+    pub fn configured(&self, spec: &ParamSpec) -> Option<Value> {
+        self.with
+            .get(spec.name)
+            .cloned()
+            .or_else(|| spec.default.map(ParamDefault::to_value))
+    }
+}
+
+/// A loaded, valid playbook.
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub id: String,
+    pub title: String,
+    /// Any of these alternatives may match.
+    pub when: Vec<Condition>,
+    pub actions: Vec<ActionDecl>,
+    /// The Markdown runbook below the front matter.
+    pub body: String,
+    pub file: PathBuf,
+}
+
+impl Playbook {
+    pub fn action(&self, id: &str) -> Option<&ActionDecl> {
+        self.actions.iter().find(|a| a.id == id)
+    }
+}
+
+/// All loaded playbooks, in id order, with the HTTP host allowlist they were
+/// checked against.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub(crate) playbooks: Vec<Playbook>,
+    pub(crate) http_allowed_hosts: Vec<String>,
+}
+
+impl Catalog {
+    pub fn playbooks(&self) -> &[Playbook] {
+        &self.playbooks
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Playbook> {
+        self.playbooks.iter().find(|p| p.id == id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.playbooks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.playbooks.is_empty()
+    }
+
+    /// Hosts `http` actions may call (`example.com` or `*.example.com`).
+    pub fn http_allowed_hosts(&self) -> &[String] {
+        &self.http_allowed_hosts
+    }
+
+    /// Whether `url` is an absolute http(s) URL without credentials whose
+    /// host is on the allowlist.
+    pub fn url_allowed(&self, url: &str) -> Result<(), String> {
+        url_allowed(url, &self.http_allowed_hosts)
+    }
+}
+
+pub(crate) fn url_allowed(url: &str, allowed: &[String]) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| "must be an absolute http:// or https:// URL".to_string())?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("must not carry credentials; use the playbook's env or config".to_string());
+    }
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_ascii_lowercase();
+    if host.is_empty() || host.contains("{{") {
+        return Err("the host must be written out, not templated".to_string());
+    }
+    let ok = allowed.iter().any(|pattern| {
+        let pattern = pattern.to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(suffix) => host.ends_with(&format!(".{suffix}")),
+            None => host == pattern,
+        }
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "host `{host}` is not on the HTTP allowlist ({})",
+            if allowed.is_empty() {
+                "empty".to_string()
+            } else {
+                allowed.join(", ")
+            }
+        ))
+    }
+}
+
+fn template_registry() -> Handlebars<'static> {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    hb
+}
+
+/// Renders a template from a playbook's `with:` against `facts` (strict: a
+/// name that is not in `facts` is an error).
+pub fn render_template(template: &str, facts: &Value) -> Result<String, String> {
+    if !template.contains("{{") {
+        return Ok(template.to_string());
+    }
+    template_registry()
+        .render_template(template, facts)
+        .map_err(|e| template_error_message(&e))
+}
+
+fn template_error_message(e: &handlebars::RenderError) -> String {
+    if let handlebars::RenderErrorReason::MissingVariable(name) = e.reason() {
+        let name = name.as_deref().unwrap_or("?");
+        if TEMPLATE_FACTS.contains(&name) {
+            return format!("needs the incident fact `{name}`, which this incident does not have");
+        }
+        return format!(
+            "`{name}` is not an incident fact; templates may use only {}",
+            TEMPLATE_FACTS.join(", ")
+        );
+    }
+    let text = e.to_string();
+    // Strip the registry's location noise ("... in template ... line 1, col 3").
+    let text = text
+        .split(" in template")
+        .next()
+        .unwrap_or(&text)
+        .to_string();
+    if text.contains("Failed to access variable in strict mode") {
+        format!(
+            "{text} (templates may use only the incident facts {})",
+            TEMPLATE_FACTS.join(", ")
+        )
+    } else {
+        text
+    }
+}
+
+/// A context in which every allowed fact is present, used to check that a
+/// template names only incident facts.
+pub fn sample_template_context() -> Value {
+    let mut map = serde_json::Map::new();
+    for name in TEMPLATE_FACTS {
+        let value = if name == "attempt" {
+            Value::from(1)
+        } else {
+            Value::from(format!("sample-{name}"))
+        };
+        map.insert(name.to_string(), value);
+    }
+    Value::Object(map)
+}
