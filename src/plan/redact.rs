@@ -32,8 +32,9 @@ pub enum RedactError {
 enum Keep {
     /// Replace the whole match.
     Nothing,
-    /// Keep capture group 1 (a prefix such as `Bearer ` or `user:`), replace
-    /// the rest of the match.
+    /// Keep capture group 1 (a prefix such as `Bearer ` or `user:`) and the
+    /// group named `after` (a suffix such as the `@` of a URL), replace the
+    /// rest of the match.
     Prefix,
     /// Like `Prefix`, but only when the rest looks like a token (has a digit
     /// or is at least 20 characters), so "bearer authentication" stays.
@@ -119,17 +120,17 @@ const BUILTIN: [(&str, &str, Keep); 17] = [
     ),
     (
         "url_password",
-        r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@",
+        r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?P<after>@)",
         Keep::Prefix,
     ),
     (
         "password",
-        r#"(?i)((?:password|passwd|secret|token|api[_-]?key|access[_-]?token|auth[_-]?token|private[_-]?token)["']?\s*[:=]\s*["']?)[^\s"',;]{4,}"#,
+        r#"(?i)((?:password|passwd|secret|token|api[_-]?key|access[_-]?token|auth[_-]?token|private[_-]?token)["']?\s*[:=]\s*["']?)[^\s"',;\[][^\s"',;]{3,}"#,
         Keep::Prefix,
     ),
     (
         "password",
-        r"(?im)((?:^|\s)--?(?:password|passwd|secret|token|api-key|access-token)(?:=|\s+))[^\s-]\S*",
+        r"(?im)((?:^|\s)--?(?:password|passwd|secret|token|api-key|access-token)(?:=|\s+))[^\s\[-]\S*",
         Keep::Prefix,
     ),
 ];
@@ -196,9 +197,10 @@ impl Redactor {
                 .replace_all(&out, |caps: &Captures<'_>| match rule.keep {
                     Keep::Nothing => format!("{REDACTED}:{}]", rule.kind),
                     Keep::Prefix => format!(
-                        "{}{REDACTED}:{}]",
+                        "{}{REDACTED}:{}]{}",
                         caps.get(1).map_or("", |m| m.as_str()),
-                        rule.kind
+                        rule.kind,
+                        caps.name("after").map_or("", |m| m.as_str()),
                     ),
                     Keep::PrefixIfTokenLike => {
                         let all = caps.get(0).map_or("", |m| m.as_str());
@@ -284,6 +286,13 @@ mod tests {
                 let out = redactor.redact(&input);
                 assert!(!out.contains(secret), "line {n}: secret survived: {out}");
                 assert!(out.contains(REDACTED), "line {n}: no marker: {out}");
+                let tail: String = after.chars().take_while(|c| !c.is_whitespace()).collect();
+                if after.starts_with('@') || after.starts_with(' ') {
+                    assert!(
+                        out.contains(&tail),
+                        "line {n}: context after the secret lost: {out}"
+                    );
+                }
                 assert!(
                     out.starts_with(before.trim_end_matches(|c: char| c.is_ascii_alphanumeric())),
                     "line {n}: context before the secret lost: {out}"

@@ -854,3 +854,24 @@ fn null_params_read_as_none() {
     assert!(p.steps[0].params.is_empty());
     assert!(p.validate(&bundled(), &flaky_facts()).is_ok());
 }
+
+#[test]
+fn facts_are_escaped_where_http_actions_insert_them() {
+    let catalog = extended();
+    let mut facts = flaky_facts();
+    facts.log_excerpt = Some("cache checksum mismatch".to_string());
+    facts.pipeline = "octo-org/octo-repo/test".to_string();
+    let hostile = r#"a1b2", "admin": true, "x": "\"#;
+    facts.commit = Some(hostile.to_string());
+    let validated = plan(vec![step("cache-reset", "notify-release", json!({}))])
+        .validate(&catalog, &facts)
+        .expect("valid");
+    let params = &validated.steps[0].params;
+    assert_eq!(
+        params["url"],
+        "https://hooks.example.com/release/octo-org%2Focto-repo%2Ftest"
+    );
+    let body: Value =
+        serde_json::from_str(params["body"].as_str().expect("string")).expect("still JSON");
+    assert_eq!(body, json!({"incident": "42", "commit": hostile}));
+}

@@ -18,8 +18,8 @@ use super::types::{
     MAX_STEPS, MAX_TEXT,
 };
 use crate::playbooks::{
-    render_template, ActionDecl, ActionKind, ApprovalPolicy, Catalog, ParamSetter, ParamSpec,
-    ParamType, Playbook, Risk,
+    escape_for, render_template, render_template_escaped, ActionDecl, ActionKind, ApprovalPolicy,
+    Catalog, ParamSetter, ParamSpec, ParamType, Playbook, Risk,
 };
 
 /// CodePipeline's limit on a stop reason.
@@ -122,10 +122,15 @@ impl Plan {
 
 /// Renders a playbook value: strings (and string lists) are templates over
 /// the incident facts.
-fn render_value(spec: &ParamSpec, value: &Value, ctx: &Value) -> Result<Value, String> {
+fn render_value(
+    kind: ActionKind,
+    spec: &ParamSpec,
+    value: &Value,
+    ctx: &Value,
+) -> Result<Value, String> {
     match (spec.ty, value) {
         (ParamType::String | ParamType::Url, Value::String(s)) => {
-            render_template(s, ctx).map(Value::from)
+            render_template_escaped(s, ctx, escape_for(kind, spec, s)).map(Value::from)
         }
         (ParamType::StringList, Value::Array(items)) => items
             .iter()
@@ -172,7 +177,7 @@ pub(crate) fn resolve_step(
         let Some(configured) = action.configured(spec) else {
             continue;
         };
-        match render_value(spec, &configured, &ctx) {
+        match render_value(kind, spec, &configured, &ctx) {
             Ok(v) => {
                 rendered.insert(spec.name, v);
             }

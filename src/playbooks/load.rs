@@ -18,8 +18,9 @@ use serde_json::Value;
 use serde_norway::Value as Yaml;
 
 use super::model::{
-    render_template, sample_template_context, url_allowed, ActionDecl, ActionKind, ApprovalPolicy,
-    Catalog, Condition, ParamSpec, ParamType, Playbook, Risk,
+    escape_for, render_template_escaped, sample_template_context, url_allowed, ActionDecl,
+    ActionKind, ApprovalPolicy, Catalog, Condition, ParamSpec, ParamType, Playbook, Risk,
+    TemplateEscape,
 };
 use crate::domain::{Direction, RunStatus};
 
@@ -856,7 +857,7 @@ fn action(
                 );
                 continue;
             };
-            if let Some(v) = param_value(spec, value, &field, options, errors) {
+            if let Some(v) = param_value(kind, spec, value, &field, options, errors) {
                 with.insert(name.clone(), v);
             }
         }
@@ -904,6 +905,7 @@ fn action(
 
 /// Checks one `with:` value against its schema and returns it as JSON.
 fn param_value(
+    kind: ActionKind,
     spec: &ParamSpec,
     value: &Yaml,
     field: &str,
@@ -923,8 +925,8 @@ fn param_value(
         None
     };
     let sample = sample_template_context();
-    let check_template = |errors: &mut Errors<'_>, s: &str| -> Option<String> {
-        match render_template(s, &sample) {
+    let check_template = |errors: &mut Errors<'_>, field: &str, s: &str| -> Option<String> {
+        match render_template_escaped(s, &sample, escape_for(kind, spec, s)) {
             Ok(rendered) => Some(rendered),
             Err(msg) => {
                 errors.push(field, format!("template does not render: {msg}"));
@@ -937,7 +939,13 @@ fn param_value(
             let Some(s) = value.as_str() else {
                 return expected(errors, "a string");
             };
-            check_template(errors, s)?;
+            let rendered = check_template(errors, field, s)?;
+            if escape_for(kind, spec, s) == TemplateEscape::JsonString
+                && serde_json::from_str::<Value>(&rendered).is_err()
+            {
+                errors.push(field, "looks like JSON but is not valid JSON once rendered");
+                return None;
+            }
             Some(Value::from(s))
         }
         ParamType::Enum(allowed) => {
@@ -970,7 +978,11 @@ fn param_value(
             let Some(s) = value.as_str() else {
                 return expected(errors, "a URL string");
             };
-            let rendered = check_template(errors, s)?;
+            if let Err(msg) = url_allowed(s, &options.http_allowed_hosts) {
+                errors.push(field, msg);
+                return None;
+            }
+            let rendered = check_template(errors, field, s)?;
             if let Err(msg) = url_allowed(&rendered, &options.http_allowed_hosts) {
                 errors.push(field, msg);
                 return None;
@@ -1005,8 +1017,7 @@ fn param_value(
                         );
                         continue;
                     }
-                } else if render_template(s, &sample).is_err() {
-                    check_template(errors, s);
+                } else if check_template(errors, &item_field, s).is_none() {
                     continue;
                 }
                 out.push(Value::from(s));

@@ -43,8 +43,9 @@ pub use load::{check_dir, load_dir, parse_playbook, CheckReport, LoadOptions, Pl
 pub(crate) use matcher::fmt_num;
 pub use matcher::{MatchSubject, PlaybookMatch};
 pub use model::{
-    render_template, sample_template_context, ActionDecl, ActionKind, ApprovalPolicy, Catalog,
-    CiSystem, Condition, ParamSetter, ParamSpec, ParamType, Playbook, Risk, TEMPLATE_FACTS,
+    escape_for, render_template, render_template_escaped, sample_template_context, ActionDecl,
+    ActionKind, ApprovalPolicy, Catalog, CiSystem, Condition, ParamSetter, ParamSpec, ParamType,
+    Playbook, Risk, TemplateEscape, TEMPLATE_FACTS,
 };
 
 #[cfg(test)]

@@ -574,7 +574,7 @@ pub(crate) fn url_allowed(url: &str, allowed: &[String]) -> Result<(), String> {
         .ok_or_else(|| "must be an absolute http:// or https:// URL".to_string())?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
-        return Err("must not carry credentials; use the playbook's env or config".to_string());
+        return Err("must not carry credentials in the URL".to_string());
     }
     let host = authority
         .rsplit_once(':')
@@ -604,20 +604,88 @@ pub(crate) fn url_allowed(url: &str, allowed: &[String]) -> Result<(), String> {
     }
 }
 
-fn template_registry() -> Handlebars<'static> {
+/// How fact values are escaped where a template inserts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateEscape {
+    /// Inserted as they are (argv elements, stage names, reasons).
+    None,
+    /// Escaped for the inside of a JSON string (`http` bodies that are JSON).
+    JsonString,
+    /// Percent-encoded as one URL component (`http` URLs).
+    UrlComponent,
+}
+
+/// How facts are escaped in a parameter: percent-encoded in URLs, JSON
+/// string escaped in JSON request bodies, as they are elsewhere.
+pub fn escape_for(kind: ActionKind, spec: &ParamSpec, template: &str) -> TemplateEscape {
+    match spec.ty {
+        ParamType::Url => TemplateEscape::UrlComponent,
+        ParamType::String
+            if kind == ActionKind::Http
+                && spec.name == "body"
+                && template.trim_start().starts_with(['{', '[']) =>
+        {
+            TemplateEscape::JsonString
+        }
+        _ => TemplateEscape::None,
+    }
+}
+
+fn json_string_escape(s: &str) -> String {
+    let quoted = serde_json::to_string(s).unwrap_or_default();
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn url_component_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn template_registry(escape: TemplateEscape) -> Handlebars<'static> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
-    hb.register_escape_fn(handlebars::no_escape);
+    match escape {
+        TemplateEscape::None => hb.register_escape_fn(handlebars::no_escape),
+        TemplateEscape::JsonString => hb.register_escape_fn(json_string_escape),
+        TemplateEscape::UrlComponent => hb.register_escape_fn(url_component_escape),
+    }
     hb
 }
 
 /// Renders a template from a playbook's `with:` against `facts` (strict: a
-/// name that is not in `facts` is an error).
+/// name that is not in `facts` is an error), inserting values as they are.
 pub fn render_template(template: &str, facts: &Value) -> Result<String, String> {
+    render_template_escaped(template, facts, TemplateEscape::None)
+}
+
+/// Like [`render_template`], escaping every inserted value. Triple braces
+/// and `{{&name}}`, which would bypass the escaping, are refused.
+pub fn render_template_escaped(
+    template: &str,
+    facts: &Value,
+    escape: TemplateEscape,
+) -> Result<String, String> {
     if !template.contains("{{") {
         return Ok(template.to_string());
     }
-    template_registry()
+    if template.contains("{{{") || template.contains("{{&") || template.contains("{{~{") {
+        return Err(
+            "unescaped output (`{{{name}}}`, `{{&name}}`) is not allowed; use `{{name}}`"
+                .to_string(),
+        );
+    }
+    template_registry(escape)
         .render_template(template, facts)
         .map_err(|e| template_error_message(&e))
 }

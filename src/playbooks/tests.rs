@@ -421,3 +421,51 @@ fn load_or_bundled_falls_back_without_a_directory() {
         Catalog::load_or_bundled(Some(&fixtures().join("valid")), &allow_example()).expect("valid");
     assert_eq!(valid.len(), 1);
 }
+
+#[test]
+fn http_templates_cannot_bypass_escaping_and_json_bodies_must_parse() {
+    let text = |with: &str| {
+        format!("---\nid: hook\ntitle: Hook\nwhen: {{ status: failed }}\nactions:\n  - id: call\n    uses: http\n    with:\n      method: POST\n{with}    risk: low\n---\nRunbook.\n")
+    };
+    let check = |with: &str| -> Vec<(usize, String, String)> {
+        parse_playbook(Path::new("hook.md"), &text(with), &allow_example())
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.line, e.field, e.message))
+            .collect()
+    };
+    assert!(check("      url: \"https://hooks.example.com/x/{{pipeline}}\"\n").is_empty());
+    assert_eq!(
+        check("      url: \"https://hooks.example.com/x\"\n      body: '{\"who\": \"{{{commit_author}}}\"}'\n"),
+        vec![(
+            11,
+            "actions[0].with.body".to_string(),
+            "template does not render: unescaped output (`{{{name}}}`, `{{&name}}`) is not allowed; use `{{name}}`".to_string()
+        )]
+    );
+    assert_eq!(
+        check("      url: \"https://hooks.example.com/x\"\n      body: '{\"who\": {{commit_author}}}'\n"),
+        vec![(
+            11,
+            "actions[0].with.body".to_string(),
+            "looks like JSON but is not valid JSON once rendered".to_string()
+        )]
+    );
+    assert_eq!(
+        check("      url: \"https://{{pipeline}}.example.com/x\"\n"),
+        vec![(
+            10,
+            "actions[0].with.url".to_string(),
+            "the host must be written out, not templated".to_string()
+        )]
+    );
+    assert_eq!(
+        check("      url: \"https://ops:hunter2@hooks.example.com/x\"\n"),
+        vec![(
+            10,
+            "actions[0].with.url".to_string(),
+            "must not carry credentials in the URL".to_string()
+        )]
+    );
+}
