@@ -19,6 +19,9 @@
 //! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
 //! | [`http`] | the router, application state, JSON errors |
 //! | [`metrics`] | Prometheus metrics |
+//! | [`playbooks`] | runbooks with allowed actions: load, validate, match |
+//! | [`plan`] | remediation plans: facts, prompts, redaction, validation, the offline planner |
+//! | [`detect`] | the thresholded Random Cut Forest, per-pipeline models, the scoring flow |
 //! | [`startup`] | wiring and graceful shutdown |
 //! | [`charts`] | PNG charts of metric history for chat |
 //! | [`check`] | the post-build check client (`pipemedic check`) |
@@ -47,11 +50,14 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod detect;
 pub mod domain;
 pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod plan;
+pub mod playbooks;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

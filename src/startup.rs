@@ -14,6 +14,7 @@ use crate::aws::AwsSettings;
 use crate::chat::{ChatEventSink, ChatState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
+use crate::detect::{DetectionService, DetectionSettings};
 use crate::http::AppState;
 use crate::ingest::IngestService;
 use crate::metrics::Metrics;
@@ -107,10 +108,22 @@ impl Application {
         )
         .await?;
         let metrics = Arc::new(Metrics::new());
-        let ingest = Arc::new(IngestService::new(
+        let detection = DetectionService::start(
             store.clone(),
             metrics.clone(),
             clock.clone(),
+            DetectionSettings {
+                cache_models: loaded.config.detector.cache_models,
+                sensitivity: loaded.config.detector.sensitivity,
+                ..DetectionSettings::default()
+            },
+            None,
+        );
+        let ingest = Arc::new(IngestService::with_detection(
+            store.clone(),
+            metrics.clone(),
+            clock.clone(),
+            Some(detection),
         ));
         let chat = ChatState::from_config(&loaded.config, &loaded.secrets, clock.clone());
         let state = AppState {
@@ -165,6 +178,7 @@ impl Application {
         } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_s);
         let store = state.store.clone();
+        let ingest = state.ingest.clone();
         crate::ingest::start_background(&state, &tracker, &shutdown);
         let app = crate::http::router(state);
         let addr = listener.local_addr()?;
@@ -187,6 +201,12 @@ impl Application {
         .await;
         if finished.is_err() {
             tracing::warn!("Shutdown grace period ended with work still in flight.");
+        }
+        if let Some(detection) = ingest.detection() {
+            match detection.flush().await {
+                Ok(saved) => tracing::info!(saved, "Models saved."),
+                Err(e) => tracing::error!(error = %e, "Saving models at shutdown failed."),
+            }
         }
         store.close().await;
         Ok(())

@@ -140,6 +140,8 @@ pub struct DetectorConfig {
     pub sensitivity: f64,
     /// Hours between scheduled rebuilds of every model (0 = never).
     pub retrain_interval_h: u64,
+    /// Pipeline models kept in memory (the rest wait in the store).
+    pub cache_models: usize,
 }
 
 impl Default for DetectorConfig {
@@ -149,6 +151,7 @@ impl Default for DetectorConfig {
             sagemaker_endpoint: String::new(),
             sensitivity: 1.0,
             retrain_interval_h: 24,
+            cache_models: 2000,
         }
     }
 }
@@ -614,6 +617,9 @@ impl Config {
         }
         if !(self.detector.sensitivity > 0.0 && self.detector.sensitivity <= 10.0) {
             bad("detector.sensitivity", "must be in (0, 10]".into());
+        }
+        if self.detector.cache_models == 0 {
+            bad("detector.cache_models", "must be at least 1".into());
         }
         if self.detector.backend == DetectorBackend::Sagemaker
             && self.detector.sagemaker_endpoint.is_empty()

@@ -47,13 +47,10 @@ impl ModelBank {
     pub async fn get(&mut self, pipeline: &str, before_pk: i64) -> Result<&mut Entry, StoreError> {
         if !self.cache.contains(pipeline) {
             let model = self.load(pipeline, before_pk).await?;
-            if let Some((evicted_name, evicted)) = self.cache.push(
-                pipeline.to_string(),
-                Entry {
-                    model,
-                    unsaved: 0,
-                },
-            ) {
+            if let Some((evicted_name, evicted)) = self
+                .cache
+                .push(pipeline.to_string(), Entry { model, unsaved: 0 })
+            {
                 if evicted_name != pipeline && evicted.unsaved > 0 {
                     save(&self.store, &evicted_name, &evicted.model).await?;
                 }
@@ -79,7 +76,11 @@ impl ModelBank {
                 }
             }
             Some(stored) => {
-                tracing::info!(pipeline, version = stored.version, "Saved model has an old format; rebuilding from history.");
+                tracing::info!(
+                    pipeline,
+                    version = stored.version,
+                    "Saved model has an old format; rebuilding from history."
+                );
                 PipelineModel::new(pipeline, self.sensitivity)
             }
             None => PipelineModel::new(pipeline, self.sensitivity),
@@ -123,9 +124,14 @@ impl ModelBank {
     }
 
     /// Replaces a pipeline's model (after a rebuild).
-    pub async fn replace(&mut self, pipeline: &str, model: PipelineModel) -> Result<(), StoreError> {
+    pub async fn replace(
+        &mut self,
+        pipeline: &str,
+        model: PipelineModel,
+    ) -> Result<(), StoreError> {
         save(&self.store, pipeline, &model).await?;
-        self.cache.put(pipeline.to_string(), Entry { model, unsaved: 0 });
+        self.cache
+            .put(pipeline.to_string(), Entry { model, unsaved: 0 });
         Ok(())
     }
 }

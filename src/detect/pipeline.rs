@@ -231,3 +231,104 @@ impl PipelineModel {
         self.detector.accept_baseline();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ResourceMetrics, RunStatus, TestCounts};
+
+    /// A deterministic "normal" run number `i` of a pipeline.
+    fn normal_run(i: u32, duration: f64, failed: u64) -> Run {
+        let start: chrono::DateTime<chrono::Utc> = "2026-09-01T00:00:00Z".parse().unwrap();
+        let start = start + chrono::Duration::hours(i64::from(i) * 3);
+        let jitter = ((i * 7919) % 31) as f64 - 15.0;
+        let mut run = Run::new("checkout-service", i.to_string(), RunStatus::Succeeded);
+        run.started_at = Some(start);
+        run.finished_at =
+            Some(start + chrono::Duration::milliseconds(((duration + jitter) * 1000.0) as i64));
+        run.tests = Some(TestCounts {
+            total: 800,
+            failed,
+            skipped: 0,
+        });
+        run.resources = Some(ResourceMetrics {
+            cpu_peak_pct: Some(60.0 + jitter / 3.0),
+            mem_peak_mb: Some(2000.0 + jitter * 4.0),
+        });
+        run
+    }
+
+    #[test]
+    fn learns_normal_flags_a_slow_flaky_run_and_names_the_metrics() {
+        let mut model = PipelineModel::new("checkout-service", 1.0);
+        let mut flagged = 0;
+        for i in 0..120 {
+            let v = model.observe(&normal_run(i, 420.0, (i % 3) as u64));
+            if v.is_anomalous() {
+                flagged += 1;
+            }
+        }
+        assert!(flagged <= 2, "{flagged} of 120 normal runs flagged");
+        let v = model.observe(&normal_run(120, 1300.0, 200));
+        assert!(v.is_anomalous(), "{v:?}");
+        let metrics: Vec<_> = v.deviations.iter().map(|d| d.metric.as_str()).collect();
+        assert!(
+            metrics.contains(&"duration_s") || metrics.contains(&"test_failure_rate"),
+            "{metrics:?}"
+        );
+        let duration = v.deviations.iter().find(|d| d.metric == "duration_s");
+        if let Some(d) = duration {
+            assert_eq!(d.direction, Direction::Up);
+            assert!(d.expected < 600.0, "expected about 420, got {}", d.expected);
+        }
+    }
+
+    #[test]
+    fn a_restored_model_scores_exactly_like_the_original() {
+        let mut model = PipelineModel::new("p", 1.0);
+        for i in 0..60 {
+            model.observe(&normal_run(i, 300.0, 1));
+        }
+        let saved = serde_json::to_string(&model).unwrap();
+        let mut restored: PipelineModel = serde_json::from_str(&saved).unwrap();
+        for i in 60..90 {
+            let run = normal_run(i, if i == 75 { 900.0 } else { 300.0 }, 1);
+            assert_eq!(model.observe(&run), restored.observe(&run), "run {i}");
+        }
+    }
+
+    #[test]
+    fn accepting_a_baseline_stops_alerts_for_the_new_level() {
+        let mut model = PipelineModel::new("p", 1.0);
+        for i in 0..80 {
+            model.observe(&normal_run(i, 400.0, 0));
+        }
+        let first = model.observe(&normal_run(80, 560.0, 0));
+        assert!(
+            first.is_anomalous(),
+            "a 40% slower build is abnormal at first: {first:?}"
+        );
+        model.accept_baseline(Some("duration_s"));
+        let later: Vec<bool> = (81..90)
+            .map(|i| model.observe(&normal_run(i, 560.0, 0)).is_anomalous())
+            .collect();
+        assert!(later.iter().all(|a| !a), "{later:?}");
+    }
+
+    #[test]
+    fn a_lasting_shift_stops_alerting_on_its_own() {
+        let mut model = PipelineModel::new("p", 1.0);
+        for i in 0..80 {
+            model.observe(&normal_run(i, 400.0, 0));
+        }
+        let flags: Vec<bool> = (80..160)
+            .map(|i| model.observe(&normal_run(i, 520.0, 0)).is_anomalous())
+            .collect();
+        let last_alert = flags.iter().rposition(|f| *f).unwrap_or(0);
+        assert!(flags[0], "the shift is noticed");
+        assert!(
+            last_alert < 40,
+            "still alerting {last_alert} runs after a 30% shift: {flags:?}"
+        );
+    }
+}

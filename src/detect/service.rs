@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::bank::ModelBank;
 use super::pipeline::PipelineModel;
 use crate::clock::Clock;
-use crate::domain::{Run, Verdict};
+use crate::domain::{Run, ScoredRun, Verdict};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -81,11 +81,15 @@ fn shard_of(pipeline: &str, shards: usize) -> usize {
 impl DetectionService {
     /// Starts the shard tasks (needs a Tokio runtime). They stop when every
     /// handle is dropped, saving their models first.
+    ///
+    /// Every scored run is also sent to `scored` (the incident flow), in the
+    /// order it was scored.
     pub fn start(
         store: Store,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
         settings: DetectionSettings,
+        scored: Option<mpsc::Sender<ScoredRun>>,
     ) -> Self {
         let shards = settings.shards.max(1);
         let per_shard = (settings.cache_models / shards).max(1);
@@ -93,7 +97,14 @@ impl DetectionService {
             .map(|_| {
                 let (tx, rx) = mpsc::channel(1024);
                 let bank = ModelBank::new(store.clone(), per_shard, settings.sensitivity);
-                tokio::spawn(shard(store.clone(), bank, metrics.clone(), clock.clone(), rx));
+                tokio::spawn(shard(
+                    store.clone(),
+                    bank,
+                    metrics.clone(),
+                    clock.clone(),
+                    scored.clone(),
+                    rx,
+                ));
                 tx
             })
             .collect();
@@ -156,7 +167,11 @@ impl DetectionService {
     }
 
     /// Installs a rebuilt model (from `train`).
-    pub async fn replace(&self, pipeline: &str, model: PipelineModel) -> Result<(), DetectionError> {
+    pub async fn replace(
+        &self,
+        pipeline: &str,
+        model: PipelineModel,
+    ) -> Result<(), DetectionError> {
         let (reply, answer) = oneshot::channel();
         self.sender(pipeline)
             .send(Job::Replace {
@@ -195,6 +210,7 @@ async fn shard(
     mut bank: ModelBank,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    scored: Option<mpsc::Sender<ScoredRun>>,
     mut rx: mpsc::Receiver<Job>,
 ) {
     let mut flush_timer = tokio::time::interval(Duration::from_secs(60));
@@ -216,9 +232,25 @@ async fn shard(
         match job {
             Job::Score { run_pk, run, reply } => {
                 let result = score_one(&store, &mut bank, clock.as_ref(), run_pk, &run).await;
-                if let Err(e) = &result {
-                    metrics.background_error("detection");
-                    tracing::error!(pipeline = %run.pipeline, run_id = %run.run_id, error = %e, "Scoring failed.");
+                match &result {
+                    Err(e) => {
+                        metrics.background_error("detection");
+                        tracing::error!(pipeline = %run.pipeline, run_id = %run.run_id, error = %e, "Scoring failed.");
+                    }
+                    Ok(verdict) => {
+                        if let Some(scored) = &scored {
+                            let event = ScoredRun {
+                                run_pk,
+                                run: (*run).clone(),
+                                verdict: verdict.clone(),
+                            };
+                            if scored.send(event).await.is_err() {
+                                tracing::warn!(
+                                    "The incident flow has stopped; scored run not handed on."
+                                );
+                            }
+                        }
+                    }
                 }
                 if let Some(reply) = reply {
                     let _ = reply.send(result.map_err(|e| e.to_string()));

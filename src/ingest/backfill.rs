@@ -333,7 +333,7 @@ pub async fn store_all(
     for chunk in runs.chunks(BATCH) {
         let batch: Vec<Run> = chunk.iter().map(|(_, r)| r.clone()).collect();
         let report = service
-            .accept_runs(RunSource::Backfill, None, &batch)
+            .accept_runs(RunSource::Backfill, None, &batch, false)
             .await?;
         for a in &report.runs {
             match a.outcome {

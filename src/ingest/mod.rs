@@ -27,6 +27,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::clock::Clock;
+use crate::detect::DetectionService;
 use crate::domain::{Run, RunSource};
 use crate::metrics::Metrics;
 use crate::store::{RunOutcome, Store, StoreError, WriteTx};
@@ -44,6 +45,9 @@ pub struct Accepted {
     /// The run reached a final status with this request (ready to score).
     #[serde(skip)]
     pub became_final: bool,
+    /// What detection said, when the caller waited for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::domain::Verdict>,
 }
 
 /// The result of one ingest call.
@@ -62,8 +66,18 @@ struct Job {
     source: RunSource,
     delivery_id: Option<String>,
     runs: Vec<Run>,
-    reply: tokio::sync::oneshot::Sender<Result<IngestReport, StoreError>>,
+    reply: tokio::sync::oneshot::Sender<Result<(IngestReport, Vec<PendingVerdict>), StoreError>>,
 }
+
+/// A verdict on its way: the index of the run in the report and the
+/// receiver detection answers on.
+type PendingVerdict = (
+    usize,
+    tokio::sync::oneshot::Receiver<Result<crate::domain::Verdict, String>>,
+);
+
+/// How long `POST /v1/runs` waits for the verdicts of the runs it stored.
+const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Stores runs for every source.
 ///
@@ -77,20 +91,47 @@ pub struct IngestService {
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     jobs: tokio::sync::mpsc::Sender<Job>,
+    detection: Option<DetectionService>,
 }
 
 impl IngestService {
     /// Creates the service and starts its writer task (needs a Tokio runtime).
     /// The writer stops when the service is dropped.
     pub fn new(store: Store, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
+        Self::with_detection(store, metrics, clock, None)
+    }
+
+    /// Like [`IngestService::new`]; every run that reaches a final status is
+    /// handed to `detection`, in commit order.
+    pub fn with_detection(
+        store: Store,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        detection: Option<DetectionService>,
+    ) -> Self {
         let (jobs, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
-        tokio::spawn(writer(store.clone(), clock.clone(), rx));
+        tokio::spawn(writer(store.clone(), clock.clone(), detection.clone(), rx));
         Self {
             store,
             metrics,
             clock,
             jobs,
+            detection,
         }
+    }
+
+    pub fn detection(&self) -> Option<&DetectionService> {
+        self.detection.as_ref()
+    }
+
+    /// Hands runs committed through the caller's own transaction to
+    /// detection (`accepted[i]` is the outcome of `runs[i]`); does not wait.
+    pub async fn score_committed(&self, accepted: &[Accepted], runs: &[Run]) {
+        let report = IngestReport {
+            duplicate_delivery: false,
+            runs: accepted.to_vec(),
+        };
+        submit_for_scoring(self.detection.as_ref(), &report, runs).await;
     }
 
     pub fn store(&self) -> &Store {
@@ -107,12 +148,15 @@ impl IngestService {
 
     /// Stores `runs` atomically and durably. With a `delivery_id` the
     /// delivery is recorded too, and a redelivery writes nothing and says so.
+    /// Runs that became final are scored; with `wait_for_verdicts` the
+    /// report carries their verdicts.
     #[tracing::instrument(skip_all, fields(source = source.as_str(), runs = runs.len()))]
     pub async fn accept_runs(
         &self,
         source: RunSource,
         delivery_id: Option<&str>,
         runs: &[Run],
+        wait_for_verdicts: bool,
     ) -> Result<IngestReport, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -126,11 +170,14 @@ impl IngestService {
             detail: "the writer task has stopped".into(),
         };
         self.jobs.send(job).await.map_err(|_| closed())?;
-        let report = answer.await.map_err(|_| closed())??;
+        let (mut report, pending) = answer.await.map_err(|_| closed())??;
         if report.duplicate_delivery {
             return Ok(self.duplicate(source, delivery_id, runs.len()));
         }
         self.count(source, &report.runs);
+        if wait_for_verdicts {
+            collect_verdicts(&mut report, pending).await;
+        }
         Ok(report)
     }
 
@@ -149,7 +196,46 @@ impl IngestService {
     }
 }
 
-async fn writer(store: Store, clock: Arc<dyn Clock>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
+/// Waits (a bounded time) for the verdicts of stored runs.
+async fn collect_verdicts(report: &mut IngestReport, pending: Vec<PendingVerdict>) {
+    let deadline = tokio::time::Instant::now() + VERDICT_WAIT;
+    for (i, rx) in pending {
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(verdict))) => report.runs[i].verdict = Some(verdict),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "Run stored but not scored."),
+            Ok(Err(_)) | Err(_) => tracing::warn!("Run stored; its verdict did not come in time."),
+        }
+    }
+}
+
+/// Hands the runs that became final to detection, in order.
+async fn submit_for_scoring(
+    detection: Option<&DetectionService>,
+    report: &IngestReport,
+    runs: &[Run],
+) -> Vec<PendingVerdict> {
+    let Some(detection) = detection else {
+        return Vec::new();
+    };
+    let mut pending = Vec::new();
+    for (i, (accepted, run)) in report.runs.iter().zip(runs).enumerate() {
+        if !accepted.became_final {
+            continue;
+        }
+        match detection.submit(accepted.pk, run.clone()).await {
+            Ok(rx) => pending.push((i, rx)),
+            Err(e) => tracing::error!(error = %e, "Run stored but not handed to detection."),
+        }
+    }
+    pending
+}
+
+async fn writer(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    detection: Option<DetectionService>,
+    mut rx: tokio::sync::mpsc::Receiver<Job>,
+) {
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < GROUP_COMMIT_MAX {
@@ -162,7 +248,8 @@ async fn writer(store: Store, clock: Arc<dyn Clock>, mut rx: tokio::sync::mpsc::
         match write_group(&store, &group, now).await {
             Ok(reports) => {
                 for (job, report) in group.into_iter().zip(reports) {
-                    let _ = job.reply.send(Ok(report));
+                    let pending = submit_for_scoring(detection.as_ref(), &report, &job.runs).await;
+                    let _ = job.reply.send(Ok((report, pending)));
                 }
             }
             Err(e) if group.len() == 1 => {
@@ -176,6 +263,14 @@ async fn writer(store: Store, clock: Arc<dyn Clock>, mut rx: tokio::sync::mpsc::
                     let result = write_group(&store, std::slice::from_ref(&job), now)
                         .await
                         .map(|mut r| r.remove(0));
+                    let result = match result {
+                        Ok(report) => {
+                            let pending =
+                                submit_for_scoring(detection.as_ref(), &report, &job.runs).await;
+                            Ok((report, pending))
+                        }
+                        Err(e) => Err(e),
+                    };
                     let _ = job.reply.send(result);
                 }
             }
@@ -227,6 +322,7 @@ pub async fn store_runs(
             outcome: up.outcome,
             pk: up.pk,
             became_final: up.became_final,
+            verdict: None,
         });
     }
     Ok(accepted)
@@ -277,10 +373,12 @@ impl IngestService {
         let accepted = store_runs(&mut tx, source, &merged, now).await?;
         tx.commit().await?;
         self.count(source, &accepted);
-        Ok(IngestReport {
+        let report = IngestReport {
             duplicate_delivery: false,
             runs: accepted,
-        })
+        };
+        submit_for_scoring(self.detection.as_ref(), &report, &merged).await;
+        Ok(report)
     }
 
     /// Applies one EventBridge event: CodePipeline events update their
@@ -348,10 +446,12 @@ impl IngestService {
         let accepted = store_runs(&mut tx, source, &runs, now).await?;
         tx.commit().await?;
         self.count(source, &accepted);
-        Ok(IngestReport {
+        let report = IngestReport {
             duplicate_delivery: false,
             runs: accepted,
-        })
+        };
+        submit_for_scoring(self.detection.as_ref(), &report, &runs).await;
+        Ok(report)
     }
 
     fn duplicate(&self, source: RunSource, delivery_id: Option<&str>, n: usize) -> IngestReport {

@@ -78,7 +78,7 @@ async fn post_runs(
         .filter(|v| !v.is_empty() && v.len() <= 256);
     let report = state
         .ingest
-        .accept_runs(RunSource::Generic, delivery, &runs)
+        .accept_runs(RunSource::Generic, delivery, &runs, true)
         .await?;
     Ok((
         StatusCode::OK,

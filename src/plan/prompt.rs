@@ -241,6 +241,26 @@ fn neutralise_frame(text: &str) -> String {
     }
 }
 
+/// Longest fact value shown in a prompt outside the log frame.
+const MAX_FACT_CHARS: usize = 200;
+
+/// A fact from a CI payload as one short line: commit authors, stage and
+/// pipeline names come from outside too, so they cannot add lines (and so
+/// instructions) to the prompt, nor grow without bound.
+fn one_line(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > MAX_FACT_CHARS {
+        let cut: String = flat.chars().take(MAX_FACT_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
 fn direction_str(d: Direction) -> &'static str {
     match d {
         Direction::Up => "up",
@@ -269,7 +289,7 @@ fn context(
                 "n/a".to_string()
             };
             json!({
-                "metric": m.metric,
+                "metric": one_line(&m.metric),
                 "observed": fmt_num(m.observed),
                 "expected": fmt_num(m.expected),
                 "direction": direction_str(m.direction),
@@ -324,29 +344,30 @@ fn context(
             })
         })
         .collect();
+    let opt = |v: &Option<String>| v.as_deref().map(one_line);
     let last_normal = facts.last_normal.as_ref().map(|l| {
         json!({
-            "run_id": l.run_id,
-            "commit": l.commit,
+            "run_id": one_line(&l.run_id),
+            "commit": opt(&l.commit),
             "finished_at": l.finished_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         })
     });
     json!({
         "incident": {
-            "id": facts.incident_id,
-            "pipeline": facts.pipeline,
-            "run_id": facts.run_id,
+            "id": one_line(&facts.incident_id),
+            "pipeline": one_line(&facts.pipeline),
+            "run_id": one_line(&facts.run_id),
             "status": facts.status.as_str(),
-            "stage": facts.stage,
-            "commit": facts.commit,
-            "commit_author": facts.commit_author,
+            "stage": opt(&facts.stage),
+            "commit": opt(&facts.commit),
+            "commit_author": opt(&facts.commit_author),
             "attempt": facts.attempt,
-            "execution_id": facts.execution_id,
+            "execution_id": opt(&facts.execution_id),
             "ci": facts.ci.as_str(),
             "source": facts.source.as_str(),
             "grade": fmt_num(facts.grade),
-            "log_url": facts.log_url,
-            "run_url": facts.run_url,
+            "log_url": opt(&facts.log_url),
+            "run_url": opt(&facts.run_url),
             "last_normal": last_normal,
         },
         "metrics": metrics,

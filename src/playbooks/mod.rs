@@ -36,6 +36,7 @@
 //! ([`TEMPLATE_FACTS`]).
 
 mod load;
+mod locate;
 mod matcher;
 mod model;
 
@@ -44,8 +45,8 @@ pub(crate) use matcher::fmt_num;
 pub use matcher::{MatchSubject, PlaybookMatch};
 pub use model::{
     escape_for, render_template, render_template_escaped, sample_template_context, ActionDecl,
-    ActionKind, ApprovalPolicy, Catalog, CiSystem, Condition, ParamSetter, ParamSpec, ParamType,
-    Playbook, Risk, TemplateEscape, TEMPLATE_FACTS,
+    ActionKind, ApprovalPolicy, Catalog, CiSystem, Condition, ParamDefault, ParamSetter, ParamSpec,
+    ParamType, Playbook, Risk, TemplateEscape, TEMPLATE_FACTS,
 };
 
 #[cfg(test)]

@@ -469,3 +469,58 @@ fn http_templates_cannot_bypass_escaping_and_json_bodies_must_parse() {
         )]
     );
 }
+
+#[test]
+fn playbook_level_approval_none_is_refused_for_high_risk_actions() {
+    let text = "---\nid: auto\ntitle: Automatic\nwhen: { status: failed }\nactions:\n  - id: retry\n    uses: codepipeline.retry_stage\n    risk: low\n  - id: rollback\n    uses: codepipeline.rollback_stage\n    risk: high\napproval: none\n---\nRunbook.\n";
+    let errors = parse_playbook(Path::new("auto.md"), text, &LoadOptions::default())
+        .expect_err("high risk without approval");
+    let got: Vec<(usize, &str, &str)> = errors
+        .iter()
+        .map(|e| (e.line, e.field.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(
+            12,
+            "approval",
+            "`approval: none` is allowed only for low-risk actions; `rollback` is high risk"
+        )]
+    );
+    // The same policy on the low-risk action alone is accepted and exposed.
+    let ok = text.replace(
+        "  - id: rollback\n    uses: codepipeline.rollback_stage\n    risk: high\n",
+        "",
+    );
+    let playbook =
+        parse_playbook(Path::new("auto.md"), &ok, &LoadOptions::default()).expect("valid");
+    assert_eq!(playbook.actions[0].approval, ApprovalPolicy::None);
+}
+
+#[test]
+fn every_action_kind_has_a_consistent_parameter_schema() {
+    for kind in ActionKind::ALL {
+        assert_eq!(ActionKind::parse(kind.as_str()), Some(kind));
+        for spec in kind.params() {
+            // A plan may choose only among enumerable values.
+            if spec.setter == ParamSetter::Plan {
+                assert!(!spec.ty.allowed_values().is_empty(), "{kind} {}", spec.name);
+                assert!(spec.default.is_some(), "{kind} {}", spec.name);
+            }
+            // Commands, URLs and bodies are the playbook's alone.
+            if matches!(spec.name, "argv" | "url" | "body" | "method" | "env") {
+                assert_eq!(
+                    spec.setter,
+                    ParamSetter::PlaybookOnly,
+                    "{kind} {}",
+                    spec.name
+                );
+            }
+            assert!(spec.ty.json_schema().get("type").is_some());
+        }
+    }
+    assert!(ActionKind::CodepipelineRetryStage.applies_to(CiSystem::Codepipeline));
+    assert!(!ActionKind::CodepipelineRetryStage.applies_to(CiSystem::GithubActions));
+    assert!(ActionKind::GithubRerunFailedJobs.applies_to(CiSystem::GithubActions));
+    assert!(ActionKind::Shell.applies_to(CiSystem::Gitlab));
+}

@@ -9,6 +9,7 @@ mod chat_discord;
 mod chat_slack;
 mod chat_support;
 mod codepipeline_poll;
+mod detection;
 mod helpers;
 mod ingest_generic;
 mod lifecycle;

@@ -1,0 +1,619 @@
+//! [`Detector`]: one thresholded Random Cut Forest over one stream of
+//! points, answering each point with a [`Verdict`] (score, grade, what
+//! normal would have been, which value drove it) and then learning it.
+//!
+//! Beyond the forest and the threshold it owns three decisions:
+//!
+//! * **Warm-up**: no point is graded before the forest has learned
+//!   `warm_up` shingled points.
+//! * **No alert storm after one anomaly**: while the shingle still holds an
+//!   anomalous entry, the point is judged on a corrected shingle in which
+//!   that entry is replaced by its expected value. A single spike is
+//!   therefore reported once, not once per shingle position.
+//! * **Level shifts end**: when anomalies keep coming for `shift_limit`
+//!   points in a row (each within a shingle of the last), or when
+//!   [`Detector::accept_baseline`] is called, the detector *relearns*: it
+//!   grades nothing while the forest absorbs the new level, until a score
+//!   falls back under the threshold held when relearning began, and for at
+//!   most `relearn_limit` points. A lasting shift thus alerts for at most
+//!   `shift_limit` points before the new level is taken as normal.
+//!
+//! It performs no I/O and keeps no clock: a point's position in the stream
+//! is the only notion of time.
+
+use serde::{Deserialize, Serialize};
+
+use super::rcf::{Forest, ForestConfig};
+use super::threshold::{ThresholdConfig, Thresholder};
+use crate::detect::bits;
+
+/// Settings of a [`Detector`]. Defaults: one value per point, shingles of
+/// 8, 50 trees of 256 points, time decay 0.1 / 256, sensitivity 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DetectorConfig {
+    /// Values per input point.
+    pub dimensions: usize,
+    /// Consecutive points the forest sees together.
+    pub shingle_size: usize,
+    /// Trees in the forest.
+    pub trees: usize,
+    /// Points each tree samples.
+    pub sample_size: usize,
+    /// Rate at which old points fade from the samples.
+    pub time_decay: f64,
+    /// Seed of all randomness: same seed and points, same verdicts.
+    pub seed: u64,
+    /// Higher finds more anomalies; 1.0 is the default balance.
+    pub sensitivity: f64,
+    /// Shingled points learned before any grade can be above zero.
+    pub warm_up: u64,
+    /// Points of continuing anomaly after which a shift is taken as the
+    /// new normal.
+    pub shift_limit: u64,
+    /// Longest relearning (points graded zero) after a shift or
+    /// [`Detector::accept_baseline`].
+    pub relearn_limit: u64,
+    /// A point whose every value lies within this many running deviations
+    /// (of that value's stream) of its expected value is not reported,
+    /// however high its score: the forest found the pattern unusual, but
+    /// the value is what the context predicts. 0 disables the check.
+    pub near_expected: f64,
+    /// Threshold settings other than sensitivity.
+    pub threshold: ThresholdConfig,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            dimensions: 1,
+            shingle_size: 8,
+            trees: 50,
+            sample_size: 256,
+            time_decay: 0.1 / 256.0,
+            seed: 0x5eed,
+            sensitivity: 1.0,
+            warm_up: 32,
+            shift_limit: 24,
+            relearn_limit: 256,
+            near_expected: 0.0,
+            threshold: ThresholdConfig::default(),
+        }
+    }
+}
+
+/// The detector's answer for one point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Raw forest score of the point (about 1 for typical points; 0 while
+    /// the shingle is incomplete).
+    pub score: f64,
+    /// Anomaly grade in [0, 1]; above zero means anomalous.
+    pub grade: f64,
+    /// How many deviations the judged score (corrected for a recent
+    /// anomaly still in the shingle) lies above the running mean of scores;
+    /// 0 during warm-up and relearning.
+    pub deviation: f64,
+    /// What each value of the point would have been if normal (only for
+    /// anomalous points).
+    pub expected: Option<Vec<f64>>,
+    /// Share of the score each input value drove, summed over shingle
+    /// positions (length `dimensions`; all zero for normal points).
+    pub attribution: Vec<f64>,
+}
+
+/// The latest anomaly still inside the shingle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct LastAnomaly {
+    /// Stream position of the anomalous point.
+    at: u64,
+    /// Its expected values.
+    #[serde(with = "bits::f64s")]
+    expected: Vec<f64>,
+}
+
+/// Relearning after a shift: nothing is graded until a score falls under
+/// `threshold` or `until` is reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Relearn {
+    #[serde(with = "bits::one_f64")]
+    threshold: f64,
+    until: u64,
+}
+
+/// A thresholded Random Cut Forest over one stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Detector {
+    config: DetectorConfig,
+    forest: Forest,
+    thresholder: Thresholder,
+    /// Points processed.
+    seen: u64,
+    last_anomaly: Option<LastAnomaly>,
+    /// First point of the current run of anomalies.
+    streak_start: Option<u64>,
+    relearn: Option<Relearn>,
+    /// Running mean of each input value.
+    #[serde(with = "bits::f64s")]
+    value_mean: Vec<f64>,
+    /// Running variance of each input value.
+    #[serde(with = "bits::f64s")]
+    value_var: Vec<f64>,
+    #[serde(skip)]
+    buf: Vec<f64>,
+}
+
+impl Detector {
+    /// A detector that has seen nothing yet.
+    pub fn new(config: DetectorConfig) -> Self {
+        let forest = Forest::new(ForestConfig {
+            dimensions: config.dimensions,
+            shingle_size: config.shingle_size,
+            trees: config.trees,
+            sample_size: config.sample_size,
+            time_decay: config.time_decay,
+            seed: config.seed,
+        });
+        let thresholder = Thresholder::new(ThresholdConfig {
+            sensitivity: config.sensitivity,
+            ..config.threshold.clone()
+        });
+        Self {
+            value_mean: vec![0.0; config.dimensions.max(1)],
+            value_var: vec![0.0; config.dimensions.max(1)],
+            config,
+            forest,
+            thresholder,
+            seen: 0,
+            last_anomaly: None,
+            streak_start: None,
+            relearn: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    /// Points processed so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// The score threshold in force for the next point.
+    pub fn threshold(&self) -> f64 {
+        self.thresholder.threshold()
+    }
+
+    /// The running score statistics.
+    pub fn thresholder(&self) -> &Thresholder {
+        &self.thresholder
+    }
+
+    /// The forest.
+    pub fn forest(&self) -> &Forest {
+        &self.forest
+    }
+
+    /// True once grades can be above zero.
+    pub fn is_warm(&self) -> bool {
+        self.forest.updates() >= self.config.warm_up.max(1)
+    }
+
+    fn dims(&self) -> usize {
+        self.forest.config().dimensions
+    }
+
+    /// Scores `point` and then learns it. `point` should have `dimensions`
+    /// values; missing values count as 0 and extra ones are ignored.
+    pub fn process(&mut self, point: &[f64]) -> Verdict {
+        let mut buf = std::mem::take(&mut self.buf);
+        let (verdict, effects) = self.evaluate(point, &mut buf);
+        self.buf = buf;
+        self.apply(effects);
+        self.learn_values(point);
+        self.forest.update(point);
+        self.seen += 1;
+        verdict
+    }
+
+    /// Folds `point` into the running statistics of each input value.
+    fn learn_values(&mut self, point: &[f64]) {
+        let alpha = (1.0 / (self.seen + 1) as f64).max(1.0 / self.config.threshold.window.max(1.0));
+        for (k, (m, v)) in self
+            .value_mean
+            .iter_mut()
+            .zip(&mut self.value_var)
+            .enumerate()
+        {
+            let x = point.get(k).copied().unwrap_or(0.0);
+            if !x.is_finite() {
+                continue;
+            }
+            if self.seen == 0 {
+                *m = x;
+                continue;
+            }
+            let delta = x - *m;
+            *m += alpha * delta;
+            *v = (1.0 - alpha) * (*v + alpha * delta * delta);
+        }
+    }
+
+    /// Scores `point` as [`Detector::process`] would, without learning it
+    /// or changing any state.
+    pub fn score_only(&self, point: &[f64]) -> Verdict {
+        let mut buf = Vec::with_capacity(self.forest.point_dim());
+        self.evaluate(point, &mut buf).0
+    }
+
+    fn apply(&mut self, e: Effects) {
+        if let Some(score) = e.learn_score {
+            self.thresholder.update(score);
+        }
+        let at = self.seen;
+        if let Some(r) = &self.relearn {
+            if e.below_relearn || at >= r.until {
+                self.relearn = None;
+            }
+        }
+        match e.anomaly {
+            Some(expected) => {
+                let start = match (self.streak_start, &self.last_anomaly) {
+                    (Some(s), Some(last)) if at - last.at < self.config.shingle_size as u64 => s,
+                    _ => at,
+                };
+                self.streak_start = Some(start);
+                self.last_anomaly = Some(LastAnomaly { at, expected });
+                if at + 1 - start >= self.config.shift_limit.max(1) {
+                    self.start_relearning();
+                }
+            }
+            None => {
+                let stale = self
+                    .last_anomaly
+                    .as_ref()
+                    .is_some_and(|l| at - l.at >= self.config.shingle_size as u64);
+                if stale {
+                    self.last_anomaly = None;
+                    self.streak_start = None;
+                }
+            }
+        }
+    }
+
+    fn start_relearning(&mut self) {
+        self.relearn = Some(Relearn {
+            threshold: self.thresholder.threshold(),
+            until: self.seen + self.config.relearn_limit,
+        });
+        self.last_anomaly = None;
+        self.streak_start = None;
+    }
+
+    /// Takes the current level as the new normal: grades stay zero while
+    /// the forest learns it, that is until a score falls back under the
+    /// threshold in force now, and for at most `relearn_limit` points.
+    /// The score statistics are kept, so "back under the threshold" means
+    /// normal by the standard held before the change.
+    pub fn accept_baseline(&mut self) {
+        self.start_relearning();
+    }
+
+    /// Estimated heap bytes of this detector (forest, samplers, point
+    /// store, statistics), from allocated capacities.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.forest.memory_bytes()
+            + self.buf.capacity() * 8
+            + self
+                .last_anomaly
+                .as_ref()
+                .map_or(0, |l| l.expected.capacity() * 8)
+    }
+}
+
+/// What judging a point changes once it is learned.
+struct Effects {
+    learn_score: Option<f64>,
+    anomaly: Option<Vec<f64>>,
+    below_relearn: bool,
+}
+
+impl Detector {
+    /// Judges `point` against the current state without changing it.
+    fn evaluate(&self, point: &[f64], buf: &mut Vec<f64>) -> (Verdict, Effects) {
+        let d = self;
+        let dims = d.dims();
+        let quiet = |score: f64| Verdict {
+            score,
+            grade: 0.0,
+            deviation: 0.0,
+            expected: None,
+            attribution: vec![0.0; dims],
+        };
+        if !d.forest.next_shingle(point, buf) {
+            let e = Effects {
+                learn_score: None,
+                anomaly: None,
+                below_relearn: false,
+            };
+            return (quiet(0.0), e);
+        }
+        let score = d.forest.score_point(buf);
+        if !d.is_warm() {
+            let e = Effects {
+                learn_score: Some(score),
+                anomaly: None,
+                below_relearn: false,
+            };
+            return (quiet(score), e);
+        }
+        // Judge on a shingle whose recent anomalous entry is replaced by
+        // what was expected there.
+        let shingle = d.forest.config().shingle_size as u64;
+        let mut judged = score;
+        if let Some(last) = &d.last_anomaly {
+            let age = d.seen - last.at;
+            if age < shingle && age > 0 {
+                let pos = (shingle - 1 - age) as usize;
+                let mut corrected = buf.clone();
+                corrected[pos * dims..(pos + 1) * dims].copy_from_slice(&last.expected);
+                judged = d.forest.score_point(&corrected);
+            }
+        }
+        let threshold = d.thresholder.threshold();
+        if let Some(r) = &d.relearn {
+            let below = judged < r.threshold.max(threshold);
+            let e = Effects {
+                learn_score: Some(judged),
+                anomaly: None,
+                below_relearn: below,
+            };
+            return (quiet(score), e);
+        }
+        let grade = d.thresholder.grade(judged);
+        let deviation = d.thresholder.z(judged);
+        if grade <= 0.0 {
+            let e = Effects {
+                learn_score: Some(judged),
+                anomaly: None,
+                below_relearn: false,
+            };
+            return (
+                Verdict {
+                    deviation,
+                    ..quiet(score)
+                },
+                e,
+            );
+        }
+        let expected = d
+            .forest
+            .impute_newest(buf)
+            .unwrap_or_else(|| buf[buf.len() - dims..].to_vec());
+        let newest = &buf[buf.len() - dims..];
+        let near = d.config.near_expected;
+        if near > 0.0
+            && newest
+                .iter()
+                .zip(&expected)
+                .zip(&d.value_var)
+                .all(|((x, e), var)| (x - e).abs() <= near * var.sqrt())
+        {
+            let e = Effects {
+                learn_score: Some(judged),
+                anomaly: None,
+                below_relearn: false,
+            };
+            return (
+                Verdict {
+                    deviation,
+                    ..quiet(score)
+                },
+                e,
+            );
+        }
+        let per_coordinate = d.forest.attribution_point(buf);
+        let mut attribution = vec![0.0; dims];
+        for (i, a) in per_coordinate.iter().enumerate() {
+            attribution[i % dims] += a;
+        }
+        let e = Effects {
+            learn_score: Some(judged),
+            anomaly: Some(expected.clone()),
+            below_relearn: false,
+        };
+        let v = Verdict {
+            score,
+            grade,
+            deviation,
+            expected: Some(expected),
+            attribution,
+        };
+        (v, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small enough to be quick in debug builds, large enough to behave.
+    fn config(dimensions: usize, shingle_size: usize) -> DetectorConfig {
+        DetectorConfig {
+            dimensions,
+            shingle_size,
+            trees: 30,
+            sample_size: 128,
+            time_decay: 0.1 / 128.0,
+            seed: 17,
+            ..DetectorConfig::default()
+        }
+    }
+
+    /// Deterministic noise in [-0.5, 0.5).
+    fn noise(i: usize, k: usize) -> f64 {
+        let mut z = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (k as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z ^= z >> 31;
+        z = z.wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 29;
+        (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    }
+
+    fn flat(i: usize) -> f64 {
+        10.0 + 0.2 * noise(i, 0)
+    }
+
+    fn seasonal(i: usize) -> f64 {
+        50.0 + 10.0 * (i as f64 * std::f64::consts::TAU / 24.0).sin() + 0.5 * noise(i, 0)
+    }
+
+    fn run(
+        d: &mut Detector,
+        series: impl Fn(usize) -> f64,
+        range: std::ops::Range<usize>,
+    ) -> Vec<Verdict> {
+        range.map(|i| d.process(&[series(i)])).collect()
+    }
+
+    fn alerts(v: &[Verdict]) -> usize {
+        v.iter().filter(|v| v.grade > 0.0).count()
+    }
+
+    #[test]
+    fn spike_in_flat_series_is_graded_once_and_calm_is_zero() {
+        let mut d = Detector::new(config(1, 4));
+        let calm = run(&mut d, flat, 0..600);
+        assert_eq!(alerts(&calm[200..]), 0, "calm part is normal");
+        let spike = d.process(&[20.0]);
+        assert!(spike.grade > 0.0, "spike graded: {spike:?}");
+        assert!(spike.score > 1.5 * d.thresholder().mean());
+        let after = run(&mut d, flat, 601..800);
+        assert_eq!(alerts(&after), 0, "no alert storm after one spike");
+        let expected = spike.expected.expect("expected value at an anomaly");
+        assert!((expected[0] - 10.0).abs() < 0.5, "expected {expected:?}");
+        assert!(spike.attribution[0] > 0.0);
+    }
+
+    #[test]
+    fn spike_in_seasonal_series_is_graded() {
+        let mut d = Detector::new(config(1, 8));
+        let calm = run(&mut d, seasonal, 0..720);
+        assert_eq!(alerts(&calm[300..]), 0, "calm part is normal");
+        // A value that is in range overall but wrong for its phase.
+        let i = 720 + 6; // sine at its peak (60); send the trough instead.
+        run(&mut d, seasonal, 720..i);
+        let v = d.process(&[40.0]);
+        assert!(v.grade > 0.0, "out-of-phase value graded: {v:?}");
+        let expected = v.expected.expect("expected value");
+        assert!(
+            (expected[0] - seasonal(i)).abs() < 4.0,
+            "expected {expected:?} vs {}",
+            seasonal(i)
+        );
+        let after = run(&mut d, seasonal, i + 1..i + 200);
+        assert_eq!(alerts(&after), 0);
+    }
+
+    #[test]
+    fn level_shift_stops_alerting_within_a_bounded_number_of_points() {
+        let cfg = config(1, 4);
+        let bound = (cfg.shift_limit + cfg.shingle_size as u64) as usize;
+        let mut d = Detector::new(cfg);
+        run(&mut d, flat, 0..600);
+        let shifted = |i: usize| flat(i) + 5.0;
+        let during = run(&mut d, shifted, 600..1200);
+        assert!(alerts(&during[..4]) > 0, "the shift itself is reported");
+        assert_eq!(
+            alerts(&during[bound..]),
+            0,
+            "alerts end after {bound} points"
+        );
+        let spike = d.process(&[25.0]);
+        assert!(spike.grade > 0.0, "still detects on the new level");
+    }
+
+    #[test]
+    fn accept_baseline_silences_a_known_change() {
+        let mut d = Detector::new(config(1, 4));
+        run(&mut d, flat, 0..600);
+        let first = d.process(&[flat(600) + 5.0]);
+        assert!(first.grade > 0.0);
+        d.accept_baseline();
+        let after = run(&mut d, |i| flat(i) + 5.0, 601..1000);
+        assert_eq!(alerts(&after), 0);
+        let spike = d.process(&[25.0]);
+        assert!(
+            spike.grade > 0.0,
+            "detects again once the new level is learned"
+        );
+    }
+
+    #[test]
+    fn attribution_points_at_the_dimension_that_spiked() {
+        let mut d = Detector::new(config(3, 4));
+        for i in 0..600 {
+            d.process(&[flat(i), 5.0 + 0.1 * noise(i, 1), 100.0 + noise(i, 2)]);
+        }
+        let v = d.process(&[flat(600), 9.0, 100.0]);
+        assert!(v.grade > 0.0, "{v:?}");
+        assert_eq!(v.attribution.len(), 3);
+        let top = (0..3)
+            .max_by(|a, b| v.attribution[*a].total_cmp(&v.attribution[*b]))
+            .unwrap_or(0);
+        assert_eq!(top, 1, "attribution {:?}", v.attribution);
+        let e = v.expected.expect("expected values");
+        assert!((e[1] - 5.0).abs() < 0.3, "expected {e:?}");
+        assert!((e[2] - 100.0).abs() < 1.5, "expected {e:?}");
+    }
+
+    #[test]
+    fn same_seed_same_verdicts_and_seed_matters() {
+        let mut a = Detector::new(config(1, 4));
+        let mut b = Detector::new(config(1, 4));
+        let mut c = Detector::new(DetectorConfig {
+            seed: 18,
+            ..config(1, 4)
+        });
+        let mut differs = false;
+        for i in 0..300 {
+            let x = [seasonal(i)];
+            let (va, vb, vc) = (a.process(&x), b.process(&x), c.process(&x));
+            assert_eq!(va, vb);
+            differs |= va.score != vc.score;
+        }
+        assert!(differs);
+    }
+
+    #[test]
+    fn restored_detector_scores_exactly_like_the_original() {
+        let mut d = Detector::new(config(2, 4));
+        for i in 0..400 {
+            d.process(&[seasonal(i), flat(i)]);
+        }
+        d.process(&[90.0, 10.0]);
+        let json = serde_json::to_string(&d).expect("serialises");
+        let mut r: Detector = serde_json::from_str(&json).expect("restores");
+        for i in 401..600 {
+            let x = [seasonal(i), if i == 500 { 30.0 } else { flat(i) }];
+            assert_eq!(d.score_only(&x), r.score_only(&x));
+            assert_eq!(d.process(&x), r.process(&x), "point {i}");
+        }
+    }
+
+    #[test]
+    fn score_only_changes_nothing_and_memory_is_reported() {
+        let mut d = Detector::new(config(1, 4));
+        run(&mut d, flat, 0..300);
+        let before = serde_json::to_string(&d).expect("serialises");
+        let v = d.score_only(&[30.0]);
+        assert!(v.grade > 0.0);
+        assert_eq!(serde_json::to_string(&d).expect("serialises"), before);
+        assert_eq!(d.process(&[30.0]), v);
+        assert!(d.memory_bytes() > 30 * 128 * 16);
+    }
+}

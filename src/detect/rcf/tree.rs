@@ -1,0 +1,799 @@
+//! One random cut tree over the points its sampler holds, stored in index
+//! arenas: internal nodes (cut, children, mass) and leaves (a point of the
+//! forest's [`PointStore`] and its multiplicity) live in two vectors with
+//! free lists, and each internal node's bounding box sits in one flat `f32`
+//! vector next to its cached range sum. The tree owns structure and boxes;
+//! it never owns point coordinates and never decides what is sampled.
+//!
+//! Cuts follow Guha et al. (2016): a dimension is chosen with probability
+//! proportional to the box's extent in it, the cut uniformly within that
+//! extent. A point `x` goes left when `x[dim] <= cut`.
+
+use serde::{Deserialize, Serialize};
+
+use super::rng::Rng;
+use super::store::PointStore;
+use crate::detect::bits;
+
+/// Marks a child reference as a leaf index.
+const LEAF: u32 = 1 << 31;
+/// No node.
+const NIL: u32 = u32::MAX;
+
+#[inline]
+fn is_leaf(c: u32) -> bool {
+    c != NIL && c & LEAF != 0
+}
+
+#[inline]
+fn leaf_idx(c: u32) -> usize {
+    (c & !LEAF) as usize
+}
+
+/// Score of a point that duplicates a leaf of `mass` at `depth`.
+#[inline]
+pub fn score_seen(depth: usize, mass: u32) -> f64 {
+    1.0 / (depth as f64 + (1.0 + mass as f64).log2())
+}
+
+/// Score of a point separated from the tree at `depth`.
+#[inline]
+pub fn score_unseen(depth: usize) -> f64 {
+    1.0 / (depth as f64 + 1.0)
+}
+
+/// Discount of a duplicate's score by how much of the tree it fills.
+#[inline]
+pub fn damp(mass: u32, total: u32) -> f64 {
+    1.0 - mass as f64 / (2.0 * total as f64)
+}
+
+/// Factor that makes a typical point score about 1.
+#[inline]
+pub fn normalizer(total: u32) -> f64 {
+    (1.0 + total as f64).log2()
+}
+
+/// The largest `f32` strictly below `v` (for finite `v`).
+fn just_below(v: f32) -> f32 {
+    if v == 0.0 {
+        -f32::from_bits(1)
+    } else if v > 0.0 {
+        f32::from_bits(v.to_bits() - 1)
+    } else {
+        f32::from_bits(v.to_bits() + 1)
+    }
+}
+
+/// Trees walked together by [`Tree::score_group`].
+pub const GROUP: usize = 8;
+
+/// Deepest walk [`Tree::score_group`] interleaves.
+const MAX_PATH: usize = 96;
+
+/// Lanes of the unrolled sums below (vectorisable without fast-math).
+const LANES: usize = 8;
+
+/// Sum of the box's extents, `Σ (hi - lo)`.
+#[inline]
+fn span_sum(lo: &[f32], hi: &[f32]) -> f64 {
+    let mut acc = [0.0f32; LANES];
+    let lc = lo.chunks_exact(LANES);
+    let hc = hi.chunks_exact(LANES);
+    let (lr, hr) = (lc.remainder(), hc.remainder());
+    for (l, h) in lc.zip(hc) {
+        for i in 0..LANES {
+            acc[i] += h[i] - l[i];
+        }
+    }
+    for (i, (l, h)) in lr.iter().zip(hr).enumerate() {
+        acc[i] += h - l;
+    }
+    f64::from(acc.iter().sum::<f32>())
+}
+
+/// How far `x` lies outside the box, `Σ max(lo - x, 0) + max(x - hi, 0)`.
+#[inline]
+fn gap_sum(lo: &[f32], hi: &[f32], x: &[f32]) -> f64 {
+    let mut acc = [0.0f32; LANES];
+    let lc = lo.chunks_exact(LANES);
+    let hc = hi.chunks_exact(LANES);
+    let xc = x.chunks_exact(LANES);
+    let (lr, hr, xr) = (lc.remainder(), hc.remainder(), xc.remainder());
+    for ((l, h), x) in lc.zip(hc).zip(xc) {
+        for i in 0..LANES {
+            acc[i] += (l[i] - x[i]).max(0.0) + (x[i] - h[i]).max(0.0);
+        }
+    }
+    for (i, ((l, h), x)) in lr.iter().zip(hr).zip(xr).enumerate() {
+        acc[i] += (l - x).max(0.0) + (x - h).max(0.0);
+    }
+    f64::from(acc.iter().sum::<f32>())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Internal {
+    left: u32,
+    right: u32,
+    parent: u32,
+    cut_dim: u32,
+    #[serde(with = "bits::one_f32")]
+    cut: f32,
+    mass: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Leaf {
+    point: u32,
+    parent: u32,
+    mass: u32,
+}
+
+/// A random cut tree. Bounding boxes are not serialised: they are exact
+/// unions of the points below each node and [`Tree::rebuild_boxes`]
+/// recomputes them bit for bit after a restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    dim: usize,
+    root: u32,
+    nodes: Vec<Internal>,
+    free_nodes: Vec<u32>,
+    leaves: Vec<Leaf>,
+    free_leaves: Vec<u32>,
+    #[serde(skip)]
+    boxes: Vec<f32>,
+    #[serde(skip)]
+    ranges: Vec<f64>,
+    /// Merged box during insertion (lower then upper corner).
+    #[serde(skip)]
+    tmp: Vec<f32>,
+}
+
+/// A tree's per-dimension share of a point's score, split by direction.
+pub struct Attribution<'a> {
+    /// Share from the point lying below the data, per dimension.
+    pub low: &'a mut [f64],
+    /// Share from the point lying above the data, per dimension.
+    pub high: &'a mut [f64],
+}
+
+impl Tree {
+    /// An empty tree over points with `dim` coordinates.
+    pub fn new(dim: usize) -> Self {
+        Self {
+            dim,
+            root: NIL,
+            nodes: Vec::new(),
+            free_nodes: Vec::new(),
+            leaves: Vec::new(),
+            free_leaves: Vec::new(),
+            boxes: Vec::new(),
+            ranges: Vec::new(),
+            tmp: Vec::new(),
+        }
+    }
+
+    /// Total number of points (with multiplicity) in the tree.
+    pub fn mass(&self) -> u32 {
+        if self.root == NIL {
+            0
+        } else {
+            self.mass_of(self.root)
+        }
+    }
+
+    #[inline]
+    fn mass_of(&self, c: u32) -> u32 {
+        if is_leaf(c) {
+            self.leaves[leaf_idx(c)].mass
+        } else {
+            self.nodes[c as usize].mass
+        }
+    }
+
+    #[inline]
+    fn parent_of(&self, c: u32) -> u32 {
+        if is_leaf(c) {
+            self.leaves[leaf_idx(c)].parent
+        } else {
+            self.nodes[c as usize].parent
+        }
+    }
+
+    #[inline]
+    fn set_parent(&mut self, c: u32, p: u32) {
+        if is_leaf(c) {
+            self.leaves[leaf_idx(c)].parent = p;
+        } else {
+            self.nodes[c as usize].parent = p;
+        }
+    }
+
+    /// Lower and upper corner of `c` (a leaf's box is its point).
+    #[inline]
+    fn bounds<'a>(&'a self, c: u32, store: &'a PointStore) -> (&'a [f32], &'a [f32]) {
+        if is_leaf(c) {
+            let p = store.get(self.leaves[leaf_idx(c)].point);
+            (p, p)
+        } else {
+            let start = c as usize * 2 * self.dim;
+            let b = &self.boxes[start..start + 2 * self.dim];
+            b.split_at(self.dim)
+        }
+    }
+
+    fn replace_child(&mut self, parent: u32, old: u32, new: u32) {
+        if parent == NIL {
+            self.root = new;
+        } else {
+            let n = &mut self.nodes[parent as usize];
+            if n.left == old {
+                n.left = new;
+            } else {
+                n.right = new;
+            }
+        }
+    }
+
+    fn new_leaf(&mut self, point: u32, parent: u32) -> u32 {
+        let leaf = Leaf {
+            point,
+            parent,
+            mass: 1,
+        };
+        let idx = if let Some(i) = self.free_leaves.pop() {
+            self.leaves[i as usize] = leaf;
+            i
+        } else {
+            self.leaves.push(leaf);
+            (self.leaves.len() - 1) as u32
+        };
+        idx | LEAF
+    }
+
+    fn new_node(&mut self, node: Internal) -> u32 {
+        if let Some(i) = self.free_nodes.pop() {
+            self.nodes[i as usize] = node;
+            i
+        } else {
+            self.nodes.push(node);
+            self.boxes.resize(self.nodes.len() * 2 * self.dim, 0.0);
+            self.ranges.push(0.0);
+            (self.nodes.len() - 1) as u32
+        }
+    }
+
+    /// Adds `x` (stored at `point` in `store`) and returns the index the
+    /// tree now refers to: `point` itself, or an existing leaf's point when
+    /// `x` duplicates it (the leaf's mass grows instead).
+    pub fn insert(&mut self, x: &[f32], point: u32, store: &PointStore, rng: &mut Rng) -> u32 {
+        let d = self.dim;
+        if self.root == NIL {
+            self.root = self.new_leaf(point, NIL);
+            return point;
+        }
+        let mut merged = std::mem::take(&mut self.tmp);
+        merged.resize(2 * d, 0.0);
+        let mut cur = self.root;
+        loop {
+            let (lo, hi) = self.bounds(cur, store);
+            {
+                let (mlo, mhi) = merged.split_at_mut(d);
+                for k in 0..d {
+                    mlo[k] = lo[k].min(x[k]);
+                    mhi[k] = hi[k].max(x[k]);
+                }
+            }
+            let (mlo, mhi) = merged.split_at(d);
+            let total = span_sum(mlo, mhi);
+            if total == 0.0 {
+                // Only a leaf has an empty box: `x` duplicates it.
+                let li = leaf_idx(cur);
+                self.leaves[li].mass += 1;
+                self.tmp = merged;
+                return self.leaves[li].point;
+            }
+            let r = rng.next_f64() * total;
+            let mut acc = 0.0f64;
+            let mut cut_dim = usize::MAX;
+            let mut cut = 0.0f32;
+            for k in 0..d {
+                let w = f64::from(mhi[k]) - f64::from(mlo[k]);
+                if w <= 0.0 {
+                    continue;
+                }
+                cut_dim = k;
+                cut = (f64::from(mlo[k]) + (r - acc)) as f32;
+                if cut >= mhi[k] {
+                    cut = just_below(mhi[k]);
+                }
+                if cut < mlo[k] {
+                    cut = mlo[k];
+                }
+                if r < acc + w {
+                    break;
+                }
+                acc += w;
+            }
+            let k = cut_dim;
+            if cut < lo[k] || cut >= hi[k] {
+                // The cut separates `x` from everything below `cur`.
+                let parent = self.parent_of(cur);
+                let mass = self.mass_of(cur) + 1;
+                let node = self.new_node(Internal {
+                    left: NIL,
+                    right: NIL,
+                    parent,
+                    cut_dim: k as u32,
+                    cut,
+                    mass,
+                });
+                let leaf = self.new_leaf(point, node);
+                let (l, r) = if x[k] <= cut {
+                    (leaf, cur)
+                } else {
+                    (cur, leaf)
+                };
+                self.nodes[node as usize].left = l;
+                self.nodes[node as usize].right = r;
+                self.replace_child(parent, cur, node);
+                self.set_parent(cur, node);
+                // The new node's box is the old box widened by `x`.
+                let start = node as usize * 2 * d;
+                self.boxes[start..start + 2 * d].copy_from_slice(&merged);
+                self.ranges[node as usize] = total;
+                self.tmp = merged;
+                return point;
+            }
+            // No separation here: widen this node's box and go down.
+            let ni = cur as usize;
+            let start = ni * 2 * d;
+            self.boxes[start..start + 2 * d].copy_from_slice(&merged);
+            self.ranges[ni] = total;
+            let n = &mut self.nodes[ni];
+            n.mass += 1;
+            cur = if x[n.cut_dim as usize] <= n.cut {
+                n.left
+            } else {
+                n.right
+            };
+        }
+    }
+
+    /// Removes one copy of `x`, which must be in the tree and stored at
+    /// `point`. Returns false (and changes nothing) if it is not there.
+    pub fn delete(&mut self, x: &[f32], point: u32, store: &PointStore) -> bool {
+        if self.root == NIL {
+            return false;
+        }
+        let mut cur = self.root;
+        while !is_leaf(cur) {
+            let n = &self.nodes[cur as usize];
+            cur = if x[n.cut_dim as usize] <= n.cut {
+                n.left
+            } else {
+                n.right
+            };
+        }
+        let li = leaf_idx(cur);
+        if self.leaves[li].point != point && store.get(self.leaves[li].point) != x {
+            return false;
+        }
+        let parent = self.leaves[li].parent;
+        if self.leaves[li].mass > 1 {
+            self.leaves[li].mass -= 1;
+            let mut p = parent;
+            while p != NIL {
+                self.nodes[p as usize].mass -= 1;
+                p = self.nodes[p as usize].parent;
+            }
+            return true;
+        }
+        self.free_leaves.push(li as u32);
+        if parent == NIL {
+            self.root = NIL;
+            return true;
+        }
+        let pn = &self.nodes[parent as usize];
+        let sibling = if pn.left == cur { pn.right } else { pn.left };
+        let grand = pn.parent;
+        self.replace_child(grand, parent, sibling);
+        self.set_parent(sibling, grand);
+        self.free_nodes.push(parent);
+        let mut changing = true;
+        let mut g = grand;
+        while g != NIL {
+            self.nodes[g as usize].mass -= 1;
+            if changing {
+                changing = self.recompute_box(g, store);
+            }
+            g = self.nodes[g as usize].parent;
+        }
+        true
+    }
+
+    /// Sets node `n`'s box to the union of its children's; true if it changed.
+    fn recompute_box(&mut self, n: u32, store: &PointStore) -> bool {
+        let d = self.dim;
+        let (l, r) = {
+            let node = &self.nodes[n as usize];
+            (node.left, node.right)
+        };
+        let mut merged = std::mem::take(&mut self.tmp);
+        merged.resize(2 * d, 0.0);
+        {
+            let (llo, lhi) = self.bounds(l, store);
+            let (rlo, rhi) = self.bounds(r, store);
+            let (mlo, mhi) = merged.split_at_mut(d);
+            for k in 0..d {
+                mlo[k] = llo[k].min(rlo[k]);
+                mhi[k] = lhi[k].max(rhi[k]);
+            }
+        }
+        let start = n as usize * 2 * d;
+        let slot = &mut self.boxes[start..start + 2 * d];
+        let changed = slot != &merged[..];
+        slot.copy_from_slice(&merged);
+        let (mlo, mhi) = merged.split_at(d);
+        self.ranges[n as usize] = span_sum(mlo, mhi);
+        self.tmp = merged;
+        changed
+    }
+
+    /// Recomputes every bounding box from the points (after a restore).
+    pub fn rebuild_boxes(&mut self, store: &PointStore) {
+        self.boxes = vec![0.0; self.nodes.len() * 2 * self.dim];
+        self.ranges = vec![0.0; self.nodes.len()];
+        if self.root != NIL && !is_leaf(self.root) {
+            self.rebuild_below(self.root, store);
+        }
+    }
+
+    fn rebuild_below(&mut self, n: u32, store: &PointStore) {
+        let (l, r) = {
+            let node = &self.nodes[n as usize];
+            (node.left, node.right)
+        };
+        if !is_leaf(l) {
+            self.rebuild_below(l, store);
+        }
+        if !is_leaf(r) {
+            self.rebuild_below(r, store);
+        }
+        self.recompute_box(n, store);
+    }
+
+    /// The anomaly score of `x` in this tree, normalised so that a typical
+    /// point scores about 1 (0 for an empty tree).
+    pub fn score(&self, x: &[f32], store: &PointStore) -> f64 {
+        if self.root == NIL {
+            return 0.0;
+        }
+        let total = self.mass();
+        self.score_below(self.root, 0, x, store, total).0 * normalizer(total)
+    }
+
+    /// The sum of [`Tree::score`] over `trees`, with the root-to-leaf walks
+    /// of the trees interleaved so that their memory accesses overlap
+    /// (the walks are chains of dependent loads; one tree at a time would
+    /// wait on each in turn).
+    pub fn score_group(trees: &[&Tree], x: &[f32], store: &PointStore) -> f64 {
+        debug_assert!(trees.len() <= GROUP);
+        let k = trees.len();
+        let mut cur = [NIL; GROUP];
+        let mut depth = [0usize; GROUP];
+        let mut paths = [[0u32; MAX_PATH]; GROUP];
+        let mut walking = 0usize;
+        for j in 0..k {
+            cur[j] = trees[j].root;
+            if cur[j] != NIL && !is_leaf(cur[j]) {
+                walking += 1;
+            }
+        }
+        while walking > 0 {
+            for j in 0..k {
+                let c = cur[j];
+                if c == NIL || is_leaf(c) {
+                    continue;
+                }
+                if depth[j] == MAX_PATH {
+                    // Too deep for the interleaved walk: score it alone.
+                    cur[j] = NIL;
+                    walking -= 1;
+                    continue;
+                }
+                let n = &trees[j].nodes[c as usize];
+                paths[j][depth[j]] = c;
+                depth[j] += 1;
+                let next = if x[n.cut_dim as usize] <= n.cut {
+                    n.left
+                } else {
+                    n.right
+                };
+                cur[j] = next;
+                if is_leaf(next) {
+                    walking -= 1;
+                }
+            }
+        }
+        let mut sum = 0.0;
+        for j in 0..k {
+            let t = trees[j];
+            if t.root == NIL {
+                continue;
+            }
+            if cur[j] == NIL {
+                sum += t.score(x, store);
+                continue;
+            }
+            let total = t.mass();
+            let leaf = &t.leaves[leaf_idx(cur[j])];
+            let dj = depth[j];
+            let s = if store.get(leaf.point) == x {
+                damp(leaf.mass, total) * score_seen(dj, leaf.mass)
+            } else {
+                let mut s = score_unseen(dj);
+                for level in (0..dj).rev() {
+                    let n = paths[j][level] as usize;
+                    let gap = t.gap(n, x);
+                    if gap == 0.0 {
+                        break;
+                    }
+                    let p = gap / (t.ranges[n] + gap);
+                    s = p * score_unseen(level) + (1.0 - p) * s;
+                }
+                s
+            };
+            sum += s * normalizer(total);
+        }
+        sum
+    }
+
+    /// Score below `c` at `depth`, and whether `x` lies in `c`'s box.
+    fn score_below(
+        &self,
+        c: u32,
+        depth: usize,
+        x: &[f32],
+        store: &PointStore,
+        total: u32,
+    ) -> (f64, bool) {
+        if is_leaf(c) {
+            let leaf = &self.leaves[leaf_idx(c)];
+            return if store.get(leaf.point) == x {
+                (damp(leaf.mass, total) * score_seen(depth, leaf.mass), true)
+            } else {
+                (score_unseen(depth), false)
+            };
+        }
+        let n = &self.nodes[c as usize];
+        let child = if x[n.cut_dim as usize] <= n.cut {
+            n.left
+        } else {
+            n.right
+        };
+        let (s, inside) = self.score_below(child, depth + 1, x, store, total);
+        if inside {
+            return (s, true);
+        }
+        let gap = self.gap(c as usize, x);
+        if gap == 0.0 {
+            return (s, true);
+        }
+        let p = gap / (self.ranges[c as usize] + gap);
+        (p * score_unseen(depth) + (1.0 - p) * s, false)
+    }
+
+    /// How far `x` lies outside node `n`'s box (sum over dimensions).
+    #[inline]
+    fn gap(&self, n: usize, x: &[f32]) -> f64 {
+        let d = self.dim;
+        let b = &self.boxes[n * 2 * d..(n + 1) * 2 * d];
+        let (lo, hi) = b.split_at(d);
+        gap_sum(lo, hi, x)
+    }
+
+    /// Adds this tree's directional attribution of `x`'s score (normalised
+    /// like [`Tree::score`]) to `out`; the entries sum to the tree's score.
+    pub fn attribution(&self, x: &[f32], store: &PointStore, out: Attribution<'_>) {
+        if self.root == NIL {
+            return;
+        }
+        let d = self.dim;
+        let total = self.mass();
+        let mut low = vec![0.0f64; d];
+        let mut high = vec![0.0f64; d];
+        self.attribution_below(self.root, 0, x, store, total, &mut low, &mut high);
+        let norm = normalizer(total);
+        for k in 0..d {
+            out.low[k] += low[k] * norm;
+            out.high[k] += high[k] * norm;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attribution_below(
+        &self,
+        c: u32,
+        depth: usize,
+        x: &[f32],
+        store: &PointStore,
+        total: u32,
+        low: &mut [f64],
+        high: &mut [f64],
+    ) -> bool {
+        let d = self.dim;
+        if is_leaf(c) {
+            let leaf = &self.leaves[leaf_idx(c)];
+            let p = store.get(leaf.point);
+            if p == x {
+                let s = damp(leaf.mass, total) * score_seen(depth, leaf.mass);
+                let share = s / (2 * d) as f64;
+                low.iter_mut()
+                    .chain(high.iter_mut())
+                    .for_each(|v| *v = share);
+                return true;
+            }
+            let s = score_unseen(depth);
+            let sum: f64 = (0..d).map(|k| f64::from((x[k] - p[k]).abs())).sum();
+            for k in 0..d {
+                let g = f64::from((x[k] - p[k]).abs()) / sum * s;
+                if x[k] < p[k] {
+                    low[k] = g;
+                    high[k] = 0.0;
+                } else {
+                    low[k] = 0.0;
+                    high[k] = g;
+                }
+            }
+            return false;
+        }
+        let n = &self.nodes[c as usize];
+        let child = if x[n.cut_dim as usize] <= n.cut {
+            n.left
+        } else {
+            n.right
+        };
+        if self.attribution_below(child, depth + 1, x, store, total, low, high) {
+            return true;
+        }
+        let gap = self.gap(c as usize, x);
+        if gap == 0.0 {
+            return true;
+        }
+        let start = c as usize * 2 * d;
+        let denom = self.ranges[c as usize] + gap;
+        let p = gap / denom;
+        let u = score_unseen(depth);
+        for k in 0..d {
+            let gl = f64::from((self.boxes[start + k] - x[k]).max(0.0));
+            let gh = f64::from((x[k] - self.boxes[start + d + k]).max(0.0));
+            low[k] = (1.0 - p) * low[k] + u * gl / denom;
+            high[k] = (1.0 - p) * high[k] + u * gh / denom;
+        }
+        false
+    }
+
+    /// The completion of `x`'s coordinates `missing` that this tree finds
+    /// most normal: the point of the leaf reached by following, at cuts on
+    /// missing coordinates, whichever side scores lower. Returns the score
+    /// of that completion and the leaf's point index.
+    pub fn impute(
+        &self,
+        x: &[f32],
+        missing: std::ops::Range<usize>,
+        store: &PointStore,
+    ) -> Option<(f64, u32)> {
+        if self.root == NIL {
+            return None;
+        }
+        let total = self.mass();
+        let (s, p) = self.impute_below(self.root, 0, x, &missing, store, total);
+        Some((s * normalizer(total), p))
+    }
+
+    fn impute_below(
+        &self,
+        c: u32,
+        depth: usize,
+        x: &[f32],
+        missing: &std::ops::Range<usize>,
+        store: &PointStore,
+        total: u32,
+    ) -> (f64, u32) {
+        let d = self.dim;
+        if is_leaf(c) {
+            let leaf = &self.leaves[leaf_idx(c)];
+            let p = store.get(leaf.point);
+            let same = (0..d).all(|k| missing.contains(&k) || p[k] == x[k]);
+            let s = if same {
+                damp(leaf.mass, total) * score_seen(depth, leaf.mass)
+            } else {
+                score_unseen(depth)
+            };
+            return (s, leaf.point);
+        }
+        let n = &self.nodes[c as usize];
+        let k = n.cut_dim as usize;
+        let (s, point) = if missing.contains(&k) {
+            let a = self.impute_below(n.left, depth + 1, x, missing, store, total);
+            let b = self.impute_below(n.right, depth + 1, x, missing, store, total);
+            if b.0 < a.0 {
+                b
+            } else {
+                a
+            }
+        } else {
+            let child = if x[k] <= n.cut { n.left } else { n.right };
+            self.impute_below(child, depth + 1, x, missing, store, total)
+        };
+        let start = c as usize * 2 * d;
+        let mut gap = 0.0f64;
+        for j in (0..d).filter(|j| !missing.contains(j)) {
+            gap += f64::from((self.boxes[start + j] - x[j]).max(0.0))
+                + f64::from((x[j] - self.boxes[start + d + j]).max(0.0));
+        }
+        if gap == 0.0 {
+            return (s, point);
+        }
+        let p = gap / (self.ranges[c as usize] + gap);
+        (p * score_unseen(depth) + (1.0 - p) * s, point)
+    }
+
+    /// Heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Internal>()
+            + self.leaves.capacity() * std::mem::size_of::<Leaf>()
+            + (self.free_nodes.capacity() + self.free_leaves.capacity()) * 4
+            + self.boxes.capacity() * 4
+            + self.ranges.capacity() * 8
+    }
+
+    /// Checks the tree's invariants: every box is the exact union of the
+    /// points below it, masses add up, parents and children agree, and
+    /// every point lies on the side of each cut its path took. Returns the
+    /// tree's point indices with multiplicity.
+    #[cfg(test)]
+    pub fn check(&self, store: &PointStore) -> Vec<u32> {
+        let mut out = Vec::new();
+        if self.root != NIL {
+            assert_eq!(self.parent_of(self.root), NIL);
+            self.check_below(self.root, store, &mut out);
+        }
+        out.sort_unstable();
+        out
+    }
+
+    #[cfg(test)]
+    fn check_below(
+        &self,
+        c: u32,
+        store: &PointStore,
+        out: &mut Vec<u32>,
+    ) -> (Vec<f32>, Vec<f32>, u32) {
+        if is_leaf(c) {
+            let leaf = &self.leaves[leaf_idx(c)];
+            for _ in 0..leaf.mass {
+                out.push(leaf.point);
+            }
+            let p = store.get(leaf.point).to_vec();
+            return (p.clone(), p, leaf.mass);
+        }
+        let n = &self.nodes[c as usize];
+        assert_eq!(self.parent_of(n.left), c);
+        assert_eq!(self.parent_of(n.right), c);
+        let (llo, lhi, lm) = self.check_below(n.left, store, out);
+        let (rlo, rhi, rm) = self.check_below(n.right, store, out);
+        let k = n.cut_dim as usize;
+        assert!(lhi[k] <= n.cut, "left side lies at or below the cut");
+        assert!(rlo[k] > n.cut, "right side lies above the cut");
+        let lo: Vec<f32> = llo.iter().zip(&rlo).map(|(a, b)| a.min(*b)).collect();
+        let hi: Vec<f32> = lhi.iter().zip(&rhi).map(|(a, b)| a.max(*b)).collect();
+        let (blo, bhi) = self.bounds(c, store);
+        assert_eq!(blo, &lo[..], "box minimum is the union of the children");
+        assert_eq!(bhi, &hi[..], "box maximum is the union of the children");
+        assert_eq!(n.mass, lm + rm, "mass adds up");
+        assert_eq!(self.ranges[c as usize], span_sum(&lo, &hi));
+        (lo, hi, n.mass)
+    }
+}
