@@ -9,5 +9,6 @@ mod codepipeline_poll;
 mod helpers;
 mod ingest_generic;
 mod lifecycle;
+mod remediate;
 mod store_contract;
 mod webhooks;

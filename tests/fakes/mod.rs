@@ -6,3 +6,4 @@
 #![allow(dead_code)]
 
 pub mod codepipeline;
+pub mod github;
