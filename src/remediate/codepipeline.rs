@@ -395,6 +395,10 @@ impl super::Executor for CodePipelineExecutor {
         Ok(Request::from_call(self.kind, call)?.render())
     }
 
+    async fn prepare(&self, call: &ActionCall) -> Result<ActionCall, ExecError> {
+        self.resolve_rollback_target(call).await
+    }
+
     async fn execute(&self, call: &ActionCall) -> Result<ExecutionOutcome, ExecError> {
         let call = self.resolve_rollback_target(call).await?;
         let request = Request::from_call(self.kind, &call)?;

@@ -315,6 +315,28 @@ pub(crate) fn excerpt(text: &str) -> String {
     }
 }
 
+/// The URL with the values of credential-like query parameters
+/// (`token`, `key`, `signature` ...) as `***`.
+pub(crate) fn redacted_url(url: &Url) -> String {
+    if !url.query_pairs().any(|(k, _)| is_sensitive_header(&k)) {
+        return url.to_string();
+    }
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if is_sensitive_header(&k) {
+                "***".to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    let mut shown = url.clone();
+    shown.query_pairs_mut().clear().extend_pairs(pairs);
+    shown.to_string()
+}
+
 fn render(request: &Request) -> String {
     let headers: Vec<(&str, &str)> = request
         .headers
@@ -323,7 +345,7 @@ fn render(request: &Request) -> String {
         .collect();
     render_request(
         request.method.as_str(),
-        request.url.as_str(),
+        &redacted_url(&request.url),
         &headers,
         request.body.as_deref(),
     )
@@ -361,12 +383,12 @@ impl super::Executor for HttpExecutor {
         let mut response = builder
             .send()
             .await
-            .map_err(|e| send_error(&operation, &e, request.timeout))?;
+            .map_err(|e| send_error(&operation, &e.without_url(), request.timeout))?;
         let status = response.status();
         let retry_after = retry_after_of(response.headers());
         let (bytes, truncated) = read_capped(&mut response, self.settings.response_cap)
             .await
-            .map_err(|e| send_error(&operation, &e, request.timeout))?;
+            .map_err(|e| send_error(&operation, &e.without_url(), request.timeout))?;
         let text = body_text(&bytes, truncated);
         if !status.is_success() {
             let mut message = format!("HTTP {status}");
@@ -400,7 +422,7 @@ impl super::Executor for HttpExecutor {
             summary: format!(
                 "{} {} answered {status}.",
                 request.method,
-                request.url.as_str()
+                redacted_url(&request.url)
             ),
             call: rendered,
             response: json!({"status": status.as_u16(), "body": body, "truncated": truncated}),
@@ -555,6 +577,16 @@ mod tests {
         assert_eq!(
             bad_field(e.describe(&call(json!({"url": ok_url})))),
             "params"
+        );
+    }
+
+    #[test]
+    fn credential_like_query_values_are_hidden() {
+        let e = executor(&["hooks.internal.example"]);
+        assert_eq!(
+            e.describe(&call(json!({"method": "POST", "url": "https://hooks.internal.example/x?service=checkout&api_key=k-1&sig=2"})))
+                .unwrap(),
+            "POST https://hooks.internal.example/x?service=checkout&api_key=***&sig=2"
         );
     }
 

@@ -126,6 +126,8 @@ pub struct ActionCall {
 }
 
 impl ActionCall {
+    /// A call with `params` as its parameters (a value that is not a JSON
+    /// object gives no parameters).
     pub fn new(kind: ActionKind, pipeline: &str, run_id: &str, params: Value) -> Self {
         let params = match params {
             Value::Object(map) => map,
@@ -277,6 +279,14 @@ pub trait Executor: Send + Sync {
     /// on the same bad parameters `execute` would refuse.
     fn describe(&self, call: &ActionCall) -> Result<String, ExecError>;
 
+    /// Fills in what the call leaves to be looked up (a rollback's target
+    /// execution), with read-only calls only, so that the dry run shown
+    /// for approval is the call that will run. Idempotent; by default the
+    /// call unchanged.
+    async fn prepare(&self, call: &ActionCall) -> Result<ActionCall, ExecError> {
+        Ok(call.clone())
+    }
+
     /// Makes the call once. Not idempotent in general (it changes a
     /// pipeline); the caller guarantees it runs once per approval.
     async fn execute(&self, call: &ActionCall) -> Result<ExecutionOutcome, ExecError>;
@@ -345,6 +355,12 @@ impl ExecutorRegistry {
     /// The dry run of `call` by its kind's executor.
     pub fn describe(&self, call: &ActionCall) -> Result<String, ExecError> {
         self.get(call.kind)?.describe(call)
+    }
+
+    /// `call` with anything left to look up filled in (read-only); see
+    /// [`Executor::prepare`].
+    pub async fn prepare(&self, call: &ActionCall) -> Result<ActionCall, ExecError> {
+        self.get(call.kind)?.prepare(call).await
     }
 
     /// Runs `call` once with its kind's executor and logs the result

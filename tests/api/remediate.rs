@@ -284,6 +284,20 @@ async fn rollback_to_a_given_or_the_newest_succeeded_execution() {
         .call
         .contains(r#""targetPipelineExecutionId":"e-good""#));
 
+    // Prepared for approval: the dry run names the target that will be used.
+    s.codepipeline.clear_calls();
+    let prepared = s.registry.prepare(&c).await.unwrap();
+    assert_eq!(prepared.params["target_execution_id"], "e-good");
+    assert_eq!(
+        s.registry.describe(&prepared).unwrap(),
+        r#"codepipeline:RollbackStage {"pipelineName":"checkout-service","stageName":"Deploy","targetPipelineExecutionId":"e-good"}"#
+    );
+    assert!(
+        s.codepipeline.calls_of("RollbackStage").is_empty(),
+        "prepare only reads"
+    );
+    assert_eq!(s.registry.prepare(&prepared).await.unwrap(), prepared);
+
     // The helper on its own.
     let clients = test_aws_settings(&{
         let mut aws = config::AwsConfig::default();
