@@ -11,7 +11,7 @@
 //! This module must not decide whether an action runs: approval, exactly-once
 //! claiming and the plan belong to other modules. Executors never build a
 //! command or a request from model output, never retry on their own (the
-//! AWS SDK's standard retries for throttling aside) and never loop: a failure
+//! AWS SDK's standard retries of throttling and 5xx aside) and never loop: a failure
 //! is returned once, with [`ExecError::retryable`] telling the caller whether
 //! a later, separately decided attempt may succeed. Secrets never appear in
 //! a dry run, an outcome, an error or a log line.

@@ -298,7 +298,7 @@ async fn rollback_to_a_given_or_the_newest_succeeded_execution() {
     );
     assert_eq!(s.registry.prepare(&prepared).await.unwrap(), prepared);
 
-    // The helper on its own.
+    // The lookup on its own.
     let clients = test_aws_settings(&{
         let mut aws = config::AwsConfig::default();
         aws.endpoints.codepipeline = s.codepipeline.url();
