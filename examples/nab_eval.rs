@@ -9,6 +9,8 @@
 //! detector with the same settings (no per-file tuning), in parallel over
 //! the available cores; the output per row is mapped to NAB's [0, 1]
 //! score, and the NAB scorer sweeps one corpus-wide threshold per profile.
+//! Set `NAB_EVAL_PER_FILE=1` to also print each file's share of the
+//! standard score.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -193,6 +195,21 @@ fn run() -> Result<(), String> {
     println!("alarms within {REFRACTORY_ROWS} rows of the last one are not reported\n");
     println!("| profile | normalised score | threshold | TP | FP | FN |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    if std::env::var_os("NAB_EVAL_PER_FILE").is_some() {
+        let o = nab::sweep(&files, &PROFILES[0]);
+        println!(
+            "per file, standard profile at threshold {:.4}:",
+            o.threshold
+        );
+        for f in &files {
+            let one = nab::score_at(std::slice::from_ref(f), &PROFILES[0], o.threshold);
+            println!(
+                "  {:58} TP {:2} FP {:3} FN {:2} raw {:+.2}",
+                f.name, one.true_positives, one.false_positives, one.false_negatives, one.raw
+            );
+        }
+        println!();
+    }
     for p in &PROFILES {
         let o = nab::sweep(&files, p);
         println!(

@@ -17,11 +17,13 @@
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
 //! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
+//! | [`remediate`] | the executors of approved actions (CodePipeline, GitHub, http, shell) and their dry runs |
 //! | [`http`] | the router, application state, JSON errors |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`playbooks`] | runbooks with allowed actions: load, validate, match |
 //! | [`plan`] | remediation plans: facts, prompts, redaction, validation, the offline planner |
-//! | [`detect`] | the thresholded Random Cut Forest, per-pipeline models, the scoring flow |
+//! | [`detect`] | the thresholded Random Cut Forest (pure computation) |
+//! | [`scoring`] | per-pipeline models, the model bank, scoring every finished run |
 //! | [`startup`] | wiring and graceful shutdown |
 //! | [`charts`] | PNG charts of metric history for chat |
 //! | [`check`] | the post-build check client (`pipemedic check`) |
@@ -34,6 +36,7 @@
 //!        store --> health summaries --> CLI / HTTP
 //! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
 //! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::ChatEventSink
+//! approved ActionCall --(ExecutorRegistry: describe = dry run, execute once)--> ExecutionOutcome
 //! ```
 //!
 //! ## Testing
@@ -58,6 +61,8 @@ pub mod ingest;
 pub mod metrics;
 pub mod plan;
 pub mod playbooks;
+pub mod remediate;
+pub mod scoring;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -14,10 +14,10 @@ use crate::aws::AwsSettings;
 use crate::chat::{ChatEventSink, ChatState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
-use crate::detect::{DetectionService, DetectionSettings};
 use crate::http::AppState;
 use crate::ingest::IngestService;
 use crate::metrics::Metrics;
+use crate::scoring::{DetectionService, DetectionSettings};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -48,6 +48,7 @@ pub struct Config {
     pub discord: DiscordConfig,
     pub github: GithubConfig,
     pub aws: AwsConfig,
+    pub remediate: RemediateConfig,
     pub secrets: SecretFiles,
 }
 
@@ -257,6 +258,38 @@ pub struct AwsEndpoints {
     pub codepipeline: String,
 }
 
+/// Limits on the remediation actions pipemedic runs once approved.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemediateConfig {
+    /// Hosts an `http` action may call: exact names, or `*.domain` for
+    /// every subdomain. Empty: no `http` action can run.
+    pub http_allowlist: Vec<String>,
+    /// Default and upper bound of an `http` action's timeout (and of the
+    /// GitHub calls), in seconds.
+    pub http_timeout_s: u64,
+    /// The only environment variables a `shell` action's process sees
+    /// (taken from pipemedic's own environment).
+    pub shell_env_allowlist: Vec<String>,
+    /// Default and upper bound of a `shell` action's run time, in seconds;
+    /// the process is killed when it is reached.
+    pub shell_timeout_s: u64,
+}
+
+/// Longest timeout an action may be given (seconds).
+pub const MAX_ACTION_TIMEOUT_S: u64 = 3600;
+
+impl Default for RemediateConfig {
+    fn default() -> Self {
+        Self {
+            http_allowlist: Vec::new(),
+            http_timeout_s: 30,
+            shell_env_allowlist: vec!["PATH".into(), "HOME".into()],
+            shell_timeout_s: 300,
+        }
+    }
+}
+
 /// Files that hold secrets, as an alternative to the environment variables.
 /// The environment variable (or its `_FILE` form) wins over these.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -271,6 +304,7 @@ pub struct SecretFiles {
     pub slack_signing_secret_file: String,
     pub discord_token_file: String,
     pub discord_public_key_file: String,
+    pub github_token_file: String,
 }
 
 /// One configuration problem, with the key path it concerns.
@@ -469,6 +503,7 @@ fn apply_section(
         "discord" => config.discord = parse(section, value)?,
         "github" => config.github = parse(section, value)?,
         "aws" => config.aws = parse(section, value)?,
+        "remediate" => config.remediate = parse(section, value)?,
         "secrets" => config.secrets = parse(section, value)?,
         // Unknown sections were already reported by `unknown_keys`.
         _ => {}
@@ -645,6 +680,30 @@ impl Config {
             );
         }
         for (key, value) in [
+            ("remediate.http_timeout_s", self.remediate.http_timeout_s),
+            ("remediate.shell_timeout_s", self.remediate.shell_timeout_s),
+        ] {
+            if !(1..=MAX_ACTION_TIMEOUT_S).contains(&value) {
+                bad(key, format!("must be between 1 and {MAX_ACTION_TIMEOUT_S}"));
+            }
+        }
+        for (i, host) in self.remediate.http_allowlist.iter().enumerate() {
+            if let Err(message) = check_allowlist_host(host) {
+                bad(&format!("remediate.http_allowlist[{i}]"), message);
+            }
+        }
+        for (i, name) in self.remediate.shell_env_allowlist.iter().enumerate() {
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                bad(
+                    &format!("remediate.shell_env_allowlist[{i}]"),
+                    format!("{name:?} is not an environment variable name"),
+                );
+            }
+        }
+        for (key, value) in [
             ("slack.api_url", &self.slack.api_url),
             ("discord.api_url", &self.discord.api_url),
             ("github.api_url", &self.github.api_url),
@@ -678,6 +737,25 @@ impl Config {
         let mut shown = self.clone();
         shown.store.url = redact_url(&shown.store.url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Checks one `remediate.http_allowlist` entry: a host name or IP
+/// address, or `*.domain`; no scheme, port, path or user.
+fn check_allowlist_host(entry: &str) -> Result<(), String> {
+    let host = entry.strip_prefix("*.").unwrap_or(entry);
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        && !host.starts_with('.')
+        && !host.ends_with('.');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{entry:?} must be a host name such as hooks.internal.example or *.internal.example (no scheme, port or path)"
+        ))
     }
 }
 
@@ -781,6 +859,40 @@ mod tests {
         assert_eq!(
             keys,
             ["server.listen", "store.url", "detector.sagemaker_endpoint"]
+        );
+    }
+
+    #[test]
+    fn remediate_limits_are_validated() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert!(c.remediate.http_allowlist.is_empty());
+        assert_eq!(c.remediate.shell_env_allowlist, ["PATH", "HOME"]);
+        assert_eq!(c.remediate.http_timeout_s, 30);
+        assert_eq!(c.remediate.shell_timeout_s, 300);
+
+        let c = from_sources(
+            Some("[remediate]\nhttp_allowlist = [\"hooks.internal.example\", \"*.ops.example\"]\n"),
+            None,
+            &env(&[("PIPEMEDIC_REMEDIATE__SHELL_ENV_ALLOWLIST", "PATH, LANG")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.remediate.http_allowlist,
+            ["hooks.internal.example", "*.ops.example"]
+        );
+        assert_eq!(c.remediate.shell_env_allowlist, ["PATH", "LANG"]);
+
+        let text = "[remediate]\nhttp_allowlist = [\"https://x.example/path\", \"ok.example\"]\nshell_env_allowlist = [\"A=B\"]\nhttp_timeout_s = 0\nshell_timeout_s = 100000\n";
+        let err = from_sources(Some(text), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "remediate.http_timeout_s",
+                "remediate.shell_timeout_s",
+                "remediate.http_allowlist[0]",
+                "remediate.shell_env_allowlist[0]",
+            ]
         );
     }
 

@@ -47,6 +47,8 @@ pub struct Secrets {
     pub slack_signing_secret: Option<Secret>,
     pub discord_token: Option<Secret>,
     pub discord_public_key: Option<Secret>,
+    /// Token for the GitHub REST API (remediation: re-running failed jobs).
+    pub github_token: Option<Secret>,
 }
 
 /// (variable, the `[secrets]` key for its file, field accessor) for each secret.
@@ -57,7 +59,7 @@ type Slot = (
     fn(&SecretFiles) -> &str,
 );
 
-const SLOTS: [Slot; 9] = [
+const SLOTS: [Slot; 10] = [
     (
         "PIPEMEDIC_INGEST_TOKEN",
         "secrets.ingest_token_file",
@@ -111,6 +113,12 @@ const SLOTS: [Slot; 9] = [
         "secrets.discord_public_key_file",
         |s| &mut s.discord_public_key,
         |f| &f.discord_public_key_file,
+    ),
+    (
+        "GITHUB_TOKEN",
+        "secrets.github_token_file",
+        |s| &mut s.github_token,
+        |f| &f.github_token_file,
     ),
 ];
 
@@ -205,6 +213,20 @@ mod tests {
             "{debug}"
         );
         assert!(s.slack_bot_token.is_none());
+    }
+
+    #[test]
+    fn github_token_from_its_file_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "ghp_example\n").unwrap();
+        let env: Env = [("GITHUB_TOKEN_FILE".to_string(), path.display().to_string())]
+            .into_iter()
+            .collect();
+        let s = Secrets::resolve(&SecretFiles::default(), &env).unwrap();
+        assert_eq!(s.github_token.as_ref().unwrap().expose(), "ghp_example");
+        assert!(!format!("{s:?}").contains("ghp_example"));
+        assert!(s.summary().contains(&("GITHUB_TOKEN", true)));
     }
 
     #[test]

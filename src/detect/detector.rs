@@ -13,9 +13,9 @@
 //! * **Level shifts end**: when anomalies keep coming for `shift_limit`
 //!   points in a row (each within a shingle of the last), or when
 //!   [`Detector::accept_baseline`] is called, the detector *relearns*: it
-//!   grades nothing while the forest absorbs the new level, until a score
-//!   falls back under the threshold held when relearning began, and for at
-//!   most `relearn_limit` points. A lasting shift thus alerts for at most
+//!   grades nothing while the forest absorbs the new level, until scores
+//!   have stayed under the threshold held when relearning began for a
+//!   shingle's worth of points, and for at most `relearn_limit` points. A lasting shift thus alerts for at most
 //!   `shift_limit` points before the new level is taken as normal.
 //!
 //! It performs no I/O and keeps no clock: a point's position in the stream
@@ -112,13 +112,15 @@ struct LastAnomaly {
     expected: Vec<f64>,
 }
 
-/// Relearning after a shift: nothing is graded until a score falls under
-/// `threshold` or `until` is reached.
+/// Relearning after a shift: nothing is graded until scores have stayed
+/// under `threshold` for a shingle's worth of points, or `until` is reached.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Relearn {
     #[serde(with = "bits::one_f64")]
     threshold: f64,
     until: u64,
+    /// Consecutive points scored under the threshold so far.
+    calm: u64,
 }
 
 /// A thresholded Random Cut Forest over one stream.
@@ -207,7 +209,8 @@ impl Detector {
     }
 
     /// Scores `point` and then learns it. `point` should have `dimensions`
-    /// values; missing values count as 0 and extra ones are ignored.
+    /// values; missing and non-finite values count as 0 and extra ones are
+    /// ignored.
     pub fn process(&mut self, point: &[f64]) -> Verdict {
         let mut buf = std::mem::take(&mut self.buf);
         let (verdict, effects) = self.evaluate(point, &mut buf);
@@ -229,9 +232,7 @@ impl Detector {
             .enumerate()
         {
             let x = point.get(k).copied().unwrap_or(0.0);
-            if !x.is_finite() {
-                continue;
-            }
+            let x = if x.is_finite() { x } else { 0.0 };
             if self.seen == 0 {
                 *m = x;
                 continue;
@@ -254,8 +255,10 @@ impl Detector {
             self.thresholder.update(score);
         }
         let at = self.seen;
-        if let Some(r) = &self.relearn {
-            if e.below_relearn || at >= r.until {
+        let shingle = self.config.shingle_size.max(1) as u64;
+        if let Some(r) = &mut self.relearn {
+            r.calm = if e.below_relearn { r.calm + 1 } else { 0 };
+            if r.calm >= shingle || at >= r.until {
                 self.relearn = None;
             }
         }
@@ -288,14 +291,16 @@ impl Detector {
         self.relearn = Some(Relearn {
             threshold: self.thresholder.threshold(),
             until: self.seen + self.config.relearn_limit,
+            calm: 0,
         });
         self.last_anomaly = None;
         self.streak_start = None;
     }
 
     /// Takes the current level as the new normal: grades stay zero while
-    /// the forest learns it, that is until a score falls back under the
-    /// threshold in force now, and for at most `relearn_limit` points.
+    /// the forest learns it, that is until scores have stayed under the
+    /// threshold in force now for `shingle_size` points in a row, and for
+    /// at most `relearn_limit` points.
     /// The score statistics are kept, so "back under the threshold" means
     /// normal by the standard held before the change.
     pub fn accept_baseline(&mut self) {
@@ -614,6 +619,14 @@ mod tests {
         assert!(v.grade > 0.0);
         assert_eq!(serde_json::to_string(&d).expect("serialises"), before);
         assert_eq!(d.process(&[30.0]), v);
-        assert!(d.memory_bytes() > 30 * 128 * 16);
+        let full = d.memory_bytes();
+        assert!(full > 30 * 128 * 16, "{full}");
+        let mut young = Detector::new(config(1, 4));
+        run(&mut young, flat, 0..20);
+        assert!(
+            young.memory_bytes() * 4 < full,
+            "a young model is small: {} vs {full}",
+            young.memory_bytes()
+        );
     }
 }

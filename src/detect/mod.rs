@@ -18,10 +18,3 @@ pub mod rcf;
 pub mod threshold;
 
 pub use detector::{Detector, DetectorConfig, Verdict};
-
-pub mod bank;
-pub mod pipeline;
-pub mod service;
-
-pub use pipeline::PipelineModel;
-pub use service::{DetectionError, DetectionService, DetectionSettings};

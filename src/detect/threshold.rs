@@ -37,7 +37,7 @@ impl Default for ThresholdConfig {
     fn default() -> Self {
         Self {
             z_factor: 3.0,
-            lower_threshold: 1.2,
+            lower_threshold: 1.5,
             sensitivity: 1.0,
             window: 512.0,
             min_relative_deviation: 0.05,
@@ -163,11 +163,11 @@ mod tests {
         }
         assert!((t.mean() - 1.0).abs() < 0.02);
         assert_eq!(t.grade(1.05), 0.0);
-        assert!(t.threshold() >= 1.2);
-        let g = t.grade(1.6);
+        assert!(t.threshold() >= 1.5);
+        let g = t.grade(1.8);
         assert!(g > 0.0 && g <= 1.0, "{g}");
         assert_eq!(t.grade(10.0), 1.0);
-        assert!(t.grade(1.4) < g);
+        assert!(t.grade(1.6) < g);
     }
 
     #[test]

@@ -27,9 +27,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::detect::DetectionService;
 use crate::domain::{Run, RunSource};
 use crate::metrics::Metrics;
+use crate::scoring::DetectionService;
 use crate::store::{RunOutcome, Store, StoreError, WriteTx};
 
 /// What happened to one run of a request.

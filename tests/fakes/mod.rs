@@ -7,4 +7,5 @@
 
 pub mod codepipeline;
 pub mod discord;
+pub mod github;
 pub mod slack;

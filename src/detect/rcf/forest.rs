@@ -102,6 +102,20 @@ impl From<ForestState> for Forest {
     }
 }
 
+/// Largest magnitude an input value keeps; larger ones are clamped so that
+/// box extents stay finite in `f32`.
+const MAX_VALUE: f64 = 1e30;
+
+/// The value the forest uses for input `v`: non-finite values count as 0,
+/// huge ones are clamped to ±[`MAX_VALUE`].
+fn clean(v: f64) -> f64 {
+    if v.is_finite() {
+        v.clamp(-MAX_VALUE, MAX_VALUE)
+    } else {
+        0.0
+    }
+}
+
 /// Runs `f` on `s` converted to `f32`, without allocating for short points.
 fn with_f32<R>(s: &[f64], f: impl FnOnce(&[f32]) -> R) -> R {
     if s.len() <= STACK_DIM {
@@ -127,7 +141,7 @@ impl Forest {
         let mut seeder = config.seed;
         let units = (0..config.trees)
             .map(|_| Unit {
-                tree: Tree::new(dim),
+                tree: Tree::new(dim, config.sample_size),
                 sampler: Sampler::new(config.sample_size, config.time_decay),
                 rng: Rng::new(splitmix64(&mut seeder)),
             })
@@ -179,13 +193,13 @@ impl Forest {
     }
 
     /// Writes into `out` the shingle that input `x` would complete, and
-    /// says whether it is complete (enough inputs seen).
+    /// says whether it is complete (enough inputs seen). Missing and
+    /// non-finite values of `x` count as 0; extra values are ignored.
     pub fn next_shingle(&self, x: &[f64], out: &mut Vec<f64>) -> bool {
         let d = self.config.dimensions;
         out.clear();
         out.extend_from_slice(&self.shingle[d..]);
-        out.extend(x.iter().take(d).copied());
-        out.resize(self.point_dim(), 0.0);
+        out.extend((0..d).map(|k| clean(x.get(k).copied().unwrap_or(0.0))));
         self.filled + 1 >= self.config.shingle_size
     }
 
@@ -281,12 +295,14 @@ impl Forest {
 
     /// Learns input `x`: shifts it into the shingle and, once the shingle
     /// is complete, offers the shingled point to every tree's sampler.
+    /// Missing and non-finite values count as 0, as in
+    /// [`Forest::next_shingle`].
     pub fn update(&mut self, x: &[f64]) {
         let d = self.config.dimensions;
         self.shingle.copy_within(d.., 0);
         let n = self.shingle.len();
-        for (slot, v) in self.shingle[n - d..].iter_mut().zip(x) {
-            *slot = *v;
+        for (k, slot) in self.shingle[n - d..].iter_mut().enumerate() {
+            *slot = clean(x.get(k).copied().unwrap_or(0.0));
         }
         self.filled = (self.filled + 1).min(self.config.shingle_size);
         if self.filled < self.config.shingle_size {
@@ -403,14 +419,29 @@ mod tests {
         assert_ne!(f.units[0].tree, before);
         f.units[0].tree.check(&f.store);
         assert!(f.units[0].tree.delete(&p, idx, &f.store));
-        // Arena slots may be reused in another order, so compare the
-        // structure through its invariants and its scores.
+        // Arena slots may differ, so compare the shape: cuts, masses and
+        // boxes node by node, and the leaves' points.
         let after = &f.units[0].tree;
+        assert_eq!(after.shape(), before.shape());
         assert_eq!(after.check(&f.store), before.check(&f.store));
         assert_eq!(after.mass(), before.mass());
         for i in 0..50 {
             let q: Vec<f32> = (0..4).map(|k| wave(i + k) as f32).collect();
             assert_eq!(after.score(&q, &f.store), before.score(&q, &f.store));
+        }
+        // Points inside the data's range too, in every tree.
+        for i in 0..20 {
+            let q: Vec<f32> = (0..4).map(|k| (wave(3 * i + k) + 0.37) as f32).collect();
+            let idx = f.store.add(&q);
+            for t in 0..f.units.len() {
+                let shape = f.units[t].tree.shape();
+                let u = &mut f.units[t];
+                let used = u.tree.insert(&q, idx, &f.store, &mut rng);
+                u.tree.check(&f.store);
+                assert!(u.tree.delete(&q, used, &f.store));
+                assert_eq!(u.tree.shape(), shape, "tree {t}, point {i}");
+            }
+            f.store.release_if_unused(idx);
         }
         // A duplicate raises a leaf's mass, and deleting it lowers it again.
         let q: Vec<f32> = f.store.get(f.units[0].sampler.points()[0]).to_vec();
@@ -420,7 +451,7 @@ mod tests {
         assert_ne!(used, extra, "a duplicate maps to the existing point");
         assert_eq!(f.units[0].tree.mass(), before.mass() + 1);
         assert!(f.units[0].tree.delete(&q, used, &f.store));
-        assert_eq!(f.units[0].tree.check(&f.store), before.check(&f.store));
+        assert_eq!(f.units[0].tree.shape(), before.shape());
         let _ = held;
     }
 
@@ -469,6 +500,27 @@ mod tests {
                 .sum();
             assert!((single - grouped).abs() < 1e-9, "{single} vs {grouped}");
         }
+    }
+
+    #[test]
+    fn short_and_non_finite_inputs_count_as_zero() {
+        let mut f = small(2, 2, 5);
+        let mut g = small(2, 2, 5);
+        for i in 0..200 {
+            let v = wave(i);
+            if i % 10 == 0 {
+                f.update(&[v, f64::NAN]);
+                g.update(&[v]);
+            } else {
+                f.update(&[v, 1.0]);
+                g.update(&[v, 1.0]);
+            }
+        }
+        for u in &f.units {
+            u.tree.check(&f.store);
+        }
+        assert_eq!(f.score(&[1.0, f64::INFINITY]), g.score(&[1.0, 0.0]));
+        assert_eq!(f.shingle(), g.shingle());
     }
 
     #[test]

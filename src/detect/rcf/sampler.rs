@@ -36,8 +36,8 @@ impl Sampler {
         Self {
             capacity,
             time_decay,
-            weights: Vec::with_capacity(capacity),
-            points: Vec::with_capacity(capacity),
+            weights: Vec::new(),
+            points: Vec::new(),
         }
     }
 
@@ -82,6 +82,14 @@ impl Sampler {
 
     /// Adds an accepted point with its weight.
     pub fn push(&mut self, weight: f64, point: u32) {
+        if self.weights.len() == self.weights.capacity() {
+            // Double while young, then exactly up to capacity.
+            let want = (self.weights.len() * 2)
+                .max(8)
+                .min(self.capacity.max(self.weights.len() + 1));
+            self.weights.reserve_exact(want - self.weights.len());
+            self.points.reserve_exact(want - self.points.len());
+        }
         self.weights.push(weight);
         self.points.push(point);
         let mut i = self.weights.len() - 1;

@@ -68,9 +68,6 @@ fn just_below(v: f32) -> f32 {
 /// Trees walked together by [`Tree::score_group`].
 pub const GROUP: usize = 8;
 
-/// Deepest walk [`Tree::score_group`] interleaves.
-const MAX_PATH: usize = 96;
-
 /// Lanes of the unrolled sums below (vectorisable without fast-math).
 const LANES: usize = 8;
 
@@ -93,7 +90,7 @@ fn span_sum(lo: &[f32], hi: &[f32]) -> f64 {
 }
 
 /// How far `x` lies outside the box, `Σ max(lo - x, 0) + max(x - hi, 0)`.
-#[inline]
+#[inline(always)]
 fn gap_sum(lo: &[f32], hi: &[f32], x: &[f32]) -> f64 {
     let mut acc = [0.0f32; LANES];
     let lc = lo.chunks_exact(LANES);
@@ -135,6 +132,10 @@ struct Leaf {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tree {
     dim: usize,
+    /// Distinct points the tree is expected to hold at most (its
+    /// sampler's capacity); arenas grow geometrically up to exactly this.
+    #[serde(default)]
+    capacity: usize,
     root: u32,
     nodes: Vec<Internal>,
     free_nodes: Vec<u32>,
@@ -158,10 +159,14 @@ pub struct Attribution<'a> {
 }
 
 impl Tree {
-    /// An empty tree over points with `dim` coordinates.
-    pub fn new(dim: usize) -> Self {
+    /// An empty tree over points with `dim` coordinates that will hold
+    /// about `capacity` distinct points at most. Memory grows with the
+    /// points held (doubling, then exactly up to `capacity`), so a young
+    /// model is small.
+    pub fn new(dim: usize, capacity: usize) -> Self {
         Self {
             dim,
+            capacity,
             root: NIL,
             nodes: Vec::new(),
             free_nodes: Vec::new(),
@@ -169,8 +174,23 @@ impl Tree {
             free_leaves: Vec::new(),
             boxes: Vec::new(),
             ranges: Vec::new(),
-            tmp: Vec::new(),
+            tmp: Vec::with_capacity(2 * dim),
         }
+    }
+
+    /// Room for `len + 1` items in an arena of `per_item` values each:
+    /// doubling while small, never beyond `target` items unless needed.
+    fn grow<T>(v: &mut Vec<T>, len: usize, per_item: usize, target: usize) {
+        if v.capacity() >= (len + 1) * per_item {
+            return;
+        }
+        let items = (len * 2).max(8);
+        let items = if target > len {
+            items.min(target)
+        } else {
+            items
+        };
+        v.reserve_exact(items * per_item - v.len());
     }
 
     /// Total number of points (with multiplicity) in the tree.
@@ -245,6 +265,8 @@ impl Tree {
             self.leaves[i as usize] = leaf;
             i
         } else {
+            let n = self.leaves.len();
+            Self::grow(&mut self.leaves, n, 1, self.capacity);
             self.leaves.push(leaf);
             (self.leaves.len() - 1) as u32
         };
@@ -256,6 +278,11 @@ impl Tree {
             self.nodes[i as usize] = node;
             i
         } else {
+            let n = self.nodes.len();
+            let target = self.capacity.saturating_sub(1);
+            Self::grow(&mut self.nodes, n, 1, target);
+            Self::grow(&mut self.boxes, n, 2 * self.dim, target);
+            Self::grow(&mut self.ranges, n, 1, target);
             self.nodes.push(node);
             self.boxes.resize(self.nodes.len() * 2 * self.dim, 0.0);
             self.ranges.push(0.0);
@@ -276,6 +303,18 @@ impl Tree {
         merged.resize(2 * d, 0.0);
         let mut cur = self.root;
         loop {
+            if !is_leaf(cur) && self.gap(cur as usize, x) == 0.0 {
+                // `x` lies in this box: no cut drawn in it can separate
+                // `x`, and the box stays as it is.
+                let n = &mut self.nodes[cur as usize];
+                n.mass += 1;
+                cur = if x[n.cut_dim as usize] <= n.cut {
+                    n.left
+                } else {
+                    n.right
+                };
+                continue;
+            }
             let (lo, hi) = self.bounds(cur, store);
             {
                 let (mlo, mhi) = merged.split_at_mut(d);
@@ -405,7 +444,9 @@ impl Tree {
         while g != NIL {
             self.nodes[g as usize].mass -= 1;
             if changing {
-                changing = self.recompute_box(g, store);
+                // A box strictly containing the removed point keeps its
+                // extent; only a point on the boundary can shrink it.
+                changing = !self.strictly_inside(g as usize, x) && self.recompute_box(g, store);
             }
             g = self.nodes[g as usize].parent;
         }
@@ -464,7 +505,9 @@ impl Tree {
     }
 
     /// The anomaly score of `x` in this tree, normalised so that a typical
-    /// point scores about 1 (0 for an empty tree).
+    /// point scores about 1 (0 for an empty tree). The plain recursive form
+    /// of [`Tree::score_group`], kept as its reference in tests.
+    #[cfg(test)]
     pub fn score(&self, x: &[f32], store: &PointStore) -> f64 {
         if self.root == NIL {
             return 0.0;
@@ -482,8 +525,8 @@ impl Tree {
         let k = trees.len();
         let mut cur = [NIL; GROUP];
         let mut depth = [0usize; GROUP];
-        let mut paths = [[0u32; MAX_PATH]; GROUP];
         let mut walking = 0usize;
+        let mut touch = 0.0f32;
         for j in 0..k {
             cur[j] = trees[j].root;
             if cur[j] != NIL && !is_leaf(cur[j]) {
@@ -496,14 +539,12 @@ impl Tree {
                 if c == NIL || is_leaf(c) {
                     continue;
                 }
-                if depth[j] == MAX_PATH {
-                    // Too deep for the interleaved walk: score it alone.
-                    cur[j] = NIL;
-                    walking -= 1;
-                    continue;
-                }
-                let n = &trees[j].nodes[c as usize];
-                paths[j][depth[j]] = c;
+                let t = trees[j];
+                let n = &t.nodes[c as usize];
+                // Touch the box now, while the walk waits on the next node,
+                // so that it is in cache for the way back up.
+                let b = c as usize * 2 * t.dim;
+                touch += t.boxes[b] + t.boxes[b + 2 * t.dim - 1];
                 depth[j] += 1;
                 let next = if x[n.cut_dim as usize] <= n.cut {
                     n.left
@@ -517,39 +558,44 @@ impl Tree {
             }
         }
         let mut sum = 0.0;
+        // Trees mostly hold the same mass; compute its normaliser once.
+        let mut norm = (0u32, 0.0f64);
         for j in 0..k {
             let t = trees[j];
             if t.root == NIL {
                 continue;
             }
-            if cur[j] == NIL {
-                sum += t.score(x, store);
-                continue;
-            }
             let total = t.mass();
+            if norm.0 != total {
+                norm = (total, normalizer(total));
+            }
             let leaf = &t.leaves[leaf_idx(cur[j])];
-            let dj = depth[j];
+            let mut level = depth[j];
             let s = if store.get(leaf.point) == x {
-                damp(leaf.mass, total) * score_seen(dj, leaf.mass)
+                damp(leaf.mass, total) * score_seen(level, leaf.mass)
             } else {
-                let mut s = score_unseen(dj);
-                for level in (0..dj).rev() {
-                    let n = paths[j][level] as usize;
-                    let gap = t.gap(n, x);
+                let mut s = score_unseen(level);
+                let mut n = leaf.parent;
+                while n != NIL {
+                    level -= 1;
+                    let gap = t.gap(n as usize, x);
                     if gap == 0.0 {
                         break;
                     }
-                    let p = gap / (t.ranges[n] + gap);
+                    let p = gap / (t.ranges[n as usize] + gap);
                     s = p * score_unseen(level) + (1.0 - p) * s;
+                    n = t.nodes[n as usize].parent;
                 }
                 s
             };
-            sum += s * normalizer(total);
+            sum += s * norm.1;
         }
+        std::hint::black_box(touch);
         sum
     }
 
     /// Score below `c` at `depth`, and whether `x` lies in `c`'s box.
+    #[cfg(test)]
     fn score_below(
         &self,
         c: u32,
@@ -584,8 +630,16 @@ impl Tree {
         (p * score_unseen(depth) + (1.0 - p) * s, false)
     }
 
+    /// True when `x` lies strictly inside node `n`'s box in every dimension.
+    fn strictly_inside(&self, n: usize, x: &[f32]) -> bool {
+        let d = self.dim;
+        let b = &self.boxes[n * 2 * d..(n + 1) * 2 * d];
+        let (lo, hi) = b.split_at(d);
+        lo.iter().zip(hi).zip(x).all(|((l, h), v)| l < v && v < h)
+    }
+
     /// How far `x` lies outside node `n`'s box (sum over dimensions).
-    #[inline]
+    #[inline(always)]
     fn gap(&self, n: usize, x: &[f32]) -> f64 {
         let d = self.dim;
         let b = &self.boxes[n * 2 * d..(n + 1) * 2 * d];
@@ -761,6 +815,32 @@ impl Tree {
             self.check_below(self.root, store, &mut out);
         }
         out.sort_unstable();
+        out
+    }
+
+    /// The tree's shape in pre-order, independent of arena slots: each
+    /// internal node as (cut dimension, cut, mass, box) and each leaf as
+    /// (point, mass).
+    #[cfg(test)]
+    pub fn shape(&self) -> Vec<(u32, f32, u32, Vec<f32>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root];
+        while let Some(c) = stack.pop() {
+            if c == NIL {
+                continue;
+            }
+            if is_leaf(c) {
+                let l = &self.leaves[leaf_idx(c)];
+                out.push((u32::MAX, l.point as f32, l.mass, Vec::new()));
+            } else {
+                let n = &self.nodes[c as usize];
+                let b = c as usize * 2 * self.dim;
+                let bx = self.boxes[b..b + 2 * self.dim].to_vec();
+                out.push((n.cut_dim, n.cut, n.mass, bx));
+                stack.push(n.right);
+                stack.push(n.left);
+            }
+        }
         out
     }
 

@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Detector, DetectorConfig};
+use crate::detect::{Detector, DetectorConfig};
 use crate::domain::{Direction, MetricDeviation, Run, Verdict, BUILTIN_METRICS};
 
 /// Format version of the serialised model; bump when the layout changes.
