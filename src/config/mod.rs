@@ -152,7 +152,7 @@ impl Default for DetectorConfig {
             sagemaker_endpoint: String::new(),
             sensitivity: 1.0,
             retrain_interval_h: 24,
-            cache_models: 2000,
+            cache_models: 250,
         }
     }
 }

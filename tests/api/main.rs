@@ -15,4 +15,5 @@ mod ingest_generic;
 mod lifecycle;
 mod remediate;
 mod store_contract;
+mod training;
 mod webhooks;
