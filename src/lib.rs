@@ -24,6 +24,7 @@
 //! | [`plan`] | remediation plans: facts, prompts, redaction, validation, the offline planner |
 //! | [`detect`] | the thresholded Random Cut Forest (pure computation) |
 //! | [`scoring`] | per-pipeline models, the model bank, scoring every finished run |
+//! | [`standin`] | local CodePipeline stand-in for the demo and tests |
 //! | [`startup`] | wiring and graceful shutdown |
 //! | [`charts`] | PNG charts of metric history for chat |
 //! | [`check`] | the post-build check client (`pipemedic check`) |
@@ -63,6 +64,7 @@ pub mod plan;
 pub mod playbooks;
 pub mod remediate;
 pub mod scoring;
+pub mod standin;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
