@@ -14,6 +14,7 @@
 //!          --(verify, parse)--> ChatEvent --> Arc<dyn ChatEventSink> --> services
 //! ```
 
+pub mod cards;
 pub mod console;
 pub mod discord;
 pub mod emoji;
