@@ -18,6 +18,7 @@ pub mod cards;
 pub mod console;
 pub mod discord;
 pub mod emoji;
+pub mod outbox;
 pub mod slack;
 
 use std::fmt;
