@@ -50,6 +50,7 @@ pub mod config;
 pub mod domain;
 pub mod health;
 pub mod http;
+pub mod incidents;
 pub mod ingest;
 pub mod metrics;
 pub mod startup;
