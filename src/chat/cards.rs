@@ -70,11 +70,7 @@ pub fn incident_card(incident: &Incident) -> ChatMessage {
         incident.id
     );
     let mut text = match verdict.deviations.first() {
-        Some(top) => format!(
-            "**{}** is off: {}",
-            top.metric,
-            deviation_line(top)
-        ),
+        Some(top) => format!("**{}** is off: {}", top.metric, deviation_line(top)),
         None => "The run does not look like this pipeline's normal.".to_string(),
     };
     if incident.run_count > 1 {

@@ -15,10 +15,12 @@
 //! ```
 
 pub mod cards;
+pub mod commands;
 pub mod console;
 pub mod discord;
 pub mod emoji;
 pub mod outbox;
+pub mod service;
 pub mod slack;
 
 use std::fmt;

@@ -282,7 +282,12 @@ impl OutboxWorker {
                     .unwrap_or_else(|_| chrono::Duration::seconds(1));
                 tx.outbox_retry(row.id, now + wait, "rate limited").await?;
                 self.metrics.chat_delivery(platform, "rate_limited");
-                tracing::info!(platform, outbox_id = row.id, retry_after_ms = retry_after.as_millis() as u64, "Chat platform rate limit; waiting as asked.");
+                tracing::info!(
+                    platform,
+                    outbox_id = row.id,
+                    retry_after_ms = retry_after.as_millis() as u64,
+                    "Chat platform rate limit; waiting as asked."
+                );
                 false
             }
             Err(ChatError::Unavailable { reason }) => {
@@ -302,7 +307,12 @@ impl OutboxWorker {
         Ok(settled)
     }
 
-    async fn dead(&self, tx: &mut WriteTx, row: &OutboxRow, reason: &str) -> Result<(), StoreError> {
+    async fn dead(
+        &self,
+        tx: &mut WriteTx,
+        row: &OutboxRow,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         tx.outbox_dead(row.id, reason).await?;
         self.metrics.chat_delivery(&row.platform, "dead");
         tracing::error!(platform = %row.platform, outbox_id = row.id, kind = row.kind.as_str(), channel = %row.channel, incident_id = row.incident_id, reason, "Chat message refused by the platform; given up.");
@@ -395,25 +405,32 @@ impl OutboxWorker {
     }
 }
 
+/// What every outbox worker shares.
+#[derive(Clone)]
+pub struct Workers {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    /// How often each worker looks for due rows.
+    pub poll: Duration,
+    pub signal: OutboxSignal,
+}
+
 /// Starts one worker per platform.
 pub fn start(
-    store: &Store,
+    workers: &Workers,
     platforms: &[Arc<dyn ChatPlatform>],
-    clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
-    poll: Duration,
-    signal: &OutboxSignal,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: &CancellationToken,
 ) {
     for platform in platforms {
         let worker = OutboxWorker::new(
-            store.clone(),
+            workers.store.clone(),
             platform.clone(),
-            clock.clone(),
-            metrics.clone(),
-            poll,
-            signal.clone(),
+            workers.clock.clone(),
+            workers.metrics.clone(),
+            workers.poll,
+            workers.signal.clone(),
         );
         tracker.spawn(worker.run(shutdown.clone()));
     }

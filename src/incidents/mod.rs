@@ -151,11 +151,7 @@ impl IncidentService {
     }
 
     /// Consumes scored runs until `shutdown` (call once).
-    pub fn start(
-        &self,
-        tracker: &tokio_util::task::TaskTracker,
-        shutdown: &CancellationToken,
-    ) {
+    pub fn start(&self, tracker: &tokio_util::task::TaskTracker, shutdown: &CancellationToken) {
         let receiver = self
             .inner
             .receiver
@@ -230,9 +226,27 @@ impl IncidentService {
                 if !incident.silenced {
                     if let Some((platform, channel)) = &incident.route {
                         let card = OutboxPayload::message(cards::incident_card(&incident), None);
-                        outbox::queue(&mut tx, Some(incident.id), platform, channel, OutboxKind::Update, &card, now).await?;
+                        outbox::queue(
+                            &mut tx,
+                            Some(incident.id),
+                            platform,
+                            channel,
+                            OutboxKind::Update,
+                            &card,
+                            now,
+                        )
+                        .await?;
                         let line = OutboxPayload::message(cards::repeat_line(&incident), None);
-                        outbox::queue(&mut tx, Some(incident.id), platform, channel, OutboxKind::ThreadReply, &line, now).await?;
+                        outbox::queue(
+                            &mut tx,
+                            Some(incident.id),
+                            platform,
+                            channel,
+                            OutboxKind::ThreadReply,
+                            &line,
+                            now,
+                        )
+                        .await?;
                     }
                 }
                 tx.audit(
@@ -246,7 +260,11 @@ impl IncidentService {
                 .await?;
                 tx.commit().await?;
                 inner.signal.notify();
-                tracing::info!(incident_id = incident.id, run_count = incident.run_count, "Abnormal run joined its incident.");
+                tracing::info!(
+                    incident_id = incident.id,
+                    run_count = incident.run_count,
+                    "Abnormal run joined its incident."
+                );
                 return Ok(Handled::Updated(incident.id));
             }
         }
@@ -257,7 +275,9 @@ impl IncidentService {
                     run_pk: scored.run_pk,
                     run: &scored.run,
                     verdict: &scored.verdict,
-                    route: route.as_ref().map(|r| (r.platform.as_str(), r.channel.as_str())),
+                    route: route
+                        .as_ref()
+                        .map(|r| (r.platform.as_str(), r.channel.as_str())),
                     silenced,
                 },
                 now,
@@ -266,7 +286,16 @@ impl IncidentService {
         if let Some(route) = &route {
             let incident = tx.incident(id).await?.ok_or(IncidentError::NotFound(id))?;
             let card = OutboxPayload::message(cards::incident_card(&incident), None);
-            outbox::queue(&mut tx, Some(id), &route.platform, &route.channel, OutboxKind::Post, &card, now).await?;
+            outbox::queue(
+                &mut tx,
+                Some(id),
+                &route.platform,
+                &route.channel,
+                OutboxKind::Post,
+                &card,
+                now,
+            )
+            .await?;
             if let Some((metric, png)) = &chart {
                 let upload = OutboxPayload::png(
                     &format!("{}-{metric}.png", sanitize(&pipeline)),
@@ -274,7 +303,16 @@ impl IncidentService {
                     png,
                     None,
                 );
-                outbox::queue(&mut tx, Some(id), &route.platform, &route.channel, OutboxKind::Upload, &upload, now).await?;
+                outbox::queue(
+                    &mut tx,
+                    Some(id),
+                    &route.platform,
+                    &route.channel,
+                    OutboxKind::Upload,
+                    &upload,
+                    now,
+                )
+                .await?;
             }
         }
         tx.audit(
@@ -290,7 +328,12 @@ impl IncidentService {
         .await?;
         tx.commit().await?;
         inner.signal.notify();
-        tracing::info!(incident_id = id, silenced, routed = route.is_some(), "Incident opened.");
+        tracing::info!(
+            incident_id = id,
+            silenced,
+            routed = route.is_some(),
+            "Incident opened."
+        );
         Ok(Handled::Opened(id))
     }
 
@@ -339,9 +382,28 @@ impl IncidentService {
             return Ok(());
         };
         let card = OutboxPayload::message(cards::incident_card(incident), None);
-        outbox::queue(tx, Some(incident.id), platform, channel, OutboxKind::Update, &card, now).await?;
-        let line = OutboxPayload::message(cards::status_line(incident.id, incident.status, note), None);
-        outbox::queue(tx, Some(incident.id), platform, channel, OutboxKind::ThreadReply, &line, now).await?;
+        outbox::queue(
+            tx,
+            Some(incident.id),
+            platform,
+            channel,
+            OutboxKind::Update,
+            &card,
+            now,
+        )
+        .await?;
+        let line =
+            OutboxPayload::message(cards::status_line(incident.id, incident.status, note), None);
+        outbox::queue(
+            tx,
+            Some(incident.id),
+            platform,
+            channel,
+            OutboxKind::ThreadReply,
+            &line,
+            now,
+        )
+        .await?;
         Ok(())
     }
 
@@ -350,7 +412,10 @@ impl IncidentService {
     async fn chart(&self, scored: &ScoredRun) -> Option<(String, Vec<u8>)> {
         let top = scored.verdict.deviations.first();
         let metric = top.map_or("duration_s".to_string(), |d| d.metric.clone());
-        let at = scored.run.event_time().unwrap_or_else(|| self.inner.clock.now());
+        let at = scored
+            .run
+            .event_time()
+            .unwrap_or_else(|| self.inner.clock.now());
         let observed = top.map(|d| d.observed);
         let title = format!("{} {metric}", scored.run.pipeline);
         chart_png(
@@ -433,6 +498,12 @@ pub async fn chart_png(
 /// A pipeline name usable in a file name.
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
