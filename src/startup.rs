@@ -319,7 +319,7 @@ fn start_chat(
     if let Some(token) = secrets
         .discord_token
         .clone()
-        .filter(|_| has(Platform::Discord))
+        .filter(|_| has(Platform::Discord) && state.config.discord.gateway)
     {
         let chat = state.chat.clone();
         let stop = shutdown.clone();

@@ -278,12 +278,16 @@ impl Default for SlackConfig {
 pub struct DiscordConfig {
     /// Discord REST API base URL.
     pub api_url: String,
+    /// Connect to the Discord gateway (mentions, reactions) when
+    /// `DISCORD_TOKEN` is set; off leaves only HTTP interactions.
+    pub gateway: bool,
 }
 
 impl Default for DiscordConfig {
     fn default() -> Self {
         Self {
             api_url: "https://discord.com/api/v10".into(),
+            gateway: true,
         }
     }
 }

@@ -5,11 +5,13 @@
 #[path = "../fakes/mod.rs"]
 mod fakes;
 
+mod chat_commands;
 mod chat_discord;
 mod chat_slack;
 mod chat_support;
 mod codepipeline_poll;
 mod helpers;
+mod incidents;
 mod ingest_generic;
 mod lifecycle;
 mod store_contract;
