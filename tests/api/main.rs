@@ -15,4 +15,5 @@ mod incidents;
 mod ingest_generic;
 mod lifecycle;
 mod store_contract;
+mod store_incidents;
 mod webhooks;
