@@ -12,7 +12,9 @@
 //! outbox in the same transaction as the incident, and audited.
 //!
 //! This module never calls a chat platform itself and does not resolve
-//! incidents on normal runs (verification does, through `set_status`).
+//! incidents on normal runs: it passes them on
+//! ([`IncidentService::forward_normal_runs`]) to the work that does, through
+//! [`IncidentService::set_status`].
 
 pub mod routing;
 
@@ -66,6 +68,8 @@ struct Inner {
     signal: OutboxSignal,
     sender: mpsc::Sender<ScoredRun>,
     receiver: Mutex<Option<mpsc::Receiver<ScoredRun>>>,
+    /// Where normal runs go on to (verification), when someone listens.
+    normal: Mutex<Option<mpsc::Sender<ScoredRun>>>,
     unrouted: Mutex<HashSet<String>>,
 }
 
@@ -103,6 +107,7 @@ impl IncidentService {
                 signal,
                 sender,
                 receiver: Mutex::new(Some(receiver)),
+                normal: Mutex::new(None),
                 unrouted: Mutex::new(HashSet::new()),
             }),
         }
@@ -112,6 +117,12 @@ impl IncidentService {
     /// `incidents.sender().send(scored).await`.
     pub fn sender(&self) -> mpsc::Sender<ScoredRun> {
         self.inner.sender.clone()
+    }
+
+    /// Passes every normal run received from now on to `next` (the work
+    /// that resolves incidents when a pipeline is back to normal).
+    pub fn forward_normal_runs(&self, next: mpsc::Sender<ScoredRun>) {
+        *self.inner.normal.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
     }
 
     /// The outbox signal this service wakes after queueing.
@@ -187,6 +198,17 @@ impl IncidentService {
     #[tracing::instrument(skip_all, fields(pipeline = %scored.run.pipeline, run_id = %scored.run.run_id))]
     pub async fn handle(&self, scored: ScoredRun) -> Result<Handled, IncidentError> {
         if !scored.verdict.is_anomalous() {
+            let next = self
+                .inner
+                .normal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(next) = next {
+                if next.send(scored).await.is_err() {
+                    tracing::debug!("Nobody receives normal runs any more.");
+                }
+            }
             return Ok(Handled::Ignored);
         }
         let inner = &self.inner;
