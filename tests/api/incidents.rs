@@ -467,6 +467,42 @@ async fn an_outage_loses_nothing_and_keeps_the_order(db: Db) {
     );
 }
 
+async fn discord_outages_and_rate_limits_are_waited_out_in_order(db: Db) {
+    let Some(h) = chat_app(db).await else { return };
+    let pipelines = ["payments-api", "payments-web"];
+    for p in pipelines {
+        history(&h.app, p).await;
+    }
+    h.discord.fail_next(1, 502);
+    h.discord.rate_limit_next(1.5);
+    for p in pipelines {
+        send(&h.app, abnormal(&h.app, p, "bad").await).await;
+    }
+    let mut rounds = 0;
+    loop {
+        let outbox = h.app.store.outbox(Some("discord")).await.unwrap();
+        if outbox.len() == 4 && outbox.iter().all(|r| r.status == OutboxStatus::Sent) {
+            break;
+        }
+        rounds += 1;
+        assert!(rounds < 300, "not delivered: {outbox:?}");
+        h.app.clock.advance(chrono::Duration::seconds(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let messages = h.discord.messages(DISCORD_CHANNEL);
+    assert_eq!(messages.len(), 4, "each message once: {messages:?}");
+    for (i, pipeline) in pipelines.iter().enumerate() {
+        let alert = &messages[2 * i];
+        let chart = &messages[2 * i + 1];
+        let title = alert.payload["embeds"][0]["title"].as_str().unwrap();
+        assert!(title.contains(pipeline), "order: {title}");
+        assert_eq!(chart.files.len(), 1);
+        assert_eq!(chart.payload["message_reference"]["message_id"], alert.id);
+    }
+    let outbox = h.app.store.outbox(Some("discord")).await.unwrap();
+    assert_eq!(outbox[0].attempts, 3, "an outage, a rate limit, a success");
+}
+
 async fn a_silenced_pipeline_records_but_does_not_post(db: Db) {
     let Some(h) = chat_app(db).await else { return };
     history(&h.app, PIPELINE).await;
@@ -521,5 +557,6 @@ on_both_databases!(
     ten_abnormal_runs_in_a_row_are_one_incident_and_one_alert,
     status_changes_edit_the_alert_and_go_in_its_thread,
     an_outage_loses_nothing_and_keeps_the_order,
+    discord_outages_and_rate_limits_are_waited_out_in_order,
     a_silenced_pipeline_records_but_does_not_post,
 );
