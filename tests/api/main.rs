@@ -7,6 +7,7 @@ mod fakes;
 
 mod chat_commands;
 mod chat_discord;
+mod chat_outbox;
 mod chat_slack;
 mod chat_support;
 mod codepipeline_poll;
