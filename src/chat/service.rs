@@ -168,7 +168,7 @@ impl ChatService {
         pipeline: &str,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let config = crate::config::IncidentsConfig::default();
+        let config = self.incidents.config().clone();
         let title = format!("{pipeline} duration_s");
         let Some(png) = crate::incidents::chart_png(
             &self.store,

@@ -6,10 +6,11 @@
 //! `incidents.group_window_h` joins that incident (the alert is edited and
 //! a line goes to its thread); otherwise it opens a new incident, whose
 //! alert is queued for the pipeline's routed channel with a PNG chart of
-//! the metric that is most off. A silenced pipeline's incident is recorded
-//! but not posted. Status changes ([`IncidentService::set_status`]) edit the
-//! alert and say so in its thread. Everything is queued in the durable chat
-//! outbox in the same transaction as the incident, and audited.
+//! the metric that is most off (queued just after the alert, so drawing
+//! never delays it). A silenced pipeline's incident is recorded but not
+//! posted. Status changes ([`IncidentService::set_status`]) edit the alert
+//! and say so in its thread. Messages are queued in the durable chat outbox
+//! in the same transaction as the incident change, and audited.
 //!
 //! This module never calls a chat platform itself and does not resolve
 //! incidents on normal runs: it passes them on
@@ -225,13 +226,6 @@ impl IncidentService {
             }
             route
         };
-        // Render outside the write transaction: it reads history and draws.
-        let chart = if route.is_some() {
-            self.chart(&scored).await
-        } else {
-            None
-        };
-
         let mut tx = inner.store.begin_write().await?;
         let window = Duration::hours(i64::try_from(inner.config.group_window_h).unwrap_or(6));
         if let Some(current) = tx.latest_active_incident(&pipeline).await? {
@@ -318,24 +312,6 @@ impl IncidentService {
                 now,
             )
             .await?;
-            if let Some((metric, png)) = &chart {
-                let upload = OutboxPayload::png(
-                    &format!("{}-{metric}.png", sanitize(&pipeline)),
-                    &format!("{pipeline}: {metric}, recent history"),
-                    png,
-                    None,
-                );
-                outbox::queue(
-                    &mut tx,
-                    Some(id),
-                    &route.platform,
-                    &route.channel,
-                    OutboxKind::Upload,
-                    &upload,
-                    now,
-                )
-                .await?;
-            }
         }
         tx.audit(
             now,
@@ -356,7 +332,52 @@ impl IncidentService {
             routed = route.is_some(),
             "Incident opened."
         );
+        // The chart follows the alert: drawing it never delays the alert.
+        if let Some(route) = &route {
+            if let Err(e) = self.queue_chart(id, route, &scored).await {
+                tracing::warn!(incident_id = id, error = %e, "Cannot queue the incident's chart.");
+            }
+        }
         Ok(Handled::Opened(id))
+    }
+
+    /// Queues the chart of a new incident into its alert's thread.
+    async fn queue_chart(
+        &self,
+        id: i64,
+        route: &Route,
+        scored: &ScoredRun,
+    ) -> Result<(), StoreError> {
+        let Some((metric, png)) = self.chart(scored).await else {
+            return Ok(());
+        };
+        let pipeline = &scored.run.pipeline;
+        let upload = OutboxPayload::png(
+            &format!("{}-{metric}.png", sanitize(pipeline)),
+            &format!("{pipeline}: {metric}, recent history"),
+            &png,
+            None,
+        );
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.store.begin_write().await?;
+        outbox::queue(
+            &mut tx,
+            Some(id),
+            &route.platform,
+            &route.channel,
+            OutboxKind::Upload,
+            &upload,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.inner.signal.notify();
+        Ok(())
+    }
+
+    /// The incident settings (grouping window, chart history).
+    pub fn config(&self) -> &IncidentsConfig {
+        &self.inner.config
     }
 
     /// Moves an incident to `status`: edits its alert and adds a line to
