@@ -928,6 +928,20 @@ mod tests {
     }
 
     #[test]
+    fn effective_config_renders_with_routes() {
+        let mut c = Config::default();
+        c.chat.routes.push(ChatRoute {
+            pipelines: "payments-*".into(),
+            platform: "slack".into(),
+            channel: "C1".into(),
+        });
+        let text = c.to_redacted_toml();
+        assert!(!text.starts_with("# cannot render"), "{text}");
+        let back = from_sources(Some(&text), None, &Env::new()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
     fn url_passwords_are_redacted() {
         assert_eq!(
             redact_url("postgres://app:s3cret@db:5432/x"),
