@@ -55,6 +55,44 @@ async fn medic_health_answers_with_the_apis_numbers(db: Db) {
     assert!(unknown["text"].as_str().unwrap().contains("No runs stored"));
 }
 
+async fn discord_medic_health_answers_with_the_apis_numbers(db: Db) {
+    use ed25519_dalek::{Signer, SigningKey};
+    let Some(h) = chat_app(db).await else { return };
+    history(&h.app, PIPELINE).await;
+    let api = health_json(&h.app, PIPELINE).await;
+    let body = crate::chat_support::fixture("discord/application_command.json");
+    let ts = {
+        use pipemedic::clock::Clock;
+        h.app.clock.now().timestamp().to_string()
+    };
+    let key = SigningKey::from_bytes(&crate::helpers::DISCORD_KEY_SEED);
+    let signature = hex::encode(key.sign(&[ts.as_bytes(), &body[..]].concat()).to_bytes());
+    let res = h
+        .app
+        .http
+        .post(h.app.url("/discord/interactions"))
+        .header("content-type", "application/json")
+        .header("x-signature-timestamp", ts)
+        .header("x-signature-ed25519", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let answer: Value = res.json().await.unwrap();
+    let text = answer.to_string();
+    let success = format!("{:.1}%", api["success_rate_7d"].as_f64().unwrap() * 100.0);
+    let p95 = format!("{:.1}s", api["duration_p95_s_7d"].as_f64().unwrap());
+    assert!(text.contains(&success) && text.contains(&p95), "{text}");
+    wait_until("health chart on discord", || {
+        h.discord
+            .messages(crate::incidents::DISCORD_CHANNEL)
+            .iter()
+            .any(|m| !m.files.is_empty())
+    })
+    .await;
+}
+
 async fn unknown_commands_get_help(db: Db) {
     let Some(h) = chat_app(db).await else { return };
     for (text, trigger) in [
@@ -215,6 +253,7 @@ async fn a_mention_is_answered_in_its_thread(db: Db) {
 
 on_both_databases!(
     medic_health_answers_with_the_apis_numbers,
+    discord_medic_health_answers_with_the_apis_numbers,
     unknown_commands_get_help,
     a_reaction_on_the_alert_is_stored_once,
     a_mention_is_answered_in_its_thread,
