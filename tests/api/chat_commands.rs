@@ -218,6 +218,36 @@ async fn a_reaction_on_the_alert_is_stored_once(db: Db) {
     assert_eq!(decisions[0].user, "U0PERSON");
     assert_eq!(decisions[0].decision, pipemedic::chat::Decision::Approve);
     assert_eq!(decisions[0].message.ts_or_id, alert_ts);
+    // A Reject button under the alert is another decision, stored once.
+    let mut payload: Value =
+        serde_json::from_slice(&crate::chat_support::fixture("slack/block_actions.json")).unwrap();
+    payload["container"]["channel_id"] = json!(SLACK_CHANNEL);
+    payload["container"]["message_ts"] = json!(alert_ts);
+    payload["channel"]["id"] = json!(SLACK_CHANNEL);
+    payload["message"]["ts"] = json!(alert_ts);
+    payload["actions"][0]["action_id"] = json!("pipemedic_reject");
+    let form = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    for _ in 0..2 {
+        let res = slack_post(
+            &h.app,
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            form.clone().into_bytes(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    for _ in 0..100 {
+        if h.app.store.decisions(incident.id).await.unwrap().len() > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let decisions = h.app.store.decisions(incident.id).await.unwrap();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    assert_eq!(decisions[1].decision, pipemedic::chat::Decision::Reject);
+    assert_eq!(decisions[1].via, pipemedic::store::DecisionVia::Button);
     let audit = h
         .app
         .store
@@ -226,7 +256,7 @@ async fn a_reaction_on_the_alert_is_stored_once(db: Db) {
         .unwrap();
     assert_eq!(
         audit.iter().filter(|a| a.kind == "chat.decision").count(),
-        1
+        2
     );
 }
 
