@@ -282,7 +282,15 @@ async fn an_abnormal_run_is_alerted_with_a_chart_on_slack_and_discord(db: Db) {
     let incidents = h.app.store.incidents(true, None, 10).await.unwrap();
     assert_eq!(incidents.len(), 2);
     assert!(incidents.iter().all(|i| i.root_ref.is_some()));
-    let outbox = h.app.store.outbox(None).await.unwrap();
+    // (the platform may have the message a moment before the row is marked)
+    let mut outbox = Vec::new();
+    for _ in 0..100 {
+        outbox = h.app.store.outbox(None).await.unwrap();
+        if outbox.iter().all(|r| r.status == OutboxStatus::Sent) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         outbox.iter().all(|r| r.status == OutboxStatus::Sent),
         "{outbox:?}"
