@@ -334,7 +334,11 @@ impl ChatService {
                 let answer = self
                     .run_command(*platform, channel, user, thread.as_ref(), text)
                     .await?;
-                Ok(Some(ChatReply::in_channel(answer)))
+                // Help is for the one who asked; answers are for the channel.
+                Ok(Some(match commands::parse(text) {
+                    Command::Help | Command::Unknown(_) => ChatReply::ephemeral(answer),
+                    _ => ChatReply::in_channel(answer),
+                }))
             }
             ChatEvent::Mention {
                 platform,

@@ -109,8 +109,10 @@ async fn unknown_commands_get_help(db: Db) {
                 .contains("pipemedic commands"),
             "{text}: {answer}"
         );
+        assert_eq!(answer["response_type"], "ephemeral");
     }
     let list = slash(&h.app, "incidents", "t5").await;
+    assert_eq!(list["response_type"], "in_channel");
     assert_eq!(list["text"], "No open incidents.");
     let missing = slash(&h.app, "incident 999", "t6").await;
     assert_eq!(missing["text"], "No incident #999.");
