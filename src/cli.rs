@@ -488,7 +488,11 @@ async fn health(
     };
     let mut rows = Vec::new();
     for name in &names {
-        match crate::health::pipeline_health(&store, name, now, 0)
+        let open = store
+            .count_active_incidents(name)
+            .await
+            .map_err(|e| Exit::Failure(e.into()))?;
+        match crate::health::pipeline_health(&store, name, now, open)
             .await
             .map_err(|e| Exit::Failure(e.into()))?
         {

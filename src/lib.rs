@@ -16,6 +16,7 @@
 //! | [`store`] | SQLite / PostgreSQL persistence, one contract for both |
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
+//! | [`incidents`] | abnormal runs → incidents (grouping, routing, silences, status) → queued chat alerts |
 //! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
 //! | [`remediate`] | the executors of approved actions (CodePipeline, GitHub, http, shell) and their dry runs |
 //! | [`http`] | the router, application state, JSON errors |
@@ -35,8 +36,11 @@
 //! ```text
 //! source payload --(pure adapter)--> Run --(IngestService, one transaction)--> store
 //!        store --> health summaries --> CLI / HTTP
+//! detection --ScoredRun--> incidents::IncidentService --(store: incident + chat_outbox rows, one transaction)
+//!        chat_outbox --(chat::outbox worker per platform, in order per channel)--> chat::ChatPlatform
 //! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
-//! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::ChatEventSink
+//! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::service::ChatService
+//!        (commands answered, decisions stored once per event, audit log)
 //! approved ActionCall --(ExecutorRegistry: describe = dry run, execute once)--> ExecutionOutcome
 //! ```
 //!
@@ -58,6 +62,7 @@ pub mod detect;
 pub mod domain;
 pub mod health;
 pub mod http;
+pub mod incidents;
 pub mod ingest;
 pub mod metrics;
 pub mod plan;

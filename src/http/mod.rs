@@ -36,6 +36,8 @@ pub struct AppState {
     pub aws: Arc<crate::aws::AwsSettings>,
     /// Chat inbound: verification secrets and the event sink (optional parts).
     pub chat: ChatState,
+    /// Incidents: where detection hands scored runs, and status changes.
+    pub incidents: crate::incidents::IncidentService,
 }
 
 /// The full router with every route of the design that is built.

@@ -13,6 +13,7 @@
 //! avoids lock-upgrade failures), so one SQLite file belongs to one process.
 
 mod detection;
+mod incidents;
 mod write;
 
 use std::str::FromStr;
@@ -26,6 +27,10 @@ use sqlx::{AnyPool, Row};
 use crate::domain::{Run, RunStatus};
 
 pub use detection::StoredModel;
+pub use incidents::{
+    DecisionVia, NewIncident, NewOutbox, OutboxKind, OutboxRow, OutboxStatus, Silence,
+    StoredDecision,
+};
 pub use write::{RunOutcome, Upserted, WriteTx};
 
 /// Which database the store talks to.

@@ -5,15 +5,19 @@
 #[path = "../fakes/mod.rs"]
 mod fakes;
 
+mod chat_commands;
 mod chat_discord;
+mod chat_outbox;
 mod chat_slack;
 mod chat_support;
 mod codepipeline_poll;
 mod detection;
 mod helpers;
+mod incidents;
 mod ingest_generic;
 mod lifecycle;
 mod remediate;
 mod store_contract;
+mod store_incidents;
 mod training;
 mod webhooks;
