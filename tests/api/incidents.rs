@@ -566,4 +566,46 @@ on_both_databases!(
     an_outage_loses_nothing_and_keeps_the_order,
     discord_outages_and_rate_limits_are_waited_out_in_order,
     a_silenced_pipeline_records_but_does_not_post,
+    runs_posted_to_the_api_end_in_one_alert_per_platform,
 );
+
+/// The whole path: runs posted to the API are scored, the abnormal one opens
+/// an incident, and one alert with its chart reaches each platform.
+async fn runs_posted_to_the_api_end_in_one_alert_per_platform(db: Db) {
+    let Some(h) = chat_app(db).await else { return };
+    for pipeline in [PIPELINE, "payments-api"] {
+        let runs: Vec<Value> = (0..100)
+            .map(|i| crate::detection::run_json(pipeline, i, 420.0, u64::from(i % 3)))
+            .collect();
+        let res = h.app.post_runs(Value::Array(runs).to_string()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = h
+            .app
+            .post_runs(crate::detection::run_json(pipeline, 100, 1400.0, 200).to_string())
+            .await;
+        let body: Value = res.json().await.unwrap();
+        assert!(
+            body["runs"][0]["verdict"]["grade"].as_f64().unwrap() > 0.0,
+            "{body}"
+        );
+    }
+    wait_until("slack alert with chart", || {
+        h.slack.uploads().iter().any(|u| u.completed)
+    })
+    .await;
+    wait_until("discord alert with chart", || {
+        h.discord.messages(DISCORD_CHANNEL).len() >= 2
+    })
+    .await;
+    let slack = h.slack.messages(SLACK_CHANNEL);
+    assert_eq!(slack.len(), 1, "one alert: {slack:?}");
+    assert!(slack[0].text.clone().unwrap_or_default().contains(PIPELINE));
+    let discord = h.discord.messages(DISCORD_CHANNEL);
+    assert!(
+        discord[0].payload.to_string().contains("payments-api"),
+        "{discord:?}"
+    );
+    assert_eq!(discord.iter().filter(|m| !m.files.is_empty()).count(), 1);
+    let open = h.app.store.count_active_incidents(PIPELINE).await.unwrap();
+    assert_eq!(open, 1);
+}
