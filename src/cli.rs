@@ -285,7 +285,7 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
             health(config_path.as_deref(), &env, pipeline, json).await
         }
         Command::Audit { since } => audit(config_path.as_deref(), &env, &since).await,
-        Command::Demo { .. } => Err(not_built("demo")),
+        Command::Demo { yes } => demo(yes).await,
         Command::Train { pipeline } => train(config_path.as_deref(), &env, pipeline).await,
         Command::Score {
             shingle,
@@ -343,6 +343,25 @@ async fn serve(path: Option<&Path>, env: &Env) -> Result<(), Exit> {
     app.run_until_stopped()
         .await
         .map_err(|e| Exit::Failure(e.into()))
+}
+
+async fn demo(yes: bool) -> Result<(), Exit> {
+    match crate::demo::run(crate::demo::DemoOptions { yes }).await {
+        Ok(summary) => {
+            let healed = summary
+                .incidents
+                .iter()
+                .all(|i| i.recovered_after_min.is_some());
+            if yes && (summary.incidents.len() < 2 || !healed) {
+                return Err(Exit::Failure(anyhow::anyhow!(
+                    "the demo did not complete its loop: {} incidents, all healed: {healed}",
+                    summary.incidents.len()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) => Err(Exit::Failure(e.into())),
+    }
 }
 
 fn init(path: &Path, force: bool) -> Result<(), Exit> {

@@ -29,6 +29,7 @@
 //! | [`startup`] | wiring and graceful shutdown |
 //! | [`charts`] | PNG charts of metric history for chat |
 //! | [`check`] | the post-build check client (`pipemedic check`) |
+//! | [`demo`] | `pipemedic demo`: the whole loop locally with generated history |
 //! | [`cli`] | the command line |
 //!
 //! ## Data flow
@@ -58,6 +59,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod detect;
 pub mod domain;
 pub mod health;

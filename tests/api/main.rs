@@ -11,6 +11,7 @@ mod chat_outbox;
 mod chat_slack;
 mod chat_support;
 mod codepipeline_poll;
+mod demo;
 mod detection;
 mod helpers;
 mod incidents;
