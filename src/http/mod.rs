@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ingest::routes::router())
         .merge(crate::ingest::webhooks::router())
         .merge(crate::health::routes::router())
+        .merge(crate::incidents::routes::router())
         .merge(crate::chat::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

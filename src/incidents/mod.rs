@@ -17,6 +17,7 @@
 //! ([`IncidentService::forward_normal_runs`]) to the work that does, through
 //! [`IncidentService::set_status`].
 
+pub mod routes;
 pub mod routing;
 
 use std::collections::HashSet;

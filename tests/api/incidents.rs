@@ -608,4 +608,54 @@ async fn runs_posted_to_the_api_end_in_one_alert_per_platform(db: Db) {
     assert_eq!(discord.iter().filter(|m| !m.files.is_empty()).count(), 1);
     let open = h.app.store.count_active_incidents(PIPELINE).await.unwrap();
     assert_eq!(open, 1);
+
+    // The incident API tells the story.
+    let list: Value = h
+        .app
+        .http
+        .get(
+            h.app
+                .url("/v1/incidents?active=true&pipeline=checkout-service"),
+        )
+        .bearer_auth(crate::helpers::INGEST_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let incidents = list["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{list}");
+    let id = incidents[0]["id"].as_i64().unwrap();
+    let detail: Value = h
+        .app
+        .http
+        .get(h.app.url(&format!("/v1/incidents/{id}")))
+        .bearer_auth(crate::helpers::INGEST_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = detail["story"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"anomaly.detected") && kinds.contains(&"incident.opened"),
+        "{kinds:?}"
+    );
+    assert_eq!(detail["anomaly"]["first_run_id"], "r100");
+    let missing = h
+        .app
+        .http
+        .get(h.app.url("/v1/incidents/999999"))
+        .bearer_auth(crate::helpers::INGEST_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
