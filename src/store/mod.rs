@@ -315,23 +315,23 @@ impl Store {
         .bind(ms(since))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let detail: String = r.get(5);
-                Ok(AuditEntry {
-                    id: r.get(0),
-                    at: from_ms(r.get(1)),
-                    kind: r.get(2),
-                    subject: r.get(3),
-                    actor: r.get(4),
-                    detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt {
-                        what: "audit_log.detail".into(),
-                        detail: e.to_string(),
-                    })?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_from_row).collect()
     }
+}
+
+fn audit_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEntry, StoreError> {
+    let detail: String = r.get(5);
+    Ok(AuditEntry {
+        id: r.get(0),
+        at: from_ms(r.get(1)),
+        kind: r.get(2),
+        subject: r.get(3),
+        actor: r.get(4),
+        detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt {
+            what: "audit_log.detail".into(),
+            detail: e.to_string(),
+        })?,
+    })
 }
 
 fn summary_from_row(r: &sqlx::any::AnyRow) -> Result<RunSummary, StoreError> {
@@ -375,18 +375,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
             for r in &rows {
-                let detail: String = r.get(5);
-                entries.push(AuditEntry {
-                    id: r.get(0),
-                    at: from_ms(r.get(1)),
-                    kind: r.get(2),
-                    subject: r.get(3),
-                    actor: r.get(4),
-                    detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt {
-                        what: "audit_log.detail".into(),
-                        detail: e.to_string(),
-                    })?,
-                });
+                entries.push(audit_from_row(r)?);
             }
         }
         entries.sort_by_key(|e| e.id);
