@@ -46,6 +46,7 @@
 //! HTTP; the store contract suite runs against SQLite always and against
 //! PostgreSQL when `PIPEMEDIC_TEST_POSTGRES_URL` is set.
 
+pub mod ask;
 pub mod aws;
 pub mod charts;
 pub mod chat;
