@@ -16,6 +16,7 @@
 //! | [`store`] | SQLite / PostgreSQL persistence, one contract for both |
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
+//! | [`ask`] | plain-language questions: the offline parser, read-only query tools, answers with facts |
 //! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
 //! | [`remediate`] | the executors of approved actions (CodePipeline, GitHub, http, shell) and their dry runs |
 //! | [`http`] | the router, application state, JSON errors |
@@ -34,6 +35,7 @@
 //! ```text
 //! source payload --(pure adapter)--> Run --(IngestService, one transaction)--> store
 //!        store --> health summaries --> CLI / HTTP
+//!     question --(ask::intent, pure)--> Intent --(ask::QueryTools, read-only)--> Answer --> CLI / HTTP / chat
 //! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
 //! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::ChatEventSink
 //! approved ActionCall --(ExecutorRegistry: describe = dry run, execute once)--> ExecutionOutcome

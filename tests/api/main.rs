@@ -5,6 +5,7 @@
 #[path = "../fakes/mod.rs"]
 mod fakes;
 
+mod ask;
 mod chat_discord;
 mod chat_slack;
 mod chat_support;
