@@ -206,6 +206,12 @@ impl Builder {
     }
 }
 
+/// "1 run", "2 runs".
+fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0))
 }
@@ -432,7 +438,7 @@ async fn changes(
             secs(before.duration_p50_s),
             crate::health::duration_trend(now.duration_p50_s, before.duration_p50_s),
             if mine > 0 {
-                format!("; {mine} anomalies opened")
+                format!("; {} opened", count(mine as u64, "anomaly", "anomalies"))
             } else {
                 String::new()
             }
@@ -468,13 +474,23 @@ fn anomaly_line(a: &Anomaly) -> String {
         .first()
         .map(|d| format!(", {} off", super::tools::clean_text(&d.metric, 64)))
         .unwrap_or_default();
+    let state = match a.closed_at {
+        Some(closed) if !is_open(a) => format!(
+            "opened {}, closed {}",
+            a.opened_at.format("%Y-%m-%d %H:%M UTC"),
+            closed.format("%Y-%m-%d %H:%M UTC")
+        ),
+        _ => format!("open since {}", a.opened_at.format("%Y-%m-%d %H:%M UTC")),
+    };
     format!(
-        "  #{} {} {} since {}: {} runs, grade {:.2}{top}",
+        "  #{} {} {state}: {}, grade {:.2}{top}",
         a.id,
         a.pipeline,
-        a.status.as_str(),
-        a.opened_at.format("%Y-%m-%d %H:%M UTC"),
-        a.run_count,
+        count(
+            u64::try_from(a.run_count).unwrap_or(0),
+            "abnormal run",
+            "abnormal runs"
+        ),
         a.max_grade
     )
 }
@@ -492,14 +508,18 @@ async fn incidents(
     if open_only {
         out.line(match list.len() {
             0 => format!("No open incidents{scope}."),
-            n => format!("{n} open incident(s){scope}:"),
+            n => format!(
+                "{}{scope}:",
+                count(n as u64, "open incident", "open incidents")
+            ),
         });
         out.fact("incidents", list.len(), None);
     } else {
         out.line(match list.len() {
             0 => format!("No incidents{scope} opened {}.", describe(window)),
             n => format!(
-                "{n} incident(s){scope} opened {}, {open} still open:",
+                "{}{scope} opened {}, {open} still open:",
+                count(n as u64, "incident", "incidents"),
                 describe(window)
             ),
         });
@@ -521,7 +541,7 @@ async fn incident(tools: &QueryTools, out: &mut Builder, id: i64) -> Result<(), 
         return Ok(());
     };
     out.line(format!(
-        "Incident #{} on {}: {}, opened {}{}; {} abnormal runs ({} → {}), highest grade {:.2}.",
+        "Incident #{} on {}: {}, opened {}{}; {} ({} → {}), highest grade {:.2}.",
         a.id,
         a.pipeline,
         a.status.as_str(),
@@ -529,7 +549,11 @@ async fn incident(tools: &QueryTools, out: &mut Builder, id: i64) -> Result<(), 
         a.closed_at
             .map(|c| format!(", closed {}", c.format("%Y-%m-%d %H:%M UTC")))
             .unwrap_or_default(),
-        a.run_count,
+        count(
+            u64::try_from(a.run_count).unwrap_or(0),
+            "abnormal run",
+            "abnormal runs"
+        ),
         a.first_run_id,
         a.last_run_id,
         a.max_grade

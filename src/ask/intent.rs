@@ -51,11 +51,11 @@ impl Window {
     }
 
     fn length_words(&self) -> String {
-        let len = self.to - self.from;
-        if len.num_hours() < 48 {
-            format!("{} hours", len.num_hours().max(1))
+        let hours = (self.to - self.from).num_hours().max(1);
+        if hours % 24 != 0 || hours < 48 {
+            format!("{hours} hours")
         } else {
-            format!("{} days", (len.num_hours() + 12) / 24)
+            format!("{} days", hours / 24)
         }
     }
 }

@@ -289,8 +289,8 @@ async fn the_question_set_is_answered_accurately(db: Db) {
     assert!(pct >= 90.0, "ask accuracy {pct:.1}% is below 90%");
 }
 
-/// Runs `pipemedic ask` against the app's database.
-async fn ask_cli(app: &TestApp, question: &str, json: bool) -> (String, Option<i32>) {
+/// Runs `pipemedic ask` against the app's database: stdout, stderr, exit code.
+async fn ask_cli(app: &TestApp, question: &str, json: bool) -> (String, String, Option<i32>) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("pipemedic.toml");
     std::fs::write(
@@ -311,11 +311,8 @@ async fn ask_cli(app: &TestApp, question: &str, json: bool) -> (String, Option<i
         .unwrap();
     drop(dir);
     (
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
         output.status.code(),
     )
 }
@@ -344,8 +341,8 @@ async fn cli_http_and_health_agree(db: Db) {
         let res = ask_http(&app, &json!({ "question": question }).to_string()).await;
         assert_eq!(res.status(), StatusCode::OK);
         let http: Value = res.json().await.unwrap();
-        let (out, code) = ask_cli(&app, question, true).await;
-        assert_eq!(code, Some(0), "{out}");
+        let (out, err, code) = ask_cli(&app, question, true).await;
+        assert_eq!(code, Some(0), "{out}{err}");
         let cli: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
         assert_eq!(cli["facts"], http["facts"], "{question}");
         assert_eq!(cli["sources"], http["sources"]);
@@ -371,8 +368,8 @@ async fn cli_http_and_health_agree(db: Db) {
         }
     }
     // The terminal text states the same numbers as `pipemedic health`'s table.
-    let (text, code) = ask_cli(&app, "how is checkout-service doing this week?", false).await;
-    assert_eq!(code, Some(0), "{text}");
+    let (text, err, code) = ask_cli(&app, "how is checkout-service doing this week?", false).await;
+    assert_eq!(code, Some(0), "{text}{err}");
     let pct = format!(
         "{:.1}%",
         health["success_rate_7d"].as_f64().unwrap() * 100.0
@@ -381,15 +378,16 @@ async fn cli_http_and_health_agree(db: Db) {
     assert!(text.contains(&pct) && text.contains(&p95), "{text}");
     assert!(text.contains("this week"), "{text}");
     // An ambiguous name offers a choice; an unknown question lists what works.
-    let (text, _) = ask_cli(&app, "how is checkout doing", false).await;
+    let (text, _, _) = ask_cli(&app, "how is checkout doing", false).await;
     assert!(
         text.contains("Did you mean: checkout-service, checkout-web?"),
         "{text}"
     );
-    let (text, code) = ask_cli(&app, "tell me a joke", false).await;
+    let (text, _, code) = ask_cli(&app, "tell me a joke", false).await;
     assert_eq!(code, Some(0));
     assert!(text.contains("I can answer"), "{text}");
-    let (_, code) = ask_cli(&app, "  ", false).await;
+    let (_, err, code) = ask_cli(&app, "  ", false).await;
+    assert!(err.contains("the question is empty"), "{err}");
     assert_eq!(code, Some(2));
 }
 
