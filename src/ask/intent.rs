@@ -1137,6 +1137,35 @@ mod tests {
     }
 
     #[test]
+    fn names_with_slashes() {
+        let known = vec![
+            "octo-org/octo-repo/test".to_string(),
+            "octo-org/octo-repo/deploy-prod".to_string(),
+            "group/project".to_string(),
+        ];
+        let pipeline = |q: &str| match parse(q, &known, now()) {
+            Parsed::Intent(i) => i.pipeline().map(str::to_string),
+            Parsed::Ambiguous { .. } => Some("ambiguous".to_string()),
+        };
+        assert_eq!(
+            pipeline("how is octo-org/octo-repo/test doing?").as_deref(),
+            Some("octo-org/octo-repo/test")
+        );
+        assert_eq!(
+            pipeline("Octo-Org/Octo-Repo/Test health").as_deref(),
+            Some("octo-org/octo-repo/test")
+        );
+        assert_eq!(
+            pipeline("why did group/project fail").as_deref(),
+            Some("group/project")
+        );
+        assert_eq!(
+            pipeline("how is octo-repo doing").as_deref(),
+            Some("ambiguous")
+        );
+    }
+
+    #[test]
     fn an_ambiguous_name_gets_a_choice() {
         assert_eq!(
             parse("how is checkout doing?", &known(), now()),

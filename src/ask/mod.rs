@@ -16,4 +16,4 @@ pub mod tools;
 
 pub use answer::{answer_question, render_text, Answer, AskError, Fact, Source, SourceKind};
 pub use intent::{parse, Intent, Parsed, RankBy, Window};
-pub use tools::QueryTools;
+pub use tools::{QueryTools, ToolError, TOOLS};

@@ -1,7 +1,8 @@
 //! [`QueryTools`]: the read-only questions pipemedic can put to its store —
 //! pipeline health over a window, rankings, runs, incidents and the last
-//! failure of a pipeline. The offline answerer calls these, and a model's
-//! tool loop can call the same functions by name.
+//! failure of a pipeline. The offline answerer calls these methods, and a
+//! model's tool loop calls the same ones by name through
+//! [`QueryTools::call`] (the list is [`TOOLS`]).
 //!
 //! Nothing here writes: every method reads through [`Store`] and computes.
 //! Window numbers use the definitions of [`crate::health`] (final runs only;
@@ -402,6 +403,127 @@ impl QueryTools {
             retried_green,
             verdict,
         }))
+    }
+}
+
+/// Why a tool call by name failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("no tool named {0:?}")]
+    UnknownTool(String),
+    #[error("bad arguments for {tool}: {message}")]
+    BadArguments { tool: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The tools a model may call, by name, with what their arguments are.
+/// Every tool only reads. `window` is a phrase such as "this week" or
+/// "since 2026-11-01" (default: the last 7 days).
+pub const TOOLS: [(&str, &str); 8] = [
+    ("list_pipelines", "{}"),
+    ("pipeline_health", r#"{"pipeline": string}"#),
+    ("window_stats", r#"{"pipeline": string, "window"?: string}"#),
+    (
+        "rank_pipelines",
+        r#"{"by": "slowest"|"flakiest"|"most_failing"|"slowed_down", "window"?: string}"#,
+    ),
+    (
+        "list_runs",
+        r#"{"pipeline": string, "window"?: string, "status"?: "succeeded"|"failed"|"cancelled"|"running"}"#,
+    ),
+    (
+        "list_incidents",
+        r#"{"open_only"?: bool, "window"?: string, "pipeline"?: string}"#,
+    ),
+    ("get_incident", r#"{"id": integer}"#),
+    ("last_failure", r#"{"pipeline": string}"#),
+];
+
+fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+impl QueryTools {
+    /// Calls one tool of [`TOOLS`] by name with JSON arguments, as a model's
+    /// tool loop does, and returns its result as JSON.
+    pub async fn call(
+        &self,
+        tool: &str,
+        args: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<serde_json::Value, ToolError> {
+        let bad = |message: &str| ToolError::BadArguments {
+            tool: tool.to_string(),
+            message: message.to_string(),
+        };
+        let text = |key: &str| args.get(key).and_then(serde_json::Value::as_str);
+        let pipeline =
+            || text("pipeline").ok_or_else(|| bad("\"pipeline\" (a string) is required"));
+        let window = || match text("window") {
+            None => Ok(Window::last_days(7, now)),
+            Some(phrase) => super::intent::parse_window_text(phrase, now)
+                .ok_or_else(|| bad("\"window\" is not a time phrase this parser reads")),
+        };
+        Ok(match tool {
+            "list_pipelines" => to_json(&self.pipelines().await?),
+            "pipeline_health" => to_json(&self.health(pipeline()?, now).await?),
+            "window_stats" => to_json(&self.window_stats(pipeline()?, &window()?).await?),
+            "rank_pipelines" => {
+                let by = match text("by") {
+                    Some("slowest") => RankBy::Slowest,
+                    Some("flakiest") => RankBy::Flakiest,
+                    Some("most_failing") => RankBy::MostFailing,
+                    Some("slowed_down") => RankBy::SlowedDown,
+                    _ => {
+                        return Err(bad(
+                            "\"by\" must be slowest, flakiest, most_failing or slowed_down",
+                        ))
+                    }
+                };
+                to_json(&self.ranking(by, &window()?).await?)
+            }
+            "list_runs" => {
+                let status = match text("status") {
+                    None => None,
+                    Some(s) => {
+                        Some(RunStatus::parse_loose(s).ok_or_else(|| bad("unknown \"status\""))?)
+                    }
+                };
+                let runs = self.runs(pipeline()?, &window()?, status).await?;
+                serde_json::Value::Array(
+                    runs.iter()
+                        .map(|r| {
+                            serde_json::json!({
+                                "run_id": r.run_id, "attempt": r.attempt, "status": r.status,
+                                "event_time": r.event_time, "duration_s": r.duration_s,
+                                "stage": r.stage, "commit": r.commit,
+                            })
+                        })
+                        .collect(),
+                )
+            }
+            "list_incidents" => {
+                let open_only = args
+                    .get("open_only")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false);
+                to_json(
+                    &self
+                        .incidents(&window()?, text("pipeline"), open_only)
+                        .await?,
+                )
+            }
+            "get_incident" => {
+                let id = args
+                    .get("id")
+                    .and_then(serde_json::Value::as_i64)
+                    .ok_or_else(|| bad("\"id\" (an integer) is required"))?;
+                to_json(&self.incident(id).await?)
+            }
+            "last_failure" => to_json(&self.last_failure(pipeline()?, now).await?),
+            other => return Err(ToolError::UnknownTool(other.to_string())),
+        })
     }
 }
 

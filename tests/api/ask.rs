@@ -429,8 +429,73 @@ async fn ask_route_refuses_bad_requests(db: Db) {
     assert_eq!(app.store.count_runs().await.unwrap(), before);
 }
 
+async fn tools_answer_by_name(db: Db) {
+    use pipemedic::ask::{QueryTools, ToolError, TOOLS};
+    let app = spawn_app(db).await.unwrap();
+    seed(&app.store).await;
+    let tools = QueryTools::new(app.store.clone());
+    let now = t(NOW);
+    let before = app.store.count_runs().await.unwrap();
+    let health = tools
+        .call(
+            "pipeline_health",
+            &json!({"pipeline": "checkout-service"}),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(health["success_rate_7d"], 0.8571);
+    assert_eq!(health["duration_p95_s_7d"], 520.0);
+    assert_eq!(health["open_incidents"], 1);
+    let ranked = tools
+        .call(
+            "rank_pipelines",
+            &json!({"by": "slowest", "window": "this week"}),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ranked[0]["pipeline"], "search-indexer");
+    let failed = tools
+        .call(
+            "list_runs",
+            &json!({"pipeline": "payments", "window": "last 7 days", "status": "failed"}),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.as_array().unwrap().len(), 5);
+    let open = tools
+        .call("list_incidents", &json!({"open_only": true}), now)
+        .await
+        .unwrap();
+    assert_eq!(open.as_array().unwrap().len(), 1);
+    let failure = tools
+        .call("last_failure", &json!({"pipeline": "payments"}), now)
+        .await
+        .unwrap();
+    assert_eq!(failure["stage"], "Deploy");
+    for (name, _) in TOOLS {
+        // Every listed tool exists (bad arguments, never "unknown tool").
+        let result = tools
+            .call(name, &json!({"pipeline": 1, "by": "x"}), now)
+            .await;
+        assert!(!matches!(result, Err(ToolError::UnknownTool(_))), "{name}");
+    }
+    assert!(matches!(
+        tools.call("delete_runs", &json!({}), now).await,
+        Err(ToolError::UnknownTool(_))
+    ));
+    assert!(matches!(
+        tools.call("get_incident", &json!({}), now).await,
+        Err(ToolError::BadArguments { .. })
+    ));
+    assert_eq!(app.store.count_runs().await.unwrap(), before);
+}
+
 crate::on_both_databases!(
     the_question_set_is_answered_accurately,
+    tools_answer_by_name,
     cli_http_and_health_agree,
     ask_route_refuses_bad_requests,
 );
