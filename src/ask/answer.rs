@@ -612,7 +612,8 @@ async fn last_failure(
         f.commit
             .as_ref()
             .map(|c| format!(
-                ", commit {c}{}",
+                ", commit {}{}",
+                super::tools::clean_text(c, 64),
                 f.commit_message
                     .as_ref()
                     .map(|m| format!(" \"{m}\""))

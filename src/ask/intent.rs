@@ -725,6 +725,14 @@ fn token_fit(q: &str, n: &str) -> f64 {
     0.0
 }
 
+fn is_keyword(word: &str) -> bool {
+    [
+        INCIDENT, OPEN, RECENT, CHANGE, FAIL, CAUSE, LAST, RATE, RANK_WORDS, SLOWED, SLOW, FLAKY,
+    ]
+    .iter()
+    .any(|list| list.iter().any(|k| keyword_match(word, k)))
+}
+
 fn match_pipeline(q: &Question, known: &[String]) -> Named {
     // A known name written out (with its separators or with spaces) wins;
     // the longest one when several fit ("checkout-service-canary").
@@ -758,7 +766,18 @@ fn match_pipeline(q: &Question, known: &[String]) -> Named {
             let parts = split_name(name);
             let mut score = 0.0;
             for part in &parts {
-                let best = words.iter().map(|w| token_fit(w, part)).fold(0.0, f64::max);
+                let best = words
+                    .iter()
+                    .map(|w| {
+                        let fit = token_fit(w, part);
+                        // A keyword names a pipeline only when spelled exactly.
+                        if fit < 1.0 && is_keyword(w) {
+                            0.0
+                        } else {
+                            fit
+                        }
+                    })
+                    .fold(0.0, f64::max);
                 score += best;
             }
             // The whole name typed without separators, or with a typo.
@@ -1163,6 +1182,24 @@ mod tests {
             pipeline("how is octo-repo doing").as_deref(),
             Some("ambiguous")
         );
+    }
+
+    #[test]
+    fn keywords_do_not_loosely_name_pipelines() {
+        let known = vec!["alerts-router".to_string(), "failover-drill".to_string()];
+        // "alert" is one letter from the "alerts" of alerts-router.
+        assert!(matches!(
+            parse("any open alert?", &known, now()),
+            Parsed::Intent(Intent::Incidents { pipeline: None, .. })
+        ));
+        assert!(matches!(
+            parse("how is alerts-router doing", &known, now()),
+            Parsed::Intent(Intent::PipelineHealth { .. })
+        ));
+        assert!(matches!(
+            parse("which pipelines failed most", &known, now()),
+            Parsed::Intent(Intent::Ranking { .. })
+        ));
     }
 
     #[test]
