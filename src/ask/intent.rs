@@ -985,7 +985,46 @@ pub fn parse_window_text(question: &str, now: DateTime<Utc>) -> Option<Window> {
     parse_window(&Question::new(question).tokens, now)
 }
 
+/// Time words with their common misspellings and short forms.
+fn normalise_time_word(token: &str) -> String {
+    const SHORT: [(&str, &str); 12] = [
+        ("wek", "week"),
+        ("weel", "week"),
+        ("weks", "weeks"),
+        ("tody", "today"),
+        ("tdy", "today"),
+        ("2day", "today"),
+        ("yday", "yesterday"),
+        ("ytd", "yesterday"),
+        ("snce", "since"),
+        ("sice", "since"),
+        ("mnth", "month"),
+        ("24hrs", "24h"),
+    ];
+    const LONG: [&str; 11] = [
+        "yesterday",
+        "today",
+        "since",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "month",
+    ];
+    if let Some((_, full)) = SHORT.iter().find(|(short, _)| *short == token) {
+        return (*full).to_string();
+    }
+    LONG.iter()
+        .find(|w| token.len() >= w.len() - 1 && keyword_match(token, w))
+        .map_or_else(|| token.to_string(), |w| (*w).to_string())
+}
+
 fn parse_window(tokens: &[String], now: DateTime<Utc>) -> Option<Window> {
+    let tokens: Vec<String> = tokens.iter().map(|t| normalise_time_word(t)).collect();
+    let tokens = tokens.as_slice();
     let at = |i: usize| tokens.get(i).map(String::as_str).unwrap_or("");
     for i in 0..tokens.len() {
         let t = at(i);
@@ -1246,6 +1285,9 @@ mod tests {
         assert_eq!(w("last 24 hours").label, "last 24 hours");
         assert_eq!(w("over 30d").label, "last 30 days");
         assert!(parse_window_text("how is payments", now()).is_none());
+        assert_eq!(w("this wek").label, "this week");
+        assert_eq!(w("yesterdy").label, "yesterday");
+        assert_eq!(w("sinse tuesdy").label, "since Tuesday");
     }
 
     #[test]

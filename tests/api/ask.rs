@@ -285,7 +285,6 @@ async fn the_question_set_is_answered_accurately(db: Db) {
     }
     let pct = 100.0 * right as f64 / cases.len() as f64;
     println!("ask accuracy: {right}/{} ({pct:.1}%)", cases.len());
-    eprintln!("ask accuracy: {right}/{} ({pct:.1}%)", cases.len());
     assert!(pct >= 90.0, "ask accuracy {pct:.1}% is below 90%");
 }
 
