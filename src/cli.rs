@@ -107,10 +107,18 @@ pub enum Command {
     )]
     Check(Box<CheckArgs>),
     /// Ask a plain-language question about pipelines, runs or incidents.
+    #[command(
+        after_help = "Examples:\n  pipemedic ask \"how is checkout-service doing this week?\"\n  pipemedic ask \"which pipelines got slower since monday?\"\n  pipemedic ask \"why did payments fail?\" --json"
+    )]
     Ask {
+        /// The question, in plain words.
         question: String,
+        /// Print JSON: {"answer", "facts", "sources", ...} (the body of POST /v1/ask).
         #[arg(long)]
         json: bool,
+        /// Answer as of this time (RFC 3339) instead of now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<DateTime<Utc>>,
     },
     /// Playbook tools.
     Playbooks {
@@ -310,7 +318,9 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
             .await
         }
         Command::Check(args) => check(args, &env).await,
-        Command::Ask { .. } => Err(not_built("ask")),
+        Command::Ask { question, json, at } => {
+            ask(config_path.as_deref(), &env, &question, json, at).await
+        }
         Command::Playbooks { .. } => Err(not_built("playbooks check")),
         Command::Backtest {
             since,
@@ -815,6 +825,34 @@ async fn accept_baseline(
         "{pipeline}: the current level of {} is the new normal from its next run on.",
         metric.unwrap_or("every metric")
     );
+    Ok(())
+}
+
+async fn ask(
+    path: Option<&Path>,
+    env: &Env,
+    question: &str,
+    json: bool,
+    at: Option<DateTime<Utc>>,
+) -> Result<(), Exit> {
+    if question.trim().is_empty() {
+        return Err(Exit::BadInput(
+            "the question is empty; try `pipemedic ask \"how is PIPELINE doing?\"`".into(),
+        ));
+    }
+    let loaded = load_config(path, env)?;
+    let store = open_store(&loaded).await?;
+    let answer = crate::ask::answer_question(&store, question, at.unwrap_or_else(Utc::now))
+        .await
+        .map_err(|e| Exit::Failure(e.into()));
+    store.close().await;
+    let answer = answer?;
+    if json {
+        let out = serde_json::to_string_pretty(&answer).map_err(|e| Exit::Failure(e.into()))?;
+        println!("{out}");
+    } else {
+        print!("{}", crate::ask::render_text(&answer));
+    }
     Ok(())
 }
 

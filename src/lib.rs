@@ -17,6 +17,7 @@
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
 //! | [`incidents`] | abnormal runs → incidents (grouping, routing, silences, status) → queued chat alerts |
+//! | [`ask`] | plain-language questions: the offline parser, read-only query tools, answers with facts |
 //! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
 //! | [`remediate`] | the executors of approved actions (CodePipeline, GitHub, http, shell) and their dry runs |
 //! | [`http`] | the router, application state, JSON errors |
@@ -39,6 +40,7 @@
 //!        store --> health summaries --> CLI / HTTP
 //! detection --ScoredRun--> incidents::IncidentService --(store: incident + chat_outbox rows, one transaction)
 //!        chat_outbox --(chat::outbox worker per platform, in order per channel)--> chat::ChatPlatform
+//!     question --(ask::intent, pure)--> Intent --(ask::QueryTools, read-only)--> Answer --> CLI / HTTP / chat
 //! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
 //! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::service::ChatService
 //!        (commands answered, decisions stored once per event, audit log)
@@ -52,6 +54,7 @@
 //! HTTP; the store contract suite runs against SQLite always and against
 //! PostgreSQL when `PIPEMEDIC_TEST_POSTGRES_URL` is set.
 
+pub mod ask;
 pub mod aws;
 pub mod charts;
 pub mod chat;

@@ -56,13 +56,15 @@ pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
     Some(v[lo] + (v[hi] - v[lo]) * (pos - lo as f64))
 }
 
-struct WindowStats {
-    runs: u64,
-    success_rate: Option<f64>,
-    durations: Vec<f64>,
+/// Counts of one window of runs, by the definitions above.
+pub(crate) struct WindowStats {
+    pub(crate) runs: u64,
+    pub(crate) success_rate: Option<f64>,
+    /// Durations of the succeeded and failed runs.
+    pub(crate) durations: Vec<f64>,
 }
 
-fn window_stats<'a>(runs: impl Iterator<Item = &'a RunSummary>) -> WindowStats {
+pub(crate) fn window_stats<'a>(runs: impl Iterator<Item = &'a RunSummary>) -> WindowStats {
     let (mut count, mut ok, mut decided) = (0u64, 0u64, 0u64);
     let mut durations = Vec::new();
     for r in runs {
@@ -91,12 +93,46 @@ fn window_stats<'a>(runs: impl Iterator<Item = &'a RunSummary>) -> WindowStats {
     }
 }
 
-fn round4(x: f64) -> f64 {
+pub(crate) fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
-fn round1(x: f64) -> f64 {
+pub(crate) fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// `slower`, `faster` or `steady`: a median duration against the one of the
+/// window before (10% either way); `unknown` without both.
+pub fn duration_trend(p50: Option<f64>, before: Option<f64>) -> &'static str {
+    match (p50, before) {
+        (Some(now), Some(before)) if before > 0.0 => {
+            if now > before * 1.1 {
+                "slower"
+            } else if now < before * 0.9 {
+                "faster"
+            } else {
+                "steady"
+            }
+        }
+        _ => "unknown",
+    }
+}
+
+/// `better`, `worse` or `steady`: a success rate against the one of the
+/// window before (5 points either way); `unknown` without both.
+pub fn success_trend(rate: Option<f64>, before: Option<f64>) -> &'static str {
+    match (rate, before) {
+        (Some(now), Some(before)) => {
+            if now > before + 0.05 {
+                "better"
+            } else if now < before - 0.05 {
+                "worse"
+            } else {
+                "steady"
+            }
+        }
+        _ => "unknown",
+    }
 }
 
 /// Computes the health of one pipeline at `now`. `open_incidents` is
@@ -131,30 +167,8 @@ pub async fn pipeline_health(
     );
     let p50 = percentile(&w7.durations, 0.5);
     let prev_p50 = percentile(&prev.durations, 0.5);
-    let duration_trend = match (p50, prev_p50) {
-        (Some(now), Some(before)) if before > 0.0 => {
-            if now > before * 1.1 {
-                "slower"
-            } else if now < before * 0.9 {
-                "faster"
-            } else {
-                "steady"
-            }
-        }
-        _ => "unknown",
-    };
-    let success_trend = match (w7.success_rate, prev.success_rate) {
-        (Some(now), Some(before)) => {
-            if now > before + 0.05 {
-                "better"
-            } else if now < before - 0.05 {
-                "worse"
-            } else {
-                "steady"
-            }
-        }
-        _ => "unknown",
-    };
+    let duration_trend = duration_trend(p50, prev_p50);
+    let success_trend = success_trend(w7.success_rate, prev.success_rate);
     Ok(Some(PipelineHealth {
         pipeline: pipeline.to_string(),
         runs_7d: w7.runs,

@@ -1,6 +1,6 @@
 //! The HTTP edge: the router, shared application state, request limits and
 //! the middleware that times requests and counts rejections. Handlers live
-//! with their capability (`ingest::routes`, `health::routes`); this module
+//! with their capability (`ingest::routes`, `health::routes`, `ask::routes`); this module
 //! only wires them.
 
 pub mod error;
@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ingest::webhooks::router())
         .merge(crate::health::routes::router())
         .merge(crate::incidents::routes::router())
+        .merge(crate::ask::routes::router())
         .merge(crate::chat::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

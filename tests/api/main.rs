@@ -5,6 +5,7 @@
 #[path = "../fakes/mod.rs"]
 mod fakes;
 
+mod ask;
 mod chat_commands;
 mod chat_discord;
 mod chat_outbox;
