@@ -252,7 +252,9 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
         Command::Score { .. } => Err(not_built("score")),
         Command::Check(args) => check(args, &env).await,
         Command::Ask { .. } => Err(not_built("ask")),
-        Command::Playbooks { .. } => Err(not_built("playbooks check")),
+        Command::Playbooks {
+            command: PlaybooksCommand::Check { dir },
+        } => playbooks_check(config_path.as_deref(), &env, dir.as_deref()),
         Command::Backtest { .. } => Err(not_built("backtest")),
         Command::Plan { .. } => Err(not_built("plan")),
     };
@@ -510,6 +512,35 @@ async fn check(args: Box<CheckArgs>, env: &Env) -> Result<(), Exit> {
             eprintln!("warning: {msg}; not blocking the build (use --strict to fail instead)");
             Ok(())
         }
+    }
+}
+
+/// `pipemedic playbooks check [DIR]`: every problem with its file, line and
+/// field on stdout; exit 2 when there is any.
+fn playbooks_check(path: Option<&Path>, env: &Env, dir: Option<&Path>) -> Result<(), Exit> {
+    let loaded = load_config(path, env)?;
+    let dir = dir.map_or_else(
+        || PathBuf::from(&loaded.config.planner.playbooks_dir),
+        Path::to_path_buf,
+    );
+    let options = crate::playbooks::LoadOptions {
+        http_allowed_hosts: loaded.config.planner.http_allowed_hosts.clone(),
+    };
+    let report = crate::playbooks::check_dir(&dir, &options);
+    for e in &report.errors {
+        println!("{e}");
+    }
+    if report.errors.is_empty() {
+        println!("{}: {} playbooks OK", dir.display(), report.valid.len());
+        Ok(())
+    } else {
+        Err(Exit::BadInput(format!(
+            "{}: {} error(s) in {} file(s); {} playbook(s) valid",
+            dir.display(),
+            report.errors.len(),
+            report.files,
+            report.valid.len()
+        )))
     }
 }
 

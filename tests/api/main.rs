@@ -13,5 +13,6 @@ mod detection;
 mod helpers;
 mod ingest_generic;
 mod lifecycle;
+mod planner;
 mod store_contract;
 mod webhooks;
