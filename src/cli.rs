@@ -256,7 +256,9 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
             command: PlaybooksCommand::Check { dir },
         } => playbooks_check(config_path.as_deref(), &env, dir.as_deref()),
         Command::Backtest { .. } => Err(not_built("backtest")),
-        Command::Plan { .. } => Err(not_built("plan")),
+        Command::Plan { incident, dry_run } => {
+            plan(config_path.as_deref(), &env, &incident, dry_run).await
+        }
     };
     match result {
         Ok(()) => Exit::Ok,
@@ -540,6 +542,49 @@ fn playbooks_check(path: Option<&Path>, env: &Env, dir: Option<&Path>) -> Result
             report.errors.len(),
             report.files,
             report.valid.len()
+        )))
+    }
+}
+
+/// `pipemedic plan INCIDENT [--dry-run]`: drafts a plan with the configured
+/// planner and prints it; exit 1 when no valid plan came out.
+async fn plan(path: Option<&Path>, env: &Env, incident: &str, dry_run: bool) -> Result<(), Exit> {
+    use crate::plan::{PlanService, PlanServiceError};
+    let id: i64 = incident
+        .trim()
+        .trim_start_matches('#')
+        .parse()
+        .map_err(|_| Exit::BadInput(format!("{incident:?} is not an incident number")))?;
+    let loaded = load_config(path, env)?;
+    let store = open_store(&loaded).await?;
+    let bedrock = if loaded.config.planner.backend == config::PlannerBackend::Bedrock {
+        let aws = crate::aws::AwsSettings::from_config(&loaded.config.aws)
+            .load()
+            .await;
+        Some(aws.bedrock())
+    } else {
+        None
+    };
+    let service = PlanService::from_config(
+        &loaded.config,
+        store.clone(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+        std::sync::Arc::new(crate::clock::SystemClock),
+        bedrock,
+    )
+    .map_err(|e| Exit::BadInput(e.to_string()))?;
+    let drafted = service.draft_for_anomaly(id, !dry_run).await;
+    store.close().await;
+    let drafted = drafted.map_err(|e| match e {
+        PlanServiceError::UnknownAnomaly(_) => Exit::BadInput(e.to_string()),
+        other => Exit::Failure(other.into()),
+    })?;
+    print!("{}", crate::plan::render_report(&drafted));
+    if drafted.outcome.is_valid() {
+        Ok(())
+    } else {
+        Err(Exit::Failure(anyhow::anyhow!(
+            "no valid plan for incident {id}; nothing is offered for approval"
         )))
     }
 }

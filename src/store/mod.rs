@@ -13,6 +13,7 @@
 //! avoids lock-upgrade failures), so one SQLite file belongs to one process.
 
 mod detection;
+mod plans;
 mod write;
 
 use std::str::FromStr;
@@ -26,6 +27,7 @@ use sqlx::{AnyPool, Row};
 use crate::domain::{Run, RunStatus};
 
 pub use detection::StoredModel;
+pub use plans::{NewPlan, PlanStatus, StoredPlan};
 pub use write::{RunOutcome, Upserted, WriteTx};
 
 /// Which database the store talks to.
