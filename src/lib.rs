@@ -20,7 +20,7 @@
 //! | [`http`] | the router, application state, JSON errors |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`playbooks`] | runbooks with allowed actions: load, validate, match |
-//! | [`plan`] | remediation plans: facts, prompts, redaction, validation, the offline planner |
+//! | [`plan`] | remediation plans: facts, prompts, redaction, validation, the offline and Bedrock planners, the plan service (store + audit), chat text |
 //! | [`detect`] | the thresholded Random Cut Forest, per-pipeline models, the scoring flow |
 //! | [`startup`] | wiring and graceful shutdown |
 //! | [`charts`] | PNG charts of metric history for chat |
