@@ -264,12 +264,6 @@ impl From<anyhow::Error> for Exit {
     }
 }
 
-fn not_built(command: &str) -> Exit {
-    Exit::BadInput(format!(
-        "`pipemedic {command}` is not available in this build yet."
-    ))
-}
-
 fn load_config(cli_path: Option<&Path>, env: &Env) -> Result<Loaded, Exit> {
     let path = config::resolve_path(cli_path, env);
     config::load(path.as_deref(), env).map_err(|e| Exit::BadInput(e.to_string()))
@@ -321,13 +315,17 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
         Command::Ask { question, json, at } => {
             ask(config_path.as_deref(), &env, &question, json, at).await
         }
-        Command::Playbooks { .. } => Err(not_built("playbooks check")),
+        Command::Playbooks {
+            command: PlaybooksCommand::Check { dir },
+        } => playbooks_check(config_path.as_deref(), &env, dir.as_deref()),
         Command::Backtest {
             since,
             pipeline,
             json,
         } => backtest(config_path.as_deref(), &env, &since, pipeline, json).await,
-        Command::Plan { .. } => Err(not_built("plan")),
+        Command::Plan { incident, dry_run } => {
+            plan(config_path.as_deref(), &env, &incident, dry_run).await
+        }
     };
     match result {
         Ok(()) => Exit::Ok,
@@ -854,6 +852,78 @@ async fn ask(
         print!("{}", crate::ask::render_text(&answer));
     }
     Ok(())
+}
+
+/// `pipemedic playbooks check [DIR]`: every problem with its file, line and
+/// field on stdout; exit 2 when there is any.
+fn playbooks_check(path: Option<&Path>, env: &Env, dir: Option<&Path>) -> Result<(), Exit> {
+    let loaded = load_config(path, env)?;
+    let dir = dir.map_or_else(
+        || PathBuf::from(&loaded.config.planner.playbooks_dir),
+        Path::to_path_buf,
+    );
+    let options = crate::playbooks::LoadOptions {
+        http_allowed_hosts: loaded.config.planner.http_allowed_hosts.clone(),
+    };
+    let report = crate::playbooks::check_dir(&dir, &options);
+    for e in &report.errors {
+        println!("{e}");
+    }
+    if report.errors.is_empty() {
+        println!("{}: {} playbooks OK", dir.display(), report.valid.len());
+        Ok(())
+    } else {
+        Err(Exit::BadInput(format!(
+            "{}: {} error(s) in {} file(s); {} playbook(s) valid",
+            dir.display(),
+            report.errors.len(),
+            report.files,
+            report.valid.len()
+        )))
+    }
+}
+
+/// `pipemedic plan INCIDENT [--dry-run]`: drafts a plan with the configured
+/// planner and prints it; exit 1 when no valid plan came out.
+async fn plan(path: Option<&Path>, env: &Env, incident: &str, dry_run: bool) -> Result<(), Exit> {
+    use crate::plan::{PlanService, PlanServiceError};
+    let id: i64 = incident
+        .trim()
+        .trim_start_matches('#')
+        .parse()
+        .map_err(|_| Exit::BadInput(format!("{incident:?} is not an incident number")))?;
+    let loaded = load_config(path, env)?;
+    let store = open_store(&loaded).await?;
+    let bedrock = if loaded.config.planner.backend == config::PlannerBackend::Bedrock {
+        let aws = crate::aws::AwsSettings::from_config(&loaded.config.aws)
+            .load()
+            .await;
+        Some(aws.bedrock())
+    } else {
+        None
+    };
+    let service = PlanService::from_config(
+        &loaded.config,
+        store.clone(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+        std::sync::Arc::new(crate::clock::SystemClock),
+        bedrock,
+    )
+    .map_err(|e| Exit::BadInput(e.to_string()))?;
+    let drafted = service.draft_for_anomaly(id, !dry_run).await;
+    store.close().await;
+    let drafted = drafted.map_err(|e| match e {
+        PlanServiceError::UnknownAnomaly(_) => Exit::BadInput(e.to_string()),
+        other => Exit::Failure(other.into()),
+    })?;
+    print!("{}", crate::plan::render_report(&drafted));
+    if drafted.outcome.is_valid() {
+        Ok(())
+    } else {
+        Err(Exit::Failure(anyhow::anyhow!(
+            "no valid plan for incident {id}; nothing is offered for approval"
+        )))
+    }
 }
 
 /// Parses `--since`: `90d`, `12h`, `30m`, `2w`, or an RFC 3339 time.

@@ -23,7 +23,7 @@
 //! | [`http`] | the router, application state, JSON errors |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`playbooks`] | runbooks with allowed actions: load, validate, match |
-//! | [`plan`] | remediation plans: facts, prompts, redaction, validation, the offline planner |
+//! | [`plan`] | remediation plans: facts, prompts, redaction, validation, the offline and Bedrock planners, the plan service (store + audit), chat text |
 //! | [`detect`] | the thresholded Random Cut Forest (pure computation) |
 //! | [`scoring`] | per-pipeline models, the model bank, scoring every finished run |
 //! | [`standin`] | local CodePipeline stand-in for the demo and tests |

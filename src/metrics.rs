@@ -34,7 +34,7 @@ pub struct Metrics {
 }
 
 /// Counter families with their help text.
-const COUNTERS: [(&str, &str); 6] = [
+const COUNTERS: [(&str, &str); 8] = [
     (
         "pipemedic_runs_ingested_total",
         "Runs accepted, by source and outcome (inserted, updated, duplicate).",
@@ -58,6 +58,14 @@ const COUNTERS: [(&str, &str); 6] = [
     (
         "pipemedic_chat_deliveries_total",
         "Chat outbox attempts, by platform and outcome (sent, rate_limited, retry, dead).",
+    ),
+    (
+        "pipemedic_plans_total",
+        "Plans drafted, by backend (offline, bedrock) and outcome (valid, invalid, error).",
+    ),
+    (
+        "pipemedic_planner_tokens_total",
+        "Model tokens used by the planner, by direction (input, output).",
     ),
 ];
 
@@ -116,6 +124,29 @@ impl Metrics {
             "pipemedic_chat_deliveries_total",
             vec![("platform", platform.into()), ("outcome", outcome.into())],
             1,
+        );
+    }
+
+    /// Counts one drafted plan (`outcome`: valid, invalid or error).
+    pub fn plan_drafted(&self, backend: &str, outcome: &str) {
+        self.add(
+            "pipemedic_plans_total",
+            vec![("backend", backend.into()), ("outcome", outcome.into())],
+            1,
+        );
+    }
+
+    /// Adds the tokens of one model answer.
+    pub fn planner_tokens(&self, input: u64, output: u64) {
+        self.add(
+            "pipemedic_planner_tokens_total",
+            vec![("direction", "input".into())],
+            input,
+        );
+        self.add(
+            "pipemedic_planner_tokens_total",
+            vec![("direction", "output".into())],
+            output,
         );
     }
 
@@ -229,7 +260,13 @@ mod tests {
         m.run_ingested("github", "inserted");
         m.request_rejected("/v1/runs", "bad \"token\"");
         m.observe_request("/v1/runs", 0.003);
+        m.planner_tokens(1200, 300);
+        m.planner_tokens(800, 100);
+        m.plan_drafted("bedrock", "valid");
         let text = m.render();
+        assert!(text.contains("pipemedic_planner_tokens_total{direction=\"input\"} 2000"));
+        assert!(text.contains("pipemedic_planner_tokens_total{direction=\"output\"} 400"));
+        assert!(text.contains("pipemedic_plans_total{backend=\"bedrock\",outcome=\"valid\"} 1"));
         assert!(text
             .contains("pipemedic_runs_ingested_total{source=\"github\",outcome=\"inserted\"} 2"));
         assert!(text.contains("reason=\"bad \\\"token\\\"\""));

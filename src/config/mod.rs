@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 pub use secrets::{Secret, Secrets};
 
+use crate::playbooks::CiSystem;
+
 /// A snapshot of environment variables.
 pub type Env = BTreeMap<String, String>;
 
@@ -178,6 +180,19 @@ pub struct PlannerConfig {
     pub prompts_dir: String,
     /// Directory of playbooks.
     pub playbooks_dir: String,
+    /// Hosts that playbook `http` actions may call (`hooks.example.com`,
+    /// `*.example.com`); empty: no `http` action is valid.
+    pub http_allowed_hosts: Vec<String>,
+    /// Extra secret patterns (regular expressions) redacted from everything
+    /// sent to a model, on top of the built-in ones.
+    pub redact_patterns: Vec<String>,
+    /// Model answers tried per plan: the first, plus retries with the
+    /// validation errors fed back (2 = retry once).
+    pub max_attempts: u32,
+    /// The CI system of runs from the generic API and backfill (their
+    /// source does not say): `codepipeline`, `github_actions`, `gitlab` or
+    /// `other`. Decides which playbook actions can act on them.
+    pub generic_ci: CiSystem,
 }
 
 impl Default for PlannerConfig {
@@ -190,6 +205,10 @@ impl Default for PlannerConfig {
             timeout_s: 60,
             prompts_dir: "prompts".into(),
             playbooks_dir: "playbooks".into(),
+            http_allowed_hosts: Vec::new(),
+            redact_patterns: Vec::new(),
+            max_attempts: 2,
+            generic_ci: CiSystem::Other,
         }
     }
 }
@@ -796,6 +815,41 @@ impl Config {
                 bad("chat.default_route.channel", "must name a channel".into());
             }
         }
+        if self.planner.max_tokens == 0 {
+            bad("planner.max_tokens", "must be at least 1".into());
+        }
+        if self.planner.timeout_s == 0 {
+            bad("planner.timeout_s", "must be at least 1".into());
+        }
+        if !(1..=5).contains(&self.planner.max_attempts) {
+            bad("planner.max_attempts", "must be 1 to 5".into());
+        }
+        for (i, pattern) in self.planner.redact_patterns.iter().enumerate() {
+            if let Err(e) = crate::plan::Redactor::new(std::slice::from_ref(pattern)) {
+                let message = match e {
+                    crate::plan::RedactError::Pattern { message, .. } => message,
+                };
+                bad(
+                    &format!("planner.redact_patterns[{i}]"),
+                    format!("{pattern:?} is not a valid regular expression: {message}"),
+                );
+            }
+        }
+        for (i, host) in self.planner.http_allowed_hosts.iter().enumerate() {
+            let h = host.strip_prefix("*.").unwrap_or(host);
+            if h.is_empty()
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            {
+                bad(
+                    &format!("planner.http_allowed_hosts[{i}]"),
+                    format!(
+                        "{host:?} must be a host name such as hooks.example.com or *.example.com"
+                    ),
+                );
+            }
+        }
         if !matches!(self.slack.mode.as_str(), "socket" | "events") {
             bad(
                 "slack.mode",
@@ -1038,6 +1092,30 @@ mod tests {
                 "chat.routes[0].channel"
             ]
         );
+    }
+
+    #[test]
+    fn planner_keys_are_validated() {
+        let text = "[planner]\nredact_patterns = [\"ok-[0-9]+\", \"(unclosed\"]\nmax_attempts = 0\nhttp_allowed_hosts = [\"https://x\"]\n";
+        let err = from_sources(Some(text), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "planner.max_attempts",
+                "planner.redact_patterns[1]",
+                "planner.http_allowed_hosts[0]"
+            ]
+        );
+        let c = from_sources(
+            Some("[planner]\ngeneric_ci = \"codepipeline\"\n"),
+            None,
+            &env(&[("PIPEMEDIC_PLANNER__REDACT_PATTERNS", "ACME-[0-9]{6}")]),
+        )
+        .unwrap();
+        assert_eq!(c.planner.generic_ci, CiSystem::Codepipeline);
+        assert_eq!(c.planner.redact_patterns, ["ACME-[0-9]{6}"]);
+        assert_eq!(c.planner.max_attempts, 2);
     }
 
     #[test]

@@ -6,29 +6,42 @@
 //! ([`Plan::validate`], pure), the list of actions a plan may use
 //! ([`allowed_actions`]), secret redaction of everything sent to a model
 //! ([`Redactor`]), the handlebars prompts ([`PromptSet`]) and the
-//! deterministic rule-based planner ([`offline_plan`]).
+//! deterministic rule-based planner ([`offline_plan`]), the Bedrock
+//! planner ([`BedrockPlanner`], Converse with one forced tool), the
+//! [`PlanService`] that drafts, stores and audits plans for an anomaly, and
+//! the text of a plan in chat ([`render_for_chat`]) and on the command line.
 //!
-//! It must not call Bedrock, run actions, record approvals or touch the
-//! store: callers build [`IncidentFacts`] from the store, send the rendered
-//! prompt, and hand the [`ValidatedPlan`] to the approval flow. A plan that
-//! fails validation is reported and never offered for approval.
+//! Only `bedrock` (the model) and `service` (the store) do I/O; the rest is
+//! pure. Nothing here runs actions or records approvals: the approval flow
+//! receives a [`ValidatedPlan`]. A plan that fails validation is reported
+//! and never offered for approval.
 //!
 //! ```text
 //! IncidentFacts + Catalog --matching--> playbooks + allowed actions
 //!     --PromptSet (redacted log, untrusted framing)--> prompt --model--> Plan
 //!     --Plan::validate--> ValidatedPlan (or the list of PlanErrors)
 //! no model configured: offline_plan --> ValidatedPlan (rule-based)
+//! invalid answer --feedback, retried up to planner.max_attempts--> PlanOutcome::Invalid
+//! PlanService: store --> IncidentFacts --> planner --> plans table + audit log
 //! ```
 
+mod bedrock;
 mod offline;
 mod prompt;
 mod redact;
+mod render;
+mod service;
 mod types;
 mod validate;
 
+pub use bedrock::{
+    Attempt, BedrockPlanner, BedrockSettings, ModelDraft, PlanOutcome, PlannerError, TokenUsage,
+};
 pub use offline::{offline_plan, OfflinePlan};
 pub use prompt::{PlanPrompt, PromptError, PromptSet, LOG_TAIL_BYTES, PLAN_TOOL_NAME};
 pub use redact::{RedactError, Redactor, REDACTED};
+pub use render::{render_for_chat, render_report};
+pub use service::{DraftedPlan, PlanService, PlanServiceError, PlannerChoice};
 pub use types::{
     plan_json_schema, IncidentFacts, LastNormalRun, Plan, PlanError, PlanStep, StepTarget,
     ValidatedPlan, ValidatedStep, MAX_STEPS,

@@ -14,6 +14,7 @@
 
 mod detection;
 mod incidents;
+mod plans;
 mod write;
 
 use std::str::FromStr;
@@ -31,6 +32,7 @@ pub use incidents::{
     DecisionVia, NewIncident, NewOutbox, OutboxKind, OutboxRow, OutboxStatus, Silence,
     StoredDecision,
 };
+pub use plans::{NewPlan, PlanStatus, StoredPlan};
 pub use write::{RunOutcome, Upserted, WriteTx};
 
 /// Which database the store talks to.

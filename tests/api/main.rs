@@ -18,6 +18,7 @@ mod helpers;
 mod incidents;
 mod ingest_generic;
 mod lifecycle;
+mod planner;
 mod remediate;
 mod store_contract;
 mod store_incidents;

@@ -5,6 +5,7 @@
 // Each test file uses a different part of a fake's DSL.
 #![allow(dead_code)]
 
+pub mod bedrock;
 pub mod codepipeline;
 pub mod discord;
 pub mod github;

@@ -1,0 +1,389 @@
+//! The plan service: drafts a plan for an anomaly (later, an incident) with
+//! the configured backend, stores it and audits it.
+//!
+//! It builds [`IncidentFacts`] from the store (the anomaly's latest run, its
+//! verdict, the pipeline's last normal run), renders the prompt, asks the
+//! [`BedrockPlanner`] or runs the [`offline_plan`]ner, and writes the plan
+//! (valid or not) with an audit record in one transaction. It never offers
+//! a plan for approval and never runs a step: an invalid plan is stored
+//! with its errors so it can be reported, and that is all.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::bedrock::{
+    Attempt, BedrockPlanner, BedrockSettings, PlanOutcome, PlannerError, TokenUsage,
+};
+use super::offline::offline_plan;
+use super::prompt::{PromptError, PromptSet};
+use super::redact::{RedactError, Redactor};
+use super::types::{IncidentFacts, LastNormalRun};
+use crate::clock::Clock;
+use crate::config::{Config, PlannerBackend};
+use crate::domain::RunSource;
+use crate::metrics::Metrics;
+use crate::playbooks::{Catalog, CiSystem, LoadOptions, PlaybookError};
+use crate::store::{NewPlan, Store, StoreError};
+
+/// Why no plan could be drafted or stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanServiceError {
+    #[error("no anomaly {0}")]
+    UnknownAnomaly(i64),
+    #[error("the playbooks are invalid:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Playbooks(Vec<PlaybookError>),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error(transparent)]
+    Redact(#[from] RedactError),
+    #[error(transparent)]
+    Model(#[from] PlannerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which planner drafts plans.
+#[derive(Debug, Clone)]
+pub enum PlannerChoice {
+    /// Rule-based, no model.
+    Offline,
+    Bedrock(BedrockPlanner),
+}
+
+impl PlannerChoice {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Offline => "offline",
+            Self::Bedrock(_) => "bedrock",
+        }
+    }
+}
+
+/// A drafted plan, stored or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DraftedPlan {
+    /// The stored plan's id (`None` for a dry run).
+    pub id: Option<i64>,
+    pub anomaly_id: i64,
+    /// `offline` or `bedrock`.
+    pub backend: &'static str,
+    pub facts: IncidentFacts,
+    pub outcome: PlanOutcome,
+    pub usage: TokenUsage,
+    pub attempts: Vec<Attempt>,
+}
+
+/// Drafts, stores and audits plans.
+#[derive(Clone)]
+pub struct PlanService {
+    store: Store,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    catalog: Arc<Catalog>,
+    prompts: Arc<PromptSet>,
+    redactor: Arc<Redactor>,
+    planner: PlannerChoice,
+    generic_ci: CiSystem,
+}
+
+impl std::fmt::Debug for PlanService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanService")
+            .field("planner", &self.planner)
+            .field("playbooks", &self.catalog.len())
+            .finish()
+    }
+}
+
+/// A configured directory (relative to the working directory); empty
+/// means none.
+fn configured_dir(raw: &str) -> Option<PathBuf> {
+    Some(raw.trim())
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from)
+}
+
+impl PlanService {
+    /// Builds the service from the configuration: playbooks and prompts from
+    /// their directories (the bundled ones where absent), the redaction
+    /// patterns, and the backend. `bedrock` is needed only when
+    /// `planner.backend = "bedrock"`.
+    pub fn from_config(
+        config: &Config,
+        store: Store,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        bedrock: Option<aws_sdk_bedrockruntime::Client>,
+    ) -> Result<Self, PlanServiceError> {
+        let planner_config = &config.planner;
+        let catalog = Catalog::load_or_bundled(
+            configured_dir(&planner_config.playbooks_dir).as_deref(),
+            &LoadOptions {
+                http_allowed_hosts: planner_config.http_allowed_hosts.clone(),
+            },
+        )
+        .map_err(PlanServiceError::Playbooks)?;
+        let prompts = PromptSet::load(configured_dir(&planner_config.prompts_dir).as_deref())?;
+        let redactor = Redactor::new(&planner_config.redact_patterns)?;
+        let planner = match (planner_config.backend, bedrock) {
+            (PlannerBackend::Bedrock, Some(client)) => PlannerChoice::Bedrock(BedrockPlanner::new(
+                client,
+                BedrockSettings::from_config(planner_config),
+                metrics.clone(),
+            )),
+            _ => PlannerChoice::Offline,
+        };
+        Ok(Self {
+            store,
+            metrics,
+            clock,
+            catalog: Arc::new(catalog),
+            prompts: Arc::new(prompts),
+            redactor: Arc::new(redactor),
+            planner,
+            generic_ci: planner_config.generic_ci,
+        })
+    }
+
+    pub fn planner(&self) -> &PlannerChoice {
+        &self.planner
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The CI system of a run from `source`.
+    fn ci_of(&self, source: RunSource) -> CiSystem {
+        match source {
+            RunSource::Aws | RunSource::CodepipelinePoll => CiSystem::Codepipeline,
+            RunSource::Github => CiSystem::GithubActions,
+            RunSource::Gitlab => CiSystem::Gitlab,
+            RunSource::Generic | RunSource::Backfill => self.generic_ci,
+        }
+    }
+
+    /// What the planner knows about an anomaly: its latest run, that run's
+    /// verdict, and the pipeline's last normal run before it.
+    pub async fn facts_for_anomaly(
+        &self,
+        anomaly_id: i64,
+    ) -> Result<IncidentFacts, PlanServiceError> {
+        let anomaly = self
+            .store
+            .anomaly(anomaly_id)
+            .await?
+            .ok_or(PlanServiceError::UnknownAnomaly(anomaly_id))?;
+        let stored = self
+            .store
+            .anomaly_last_run(anomaly_id)
+            .await?
+            .ok_or(PlanServiceError::UnknownAnomaly(anomaly_id))?;
+        let verdict = self
+            .store
+            .verdict_of(stored.pk)
+            .await?
+            .unwrap_or_else(|| anomaly.latest.clone());
+        let run = stored.run;
+        let source = RunSource::parse(&stored.source).unwrap_or(RunSource::Generic);
+        let ci = self.ci_of(source);
+        let before = run.event_time().unwrap_or(anomaly.opened_at);
+        let last_normal = self
+            .store
+            .last_normal_run(&run.pipeline, before)
+            .await?
+            .map(|s| LastNormalRun {
+                run_id: s.run.run_id.clone(),
+                commit: s.run.commit.clone(),
+                finished_at: s.run.finished_at,
+            });
+        // CodePipeline and GitHub Actions address an execution by the id
+        // pipemedic stores as the run id; so does GitLab's pipeline id.
+        let execution_id = (ci != CiSystem::Other).then(|| run.run_id.clone());
+        Ok(IncidentFacts {
+            incident_id: anomaly_id.to_string(),
+            pipeline: run.pipeline.clone(),
+            run_id: run.run_id.clone(),
+            status: run.status,
+            stage: run.stage.clone(),
+            commit: run.commit.clone(),
+            commit_author: run.commit_author.clone(),
+            attempt: run.attempt,
+            execution_id,
+            ci,
+            source,
+            metrics: verdict.deviations.clone(),
+            grade: verdict.grade,
+            log_excerpt: run.log_excerpt.clone(),
+            log_url: run.log_url.clone(),
+            run_url: run.url.clone(),
+            last_normal,
+        })
+    }
+
+    /// Drafts a plan for an anomaly with the configured backend. With
+    /// `store`, the plan (valid or invalid) is written with an audit record
+    /// (`plan.drafted` or `plan.invalid`); a dry run writes nothing. Each
+    /// call drafts anew (a redraft adds a plan; earlier ones stay).
+    #[tracing::instrument(name = "plan.draft", skip(self), fields(backend = self.planner.name()))]
+    pub async fn draft_for_anomaly(
+        &self,
+        anomaly_id: i64,
+        store: bool,
+    ) -> Result<DraftedPlan, PlanServiceError> {
+        let facts = self.facts_for_anomaly(anomaly_id).await?;
+        let backend = self.planner.name();
+        let drafted = match &self.planner {
+            PlannerChoice::Offline => match offline_plan(&self.catalog, &facts) {
+                Ok(offline) => (
+                    PlanOutcome::Valid {
+                        plan: offline.plan,
+                        validated: offline.validated,
+                    },
+                    TokenUsage::default(),
+                    vec![Attempt {
+                        usage: TokenUsage::default(),
+                        errors: Vec::new(),
+                    }],
+                ),
+                Err(errors) => {
+                    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    (
+                        PlanOutcome::Invalid {
+                            errors: errors.clone(),
+                            raw: None,
+                        },
+                        TokenUsage::default(),
+                        vec![Attempt {
+                            usage: TokenUsage::default(),
+                            errors,
+                        }],
+                    )
+                }
+            },
+            PlannerChoice::Bedrock(planner) => {
+                let prompt = self
+                    .prompts
+                    .render_plan(&facts, &self.catalog, &self.redactor)?;
+                match planner
+                    .draft(&prompt, &self.catalog, &facts, &self.redactor)
+                    .await
+                {
+                    Ok(draft) => (draft.outcome, draft.usage, draft.attempts),
+                    Err(e) => {
+                        self.metrics.plan_drafted(backend, "error");
+                        if store {
+                            self.audit_failure(anomaly_id, &e).await?;
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        let (outcome, usage, attempts) = drafted;
+        self.metrics.plan_drafted(
+            backend,
+            if outcome.is_valid() {
+                "valid"
+            } else {
+                "invalid"
+            },
+        );
+        let id = if store {
+            Some(self.save(anomaly_id, backend, &outcome, usage).await?)
+        } else {
+            None
+        };
+        Ok(DraftedPlan {
+            id,
+            anomaly_id,
+            backend,
+            facts,
+            outcome,
+            usage,
+            attempts,
+        })
+    }
+
+    async fn save(
+        &self,
+        anomaly_id: i64,
+        backend: &'static str,
+        outcome: &PlanOutcome,
+        usage: TokenUsage,
+    ) -> Result<i64, PlanServiceError> {
+        let new = match outcome {
+            PlanOutcome::Valid { plan, validated } => NewPlan {
+                anomaly_id,
+                incident_id: None,
+                backend: backend.to_string(),
+                plan: serde_json::to_value(plan).ok(),
+                validated: Some(validated.clone()),
+                errors: Vec::new(),
+                input_tokens: usage.input,
+                output_tokens: usage.output,
+            },
+            PlanOutcome::Invalid { errors, raw } => NewPlan {
+                anomaly_id,
+                incident_id: None,
+                backend: backend.to_string(),
+                plan: raw.clone(),
+                validated: None,
+                errors: errors.clone(),
+                input_tokens: usage.input,
+                output_tokens: usage.output,
+            },
+        };
+        let now = self.clock.now();
+        let mut tx = self.store.begin_write().await?;
+        let id = tx.insert_plan(&new, now).await?;
+        let (kind, detail) = match outcome {
+            PlanOutcome::Valid { validated, .. } => (
+                "plan.drafted",
+                json!({
+                    "plan_id": id, "anomaly_id": anomaly_id, "backend": backend,
+                    "steps": validated.steps.iter()
+                        .map(|s| format!("{}/{}", s.playbook, s.action)).collect::<Vec<_>>(),
+                    "risk": validated.risk, "rule_based": validated.rule_based,
+                    "input_tokens": usage.input, "output_tokens": usage.output,
+                }),
+            ),
+            PlanOutcome::Invalid { errors, .. } => (
+                "plan.invalid",
+                json!({
+                    "plan_id": id, "anomaly_id": anomaly_id, "backend": backend,
+                    "errors": errors,
+                    "input_tokens": usage.input, "output_tokens": usage.output,
+                }),
+            ),
+        };
+        tx.audit(
+            now,
+            kind,
+            &format!("anomaly/{anomaly_id}"),
+            "pipemedic",
+            &detail,
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(plan = id, anomaly = anomaly_id, kind, "Plan stored.");
+        Ok(id)
+    }
+
+    async fn audit_failure(&self, anomaly_id: i64, e: &PlannerError) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin_write().await?;
+        tx.audit(
+            now,
+            "plan.failed",
+            &format!("anomaly/{anomaly_id}"),
+            "pipemedic",
+            &json!({"anomaly_id": anomaly_id, "backend": self.planner.name(),
+                    "error": e.to_string(), "retryable": e.is_retryable()}),
+        )
+        .await?;
+        tx.commit().await
+    }
+}
