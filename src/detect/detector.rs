@@ -243,6 +243,71 @@ impl Detector {
         }
     }
 
+    /// The full shingled point that `point` would complete (what the
+    /// forest would score), or `None` while too few points have been seen
+    /// to fill a shingle. Changes nothing.
+    pub fn shingle_of(&self, point: &[f64]) -> Option<Vec<f64>> {
+        let mut out = Vec::with_capacity(self.forest.point_dim());
+        self.forest.next_shingle(point, &mut out).then_some(out)
+    }
+
+    /// Grades `point` with a `score` computed elsewhere (for instance by a
+    /// remote Random Cut Forest over [`Detector::shingle_of`]) and then
+    /// learns the point exactly as [`Detector::process`] does, so the
+    /// forest stays ready to score on its own.
+    ///
+    /// The same warm-up, threshold, relearning and shift limit apply. Two
+    /// differences follow from having only a score: a recent anomaly still
+    /// in the shingle cannot be corrected out of it (the score is judged as
+    /// given), and the verdict carries no `expected` values and zero
+    /// attribution; the caller derives those if it needs them.
+    pub fn grade_external(&mut self, point: &[f64], score: f64) -> Verdict {
+        let score = if score.is_finite() { score } else { 0.0 };
+        let dims = self.dims();
+        let quiet = Verdict {
+            score,
+            grade: 0.0,
+            deviation: 0.0,
+            expected: None,
+            attribution: vec![0.0; dims],
+        };
+        let mut effects = Effects {
+            learn_score: Some(score),
+            anomaly: None,
+            below_relearn: false,
+        };
+        let verdict = if self.shingle_of(point).is_none() {
+            effects.learn_score = None;
+            Verdict {
+                score: 0.0,
+                ..quiet
+            }
+        } else if !self.is_warm() {
+            quiet
+        } else if let Some(r) = &self.relearn {
+            effects.below_relearn = score < r.threshold.max(self.thresholder.threshold());
+            quiet
+        } else {
+            let grade = self.thresholder.grade(score);
+            let deviation = self.thresholder.z(score);
+            if grade > 0.0 {
+                // Nothing better is known: the running mean of each value
+                // stands in for what was expected.
+                effects.anomaly = Some(self.value_mean.clone());
+            }
+            Verdict {
+                grade,
+                deviation,
+                ..quiet
+            }
+        };
+        self.apply(effects);
+        self.learn_values(point);
+        self.forest.update(point);
+        self.seen += 1;
+        verdict
+    }
+
     /// Scores `point` as [`Detector::process`] would, without learning it
     /// or changing any state.
     pub fn score_only(&self, point: &[f64]) -> Verdict {
@@ -608,6 +673,38 @@ mod tests {
             assert_eq!(d.score_only(&x), r.score_only(&x));
             assert_eq!(d.process(&x), r.process(&x), "point {i}");
         }
+    }
+
+    #[test]
+    fn external_scores_get_the_same_threshold_and_the_forest_still_learns() {
+        let mut own = Detector::new(config(1, 4));
+        let mut ext = Detector::new(config(1, 4));
+        assert!(ext.shingle_of(&[1.0]).is_none());
+        let mut grades = Vec::new();
+        for i in 0..300 {
+            let x = if i == 250 { 30.0 } else { flat(i) };
+            own.process(&[x]);
+            let shingle = ext.shingle_of(&[x]);
+            let score = match &shingle {
+                Some(s) => 1.0 + (s[s.len() - 1] - 10.0).abs() / 4.0,
+                None => 0.0,
+            };
+            let v = ext.grade_external(&[x], score);
+            assert!(v.expected.is_none());
+            grades.push(v.grade);
+        }
+        assert!(grades[250] > 0.0, "the spike is graded");
+        let others = grades
+            .iter()
+            .enumerate()
+            .filter(|(i, g)| *i != 250 && **g > 0.0)
+            .count();
+        assert_eq!(others, 0, "{grades:?}");
+        // The forest learned every point: it scores like one that scored
+        // them itself.
+        assert_eq!(own.seen(), ext.seen());
+        assert_eq!(own.forest().updates(), ext.forest().updates());
+        assert_eq!(own.score_only(&[10.0]).score, ext.score_only(&[10.0]).score);
     }
 
     #[test]
