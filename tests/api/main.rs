@@ -17,6 +17,7 @@ mod incidents;
 mod ingest_generic;
 mod lifecycle;
 mod remediate;
+mod sagemaker;
 mod store_contract;
 mod store_incidents;
 mod training;

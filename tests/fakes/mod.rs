@@ -8,4 +8,5 @@
 pub mod codepipeline;
 pub mod discord;
 pub mod github;
+pub mod sagemaker;
 pub mod slack;
