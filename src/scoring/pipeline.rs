@@ -17,6 +17,12 @@
 //! CPU simply have a constant dimension that the forest never cuts.
 //! Accepting a new baseline re-centres the normalisation on the current
 //! values, so the forest's learned "normal" is the new level at once.
+//!
+//! A run can also be scored elsewhere (a SageMaker RCF endpoint): the model
+//! hands out the shingled row ([`PipelineModel::shingled_point`]) and grades
+//! the returned score with its own threshold
+//! ([`PipelineModel::observe_with_external_score`]), learning the run either
+//! way. This module does no I/O.
 
 use serde::{Deserialize, Serialize};
 
