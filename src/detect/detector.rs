@@ -251,18 +251,39 @@ impl Detector {
         self.forest.next_shingle(point, &mut out).then_some(out)
     }
 
+    /// The shingle [`Detector::process`] would judge `point` on while a
+    /// recent anomaly is still inside it: [`Detector::shingle_of`] with that
+    /// entry replaced by what was expected there. `None` when no correction
+    /// applies. Changes nothing.
+    pub fn corrected_shingle_of(&self, point: &[f64]) -> Option<Vec<f64>> {
+        let mut shingle = self.shingle_of(point)?;
+        let last = self.last_anomaly.as_ref()?;
+        let size = self.config.shingle_size as u64;
+        let age = self.seen - last.at;
+        let dims = self.dims();
+        if age == 0 || age >= size || last.expected.len() != dims {
+            return None;
+        }
+        let pos = (size - 1 - age) as usize;
+        shingle[pos * dims..(pos + 1) * dims].copy_from_slice(&last.expected);
+        Some(shingle)
+    }
+
     /// Grades `point` with a `score` computed elsewhere (for instance by a
     /// remote Random Cut Forest over [`Detector::shingle_of`]) and then
     /// learns the point exactly as [`Detector::process`] does, so the
-    /// forest stays ready to score on its own.
+    /// forest stays ready to score on its own. `judged` is the score of
+    /// [`Detector::corrected_shingle_of`] when there is one: the grade is
+    /// taken from it, so one anomaly is reported once, not once per
+    /// shingle position; without it `score` is judged as given.
     ///
-    /// The same warm-up, threshold, relearning and shift limit apply. Two
-    /// differences follow from having only a score: a recent anomaly still
-    /// in the shingle cannot be corrected out of it (the score is judged as
-    /// given), and the verdict carries no `expected` values and zero
-    /// attribution; the caller derives those if it needs them.
-    pub fn grade_external(&mut self, point: &[f64], score: f64) -> Verdict {
-        let score = if score.is_finite() { score } else { 0.0 };
+    /// The same warm-up, threshold, relearning and shift limit apply. The
+    /// verdict carries no `expected` values and zero attribution (a score
+    /// alone says nothing about them); the caller derives those if needed.
+    pub fn grade_external(&mut self, point: &[f64], score: f64, judged: Option<f64>) -> Verdict {
+        let clean = |s: f64| if s.is_finite() { s } else { 0.0 };
+        let score = clean(score);
+        let judged = judged.map_or(score, clean);
         let dims = self.dims();
         let quiet = Verdict {
             score,
@@ -272,7 +293,7 @@ impl Detector {
             attribution: vec![0.0; dims],
         };
         let mut effects = Effects {
-            learn_score: Some(score),
+            learn_score: Some(judged),
             anomaly: None,
             below_relearn: false,
         };
@@ -285,11 +306,11 @@ impl Detector {
         } else if !self.is_warm() {
             quiet
         } else if let Some(r) = &self.relearn {
-            effects.below_relearn = score < r.threshold.max(self.thresholder.threshold());
+            effects.below_relearn = judged < r.threshold.max(self.thresholder.threshold());
             quiet
         } else {
-            let grade = self.thresholder.grade(score);
-            let deviation = self.thresholder.z(score);
+            let grade = self.thresholder.grade(judged);
+            let deviation = self.thresholder.z(judged);
             if grade > 0.0 {
                 // Nothing better is known: the running mean of each value
                 // stands in for what was expected.
@@ -689,7 +710,7 @@ mod tests {
                 Some(s) => 1.0 + (s[s.len() - 1] - 10.0).abs() / 4.0,
                 None => 0.0,
             };
-            let v = ext.grade_external(&[x], score);
+            let v = ext.grade_external(&[x], score, None);
             assert!(v.expected.is_none());
             grades.push(v.grade);
         }
@@ -705,6 +726,31 @@ mod tests {
         assert_eq!(own.seen(), ext.seen());
         assert_eq!(own.forest().updates(), ext.forest().updates());
         assert_eq!(own.score_only(&[10.0]).score, ext.score_only(&[10.0]).score);
+    }
+
+    #[test]
+    fn external_scores_of_the_corrected_shingle_report_a_spike_once() {
+        // A remote scorer that looks at the whole shingle: a spike keeps
+        // every shingle it is in far from normal.
+        let remote = |s: &[f64]| 1.0 + s.iter().map(|x| (x - 10.0).abs()).fold(0.0, f64::max);
+        let mut d = Detector::new(config(1, 4));
+        let mut grades = Vec::new();
+        for i in 0..300 {
+            let x = if i == 250 { 30.0 } else { flat(i) };
+            let corrected = d.corrected_shingle_of(&[x]);
+            if (251..254).contains(&i) {
+                assert!(corrected.is_some(), "point {i}");
+            } else {
+                assert!(corrected.is_none(), "point {i}");
+            }
+            let score = d.shingle_of(&[x]).map_or(0.0, |s| remote(&s));
+            grades.push(
+                d.grade_external(&[x], score, corrected.map(|c| remote(&c)))
+                    .grade,
+            );
+        }
+        let flagged: Vec<usize> = (0..300).filter(|i| grades[*i] > 0.0).collect();
+        assert_eq!(flagged, [250]);
     }
 
     #[test]

@@ -179,6 +179,15 @@ impl PipelineModel {
         self.detector.shingle_of(&point)
     }
 
+    /// While a recent anomaly is still in the shingle: the row of
+    /// [`PipelineModel::shingled_point`] with that run replaced by what was
+    /// expected of it. Its score is what the run is judged on, so one
+    /// abnormal run is reported once. `None` otherwise. Changes nothing.
+    pub fn corrected_point(&self, run: &Run) -> Option<Vec<f64>> {
+        let point = self.normalised(&metric_values(run))?;
+        self.detector.corrected_shingle_of(&point)
+    }
+
     /// Scores a finished run against what this pipeline learned, then learns
     /// it. Runs with none of the modelled metrics are judged normal and not
     /// learned.
@@ -197,10 +206,22 @@ impl PipelineModel {
     /// normalisation mean, and its share of the blame is proportional to
     /// how many deviations it lies from that mean.
     pub fn observe_with_external_score(&mut self, run: &Run, score: f64) -> Verdict {
-        self.observe_inner(run, Some(score))
+        self.observe_inner(run, Some((score, None)))
     }
 
-    fn observe_inner(&mut self, run: &Run, external: Option<f64>) -> Verdict {
+    /// Like [`PipelineModel::observe_with_external_score`], also given the
+    /// score of [`PipelineModel::corrected_point`] when there is one; the
+    /// run is graded on that score.
+    pub fn observe_with_external_scores(
+        &mut self,
+        run: &Run,
+        score: f64,
+        corrected: Option<f64>,
+    ) -> Verdict {
+        self.observe_inner(run, Some((score, corrected)))
+    }
+
+    fn observe_inner(&mut self, run: &Run, external: Option<(f64, Option<f64>)>) -> Verdict {
         let observed = metric_values(run);
         let Some(point) = self.normalised(&observed) else {
             return Verdict {
@@ -213,7 +234,7 @@ impl PipelineModel {
         };
         let mut result = match external {
             None => self.detector.process(&point),
-            Some(score) => self.detector.grade_external(&point, score),
+            Some((score, judged)) => self.detector.grade_external(&point, score, judged),
         };
         if external.is_some() {
             result.attribution = point.iter().map(|z| z.abs()).collect();

@@ -337,7 +337,9 @@ async fn score_one(
         }
     }
     let mut verdict = match external_score(scorers, &entry.model, run).await {
-        Some(score) => entry.model.observe_with_external_score(run, score),
+        Some((score, corrected)) => entry
+            .model
+            .observe_with_external_scores(run, score, corrected),
         None => entry.model.observe(run),
     };
     entry.model.last_run_pk = entry.model.last_run_pk.max(run_pk);
@@ -389,18 +391,25 @@ struct Scorers<'a> {
     metrics: &'a Metrics,
 }
 
-/// The run's score from SageMaker, or `None` when the embedded forest
-/// should score it: no SageMaker backend, nothing to score yet (no full
-/// shingle), the endpoint failed (a fallback), or it is being rested.
-async fn external_score(scorers: &Scorers<'_>, model: &PipelineModel, run: &Run) -> Option<f64> {
+/// The run's score from SageMaker (and that of its corrected row while a
+/// recent anomaly is in the shingle; both in one call), or `None` when the
+/// embedded forest should score it: no SageMaker backend, nothing to score
+/// yet (no full shingle), the endpoint failed (a fallback), or it is being
+/// rested.
+async fn external_score(
+    scorers: &Scorers<'_>,
+    model: &PipelineModel,
+    run: &Run,
+) -> Option<(f64, Option<f64>)> {
     let scorer = scorers.sagemaker?;
-    let row = model.shingled_point(run)?;
+    let mut rows = vec![model.shingled_point(run)?];
+    rows.extend(model.corrected_point(run));
     if !scorer.available() {
         scorers.metrics.detector_fallback("circuit_open");
         return None;
     }
-    match scorer.score(std::slice::from_ref(&row)).await {
-        Ok(scores) => scores.first().copied(),
+    match scorer.score(&rows).await {
+        Ok(scores) => Some((*scores.first()?, scores.get(1).copied())),
         Err(e) => {
             scorers.metrics.detector_fallback("error");
             tracing::debug!(error = %e, "SageMaker scoring failed; the embedded forest scores this run.");

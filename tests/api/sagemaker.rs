@@ -25,6 +25,12 @@ fn duration_distance(row: &[f64]) -> f64 {
     1.0 + 0.1 * row[row.len() - 6].abs()
 }
 
+/// Scores a row by the farthest normalised duration of any run in it: a
+/// spike keeps every shingle it is in far from normal.
+fn shingle_distance(row: &[f64]) -> f64 {
+    1.0 + 0.1 * row.iter().step_by(6).fold(0.0, |m, d| d.abs().max(m))
+}
+
 async fn start(db: Db, retry_after_s: u64) -> (TestApp, FakeSagemaker) {
     let fake = FakeSagemaker::start().await;
     fake.score_with(duration_distance);
@@ -89,6 +95,7 @@ fn last_score(fake: &FakeSagemaker) -> f64 {
 
 async fn a_spike_is_graded_from_the_endpoints_scores(db: Db) {
     let (app, fake) = start(db, 300).await;
+    fake.score_with(shingle_distance);
     history(&app).await;
     let requests = fake.requests();
     // The first runs fill the shingle; every later run is one CSV row.
@@ -111,6 +118,33 @@ async fn a_spike_is_graded_from_the_endpoints_scores(db: Db) {
     let expected = d["expected"].as_f64().unwrap();
     assert!((expected - 420.0).abs() < 30.0, "expected about 420: {v}");
     assert_eq!(fake.requests().len(), HISTORY as usize - 2);
+    // While the spike is in the shingle, each run's row goes with a
+    // corrected row (the spike replaced by normal); the run is judged on
+    // that one, so the spike is reported once and normal runs close it.
+    for k in 1..=4 {
+        let v = post_run(&app, HISTORY + k, 420.0, 0).await;
+        let last = fake.requests().pop().unwrap();
+        let rows = last.rows();
+        assert_eq!(
+            rows.len(),
+            if k < 4 { 2 } else { 1 },
+            "run {k}: {}",
+            last.body
+        );
+        assert!(rows.iter().all(|r| r.len() == COLUMNS));
+        if k < 4 {
+            assert!(fake.score_of(&rows[0]) > fake.score_of(&rows[1]) + 1.0);
+        }
+        assert_close(v["score"].as_f64().unwrap(), fake.score_of(&rows[0]), &v);
+        assert_eq!(v["grade"].as_f64(), Some(0.0), "run {k}: {v}");
+    }
+    let anomaly = app
+        .store
+        .anomaly(v["anomaly_id"].as_i64().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(anomaly.status, pipemedic::domain::AnomalyStatus::Closed);
     assert_eq!(fallbacks(&app, "error").await, 0);
     assert_eq!(fallbacks(&app, "circuit_open").await, 0);
 }
