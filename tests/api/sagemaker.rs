@@ -149,7 +149,7 @@ async fn a_spike_is_graded_from_the_endpoints_scores(db: Db) {
     assert_eq!(fallbacks(&app, "circuit_open").await, 0);
 }
 
-async fn throttling_is_retried_and_succeeds(db: Db) {
+async fn throttling_is_retried_and_a_model_error_is_not(db: Db) {
     let (app, fake) = start(db, 300).await;
     history(&app).await;
     for (n, status) in [(HISTORY, 400), (HISTORY + 1, 429)] {
@@ -165,6 +165,17 @@ async fn throttling_is_retried_and_succeeds(db: Db) {
         assert_eq!(v["grade"].as_f64(), Some(0.0), "{v}");
     }
     assert_eq!(fallbacks(&app, "error").await, 0);
+    // The model's own error will not go away by asking again: one attempt,
+    // and the run is scored by the embedded forest.
+    let before = fake.requests().len();
+    fake.fail_next(1, 424, "ModelError");
+    let v = post_run(&app, HISTORY + 2, 420.0, 0).await;
+    assert_eq!(fake.requests().len(), before + 1, "not retried");
+    assert!(v["score"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(fallbacks(&app, "error").await, 1);
+    let v = post_run(&app, HISTORY + 3, 420.0, 0).await;
+    assert_eq!(fake.requests().len(), before + 2);
+    assert_close(v["score"].as_f64().unwrap(), last_score(&fake), &v);
 }
 
 async fn repeated_failures_fall_back_to_the_embedded_forest_until_the_cool_down_ends(db: Db) {
@@ -241,7 +252,7 @@ async fn a_malformed_answer_is_a_failure_never_a_score(db: Db) {
 
 crate::on_both_databases!(
     a_spike_is_graded_from_the_endpoints_scores,
-    throttling_is_retried_and_succeeds,
+    throttling_is_retried_and_a_model_error_is_not,
     repeated_failures_fall_back_to_the_embedded_forest_until_the_cool_down_ends,
     a_malformed_answer_is_a_failure_never_a_score,
 );
