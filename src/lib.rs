@@ -25,7 +25,7 @@
 //! | [`playbooks`] | runbooks with allowed actions: load, validate, match |
 //! | [`plan`] | remediation plans: facts, prompts, redaction, validation, the offline and Bedrock planners, the plan service (store + audit), chat text |
 //! | [`detect`] | the thresholded Random Cut Forest (pure computation) |
-//! | [`scoring`] | per-pipeline models, the model bank, scoring every finished run |
+//! | [`scoring`] | per-pipeline models, the model bank, scoring every finished run (embedded forest, or a SageMaker RCF endpoint with the forest as fallback) |
 //! | [`standin`] | local CodePipeline stand-in for the demo and tests |
 //! | [`startup`] | wiring and graceful shutdown |
 //! | [`charts`] | PNG charts of metric history for chat |

@@ -1,6 +1,7 @@
 //! Process metrics in the Prometheus text format, served at `/metrics`:
 //! runs ingested by source and outcome, requests rejected by reason, events
-//! acknowledged but ignored, and a request latency histogram per route.
+//! acknowledged but ignored, detector fallbacks from SageMaker to the
+//! embedded forest, and a request latency histogram per route.
 //! A small hand-written registry: counters and one histogram family.
 
 use std::collections::BTreeMap;
@@ -34,7 +35,7 @@ pub struct Metrics {
 }
 
 /// Counter families with their help text.
-const COUNTERS: [(&str, &str); 8] = [
+const COUNTERS: [(&str, &str); 9] = [
     (
         "pipemedic_runs_ingested_total",
         "Runs accepted, by source and outcome (inserted, updated, duplicate).",
@@ -66,6 +67,10 @@ const COUNTERS: [(&str, &str); 8] = [
     (
         "pipemedic_planner_tokens_total",
         "Model tokens used by the planner, by direction (input, output).",
+    ),
+    (
+        "pipemedic_detector_fallbacks_total",
+        "Runs scored by the embedded forest instead of SageMaker, by reason (error, circuit_open).",
     ),
 ];
 
@@ -132,6 +137,16 @@ impl Metrics {
         self.add(
             "pipemedic_plans_total",
             vec![("backend", backend.into()), ("outcome", outcome.into())],
+            1,
+        );
+    }
+
+    /// A run was scored by the embedded forest because SageMaker failed
+    /// (`error`) or is being rested after repeated failures (`circuit_open`).
+    pub fn detector_fallback(&self, reason: &str) {
+        self.add(
+            "pipemedic_detector_fallbacks_total",
+            vec![("reason", reason.into())],
             1,
         );
     }

@@ -15,12 +15,13 @@ use crate::chat::outbox::OutboxSignal;
 use crate::chat::service::ChatService;
 use crate::chat::{ChatEventSink, ChatPlatform, ChatSetupError, ChatState, Platform};
 use crate::clock::{Clock, SystemClock};
+use crate::config::DetectorBackend;
 use crate::config::Loaded;
 use crate::http::AppState;
 use crate::incidents::IncidentService;
 use crate::ingest::IngestService;
 use crate::metrics::Metrics;
-use crate::scoring::{DetectionService, DetectionSettings};
+use crate::scoring::{DetectionService, DetectionSettings, SagemakerScorer, ScorerSettings};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +137,17 @@ impl Application {
             platforms.iter().map(|p| p.platform()).collect(),
             outbox_signal.clone(),
         );
+        let sagemaker = match loaded.config.detector.backend {
+            DetectorBackend::Embedded => None,
+            DetectorBackend::Sagemaker => {
+                let clients = aws.load().await;
+                Some(Arc::new(SagemakerScorer::new(
+                    &clients.sagemaker(),
+                    ScorerSettings::from_config(&loaded.config.detector, aws.initial_backoff),
+                    clock.clone(),
+                )))
+            }
+        };
         let detection = DetectionService::start(
             store.clone(),
             metrics.clone(),
@@ -143,6 +155,7 @@ impl Application {
             DetectionSettings {
                 cache_models: loaded.config.detector.cache_models,
                 sensitivity: loaded.config.detector.sensitivity,
+                sagemaker,
                 ..DetectionSettings::default()
             },
             Some(incidents.sender()),

@@ -141,6 +141,12 @@ pub struct DetectorConfig {
     pub backend: DetectorBackend,
     /// SageMaker RCF endpoint name (backend = "sagemaker").
     pub sagemaker_endpoint: String,
+    /// Consecutive failed SageMaker calls after which scoring falls back to
+    /// the embedded forest.
+    pub sagemaker_max_failures: u32,
+    /// Seconds scoring stays on the embedded forest after falling back,
+    /// before SageMaker is tried again.
+    pub sagemaker_retry_after_s: u64,
     /// Higher finds more anomalies; 1.0 is the default balance.
     pub sensitivity: f64,
     /// Hours between scheduled rebuilds of every model (0 = never).
@@ -154,6 +160,8 @@ impl Default for DetectorConfig {
         Self {
             backend: DetectorBackend::Embedded,
             sagemaker_endpoint: String::new(),
+            sagemaker_max_failures: 3,
+            sagemaker_retry_after_s: 300,
             sensitivity: 1.0,
             retrain_interval_h: 24,
             cache_models: 250,
@@ -756,6 +764,18 @@ impl Config {
                 "is required when detector.backend = \"sagemaker\"".into(),
             );
         }
+        if self.detector.sagemaker_max_failures == 0 {
+            bad(
+                "detector.sagemaker_max_failures",
+                "must be at least 1".into(),
+            );
+        }
+        if !(1..=86_400).contains(&self.detector.sagemaker_retry_after_s) {
+            bad(
+                "detector.sagemaker_retry_after_s",
+                "must be in [1, 86400]".into(),
+            );
+        }
         if self.planner.backend == PlannerBackend::Bedrock && self.planner.model_id.is_empty() {
             bad(
                 "planner.model_id",
@@ -1036,6 +1056,23 @@ mod tests {
         assert_eq!(
             keys,
             ["server.listen", "store.url", "detector.sagemaker_endpoint"]
+        );
+    }
+
+    #[test]
+    fn sagemaker_fallback_settings_have_defaults_and_are_validated() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert_eq!(c.detector.sagemaker_max_failures, 3);
+        assert_eq!(c.detector.sagemaker_retry_after_s, 300);
+        let text = "[detector]\nsagemaker_max_failures = 0\nsagemaker_retry_after_s = 0\n";
+        let err = from_sources(Some(text), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "detector.sagemaker_max_failures",
+                "detector.sagemaker_retry_after_s"
+            ]
         );
     }
 

@@ -243,6 +243,92 @@ impl Detector {
         }
     }
 
+    /// The full shingled point that `point` would complete (what the
+    /// forest would score), or `None` while too few points have been seen
+    /// to fill a shingle. Changes nothing.
+    pub fn shingle_of(&self, point: &[f64]) -> Option<Vec<f64>> {
+        let mut out = Vec::with_capacity(self.forest.point_dim());
+        self.forest.next_shingle(point, &mut out).then_some(out)
+    }
+
+    /// The shingle [`Detector::process`] would judge `point` on while a
+    /// recent anomaly is still inside it: [`Detector::shingle_of`] with that
+    /// entry replaced by what was expected there. `None` when no correction
+    /// applies. Changes nothing.
+    pub fn corrected_shingle_of(&self, point: &[f64]) -> Option<Vec<f64>> {
+        let mut shingle = self.shingle_of(point)?;
+        let last = self.last_anomaly.as_ref()?;
+        let size = self.config.shingle_size as u64;
+        let age = self.seen - last.at;
+        let dims = self.dims();
+        if age == 0 || age >= size || last.expected.len() != dims {
+            return None;
+        }
+        let pos = (size - 1 - age) as usize;
+        shingle[pos * dims..(pos + 1) * dims].copy_from_slice(&last.expected);
+        Some(shingle)
+    }
+
+    /// Grades `point` with a `score` computed elsewhere (for instance by a
+    /// remote Random Cut Forest over [`Detector::shingle_of`]) and then
+    /// learns the point exactly as [`Detector::process`] does, so the
+    /// forest stays ready to score on its own. `judged` is the score of
+    /// [`Detector::corrected_shingle_of`] when there is one: the grade is
+    /// taken from it, so one anomaly is reported once, not once per
+    /// shingle position; without it `score` is judged as given.
+    ///
+    /// The same warm-up, threshold, relearning and shift limit apply. The
+    /// verdict carries no `expected` values and zero attribution (a score
+    /// alone says nothing about them); the caller derives those if needed.
+    pub fn grade_external(&mut self, point: &[f64], score: f64, judged: Option<f64>) -> Verdict {
+        let clean = |s: f64| if s.is_finite() { s } else { 0.0 };
+        let score = clean(score);
+        let judged = judged.map_or(score, clean);
+        let dims = self.dims();
+        let quiet = Verdict {
+            score,
+            grade: 0.0,
+            deviation: 0.0,
+            expected: None,
+            attribution: vec![0.0; dims],
+        };
+        let mut effects = Effects {
+            learn_score: Some(judged),
+            anomaly: None,
+            below_relearn: false,
+        };
+        let verdict = if self.shingle_of(point).is_none() {
+            effects.learn_score = None;
+            Verdict {
+                score: 0.0,
+                ..quiet
+            }
+        } else if !self.is_warm() {
+            quiet
+        } else if let Some(r) = &self.relearn {
+            effects.below_relearn = judged < r.threshold.max(self.thresholder.threshold());
+            quiet
+        } else {
+            let grade = self.thresholder.grade(judged);
+            let deviation = self.thresholder.z(judged);
+            if grade > 0.0 {
+                // Nothing better is known: the running mean of each value
+                // stands in for what was expected.
+                effects.anomaly = Some(self.value_mean.clone());
+            }
+            Verdict {
+                grade,
+                deviation,
+                ..quiet
+            }
+        };
+        self.apply(effects);
+        self.learn_values(point);
+        self.forest.update(point);
+        self.seen += 1;
+        verdict
+    }
+
     /// Scores `point` as [`Detector::process`] would, without learning it
     /// or changing any state.
     pub fn score_only(&self, point: &[f64]) -> Verdict {
@@ -608,6 +694,63 @@ mod tests {
             assert_eq!(d.score_only(&x), r.score_only(&x));
             assert_eq!(d.process(&x), r.process(&x), "point {i}");
         }
+    }
+
+    #[test]
+    fn external_scores_get_the_same_threshold_and_the_forest_still_learns() {
+        let mut own = Detector::new(config(1, 4));
+        let mut ext = Detector::new(config(1, 4));
+        assert!(ext.shingle_of(&[1.0]).is_none());
+        let mut grades = Vec::new();
+        for i in 0..300 {
+            let x = if i == 250 { 30.0 } else { flat(i) };
+            own.process(&[x]);
+            let shingle = ext.shingle_of(&[x]);
+            let score = match &shingle {
+                Some(s) => 1.0 + (s[s.len() - 1] - 10.0).abs() / 4.0,
+                None => 0.0,
+            };
+            let v = ext.grade_external(&[x], score, None);
+            assert!(v.expected.is_none());
+            grades.push(v.grade);
+        }
+        assert!(grades[250] > 0.0, "the spike is graded");
+        let others = grades
+            .iter()
+            .enumerate()
+            .filter(|(i, g)| *i != 250 && **g > 0.0)
+            .count();
+        assert_eq!(others, 0, "{grades:?}");
+        // The forest learned every point: it scores like one that scored
+        // them itself.
+        assert_eq!(own.seen(), ext.seen());
+        assert_eq!(own.forest().updates(), ext.forest().updates());
+        assert_eq!(own.score_only(&[10.0]).score, ext.score_only(&[10.0]).score);
+    }
+
+    #[test]
+    fn external_scores_of_the_corrected_shingle_report_a_spike_once() {
+        // A remote scorer that looks at the whole shingle: a spike keeps
+        // every shingle it is in far from normal.
+        let remote = |s: &[f64]| 1.0 + s.iter().map(|x| (x - 10.0).abs()).fold(0.0, f64::max);
+        let mut d = Detector::new(config(1, 4));
+        let mut grades = Vec::new();
+        for i in 0..300 {
+            let x = if i == 250 { 30.0 } else { flat(i) };
+            let corrected = d.corrected_shingle_of(&[x]);
+            if (251..254).contains(&i) {
+                assert!(corrected.is_some(), "point {i}");
+            } else {
+                assert!(corrected.is_none(), "point {i}");
+            }
+            let score = d.shingle_of(&[x]).map_or(0.0, |s| remote(&s));
+            grades.push(
+                d.grade_external(&[x], score, corrected.map(|c| remote(&c)))
+                    .grade,
+            );
+        }
+        let flagged: Vec<usize> = (0..300).filter(|i| grades[*i] > 0.0).collect();
+        assert_eq!(flagged, [250]);
     }
 
     #[test]

@@ -17,6 +17,12 @@
 //! CPU simply have a constant dimension that the forest never cuts.
 //! Accepting a new baseline re-centres the normalisation on the current
 //! values, so the forest's learned "normal" is the new level at once.
+//!
+//! A run can also be scored elsewhere (a SageMaker RCF endpoint): the model
+//! hands out the shingled row ([`PipelineModel::shingled_point`]) and grades
+//! the returned score with its own threshold
+//! ([`PipelineModel::observe_with_external_score`]), learning the run either
+//! way. This module does no I/O.
 
 use serde::{Deserialize, Serialize};
 
@@ -144,12 +150,80 @@ impl PipelineModel {
         self.runs_seen
     }
 
+    /// The normalised point of a run (a metric it does not report keeps
+    /// its last value), or `None` when it reports none of the modelled
+    /// metrics.
+    fn normalised(&self, observed: &[Option<f64>]) -> Option<Vec<f64>> {
+        if observed.iter().all(Option::is_none) {
+            return None;
+        }
+        Some(
+            observed
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v.or(self.last[i]) {
+                    Some(x) => self.scalers[i].normalise(i, x),
+                    None => 0.0,
+                })
+                .collect(),
+        )
+    }
+
+    /// The normalised, shingled row the forest would score for this run
+    /// (`PIPELINE_SHINGLE` points of six values, oldest first), or `None`
+    /// when there is nothing to score yet: the run reports none of the
+    /// modelled metrics, or fewer runs than a shingle have been seen.
+    /// Changes nothing.
+    pub fn shingled_point(&self, run: &Run) -> Option<Vec<f64>> {
+        let point = self.normalised(&metric_values(run))?;
+        self.detector.shingle_of(&point)
+    }
+
+    /// While a recent anomaly is still in the shingle: the row of
+    /// [`PipelineModel::shingled_point`] with that run replaced by what was
+    /// expected of it. Its score is what the run is judged on, so one
+    /// abnormal run is reported once. `None` otherwise. Changes nothing.
+    pub fn corrected_point(&self, run: &Run) -> Option<Vec<f64>> {
+        let point = self.normalised(&metric_values(run))?;
+        self.detector.corrected_shingle_of(&point)
+    }
+
     /// Scores a finished run against what this pipeline learned, then learns
     /// it. Runs with none of the modelled metrics are judged normal and not
     /// learned.
     pub fn observe(&mut self, run: &Run) -> Verdict {
+        self.observe_inner(run, None)
+    }
+
+    /// Like [`PipelineModel::observe`], with the run's score computed
+    /// elsewhere (a remote Random Cut Forest over
+    /// [`PipelineModel::shingled_point`]). The same threshold, warm-up and
+    /// shift handling grade it, and the run is learned as usual, so the
+    /// embedded forest can take over at any time.
+    ///
+    /// An external score comes without expected values or attribution, so
+    /// for an abnormal run each metric's expected value is its running
+    /// normalisation mean, and its share of the blame is proportional to
+    /// how many deviations it lies from that mean.
+    pub fn observe_with_external_score(&mut self, run: &Run, score: f64) -> Verdict {
+        self.observe_inner(run, Some((score, None)))
+    }
+
+    /// Like [`PipelineModel::observe_with_external_score`], also given the
+    /// score of [`PipelineModel::corrected_point`] when there is one; the
+    /// run is graded on that score.
+    pub fn observe_with_external_scores(
+        &mut self,
+        run: &Run,
+        score: f64,
+        corrected: Option<f64>,
+    ) -> Verdict {
+        self.observe_inner(run, Some((score, corrected)))
+    }
+
+    fn observe_inner(&mut self, run: &Run, external: Option<(f64, Option<f64>)>) -> Verdict {
         let observed = metric_values(run);
-        if observed.iter().all(Option::is_none) {
+        let Some(point) = self.normalised(&observed) else {
             return Verdict {
                 score: 0.0,
                 grade: 0.0,
@@ -157,16 +231,14 @@ impl PipelineModel {
                 deviations: Vec::new(),
                 anomaly_id: None,
             };
+        };
+        let mut result = match external {
+            None => self.detector.process(&point),
+            Some((score, judged)) => self.detector.grade_external(&point, score, judged),
+        };
+        if external.is_some() {
+            result.attribution = point.iter().map(|z| z.abs()).collect();
         }
-        let point: Vec<f64> = observed
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v.or(self.last[i]) {
-                Some(x) => self.scalers[i].normalise(i, x),
-                None => 0.0,
-            })
-            .collect();
-        let result = self.detector.process(&point);
         let warming_up = self.runs_seen < WARM_UP_RUNS;
         let grade = if warming_up { 0.0 } else { result.grade };
         let mut deviations = Vec::new();
@@ -281,6 +353,41 @@ mod tests {
             assert_eq!(d.direction, Direction::Up);
             assert!(d.expected < 600.0, "expected about 420, got {}", d.expected);
         }
+    }
+
+    #[test]
+    fn external_scores_are_thresholded_and_blame_the_metric_that_moved() {
+        let mut model = PipelineModel::new("checkout-service", 1.0);
+        // A stand-in scorer: distance of the newest duration from normal.
+        let score = |row: &[f64]| 1.0 + 0.1 * row[row.len() - BUILTIN_METRICS.len()].abs();
+        let mut flagged = 0;
+        for i in 0..60 {
+            let run = normal_run(i, 420.0, 0);
+            let row = model.shingled_point(&run);
+            if i < PIPELINE_SHINGLE as u32 - 1 {
+                assert!(row.is_none(), "run {i}");
+            }
+            let v = match row {
+                Some(row) => {
+                    assert_eq!(row.len(), PIPELINE_SHINGLE * BUILTIN_METRICS.len());
+                    model.observe_with_external_score(&run, score(&row))
+                }
+                None => model.observe(&run),
+            };
+            flagged += usize::from(v.is_anomalous());
+        }
+        assert_eq!(flagged, 0);
+        let spike = normal_run(60, 1500.0, 0);
+        let row = model.shingled_point(&spike).unwrap();
+        let v = model.observe_with_external_score(&spike, score(&row));
+        assert!(v.is_anomalous(), "{v:?}");
+        assert_eq!(v.score, score(&row));
+        assert_eq!(v.deviations[0].metric, "duration_s");
+        assert_eq!(v.deviations[0].direction, Direction::Up);
+        assert!((v.deviations[0].expected - 420.0).abs() < 30.0, "{v:?}");
+        // The embedded forest learned every run and can take over.
+        assert_eq!(model.runs_seen(), 61);
+        assert!(!model.observe(&normal_run(61, 420.0, 0)).is_anomalous());
     }
 
     #[test]

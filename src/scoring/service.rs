@@ -7,6 +7,12 @@
 //! owns its part of the model bank and handles its jobs in order, so runs of
 //! one pipeline always update its model in the order they were stored,
 //! while different pipelines are scored in parallel.
+//!
+//! With the SageMaker backend the pipeline's model still normalises and
+//! shingles each run; the shingled row is scored by the endpoint and the
+//! model thresholds and learns it. When the endpoint fails, or is being
+//! rested after repeated failures, the run is scored by the embedded forest
+//! instead (counted in `pipemedic_detector_fallbacks_total`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::bank::ModelBank;
 use super::pipeline::PipelineModel;
+use super::sagemaker::SagemakerScorer;
 use crate::clock::Clock;
 use crate::domain::{Run, ScoredRun, Verdict};
 use crate::metrics::Metrics;
@@ -27,6 +34,9 @@ pub struct DetectionSettings {
     /// Models kept in memory across all shards.
     pub cache_models: usize,
     pub sensitivity: f64,
+    /// Scores runs with a SageMaker endpoint when set (falling back to the
+    /// embedded forest); the embedded forest alone when `None`.
+    pub sagemaker: Option<Arc<SagemakerScorer>>,
 }
 
 impl Default for DetectionSettings {
@@ -35,6 +45,7 @@ impl Default for DetectionSettings {
             shards: 2,
             cache_models: 250,
             sensitivity: 1.0,
+            sagemaker: None,
         }
     }
 }
@@ -103,6 +114,7 @@ impl DetectionService {
                     metrics.clone(),
                     clock.clone(),
                     scored.clone(),
+                    settings.sagemaker.clone(),
                     rx,
                 ));
                 tx
@@ -211,6 +223,7 @@ async fn shard(
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     scored: Option<mpsc::Sender<ScoredRun>>,
+    sagemaker: Option<Arc<SagemakerScorer>>,
     mut rx: mpsc::Receiver<Job>,
 ) {
     let mut flush_timer = tokio::time::interval(Duration::from_secs(60));
@@ -231,7 +244,12 @@ async fn shard(
         };
         match job {
             Job::Score { run_pk, run, reply } => {
-                let result = score_one(&store, &mut bank, clock.as_ref(), run_pk, &run).await;
+                let scorers = Scorers {
+                    sagemaker: sagemaker.as_deref(),
+                    metrics: &metrics,
+                };
+                let result =
+                    score_one(&store, &mut bank, clock.as_ref(), &scorers, run_pk, &run).await;
                 match &result {
                     Err(e) => {
                         metrics.background_error("detection");
@@ -293,6 +311,7 @@ async fn score_one(
     store: &Store,
     bank: &mut ModelBank,
     clock: &dyn Clock,
+    scorers: &Scorers<'_>,
     run_pk: i64,
     run: &Run,
 ) -> Result<Verdict, StoreError> {
@@ -317,7 +336,12 @@ async fn score_one(
             return Ok(v);
         }
     }
-    let mut verdict = entry.model.observe(run);
+    let mut verdict = match external_score(scorers, &entry.model, run).await {
+        Some((score, corrected)) => entry
+            .model
+            .observe_with_external_scores(run, score, corrected),
+        None => entry.model.observe(run),
+    };
     entry.model.last_run_pk = entry.model.last_run_pk.max(run_pk);
     entry.unsaved += 1;
     let save_now = entry.unsaved >= super::bank::SAVE_EVERY;
@@ -359,4 +383,37 @@ async fn score_one(
         bank.save_now(&run.pipeline).await?;
     }
     Ok(verdict)
+}
+
+/// What scores runs besides the embedded forest.
+struct Scorers<'a> {
+    sagemaker: Option<&'a SagemakerScorer>,
+    metrics: &'a Metrics,
+}
+
+/// The run's score from SageMaker (and that of its corrected row while a
+/// recent anomaly is in the shingle; both in one call), or `None` when the
+/// embedded forest should score it: no SageMaker backend, nothing to score
+/// yet (no full shingle), the endpoint failed (a fallback), or it is being
+/// rested.
+async fn external_score(
+    scorers: &Scorers<'_>,
+    model: &PipelineModel,
+    run: &Run,
+) -> Option<(f64, Option<f64>)> {
+    let scorer = scorers.sagemaker?;
+    let mut rows = vec![model.shingled_point(run)?];
+    rows.extend(model.corrected_point(run));
+    if !scorer.available() {
+        scorers.metrics.detector_fallback("circuit_open");
+        return None;
+    }
+    match scorer.score(&rows).await {
+        Ok(scores) => Some((*scores.first()?, scores.get(1).copied())),
+        Err(e) => {
+            scorers.metrics.detector_fallback("error");
+            tracing::debug!(error = %e, "SageMaker scoring failed; the embedded forest scores this run.");
+            None
+        }
+    }
 }

@@ -20,6 +20,7 @@ mod ingest_generic;
 mod lifecycle;
 mod planner;
 mod remediate;
+mod sagemaker;
 mod store_contract;
 mod store_incidents;
 mod training;

@@ -9,4 +9,5 @@ pub mod bedrock;
 pub mod codepipeline;
 pub mod discord;
 pub mod github;
+pub mod sagemaker;
 pub mod slack;
