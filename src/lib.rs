@@ -17,6 +17,7 @@
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
 //! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
+//! | [`approvals`] | approval policy (pure), votes, expiry, staleness and exactly-once execution of approved steps |
 //! | [`remediate`] | the executors of approved actions (CodePipeline, GitHub, http, shell) and their dry runs |
 //! | [`http`] | the router, application state, JSON errors |
 //! | [`metrics`] | Prometheus metrics |
@@ -46,6 +47,7 @@
 //! HTTP; the store contract suite runs against SQLite always and against
 //! PostgreSQL when `PIPEMEDIC_TEST_POSTGRES_URL` is set.
 
+pub mod approvals;
 pub mod aws;
 pub mod charts;
 pub mod chat;
