@@ -517,17 +517,19 @@ impl WriteTx {
                 .fetch_optional(self.conn())
                 .await?
             }
-            Backend::Sqlite => sqlx::query(&format!(
+            Backend::Sqlite => {
+                sqlx::query(&format!(
                 "UPDATE executions SET status = 'running', claimed_by = $1, started_at_ms = $2, \
                      attempts = attempts + 1 WHERE request_id = $3 AND step_no = $4 \
                      AND status = 'planned' RETURNING {EXECUTION_COLUMNS}"
             ))
-            .bind(claimed_by)
-            .bind(ms(now))
-            .bind(request_id)
-            .bind(i64::from(step_no))
-            .fetch_optional(self.conn())
-            .await?,
+                .bind(claimed_by)
+                .bind(ms(now))
+                .bind(request_id)
+                .bind(i64::from(step_no))
+                .fetch_optional(self.conn())
+                .await?
+            }
         };
         row.as_ref().map(execution_from_row).transpose()
     }

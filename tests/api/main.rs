@@ -5,6 +5,8 @@
 #[path = "../fakes/mod.rs"]
 mod fakes;
 
+mod approvals;
+mod approvals_store;
 mod chat_discord;
 mod chat_slack;
 mod chat_support;
