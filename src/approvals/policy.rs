@@ -243,6 +243,9 @@ pub struct StepPolicy {
     pub kind: String,
     pub risk: Risk,
     pub approval: ApprovalPolicy,
+    /// Seconds to wait after approval before the step runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_s: Option<u64>,
 }
 
 /// What [`decide`] needs to know about a request.
@@ -511,6 +514,7 @@ mod tests {
             kind: "codepipeline.retry_stage".into(),
             risk,
             approval,
+            delay_s: None,
         }
     }
 

@@ -161,7 +161,9 @@ fn report(e: &StoredExecution) -> StepReport {
         .unwrap_or(&e.dry_run)
         .to_string();
     let summary = match e.status {
-        ExecutionState::Planned => "Waiting.".to_string(),
+        ExecutionState::Planned => {
+            "Not run yet (waiting for approval, or for its delay after approval).".to_string()
+        }
         ExecutionState::Running => format!(
             "Running (claimed by {}).",
             e.claimed_by.as_deref().unwrap_or("another process")
@@ -299,6 +301,7 @@ impl ApprovalService {
                 kind: kind_name.clone(),
                 risk: step.risk,
                 approval: step.approval.clone(),
+                delay_s: step.delay_s,
             });
             executions.push(NewExecution {
                 step_no,
@@ -489,6 +492,12 @@ impl ApprovalService {
             .lock_approval_request(request_id)
             .await?
             .ok_or(ApprovalError::UnknownRequest(request_id))?;
+        let approved_at = request.approved_at.unwrap_or(now);
+        let delays: std::collections::BTreeMap<u32, u64> = request
+            .steps
+            .iter()
+            .filter_map(|s| s.delay_s.map(|d| (s.step_no, d)))
+            .collect();
         match request.status {
             RequestStatus::Approved => {
                 self.change_status(
@@ -519,6 +528,15 @@ impl ApprovalService {
                 }
             }
             let now = self.clock.now();
+            if let Some(delay) = delays.get(&step.step_no) {
+                let due = approved_at
+                    + chrono::Duration::seconds(i64::try_from(*delay).unwrap_or(i64::MAX / 1000));
+                if now < due {
+                    // Not yet: `resume_due` runs it when its time comes.
+                    all_succeeded = false;
+                    break;
+                }
+            }
             let mut tx = self.store.begin_write().await?;
             let Some(claimed) = tx
                 .claim_execution(request_id, step.step_no, &self.process_id, now)
@@ -609,6 +627,18 @@ impl ApprovalService {
             tx.commit().await?;
         }
         self.steps(request_id).await
+    }
+
+    /// Runs what approved requests still have to run: steps whose delay
+    /// has passed, and requests approved just before their process
+    /// stopped. Steps already claimed are never run again. Returns the ids
+    /// of the requests looked at.
+    pub async fn resume_due(&self) -> Result<Vec<i64>, ApprovalError> {
+        let ids = self.store.approved_request_ids().await?;
+        for id in &ids {
+            self.execute(*id).await?;
+        }
+        Ok(ids)
     }
 
     /// Expires every pending request whose time is up; returns their ids.

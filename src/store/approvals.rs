@@ -108,6 +108,8 @@ pub struct StoredRequest {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub status: RequestStatus,
+    /// When it was approved (automatically or by the last vote needed).
+    pub approved_at: Option<DateTime<Utc>>,
 }
 
 impl StoredRequest {
@@ -153,7 +155,7 @@ pub struct StoredExecution {
 }
 
 const REQUEST_COLUMNS: &str = "id, plan_ref, incident_ref, pipeline, run_id, commit_author, \
-     policy, created_at_ms, expires_at_ms, status";
+     policy, created_at_ms, expires_at_ms, status, approved_at_ms";
 
 fn request_from_row(r: &sqlx::any::AnyRow) -> Result<StoredRequest, StoreError> {
     let policy: String = r.get(6);
@@ -170,6 +172,7 @@ fn request_from_row(r: &sqlx::any::AnyRow) -> Result<StoredRequest, StoreError> 
         expires_at: from_ms(r.get(8)),
         status: RequestStatus::parse(&status)
             .ok_or_else(|| corrupt("approval_requests.status", &status))?,
+        approved_at: r.get::<Option<i64>, _>(10).map(from_ms),
     })
 }
 
@@ -267,6 +270,17 @@ impl Store {
         rows.iter().map(execution_from_row).collect()
     }
 
+    /// Ids of the requests that are approved or executing (work that may
+    /// still have steps to run), oldest first.
+    pub async fn approved_request_ids(&self) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM approval_requests WHERE status IN ('approved', 'executing') ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(ids(&rows))
+    }
+
     /// Requests of a pipeline in a status, oldest first.
     pub async fn approval_requests_with_status(
         &self,
@@ -296,8 +310,8 @@ impl WriteTx {
             serde_json::to_string(&request.steps).map_err(|e| corrupt("approval policy", e))?;
         let row = sqlx::query(
             "INSERT INTO approval_requests (plan_ref, incident_ref, pipeline, run_id, commit_author, \
-             policy, created_at_ms, expires_at_ms, status, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7) RETURNING id",
+             policy, created_at_ms, expires_at_ms, status, updated_at_ms, approved_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7, $10) RETURNING id",
         )
         .bind(request.plan_ref.as_deref())
         .bind(&request.incident_ref)
@@ -308,6 +322,7 @@ impl WriteTx {
         .bind(ms(request.created_at))
         .bind(ms(request.expires_at))
         .bind(request.status.as_str())
+        .bind((request.status == RequestStatus::Approved).then(|| ms(request.created_at)))
         .fetch_one(self.conn())
         .await?;
         let id: i64 = row.get(0);
@@ -422,8 +437,8 @@ impl WriteTx {
         Ok(true)
     }
 
-    /// Moves a request to `to` if its status is one of `from`; returns
-    /// whether it moved.
+    /// Moves a request to `to` if its status is one of `from` (moving to
+    /// `approved` records when); returns whether it moved.
     pub async fn set_request_status(
         &mut self,
         id: i64,
@@ -436,7 +451,8 @@ impl WriteTx {
         }
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
         let sql = format!(
-            "UPDATE approval_requests SET status = $1, updated_at_ms = $2 \
+            "UPDATE approval_requests SET status = $1, updated_at_ms = $2, \
+             approved_at_ms = CASE WHEN $1 = 'approved' THEN $2 ELSE approved_at_ms END \
              WHERE id = $3 AND status IN ({}) RETURNING id",
             placeholders.join(", ")
         );
@@ -448,7 +464,8 @@ impl WriteTx {
     }
 
     /// Marks stale every pending request of `pipeline` about a run other
-    /// than `newer_run_id`; returns their ids.
+    /// than `newer_run_id` (the caller knows that run is newer); returns
+    /// their ids.
     pub async fn supersede(
         &mut self,
         pipeline: &str,

@@ -792,7 +792,63 @@ async fn automatic_remediation_runs_low_risk_approval_none(db: Db) {
     assert_eq!(s.retry_calls(), 1);
 }
 
+async fn a_delayed_step_runs_when_due_and_approved_work_resumes(db: Db) {
+    let s = setup(db).await;
+    let mut delayed = plan(Risk::Low, sre(1));
+    delayed.steps[0].delay_s = Some(600);
+    let id = s.service.open_request(&delayed, &ctx()).await.unwrap().id;
+    let r = s
+        .service
+        .record_vote(id, &approve("U1", "ev-1"))
+        .await
+        .unwrap();
+    assert_eq!(r.decision, Decision::Approved);
+    assert_eq!(r.steps[0].status, ExecutionState::Planned);
+    assert_eq!(status(&s, id).await, RequestStatus::Executing);
+    s.clock.advance(Minutes::minutes(5));
+    assert_eq!(s.service.resume_due().await.unwrap(), [id]);
+    assert_eq!(s.retry_calls(), 0, "not before its delay");
+    s.clock.advance(Minutes::minutes(5));
+    s.service.resume_due().await.unwrap();
+    assert_eq!(s.retry_calls(), 1);
+    assert_eq!(status(&s, id).await, RequestStatus::Done);
+    assert!(s.service.resume_due().await.unwrap().is_empty());
+
+    // Approved, then the process stopped before starting: the next sweep
+    // runs it, once.
+    let id = s
+        .service
+        .open_request(&plan(Risk::Low, sre(1)), &ctx())
+        .await
+        .unwrap()
+        .id;
+    let mut tx = s.store.begin_write().await.unwrap();
+    tx.set_request_status(
+        id,
+        &[RequestStatus::Pending],
+        RequestStatus::Approved,
+        t("2026-11-25T10:20:00Z"),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    if db == Db::Postgres {
+        let other = s.second_process().await;
+        let (a, b) = tokio::join!(s.service.resume_due(), other.resume_due());
+        a.unwrap();
+        b.unwrap();
+    } else {
+        // One SQLite file belongs to one process: two sweeps in it.
+        let (a, b) = tokio::join!(s.service.resume_due(), s.service.resume_due());
+        a.unwrap();
+        b.unwrap();
+    }
+    assert_eq!(s.retry_calls(), 2);
+    assert_eq!(status(&s, id).await, RequestStatus::Done);
+}
+
 crate::on_both_databases!(
+    a_delayed_step_runs_when_due_and_approved_work_resumes,
     unauthorised_vote_has_no_effect_and_an_authorised_one_runs_once,
     a_redelivered_approval_event_is_one_vote_and_one_call,
     a_double_click_makes_one_call,

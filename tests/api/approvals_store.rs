@@ -20,6 +20,7 @@ fn new_request(pipeline: &str, run_id: &str) -> NewApprovalRequest {
             kind: "codepipeline.retry_stage".into(),
             risk: Risk::High,
             approval: ApprovalPolicy::for_risk(Risk::High),
+            delay_s: None,
         }],
         created_at: t("2026-11-25T10:00:00Z"),
         expires_at: t("2026-11-25T10:30:00Z"),
@@ -68,6 +69,7 @@ async fn requests_round_trip_and_change_status_conditionally(db: Db) {
     assert_eq!(stored.expires_at, expected.expires_at);
     assert_eq!(stored.status, RequestStatus::Pending);
     assert_eq!(stored.plan_ref.as_deref(), Some("plan-1"));
+    assert_eq!(stored.approved_at, None);
     assert_eq!(stored.commit_author, None);
     let execs = store.executions(id).await.unwrap();
     assert_eq!(execs.len(), 2);
@@ -96,10 +98,10 @@ async fn requests_round_trip_and_change_status_conditionally(db: Db) {
         .await
         .unwrap());
     tx.commit().await.unwrap();
-    assert_eq!(
-        store.approval_request(id).await.unwrap().unwrap().status,
-        RequestStatus::Executing
-    );
+    let stored = store.approval_request(id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RequestStatus::Executing);
+    assert_eq!(stored.approved_at, Some(now), "kept from the approval");
+    assert_eq!(store.approved_request_ids().await.unwrap(), [id]);
 }
 
 async fn votes_are_stored_once_per_event_and_once_effective_per_person(db: Db) {

@@ -11,7 +11,8 @@ CREATE TABLE approval_requests (
     created_at_ms  BIGINT NOT NULL,
     expires_at_ms  BIGINT NOT NULL,
     status         TEXT    NOT NULL,
-    updated_at_ms  BIGINT NOT NULL
+    updated_at_ms  BIGINT NOT NULL,
+    approved_at_ms BIGINT
 );
 CREATE INDEX approval_requests_pipeline_status ON approval_requests (pipeline, status);
 CREATE INDEX approval_requests_status_expiry ON approval_requests (status, expires_at_ms);
