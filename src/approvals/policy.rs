@@ -78,6 +78,10 @@ pub struct Approver {
     /// person belongs to, as the adapter resolved them.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Other names of the person the adapter knows (the profile's email,
+    /// a linked GitHub login), used to recognise the commit's author.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl Approver {
@@ -86,7 +90,13 @@ impl Approver {
             platform: platform.to_string(),
             user: user.to_string(),
             groups: Vec::new(),
+            aliases: Vec::new(),
         }
+    }
+
+    pub fn with_aliases(mut self, aliases: &[&str]) -> Self {
+        self.aliases = aliases.iter().map(|a| (*a).to_string()).collect();
+        self
     }
 
     pub fn with_groups(mut self, groups: &[&str]) -> Self {
@@ -373,12 +383,17 @@ fn is_member(from: &[String], approver: &Approver, settings: &ApprovalSettings) 
     from.is_empty() || from.iter().any(|e| matches_entry(e, approver, settings))
 }
 
-/// Whether `approver` wrote the commit: the author matches the user id or
-/// `platform:user`, ignoring case.
+/// Whether `approver` wrote the commit: the author matches the user id,
+/// `platform:user` or one of the person's aliases, ignoring case.
 fn is_commit_author(author: Option<&str>, approver: &Approver) -> bool {
     author.map(str::trim).is_some_and(|a| {
         !a.is_empty()
-            && (a.eq_ignore_ascii_case(&approver.user) || a.eq_ignore_ascii_case(&approver.key()))
+            && (a.eq_ignore_ascii_case(&approver.user)
+                || a.eq_ignore_ascii_case(&approver.key())
+                || approver
+                    .aliases
+                    .iter()
+                    .any(|x| a.eq_ignore_ascii_case(x.trim())))
     })
 }
 
@@ -739,6 +754,15 @@ mod tests {
         r2.commit_author = Some("Slack:Alice".into());
         assert!(matches!(
             decide(&s, &r2, &[], &approve("alice"), now()),
+            Decision::NotAllowed { .. }
+        ));
+        // An alias the adapter resolved (the profile's email) is recognised.
+        let mut r3 = r.clone();
+        r3.commit_author = Some("alice@example.com".into());
+        let mut v = approve("U1");
+        v.approver = v.approver.with_aliases(&["Alice@Example.com"]);
+        assert!(matches!(
+            decide(&s, &r3, &[], &v, now()),
             Decision::NotAllowed { .. }
         ));
         s.commit_author_may_approve = true;

@@ -192,6 +192,7 @@ fn vote_from_row(r: &sqlx::any::AnyRow) -> Result<StoredVote, StoreError> {
                 user: r.get(4),
                 groups: serde_json::from_str(&groups)
                     .map_err(|e| corrupt("approval_votes.user_groups", e))?,
+                aliases: Vec::new(),
             },
             event_id: r.get(3),
             choice: Choice::parse(&decision)
