@@ -37,6 +37,9 @@
 //!        store --> health summaries --> CLI / HTTP
 //! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
 //! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::ChatEventSink
+//! ValidatedPlan --(ApprovalService::open_request: prepare + dry runs)--> approval request
+//! chat decision --(adapter)--> Vote --(record_vote: approvals::decide)--> Approved
+//!        --> execute: claim each step once --> ExecutorRegistry --> outcome + audit
 //! approved ActionCall --(ExecutorRegistry: describe = dry run, execute once)--> ExecutionOutcome
 //! ```
 //!
