@@ -51,16 +51,47 @@ pub enum Command {
         #[arg(long)]
         skip_invalid: bool,
     },
-    /// Rebuild detection models from stored history.
+    /// Rebuild detection models from stored history (skipping runs graded abnormal).
+    #[command(
+        after_help = "Run it while `serve` is stopped: a running server keeps its own models in memory and saves them over these."
+    )]
     Train {
         /// Only this pipeline.
         #[arg(long)]
         pipeline: Option<String>,
     },
     /// Score a CSV series from stdin: `timestamp,value[,value...]` in, `timestamp,score,grade,expected...` out.
+    #[command(
+        after_help = "Example: pipemedic score --shingle 4 < cpu.csv > scored.csv\nA header row is recognised; grades above 0 are anomalies."
+    )]
     Score {
+        /// Consecutive points the forest sees together.
         #[arg(long, default_value_t = 8)]
         shingle: usize,
+        /// Trees in the forest.
+        #[arg(long, default_value_t = 50)]
+        trees: usize,
+        /// Points each tree keeps.
+        #[arg(long, default_value_t = 256)]
+        sample_size: usize,
+        /// Seed of all randomness (same seed and input, same output).
+        #[arg(long, default_value_t = 0x5eed)]
+        seed: u64,
+        /// Higher finds more anomalies.
+        #[arg(long, default_value_t = 1.0)]
+        sensitivity: f64,
+        /// Points learned before any grade can be above zero.
+        #[arg(long)]
+        warm_up: Option<u64>,
+    },
+    /// Declare a pipeline's current level normal (all metrics, or one): alerts for it stop at once.
+    AcceptBaseline {
+        pipeline: String,
+        /// One metric, e.g. duration_s (default: all).
+        metric: Option<String>,
+        /// Who says so (for the audit log).
+        #[arg(long, default_value = "cli")]
+        by: String,
     },
     /// Print pipeline health: runs, success rate, duration p50/p95 over 7 and 30 days, trend, last run.
     Health {
@@ -88,8 +119,15 @@ pub enum Command {
     },
     /// Replay stored history: how many alerts would have fired, per pipeline.
     Backtest {
+        /// Replay from here (`90d`, `2w`, an RFC 3339 time); earlier runs train the model.
         #[arg(long, default_value = "90d")]
         since: String,
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Export the audit log as JSON Lines.
     Audit {
@@ -247,13 +285,38 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
             health(config_path.as_deref(), &env, pipeline, json).await
         }
         Command::Audit { since } => audit(config_path.as_deref(), &env, &since).await,
-        Command::Demo { .. } => Err(not_built("demo")),
-        Command::Train { .. } => Err(not_built("train")),
-        Command::Score { .. } => Err(not_built("score")),
+        Command::Demo { yes } => demo(yes).await,
+        Command::Train { pipeline } => train(config_path.as_deref(), &env, pipeline).await,
+        Command::Score {
+            shingle,
+            trees,
+            sample_size,
+            seed,
+            sensitivity,
+            warm_up,
+        } => score(shingle, trees, sample_size, seed, sensitivity, warm_up),
+        Command::AcceptBaseline {
+            pipeline,
+            metric,
+            by,
+        } => {
+            accept_baseline(
+                config_path.as_deref(),
+                &env,
+                &pipeline,
+                metric.as_deref(),
+                &by,
+            )
+            .await
+        }
         Command::Check(args) => check(args, &env).await,
         Command::Ask { .. } => Err(not_built("ask")),
         Command::Playbooks { .. } => Err(not_built("playbooks check")),
-        Command::Backtest { .. } => Err(not_built("backtest")),
+        Command::Backtest {
+            since,
+            pipeline,
+            json,
+        } => backtest(config_path.as_deref(), &env, &since, pipeline, json).await,
         Command::Plan { .. } => Err(not_built("plan")),
     };
     match result {
@@ -280,6 +343,25 @@ async fn serve(path: Option<&Path>, env: &Env) -> Result<(), Exit> {
     app.run_until_stopped()
         .await
         .map_err(|e| Exit::Failure(e.into()))
+}
+
+async fn demo(yes: bool) -> Result<(), Exit> {
+    match crate::demo::run(crate::demo::DemoOptions { yes }).await {
+        Ok(summary) => {
+            let healed = summary
+                .incidents
+                .iter()
+                .all(|i| i.recovered_after_min.is_some());
+            if yes && (summary.incidents.len() < 2 || !healed) {
+                return Err(Exit::Failure(anyhow::anyhow!(
+                    "the demo did not complete its loop: {} incidents, all healed: {healed}",
+                    summary.incidents.len()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) => Err(Exit::Failure(e.into())),
+    }
 }
 
 fn init(path: &Path, force: bool) -> Result<(), Exit> {
@@ -425,7 +507,11 @@ async fn health(
     };
     let mut rows = Vec::new();
     for name in &names {
-        match crate::health::pipeline_health(&store, name, now, 0)
+        let open = store
+            .count_active_incidents(name)
+            .await
+            .map_err(|e| Exit::Failure(e.into()))?;
+        match crate::health::pipeline_health(&store, name, now, open)
             .await
             .map_err(|e| Exit::Failure(e.into()))?
         {
@@ -511,6 +597,225 @@ async fn check(args: Box<CheckArgs>, env: &Env) -> Result<(), Exit> {
             Ok(())
         }
     }
+}
+
+fn score(
+    shingle: usize,
+    trees: usize,
+    sample_size: usize,
+    seed: u64,
+    sensitivity: f64,
+    warm_up: Option<u64>,
+) -> Result<(), Exit> {
+    let mut problems = Vec::new();
+    if shingle == 0 || shingle > 64 {
+        problems.push("--shingle must be 1 to 64");
+    }
+    if trees == 0 || trees > 1000 {
+        problems.push("--trees must be 1 to 1000");
+    }
+    if !(4..=4096).contains(&sample_size) {
+        problems.push("--sample-size must be 4 to 4096");
+    }
+    if !(sensitivity > 0.0 && sensitivity <= 10.0) {
+        problems.push("--sensitivity must be in (0, 10]");
+    }
+    if !problems.is_empty() {
+        return Err(Exit::BadInput(problems.join("\n")));
+    }
+    let mut config = crate::detect::DetectorConfig {
+        shingle_size: shingle,
+        trees,
+        sample_size,
+        seed,
+        sensitivity,
+        ..crate::detect::DetectorConfig::default()
+    };
+    if let Some(w) = warm_up {
+        config.warm_up = w;
+    }
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    match crate::scoring::filter::score_stream(stdin, stdout, config) {
+        Ok(_) => Ok(()),
+        Err(e @ crate::scoring::filter::FilterError::Input { .. }) => {
+            Err(Exit::BadInput(format!("stdin: {e}")))
+        }
+        Err(e) => Err(Exit::Failure(e.into())),
+    }
+}
+
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}}, eta {{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+async fn train(path: Option<&Path>, env: &Env, pipeline: Option<String>) -> Result<(), Exit> {
+    let loaded = load_config(path, env)?;
+    let store = open_store(&loaded).await?;
+    let names = match pipeline {
+        Some(p) => vec![p],
+        None => store
+            .pipelines()
+            .await
+            .map_err(|e| Exit::Failure(e.into()))?,
+    };
+    let total = store
+        .count_runs()
+        .await
+        .map_err(|e| Exit::Failure(e.into()))?;
+    let bar = progress_bar(total.max(0) as u64, "learning runs");
+    let mut done = 0u64;
+    for name in &names {
+        let before = done;
+        let (model, report) =
+            crate::scoring::train::rebuild(&store, name, loaded.config.detector.sensitivity, |n| {
+                bar.set_position(before + n as u64)
+            })
+            .await
+            .map_err(|e| Exit::Failure(e.into()))?;
+        if report.learned + report.skipped_abnormal == 0 {
+            bar.suspend(|| eprintln!("{name}: no finished runs stored"));
+            continue;
+        }
+        done = before + (report.learned + report.skipped_abnormal) as u64;
+        crate::scoring::bank::save(&store, name, &model)
+            .await
+            .map_err(|e| Exit::Failure(e.into()))?;
+        bar.suspend(|| {
+            println!(
+                "{name}: learned {} runs, skipped {} graded abnormal",
+                report.learned, report.skipped_abnormal
+            )
+        });
+    }
+    bar.finish_and_clear();
+    store.close().await;
+    Ok(())
+}
+
+async fn backtest(
+    path: Option<&Path>,
+    env: &Env,
+    since: &str,
+    pipeline: Option<String>,
+    json: bool,
+) -> Result<(), Exit> {
+    let since = parse_since(since, Utc::now()).map_err(Exit::BadInput)?;
+    let loaded = load_config(path, env)?;
+    let store = open_store(&loaded).await?;
+    let names = match pipeline {
+        Some(p) => vec![p],
+        None => store
+            .pipelines()
+            .await
+            .map_err(|e| Exit::Failure(e.into()))?,
+    };
+    let mut rows = Vec::new();
+    for name in &names {
+        rows.push(
+            crate::scoring::train::backtest(
+                &store,
+                name,
+                since,
+                loaded.config.detector.sensitivity,
+            )
+            .await
+            .map_err(|e| Exit::Failure(e.into()))?,
+        );
+    }
+    store.close().await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| Exit::Failure(e.into()))?
+        );
+        return Ok(());
+    }
+    println!("since {}", since.format("%Y-%m-%d %H:%M UTC"));
+    let width = rows
+        .iter()
+        .map(|r| r.pipeline.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    println!(
+        "{:<width$}  {:>10}  {:>8}  {:>8}  {:>6}",
+        "PIPELINE", "TRAINED ON", "REPLAYED", "ABNORMAL", "ALERTS"
+    );
+    for r in &rows {
+        println!(
+            "{:<width$}  {:>10}  {:>8}  {:>8}  {:>6}",
+            r.pipeline, r.trained_on, r.replayed, r.abnormal_runs, r.alerts
+        );
+    }
+    let alerts: usize = rows.iter().map(|r| r.alerts).sum();
+    println!(
+        "{alerts} alerts would have fired across {} pipelines",
+        rows.len()
+    );
+    Ok(())
+}
+
+async fn accept_baseline(
+    path: Option<&Path>,
+    env: &Env,
+    pipeline: &str,
+    metric: Option<&str>,
+    by: &str,
+) -> Result<(), Exit> {
+    if let Some(m) = metric {
+        if !crate::domain::BUILTIN_METRICS.contains(&m) {
+            return Err(Exit::BadInput(format!(
+                "{m:?} is not a modelled metric; one of: {}",
+                crate::domain::BUILTIN_METRICS.join(", ")
+            )));
+        }
+    }
+    let loaded = load_config(path, env)?;
+    let store = open_store(&loaded).await?;
+    if store
+        .last_run(pipeline)
+        .await
+        .map_err(|e| Exit::Failure(e.into()))?
+        .is_none()
+    {
+        return Err(Exit::BadInput(format!(
+            "no runs stored for pipeline {pipeline:?}"
+        )));
+    }
+    let now = Utc::now();
+    let mut tx = store
+        .begin_write()
+        .await
+        .map_err(|e| Exit::Failure(e.into()))?;
+    let id = tx
+        .request_baseline_reset(pipeline, metric, by, now)
+        .await
+        .map_err(|e| Exit::Failure(e.into()))?;
+    tx.audit(
+        now,
+        "baseline.accepted",
+        &format!("pipeline/{pipeline}"),
+        by,
+        &serde_json::json!({"metric": metric, "request": id}),
+    )
+    .await
+    .map_err(|e| Exit::Failure(e.into()))?;
+    tx.commit().await.map_err(|e| Exit::Failure(e.into()))?;
+    store.close().await;
+    println!(
+        "{pipeline}: the current level of {} is the new normal from its next run on.",
+        metric.unwrap_or("every metric")
+    );
+    Ok(())
 }
 
 /// Parses `--since`: `90d`, `12h`, `30m`, `2w`, or an RFC 3339 time.

@@ -16,6 +16,7 @@
 //! | [`store`] | SQLite / PostgreSQL persistence, one contract for both |
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
+//! | [`incidents`] | abnormal runs → incidents (grouping, routing, silences, status) → queued chat alerts |
 //! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
 //! | [`approvals`] | approval policy (pure), votes, expiry, staleness and exactly-once execution of approved steps |
 //! | [`remediate`] | the executors of approved actions (CodePipeline, GitHub, http, shell) and their dry runs |
@@ -25,9 +26,11 @@
 //! | [`plan`] | remediation plans: facts, prompts, redaction, validation, the offline planner |
 //! | [`detect`] | the thresholded Random Cut Forest (pure computation) |
 //! | [`scoring`] | per-pipeline models, the model bank, scoring every finished run |
+//! | [`standin`] | local CodePipeline stand-in for the demo and tests |
 //! | [`startup`] | wiring and graceful shutdown |
 //! | [`charts`] | PNG charts of metric history for chat |
 //! | [`check`] | the post-build check client (`pipemedic check`) |
+//! | [`demo`] | `pipemedic demo`: the whole loop locally with generated history |
 //! | [`cli`] | the command line |
 //!
 //! ## Data flow
@@ -35,8 +38,11 @@
 //! ```text
 //! source payload --(pure adapter)--> Run --(IngestService, one transaction)--> store
 //!        store --> health summaries --> CLI / HTTP
+//! detection --ScoredRun--> incidents::IncidentService --(store: incident + chat_outbox rows, one transaction)
+//!        chat_outbox --(chat::outbox worker per platform, in order per channel)--> chat::ChatPlatform
 //! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
-//! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::ChatEventSink
+//! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::service::ChatService
+//!        (commands answered, decisions stored once per event, audit log)
 //! ValidatedPlan --(ApprovalService::open_request: prepare + dry runs)--> approval request
 //! chat decision --(adapter)--> Vote --(record_vote: approvals::decide)--> Approved
 //!        --> execute: claim each step once --> ExecutorRegistry --> outcome + audit
@@ -58,16 +64,19 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod detect;
 pub mod domain;
 pub mod health;
 pub mod http;
+pub mod incidents;
 pub mod ingest;
 pub mod metrics;
 pub mod plan;
 pub mod playbooks;
 pub mod remediate;
 pub mod scoring;
+pub mod standin;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -9,7 +9,12 @@ use pipemedic::cli::{self, Cli, Exit};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    pipemedic::telemetry::init(cli.log_format, "info");
+    // The demo talks to people on stdout; keep its log to warnings.
+    let level = match cli.command {
+        cli::Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    pipemedic::telemetry::init(cli.log_format, level);
     let exit = cli::run(cli, pipemedic::config::process_env()).await;
     match &exit {
         Exit::Failure(e) => eprintln!("error: {e:#}"),

@@ -34,7 +34,7 @@ pub struct Metrics {
 }
 
 /// Counter families with their help text.
-const COUNTERS: [(&str, &str); 5] = [
+const COUNTERS: [(&str, &str); 6] = [
     (
         "pipemedic_runs_ingested_total",
         "Runs accepted, by source and outcome (inserted, updated, duplicate).",
@@ -54,6 +54,10 @@ const COUNTERS: [(&str, &str); 5] = [
     (
         "pipemedic_background_errors_total",
         "Failures of background work, by task.",
+    ),
+    (
+        "pipemedic_chat_deliveries_total",
+        "Chat outbox attempts, by platform and outcome (sent, rate_limited, retry, dead).",
     ),
 ];
 
@@ -103,6 +107,14 @@ impl Metrics {
         self.add(
             "pipemedic_background_errors_total",
             vec![("task", task.into())],
+            1,
+        );
+    }
+
+    pub fn chat_delivery(&self, platform: &str, outcome: &str) {
+        self.add(
+            "pipemedic_chat_deliveries_total",
+            vec![("platform", platform.into()), ("outcome", outcome.into())],
             1,
         );
     }

@@ -11,10 +11,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::aws::AwsSettings;
-use crate::chat::{ChatEventSink, ChatState};
+use crate::chat::outbox::OutboxSignal;
+use crate::chat::service::ChatService;
+use crate::chat::{ChatEventSink, ChatPlatform, ChatSetupError, ChatState, Platform};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
 use crate::http::AppState;
+use crate::incidents::IncidentService;
 use crate::ingest::IngestService;
 use crate::metrics::Metrics;
 use crate::scoring::{DetectionService, DetectionSettings};
@@ -34,6 +37,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot set up chat: {0}")]
+    Chat(#[from] ChatSetupError),
 }
 
 /// Routes that accept requests without a credential when its secret is unset.
@@ -61,6 +66,8 @@ pub struct Application {
     state: AppState,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    platforms: Vec<Arc<dyn ChatPlatform>>,
+    outbox_signal: OutboxSignal,
 }
 
 impl Application {
@@ -85,6 +92,18 @@ impl Application {
         clock: Arc<dyn Clock>,
         aws: AwsSettings,
     ) -> Result<Self, StartupError> {
+        let platforms = crate::chat::configured_platforms(&loaded.config, &loaded.secrets)?;
+        Self::build_with_platforms(loaded, clock, aws, platforms).await
+    }
+
+    /// Builds with the given outbound chat adapters instead of the
+    /// configured ones (the demo passes `ConsoleChat` instances here).
+    pub async fn build_with_platforms(
+        loaded: Loaded,
+        clock: Arc<dyn Clock>,
+        aws: AwsSettings,
+        platforms: Vec<Arc<dyn ChatPlatform>>,
+    ) -> Result<Self, StartupError> {
         let addr: SocketAddr = loaded
             .config
             .listen_addr()
@@ -108,6 +127,15 @@ impl Application {
         )
         .await?;
         let metrics = Arc::new(Metrics::new());
+        let outbox_signal = OutboxSignal::default();
+        let incidents = IncidentService::new(
+            store.clone(),
+            clock.clone(),
+            metrics.clone(),
+            &loaded.config,
+            platforms.iter().map(|p| p.platform()).collect(),
+            outbox_signal.clone(),
+        );
         let detection = DetectionService::start(
             store.clone(),
             metrics.clone(),
@@ -117,7 +145,7 @@ impl Application {
                 sensitivity: loaded.config.detector.sensitivity,
                 ..DetectionSettings::default()
             },
-            None,
+            Some(incidents.sender()),
         );
         let ingest = Arc::new(IngestService::with_detection(
             store.clone(),
@@ -126,6 +154,13 @@ impl Application {
             Some(detection),
         ));
         let chat = ChatState::from_config(&loaded.config, &loaded.secrets, clock.clone());
+        let sink = ChatService::new(
+            store.clone(),
+            clock.clone(),
+            incidents.clone(),
+            chat.clone(),
+        );
+        let chat = chat.with_sink(Arc::new(sink));
         let state = AppState {
             config: Arc::new(loaded.config),
             secrets: Arc::new(loaded.secrets),
@@ -135,6 +170,7 @@ impl Application {
             ingest,
             aws: Arc::new(aws),
             chat,
+            incidents,
         };
         let listener = TcpListener::bind(addr)
             .await
@@ -144,6 +180,8 @@ impl Application {
             state,
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            platforms,
+            outbox_signal,
         })
     }
 
@@ -175,11 +213,14 @@ impl Application {
             state,
             tracker,
             shutdown,
+            platforms,
+            outbox_signal,
         } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_s);
         let store = state.store.clone();
         let ingest = state.ingest.clone();
         crate::ingest::start_background(&state, &tracker, &shutdown);
+        start_chat(&state, &platforms, &outbox_signal, &tracker, &shutdown);
         let app = crate::http::router(state);
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "Listening.");
@@ -210,6 +251,110 @@ impl Application {
         }
         store.close().await;
         Ok(())
+    }
+}
+
+/// How long a chat connection that failed waits before trying again.
+const CHAT_RETRY: Duration = Duration::from_secs(30);
+
+/// Starts everything chat needs in the background: the incident service,
+/// one outbox worker per platform, the bot identities (retried until the
+/// platform answers) and the inbound connections (Socket Mode, the Discord
+/// gateway). None of it can stop the server from serving.
+fn start_chat(
+    state: &AppState,
+    platforms: &[Arc<dyn ChatPlatform>],
+    signal: &OutboxSignal,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    state.incidents.start(tracker, shutdown);
+    crate::chat::outbox::start(
+        &crate::chat::outbox::Workers {
+            store: state.store.clone(),
+            clock: state.clock.clone(),
+            metrics: state.metrics.clone(),
+            poll: Duration::from_millis(state.config.chat.outbox_poll_ms),
+            signal: signal.clone(),
+        },
+        platforms,
+        tracker,
+        shutdown,
+    );
+    for platform in platforms {
+        let platform = platform.clone();
+        let chat = state.chat.clone();
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let mut wait = Duration::from_secs(1);
+            loop {
+                match platform.whoami().await {
+                    Ok(me) => {
+                        tracing::info!(platform = %me.platform, user_id = %me.user_id, "Chat platform reached.");
+                        chat.set_bot(me);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(platform = %platform.platform(), error = %e, retry_s = wait.as_secs(), "Chat platform unreachable; retrying in the background.");
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(CHAT_RETRY * 10);
+            }
+        });
+    }
+    let config = state.config.clone();
+    let secrets = state.secrets.clone();
+    let has = |kind: Platform| platforms.iter().any(|p| p.platform() == kind);
+    if config.slack.mode == "socket" && has(Platform::Slack) {
+        if let (Some(bot), Some(app)) = (
+            secrets.slack_bot_token.clone(),
+            secrets.slack_app_token.clone(),
+        ) {
+            let chat = state.chat.clone();
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                let slack = match crate::chat::slack::SlackChat::new(&config.slack, &bot) {
+                    Ok(slack) => slack,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Cannot build the Slack client for Socket Mode.");
+                        return;
+                    }
+                };
+                while !stop.is_cancelled() {
+                    if let Err(e) = crate::chat::slack::socket::run(&slack, &app, chat.clone(), stop.clone()).await {
+                        tracing::warn!(platform = "slack", error = %e, "Socket Mode failed; retrying.");
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(CHAT_RETRY) => {}
+                    }
+                }
+            });
+        }
+    }
+    if let Some(token) = secrets
+        .discord_token
+        .clone()
+        .filter(|_| has(Platform::Discord) && state.config.discord.gateway)
+    {
+        let chat = state.chat.clone();
+        let stop = shutdown.clone();
+        let config = state.config.clone();
+        tracker.spawn(async move {
+            while !stop.is_cancelled() {
+                if let Err(e) = crate::chat::discord::gateway::run(&config.discord, &token, chat.clone(), stop.clone()).await {
+                    tracing::warn!(platform = "discord", error = %e, "Discord gateway failed; retrying.");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(CHAT_RETRY) => {}
+                }
+            }
+        });
     }
 }
 

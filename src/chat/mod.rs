@@ -6,7 +6,10 @@
 //! the [`ChatEventSink`] that inbound routes hand events to. The adapters
 //! ([`slack`], [`discord`], [`console`]) only translate between this
 //! vocabulary and their platform's wire format; what to post, when to retry
-//! and what an approval means are decided by the services built on top.
+//! and what an approval means are decided by the services built on top:
+//! [`cards`] formats incidents and health, [`commands`] parses `/medic …`,
+//! [`service`] carries out commands and stores decisions, and [`outbox`]
+//! delivers every queued message durably and in order.
 //!
 //! ```text
 //! services --ChatMessage--> Arc<dyn ChatPlatform> --> Slack Web API / Discord REST / console
@@ -14,9 +17,13 @@
 //!          --(verify, parse)--> ChatEvent --> Arc<dyn ChatEventSink> --> services
 //! ```
 
+pub mod cards;
+pub mod commands;
 pub mod console;
 pub mod discord;
 pub mod emoji;
+pub mod outbox;
+pub mod service;
 pub mod slack;
 
 use std::fmt;

@@ -44,6 +44,8 @@ pub struct Config {
     pub codepipeline: CodePipelineConfig,
     pub detector: DetectorConfig,
     pub planner: PlannerConfig,
+    pub incidents: IncidentsConfig,
+    pub chat: ChatConfig,
     pub slack: SlackConfig,
     pub discord: DiscordConfig,
     pub github: GithubConfig,
@@ -153,7 +155,7 @@ impl Default for DetectorConfig {
             sagemaker_endpoint: String::new(),
             sensitivity: 1.0,
             retrain_interval_h: 24,
-            cache_models: 2000,
+            cache_models: 250,
         }
     }
 }
@@ -195,6 +197,71 @@ impl Default for PlannerConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    /// An abnormal run joins its pipeline's incident when that incident is
+    /// still open and was updated within this many hours.
+    pub group_window_h: u64,
+    /// The alert chart shows at most this many days of history ...
+    pub chart_days: u64,
+    /// ... and at most this many runs.
+    pub chart_runs: usize,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        Self {
+            group_window_h: 6,
+            chart_days: 30,
+            chart_runs: 50,
+        }
+    }
+}
+
+/// Where the alerts of matching pipelines go.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRoute {
+    /// A glob over pipeline names (`payments-*`, `octo-org/*/deploy`).
+    pub pipelines: String,
+    /// `slack`, `discord` or `console`.
+    pub platform: String,
+    /// Slack channel id (`C0123…`) or Discord channel id.
+    pub channel: String,
+}
+
+/// The route of pipelines no `[[chat.routes]]` entry matches; empty
+/// platform means such pipelines are not posted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefaultRoute {
+    pub platform: String,
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Routes tried in order; the first whose glob matches wins.
+    pub routes: Vec<ChatRoute>,
+    pub default_route: DefaultRoute,
+    /// How often the outbox looks for messages to deliver, in milliseconds.
+    pub outbox_poll_ms: u64,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            routes: Vec::new(),
+            default_route: DefaultRoute::default(),
+            outbox_poll_ms: 1000,
+        }
+    }
+}
+
+const CHAT_PLATFORMS: [&str; 3] = ["slack", "discord", "console"];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct SlackConfig {
     /// Slack Web API base URL.
     pub api_url: String,
@@ -216,12 +283,16 @@ impl Default for SlackConfig {
 pub struct DiscordConfig {
     /// Discord REST API base URL.
     pub api_url: String,
+    /// Connect to the Discord gateway (mentions, reactions) when
+    /// `DISCORD_TOKEN` is set; off leaves only HTTP interactions.
+    pub gateway: bool,
 }
 
 impl Default for DiscordConfig {
     fn default() -> Self {
         Self {
             api_url: "https://discord.com/api/v10".into(),
+            gateway: true,
         }
     }
 }
@@ -544,6 +615,8 @@ fn apply_section(
         "codepipeline" => config.codepipeline = parse(section, value)?,
         "detector" => config.detector = parse(section, value)?,
         "planner" => config.planner = parse(section, value)?,
+        "incidents" => config.incidents = parse(section, value)?,
+        "chat" => config.chat = parse(section, value)?,
         "slack" => config.slack = parse(section, value)?,
         "discord" => config.discord = parse(section, value)?,
         "github" => config.github = parse(section, value)?,
@@ -722,6 +795,56 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.planner.temperature) {
             bad("planner.temperature", "must be in [0, 1]".into());
+        }
+        if self.incidents.group_window_h == 0 {
+            bad("incidents.group_window_h", "must be at least 1".into());
+        }
+        if self.incidents.chart_days == 0 || self.incidents.chart_runs < 2 {
+            bad(
+                "incidents.chart_days",
+                "chart_days must be at least 1 and chart_runs at least 2".into(),
+            );
+        }
+        if self.chat.outbox_poll_ms == 0 {
+            bad("chat.outbox_poll_ms", "must be at least 1".into());
+        }
+        for (i, route) in self.chat.routes.iter().enumerate() {
+            if let Err(e) = globset::Glob::new(&route.pipelines) {
+                bad(
+                    &format!("chat.routes[{i}].pipelines"),
+                    format!("{:?} is not a valid glob: {e}", route.pipelines),
+                );
+            }
+            if !CHAT_PLATFORMS.contains(&route.platform.as_str()) {
+                bad(
+                    &format!("chat.routes[{i}].platform"),
+                    format!(
+                        "{:?} must be \"slack\", \"discord\" or \"console\"",
+                        route.platform
+                    ),
+                );
+            }
+            if route.channel.trim().is_empty() {
+                bad(
+                    &format!("chat.routes[{i}].channel"),
+                    "must name a channel".into(),
+                );
+            }
+        }
+        let default = &self.chat.default_route;
+        if !default.platform.is_empty() || !default.channel.is_empty() {
+            if !CHAT_PLATFORMS.contains(&default.platform.as_str()) {
+                bad(
+                    "chat.default_route.platform",
+                    format!(
+                        "{:?} must be \"slack\", \"discord\" or \"console\"",
+                        default.platform
+                    ),
+                );
+            }
+            if default.channel.trim().is_empty() {
+                bad("chat.default_route.channel", "must name a channel".into());
+            }
         }
         if !matches!(self.slack.mode.as_str(), "socket" | "events") {
             bad(
@@ -993,6 +1116,27 @@ mod tests {
     }
 
     #[test]
+    fn chat_routes_are_read_and_checked() {
+        let text = "[incidents]\ngroup_window_h = 2\n[chat.default_route]\nplatform = \"discord\"\nchannel = \"42\"\n\
+                    [[chat.routes]]\npipelines = \"payments-*\"\nplatform = \"slack\"\nchannel = \"C0123\"\n";
+        let c = from_sources(Some(text), None, &Env::new()).unwrap();
+        assert_eq!(c.incidents.group_window_h, 2);
+        assert_eq!(c.chat.routes[0].pipelines, "payments-*");
+        assert_eq!(c.chat.default_route.channel, "42");
+        let bad = "[[chat.routes]]\npipelines = \"a[\"\nplatform = \"teams\"\nchannel = \"\"\n";
+        let err = from_sources(Some(bad), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "chat.routes[0].pipelines",
+                "chat.routes[0].platform",
+                "chat.routes[0].channel"
+            ]
+        );
+    }
+
+    #[test]
     fn approvals_settings_are_validated() {
         let c = from_sources(None, None, &Env::new()).unwrap();
         assert_eq!(c.approvals.expiry_minutes, 30);
@@ -1032,6 +1176,20 @@ mod tests {
     #[test]
     fn starter_file_is_valid() {
         from_sources(Some(STARTER_TOML), Some("starter"), &Env::new()).unwrap();
+    }
+
+    #[test]
+    fn effective_config_renders_with_routes() {
+        let mut c = Config::default();
+        c.chat.routes.push(ChatRoute {
+            pipelines: "payments-*".into(),
+            platform: "slack".into(),
+            channel: "C1".into(),
+        });
+        let text = c.to_redacted_toml();
+        assert!(!text.starts_with("# cannot render"), "{text}");
+        let back = from_sources(Some(&text), None, &Env::new()).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

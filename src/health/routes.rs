@@ -19,7 +19,8 @@ async fn get_health(
     Path(name): Path<String>,
 ) -> Result<Json<super::PipelineHealth>, ApiError> {
     require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
-    let health = super::pipeline_health(&state.store, &name, state.clock.now(), 0)
+    let open = state.store.count_active_incidents(&name).await?;
+    let health = super::pipeline_health(&state.store, &name, state.clock.now(), open)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no runs stored for pipeline {name:?}")))?;
     Ok(Json(health))

@@ -36,6 +36,8 @@ pub struct AppState {
     pub aws: Arc<crate::aws::AwsSettings>,
     /// Chat inbound: verification secrets and the event sink (optional parts).
     pub chat: ChatState,
+    /// Incidents: where detection hands scored runs, and status changes.
+    pub incidents: crate::incidents::IncidentService,
 }
 
 /// The full router with every route of the design that is built.
@@ -45,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ingest::routes::router())
         .merge(crate::ingest::webhooks::router())
         .merge(crate::health::routes::router())
+        .merge(crate::incidents::routes::router())
         .merge(crate::chat::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

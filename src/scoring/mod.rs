@@ -8,8 +8,10 @@
 //! which is pure computation; this module does the I/O around it.
 
 pub mod bank;
+pub mod filter;
 pub mod pipeline;
 pub mod service;
+pub mod train;
 
 pub use pipeline::PipelineModel;
 pub use service::{DetectionError, DetectionService, DetectionSettings};

@@ -33,7 +33,7 @@ impl Default for DetectionSettings {
     fn default() -> Self {
         Self {
             shards: 2,
-            cache_models: 2_000,
+            cache_models: 250,
             sensitivity: 1.0,
         }
     }
@@ -296,7 +296,21 @@ async fn score_one(
     run_pk: i64,
     run: &Run,
 ) -> Result<Verdict, StoreError> {
+    let resets = store.pending_baseline_resets(&run.pipeline).await?;
     let entry = bank.get(&run.pipeline, run_pk).await?;
+    if !resets.is_empty() {
+        let mut tx = store.begin_write().await?;
+        for (id, metric) in &resets {
+            entry.model.accept_baseline(metric.as_deref());
+            tx.mark_baseline_reset_applied(*id).await?;
+            tracing::info!(
+                metric = metric.as_deref().unwrap_or("all"),
+                "Baseline accepted; the current level is the new normal."
+            );
+        }
+        tx.commit().await?;
+        entry.unsaved += 1;
+    }
     if run_pk <= entry.model.last_run_pk {
         // Already learned (a repeated job): answer with what was stored.
         if let Some(v) = store.verdict_of(run_pk).await? {

@@ -287,3 +287,17 @@ impl WriteTx {
         Ok(())
     }
 }
+
+impl Store {
+    /// Row ids of a pipeline's runs that detection graded abnormal.
+    pub async fn abnormal_run_pks(
+        &self,
+        pipeline: &str,
+    ) -> Result<std::collections::HashSet<i64>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM runs WHERE pipeline = $1 AND grade > 0")
+            .bind(pipeline)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+    }
+}

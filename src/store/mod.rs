@@ -14,6 +14,7 @@
 
 mod approvals;
 mod detection;
+mod incidents;
 mod write;
 
 use std::str::FromStr;
@@ -30,6 +31,10 @@ pub use approvals::{
     ExecutionState, NewApprovalRequest, NewExecution, StoredExecution, StoredRequest, StoredVote,
 };
 pub use detection::StoredModel;
+pub use incidents::{
+    DecisionVia, NewIncident, NewOutbox, OutboxKind, OutboxRow, OutboxStatus, Silence,
+    StoredDecision,
+};
 pub use write::{RunOutcome, Upserted, WriteTx};
 
 /// Which database the store talks to.
@@ -360,4 +365,35 @@ pub(crate) fn stored_from_row(r: &sqlx::any::AnyRow) -> Result<StoredRun, StoreE
             detail: e.to_string(),
         })?,
     })
+}
+
+impl Store {
+    /// Audit entries about any of `subjects` (e.g. `incident/7`), oldest first.
+    pub async fn audit_for(&self, subjects: &[String]) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut entries = Vec::new();
+        for subject in subjects {
+            let rows = sqlx::query(
+                "SELECT id, at_ms, kind, subject, actor, detail FROM audit_log WHERE subject = $1 ORDER BY id",
+            )
+            .bind(subject)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &rows {
+                let detail: String = r.get(5);
+                entries.push(AuditEntry {
+                    id: r.get(0),
+                    at: from_ms(r.get(1)),
+                    kind: r.get(2),
+                    subject: r.get(3),
+                    actor: r.get(4),
+                    detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt {
+                        what: "audit_log.detail".into(),
+                        detail: e.to_string(),
+                    })?,
+                });
+            }
+        }
+        entries.sort_by_key(|e| e.id);
+        Ok(entries)
+    }
 }

@@ -26,6 +26,7 @@ const CHANNEL: &str = "772908445358620702";
 fn client(fake: &FakeDiscord) -> DiscordChat {
     let config = DiscordConfig {
         api_url: fake.api_url(),
+        ..DiscordConfig::default()
     };
     DiscordChat::new(&config, &Secret::new(TOKEN)).expect("discord client")
 }

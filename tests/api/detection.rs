@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, Db, TestApp, INGEST_TOKEN};
 
 /// The `i`-th run of a steady pipeline: about 420 s, a few flaky tests.
-fn run_json(pipeline: &str, i: u32, duration_s: f64, failed: u64) -> Value {
+pub fn run_json(pipeline: &str, i: u32, duration_s: f64, failed: u64) -> Value {
     let start = chrono::DateTime::parse_from_rfc3339("2026-09-01T00:00:00Z").unwrap()
         + chrono::Duration::hours(i64::from(i) * 2);
     let jitter = ((i * 7919) % 31) as f64 - 15.0;

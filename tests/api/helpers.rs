@@ -132,10 +132,17 @@ pub struct TestApp {
     pub store: Store,
     pub clock: Arc<ManualClock>,
     pub shutdown: CancellationToken,
+    /// Where detection would hand scored runs.
+    pub incidents: pipemedic::incidents::IncidentService,
     pub _db: TestDb,
 }
 
 impl TestApp {
+    /// Moves the app's clock forward.
+    pub fn clock_advance_minutes(&self, minutes: i64) {
+        self.clock.advance(chrono::Duration::minutes(minutes));
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -181,6 +188,17 @@ async fn spawn_app_full(
     adjust: impl FnOnce(&mut config::Config),
     sink: Option<Arc<dyn pipemedic::chat::ChatEventSink>>,
 ) -> Option<TestApp> {
+    spawn_app_with_secrets(db, adjust, |_| {}, sink).await
+}
+
+/// Like [`spawn_app_with`], with a chance to add secrets (chat tokens) to
+/// the test secrets, and an optional chat sink replacing pipemedic's own.
+pub async fn spawn_app_with_secrets(
+    db: Db,
+    adjust: impl FnOnce(&mut config::Config),
+    adjust_secrets: impl FnOnce(&mut Secrets),
+    sink: Option<Arc<dyn pipemedic::chat::ChatEventSink>>,
+) -> Option<TestApp> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -195,9 +213,11 @@ async fn spawn_app_full(
     config.store.url = test_db.url.clone();
     adjust(&mut config);
     let aws = test_aws_settings(&config.aws);
+    let mut secrets = test_secrets();
+    adjust_secrets(&mut secrets);
     let loaded = Loaded {
         config,
-        secrets: test_secrets(),
+        secrets,
         source: None,
     };
     let clock = Arc::new(ManualClock::new(t("2026-11-25T12:00:00Z")));
@@ -210,6 +230,7 @@ async fn spawn_app_full(
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
     let shutdown = app.shutdown_token();
+    let incidents = app.state().incidents.clone();
     tokio::spawn(app.run_until_stopped());
     Some(TestApp {
         base,
@@ -217,6 +238,7 @@ async fn spawn_app_full(
         store,
         clock,
         shutdown,
+        incidents,
         _db: test_db,
     })
 }

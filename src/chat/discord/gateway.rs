@@ -3,7 +3,8 @@
 //! the bot, direct messages, reactions and interactions into
 //! [`ChatEvent`]s for the same [`ChatState`] sink as the HTTP route.
 //!
-//! Intents: `GUILD_MESSAGES` (mentions), `GUILD_MESSAGE_REACTIONS` (✅ / ❌
+//! Intents: `GUILDS` (the servers and channels the bot is in),
+//! `GUILD_MESSAGES` (mentions), `GUILD_MESSAGE_REACTIONS` (✅ / ❌
 //! approvals), `DIRECT_MESSAGES` and `DIRECT_MESSAGE_REACTIONS`. The
 //! privileged `MESSAGE_CONTENT` intent is not requested: Discord includes
 //! the content of messages that mention the bot and of direct messages
@@ -24,7 +25,8 @@ use crate::config::{DiscordConfig, Secret};
 
 /// The gateway intents pipemedic asks for.
 pub fn intents() -> GatewayIntents {
-    GatewayIntents::GUILD_MESSAGES
+    GatewayIntents::GUILDS
+        | GatewayIntents::GUILD_MESSAGES
         | GatewayIntents::GUILD_MESSAGE_REACTIONS
         | GatewayIntents::DIRECT_MESSAGES
         | GatewayIntents::DIRECT_MESSAGE_REACTIONS
@@ -235,6 +237,20 @@ mod tests {
     use serde_json::json;
 
     const BOT: &str = "775799577604522054";
+
+    #[test]
+    fn intents_are_the_documented_ones_and_none_privileged() {
+        let i = intents();
+        for needed in [
+            GatewayIntents::GUILDS,
+            GatewayIntents::GUILD_MESSAGES,
+            GatewayIntents::GUILD_MESSAGE_REACTIONS,
+            GatewayIntents::DIRECT_MESSAGES,
+        ] {
+            assert!(i.contains(needed), "{needed:?}");
+        }
+        assert!(!i.is_privileged());
+    }
 
     fn message(guild: Option<&str>, content: &str, mentions: &[&str], bot_author: bool) -> Message {
         let users: Vec<_> = mentions

@@ -318,14 +318,13 @@ impl Forest {
                 continue;
             };
             if let Some(e) = evicted {
-                let deleted = u.tree.delete(self.store.get(e), e, &self.store);
-                debug_assert!(deleted, "an evicted point is in its tree");
-                self.store.dec(e);
+                u.tree.delete_leaf(e.leaf, &self.store);
+                self.store.dec(e.point);
             }
             let idx = *added.get_or_insert_with(|| self.store.add(&pt));
-            let used = u.tree.insert(&pt, idx, &self.store, &mut u.rng);
-            u.sampler.push(weight, used);
-            self.store.inc(used);
+            let entry = u.tree.insert(&pt, idx, &self.store, &mut u.rng);
+            u.sampler.push(weight, entry);
+            self.store.inc(entry.point);
         }
         if let Some(idx) = added {
             self.store.release_if_unused(idx);
@@ -372,7 +371,7 @@ mod tests {
         let mut refs = vec![0u32; f.store.memory_bytes()];
         for u in &f.units {
             let mut in_tree = u.tree.check(&f.store);
-            let mut sampled = u.sampler.points().to_vec();
+            let mut sampled = u.sampler.points();
             sampled.sort_unstable();
             in_tree.sort_unstable();
             assert_eq!(in_tree, sampled, "tree holds exactly its sample");
@@ -414,7 +413,7 @@ mod tests {
         let p = [55.0f32, 1.0, -3.0, 7.5];
         let idx = f.store.add(&p);
         let mut rng = Rng::new(5);
-        let used = f.units[0].tree.insert(&p, idx, &f.store, &mut rng);
+        let used = f.units[0].tree.insert(&p, idx, &f.store, &mut rng).point;
         assert_eq!(used, idx);
         assert_ne!(f.units[0].tree, before);
         f.units[0].tree.check(&f.store);
@@ -436,9 +435,13 @@ mod tests {
             for t in 0..f.units.len() {
                 let shape = f.units[t].tree.shape();
                 let u = &mut f.units[t];
-                let used = u.tree.insert(&q, idx, &f.store, &mut rng);
+                let e = u.tree.insert(&q, idx, &f.store, &mut rng);
                 u.tree.check(&f.store);
-                assert!(u.tree.delete(&q, used, &f.store));
+                if t % 2 == 0 {
+                    assert!(u.tree.delete(&q, e.point, &f.store));
+                } else {
+                    u.tree.delete_leaf(e.leaf, &f.store);
+                }
                 assert_eq!(u.tree.shape(), shape, "tree {t}, point {i}");
             }
             f.store.release_if_unused(idx);
@@ -447,7 +450,7 @@ mod tests {
         let q: Vec<f32> = f.store.get(f.units[0].sampler.points()[0]).to_vec();
         let held = f.units[0].sampler.points()[0];
         let extra = f.store.add(&q);
-        let used = f.units[0].tree.insert(&q, extra, &f.store, &mut rng);
+        let used = f.units[0].tree.insert(&q, extra, &f.store, &mut rng).point;
         assert_ne!(used, extra, "a duplicate maps to the existing point");
         assert_eq!(f.units[0].tree.mass(), before.mass() + 1);
         assert!(f.units[0].tree.delete(&q, used, &f.store));

@@ -16,10 +16,20 @@ pub enum Admission {
     /// Not sampled.
     Rejected,
     /// Sampled; `evicted` is the point it replaces, if the sample was full.
-    Accepted { weight: f64, evicted: Option<u32> },
+    Accepted { weight: f64, evicted: Option<Entry> },
 }
 
-/// A max-heap of (priority, point index) pairs of bounded size.
+/// One sampled point: its index in the point store and the tree leaf that
+/// holds it (so that evicting it needs no search).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Index in the forest's point store.
+    pub point: u32,
+    /// Reference of the tree leaf holding the point.
+    pub leaf: u32,
+}
+
+/// A max-heap of (priority, sampled point) pairs of bounded size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sampler {
     capacity: usize,
@@ -27,8 +37,17 @@ pub struct Sampler {
     time_decay: f64,
     #[serde(with = "bits::f64s")]
     weights: Vec<f64>,
-    points: Vec<u32>,
+    points: Vec<Entry>,
+    /// A cached rejection bound `(until, u_min)`: up to sequence number
+    /// `until`, a draw `u <= u_min` is certainly rejected, which spares the
+    /// two logarithms of the exact test for most points. A pure cache:
+    /// decisions are the same with or without it.
+    #[serde(skip)]
+    quick: Option<(u64, f64)>,
 }
+
+/// Sequence numbers a cached rejection bound stays valid for.
+const QUICK_SPAN: u64 = 64;
 
 impl Sampler {
     /// An empty sampler keeping `capacity` points with decay `time_decay`.
@@ -38,6 +57,7 @@ impl Sampler {
             time_decay,
             weights: Vec::new(),
             points: Vec::new(),
+            quick: None,
         }
     }
 
@@ -53,8 +73,8 @@ impl Sampler {
 
     /// Indices of the sampled points (heap order).
     #[cfg(test)]
-    pub fn points(&self) -> &[u32] {
-        &self.points
+    pub fn points(&self) -> Vec<u32> {
+        self.points.iter().map(|e| e.point).collect()
     }
 
     /// Decides whether the point arriving at `seq` enters the sample. On
@@ -62,6 +82,24 @@ impl Sampler {
     /// the caller must then [`Sampler::push`] the accepted point.
     pub fn offer(&mut self, seq: u64, rng: &mut Rng) -> Admission {
         let u = rng.next_open_f64();
+        if self.is_full() {
+            // Rejected exactly when ln(-ln u) >= w_max + λ·seq, that is
+            // when u <= exp(-exp(w_max + λ·seq)), a bound that only falls
+            // as seq grows: its value at `until` holds for all earlier seq.
+            let (until, u_min) = match self.quick {
+                Some(q) if seq <= q.0 => q,
+                _ => {
+                    let until = seq + QUICK_SPAN;
+                    let c = self.weights[0] + self.time_decay * until as f64;
+                    let q = (until, (-c.exp()).exp() * (1.0 - 1e-9));
+                    self.quick = Some(q);
+                    q
+                }
+            };
+            if seq <= until && u <= u_min {
+                return Admission::Rejected;
+            }
+        }
         let weight = -self.time_decay * seq as f64 + (-u.ln()).ln();
         if !self.is_full() {
             return Admission::Accepted {
@@ -81,7 +119,7 @@ impl Sampler {
     }
 
     /// Adds an accepted point with its weight.
-    pub fn push(&mut self, weight: f64, point: u32) {
+    pub fn push(&mut self, weight: f64, entry: Entry) {
         if self.weights.len() == self.weights.capacity() {
             // Double while young, then exactly up to capacity.
             let want = (self.weights.len() * 2)
@@ -90,8 +128,9 @@ impl Sampler {
             self.weights.reserve_exact(want - self.weights.len());
             self.points.reserve_exact(want - self.points.len());
         }
+        self.quick = None;
         self.weights.push(weight);
-        self.points.push(point);
+        self.points.push(entry);
         let mut i = self.weights.len() - 1;
         while i > 0 {
             let parent = (i - 1) / 2;
@@ -105,6 +144,7 @@ impl Sampler {
     }
 
     fn pop_root(&mut self) {
+        self.quick = None;
         let last = self.weights.len() - 1;
         self.weights.swap(0, last);
         self.points.swap(0, last);
@@ -133,7 +173,7 @@ impl Sampler {
 
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.weights.capacity() * 8 + self.points.capacity() * 4
+        self.weights.capacity() * 8 + self.points.capacity() * std::mem::size_of::<Entry>()
     }
 }
 
@@ -141,14 +181,21 @@ impl Sampler {
 mod tests {
     use super::*;
 
+    fn entry(seq: u64) -> Entry {
+        Entry {
+            point: seq as u32,
+            leaf: 0,
+        }
+    }
+
     fn feed(s: &mut Sampler, rng: &mut Rng, n: u64) -> Vec<u32> {
         let mut sampled_seq = Vec::new();
         for seq in 0..n {
             if let Admission::Accepted { weight, .. } = s.offer(seq, rng) {
-                s.push(weight, seq as u32);
+                s.push(weight, entry(seq));
             }
         }
-        sampled_seq.extend_from_slice(s.points());
+        sampled_seq.extend(s.points());
         sampled_seq
     }
 
@@ -165,6 +212,26 @@ mod tests {
         assert!(ancient < 3, "old points fade out: {ancient}");
         // The heap keeps its largest weight at the root.
         assert!(s.weights.iter().all(|&w| w <= s.weights[0]));
+    }
+
+    #[test]
+    fn cached_rejection_bound_changes_no_decision() {
+        let mut rng_a = Rng::new(9);
+        let mut rng_b = Rng::new(9);
+        let mut a = Sampler::new(32, 0.1 / 32.0);
+        let mut b = Sampler::new(32, 0.1 / 32.0);
+        for seq in 0..5000u64 {
+            let da = a.offer(seq, &mut rng_a);
+            b.quick = None;
+            let db = b.offer(seq, &mut rng_b);
+            b.quick = None;
+            assert_eq!(da, db, "seq {seq}");
+            if let Admission::Accepted { weight, .. } = da {
+                a.push(weight, entry(seq));
+                b.push(weight, entry(seq));
+            }
+        }
+        assert_eq!(a.points, b.points);
     }
 
     #[test]

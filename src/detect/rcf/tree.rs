@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::rng::Rng;
+use super::sampler::Entry;
 use super::store::PointStore;
 use crate::detect::bits;
 
@@ -290,14 +291,18 @@ impl Tree {
         }
     }
 
-    /// Adds `x` (stored at `point` in `store`) and returns the index the
-    /// tree now refers to: `point` itself, or an existing leaf's point when
-    /// `x` duplicates it (the leaf's mass grows instead).
-    pub fn insert(&mut self, x: &[f32], point: u32, store: &PointStore, rng: &mut Rng) -> u32 {
+    /// Adds `x` (stored at `point` in `store`) and returns the point the
+    /// tree now refers to, with its leaf: `point` itself in a new leaf, or
+    /// an existing leaf's point when `x` duplicates it (the leaf's mass
+    /// grows instead).
+    pub fn insert(&mut self, x: &[f32], point: u32, store: &PointStore, rng: &mut Rng) -> Entry {
         let d = self.dim;
         if self.root == NIL {
             self.root = self.new_leaf(point, NIL);
-            return point;
+            return Entry {
+                point,
+                leaf: self.root,
+            };
         }
         let mut merged = std::mem::take(&mut self.tmp);
         merged.resize(2 * d, 0.0);
@@ -330,7 +335,10 @@ impl Tree {
                 let li = leaf_idx(cur);
                 self.leaves[li].mass += 1;
                 self.tmp = merged;
-                return self.leaves[li].point;
+                return Entry {
+                    point: self.leaves[li].point,
+                    leaf: cur,
+                };
             }
             let r = rng.next_f64() * total;
             let mut acc = 0.0f64;
@@ -382,7 +390,7 @@ impl Tree {
                 self.boxes[start..start + 2 * d].copy_from_slice(&merged);
                 self.ranges[node as usize] = total;
                 self.tmp = merged;
-                return point;
+                return Entry { point, leaf };
             }
             // No separation here: widen this node's box and go down.
             let ni = cur as usize;
@@ -401,6 +409,7 @@ impl Tree {
 
     /// Removes one copy of `x`, which must be in the tree and stored at
     /// `point`. Returns false (and changes nothing) if it is not there.
+    #[cfg(test)]
     pub fn delete(&mut self, x: &[f32], point: u32, store: &PointStore) -> bool {
         if self.root == NIL {
             return false;
@@ -418,6 +427,14 @@ impl Tree {
         if self.leaves[li].point != point && store.get(self.leaves[li].point) != x {
             return false;
         }
+        self.delete_leaf(cur, store);
+        true
+    }
+
+    /// Removes one copy of the point held by leaf `leaf` (a reference
+    /// returned by [`Tree::insert`] and still live).
+    pub fn delete_leaf(&mut self, leaf: u32, store: &PointStore) {
+        let li = leaf_idx(leaf);
         let parent = self.leaves[li].parent;
         if self.leaves[li].mass > 1 {
             self.leaves[li].mass -= 1;
@@ -426,19 +443,21 @@ impl Tree {
                 self.nodes[p as usize].mass -= 1;
                 p = self.nodes[p as usize].parent;
             }
-            return true;
+            return;
         }
         self.free_leaves.push(li as u32);
         if parent == NIL {
             self.root = NIL;
-            return true;
+            return;
         }
+        let x_idx = self.leaves[li].point;
         let pn = &self.nodes[parent as usize];
-        let sibling = if pn.left == cur { pn.right } else { pn.left };
+        let sibling = if pn.left == leaf { pn.right } else { pn.left };
         let grand = pn.parent;
         self.replace_child(grand, parent, sibling);
         self.set_parent(sibling, grand);
         self.free_nodes.push(parent);
+        let x = store.get(x_idx);
         let mut changing = true;
         let mut g = grand;
         while g != NIL {
@@ -450,7 +469,6 @@ impl Tree {
             }
             g = self.nodes[g as usize].parent;
         }
-        true
     }
 
     /// Sets node `n`'s box to the union of its children's; true if it changed.

@@ -1,0 +1,270 @@
+//! Cards: what incidents and health summaries look like in chat, as
+//! platform-neutral [`ChatMessage`]s. Pure formatting; what to post and
+//! when is the services' decision, and the adapters turn cards into Block
+//! Kit or embeds.
+
+use crate::chat::{ChatMessage, Severity};
+use crate::domain::{Direction, Incident, IncidentSeverity, IncidentStatus, MetricDeviation};
+use crate::health::PipelineHealth;
+
+/// The chat severity of an incident: its grade while it is ongoing, green
+/// once resolved, neutral once dismissed.
+pub fn severity(incident: &Incident) -> Severity {
+    match incident.status {
+        IncidentStatus::Resolved => Severity::Success,
+        IncidentStatus::Dismissed => Severity::Info,
+        _ => match incident.severity {
+            IncidentSeverity::Critical => Severity::Critical,
+            IncidentSeverity::Major | IncidentSeverity::Minor => Severity::Warning,
+        },
+    }
+}
+
+/// A number as people read it: no trailing zeros, at most 4 significant
+/// decimals for small values.
+pub fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    let s = if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+/// One metric that is off: `observed vs expected (↑, 72%)`.
+pub fn deviation_line(d: &MetricDeviation) -> String {
+    let arrow = match d.direction {
+        Direction::Up => "↑",
+        Direction::Down => "↓",
+    };
+    format!(
+        "{} vs {} expected ({arrow}, {:.0}%)",
+        number(d.observed),
+        number(d.expected),
+        d.attribution * 100.0
+    )
+}
+
+/// The alert card of an incident, as it stands (edited as it moves).
+pub fn incident_card(incident: &Incident) -> ChatMessage {
+    let run = &incident.latest_run;
+    let verdict = &incident.verdict;
+    let title = format!(
+        "[{}] {}: abnormal run (incident #{})",
+        incident.status.label().to_uppercase(),
+        incident.pipeline,
+        incident.id
+    );
+    let mut text = match verdict.deviations.first() {
+        Some(top) => format!("**{}** is off: {}", top.metric, deviation_line(top)),
+        None => "The run does not look like this pipeline's normal.".to_string(),
+    };
+    if incident.run_count > 1 {
+        text.push_str(&format!(
+            "\n{} abnormal runs in a row so far.",
+            incident.run_count
+        ));
+    }
+    let mut links = Vec::new();
+    if let Some(url) = &run.url {
+        links.push(format!("[run]({url})"));
+    }
+    if let Some(url) = &run.log_url {
+        links.push(format!("[logs]({url})"));
+    }
+    if !links.is_empty() {
+        text.push_str(&format!("\n{}", links.join(" · ")));
+    }
+    let mut card = ChatMessage::new(title, severity(incident), text)
+        .field("Run", format!("{} ({})", run.run_id, run.status))
+        .field(
+            "Commit",
+            run.commit
+                .as_deref()
+                .map(|c| c.chars().take(12).collect::<String>())
+                .unwrap_or_else(|| "-".into()),
+        )
+        .field(
+            "Grade",
+            format!("{:.2} ({})", verdict.grade, incident.severity.as_str()),
+        )
+        .field("Status", incident.status.label().to_string());
+    if let Some(stage) = &run.stage {
+        card = card.field("Stage", stage.clone());
+    }
+    for d in &verdict.deviations {
+        card = card.field(d.metric.clone(), deviation_line(d));
+    }
+    card.footer(format!(
+        "pipemedic · incident #{} · opened {}",
+        incident.id,
+        incident.opened_at.format("%Y-%m-%d %H:%M UTC")
+    ))
+}
+
+/// A short thread line: a status change, with an optional note.
+pub fn status_line(incident_id: i64, status: IncidentStatus, note: Option<&str>) -> ChatMessage {
+    let text = match note {
+        Some(note) if !note.is_empty() => format!("Status: **{}**. {note}", status.label()),
+        _ => format!("Status: **{}**.", status.label()),
+    };
+    ChatMessage::new(
+        format!("Incident #{incident_id}: {}", status.label()),
+        Severity::Info,
+        text,
+    )
+}
+
+/// A short thread line: another abnormal run joined the incident.
+pub fn repeat_line(incident: &Incident) -> ChatMessage {
+    let run = &incident.latest_run;
+    let top = incident
+        .verdict
+        .deviations
+        .first()
+        .map(|d| format!(": {} {}", d.metric, deviation_line(d)))
+        .unwrap_or_default();
+    ChatMessage::new(
+        format!("Incident #{}: still abnormal", incident.id),
+        Severity::Info,
+        format!(
+            "Run {} is still abnormal (grade {:.2}){top}.",
+            run.run_id, incident.verdict.grade
+        ),
+    )
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.1}%", v * 100.0))
+}
+
+fn seconds(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.1}s"))
+}
+
+/// The health of a pipeline, the same numbers as `pipemedic health`.
+pub fn health_text(h: &PipelineHealth) -> String {
+    let last = h.last_run.as_ref().map_or("-".to_string(), |l| {
+        format!(
+            "{} {} at {}",
+            l.run_id,
+            l.status,
+            l.finished_at.format("%Y-%m-%d %H:%M UTC")
+        )
+    });
+    format!(
+        "**{}**\n- runs: {} in 7d, {} in 30d\n- success rate: {} (7d), {} (30d), {}\n\
+         - duration: p50 {}, p95 {} (7d), {}\n- last run: {last}\n- open incidents: {}",
+        h.pipeline,
+        h.runs_7d,
+        h.runs_30d,
+        percent(h.success_rate_7d),
+        percent(h.success_rate_30d),
+        h.success_trend,
+        seconds(h.duration_p50_s_7d),
+        seconds(h.duration_p95_s_7d),
+        h.duration_trend,
+        h.open_incidents
+    )
+}
+
+/// The health of a pipeline as a card.
+pub fn health_card(h: &PipelineHealth) -> ChatMessage {
+    let severity = if h.open_incidents > 0 {
+        Severity::Warning
+    } else {
+        Severity::Success
+    };
+    ChatMessage::new(format!("Health of {}", h.pipeline), severity, "")
+        .field("Runs 7d / 30d", format!("{} / {}", h.runs_7d, h.runs_30d))
+        .field("Success 7d", percent(h.success_rate_7d))
+        .field("Success 30d", percent(h.success_rate_30d))
+        .field("Duration p50 7d", seconds(h.duration_p50_s_7d))
+        .field("Duration p95 7d", seconds(h.duration_p95_s_7d))
+        .field("Open incidents", h.open_incidents.to_string())
+}
+
+/// One line per incident, for `/medic incidents`.
+pub fn incident_list(incidents: &[Incident]) -> String {
+    if incidents.is_empty() {
+        return "No open incidents.".into();
+    }
+    let mut out = String::from("**Open incidents**");
+    for i in incidents {
+        let top = i
+            .verdict
+            .deviations
+            .first()
+            .map(|d| format!(", {} {}", d.metric, deviation_line(d)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "\n- #{} {} — {} ({}), {} run{}{top}",
+            i.id,
+            i.pipeline,
+            i.status.label(),
+            i.severity.as_str(),
+            i.run_count,
+            if i.run_count == 1 { "" } else { "s" }
+        ));
+    }
+    out
+}
+
+/// The details of one incident, for `/medic incident ID`.
+pub fn incident_detail(i: &Incident) -> String {
+    let mut out = format!(
+        "**Incident #{}** {} — {} ({}, grade {:.2})\nruns: {} (latest {}), opened {}, updated {}",
+        i.id,
+        i.pipeline,
+        i.status.label(),
+        i.severity.as_str(),
+        i.max_grade,
+        i.run_count,
+        i.latest_run.run_id,
+        i.opened_at.format("%Y-%m-%d %H:%M UTC"),
+        i.updated_at.format("%Y-%m-%d %H:%M UTC"),
+    );
+    for d in &i.verdict.deviations {
+        out.push_str(&format!("\n- {}: {}", d.metric, deviation_line(d)));
+    }
+    if i.silenced {
+        out.push_str("\n(silenced: not posted)");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(number(910.0), "910");
+        assert_eq!(number(431.25), "431.2");
+        assert_eq!(number(1.5), "1.5");
+        assert_eq!(number(0.0456), "0.0456");
+        assert_eq!(number(0.0), "0");
+        let d = MetricDeviation {
+            metric: "duration_s".into(),
+            observed: 910.0,
+            expected: 431.0,
+            direction: Direction::Up,
+            attribution: 0.72,
+        };
+        assert_eq!(deviation_line(&d), "910 vs 431 expected (↑, 72%)");
+    }
+}

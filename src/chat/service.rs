@@ -1,0 +1,393 @@
+//! The chat service: the [`ChatEventSink`] that carries out what people say
+//! and do in chat. Commands (slash commands, mentions, direct messages) are
+//! answered with the same numbers as the CLI; approve / reject reactions
+//! and buttons on an incident's messages are stored once per platform event
+//! and tied to the incident. Every stored action is audited. Answers that
+//! are not immediate replies go through the durable outbox.
+//!
+//! It decides what a request means; it does not act on approvals (that is
+//! the approval flow's work) and never calls a platform directly.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use crate::chat::commands::{self, Command};
+use crate::chat::outbox::{self, OutboxPayload};
+use crate::chat::{cards, ChatEvent, ChatEventSink, ChatReply, ChatState, MessageRef, Platform};
+use crate::clock::Clock;
+use crate::incidents::IncidentService;
+use crate::store::{DecisionVia, OutboxKind, Store, StoreError};
+
+/// Carries out chat requests; install it with `ChatState::with_sink`.
+pub struct ChatService {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    incidents: IncidentService,
+    chat: ChatState,
+}
+
+impl ChatService {
+    /// `chat` supplies the bot identities (its own sink is not used).
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        incidents: IncidentService,
+        chat: ChatState,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            incidents,
+            chat,
+        }
+    }
+
+    fn is_bot(&self, platform: Platform, user: &str) -> bool {
+        self.chat
+            .bot(platform)
+            .is_some_and(|b| b.user_id == user || b.bot_id.as_deref() == Some(user))
+    }
+
+    /// Carries out a command for `user`; returns the answer text.
+    pub async fn run_command(
+        &self,
+        platform: Platform,
+        channel: &str,
+        user: &str,
+        thread: Option<&MessageRef>,
+        text: &str,
+    ) -> Result<String, StoreError> {
+        let now = self.clock.now();
+        let actor = format!("{platform}:{user}");
+        Ok(match commands::parse(text) {
+            Command::Help => commands::HELP.to_string(),
+            Command::Unknown(why) => format!("{why}\n\n{}", commands::HELP),
+            Command::Health(Some(pipeline)) => {
+                let open = self.store.count_active_incidents(&pipeline).await?;
+                match crate::health::pipeline_health(&self.store, &pipeline, now, open).await? {
+                    None => format!("No runs stored for `{pipeline}`."),
+                    Some(health) => {
+                        self.queue_health_chart(platform, channel, thread, &pipeline)
+                            .await?;
+                        cards::health_text(&health)
+                    }
+                }
+            }
+            Command::Health(None) => {
+                let pipelines = self.store.pipelines().await?;
+                if pipelines.is_empty() {
+                    "No runs stored yet.".to_string()
+                } else {
+                    let mut parts = Vec::new();
+                    for p in pipelines.iter().take(20) {
+                        let open = self.store.count_active_incidents(p).await?;
+                        if let Some(h) =
+                            crate::health::pipeline_health(&self.store, p, now, open).await?
+                        {
+                            parts.push(cards::health_text(&h));
+                        }
+                    }
+                    parts.join("\n\n")
+                }
+            }
+            Command::Incidents => {
+                cards::incident_list(&self.store.incidents(true, None, 20).await?)
+            }
+            Command::Incident(id) => match self.store.incident(id).await? {
+                Some(i) => cards::incident_detail(&i),
+                None => format!("No incident #{id}."),
+            },
+            Command::Silence { pipeline, duration } => {
+                let until = now + duration;
+                let mut tx = self.store.begin_write().await?;
+                let id = tx.add_silence(&pipeline, until, &actor, now).await?;
+                tx.audit(
+                    now,
+                    "chat.silence",
+                    &format!("pipeline/{pipeline}"),
+                    &actor,
+                    &json!({"silence_id": id, "until": until}),
+                )
+                .await?;
+                tx.commit().await?;
+                format!(
+                    "Silenced `{pipeline}` until {}: its alerts are recorded but not posted.",
+                    until.format("%Y-%m-%d %H:%M UTC")
+                )
+            }
+            Command::Unsilence(pipeline) => {
+                let mut tx = self.store.begin_write().await?;
+                let ended = tx.end_silences(&pipeline, now).await?;
+                tx.audit(
+                    now,
+                    "chat.unsilence",
+                    &format!("pipeline/{pipeline}"),
+                    &actor,
+                    &json!({"ended": ended}),
+                )
+                .await?;
+                tx.commit().await?;
+                if ended == 0 {
+                    format!("`{pipeline}` was not silenced.")
+                } else {
+                    format!("`{pipeline}` is no longer silenced.")
+                }
+            }
+            Command::AcceptBaseline { pipeline, metric } => {
+                let mut tx = self.store.begin_write().await?;
+                let id = tx
+                    .request_baseline_reset(&pipeline, metric.as_deref(), &actor, now)
+                    .await?;
+                tx.audit(
+                    now,
+                    "chat.accept_baseline",
+                    &format!("pipeline/{pipeline}"),
+                    &actor,
+                    &json!({"reset_id": id, "metric": metric}),
+                )
+                .await?;
+                tx.commit().await?;
+                match metric {
+                    Some(m) => {
+                        format!("Noted: `{m}` of `{pipeline}` has a new normal from now on.")
+                    }
+                    None => format!("Noted: `{pipeline}` has a new normal from now on."),
+                }
+            }
+        })
+    }
+
+    /// Queues the duration chart of `pipeline` where the question was asked.
+    async fn queue_health_chart(
+        &self,
+        platform: Platform,
+        channel: &str,
+        thread: Option<&MessageRef>,
+        pipeline: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let config = self.incidents.config().clone();
+        let title = format!("{pipeline} duration_s");
+        let Some(png) = crate::incidents::chart_png(
+            &self.store,
+            pipeline,
+            "duration_s",
+            now,
+            None,
+            &title,
+            &config,
+        )
+        .await
+        else {
+            return Ok(());
+        };
+        let payload = OutboxPayload::png(
+            "health.png",
+            &format!("{pipeline}: duration, recent history"),
+            &png,
+            thread.cloned(),
+        );
+        let mut tx = self.store.begin_write().await?;
+        outbox::queue(
+            &mut tx,
+            None,
+            platform.as_str(),
+            channel,
+            OutboxKind::Upload,
+            &payload,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.incidents.signal().notify();
+        Ok(())
+    }
+
+    /// A mention or direct message: answered in its thread through the outbox,
+    /// once per platform event.
+    async fn answer_message(
+        &self,
+        platform: Platform,
+        event_id: &str,
+        channel: &str,
+        user: &str,
+        thread: Option<&MessageRef>,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin_write().await?;
+        let fresh = tx
+            .claim_event(&format!("chat:{platform}"), event_id, now)
+            .await?;
+        tx.commit().await?;
+        if !fresh {
+            return Ok(());
+        }
+        let answer = self
+            .run_command(platform, channel, user, thread, text)
+            .await?;
+        let message =
+            crate::chat::ChatMessage::new("pipemedic", crate::chat::Severity::Info, answer);
+        let mut tx = self.store.begin_write().await?;
+        let kind = if thread.is_some() {
+            OutboxKind::ThreadReply
+        } else {
+            OutboxKind::Post
+        };
+        outbox::queue(
+            &mut tx,
+            None,
+            platform.as_str(),
+            channel,
+            kind,
+            &OutboxPayload::message(message, thread.cloned()),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.incidents.signal().notify();
+        Ok(())
+    }
+
+    /// A reaction or button: stored once, tied to its incident. Returns the
+    /// incident id when it was stored now.
+    pub async fn record_decision(&self, event: &ChatEvent) -> Result<Option<i64>, StoreError> {
+        let Some(decision) = event.decision() else {
+            return Ok(None);
+        };
+        let platform = event.platform();
+        if self.is_bot(platform, event.user()) {
+            tracing::debug!(%platform, event_id = event.event_id(), "The bot's own reaction ignored.");
+            return Ok(None);
+        }
+        let (message, via, added) = match event {
+            ChatEvent::Reaction {
+                channel,
+                message_ts,
+                added,
+                ..
+            } => (
+                MessageRef {
+                    platform,
+                    channel: channel.clone(),
+                    ts_or_id: message_ts.clone(),
+                    thread: None,
+                },
+                DecisionVia::Reaction,
+                *added,
+            ),
+            ChatEvent::Button { message, .. } => (message.clone(), DecisionVia::Button, true),
+            _ => return Ok(None),
+        };
+        let Some(incident_id) = self
+            .store
+            .incident_by_message(platform.as_str(), &message.channel, &message.ts_or_id)
+            .await?
+        else {
+            tracing::debug!(%platform, event_id = event.event_id(), "Decision on a message that is no incident's; ignored.");
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let mut tx = self.store.begin_write().await?;
+        let stored = tx
+            .record_decision(
+                incident_id,
+                platform.as_str(),
+                event.event_id(),
+                event.user(),
+                decision,
+                via,
+                &message,
+                added,
+                now,
+            )
+            .await?;
+        if !stored {
+            return Ok(None);
+        }
+        tx.audit(
+            now,
+            "chat.decision",
+            &format!("incident/{incident_id}"),
+            &format!("{platform}:{}", event.user()),
+            &json!({"decision": decision, "via": via.as_str(), "added": added,
+                    "event_id": event.event_id(), "message": message}),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(%platform, incident_id, decision = ?decision, added, "Chat decision recorded.");
+        Ok(Some(incident_id))
+    }
+
+    async fn handle_inner(&self, event: ChatEvent) -> Result<Option<ChatReply>, StoreError> {
+        match &event {
+            ChatEvent::Command {
+                platform,
+                channel,
+                user,
+                text,
+                thread,
+                ..
+            } => {
+                let answer = self
+                    .run_command(*platform, channel, user, thread.as_ref(), text)
+                    .await?;
+                // Help is for the one who asked; answers are for the channel.
+                Ok(Some(match commands::parse(text) {
+                    Command::Help | Command::Unknown(_) => ChatReply::ephemeral(answer),
+                    _ => ChatReply::in_channel(answer),
+                }))
+            }
+            ChatEvent::Mention {
+                platform,
+                event_id,
+                channel,
+                user,
+                text,
+                thread,
+            }
+            | ChatEvent::DirectMessage {
+                platform,
+                event_id,
+                channel,
+                user,
+                text,
+                thread,
+            } => {
+                if self.is_bot(*platform, user) {
+                    return Ok(None);
+                }
+                self.answer_message(*platform, event_id, channel, user, thread.as_ref(), text)
+                    .await?;
+                Ok(None)
+            }
+            ChatEvent::Reaction { .. } => {
+                self.record_decision(&event).await?;
+                Ok(None)
+            }
+            ChatEvent::Button { .. } => Ok(self
+                .record_decision(&event)
+                .await?
+                .map(|id| ChatReply::ephemeral(format!("Recorded for incident #{id}.")))),
+        }
+    }
+}
+
+#[async_trait]
+impl ChatEventSink for ChatService {
+    async fn handle(&self, event: ChatEvent) -> Option<ChatReply> {
+        let platform = event.platform();
+        let event_id = event.event_id().to_string();
+        match self.handle_inner(event).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::error!(%platform, event_id, error = %e, "Cannot handle a chat event.");
+                Some(ChatReply::ephemeral(
+                    "Sorry, pipemedic could not do that just now; please try again.",
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,723 @@
+//! `pipemedic demo`: the whole loop on this machine with no credentials.
+//!
+//! It starts the real server stack in-process on an embedded SQLite file in
+//! a temporary directory, with the console as its chat and the local
+//! CodePipeline stand-in as AWS (reached through the real SDK). It loads 90
+//! days of generated history for three sample pipelines, trains their
+//! models with a progress bar, then replays a day on which checkout-service
+//! gets a flaky-test spike and payments-api a deploy that raises the error
+//! rate. Each problem is alerted in the console, gets a rule-based plan from
+//! the bundled playbooks, waits for approval (typed, or `--yes`), runs its
+//! fix once against the stand-in, and is resolved when the next run is
+//! normal. A summary ends it.
+//!
+//! The demo drives the same services `serve` uses; it only plays the part
+//! of the CI system and of the people in the channel.
+
+pub mod history;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Timelike, Utc};
+use tokio::io::AsyncBufReadExt;
+
+use crate::chat::console::ConsoleChat;
+use crate::chat::{ChatMessage, ChatPlatform, Severity};
+use crate::clock::SystemClock;
+use crate::config::{self, Env, Loaded, Secrets};
+use crate::domain::{IncidentStatus, Run, RunSource, Verdict};
+use crate::ingest::IngestService;
+use crate::plan::{offline_plan, IncidentFacts, LastNormalRun, ValidatedPlan};
+use crate::playbooks::{ApprovalPolicy, Catalog, CiSystem};
+use crate::remediate::{ActionCall, ActionKind, ExecutorRegistry};
+use crate::standin::codepipeline::{ExecutionSpec, FakeCodePipeline};
+use crate::startup::Application;
+use history::{Shape, PIPELINES};
+
+/// Days of history the demo generates.
+pub const HISTORY_DAYS: i64 = 90;
+/// The people in the demo channel; all of them may approve.
+const APPROVERS: [&str; 2] = ["alice", "bob"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot prepare the demo: {0}")]
+    Setup(String),
+    #[error("the store failed: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("the demo's problem was not detected: {0}")]
+    NotDetected(String),
+}
+
+/// What happened, for the summary and for tests.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DemoSummary {
+    pub history_runs: usize,
+    pub replayed_runs: usize,
+    pub incidents: Vec<IncidentSummary>,
+    /// Calls the CodePipeline stand-in received, by operation.
+    pub codepipeline_calls: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IncidentSummary {
+    pub incident_id: i64,
+    pub pipeline: String,
+    pub run_id: String,
+    pub grade: f64,
+    pub metrics: Vec<String>,
+    pub plan: String,
+    pub approved_by: Vec<String>,
+    pub action: Option<String>,
+    pub action_result: Option<String>,
+    pub recovered_after_min: Option<i64>,
+}
+
+/// Options of a demo run.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoOptions {
+    /// Approve every plan as the demo users instead of asking.
+    pub yes: bool,
+}
+
+fn setup(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Setup(e.to_string())
+}
+
+fn say(line: &str) {
+    println!("{line}");
+}
+
+/// Runs the demo to the end.
+pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
+    let dir = tempfile::tempdir().map_err(setup)?;
+    let db = dir.path().join("pipemedic-demo.db");
+    let standin = FakeCodePipeline::start().await;
+
+    let mut config = config::from_sources(None, None, &Env::new()).map_err(setup)?;
+    config.server.listen = "127.0.0.1:0".into();
+    config.store.url = format!("sqlite://{}", db.display());
+    config.chat.default_route.platform = "console".into();
+    config.chat.default_route.channel = "#pipeline-alerts".into();
+    config.chat.outbox_poll_ms = 50;
+    config.aws.region = "us-east-1".into();
+    config.aws.endpoints.codepipeline = standin.url();
+    let loaded = Loaded {
+        config: config.clone(),
+        secrets: Secrets::default(),
+        source: None,
+    };
+    let aws = crate::aws::AwsSettings::from_config(&config.aws).with_static_credentials(
+        aws_credential_types::Credentials::new("DEMO", "demo-secret", None, None, "pipemedic-demo"),
+        "us-east-1",
+    );
+    let clients = aws.load().await;
+    let registry =
+        ExecutorRegistry::from_config(&config, &Secrets::default(), &clients, &Env::new())
+            .map_err(setup)?;
+    let console: Arc<dyn ChatPlatform> = Arc::new(ConsoleChat::stdout());
+    let app = Application::build_with_platforms(
+        loaded,
+        Arc::new(SystemClock),
+        aws,
+        vec![console.clone()],
+    )
+    .await
+    .map_err(setup)?;
+    let state = app.state().clone();
+    let stop = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    say("pipemedic demo: the whole loop on this machine, no credentials needed.");
+    say(&format!("  store: {} (temporary)", db.display()));
+    say(&format!(
+        "  CodePipeline: local stand-in at {} via the AWS SDK",
+        standin.url()
+    ));
+    say("  chat: this console    planner: rule-based (bundled playbooks)\n");
+
+    // 1. History, stored without alerting, then learned.
+    let today = Utc::now()
+        .with_hour(0)
+        .and_then(|t| t.with_minute(0))
+        .and_then(|t| t.with_second(0))
+        .unwrap_or_else(Utc::now)
+        - Duration::days(1);
+    let past = history::history(HISTORY_DAYS, today, 2026);
+    let backfill = IngestService::new(
+        state.store.clone(),
+        state.metrics.clone(),
+        state.clock.clone(),
+    );
+    let bar = progress(past.len() as u64, "loading 90 days of history");
+    for chunk in past.chunks(500) {
+        backfill
+            .accept_runs(RunSource::Backfill, None, chunk, false)
+            .await?;
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    say(&format!(
+        "Loaded {} runs of 3 pipelines over {HISTORY_DAYS} days.",
+        past.len()
+    ));
+    let bar = progress(past.len() as u64, "training models");
+    let mut trained = 0u64;
+    for p in PIPELINES {
+        let before = trained;
+        let (model, report) = crate::scoring::train::rebuild(&state.store, p.name, 1.0, |n| {
+            bar.set_position(before + n as u64)
+        })
+        .await?;
+        trained += (report.learned + report.skipped_abnormal) as u64;
+        if let Some(detection) = state.ingest.detection() {
+            detection.replace(p.name, model).await.map_err(setup)?;
+        }
+    }
+    bar.finish_and_clear();
+    say("Trained one model per pipeline.\n");
+    // The stand-in knows the last successful execution of each pipeline
+    // (a rollback goes back to it).
+    for p in PIPELINES {
+        if let Some(last) = past
+            .iter()
+            .rev()
+            .find(|r| r.pipeline == p.name && r.status.is_final())
+        {
+            let start = last.started_at.unwrap_or(today);
+            let mut spec = ExecutionSpec::new(&last.run_id, "Succeeded", start);
+            let mut offset = 0;
+            for s in &last.stages {
+                let d = s.duration_s().unwrap_or(1.0) as i64;
+                spec = spec.action(
+                    &s.name,
+                    &format!("{}Action", s.name),
+                    "Succeeded",
+                    offset,
+                    offset + d,
+                );
+                offset += d;
+            }
+            standin.add_execution(p.name, spec);
+        }
+    }
+
+    // 2. The replayed day.
+    say(&format!("Replaying {} ...", today.format("%A %Y-%m-%d")));
+    let mut rng = crate::detect::rcf::Rng::new(99);
+    let mut summary = DemoSummary {
+        history_runs: past.len(),
+        ..DemoSummary::default()
+    };
+    let catalog = Catalog::bundled().map_err(|e| setup(format!("bundled playbooks: {e:?}")))?;
+    let problems: [(&str, u32, Shape); 2] = [
+        ("checkout-service", 10, Shape::FlakyTests),
+        ("payments-api", 14, Shape::DeployRegression),
+    ];
+    let mut n = 50_000u64;
+    for hour in 8..18u32 {
+        for p in PIPELINES {
+            let start = today + Duration::hours(i64::from(hour)) + Duration::minutes(5);
+            let problem = problems
+                .iter()
+                .find(|(name, h, _)| *name == p.name && *h == hour);
+            let shape = problem.map_or(Shape::Normal, |(_, _, s)| *s);
+            n += 1;
+            let run = history::run(&p, n, start, shape, &mut rng);
+            register(&standin, &run);
+            let verdict = ingest_one(&state, &run).await?;
+            summary.replayed_runs += 1;
+            say(&format!(
+                "  {}  {:<17} {:<10} {:<9} {:>5.0}s  {}",
+                start.format("%H:%M"),
+                run.pipeline,
+                run.run_id,
+                run.status.as_str(),
+                run.duration_s().unwrap_or(0.0),
+                if verdict.is_anomalous() {
+                    format!("ABNORMAL (grade {:.2})", verdict.grade)
+                } else {
+                    "normal".to_string()
+                }
+            ));
+            if problem.is_none() {
+                continue;
+            }
+            if !verdict.is_anomalous() {
+                return Err(DemoError::NotDetected(format!(
+                    "{} run {}",
+                    run.pipeline, run.run_id
+                )));
+            }
+            let incident = handle_incident(
+                &state, &catalog, &registry, &run, &verdict, options, &mut rng, &mut n, start,
+            )
+            .await?;
+            summary.incidents.push(incident);
+        }
+    }
+
+    wait_for_outbox(&state).await;
+    for call in standin.calls() {
+        *summary
+            .codepipeline_calls
+            .entry(call.operation.clone())
+            .or_default() += 1;
+    }
+    stop.cancel();
+    let _ = server.await;
+    print_summary(&summary);
+    Ok(summary)
+}
+
+/// Tells the CodePipeline stand-in about a run, as CodePipeline itself
+/// would know its executions.
+fn register(standin: &FakeCodePipeline, run: &Run) {
+    let status = match run.status {
+        crate::domain::RunStatus::Succeeded => "Succeeded",
+        crate::domain::RunStatus::Failed => "Failed",
+        crate::domain::RunStatus::Cancelled => "Stopped",
+        crate::domain::RunStatus::Running => "InProgress",
+    };
+    let start = run.started_at.unwrap_or_else(Utc::now);
+    let mut spec = ExecutionSpec::new(&run.run_id, status, start);
+    for s in &run.stages {
+        let (from, to) = match (s.started_at, s.finished_at) {
+            (Some(a), Some(b)) => ((a - start).num_seconds(), (b - start).num_seconds()),
+            _ => (0, 0),
+        };
+        let state = if s.status == Some(crate::domain::RunStatus::Failed) {
+            "Failed"
+        } else {
+            "Succeeded"
+        };
+        spec = spec.action(&s.name, &format!("{}Action", s.name), state, from, to);
+    }
+    standin.add_execution(&run.pipeline, spec);
+}
+
+fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Stores a run as a CI system would report it and returns its verdict.
+async fn ingest_one(state: &crate::http::AppState, run: &Run) -> Result<Verdict, DemoError> {
+    let report = state
+        .ingest
+        .accept_runs(RunSource::Generic, None, std::slice::from_ref(run), true)
+        .await?;
+    report
+        .runs
+        .into_iter()
+        .next()
+        .and_then(|a| a.verdict)
+        .ok_or_else(|| DemoError::Setup(format!("run {} was not scored", run.run_id)))
+}
+
+/// Waits until the incident of `pipeline` exists and its alert was posted.
+async fn wait_for_incident(
+    state: &crate::http::AppState,
+    pipeline: &str,
+) -> Result<crate::domain::Incident, DemoError> {
+    for _ in 0..200 {
+        if let Some(incident) = state
+            .store
+            .incidents(true, Some(pipeline), 1)
+            .await?
+            .into_iter()
+            .next()
+        {
+            if incident.root_ref.is_some() {
+                return Ok(incident);
+            }
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    Err(DemoError::NotDetected(format!(
+        "no incident opened for {pipeline}"
+    )))
+}
+
+async fn wait_for_outbox(state: &crate::http::AppState) {
+    for _ in 0..200 {
+        match state.store.outbox_heads("console").await {
+            Ok(heads) if heads.is_empty() => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+}
+
+/// Posts a line in the incident's thread, through the outbox like every
+/// other message about it.
+async fn thread_line(
+    state: &crate::http::AppState,
+    incident: &crate::domain::Incident,
+    message: ChatMessage,
+) -> Result<(), DemoError> {
+    let Some((platform, channel)) = &incident.route else {
+        return Ok(());
+    };
+    let mut tx = state.store.begin_write().await?;
+    crate::chat::outbox::queue(
+        &mut tx,
+        Some(incident.id),
+        platform,
+        channel,
+        crate::store::OutboxKind::ThreadReply,
+        &crate::chat::outbox::OutboxPayload::message(message, None),
+        state.clock.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    state.incidents.signal().notify();
+    wait_for_outbox(state).await;
+    Ok(())
+}
+
+fn facts(
+    incident: &crate::domain::Incident,
+    run: &Run,
+    verdict: &Verdict,
+    last_normal: Option<&Run>,
+) -> IncidentFacts {
+    IncidentFacts {
+        incident_id: incident.id.to_string(),
+        pipeline: run.pipeline.clone(),
+        run_id: run.run_id.clone(),
+        status: run.status,
+        stage: run.stage.clone(),
+        commit: run.commit.clone(),
+        commit_author: run.commit_author.clone(),
+        attempt: run.attempt,
+        execution_id: Some(run.run_id.clone()),
+        ci: CiSystem::Codepipeline,
+        source: RunSource::Generic,
+        metrics: verdict.deviations.clone(),
+        grade: verdict.grade,
+        log_excerpt: run.log_excerpt.clone(),
+        log_url: run.log_url.clone(),
+        run_url: run.url.clone(),
+        last_normal: last_normal.map(|r| LastNormalRun {
+            run_id: r.run_id.clone(),
+            commit: r.commit.clone(),
+            finished_at: r.finished_at,
+        }),
+    }
+}
+
+fn plan_message(plan: &ValidatedPlan) -> ChatMessage {
+    let mut text = format!(
+        "{}\nSuspected cause: {}\n",
+        plan.summary, plan.suspected_cause
+    );
+    for (i, step) in plan.steps.iter().enumerate() {
+        let who = match &step.approval {
+            ApprovalPolicy::None => "no approval needed".to_string(),
+            ApprovalPolicy::Required { required, from } => format!(
+                "{required} approver(s){}",
+                if from.is_empty() {
+                    String::new()
+                } else {
+                    format!(" from {}", from.join(", "))
+                }
+            ),
+        };
+        text.push_str(&format!(
+            "{}. {} / {} ({}) risk {:?}; needs {who}\n   why: {}\n",
+            i + 1,
+            step.playbook,
+            step.action,
+            step.kind.as_str(),
+            step.risk,
+            step.why
+        ));
+    }
+    text.push_str("Approve with ✅ (type `approve`) or reject with ❌ (type `reject`). Expires in 30 minutes.");
+    ChatMessage::new(
+        format!("Plan for incident #{}", plan.incident_id),
+        Severity::Info,
+        text,
+    )
+}
+
+fn required_approvals(plan: &ValidatedPlan) -> u32 {
+    plan.steps
+        .iter()
+        .map(|s| match &s.approval {
+            ApprovalPolicy::None => 1,
+            ApprovalPolicy::Required { required, .. } => (*required).max(1),
+        })
+        .max()
+        .unwrap_or(1)
+}
+
+/// Asks the console for decisions until the plan is approved or rejected.
+async fn collect_approvals(needed: u32, yes: bool) -> Vec<String> {
+    if yes {
+        let people: Vec<String> = APPROVERS
+            .iter()
+            .take(needed as usize)
+            .map(|s| s.to_string())
+            .collect();
+        for p in &people {
+            say(&format!("  ✅ {p} approved"));
+        }
+        return people;
+    }
+    let mut approved = Vec::new();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while approved.len() < needed as usize {
+        let who = APPROVERS[approved.len() % APPROVERS.len()];
+        say(&format!("  [{who}] type approve or reject: "));
+        match lines.next_line().await {
+            Ok(Some(line))
+                if line.trim().eq_ignore_ascii_case("approve") || line.trim() == "✅" =>
+            {
+                say(&format!("  ✅ {who} approved"));
+                approved.push(who.to_string());
+            }
+            Ok(Some(line)) if line.trim().is_empty() => continue,
+            _ => {
+                say(&format!("  ❌ {who} rejected"));
+                return Vec::new();
+            }
+        }
+    }
+    approved
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle_incident(
+    state: &crate::http::AppState,
+    catalog: &Catalog,
+    registry: &ExecutorRegistry,
+    run: &Run,
+    verdict: &Verdict,
+    options: DemoOptions,
+    rng: &mut crate::detect::rcf::Rng,
+    n: &mut u64,
+    started: DateTime<Utc>,
+) -> Result<IncidentSummary, DemoError> {
+    let incident = wait_for_incident(state, &run.pipeline).await?;
+    wait_for_outbox(state).await;
+    let last_normal = state
+        .store
+        .run_summaries(&run.pipeline, started - Duration::days(2), started)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|r| r.status == crate::domain::RunStatus::Succeeded);
+    let last_normal_run = match last_normal {
+        Some(s) => state
+            .store
+            .get_run(&run.pipeline, &s.run_id, s.attempt as u32)
+            .await?
+            .map(|r| r.run),
+        None => None,
+    };
+    state
+        .incidents
+        .set_status(incident.id, IncidentStatus::Planning, None, "pipemedic")
+        .await
+        .map_err(setup)?;
+    let facts = facts(&incident, run, verdict, last_normal_run.as_ref());
+    let offline = offline_plan(catalog, &facts)
+        .map_err(|errors| setup(format!("no valid plan: {errors:?}")))?;
+    let plan = offline.validated;
+    thread_line(state, &incident, plan_message(&plan)).await?;
+    let mut summary = IncidentSummary {
+        incident_id: incident.id,
+        pipeline: run.pipeline.clone(),
+        run_id: run.run_id.clone(),
+        grade: verdict.grade,
+        metrics: verdict
+            .deviations
+            .iter()
+            .map(|d| d.metric.clone())
+            .collect(),
+        plan: plan.summary.clone(),
+        approved_by: Vec::new(),
+        action: None,
+        action_result: None,
+        recovered_after_min: None,
+    };
+    let Some(step) = plan.steps.first() else {
+        return Ok(summary);
+    };
+    state
+        .incidents
+        .set_status(
+            incident.id,
+            IncidentStatus::AwaitingApproval,
+            None,
+            "pipemedic",
+        )
+        .await
+        .map_err(setup)?;
+    let kind = ActionKind::parse(step.kind.as_str())
+        .ok_or_else(|| setup(format!("unknown action kind {}", step.kind.as_str())))?;
+    let params = serde_json::to_value(&step.params).map_err(setup)?;
+    let call = ActionCall::new(
+        kind,
+        &step.target.pipeline,
+        step.target.execution_id.as_deref().unwrap_or(&run.run_id),
+        params,
+    );
+    let call = registry.prepare(&call).await.map_err(setup)?;
+    let dry_run = registry.describe(&call).map_err(setup)?;
+    say(&format!("  dry run: {dry_run}"));
+    let approvers = collect_approvals(required_approvals(&plan), options.yes).await;
+    summary.approved_by = approvers.clone();
+    if approvers.is_empty() {
+        state
+            .incidents
+            .set_status(
+                incident.id,
+                IncidentStatus::Dismissed,
+                Some("plan rejected"),
+                "pipemedic",
+            )
+            .await
+            .map_err(setup)?;
+        return Ok(summary);
+    }
+    state
+        .incidents
+        .set_status(
+            incident.id,
+            IncidentStatus::Remediating,
+            Some(&format!("approved by {}", approvers.join(", "))),
+            "pipemedic",
+        )
+        .await
+        .map_err(setup)?;
+    summary.action = Some(dry_run.clone());
+    let outcome = registry.execute(&call).await;
+    let result_line = match &outcome {
+        Ok(o) => format!("{:?}: {}", o.status, o.summary),
+        Err(e) => format!("failed: {e}"),
+    };
+    summary.action_result = Some(result_line.clone());
+    thread_line(
+        state,
+        &incident,
+        ChatMessage::new(
+            "Remediation ran",
+            Severity::Info,
+            format!("{dry_run}\n{result_line}"),
+        ),
+    )
+    .await?;
+    state
+        .incidents
+        .set_status(incident.id, IncidentStatus::Verifying, None, "pipemedic")
+        .await
+        .map_err(setup)?;
+    // The next run of the pipeline, after the fix.
+    let next_start = started + Duration::minutes(25);
+    *n += 1;
+    let p = PIPELINES
+        .iter()
+        .find(|p| p.name == run.pipeline)
+        .ok_or_else(|| setup("unknown pipeline"))?;
+    let next = history::run(p, *n, next_start, Shape::Normal, rng);
+    let next_verdict = ingest_one(state, &next).await?;
+    say(&format!(
+        "  {}  {:<17} {:<10} {:<9} {:>5.0}s  {}",
+        next_start.format("%H:%M"),
+        next.pipeline,
+        next.run_id,
+        next.status.as_str(),
+        next.duration_s().unwrap_or(0.0),
+        if next_verdict.is_anomalous() {
+            "still abnormal"
+        } else {
+            "normal again"
+        }
+    ));
+    if !next_verdict.is_anomalous() && outcome.is_ok() {
+        let recovered = next.finished_at.unwrap_or(next_start) - run.finished_at.unwrap_or(started);
+        summary.recovered_after_min = Some(recovered.num_minutes());
+        state
+            .incidents
+            .set_status(
+                incident.id,
+                IncidentStatus::Resolved,
+                Some(&format!(
+                    "next run {} is normal; recovered in {} min",
+                    next.run_id,
+                    recovered.num_minutes()
+                )),
+                "pipemedic",
+            )
+            .await
+            .map_err(setup)?;
+    }
+    wait_for_outbox(state).await;
+    Ok(summary)
+}
+
+fn print_summary(s: &DemoSummary) {
+    say("\n== Summary ==");
+    say(&format!(
+        "history: {} runs learned; replayed: {} runs",
+        s.history_runs, s.replayed_runs
+    ));
+    say(&format!("incidents detected: {}", s.incidents.len()));
+    for i in &s.incidents {
+        say(&format!(
+            "  #{} {} run {} (grade {:.2}; {})",
+            i.incident_id,
+            i.pipeline,
+            i.run_id,
+            i.grade,
+            i.metrics.join(", ")
+        ));
+        say(&format!("     plan: {}", i.plan));
+        say(&format!(
+            "     approved by: {}",
+            if i.approved_by.is_empty() {
+                "nobody (rejected)".to_string()
+            } else {
+                i.approved_by.join(", ")
+            }
+        ));
+        if let Some(a) = &i.action {
+            say(&format!("     action: {a}"));
+        }
+        if let Some(r) = &i.action_result {
+            say(&format!("     result: {r}"));
+        }
+        match i.recovered_after_min {
+            Some(m) => say(&format!(
+                "     recovery verified: next run normal, {m} min after the failure"
+            )),
+            None => say("     recovery: not verified"),
+        }
+    }
+    let calls: Vec<String> = s
+        .codepipeline_calls
+        .iter()
+        .map(|(op, n)| format!("{op} x{n}"))
+        .collect();
+    say(&format!(
+        "CodePipeline calls: {}",
+        if calls.is_empty() {
+            "none".into()
+        } else {
+            calls.join(", ")
+        }
+    ));
+}

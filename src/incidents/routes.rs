@@ -1,0 +1,69 @@
+//! `GET /v1/incidents` and `GET /v1/incidents/{id}` (bearer): incidents as
+//! JSON, and one incident's whole story — its anomaly, and every audit
+//! entry about it in order (alert, status changes, decisions, plans,
+//! executions).
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::http::{ApiError, AppState};
+use crate::ingest::routes::require_bearer;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/incidents", get(list))
+        .route("/v1/incidents/{id}", get(detail))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    /// Only incidents not resolved or dismissed.
+    #[serde(default)]
+    active: bool,
+    pipeline: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let incidents = state
+        .store
+        .incidents(q.active, q.pipeline.as_deref(), limit)
+        .await?;
+    Ok(Json(serde_json::json!({ "incidents": incidents })))
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
+    let incident = state
+        .store
+        .incident(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
+    let mut subjects = vec![format!("incident/{id}")];
+    let anomaly = match incident.anomaly_id {
+        Some(a) => {
+            subjects.push(format!("anomaly/{a}"));
+            state.store.anomaly(a).await?
+        }
+        None => None,
+    };
+    let story = state.store.audit_for(&subjects).await?;
+    Ok(Json(serde_json::json!({
+        "incident": incident,
+        "anomaly": anomaly,
+        "story": story,
+    })))
+}
