@@ -19,6 +19,7 @@
 //! | [`incidents`] | abnormal runs → incidents (grouping, routing, silences, status) → queued chat alerts |
 //! | [`ask`] | plain-language questions: the offline parser, read-only query tools, answers with facts |
 //! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
+//! | [`approvals`] | approval policy (pure), votes, expiry, staleness and exactly-once execution of approved steps |
 //! | [`remediate`] | the executors of approved actions (CodePipeline, GitHub, http, shell) and their dry runs |
 //! | [`http`] | the router, application state, JSON errors |
 //! | [`metrics`] | Prometheus metrics |
@@ -44,6 +45,9 @@
 //! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
 //! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::service::ChatService
 //!        (commands answered, decisions stored once per event, audit log)
+//! ValidatedPlan --(ApprovalService::open_request: prepare + dry runs)--> approval request
+//! chat decision --(adapter)--> Vote --(record_vote: approvals::decide)--> Approved
+//!        --> execute: claim each step once --> ExecutorRegistry --> outcome + audit
 //! approved ActionCall --(ExecutorRegistry: describe = dry run, execute once)--> ExecutionOutcome
 //! ```
 //!
@@ -54,6 +58,7 @@
 //! HTTP; the store contract suite runs against SQLite always and against
 //! PostgreSQL when `PIPEMEDIC_TEST_POSTGRES_URL` is set.
 
+pub mod approvals;
 pub mod ask;
 pub mod aws;
 pub mod charts;

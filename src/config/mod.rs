@@ -53,6 +53,7 @@ pub struct Config {
     pub github: GithubConfig,
     pub aws: AwsConfig,
     pub remediate: RemediateConfig,
+    pub approvals: ApprovalsConfig,
     pub secrets: SecretFiles,
 }
 
@@ -388,6 +389,50 @@ impl Default for RemediateConfig {
     }
 }
 
+/// Who may approve remediations, how long a plan waits, and whether
+/// low-risk actions may run without anyone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// Named groups of approvers, referred to as `group:NAME` in playbooks.
+    /// Members: `slack:USER_ID`, `discord:USER_ID`, `console:NAME`,
+    /// `slack-group:USERGROUP_ID`, `discord-role:ROLE_ID`.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Who may approve an action whose playbook names no `from`
+    /// (`group:NAME` or `user:ID`); empty: anyone who can see the plan.
+    pub default_from: Vec<String>,
+    /// Minutes a plan waits for approval before it expires.
+    pub expiry_minutes: u64,
+    /// Whether the author of the commit a run built may approve its plan.
+    pub commit_author_may_approve: bool,
+    /// Whether `approval: none` actions run without anyone (low risk only).
+    pub auto_remediation: bool,
+}
+
+/// Longest approval window (minutes): one week.
+pub const MAX_EXPIRY_MINUTES: u64 = 7 * 24 * 60;
+
+/// Prefixes a member of an approver group may have.
+pub const APPROVER_MEMBER_PREFIXES: [&str; 5] = [
+    "slack:",
+    "discord:",
+    "console:",
+    "slack-group:",
+    "discord-role:",
+];
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            groups: BTreeMap::new(),
+            default_from: Vec::new(),
+            expiry_minutes: 30,
+            commit_author_may_approve: false,
+            auto_remediation: false,
+        }
+    }
+}
+
 /// Files that hold secrets, as an alternative to the environment variables.
 /// The environment variable (or its `_FILE` form) wins over these.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -604,6 +649,7 @@ fn apply_section(
         "github" => config.github = parse(section, value)?,
         "aws" => config.aws = parse(section, value)?,
         "remediate" => config.remediate = parse(section, value)?,
+        "approvals" => config.approvals = parse(section, value)?,
         "secrets" => config.secrets = parse(section, value)?,
         // Unknown sections were already reported by `unknown_keys`.
         _ => {}
@@ -627,6 +673,10 @@ fn unknown_keys(
         } else {
             format!("{prefix}.{key}")
         };
+        if path == "approvals.groups" {
+            // Group names are the user's own; their shape is checked by validate().
+            continue;
+        }
         match known.get(key) {
             None => report(&path),
             Some(k) => unknown_keys(k, value, &path, report),
@@ -900,6 +950,52 @@ impl Config {
                 );
             }
         }
+        if !(1..=MAX_EXPIRY_MINUTES).contains(&self.approvals.expiry_minutes) {
+            bad(
+                "approvals.expiry_minutes",
+                format!("must be between 1 and {MAX_EXPIRY_MINUTES}"),
+            );
+        }
+        for (name, members) in &self.approvals.groups {
+            let name_ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !name_ok {
+                bad(
+                    &format!("approvals.groups.{name}"),
+                    "a group name uses only letters, digits, '-', '_' and '.'".into(),
+                );
+            }
+            for (i, member) in members.iter().enumerate() {
+                let ok = APPROVER_MEMBER_PREFIXES.iter().any(|p| {
+                    member
+                        .strip_prefix(p)
+                        .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+                });
+                if !ok {
+                    bad(
+                        &format!("approvals.groups.{name}[{i}]"),
+                        format!(
+                            "{member:?} must be slack:USER, discord:USER, console:NAME, slack-group:ID or discord-role:ID"
+                        ),
+                    );
+                }
+            }
+        }
+        for (i, entry) in self.approvals.default_from.iter().enumerate() {
+            let ok = ["group:", "user:"].iter().any(|p| {
+                entry
+                    .strip_prefix(p)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+            });
+            if !ok {
+                bad(
+                    &format!("approvals.default_from[{i}]"),
+                    format!("{entry:?} must be group:NAME or user:ID"),
+                );
+            }
+        }
         for (key, value) in [
             ("slack.api_url", &self.slack.api_url),
             ("discord.api_url", &self.discord.api_url),
@@ -1153,6 +1249,43 @@ mod tests {
         assert_eq!(c.planner.generic_ci, CiSystem::Codepipeline);
         assert_eq!(c.planner.redact_patterns, ["ACME-[0-9]{6}"]);
         assert_eq!(c.planner.max_attempts, 2);
+    }
+
+    #[test]
+    fn approvals_settings_are_validated() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert_eq!(c.approvals.expiry_minutes, 30);
+        assert!(!c.approvals.commit_author_may_approve);
+        assert!(!c.approvals.auto_remediation);
+        assert!(c.approvals.groups.is_empty());
+
+        let text = "[approvals]\nexpiry_minutes = 45\nauto_remediation = true\n[approvals.groups]\nsre = [\"slack:U123\", \"discord:456\", \"slack-group:S0SRE\"]\n";
+        let c = from_sources(
+            Some(text),
+            None,
+            &env(&[("PIPEMEDIC_APPROVALS__COMMIT_AUTHOR_MAY_APPROVE", "true")]),
+        )
+        .unwrap();
+        assert_eq!(c.approvals.expiry_minutes, 45);
+        assert!(c.approvals.auto_remediation);
+        assert!(c.approvals.commit_author_may_approve);
+        assert_eq!(
+            c.approvals.groups["sre"],
+            ["slack:U123", "discord:456", "slack-group:S0SRE"]
+        );
+
+        let text = "[approvals]\nexpiry_minutes = 0\ndefault_from = [\"sre\"]\n[approvals.groups]\n\"bad name\" = [\"U123\"]\n";
+        let err = from_sources(Some(text), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "approvals.expiry_minutes",
+                "approvals.groups.bad name",
+                "approvals.groups.bad name[0]",
+                "approvals.default_from[0]",
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The store: runs, metric samples, processed event ids, ingest state and the
-//! audit log, on SQLite (embedded default: one file, WAL, durable commits) or
+//! The store: runs, metric samples, processed event ids, ingest state,
+//! approval requests, votes and executions, and the audit log, on SQLite (embedded default: one file, WAL, durable commits) or
 //! PostgreSQL (several replicas sharing one database), chosen by URL.
 //!
 //! One implementation serves both backends through sqlx's `Any` driver with
@@ -12,6 +12,7 @@
 //! are serialised inside the process (SQLite has one writer anyway; this
 //! avoids lock-upgrade failures), so one SQLite file belongs to one process.
 
+mod approvals;
 mod detection;
 mod incidents;
 mod plans;
@@ -27,6 +28,9 @@ use sqlx::{AnyPool, Row};
 
 use crate::domain::{Run, RunStatus};
 
+pub use approvals::{
+    ExecutionState, NewApprovalRequest, NewExecution, StoredExecution, StoredRequest, StoredVote,
+};
 pub use detection::StoredModel;
 pub use incidents::{
     DecisionVia, NewIncident, NewOutbox, OutboxKind, OutboxRow, OutboxStatus, Silence,
@@ -203,7 +207,7 @@ impl Store {
             None => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTx::new(tx, gate))
+        Ok(WriteTx::new(tx, self.backend, gate))
     }
 
     /// Every pipeline with at least one stored run, sorted.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Row, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
-use super::{ms, StoreError};
+use super::{ms, Backend, StoreError};
 use crate::domain::{Run, RunSource};
 
 /// A nullable, non-negative double as a bind value: `-1.0` stands for
@@ -39,12 +39,26 @@ pub struct Upserted {
 
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
+    backend: Backend,
     _gate: Option<OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
-    pub(super) fn new(tx: Transaction<'static, Any>, gate: Option<OwnedMutexGuard<()>>) -> Self {
-        Self { tx, _gate: gate }
+    pub(super) fn new(
+        tx: Transaction<'static, Any>,
+        backend: Backend,
+        gate: Option<OwnedMutexGuard<()>>,
+    ) -> Self {
+        Self {
+            tx,
+            backend,
+            _gate: gate,
+        }
+    }
+
+    /// The database this transaction runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {

@@ -5,6 +5,8 @@
 #[path = "../fakes/mod.rs"]
 mod fakes;
 
+mod approvals;
+mod approvals_store;
 mod ask;
 mod chat_commands;
 mod chat_discord;

@@ -1,0 +1,28 @@
+//! Approvals: who may approve a remediation plan, and running each
+//! approved step exactly once.
+//!
+//! [`policy`] holds the pure rules ([`decide`]); it never touches the store,
+//! the clock or chat. [`service::ApprovalService`] records votes, decides
+//! them, expires and supersedes requests and runs approved steps exactly
+//! once through the executor registry; the store
+//! (`crate::store::WriteTx::claim_execution`) makes the claims. Chat
+//! adapters translate reactions and buttons into a [`Vote`] and show the
+//! [`Decision`] and [`StepReport`]s; they decide nothing themselves.
+//!
+//! ```text
+//! ValidatedPlan + RequestContext --open_request--> request (pending, dry runs stored)
+//! Vote --record_vote--> decide(policy) --Approved--> execute: claim step -> registry -> outcome
+//! clock --expire_due--> expired        newer run --supersede--> stale
+//! startup --recover_in_flight--> running steps of a stopped process -> unknown (reported)
+//! ```
+
+pub mod policy;
+pub mod service;
+
+pub use policy::{
+    decide, is_automatic, not_allowed_reason, requirement, ApprovalSettings, Approver, Choice,
+    Decision, RequestStatus, RequestView, Requirement, StepPolicy, Via, Vote,
+};
+pub use service::{
+    ApprovalError, ApprovalService, OpenedRequest, RequestContext, StepReport, VoteOutcome,
+};

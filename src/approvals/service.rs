@@ -1,0 +1,733 @@
+//! The approval service: opens a request for a validated plan, records
+//! votes and decides them with [`decide`], expires and supersedes
+//! requests, and runs each approved step exactly once through the
+//! [`ExecutorRegistry`].
+//!
+//! Exactly once rests on the store: a vote is stored once per platform
+//! event id while the request's row is locked, so concurrent votes are
+//! decided one after another and only one of them approves; each step is
+//! claimed (`planned` → `running`) by one process in its own committed
+//! transaction before the call is made, so a double click, a redelivery,
+//! two approvals at the same moment or two processes on one PostgreSQL
+//! make one call. A step that was `running` when its process stopped is
+//! turned `unknown` at the next start ([`ApprovalService::recover_in_flight`])
+//! and reported, never re-run. A failed call is reported with its class
+//! and never retried automatically.
+//!
+//! Every decision (who, how, when), execution (call, result) and state
+//! change is appended to the audit log. This module must not talk to chat:
+//! callers show the [`Decision`] and the [`StepReport`]s it returns.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::policy::{
+    decide, is_automatic, ApprovalSettings, Decision, RequestStatus, StepPolicy, Vote,
+};
+use crate::clock::Clock;
+use crate::plan::ValidatedPlan;
+use crate::remediate::{ActionCall, ActionKind, ExecError, ExecutionStatus, ExecutorRegistry};
+use crate::store::Store;
+use crate::store::{
+    ExecutionState, NewApprovalRequest, NewExecution, StoreError, StoredExecution, WriteTx,
+};
+
+/// Actor of the audit entries pipemedic writes on its own behalf.
+const SYSTEM_ACTOR: &str = "pipemedic";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no approval request {0}")]
+    UnknownRequest(i64),
+    #[error("the plan has no steps; there is nothing to approve")]
+    EmptyPlan,
+    /// A step cannot be offered: its dry run or preparation failed.
+    #[error("step {step} ({kind}) cannot be offered for approval: {source}")]
+    Step {
+        step: u32,
+        kind: String,
+        #[source]
+        source: ExecError,
+    },
+}
+
+/// What the plan is about, beyond the plan itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestContext {
+    /// The stored plan's id, once plans are stored.
+    pub plan_ref: Option<String>,
+    /// The incident's id.
+    pub incident_ref: String,
+    pub pipeline: String,
+    /// The run the plan is about; a newer run makes the request stale.
+    pub run_id: String,
+    /// The author of the commit the run built.
+    pub commit_author: Option<String>,
+}
+
+/// One step as chat shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReport {
+    pub step_no: u32,
+    pub kind: String,
+    /// The exact call (the dry run until it ran, then the call made).
+    pub call: String,
+    pub status: ExecutionState,
+    /// One line for chat.
+    pub summary: String,
+}
+
+/// A request just opened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenedRequest {
+    pub id: i64,
+    /// No approval is needed (automatic remediation of a low-risk plan):
+    /// the request is already approved and the caller should
+    /// [`ApprovalService::execute`] it.
+    pub automatic: bool,
+    pub expires_at: DateTime<Utc>,
+    /// Each step's dry run.
+    pub steps: Vec<StepReport>,
+}
+
+/// What recording a vote did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VoteOutcome {
+    pub request_id: i64,
+    pub decision: Decision,
+    /// The steps as they stand after the vote; run when this vote approved
+    /// the request.
+    pub steps: Vec<StepReport>,
+}
+
+/// Decides approvals and runs approved steps exactly once.
+pub struct ApprovalService {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    settings: ApprovalSettings,
+    registry: Arc<ExecutorRegistry>,
+    process_id: String,
+}
+
+impl std::fmt::Debug for ApprovalService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApprovalService")
+            .field("process_id", &self.process_id)
+            .field("registry", &self.registry)
+            .finish()
+    }
+}
+
+/// An id for this process, distinct across restarts and hosts.
+fn new_process_id(now: DateTime<Utc>) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_string());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        now.timestamp_nanos_opt()
+            .unwrap_or_else(|| now.timestamp_millis())
+    )
+}
+
+fn subject(request_id: i64) -> String {
+    format!("approval_request:{request_id}")
+}
+
+fn error_detail(e: &ExecError) -> Value {
+    let (status, code) = match e {
+        ExecError::Api { status, code, .. } => (*status, code.clone()),
+        _ => (None, None),
+    };
+    json!({
+        "error": e.to_string(),
+        "class": e.class().as_str(),
+        "retryable": e.retryable(),
+        "retry_after_s": e.retry_after().map(|d| d.as_secs_f64()),
+        "http_status": status,
+        "code": code,
+    })
+}
+
+fn report(e: &StoredExecution) -> StepReport {
+    let outcome = e.outcome.as_ref();
+    let call = outcome
+        .and_then(|o| o.get("call"))
+        .and_then(Value::as_str)
+        .unwrap_or(&e.dry_run)
+        .to_string();
+    let summary = match e.status {
+        ExecutionState::Planned => {
+            "Not run yet (waiting for approval, or for its delay after approval).".to_string()
+        }
+        ExecutionState::Running => format!(
+            "Running (claimed by {}).",
+            e.claimed_by.as_deref().unwrap_or("another process")
+        ),
+        ExecutionState::Succeeded => outcome
+            .and_then(|o| o.get("summary"))
+            .and_then(Value::as_str)
+            .unwrap_or("Succeeded.")
+            .to_string(),
+        ExecutionState::Failed => {
+            if let Some(error) = &e.error {
+                let retryable = outcome
+                    .and_then(|o| o.get("retryable"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let class = outcome
+                    .and_then(|o| o.get("class"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("permanent");
+                let wait = outcome
+                    .and_then(|o| o.get("retry_after_s"))
+                    .and_then(Value::as_f64)
+                    .map(|s| format!(", after {s}s"))
+                    .unwrap_or_default();
+                if retryable {
+                    format!(
+                        "Failed: {error}. A later attempt may succeed ({class}{wait}); it is not retried automatically."
+                    )
+                } else {
+                    format!("Failed: {error}. Not retried ({class}).")
+                }
+            } else {
+                outcome
+                    .and_then(|o| o.get("summary"))
+                    .and_then(Value::as_str)
+                    .map(|s| format!("Failed: {s}"))
+                    .unwrap_or_else(|| "Failed.".to_string())
+            }
+        }
+        ExecutionState::Unknown => "Unknown: the call was in flight when its process stopped. \
+             Check the pipeline before trying again; it is not re-run automatically."
+            .to_string(),
+        ExecutionState::Skipped => "Not run.".to_string(),
+    };
+    StepReport {
+        step_no: e.step_no,
+        kind: e.kind.clone(),
+        call,
+        status: e.status,
+        summary,
+    }
+}
+
+impl ApprovalService {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        settings: ApprovalSettings,
+        registry: Arc<ExecutorRegistry>,
+    ) -> Self {
+        let process_id = new_process_id(Utc::now());
+        Self {
+            store,
+            clock,
+            settings,
+            registry,
+            process_id,
+        }
+    }
+
+    /// The same service under another process id (what claims are made as).
+    pub fn with_process_id(mut self, process_id: impl Into<String>) -> Self {
+        self.process_id = process_id.into();
+        self
+    }
+
+    pub fn process_id(&self) -> &str {
+        &self.process_id
+    }
+
+    pub fn settings(&self) -> &ApprovalSettings {
+        &self.settings
+    }
+
+    /// The steps of a request as chat shows them.
+    pub async fn steps(&self, request_id: i64) -> Result<Vec<StepReport>, ApprovalError> {
+        Ok(self
+            .store
+            .executions(request_id)
+            .await?
+            .iter()
+            .map(report)
+            .collect())
+    }
+
+    /// Offers a validated plan for approval: stores the request, each
+    /// step's policy and its exact call and dry run (prepared with
+    /// read-only look-ups). Not idempotent: each call opens a new request.
+    #[tracing::instrument(name = "approvals.open", skip_all, fields(pipeline = %ctx.pipeline, run_id = %ctx.run_id, incident = %ctx.incident_ref))]
+    pub async fn open_request(
+        &self,
+        plan: &ValidatedPlan,
+        ctx: &RequestContext,
+    ) -> Result<OpenedRequest, ApprovalError> {
+        if plan.steps.is_empty() {
+            return Err(ApprovalError::EmptyPlan);
+        }
+        let mut policies = Vec::new();
+        let mut executions = Vec::new();
+        for (i, step) in plan.steps.iter().enumerate() {
+            let step_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let kind_name = step.kind.as_str().to_string();
+            let fail = |source| ApprovalError::Step {
+                step: step_no,
+                kind: kind_name.clone(),
+                source,
+            };
+            let kind = ActionKind::parse(&kind_name)
+                .ok_or_else(|| fail(ExecError::UnknownKind(kind_name.clone())))?;
+            let run_id = step
+                .target
+                .execution_id
+                .clone()
+                .unwrap_or_else(|| ctx.run_id.clone());
+            let params = step
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<serde_json::Map<_, _>>();
+            let call = ActionCall::new(kind, &step.target.pipeline, &run_id, Value::Object(params));
+            let call = self.registry.prepare(&call).await.map_err(fail)?;
+            let dry_run = self.registry.describe(&call).map_err(fail)?;
+            policies.push(StepPolicy {
+                step_no,
+                kind: kind_name.clone(),
+                risk: step.risk,
+                approval: step.approval.clone(),
+                delay_s: step.delay_s,
+            });
+            executions.push(NewExecution {
+                step_no,
+                kind: kind_name.clone(),
+                call: serde_json::to_value(&call).map_err(|e| StoreError::Corrupt {
+                    what: "action call".into(),
+                    detail: e.to_string(),
+                })?,
+                dry_run,
+            });
+        }
+        let automatic = is_automatic(&policies, &self.settings);
+        let now = self.clock.now();
+        let expires_at = now + self.settings.expiry;
+        let new = NewApprovalRequest {
+            plan_ref: ctx.plan_ref.clone(),
+            incident_ref: ctx.incident_ref.clone(),
+            pipeline: ctx.pipeline.clone(),
+            run_id: ctx.run_id.clone(),
+            commit_author: ctx.commit_author.clone(),
+            steps: policies.clone(),
+            created_at: now,
+            expires_at,
+            status: if automatic {
+                RequestStatus::Approved
+            } else {
+                RequestStatus::Pending
+            },
+        };
+        let mut tx = self.store.begin_write().await?;
+        let id = tx.create_approval_request(&new, &executions).await?;
+        tx.audit(
+            now,
+            "approval.requested",
+            &subject(id),
+            SYSTEM_ACTOR,
+            &json!({
+                "plan_ref": ctx.plan_ref, "incident": ctx.incident_ref,
+                "pipeline": ctx.pipeline, "run_id": ctx.run_id,
+                "expires_at": expires_at, "steps": policies,
+                "dry_runs": executions.iter().map(|e| &e.dry_run).collect::<Vec<_>>(),
+            }),
+        )
+        .await?;
+        if automatic {
+            tx.audit(
+                now,
+                "approval.decision",
+                &subject(id),
+                SYSTEM_ACTOR,
+                &json!({"decision": "approved", "via": "automatic",
+                        "why": "approvals.auto_remediation is on and every step is low risk with approval: none"}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(request_id = id, automatic, "Approval requested.");
+        Ok(OpenedRequest {
+            id,
+            automatic,
+            expires_at,
+            steps: self.steps(id).await?,
+        })
+    }
+
+    /// Records one decision event and decides it. A redelivered event
+    /// (same platform and event id) is a no-op ([`Decision::Duplicate`]).
+    /// When the vote completes the approvals, the plan runs before this
+    /// returns. Safe to call concurrently, from several processes.
+    #[tracing::instrument(name = "approvals.vote", skip_all, fields(request_id = request_id, platform = %vote.approver.platform, user = %vote.approver.user, via = vote.via.as_str()))]
+    pub async fn record_vote(
+        &self,
+        request_id: i64,
+        vote: &Vote,
+    ) -> Result<VoteOutcome, ApprovalError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin_write().await?;
+        let request = tx
+            .lock_approval_request(request_id)
+            .await?
+            .ok_or(ApprovalError::UnknownRequest(request_id))?;
+        if tx
+            .vote_seen(&vote.approver.platform, &vote.event_id)
+            .await?
+        {
+            drop(tx);
+            tracing::info!(event_id = %vote.event_id, "Redelivered decision ignored.");
+            return Ok(VoteOutcome {
+                request_id,
+                decision: Decision::Duplicate,
+                steps: self.steps(request_id).await?,
+            });
+        }
+        let counted = tx.effective_votes(request_id).await?;
+        let decision = decide(&self.settings, &request.view(), &counted, vote, now);
+        let effective = matches!(
+            decision,
+            Decision::Counted { .. } | Decision::Approved | Decision::Rejected
+        );
+        let label = serde_json::to_value(&decision)
+            .ok()
+            .and_then(|v| {
+                v.get("decision")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        if !tx.record_vote(request_id, vote, effective, &label).await? {
+            drop(tx);
+            return Ok(VoteOutcome {
+                request_id,
+                decision: Decision::Duplicate,
+                steps: self.steps(request_id).await?,
+            });
+        }
+        tx.audit(
+            now,
+            "approval.decision",
+            &subject(request_id),
+            &vote.approver.key(),
+            &json!({
+                "event_id": vote.event_id, "choice": vote.choice.as_str(),
+                "via": vote.via.as_str(), "at": vote.at, "groups": vote.approver.groups,
+                "result": decision,
+            }),
+        )
+        .await?;
+        let new_status = match &decision {
+            Decision::Approved => Some(RequestStatus::Approved),
+            Decision::Rejected => Some(RequestStatus::Rejected),
+            Decision::Expired if request.status == RequestStatus::Pending => {
+                Some(RequestStatus::Expired)
+            }
+            _ => None,
+        };
+        if let Some(to) = new_status {
+            self.change_status(&mut tx, request_id, &[RequestStatus::Pending], to, now)
+                .await?;
+            if to != RequestStatus::Approved {
+                tx.skip_planned_executions(request_id, now).await?;
+            }
+        }
+        tx.commit().await?;
+        tracing::info!(decision = %label, "Decision recorded.");
+        let steps = if decision == Decision::Approved {
+            self.execute(request_id).await?
+        } else {
+            self.steps(request_id).await?
+        };
+        Ok(VoteOutcome {
+            request_id,
+            decision,
+            steps,
+        })
+    }
+
+    async fn change_status(
+        &self,
+        tx: &mut WriteTx,
+        request_id: i64,
+        from: &[RequestStatus],
+        to: RequestStatus,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ApprovalError> {
+        let moved = tx.set_request_status(request_id, from, to, now).await?;
+        if moved {
+            tx.audit(
+                now,
+                "approval.status",
+                &subject(request_id),
+                SYSTEM_ACTOR,
+                &json!({"to": to.as_str(), "from": from.iter().map(|s| s.as_str()).collect::<Vec<_>>()}),
+            )
+            .await?;
+        }
+        Ok(moved)
+    }
+
+    /// Runs the steps of an approved request in order, each claimed
+    /// exactly once; stops at the first failure (reported, not retried).
+    /// Idempotent: steps already claimed, by this or another process, are
+    /// not run again, and a request that is not approved runs nothing.
+    #[tracing::instrument(name = "approvals.execute", skip(self))]
+    pub async fn execute(&self, request_id: i64) -> Result<Vec<StepReport>, ApprovalError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin_write().await?;
+        let request = tx
+            .lock_approval_request(request_id)
+            .await?
+            .ok_or(ApprovalError::UnknownRequest(request_id))?;
+        let approved_at = request.approved_at.unwrap_or(now);
+        let delays: std::collections::BTreeMap<u32, u64> = request
+            .steps
+            .iter()
+            .filter_map(|s| s.delay_s.map(|d| (s.step_no, d)))
+            .collect();
+        match request.status {
+            RequestStatus::Approved => {
+                self.change_status(
+                    &mut tx,
+                    request_id,
+                    &[RequestStatus::Approved],
+                    RequestStatus::Executing,
+                    now,
+                )
+                .await?;
+            }
+            RequestStatus::Executing => {}
+            _ => {
+                drop(tx);
+                return self.steps(request_id).await;
+            }
+        }
+        tx.commit().await?;
+
+        let mut all_succeeded = true;
+        for step in self.store.executions(request_id).await? {
+            match step.status {
+                ExecutionState::Succeeded => continue,
+                ExecutionState::Planned => {}
+                _ => {
+                    all_succeeded = false;
+                    break;
+                }
+            }
+            let now = self.clock.now();
+            if let Some(delay) = delays.get(&step.step_no) {
+                let due = approved_at
+                    + chrono::Duration::seconds(i64::try_from(*delay).unwrap_or(i64::MAX / 1000));
+                if now < due {
+                    // Not yet: `resume_due` runs it when its time comes.
+                    all_succeeded = false;
+                    break;
+                }
+            }
+            let mut tx = self.store.begin_write().await?;
+            let Some(claimed) = tx
+                .claim_execution(request_id, step.step_no, &self.process_id, now)
+                .await?
+            else {
+                // Another caller holds this step; it reports its own result.
+                drop(tx);
+                all_succeeded = false;
+                break;
+            };
+            tx.audit(
+                now,
+                "execution.started",
+                &subject(request_id),
+                &self.process_id,
+                &json!({"step": claimed.step_no, "kind": claimed.kind, "call": claimed.dry_run,
+                        "attempt": claimed.attempts}),
+            )
+            .await?;
+            tx.commit().await?;
+
+            let result = match serde_json::from_value::<ActionCall>(claimed.call.clone()) {
+                Ok(call) => self.registry.execute(&call).await,
+                Err(e) => Err(ExecError::bad("call", e.to_string())),
+            };
+            let now = self.clock.now();
+            let (state, outcome, error) = match &result {
+                Ok(o) => {
+                    let state = match o.status {
+                        ExecutionStatus::Succeeded => ExecutionState::Succeeded,
+                        ExecutionStatus::Failed => ExecutionState::Failed,
+                    };
+                    let outcome = serde_json::to_value(o).unwrap_or(Value::Null);
+                    (state, outcome, None)
+                }
+                Err(e) => (ExecutionState::Failed, error_detail(e), Some(e.to_string())),
+            };
+            let mut tx = self.store.begin_write().await?;
+            tx.finish_execution(
+                claimed.id,
+                &self.process_id,
+                state,
+                Some(&outcome),
+                error.as_deref(),
+                now,
+            )
+            .await?;
+            tx.audit(
+                now,
+                "execution.finished",
+                &subject(request_id),
+                &self.process_id,
+                &json!({"step": claimed.step_no, "kind": claimed.kind, "status": state.as_str(),
+                        "result": outcome}),
+            )
+            .await?;
+            if state != ExecutionState::Succeeded {
+                tx.skip_planned_executions(request_id, now).await?;
+                self.change_status(
+                    &mut tx,
+                    request_id,
+                    &[RequestStatus::Executing],
+                    RequestStatus::Failed,
+                    now,
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            if let Some(e) = result.as_ref().err() {
+                tracing::warn!(step = claimed.step_no, error = %e, retryable = e.retryable(), "Approved step failed; reported, not retried.");
+            }
+            if state != ExecutionState::Succeeded {
+                all_succeeded = false;
+                break;
+            }
+        }
+        if all_succeeded {
+            let now = self.clock.now();
+            let mut tx = self.store.begin_write().await?;
+            self.change_status(
+                &mut tx,
+                request_id,
+                &[RequestStatus::Executing],
+                RequestStatus::Done,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        self.steps(request_id).await
+    }
+
+    /// Runs what approved requests still have to run: steps whose delay
+    /// has passed, and requests approved just before their process
+    /// stopped. Steps already claimed are never run again. Returns the ids
+    /// of the requests looked at.
+    pub async fn resume_due(&self) -> Result<Vec<i64>, ApprovalError> {
+        let ids = self.store.approved_request_ids().await?;
+        for id in &ids {
+            self.execute(*id).await?;
+        }
+        Ok(ids)
+    }
+
+    /// Expires every pending request whose time is up; returns their ids.
+    pub async fn expire_due(&self) -> Result<Vec<i64>, ApprovalError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin_write().await?;
+        let ids = tx.expire_due(now).await?;
+        for id in &ids {
+            tx.skip_planned_executions(*id, now).await?;
+            tx.audit(
+                now,
+                "approval.status",
+                &subject(*id),
+                SYSTEM_ACTOR,
+                &json!({"to": "expired", "from": ["pending"]}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        if !ids.is_empty() {
+            tracing::info!(count = ids.len(), "Approval requests expired.");
+        }
+        Ok(ids)
+    }
+
+    /// A newer run of `pipeline` arrived: its pending requests about older
+    /// runs become stale and can no longer be approved. Returns their ids.
+    pub async fn supersede(
+        &self,
+        pipeline: &str,
+        newer_run_id: &str,
+    ) -> Result<Vec<i64>, ApprovalError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin_write().await?;
+        let ids = tx.supersede(pipeline, newer_run_id, now).await?;
+        for id in &ids {
+            tx.skip_planned_executions(*id, now).await?;
+            tx.audit(
+                now,
+                "approval.status",
+                &subject(*id),
+                SYSTEM_ACTOR,
+                &json!({"to": "stale", "from": ["pending"], "newer_run_id": newer_run_id}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        if !ids.is_empty() {
+            tracing::info!(
+                pipeline,
+                newer_run_id,
+                count = ids.len(),
+                "Approval requests superseded."
+            );
+        }
+        Ok(ids)
+    }
+
+    /// At startup: steps left `running` by another process id become
+    /// `unknown` (their call may or may not have taken effect), their
+    /// requests `failed`; they are reported, never re-run. Returns them.
+    pub async fn recover_in_flight(&self) -> Result<Vec<StepReport>, ApprovalError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin_write().await?;
+        let found = tx.mark_in_flight_unknown(&self.process_id, now).await?;
+        for e in &found {
+            tx.audit(
+                now,
+                "execution.unknown",
+                &subject(e.request_id),
+                SYSTEM_ACTOR,
+                &json!({"step": e.step_no, "kind": e.kind, "call": e.dry_run,
+                        "claimed_by": e.claimed_by, "started_at": e.started_at}),
+            )
+            .await?;
+            tx.skip_planned_executions(e.request_id, now).await?;
+            self.change_status(
+                &mut tx,
+                e.request_id,
+                &[RequestStatus::Executing, RequestStatus::Approved],
+                RequestStatus::Failed,
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        for e in &found {
+            tracing::warn!(request_id = e.request_id, step = e.step_no, kind = %e.kind, "Step was in flight when its process stopped; marked unknown, not re-run.");
+        }
+        Ok(found.iter().map(report).collect())
+    }
+}
