@@ -161,17 +161,7 @@ impl FakeCodePipeline {
         let app = Router::new()
             .route("/", post(handle))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake CodePipeline binds");
-        let addr = listener.local_addr().expect("fake address");
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await;
-        });
+        let (addr, stop) = crate::standin::serve_on_loopback(app, "CodePipeline").await;
         Self { addr, state, stop }
     }
 

@@ -87,17 +87,7 @@ impl FakeSagemaker {
             score: Arc::new(|_| 1.0),
         }));
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake SageMaker binds");
-        let addr = listener.local_addr().expect("fake address");
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await;
-        });
+        let (addr, stop) = pipemedic::standin::serve_on_loopback(app, "SageMaker").await;
         Self { addr, state, stop }
     }
 
