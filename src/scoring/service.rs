@@ -228,8 +228,12 @@ async fn shard(
 ) {
     let mut flush_timer = tokio::time::interval(Duration::from_secs(60));
     flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut held: Option<Job> = None;
     loop {
-        let job = tokio::select! {
+        let job = if let Some(job) = held.take() {
+            job
+        } else {
+            tokio::select! {
             job = rx.recv() => match job {
                 Some(job) => job,
                 None => break,
@@ -241,37 +245,60 @@ async fn shard(
                 }
                 continue;
             }
+            }
         };
         match job {
             Job::Score { run_pk, run, reply } => {
+                // Whatever else is already queued is scored with it and
+                // stored in one transaction (group commit).
+                let mut batch = vec![(run_pk, run, reply)];
+                while batch.len() < SCORE_BATCH {
+                    match rx.try_recv() {
+                        Ok(Job::Score { run_pk, run, reply }) => batch.push((run_pk, run, reply)),
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 let scorers = Scorers {
                     sagemaker: sagemaker.as_deref(),
                     metrics: &metrics,
                 };
-                let result =
-                    score_one(&store, &mut bank, clock.as_ref(), &scorers, run_pk, &run).await;
-                match &result {
+                let runs: Vec<(i64, &Run)> =
+                    batch.iter().map(|(pk, run, _)| (*pk, &**run)).collect();
+                let result = score_batch(&store, &mut bank, clock.as_ref(), &scorers, &runs).await;
+                match result {
                     Err(e) => {
                         metrics.background_error("detection");
-                        tracing::error!(pipeline = %run.pipeline, run_id = %run.run_id, error = %e, "Scoring failed.");
-                    }
-                    Ok(verdict) => {
-                        if let Some(scored) = &scored {
-                            let event = ScoredRun {
-                                run_pk,
-                                run: (*run).clone(),
-                                verdict: verdict.clone(),
-                            };
-                            if scored.send(event).await.is_err() {
-                                tracing::warn!(
-                                    "The incident flow has stopped; scored run not handed on."
-                                );
+                        tracing::error!(runs = batch.len(), error = %e, "Scoring failed.");
+                        let message = e.to_string();
+                        for (_, _, reply) in batch {
+                            if let Some(reply) = reply {
+                                let _ = reply.send(Err(message.clone()));
                             }
                         }
                     }
-                }
-                if let Some(reply) = reply {
-                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                    Ok(verdicts) => {
+                        for ((run_pk, run, reply), verdict) in batch.into_iter().zip(verdicts) {
+                            if let Some(scored) = &scored {
+                                let event = ScoredRun {
+                                    run_pk,
+                                    run: (*run).clone(),
+                                    verdict: verdict.clone(),
+                                };
+                                if scored.send(event).await.is_err() {
+                                    tracing::warn!(
+                                        "The incident flow has stopped; scored run not handed on."
+                                    );
+                                }
+                            }
+                            if let Some(reply) = reply {
+                                let _ = reply.send(Ok(verdict));
+                            }
+                        }
+                    }
                 }
             }
             Job::AcceptBaseline {
@@ -305,84 +332,105 @@ async fn shard(
     }
 }
 
-/// Scores one run, stores its verdict and updates the anomaly record.
-#[tracing::instrument(skip_all, fields(pipeline = %run.pipeline, run_id = %run.run_id))]
-async fn score_one(
+/// Runs scored together and stored in one transaction at most.
+const SCORE_BATCH: usize = 32;
+
+/// Scores runs in order (each with its pipeline's model), then stores every
+/// verdict and the anomaly records they open, extend or close in one
+/// transaction. Models are saved after the commit, never inside it.
+async fn score_batch(
     store: &Store,
     bank: &mut ModelBank,
     clock: &dyn Clock,
     scorers: &Scorers<'_>,
-    run_pk: i64,
-    run: &Run,
-) -> Result<Verdict, StoreError> {
-    let resets = store.pending_baseline_resets(&run.pipeline).await?;
-    let entry = bank.get(&run.pipeline, run_pk).await?;
-    if !resets.is_empty() {
-        let mut tx = store.begin_write().await?;
+    runs: &[(i64, &Run)],
+) -> Result<Vec<Verdict>, StoreError> {
+    // 1. Decide, in memory.
+    let mut decided: Vec<(Option<(i64, &Run)>, Verdict)> = Vec::with_capacity(runs.len());
+    let mut resets_applied = std::collections::BTreeSet::new();
+    let mut to_save = std::collections::BTreeSet::new();
+    for (run_pk, run) in runs {
+        let resets = store.pending_baseline_resets(&run.pipeline).await?;
+        let entry = bank.get(&run.pipeline, *run_pk).await?;
         for (id, metric) in &resets {
-            entry.model.accept_baseline(metric.as_deref());
-            tx.mark_baseline_reset_applied(*id).await?;
-            tracing::info!(
-                metric = metric.as_deref().unwrap_or("all"),
-                "Baseline accepted; the current level is the new normal."
-            );
+            if resets_applied.insert(*id) {
+                entry.model.accept_baseline(metric.as_deref());
+                entry.unsaved += 1;
+                tracing::info!(
+                    pipeline = %run.pipeline,
+                    metric = metric.as_deref().unwrap_or("all"),
+                    "Baseline accepted; the current level is the new normal."
+                );
+            }
         }
-        tx.commit().await?;
+        if *run_pk <= entry.model.last_run_pk {
+            // Already learned (a repeated job): answer with what was stored.
+            if let Some(v) = store.verdict_of(*run_pk).await? {
+                decided.push((None, v));
+                continue;
+            }
+        }
+        let verdict = match external_score(scorers, &entry.model, run).await {
+            Some((score, corrected)) => entry
+                .model
+                .observe_with_external_scores(run, score, corrected),
+            None => entry.model.observe(run),
+        };
+        entry.model.last_run_pk = entry.model.last_run_pk.max(*run_pk);
         entry.unsaved += 1;
-    }
-    if run_pk <= entry.model.last_run_pk {
-        // Already learned (a repeated job): answer with what was stored.
-        if let Some(v) = store.verdict_of(run_pk).await? {
-            return Ok(v);
+        if entry.unsaved >= super::bank::SAVE_EVERY {
+            to_save.insert(run.pipeline.clone());
         }
+        decided.push((Some((*run_pk, run)), verdict));
     }
-    let mut verdict = match external_score(scorers, &entry.model, run).await {
-        Some((score, corrected)) => entry
-            .model
-            .observe_with_external_scores(run, score, corrected),
-        None => entry.model.observe(run),
-    };
-    entry.model.last_run_pk = entry.model.last_run_pk.max(run_pk);
-    entry.unsaved += 1;
-    let save_now = entry.unsaved >= super::bank::SAVE_EVERY;
 
+    // 2. Store, in one transaction.
     let now = clock.now();
     let mut tx = store.begin_write().await?;
-    if verdict.is_anomalous() {
-        let id = tx
-            .open_or_extend_anomaly(&run.pipeline, run_pk, &verdict, now)
-            .await?;
-        verdict.anomaly_id = Some(id);
-        tx.audit(
-            now,
-            "anomaly.detected",
-            &format!("anomaly/{id}"),
-            "detector",
-            &serde_json::json!({
-                "pipeline": run.pipeline, "run_id": run.run_id, "grade": verdict.grade,
-                "score": verdict.score, "deviations": verdict.deviations,
-            }),
-        )
-        .await?;
-        tracing::info!(grade = verdict.grade, anomaly = id, "Abnormal run.");
-    } else if !verdict.warming_up {
-        if let Some(id) = tx.close_anomaly(&run.pipeline, now).await? {
-            tx.audit(
-                now,
-                "anomaly.closed",
-                &format!("anomaly/{id}"),
-                "detector",
-                &serde_json::json!({"pipeline": run.pipeline, "normal_run_id": run.run_id}),
-            )
-            .await?;
+    for id in &resets_applied {
+        tx.mark_baseline_reset_applied(*id).await?;
+    }
+    let mut verdicts = Vec::with_capacity(decided.len());
+    for (write, mut verdict) in decided {
+        if let Some((run_pk, run)) = write {
+            if verdict.is_anomalous() {
+                let id = tx
+                    .open_or_extend_anomaly(&run.pipeline, run_pk, &verdict, now)
+                    .await?;
+                verdict.anomaly_id = Some(id);
+                tx.audit(
+                    now,
+                    "anomaly.detected",
+                    &format!("anomaly/{id}"),
+                    "detector",
+                    &serde_json::json!({
+                        "pipeline": run.pipeline, "run_id": run.run_id, "grade": verdict.grade,
+                        "score": verdict.score, "deviations": verdict.deviations,
+                    }),
+                )
+                .await?;
+                tracing::info!(pipeline = %run.pipeline, run_id = %run.run_id, grade = verdict.grade, anomaly = id, "Abnormal run.");
+            } else if !verdict.warming_up {
+                if let Some(id) = tx.close_anomaly(&run.pipeline, now).await? {
+                    tx.audit(
+                        now,
+                        "anomaly.closed",
+                        &format!("anomaly/{id}"),
+                        "detector",
+                        &serde_json::json!({"pipeline": run.pipeline, "normal_run_id": run.run_id}),
+                    )
+                    .await?;
+                }
+            }
+            tx.set_verdict(run_pk, &verdict).await?;
         }
+        verdicts.push(verdict);
     }
-    tx.set_verdict(run_pk, &verdict).await?;
     tx.commit().await?;
-    if save_now {
-        bank.save_now(&run.pipeline).await?;
+    for pipeline in to_save {
+        bank.save_now(&pipeline).await?;
     }
-    Ok(verdict)
+    Ok(verdicts)
 }
 
 /// What scores runs besides the embedded forest.
