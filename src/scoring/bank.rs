@@ -11,8 +11,10 @@ use lru::LruCache;
 use super::pipeline::{PipelineModel, MODEL_VERSION};
 use crate::store::{Store, StoreError, StoredModel};
 
-/// Updates between saves of a cached model.
-pub const SAVE_EVERY: u32 = 16;
+/// Updates between saves of a cached model. A full model is a few MB of
+/// JSON, so saving is kept rare; nothing is lost in between, because a model
+/// catches up on the runs stored after its last save when it is loaded.
+pub const SAVE_EVERY: u32 = 256;
 
 /// Runs replayed at most when a model catches up on load.
 const CATCH_UP_LIMIT: i64 = 10_000;
