@@ -16,53 +16,10 @@
 
 use crate::domain::{Run, RunStatus, StageTiming};
 
-use super::payload::{parse_json, stage_update, AdapterError, Obj};
+use super::payload::{parse_json, AdapterError, Obj};
 
-/// What one GitHub delivery means to pipemedic.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GithubEvent {
-    /// A `workflow_run` delivery: the run, final or still running.
-    Run(Box<Run>),
-    /// A completed `workflow_job`: one stage timing to merge (with
-    /// [`super::payload::merge_stage`]) into the run `pipeline` /
-    /// `run_id` / `attempt`.
-    Job {
-        /// The pipeline of the run the job belongs to.
-        pipeline: String,
-        /// The id of the run the job belongs to.
-        run_id: String,
-        /// The attempt of the run the job belongs to.
-        attempt: u32,
-        /// The job's timing, named after the job.
-        stage: StageTiming,
-    },
-    /// A delivery that carries no run data (`ping`, `push`, a queued job
-    /// ...); answered 2xx and not stored.
-    Ignored {
-        /// Why, in a few words, for the response body and the log.
-        reason: String,
-    },
-}
-
-impl GithubEvent {
-    /// The run this delivery describes, whole or in part: the run itself,
-    /// or for a job a `running` run carrying only that job's timing (see
-    /// [`super::payload::stage_update`]). Combine it with the stored run
-    /// through [`super::payload::merge_update`]. `None` for ignored
-    /// deliveries.
-    pub fn into_run(self) -> Option<Run> {
-        match self {
-            Self::Run(run) => Some(*run),
-            Self::Job {
-                pipeline,
-                run_id,
-                attempt,
-                stage,
-            } => Some(stage_update(pipeline, run_id, attempt, stage)),
-            Self::Ignored { .. } => None,
-        }
-    }
-}
+/// What one GitHub delivery means to pipemedic (shared with GitLab).
+pub use super::payload::WebhookEvent as GithubEvent;
 
 /// Parses one GitHub webhook delivery. `event_header` is the value of
 /// `X-GitHub-Event`. The body must be JSON whatever the event (otherwise

@@ -26,54 +26,10 @@ use std::collections::BTreeMap;
 
 use crate::domain::{Run, RunStatus, StageTiming};
 
-use super::payload::{parse_json, sort_stages, stage_update, AdapterError, Obj};
+use super::payload::{parse_json, sort_stages, AdapterError, Obj};
 
-/// What one GitLab delivery means to pipemedic.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GitlabEvent {
-    /// A Pipeline Hook: the run, final or still running, with one stage
-    /// timing per job that ran.
-    Run(Box<Run>),
-    /// A Job Hook for a finished job: one stage timing to merge (with
-    /// [`super::payload::merge_stage`]) into the run `pipeline` /
-    /// `run_id` / `attempt`.
-    Job {
-        /// The pipeline of the run the job belongs to.
-        pipeline: String,
-        /// The id of the run the job belongs to.
-        run_id: String,
-        /// The attempt of the run the job belongs to.
-        attempt: u32,
-        /// The job's timing, named after the job.
-        stage: StageTiming,
-    },
-    /// A delivery that carries no run data (push, merge request, a job
-    /// that is still running ...); answered 2xx and not stored.
-    Ignored {
-        /// Why, in a few words, for the response body and the log.
-        reason: String,
-    },
-}
-
-impl GitlabEvent {
-    /// The run this delivery describes, whole or in part: the run itself,
-    /// or for a job a `running` run carrying only that job's timing (see
-    /// [`super::payload::stage_update`]). Combine it with the stored run
-    /// through [`super::payload::merge_update`]. `None` for ignored
-    /// deliveries.
-    pub fn into_run(self) -> Option<Run> {
-        match self {
-            Self::Run(run) => Some(*run),
-            Self::Job {
-                pipeline,
-                run_id,
-                attempt,
-                stage,
-            } => Some(stage_update(pipeline, run_id, attempt, stage)),
-            Self::Ignored { .. } => None,
-        }
-    }
-}
+/// What one GitLab delivery means to pipemedic (shared with GitHub).
+pub use super::payload::WebhookEvent as GitlabEvent;
 
 /// Parses one GitLab webhook delivery. The body's `object_kind` decides
 /// what it is (the `X-Gitlab-Event` header says the same thing and is not

@@ -640,3 +640,47 @@ mod tests {
         assert_eq!(stored.stage.as_deref(), Some("test"));
     }
 }
+
+/// What one GitHub or GitLab delivery means to pipemedic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookEvent {
+    /// The run (a `workflow_run` or a Pipeline Hook), final or still running.
+    Run(Box<Run>),
+    /// A finished job: one stage timing to merge (with [`merge_stage`]) into
+    /// the run `pipeline` / `run_id` / `attempt`.
+    Job {
+        /// The pipeline of the run the job belongs to.
+        pipeline: String,
+        /// The id of the run the job belongs to.
+        run_id: String,
+        /// The attempt of the run the job belongs to.
+        attempt: u32,
+        /// The job's timing, named after the job.
+        stage: StageTiming,
+    },
+    /// A delivery that carries no run data (`ping`, `push`, a job still
+    /// running ...); answered 2xx and not stored.
+    Ignored {
+        /// Why, in a few words, for the response body and the log.
+        reason: String,
+    },
+}
+
+impl WebhookEvent {
+    /// The run this delivery describes, whole or in part: the run itself,
+    /// or for a job a `running` run carrying only that job's timing (see
+    /// [`stage_update`]). Combine it with the stored run through
+    /// [`merge_update`]. `None` for ignored deliveries.
+    pub fn into_run(self) -> Option<Run> {
+        match self {
+            Self::Run(run) => Some(*run),
+            Self::Job {
+                pipeline,
+                run_id,
+                attempt,
+                stage,
+            } => Some(stage_update(pipeline, run_id, attempt, stage)),
+            Self::Ignored { .. } => None,
+        }
+    }
+}
