@@ -19,6 +19,7 @@
 //! | [`incidents`] | abnormal runs → incidents (grouping, routing, silences, status) → queued chat alerts |
 //! | [`ask`] | plain-language questions: the offline parser, read-only query tools, answers with facts |
 //! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
+//! | [`healing`] | the loop of an incident: plan → offer for approval → decisions → run once → verify on the next run → resolved |
 //! | [`approvals`] | approval policy (pure), votes, expiry, staleness and exactly-once execution of approved steps |
 //! | [`remediate`] | the executors of approved actions (CodePipeline, GitHub, http, shell) and their dry runs |
 //! | [`http`] | the router, application state, JSON errors |
@@ -48,6 +49,8 @@
 //! ValidatedPlan --(ApprovalService::open_request: prepare + dry runs)--> approval request
 //! chat decision --(adapter)--> Vote --(record_vote: approvals::decide)--> Approved
 //!        --> execute: claim each step once --> ExecutorRegistry --> outcome + audit
+//! incident opened --(healing: PlanService, ApprovalService)--> plan + Approve/Reject in the thread
+//!        next run --(healing)--> resolved (normal) or not healed → next plan
 //! approved ActionCall --(ExecutorRegistry: describe = dry run, execute once)--> ExecutionOutcome
 //! ```
 //!
@@ -70,6 +73,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod domain;
+pub mod healing;
 pub mod health;
 pub mod http;
 pub mod incidents;

@@ -35,7 +35,11 @@ pub struct Metrics {
 }
 
 /// Counter families with their help text.
-const COUNTERS: [(&str, &str); 9] = [
+const COUNTERS: [(&str, &str); 10] = [
+    (
+        "pipemedic_healing_total",
+        "Steps of the healing loop, by event (plan_offered, approved, rejected, executed, execution_failed, verified, not_healed, recovered_alone, expired, stale, vote_refused, plan_invalid, plan_failed).",
+    ),
     (
         "pipemedic_runs_ingested_total",
         "Runs accepted, by source and outcome (inserted, updated, duplicate).",
@@ -133,6 +137,11 @@ impl Metrics {
     }
 
     /// Counts one drafted plan (`outcome`: valid, invalid or error).
+    /// One step of the healing loop (see `pipemedic_healing_total`).
+    pub fn healing(&self, event: &str) {
+        self.add("pipemedic_healing_total", vec![("event", event.into())], 1);
+    }
+
     pub fn plan_drafted(&self, backend: &str, outcome: &str) {
         self.add(
             "pipemedic_plans_total",

@@ -10,17 +10,21 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::approvals::{ApprovalService, ApprovalSettings};
 use crate::aws::AwsSettings;
 use crate::chat::outbox::OutboxSignal;
 use crate::chat::service::ChatService;
 use crate::chat::{ChatEventSink, ChatPlatform, ChatSetupError, ChatState, Platform};
 use crate::clock::{Clock, SystemClock};
-use crate::config::DetectorBackend;
 use crate::config::Loaded;
+use crate::config::{DetectorBackend, PlannerBackend};
+use crate::healing::HealingService;
 use crate::http::AppState;
 use crate::incidents::IncidentService;
 use crate::ingest::IngestService;
 use crate::metrics::Metrics;
+use crate::plan::PlanService;
+use crate::remediate::ExecutorRegistry;
 use crate::scoring::{DetectionService, DetectionSettings, SagemakerScorer, ScorerSettings};
 use crate::store::{Store, StoreError};
 
@@ -40,6 +44,10 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("cannot set up chat: {0}")]
     Chat(#[from] ChatSetupError),
+    #[error("cannot set up planning: {0}")]
+    Plan(#[from] crate::plan::PlanServiceError),
+    #[error("cannot set up the remediation executors: {0}")]
+    Executors(#[from] crate::remediate::ExecError),
 }
 
 /// Routes that accept requests without a credential when its secret is unset.
@@ -166,13 +174,15 @@ impl Application {
             clock.clone(),
             Some(detection),
         ));
+        let healing = build_healing(&loaded, &store, &metrics, &clock, &aws, &incidents).await?;
         let chat = ChatState::from_config(&loaded.config, &loaded.secrets, clock.clone());
         let sink = ChatService::new(
             store.clone(),
             clock.clone(),
             incidents.clone(),
             chat.clone(),
-        );
+        )
+        .with_healing(healing.clone());
         let chat = chat.with_sink(Arc::new(sink));
         let state = AppState {
             config: Arc::new(loaded.config),
@@ -184,6 +194,7 @@ impl Application {
             aws: Arc::new(aws),
             chat,
             incidents,
+            healing,
         };
         let listener = TcpListener::bind(addr)
             .await
@@ -267,6 +278,49 @@ impl Application {
     }
 }
 
+/// The healing loop: the plan service (playbooks, prompts, the planner),
+/// the executors and the approval service, listening to the incidents.
+async fn build_healing(
+    loaded: &Loaded,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    clock: &Arc<dyn Clock>,
+    aws: &AwsSettings,
+    incidents: &IncidentService,
+) -> Result<HealingService, StartupError> {
+    let config = &loaded.config;
+    let clients = aws.load().await;
+    let bedrock = (config.planner.backend == PlannerBackend::Bedrock).then(|| clients.bedrock());
+    let planner = PlanService::from_config(
+        config,
+        store.clone(),
+        metrics.clone(),
+        clock.clone(),
+        bedrock,
+    )?;
+    let registry = ExecutorRegistry::from_config(
+        config,
+        &loaded.secrets,
+        &clients,
+        &crate::config::process_env(),
+    )?;
+    let approvals = ApprovalService::new(
+        store.clone(),
+        clock.clone(),
+        ApprovalSettings::from_config(&config.approvals),
+        Arc::new(registry),
+    );
+    Ok(HealingService::new(
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+        incidents.clone(),
+        planner,
+        Arc::new(approvals),
+        config.planner.plan_incidents,
+    ))
+}
+
 /// How long a chat connection that failed waits before trying again.
 const CHAT_RETRY: Duration = Duration::from_secs(30);
 
@@ -282,6 +336,7 @@ fn start_chat(
     shutdown: &CancellationToken,
 ) {
     state.incidents.start(tracker, shutdown);
+    state.healing.start(tracker, shutdown);
     crate::chat::outbox::start(
         &crate::chat::outbox::Workers {
             store: state.store.clone(),

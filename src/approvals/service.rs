@@ -73,6 +73,8 @@ pub struct RequestContext {
 /// One step as chat shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepReport {
+    /// The approval request the step belongs to.
+    pub request_id: i64,
     pub step_no: u32,
     pub kind: String,
     /// The exact call (the dry run until it ran, then the call made).
@@ -209,6 +211,7 @@ fn report(e: &StoredExecution) -> StepReport {
         ExecutionState::Skipped => "Not run.".to_string(),
     };
     StepReport {
+        request_id: e.request_id,
         step_no: e.step_no,
         kind: e.kind.clone(),
         call,

@@ -5,18 +5,21 @@
 //! and tied to the incident. Every stored action is audited. Answers that
 //! are not immediate replies go through the durable outbox.
 //!
-//! It decides what a request means; it does not act on approvals (that is
-//! the approval flow's work) and never calls a platform directly.
+//! It decides what a request means; it does not act on approvals: stored
+//! decisions are handed to [`crate::healing`], which does. It never calls a
+//! platform directly.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::json;
 
+use crate::approvals::{Choice, Via};
 use crate::chat::commands::{self, Command};
 use crate::chat::outbox::{self, OutboxPayload};
 use crate::chat::{cards, ChatEvent, ChatEventSink, ChatReply, ChatState, MessageRef, Platform};
 use crate::clock::Clock;
+use crate::healing::{DecisionEvent, HealingService};
 use crate::incidents::IncidentService;
 use crate::store::{DecisionVia, OutboxKind, Store, StoreError};
 
@@ -26,6 +29,7 @@ pub struct ChatService {
     clock: Arc<dyn Clock>,
     incidents: IncidentService,
     chat: ChatState,
+    healing: Option<HealingService>,
 }
 
 impl ChatService {
@@ -41,7 +45,62 @@ impl ChatService {
             clock,
             incidents,
             chat,
+            healing: None,
         }
+    }
+
+    /// Hands every stored approve / reject decision to `healing`.
+    pub fn with_healing(mut self, healing: HealingService) -> Self {
+        self.healing = Some(healing);
+        self
+    }
+
+    /// Passes a stored decision on to the healing loop (a removed reaction
+    /// is not a vote).
+    async fn hand_on(&self, event: &ChatEvent, incident_id: i64) {
+        let Some(healing) = &self.healing else {
+            return;
+        };
+        let Some(decision) = event.decision() else {
+            return;
+        };
+        let choice = match decision {
+            crate::chat::Decision::Approve => Choice::Approve,
+            crate::chat::Decision::Reject => Choice::Reject,
+        };
+        let (channel, message_ts, via, button_value) = match event {
+            ChatEvent::Reaction {
+                channel,
+                message_ts,
+                added: true,
+                ..
+            } => (channel.clone(), message_ts.clone(), Via::Reaction, None),
+            ChatEvent::Button {
+                channel,
+                message,
+                value,
+                ..
+            } => (
+                channel.clone(),
+                message.ts_or_id.clone(),
+                Via::Button,
+                Some(value.clone()),
+            ),
+            _ => return,
+        };
+        healing
+            .decided(DecisionEvent {
+                incident_id,
+                platform: event.platform(),
+                channel,
+                message_ts,
+                user: event.user().to_string(),
+                event_id: event.event_id().to_string(),
+                choice,
+                via,
+                button_value,
+            })
+            .await;
     }
 
     fn is_bot(&self, platform: Platform, user: &str) -> bool {
@@ -364,13 +423,20 @@ impl ChatService {
                 Ok(None)
             }
             ChatEvent::Reaction { .. } => {
-                self.record_decision(&event).await?;
+                if let Some(id) = self.record_decision(&event).await? {
+                    self.hand_on(&event, id).await;
+                }
                 Ok(None)
             }
-            ChatEvent::Button { .. } => Ok(self
-                .record_decision(&event)
-                .await?
-                .map(|id| ChatReply::ephemeral(format!("Recorded for incident #{id}.")))),
+            ChatEvent::Button { .. } => {
+                let Some(id) = self.record_decision(&event).await? else {
+                    return Ok(None);
+                };
+                self.hand_on(&event, id).await;
+                Ok(Some(ChatReply::ephemeral(format!(
+                    "Recorded for incident #{id}."
+                ))))
+            }
         }
     }
 }

@@ -202,6 +202,9 @@ pub struct PlannerConfig {
     /// source does not say): `codepipeline`, `github_actions`, `gitlab` or
     /// `other`. Decides which playbook actions can act on them.
     pub generic_ci: CiSystem,
+    /// Draft a plan and offer it for approval when an incident opens (off:
+    /// alerts only; `pipemedic plan` still drafts on demand).
+    pub plan_incidents: bool,
 }
 
 impl Default for PlannerConfig {
@@ -218,6 +221,7 @@ impl Default for PlannerConfig {
             redact_patterns: Vec::new(),
             max_attempts: 2,
             generic_ci: CiSystem::Other,
+            plan_incidents: true,
         }
     }
 }

@@ -23,15 +23,13 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use tokio::io::AsyncBufReadExt;
 
+use crate::approvals::RequestStatus;
 use crate::chat::console::ConsoleChat;
-use crate::chat::{ChatMessage, ChatPlatform, Severity};
+use crate::chat::{ChatEvent, ChatPlatform, Decision as ChatDecision, MessageRef, Platform};
 use crate::clock::SystemClock;
 use crate::config::{self, Env, Loaded, Secrets};
 use crate::domain::{IncidentStatus, Run, RunSource, Verdict};
 use crate::ingest::IngestService;
-use crate::plan::{offline_plan, IncidentFacts, LastNormalRun, ValidatedPlan};
-use crate::playbooks::{ApprovalPolicy, Catalog, CiSystem};
-use crate::remediate::{ActionCall, ActionKind, ExecutorRegistry};
 use crate::standin::codepipeline::{ExecutionSpec, FakeCodePipeline};
 use crate::startup::Application;
 use history::{Shape, PIPELINES};
@@ -49,6 +47,8 @@ pub enum DemoError {
     Store(#[from] crate::store::StoreError),
     #[error("the demo's problem was not detected: {0}")]
     NotDetected(String),
+    #[error("the demo waited in vain for {0}")]
+    Stuck(String),
 }
 
 /// What happened, for the summary and for tests.
@@ -103,6 +103,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     config.chat.default_route.channel = "#pipeline-alerts".into();
     config.chat.outbox_poll_ms = 50;
     config.aws.region = "us-east-1".into();
+    // The demo's runs come through the generic API but are CodePipeline
+    // executions (the stand-in knows them).
+    config.planner.generic_ci = crate::playbooks::CiSystem::Codepipeline;
     config.aws.endpoints.codepipeline = standin.url();
     let loaded = Loaded {
         config: config.clone(),
@@ -113,10 +116,6 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         aws_credential_types::Credentials::new("DEMO", "demo-secret", None, None, "pipemedic-demo"),
         "us-east-1",
     );
-    let clients = aws.load().await;
-    let registry =
-        ExecutorRegistry::from_config(&config, &Secrets::default(), &clients, &Env::new())
-            .map_err(setup)?;
     let console: Arc<dyn ChatPlatform> = Arc::new(ConsoleChat::stdout());
     let app = Application::build_with_platforms(
         loaded,
@@ -211,7 +210,6 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         history_runs: past.len(),
         ..DemoSummary::default()
     };
-    let catalog = Catalog::bundled().map_err(|e| setup(format!("bundled playbooks: {e:?}")))?;
     let problems: [(&str, u32, Shape); 2] = [
         ("checkout-service", 10, Shape::FlakyTests),
         ("payments-api", 14, Shape::DeployRegression),
@@ -251,10 +249,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
                     run.pipeline, run.run_id
                 )));
             }
-            let incident = handle_incident(
-                &state, &catalog, &registry, &run, &verdict, options, &mut rng, &mut n, start,
-            )
-            .await?;
+            let incident =
+                handle_incident(&state, &run, &verdict, options, &mut rng, &mut n, start).await?;
             summary.incidents.push(incident);
         }
     }
@@ -359,150 +355,145 @@ async fn wait_for_outbox(state: &crate::http::AppState) {
     }
 }
 
-/// Posts a line in the incident's thread, through the outbox like every
-/// other message about it.
-async fn thread_line(
+/// Polls `probe` until it yields something (about 10 s at most).
+async fn wait_until<T, F, Fut>(what: &str, mut probe: F) -> Result<T, DemoError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, DemoError>>,
+{
+    for _ in 0..400 {
+        if let Some(found) = probe().await? {
+            return Ok(found);
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    Err(DemoError::Stuck(what.to_string()))
+}
+
+/// Waits until incident `id` is in one of `statuses`.
+async fn wait_for_status(
     state: &crate::http::AppState,
-    incident: &crate::domain::Incident,
-    message: ChatMessage,
-) -> Result<(), DemoError> {
-    let Some((platform, channel)) = &incident.route else {
-        return Ok(());
-    };
-    let mut tx = state.store.begin_write().await?;
-    crate::chat::outbox::queue(
-        &mut tx,
-        Some(incident.id),
-        platform,
-        channel,
-        crate::store::OutboxKind::ThreadReply,
-        &crate::chat::outbox::OutboxPayload::message(message, None),
-        state.clock.now(),
-    )
-    .await?;
-    tx.commit().await?;
-    state.incidents.signal().notify();
-    wait_for_outbox(state).await;
-    Ok(())
-}
-
-fn facts(
-    incident: &crate::domain::Incident,
-    run: &Run,
-    verdict: &Verdict,
-    last_normal: Option<&Run>,
-) -> IncidentFacts {
-    IncidentFacts {
-        incident_id: incident.id.to_string(),
-        pipeline: run.pipeline.clone(),
-        run_id: run.run_id.clone(),
-        status: run.status,
-        stage: run.stage.clone(),
-        commit: run.commit.clone(),
-        commit_author: run.commit_author.clone(),
-        attempt: run.attempt,
-        execution_id: Some(run.run_id.clone()),
-        ci: CiSystem::Codepipeline,
-        source: RunSource::Generic,
-        metrics: verdict.deviations.clone(),
-        grade: verdict.grade,
-        log_excerpt: run.log_excerpt.clone(),
-        log_url: run.log_url.clone(),
-        run_url: run.url.clone(),
-        last_normal: last_normal.map(|r| LastNormalRun {
-            run_id: r.run_id.clone(),
-            commit: r.commit.clone(),
-            finished_at: r.finished_at,
-        }),
-    }
-}
-
-fn plan_message(plan: &ValidatedPlan) -> ChatMessage {
-    let mut text = format!(
-        "{}\nSuspected cause: {}\n",
-        plan.summary, plan.suspected_cause
-    );
-    for (i, step) in plan.steps.iter().enumerate() {
-        let who = match &step.approval {
-            ApprovalPolicy::None => "no approval needed".to_string(),
-            ApprovalPolicy::Required { required, from } => format!(
-                "{required} approver(s){}",
-                if from.is_empty() {
-                    String::new()
-                } else {
-                    format!(" from {}", from.join(", "))
-                }
-            ),
-        };
-        text.push_str(&format!(
-            "{}. {} / {} ({}) risk {:?}; needs {who}\n   why: {}\n",
-            i + 1,
-            step.playbook,
-            step.action,
-            step.kind.as_str(),
-            step.risk,
-            step.why
-        ));
-    }
-    text.push_str("Approve with ✅ (type `approve`) or reject with ❌ (type `reject`). Expires in 30 minutes.");
-    ChatMessage::new(
-        format!("Plan for incident #{}", plan.incident_id),
-        Severity::Info,
-        text,
-    )
-}
-
-fn required_approvals(plan: &ValidatedPlan) -> u32 {
-    plan.steps
-        .iter()
-        .map(|s| match &s.approval {
-            ApprovalPolicy::None => 1,
-            ApprovalPolicy::Required { required, .. } => (*required).max(1),
-        })
-        .max()
-        .unwrap_or(1)
-}
-
-/// Asks the console for decisions until the plan is approved or rejected.
-async fn collect_approvals(needed: u32, yes: bool) -> Vec<String> {
-    if yes {
-        let people: Vec<String> = APPROVERS
+    id: i64,
+    statuses: &[IncidentStatus],
+) -> Result<crate::domain::Incident, DemoError> {
+    let what = format!(
+        "incident #{id} to become {}",
+        statuses
             .iter()
-            .take(needed as usize)
-            .map(|s| s.to_string())
-            .collect();
-        for p in &people {
-            say(&format!("  ✅ {p} approved"));
-        }
-        return people;
-    }
-    let mut approved = Vec::new();
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while approved.len() < needed as usize {
-        let who = APPROVERS[approved.len() % APPROVERS.len()];
-        say(&format!("  [{who}] type approve or reject: "));
-        match lines.next_line().await {
-            Ok(Some(line))
-                if line.trim().eq_ignore_ascii_case("approve") || line.trim() == "✅" =>
-            {
-                say(&format!("  ✅ {who} approved"));
-                approved.push(who.to_string());
-            }
-            Ok(Some(line)) if line.trim().is_empty() => continue,
-            _ => {
-                say(&format!("  ❌ {who} rejected"));
-                return Vec::new();
-            }
-        }
-    }
-    approved
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    );
+    wait_until(&what, || async {
+        Ok(state
+            .store
+            .incident(id)
+            .await?
+            .filter(|i| statuses.contains(&i.status)))
+    })
+    .await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The plan card posted for `request_id` in the thread (once sent).
+async fn plan_card(
+    state: &crate::http::AppState,
+    incident_id: i64,
+    request_id: i64,
+) -> Result<MessageRef, DemoError> {
+    let value = format!("request:{request_id}");
+    wait_until("the plan to be posted", || async {
+        Ok(state
+            .store
+            .outbox(Some("console"))
+            .await?
+            .into_iter()
+            .filter(|row| row.incident_id == Some(incident_id))
+            .filter(|row| {
+                row.payload
+                    .pointer("/message/buttons/0/value")
+                    .and_then(|v| v.as_str())
+                    == Some(value.as_str())
+            })
+            .find_map(|row| row.sent_ref))
+    })
+    .await
+}
+
+/// The demo's people press Approve (or Reject) under the plan, one after
+/// another, until the plan is decided; returns who approved.
+async fn decide(
+    state: &crate::http::AppState,
+    card: &MessageRef,
+    request_id: i64,
+    yes: bool,
+) -> Result<Vec<String>, DemoError> {
+    let sink = state
+        .chat
+        .sink
+        .clone()
+        .ok_or_else(|| setup("no chat sink"))?;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut approved = Vec::new();
+    for who in APPROVERS {
+        let approve = if yes {
+            true
+        } else {
+            say(&format!("  [{who}] type approve or reject: "));
+            loop {
+                match lines.next_line().await {
+                    Ok(Some(line)) if line.trim().is_empty() => continue,
+                    Ok(Some(line)) => {
+                        break line.trim().eq_ignore_ascii_case("approve") || line.trim() == "✅"
+                    }
+                    _ => break false,
+                }
+            }
+        };
+        let decision = if approve {
+            ChatDecision::Approve
+        } else {
+            ChatDecision::Reject
+        };
+        let votes_before = state.store.approval_votes(request_id).await?.len();
+        sink.handle(ChatEvent::Button {
+            platform: Platform::Console,
+            event_id: format!("demo-{request_id}-{who}"),
+            channel: card.channel.clone(),
+            message: card.clone(),
+            user: who.to_string(),
+            action_id: decision.action_id().to_string(),
+            value: format!("request:{request_id}"),
+        })
+        .await;
+        say(&format!(
+            "  {} {who} pressed {}",
+            if approve { "✅" } else { "❌" },
+            if approve { "Approve" } else { "Reject" }
+        ));
+        let request = wait_until("the decision to be recorded", || async {
+            let votes = state.store.approval_votes(request_id).await?.len();
+            if votes <= votes_before {
+                return Ok(None);
+            }
+            Ok(state.store.approval_request(request_id).await?)
+        })
+        .await?;
+        if !approve {
+            return Ok(Vec::new());
+        }
+        approved.push(who.to_string());
+        if request.status != RequestStatus::Pending {
+            break;
+        }
+    }
+    Ok(approved)
+}
+
+/// One detected problem, through the loop `serve` runs: the healing service
+/// drafts and offers the plan, the demo's people press the buttons, the
+/// fix runs once, and the next run verifies it.
 async fn handle_incident(
     state: &crate::http::AppState,
-    catalog: &Catalog,
-    registry: &ExecutorRegistry,
     run: &Run,
     verdict: &Verdict,
     options: DemoOptions,
@@ -511,32 +502,6 @@ async fn handle_incident(
     started: DateTime<Utc>,
 ) -> Result<IncidentSummary, DemoError> {
     let incident = wait_for_incident(state, &run.pipeline).await?;
-    wait_for_outbox(state).await;
-    let last_normal = state
-        .store
-        .run_summaries(&run.pipeline, started - Duration::days(2), started)
-        .await?
-        .into_iter()
-        .rev()
-        .find(|r| r.status == crate::domain::RunStatus::Succeeded);
-    let last_normal_run = match last_normal {
-        Some(s) => state
-            .store
-            .get_run(&run.pipeline, &s.run_id, s.attempt as u32)
-            .await?
-            .map(|r| r.run),
-        None => None,
-    };
-    state
-        .incidents
-        .set_status(incident.id, IncidentStatus::Planning, None, "pipemedic")
-        .await
-        .map_err(setup)?;
-    let facts = facts(&incident, run, verdict, last_normal_run.as_ref());
-    let offline = offline_plan(catalog, &facts)
-        .map_err(|errors| setup(format!("no valid plan: {errors:?}")))?;
-    let plan = offline.validated;
-    thread_line(state, &incident, plan_message(&plan)).await?;
     let mut summary = IncidentSummary {
         incident_id: incident.id,
         pipeline: run.pipeline.clone(),
@@ -547,84 +512,72 @@ async fn handle_incident(
             .iter()
             .map(|d| d.metric.clone())
             .collect(),
-        plan: plan.summary.clone(),
+        plan: String::new(),
         approved_by: Vec::new(),
         action: None,
         action_result: None,
         recovered_after_min: None,
     };
-    let Some(step) = plan.steps.first() else {
-        return Ok(summary);
-    };
-    state
-        .incidents
-        .set_status(
-            incident.id,
-            IncidentStatus::AwaitingApproval,
-            None,
-            "pipemedic",
-        )
-        .await
-        .map_err(setup)?;
-    let kind = ActionKind::parse(step.kind.as_str())
-        .ok_or_else(|| setup(format!("unknown action kind {}", step.kind.as_str())))?;
-    let params = serde_json::to_value(&step.params).map_err(setup)?;
-    let call = ActionCall::new(
-        kind,
-        &step.target.pipeline,
-        step.target.execution_id.as_deref().unwrap_or(&run.run_id),
-        params,
-    );
-    let call = registry.prepare(&call).await.map_err(setup)?;
-    let dry_run = registry.describe(&call).map_err(setup)?;
-    say(&format!("  dry run: {dry_run}"));
-    let approvers = collect_approvals(required_approvals(&plan), options.yes).await;
-    summary.approved_by = approvers.clone();
-    if approvers.is_empty() {
-        state
-            .incidents
-            .set_status(
-                incident.id,
-                IncidentStatus::Dismissed,
-                Some("plan rejected"),
-                "pipemedic",
-            )
-            .await
-            .map_err(setup)?;
-        return Ok(summary);
-    }
-    state
-        .incidents
-        .set_status(
-            incident.id,
-            IncidentStatus::Remediating,
-            Some(&format!("approved by {}", approvers.join(", "))),
-            "pipemedic",
-        )
-        .await
-        .map_err(setup)?;
-    summary.action = Some(dry_run.clone());
-    let outcome = registry.execute(&call).await;
-    let result_line = match &outcome {
-        Ok(o) => format!("{:?}: {}", o.status, o.summary),
-        Err(e) => format!("failed: {e}"),
-    };
-    summary.action_result = Some(result_line.clone());
-    thread_line(
+    // Healing stores a plan, then offers it (awaiting approval) or says
+    // why it cannot (open).
+    let anomaly = incident
+        .anomaly_id
+        .ok_or_else(|| setup("incident without anomaly"))?;
+    wait_until("a plan to be drafted", || async {
+        Ok(state.store.plans_for_anomaly(anomaly).await?.pop())
+    })
+    .await?;
+    let offered = wait_for_status(
         state,
-        &incident,
-        ChatMessage::new(
-            "Remediation ran",
-            Severity::Info,
-            format!("{dry_run}\n{result_line}"),
-        ),
+        incident.id,
+        &[IncidentStatus::AwaitingApproval, IncidentStatus::Open],
     )
     .await?;
-    state
-        .incidents
-        .set_status(incident.id, IncidentStatus::Verifying, None, "pipemedic")
+    let request = state
+        .store
+        .approval_requests_for_incident(&incident.id.to_string())
+        .await?
+        .pop();
+    if let Some(plan) = request
+        .as_ref()
+        .and_then(|r| r.plan_ref.as_deref())
+        .and_then(|p| p.parse::<i64>().ok())
+    {
+        if let Some(stored) = state.store.plan(plan).await? {
+            summary.plan = stored.validated.map(|v| v.summary).unwrap_or_default();
+        }
+    }
+    let Some(request) = request.filter(|_| offered.status == IncidentStatus::AwaitingApproval)
+    else {
+        wait_for_outbox(state).await;
+        return Ok(summary);
+    };
+    let card = plan_card(state, incident.id, request.id).await?;
+    wait_for_outbox(state).await;
+    summary.approved_by = decide(state, &card, request.id, options.yes).await?;
+    let after = wait_for_status(
+        state,
+        incident.id,
+        &[IncidentStatus::Verifying, IncidentStatus::Open],
+    )
+    .await?;
+    let steps = state
+        .healing
+        .approvals()
+        .steps(request.id)
         .await
         .map_err(setup)?;
+    if let Some(step) = steps
+        .first()
+        .filter(|s| s.status != crate::store::ExecutionState::Skipped)
+    {
+        summary.action = Some(step.call.clone());
+        summary.action_result = Some(format!("{}: {}", step.status.as_str(), step.summary));
+    }
+    wait_for_outbox(state).await;
+    if after.status != IncidentStatus::Verifying {
+        return Ok(summary);
+    }
     // The next run of the pipeline, after the fix.
     let next_start = started + Duration::minutes(25);
     *n += 1;
@@ -647,23 +600,20 @@ async fn handle_incident(
             "normal again"
         }
     ));
-    if !next_verdict.is_anomalous() && outcome.is_ok() {
-        let recovered = next.finished_at.unwrap_or(next_start) - run.finished_at.unwrap_or(started);
-        summary.recovered_after_min = Some(recovered.num_minutes());
-        state
-            .incidents
-            .set_status(
-                incident.id,
-                IncidentStatus::Resolved,
-                Some(&format!(
-                    "next run {} is normal; recovered in {} min",
-                    next.run_id,
-                    recovered.num_minutes()
-                )),
-                "pipemedic",
-            )
-            .await
-            .map_err(setup)?;
+    let done = wait_for_status(
+        state,
+        incident.id,
+        &[
+            IncidentStatus::Resolved,
+            IncidentStatus::Open,
+            IncidentStatus::AwaitingApproval,
+        ],
+    )
+    .await?;
+    if done.status == IncidentStatus::Resolved {
+        let broken = run.finished_at.unwrap_or(started);
+        let healed = next.finished_at.unwrap_or(next_start);
+        summary.recovered_after_min = Some((healed - broken).num_minutes());
     }
     wait_for_outbox(state).await;
     Ok(summary)

@@ -38,6 +38,8 @@ pub struct AppState {
     pub chat: ChatState,
     /// Incidents: where detection hands scored runs, and status changes.
     pub incidents: crate::incidents::IncidentService,
+    /// The loop from incident to verified fix: plans, approvals, execution.
+    pub healing: crate::healing::HealingService,
 }
 
 /// The full router with every route of the design that is built.

@@ -12,9 +12,11 @@
 //! and say so in its thread. Messages are queued in the durable chat outbox
 //! in the same transaction as the incident change, and audited.
 //!
-//! This module never calls a chat platform itself and does not resolve
-//! incidents on normal runs: it passes them on
-//! ([`IncidentService::forward_normal_runs`]) to the work that does, through
+//! This module never calls a chat platform itself and does not plan,
+//! remediate or resolve: it passes every run it handled on
+//! ([`IncidentService::forward_handled_runs`]) to the work that does
+//! ([`crate::healing`]), which speaks in the incident's thread through
+//! [`IncidentService::post_in_thread`] and moves it with
 //! [`IncidentService::set_status`].
 
 pub mod routes;
@@ -30,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::charts::{self, HistoryChart};
 use crate::chat::outbox::{self, OutboxPayload, OutboxSignal};
-use crate::chat::{cards, Platform};
+use crate::chat::{cards, ChatMessage, Platform};
 use crate::clock::Clock;
 use crate::config::{Config, IncidentsConfig};
 use crate::domain::{Incident, IncidentStatus, ScoredRun};
@@ -48,6 +50,13 @@ pub enum IncidentError {
     NotFound(i64),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A scored run and what the incident service did with it.
+#[derive(Debug, Clone)]
+pub struct HandledRun {
+    pub scored: ScoredRun,
+    pub handled: Handled,
 }
 
 /// What handling one scored run did.
@@ -70,8 +79,8 @@ struct Inner {
     signal: OutboxSignal,
     sender: mpsc::Sender<ScoredRun>,
     receiver: Mutex<Option<mpsc::Receiver<ScoredRun>>>,
-    /// Where normal runs go on to (verification), when someone listens.
-    normal: Mutex<Option<mpsc::Sender<ScoredRun>>>,
+    /// Where handled runs go on to (healing), when someone listens.
+    next: Mutex<Option<mpsc::Sender<HandledRun>>>,
     unrouted: Mutex<HashSet<String>>,
 }
 
@@ -109,7 +118,7 @@ impl IncidentService {
                 signal,
                 sender,
                 receiver: Mutex::new(Some(receiver)),
-                normal: Mutex::new(None),
+                next: Mutex::new(None),
                 unrouted: Mutex::new(HashSet::new()),
             }),
         }
@@ -121,10 +130,10 @@ impl IncidentService {
         self.inner.sender.clone()
     }
 
-    /// Passes every normal run received from now on to `next` (the work
-    /// that resolves incidents when a pipeline is back to normal).
-    pub fn forward_normal_runs(&self, next: mpsc::Sender<ScoredRun>) {
-        *self.inner.normal.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
+    /// Passes every run handled from now on, in order, with what handling
+    /// it did, to `next` (the work that plans, remediates and verifies).
+    pub fn forward_handled_runs(&self, next: mpsc::Sender<HandledRun>) {
+        *self.inner.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
     }
 
     /// The outbox signal this service wakes after queueing.
@@ -187,9 +196,12 @@ impl IncidentService {
                     },
                 };
                 let (pipeline, run_id) = (scored.run.pipeline.clone(), scored.run.run_id.clone());
-                if let Err(e) = service.handle(scored).await {
-                    service.inner.metrics.background_error("incidents");
-                    tracing::error!(pipeline = %pipeline, run_id = %run_id, error = %e, "Cannot record the incident of an abnormal run.");
+                match service.handle(scored.clone()).await {
+                    Ok(handled) => service.forward(HandledRun { scored, handled }).await,
+                    Err(e) => {
+                        service.inner.metrics.background_error("incidents");
+                        tracing::error!(pipeline = %pipeline, run_id = %run_id, error = %e, "Cannot record the incident of an abnormal run.");
+                    }
                 }
             }
         });
@@ -200,17 +212,6 @@ impl IncidentService {
     #[tracing::instrument(skip_all, fields(pipeline = %scored.run.pipeline, run_id = %scored.run.run_id))]
     pub async fn handle(&self, scored: ScoredRun) -> Result<Handled, IncidentError> {
         if !scored.verdict.is_anomalous() {
-            let next = self
-                .inner
-                .normal
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            if let Some(next) = next {
-                if next.send(scored).await.is_err() {
-                    tracing::debug!("Nobody receives normal runs any more.");
-                }
-            }
             return Ok(Handled::Ignored);
         }
         let inner = &self.inner;
@@ -340,6 +341,78 @@ impl IncidentService {
             }
         }
         Ok(Handled::Opened(id))
+    }
+
+    async fn forward(&self, handled: HandledRun) {
+        let next = self
+            .inner
+            .next
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(next) = next {
+            if next.send(handled).await.is_err() {
+                tracing::debug!("Nobody receives handled runs any more.");
+            }
+        }
+    }
+
+    /// Queues `message` in the thread of incident `id`'s alert (nothing
+    /// when the incident is silenced or not routed). Returns whether it was
+    /// queued.
+    pub async fn post_in_thread(
+        &self,
+        id: i64,
+        message: ChatMessage,
+    ) -> Result<bool, IncidentError> {
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.store.begin_write().await?;
+        let incident = tx.incident(id).await?.ok_or(IncidentError::NotFound(id))?;
+        let Some((platform, channel)) = incident.route.as_ref().filter(|_| !incident.silenced)
+        else {
+            return Ok(false);
+        };
+        outbox::queue(
+            &mut tx,
+            Some(id),
+            platform,
+            channel,
+            OutboxKind::ThreadReply,
+            &OutboxPayload::message(message, None),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.inner.signal.notify();
+        Ok(true)
+    }
+
+    /// Shows `text` only to `user` in `channel` of `platform` (a Slack
+    /// ephemeral message; on platforms without them, the adapter's nearest
+    /// private equivalent).
+    pub async fn tell(
+        &self,
+        incident_id: Option<i64>,
+        platform: &str,
+        channel: &str,
+        user: &str,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.store.begin_write().await?;
+        outbox::queue(
+            &mut tx,
+            incident_id,
+            platform,
+            channel,
+            OutboxKind::Ephemeral,
+            &OutboxPayload::ephemeral(user, text),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.inner.signal.notify();
+        Ok(())
     }
 
     /// Queues the chart of a new incident into its alert's thread.

@@ -48,32 +48,36 @@ fn approvers(policy: &ApprovalPolicy) -> String {
 /// reaction or the Approve button) and when the offer expires.
 pub fn render_for_chat(plan: &ValidatedPlan, expires_at: DateTime<Utc>) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "*Remediation plan for incident {}*", plan.incident_id);
+    let _ = writeln!(
+        out,
+        "**Remediation plan for incident {}**",
+        plan.incident_id
+    );
     if plan.rule_based {
         let _ = writeln!(
             out,
             "_Rule-based plan: drafted from the playbooks without a language model._"
         );
     }
-    let _ = writeln!(out, "*Summary:* {}", plan.summary);
+    let _ = writeln!(out, "**Summary:** {}", plan.summary);
     let _ = writeln!(
         out,
-        "*Suspected cause:* {} (confidence {})",
+        "**Suspected cause:** {} (confidence {})",
         plan.suspected_cause,
         percent(plan.confidence)
     );
     if plan.steps.is_empty() {
         let _ = writeln!(
             out,
-            "*Steps:* none. No playbook action fits this incident, so there is nothing to approve."
+            "**Steps:** none. No playbook action fits this incident, so there is nothing to approve."
         );
         return out;
     }
-    let _ = writeln!(out, "*Steps* (overall risk: {}):", plan.risk);
+    let _ = writeln!(out, "**Steps** (overall risk: {}):", plan.risk);
     for (i, step) in plan.steps.iter().enumerate() {
         let _ = write!(
             out,
-            "{}. `{}` from playbook `{}` ({}), risk *{}*",
+            "{}. `{}` from playbook `{}` ({}), risk **{}**",
             i + 1,
             step.action,
             step.playbook,
@@ -93,11 +97,11 @@ pub fn render_for_chat(plan: &ValidatedPlan, expires_at: DateTime<Utc>) -> Strin
     }
     let _ = writeln!(
         out,
-        "*To approve:* react with ✅ or press *Approve*; ❌ or *Reject* declines. Nothing runs without the approvals above."
+        "**To approve:** react with ✅ or press **Approve**; ❌ or **Reject** declines. Nothing runs without the approvals above."
     );
     let _ = writeln!(
         out,
-        "*Expires:* {} (unapproved plans lapse then).",
+        "**Expires:** {} (unapproved plans lapse then).",
         expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     out
@@ -234,11 +238,11 @@ mod tests {
         let text = render_for_chat(&plan(), expires);
         for needle in [
             "incident 42",
-            "Suspected cause:* A timing-dependent UI test. (confidence 70%)",
+            "Suspected cause:** A timing-dependent UI test. (confidence 70%)",
             "1. `rerun-tests-clean` from playbook `flaky-tests`",
-            "risk *low*: mode=ALL_ACTIONS, stage=Test",
+            "risk **low**: mode=ALL_ACTIONS, stage=Test",
             "Approval: 1 of group:sre",
-            "react with ✅ or press *Approve*",
+            "react with ✅ or press **Approve**",
             "2026-11-25T14:00:00Z",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");

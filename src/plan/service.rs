@@ -22,7 +22,7 @@ use super::redact::{RedactError, Redactor};
 use super::types::{IncidentFacts, LastNormalRun};
 use crate::clock::Clock;
 use crate::config::{Config, PlannerBackend};
-use crate::domain::RunSource;
+use crate::domain::{Incident, RunSource};
 use crate::metrics::Metrics;
 use crate::playbooks::{Catalog, CiSystem, LoadOptions, PlaybookError};
 use crate::store::{NewPlan, Store, StoreError};
@@ -32,6 +32,8 @@ use crate::store::{NewPlan, Store, StoreError};
 pub enum PlanServiceError {
     #[error("no anomaly {0}")]
     UnknownAnomaly(i64),
+    #[error("incident #{0} has no anomaly to plan for")]
+    NoAnomaly(i64),
     #[error("the playbooks are invalid:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Playbooks(Vec<PlaybookError>),
     #[error(transparent)]
@@ -73,6 +75,14 @@ pub struct DraftedPlan {
     pub outcome: PlanOutcome,
     pub usage: TokenUsage,
     pub attempts: Vec<Attempt>,
+}
+
+/// What a plan's audit entries are about: its incident, else its anomaly.
+fn subject(anomaly_id: i64, incident_id: Option<i64>) -> String {
+    match incident_id {
+        Some(id) => format!("incident/{id}"),
+        None => format!("anomaly/{anomaly_id}"),
+    }
 }
 
 /// Drafts, stores and audits plans.
@@ -234,6 +244,32 @@ impl PlanService {
         store: bool,
     ) -> Result<DraftedPlan, PlanServiceError> {
         let facts = self.facts_for_anomaly(anomaly_id).await?;
+        self.draft(facts, anomaly_id, None, store).await
+    }
+
+    /// Drafts and stores a plan for an incident (about its anomaly's latest
+    /// run); the plan speaks of the incident's number and is stored and
+    /// audited under it.
+    #[tracing::instrument(name = "plan.draft_incident", skip_all, fields(incident = incident.id, backend = self.planner.name()))]
+    pub async fn draft_for_incident(
+        &self,
+        incident: &Incident,
+    ) -> Result<DraftedPlan, PlanServiceError> {
+        let anomaly_id = incident
+            .anomaly_id
+            .ok_or(PlanServiceError::NoAnomaly(incident.id))?;
+        let mut facts = self.facts_for_anomaly(anomaly_id).await?;
+        facts.incident_id = incident.id.to_string();
+        self.draft(facts, anomaly_id, Some(incident.id), true).await
+    }
+
+    async fn draft(
+        &self,
+        facts: IncidentFacts,
+        anomaly_id: i64,
+        incident_id: Option<i64>,
+        store: bool,
+    ) -> Result<DraftedPlan, PlanServiceError> {
         let backend = self.planner.name();
         let drafted = match &self.planner {
             PlannerChoice::Offline => match offline_plan(&self.catalog, &facts) {
@@ -275,7 +311,7 @@ impl PlanService {
                     Err(e) => {
                         self.metrics.plan_drafted(backend, "error");
                         if store {
-                            self.audit_failure(anomaly_id, &e).await?;
+                            self.audit_failure(anomaly_id, incident_id, &e).await?;
                         }
                         return Err(e.into());
                     }
@@ -292,7 +328,10 @@ impl PlanService {
             },
         );
         let id = if store {
-            Some(self.save(anomaly_id, backend, &outcome, usage).await?)
+            Some(
+                self.save(anomaly_id, incident_id, backend, &outcome, usage)
+                    .await?,
+            )
         } else {
             None
         };
@@ -310,6 +349,7 @@ impl PlanService {
     async fn save(
         &self,
         anomaly_id: i64,
+        incident_id: Option<i64>,
         backend: &'static str,
         outcome: &PlanOutcome,
         usage: TokenUsage,
@@ -317,7 +357,7 @@ impl PlanService {
         let new = match outcome {
             PlanOutcome::Valid { plan, validated } => NewPlan {
                 anomaly_id,
-                incident_id: None,
+                incident_id,
                 backend: backend.to_string(),
                 plan: serde_json::to_value(plan).ok(),
                 validated: Some(validated.clone()),
@@ -327,7 +367,7 @@ impl PlanService {
             },
             PlanOutcome::Invalid { errors, raw } => NewPlan {
                 anomaly_id,
-                incident_id: None,
+                incident_id,
                 backend: backend.to_string(),
                 plan: raw.clone(),
                 validated: None,
@@ -362,7 +402,7 @@ impl PlanService {
         tx.audit(
             now,
             kind,
-            &format!("anomaly/{anomaly_id}"),
+            &subject(anomaly_id, incident_id),
             "pipemedic",
             &detail,
         )
@@ -372,13 +412,18 @@ impl PlanService {
         Ok(id)
     }
 
-    async fn audit_failure(&self, anomaly_id: i64, e: &PlannerError) -> Result<(), StoreError> {
+    async fn audit_failure(
+        &self,
+        anomaly_id: i64,
+        incident_id: Option<i64>,
+        e: &PlannerError,
+    ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut tx = self.store.begin_write().await?;
         tx.audit(
             now,
             "plan.failed",
-            &format!("anomaly/{anomaly_id}"),
+            &subject(anomaly_id, incident_id),
             "pipemedic",
             &json!({"anomaly_id": anomaly_id, "backend": self.planner.name(),
                     "error": e.to_string(), "retryable": e.is_retryable()}),

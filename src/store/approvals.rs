@@ -282,6 +282,20 @@ impl Store {
         Ok(ids(&rows))
     }
 
+    /// The requests opened for an incident, oldest first.
+    pub async fn approval_requests_for_incident(
+        &self,
+        incident_ref: &str,
+    ) -> Result<Vec<StoredRequest>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM approval_requests WHERE incident_ref = $1 ORDER BY id"
+        ))
+        .bind(incident_ref)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(request_from_row).collect()
+    }
+
     /// Requests of a pipeline in a status, oldest first.
     pub async fn approval_requests_with_status(
         &self,

@@ -293,6 +293,42 @@ impl Store {
         Ok(row.and_then(|r| r.get::<Option<i64>, _>(0)))
     }
 
+    /// The payload of the message posted as `ts_or_id` (what pipemedic
+    /// said there), if pipemedic posted it.
+    pub async fn posted_payload(
+        &self,
+        platform: &str,
+        channel: &str,
+        ts_or_id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let row = sqlx::query(
+            "SELECT payload FROM chat_outbox WHERE platform = $1 AND channel = $2 AND sent_ts = $3 \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(platform)
+        .bind(channel)
+        .bind(ts_or_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            let raw: String = r.get(0);
+            serde_json::from_str(&raw).map_err(|e| corrupt("chat_outbox.payload", e))
+        })
+        .transpose()
+    }
+
+    /// The pipeline's newest incident that is not resolved or dismissed.
+    pub async fn active_incident(&self, pipeline: &str) -> Result<Option<Incident>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE pipeline = $1 \
+             AND status NOT IN ('resolved', 'dismissed') ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(pipeline)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
     /// Outbox rows in id order: of one platform, or all.
     pub async fn outbox(&self, platform: Option<&str>) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = sqlx::query(&format!(

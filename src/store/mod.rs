@@ -278,6 +278,15 @@ impl Store {
         row.as_ref().map(stored_from_row).transpose()
     }
 
+    /// One stored run by its row id.
+    pub async fn run_by_pk(&self, pk: i64) -> Result<Option<StoredRun>, StoreError> {
+        let row = sqlx::query("SELECT id, source, ingested_at_ms, body FROM runs WHERE id = $1")
+            .bind(pk)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(stored_from_row).transpose()
+    }
+
     /// The metric samples of one series in `[from, to)`, oldest first.
     pub async fn samples(
         &self,

@@ -211,6 +211,8 @@ pub async fn spawn_app_with_secrets(
     config.server.max_body_bytes = 64 * 1024;
     config.server.shutdown_grace_s = 2;
     config.store.url = test_db.url.clone();
+    // Each layer is tested on its own; the healing tests turn planning on.
+    config.planner.plan_incidents = false;
     adjust(&mut config);
     let aws = test_aws_settings(&config.aws);
     let mut secrets = test_secrets();

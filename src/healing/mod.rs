@@ -1,0 +1,821 @@
+//! Healing: carries an incident from its alert to verified recovery.
+//!
+//! [`HealingService`] receives every run the incident service handled, in
+//! order, and every approve / reject decision chat stored, and does the
+//! rest of the loop:
+//!
+//! 1. **Plan.** A new incident is drafted a plan ([`PlanService`]); a
+//!    valid plan with steps is offered for approval ([`ApprovalService`])
+//!    and posted in the alert's thread with its exact calls and Approve /
+//!    Reject buttons (incident: planning → awaiting approval). An invalid
+//!    plan, a plan without steps or a planner failure is said in the
+//!    thread and nothing is offered.
+//! 2. **Decide.** A ✅ / ❌ or button on the plan (or the alert) is a vote
+//!    on that plan's request. A vote that does not count (not an
+//!    approver, the commit's author, expired, stale, already decided) is
+//!    explained to its author only. The vote that completes the approvals
+//!    runs the plan exactly once (awaiting approval → remediating), and
+//!    each step's outcome goes to the thread.
+//! 3. **Verify.** After the steps succeed the incident is verifying; the
+//!    pipeline's next run decides: normal → resolved with the time to
+//!    recovery; abnormal or failed → the thread says the fix did not heal
+//!    it and a new plan is drafted and offered.
+//!
+//! Every newer run of a pipeline makes its pending plans about older runs
+//! stale (said in their threads); a successful normal run while a plan
+//! waits (or after none could be offered) resolves the incident as
+//! recovered without remediation. With `planner.plan_incidents` off
+//! (alerts only) nothing is planned and only people close incidents. A sweep every
+//! [`SWEEP_EVERY`] expires plans nobody approved in time and runs delayed
+//! steps that are due; at start, steps left in flight by a stopped process
+//! are reported as unknown, never re-run.
+//!
+//! Everything happens on one task, in arrival order, so a decision and a
+//! verifying run never race each other in this process; the store's claims
+//! keep steps exactly-once across processes. This module decides nothing
+//! about who may approve (that is [`crate::approvals::policy`]) and never
+//! calls a chat platform (it queues through [`IncidentService`]).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::approvals::{
+    ApprovalError, ApprovalService, Approver, Choice, Decision, RequestContext, RequestStatus,
+    StepReport, Via, Vote,
+};
+use crate::chat::{self, ChatMessage, Platform, Severity};
+use crate::clock::Clock;
+use crate::domain::{Incident, IncidentStatus, RunStatus, ScoredRun};
+use crate::incidents::{Handled, HandledRun, IncidentError, IncidentService};
+use crate::metrics::Metrics;
+use crate::plan::{render_for_chat, PlanOutcome, PlanService, PlanServiceError};
+use crate::store::{ExecutionState, Store, StoreError};
+
+/// How often pending plans are checked for expiry and delayed steps for
+/// their time.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+/// How many runs or decisions may wait for the healing task.
+const QUEUE: usize = 1024;
+
+/// Who pipemedic's own audit entries are by.
+const ACTOR: &str = "pipemedic";
+
+#[derive(Debug, thiserror::Error)]
+pub enum HealingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Incident(#[from] IncidentError),
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+}
+
+/// A stored approve / reject decision from chat, for the healing task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionEvent {
+    pub incident_id: i64,
+    pub platform: Platform,
+    /// Where the decision was made (for an explanation to its author).
+    pub channel: String,
+    /// The message decided on.
+    pub message_ts: String,
+    pub user: String,
+    /// The platform's event id (a redelivery carries the same).
+    pub event_id: String,
+    pub choice: Choice,
+    pub via: Via,
+    /// The pressed button's value (`request:ID`), when a button.
+    pub button_value: Option<String>,
+}
+
+struct Inner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    incidents: IncidentService,
+    planner: PlanService,
+    approvals: Arc<ApprovalService>,
+    /// `planner.plan_incidents`.
+    plan_incidents: bool,
+    decisions: mpsc::Sender<DecisionEvent>,
+    /// Taken by [`HealingService::start`].
+    receivers: Mutex<Option<Receivers>>,
+}
+
+struct Receivers {
+    runs: mpsc::Receiver<HandledRun>,
+    decisions: mpsc::Receiver<DecisionEvent>,
+}
+
+/// The healing loop; cheap to clone.
+#[derive(Clone)]
+pub struct HealingService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HealingService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealingService").finish_non_exhaustive()
+    }
+}
+
+/// The value of the Approve / Reject buttons under a plan.
+fn button_value(request_id: i64) -> String {
+    format!("request:{request_id}")
+}
+
+fn request_of_value(value: &str) -> Option<i64> {
+    value.strip_prefix("request:")?.parse().ok()
+}
+
+fn mention(platform: Platform, user: &str) -> String {
+    match platform {
+        Platform::Slack => format!("<@{user}>"),
+        Platform::Discord => format!("<@{user}>"),
+        _ => user.to_string(),
+    }
+}
+
+/// The steps as thread lines: number, kind, status and what happened.
+fn steps_text(steps: &[StepReport]) -> String {
+    steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{}. `{}` **{}**: `{}`\n   {}",
+                s.step_no,
+                s.kind,
+                s.status.as_str(),
+                s.call,
+                s.summary
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl HealingService {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        incidents: IncidentService,
+        planner: PlanService,
+        approvals: Arc<ApprovalService>,
+        plan_incidents: bool,
+    ) -> Self {
+        let (runs_in, runs) = mpsc::channel(QUEUE);
+        let (decisions_in, decisions) = mpsc::channel(QUEUE);
+        incidents.forward_handled_runs(runs_in);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                metrics,
+                incidents,
+                planner,
+                approvals,
+                plan_incidents,
+                decisions: decisions_in,
+                receivers: Mutex::new(Some(Receivers { runs, decisions })),
+            }),
+        }
+    }
+
+    pub fn approvals(&self) -> &Arc<ApprovalService> {
+        &self.inner.approvals
+    }
+
+    /// Hands a stored chat decision to the healing task.
+    pub async fn decided(&self, event: DecisionEvent) {
+        if self.inner.decisions.send(event).await.is_err() {
+            tracing::warn!("The healing task has stopped; a decision was not acted on.");
+        }
+    }
+
+    /// Runs the healing task until `shutdown` (call once): first reports
+    /// steps a stopped process left in flight, then handles runs and
+    /// decisions in order and sweeps every [`SWEEP_EVERY`].
+    pub fn start(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
+        let receivers = self
+            .inner
+            .receivers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(Receivers {
+            mut runs,
+            mut decisions,
+        }) = receivers
+        else {
+            tracing::warn!("Healing already started.");
+            return;
+        };
+        let service = self.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(e) = service.recover().await {
+                service.failed("recover", &e);
+            }
+            let mut sweep = tokio::time::interval(SWEEP_EVERY);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(run) = runs.recv() => {
+                        if let Err(e) = service.on_run(&run).await {
+                            service.failed("run", &e);
+                        }
+                    }
+                    Some(event) = decisions.recv() => {
+                        if let Err(e) = service.on_decision(&event).await {
+                            service.failed("decision", &e);
+                        }
+                    }
+                    _ = sweep.tick() => {
+                        if let Err(e) = service.sweep().await {
+                            service.failed("sweep", &e);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn failed(&self, what: &str, e: &HealingError) {
+        self.inner.metrics.background_error("healing");
+        tracing::error!(step = what, error = %e, "Healing step failed.");
+    }
+
+    async fn say(&self, incident_id: i64, title: &str, severity: Severity, text: String) {
+        let message = ChatMessage::new(title, severity, text);
+        if let Err(e) = self
+            .inner
+            .incidents
+            .post_in_thread(incident_id, message)
+            .await
+        {
+            tracing::warn!(incident_id, error = %e, "Cannot queue a thread message.");
+        }
+    }
+
+    async fn status(
+        &self,
+        incident_id: i64,
+        status: IncidentStatus,
+        note: Option<&str>,
+    ) -> Result<Incident, HealingError> {
+        Ok(self
+            .inner
+            .incidents
+            .set_status(incident_id, status, note, ACTOR)
+            .await?)
+    }
+
+    /// One run the incident service handled.
+    pub async fn on_run(&self, run: &HandledRun) -> Result<(), HealingError> {
+        let scored = &run.scored;
+        let pipeline = &scored.run.pipeline;
+        let older_pending = self
+            .inner
+            .store
+            .approval_requests_with_status(pipeline, RequestStatus::Pending)
+            .await?
+            .iter()
+            .any(|r| r.run_id != scored.run.run_id);
+        let stale = if older_pending {
+            self.inner
+                .approvals
+                .supersede(pipeline, &scored.run.run_id)
+                .await?
+        } else {
+            Vec::new()
+        };
+        for id in stale {
+            self.inner.metrics.healing("stale");
+            if let Some(incident) = self.incident_of_request(id).await? {
+                self.say(
+                    incident,
+                    "Plan superseded",
+                    Severity::Info,
+                    format!(
+                        "Run `{}` is newer than the run this plan was for; the plan can no longer be approved.",
+                        scored.run.run_id
+                    ),
+                )
+                .await;
+            }
+        }
+        match run.handled {
+            Handled::Opened(id) => self.plan(id).await,
+            Handled::Updated(id) => {
+                let Some(incident) = self.inner.store.incident(id).await? else {
+                    return Ok(());
+                };
+                match incident.status {
+                    IncidentStatus::Verifying | IncidentStatus::Remediating => {
+                        self.not_healed(&incident, scored, "is still abnormal")
+                            .await
+                    }
+                    IncidentStatus::AwaitingApproval => {
+                        // Its plan was about an older run: plan for this one.
+                        self.plan(id).await
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Handled::Ignored if !scored.verdict.is_anomalous() => self.on_normal_run(scored).await,
+            Handled::Ignored => Ok(()),
+        }
+    }
+
+    async fn incident_of_request(&self, request_id: i64) -> Result<Option<i64>, HealingError> {
+        Ok(self
+            .inner
+            .store
+            .approval_request(request_id)
+            .await?
+            .and_then(|r| r.incident_ref.parse().ok()))
+    }
+
+    /// A run with a normal verdict: it verifies a fix, or shows the
+    /// pipeline recovered while a plan waited.
+    async fn on_normal_run(&self, scored: &ScoredRun) -> Result<(), HealingError> {
+        let Some(incident) = self
+            .inner
+            .store
+            .active_incident(&scored.run.pipeline)
+            .await?
+        else {
+            return Ok(());
+        };
+        if incident.last_run_pk > scored.run_pk {
+            // The incident is about a later run than this one.
+            return Ok(());
+        }
+        let run_id = &scored.run.run_id;
+        match incident.status {
+            IncidentStatus::Verifying if scored.run.status == RunStatus::Failed => {
+                self.not_healed(&incident, scored, "failed").await
+            }
+            IncidentStatus::Verifying => {
+                let minutes = self.recovery_minutes(&incident, scored).await?;
+                let note = format!("next run {run_id} is normal; recovered in {minutes} min");
+                self.inner.metrics.healing("verified");
+                self.status(incident.id, IncidentStatus::Resolved, Some(&note))
+                    .await?;
+                tracing::info!(
+                    incident_id = incident.id,
+                    run_id,
+                    minutes,
+                    "Fix verified; incident resolved."
+                );
+                Ok(())
+            }
+            // With planning off (alerts only) people close incidents.
+            IncidentStatus::Open | IncidentStatus::AwaitingApproval
+                if self.inner.plan_incidents && scored.run.status == RunStatus::Succeeded =>
+            {
+                let minutes = self.recovery_minutes(&incident, scored).await?;
+                let note = format!(
+                    "run {run_id} is normal again without remediation (after {minutes} min)"
+                );
+                self.inner.metrics.healing("recovered_alone");
+                self.status(incident.id, IncidentStatus::Resolved, Some(&note))
+                    .await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Minutes from the incident's first abnormal run to `healthy` (by the
+    /// runs' own times; by pipemedic's clock when a run has none).
+    async fn recovery_minutes(
+        &self,
+        incident: &Incident,
+        healthy: &ScoredRun,
+    ) -> Result<i64, HealingError> {
+        let first = self.inner.store.run_by_pk(incident.first_run_pk).await?;
+        let broken_at = first
+            .and_then(|r| r.run.event_time())
+            .unwrap_or(incident.opened_at);
+        let healed_at = healthy
+            .run
+            .event_time()
+            .unwrap_or_else(|| self.inner.clock.now());
+        Ok((healed_at - broken_at).num_minutes().max(0))
+    }
+
+    /// The fix did not heal the pipeline: say so and offer the next plan.
+    async fn not_healed(
+        &self,
+        incident: &Incident,
+        scored: &ScoredRun,
+        how: &str,
+    ) -> Result<(), HealingError> {
+        self.inner.metrics.healing("not_healed");
+        let note = format!(
+            "run {} {how} after the fix: it did not heal the pipeline",
+            scored.run.run_id
+        );
+        self.status(incident.id, IncidentStatus::Open, Some(&note))
+            .await?;
+        self.plan(incident.id).await
+    }
+
+    /// Drafts a plan for the incident and offers it for approval.
+    pub async fn plan(&self, incident_id: i64) -> Result<(), HealingError> {
+        if !self.inner.plan_incidents {
+            return Ok(());
+        }
+        let Some(incident) = self.inner.store.incident(incident_id).await? else {
+            return Ok(());
+        };
+        if incident.anomaly_id.is_none() {
+            return Ok(());
+        }
+        self.status(incident_id, IncidentStatus::Planning, None)
+            .await?;
+        let drafted = match self.inner.planner.draft_for_incident(&incident).await {
+            Ok(drafted) => drafted,
+            Err(e) => return self.no_plan(incident_id, &e).await,
+        };
+        let validated = match &drafted.outcome {
+            PlanOutcome::Valid { validated, .. } => validated.clone(),
+            PlanOutcome::Invalid { errors, .. } => {
+                self.inner.metrics.healing("plan_invalid");
+                self.say(
+                    incident_id,
+                    "No plan to offer",
+                    Severity::Warning,
+                    format!(
+                        "The {} planner's plan was invalid, so nothing is offered for approval:\n{}",
+                        drafted.backend,
+                        errors
+                            .iter()
+                            .map(|e| format!("- {e}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ),
+                )
+                .await;
+                self.status(incident_id, IncidentStatus::Open, Some("no valid plan"))
+                    .await?;
+                return Ok(());
+            }
+        };
+        if validated.steps.is_empty() {
+            let expires = self.inner.clock.now();
+            self.say(
+                incident_id,
+                "Plan",
+                Severity::Info,
+                render_for_chat(&validated, expires),
+            )
+            .await;
+            self.status(
+                incident_id,
+                IncidentStatus::Open,
+                Some("the plan has no action to approve"),
+            )
+            .await?;
+            return Ok(());
+        }
+        let ctx = RequestContext {
+            plan_ref: drafted.id.map(|id| id.to_string()),
+            incident_ref: incident_id.to_string(),
+            pipeline: drafted.facts.pipeline.clone(),
+            run_id: drafted.facts.run_id.clone(),
+            commit_author: drafted.facts.commit_author.clone(),
+        };
+        let opened = match self.inner.approvals.open_request(&validated, &ctx).await {
+            Ok(opened) => opened,
+            Err(ApprovalError::Step { step, kind, source }) => {
+                self.say(
+                    incident_id,
+                    "Plan cannot be offered",
+                    Severity::Warning,
+                    format!("Step {step} (`{kind}`) cannot be prepared: {source}. Nothing is offered for approval."),
+                )
+                .await;
+                self.status(
+                    incident_id,
+                    IncidentStatus::Open,
+                    Some("plan cannot be prepared"),
+                )
+                .await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.inner.metrics.healing("plan_offered");
+        let mut text = render_for_chat(&validated, opened.expires_at);
+        text.push_str("\n**Exact calls:**\n");
+        for step in &opened.steps {
+            text.push_str(&format!("{}. `{}`\n", step.step_no, step.call));
+        }
+        let mut card = ChatMessage::new(
+            format!("Plan for incident #{incident_id}"),
+            Severity::Info,
+            text,
+        );
+        if !opened.automatic {
+            let value = button_value(opened.id);
+            card = card
+                .button(chat::Decision::Approve, value.clone())
+                .button(chat::Decision::Reject, value);
+        }
+        if let Err(e) = self.inner.incidents.post_in_thread(incident_id, card).await {
+            tracing::warn!(incident_id, error = %e, "Cannot queue the plan.");
+        }
+        if opened.automatic {
+            self.status(
+                incident_id,
+                IncidentStatus::Remediating,
+                Some("automatic remediation: every step is low risk and needs no approval"),
+            )
+            .await?;
+            let steps = self.inner.approvals.execute(opened.id).await?;
+            self.report_steps(incident_id, opened.id, &steps).await?;
+        } else {
+            self.status(incident_id, IncidentStatus::AwaitingApproval, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn no_plan(&self, incident_id: i64, e: &PlanServiceError) -> Result<(), HealingError> {
+        self.inner.metrics.healing("plan_failed");
+        tracing::warn!(incident_id, error = %e, "No plan could be drafted.");
+        self.say(
+            incident_id,
+            "No plan",
+            Severity::Warning,
+            format!("pipemedic could not draft a plan: {e}"),
+        )
+        .await;
+        self.status(
+            incident_id,
+            IncidentStatus::Open,
+            Some("no plan could be drafted"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Says in the thread how the steps went and moves the incident on:
+    /// all succeeded → verifying; one failed or unknown → open; some still
+    /// waiting for their delay → remediating.
+    async fn report_steps(
+        &self,
+        incident_id: i64,
+        request_id: i64,
+        steps: &[StepReport],
+    ) -> Result<(), HealingError> {
+        let all_done = steps.iter().all(|s| s.status == ExecutionState::Succeeded);
+        let broken = steps
+            .iter()
+            .any(|s| matches!(s.status, ExecutionState::Failed | ExecutionState::Unknown));
+        let (title, severity) = if all_done {
+            ("Remediation ran", Severity::Info)
+        } else if broken {
+            ("Remediation failed", Severity::Warning)
+        } else {
+            ("Remediation in progress", Severity::Info)
+        };
+        self.say(incident_id, title, severity, steps_text(steps))
+            .await;
+        if all_done {
+            self.inner.metrics.healing("executed");
+            self.status(
+                incident_id,
+                IncidentStatus::Verifying,
+                Some("the fix ran; the next run decides whether it healed"),
+            )
+            .await?;
+        } else if broken {
+            self.inner.metrics.healing("execution_failed");
+            self.status(
+                incident_id,
+                IncidentStatus::Open,
+                Some(&format!(
+                    "the plan (request {request_id}) did not complete; see the thread"
+                )),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Which request a decision on `event`'s message is about: the
+    /// button's, the plan posted as that message, else the incident's
+    /// newest.
+    async fn request_for(&self, event: &DecisionEvent) -> Result<Option<i64>, HealingError> {
+        if let Some(id) = event.button_value.as_deref().and_then(request_of_value) {
+            return Ok(Some(id));
+        }
+        let posted = self
+            .inner
+            .store
+            .posted_payload(event.platform.as_str(), &event.channel, &event.message_ts)
+            .await?;
+        let from_message = posted.as_ref().and_then(|p| {
+            p.pointer("/message/buttons")
+                .and_then(Value::as_array)
+                .and_then(|b| b.first())
+                .and_then(|b| b.get("value"))
+                .and_then(Value::as_str)
+                .and_then(request_of_value)
+        });
+        if from_message.is_some() {
+            return Ok(from_message);
+        }
+        Ok(self
+            .inner
+            .store
+            .approval_requests_for_incident(&event.incident_id.to_string())
+            .await?
+            .last()
+            .map(|r| r.id))
+    }
+
+    /// One approve / reject decision from chat.
+    pub async fn on_decision(&self, event: &DecisionEvent) -> Result<(), HealingError> {
+        let incident_id = event.incident_id;
+        let tell = |text: String| async move {
+            if let Err(e) = self
+                .inner
+                .incidents
+                .tell(
+                    Some(incident_id),
+                    event.platform.as_str(),
+                    &event.channel,
+                    &event.user,
+                    &text,
+                )
+                .await
+            {
+                tracing::warn!(incident_id, error = %e, "Cannot queue an explanation.");
+            }
+        };
+        let Some(request_id) = self.request_for(event).await? else {
+            tell(format!(
+                "No plan of incident #{incident_id} is waiting for a decision."
+            ))
+            .await;
+            return Ok(());
+        };
+        let request = self.inner.store.approval_request(request_id).await?;
+        if request.as_ref().map(|r| r.incident_ref.as_str()) != Some(&incident_id.to_string()) {
+            tell(format!(
+                "That plan does not belong to incident #{incident_id}; nothing changed."
+            ))
+            .await;
+            return Ok(());
+        }
+        let vote = Vote {
+            approver: Approver::new(event.platform.as_str(), &event.user),
+            event_id: event.event_id.clone(),
+            choice: event.choice,
+            via: event.via,
+            at: self.inner.clock.now(),
+        };
+        let outcome = self.inner.approvals.record_vote(request_id, &vote).await?;
+        let who = mention(event.platform, &event.user);
+        match &outcome.decision {
+            Decision::Duplicate => {}
+            Decision::NotAllowed { .. }
+            | Decision::Expired
+            | Decision::Stale
+            | Decision::AlreadyDecided { .. } => {
+                self.inner.metrics.healing("vote_refused");
+                tell(outcome.decision.explain()).await;
+            }
+            Decision::Counted {
+                approved_so_far,
+                required,
+            } => {
+                self.say(
+                    incident_id,
+                    "Approval counted",
+                    Severity::Info,
+                    format!("{who} approved: {approved_so_far} of {required} approvals. Nothing runs until all are in."),
+                )
+                .await;
+            }
+            Decision::Rejected => {
+                self.inner.metrics.healing("rejected");
+                self.status(
+                    incident_id,
+                    IncidentStatus::Open,
+                    Some(&format!("plan rejected by {}", vote.approver.key())),
+                )
+                .await?;
+            }
+            Decision::Approved => {
+                self.inner.metrics.healing("approved");
+                let approvers: Vec<String> = self
+                    .inner
+                    .store
+                    .approval_votes(request_id)
+                    .await?
+                    .into_iter()
+                    .filter(|v| v.effective && v.vote.choice == Choice::Approve)
+                    .map(|v| v.vote.approver.key())
+                    .collect();
+                self.status(
+                    incident_id,
+                    IncidentStatus::Remediating,
+                    Some(&format!("approved by {}", approvers.join(", "))),
+                )
+                .await?;
+                self.report_steps(incident_id, request_id, &outcome.steps)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Expires plans nobody approved in time and runs delayed steps that
+    /// are due, saying so in their threads.
+    pub async fn sweep(&self) -> Result<(), HealingError> {
+        for id in self.inner.approvals.expire_due().await? {
+            self.inner.metrics.healing("expired");
+            let Some(incident_id) = self.incident_of_request(id).await? else {
+                continue;
+            };
+            if let Some(incident) = self.inner.store.incident(incident_id).await? {
+                if incident.status == IncidentStatus::AwaitingApproval {
+                    self.status(
+                        incident_id,
+                        IncidentStatus::Open,
+                        Some("the plan expired without enough approvals; nothing ran"),
+                    )
+                    .await?;
+                }
+            }
+        }
+        for id in self.inner.store.approved_request_ids().await? {
+            let steps = self.inner.approvals.execute(id).await?;
+            let finished = self
+                .inner
+                .store
+                .approval_request(id)
+                .await?
+                .is_some_and(|r| matches!(r.status, RequestStatus::Done | RequestStatus::Failed));
+            if !finished {
+                continue;
+            }
+            let Some(incident_id) = self.incident_of_request(id).await? else {
+                continue;
+            };
+            let remediating = self
+                .inner
+                .store
+                .incident(incident_id)
+                .await?
+                .is_some_and(|i| i.status == IncidentStatus::Remediating);
+            if remediating {
+                self.report_steps(incident_id, id, &steps).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// At start: steps a stopped process left in flight are unknown; say so
+    /// in their threads and reopen their incidents.
+    pub async fn recover(&self) -> Result<(), HealingError> {
+        let unknown = self.inner.approvals.recover_in_flight().await?;
+        let mut by_request: std::collections::BTreeMap<i64, Vec<StepReport>> =
+            std::collections::BTreeMap::new();
+        for step in unknown {
+            by_request.entry(step.request_id).or_default().push(step);
+        }
+        for (request_id, steps) in by_request {
+            let Some(incident_id) = self.incident_of_request(request_id).await? else {
+                continue;
+            };
+            self.report_steps(incident_id, request_id, &steps).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn button_values_name_their_request() {
+        assert_eq!(request_of_value(&button_value(42)), Some(42));
+        assert_eq!(request_of_value("request:x"), None);
+        assert_eq!(request_of_value("42"), None);
+    }
+}
