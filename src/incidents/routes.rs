@@ -1,6 +1,7 @@
 //! `GET /v1/incidents` and `GET /v1/incidents/{id}` (bearer): incidents as
-//! JSON, and one incident's whole story — its anomaly, and every audit
-//! entry about it in order (alert, status changes, decisions, plans,
+//! JSON, and one incident's whole story — its anomaly, its plans, each
+//! approval request with its votes and step executions, and every audit
+//! entry about them in order (alert, status changes, decisions, plans,
 //! executions).
 
 use axum::extract::{Path, Query, State};
@@ -60,10 +61,37 @@ async fn detail(
         }
         None => None,
     };
+    let plans = match incident.anomaly_id {
+        Some(a) => state
+            .store
+            .plans_for_anomaly(a)
+            .await?
+            .into_iter()
+            .filter(|p| p.incident_id.is_none_or(|i| i == id))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut approvals = Vec::new();
+    for request in state
+        .store
+        .approval_requests_for_incident(&id.to_string())
+        .await?
+    {
+        subjects.push(format!("approval_request:{}", request.id));
+        let votes = state.store.approval_votes(request.id).await?;
+        let executions = state.store.executions(request.id).await?;
+        approvals.push(serde_json::json!({
+            "request": request,
+            "votes": votes,
+            "executions": executions,
+        }));
+    }
     let story = state.store.audit_for(&subjects).await?;
     Ok(Json(serde_json::json!({
         "incident": incident,
         "anomaly": anomaly,
+        "plans": plans,
+        "approvals": approvals,
         "story": story,
     })))
 }

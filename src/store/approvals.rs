@@ -96,7 +96,7 @@ pub struct NewExecution {
 }
 
 /// A stored request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StoredRequest {
     pub id: i64,
     pub plan_ref: Option<String>,
@@ -125,7 +125,7 @@ impl StoredRequest {
 }
 
 /// A stored vote.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StoredVote {
     pub id: i64,
     pub request_id: i64,
@@ -137,7 +137,7 @@ pub struct StoredVote {
 }
 
 /// A stored step execution.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StoredExecution {
     pub id: i64,
     pub request_id: i64,

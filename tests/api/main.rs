@@ -16,6 +16,7 @@ mod chat_support;
 mod codepipeline_poll;
 mod demo;
 mod detection;
+mod healing;
 mod helpers;
 mod incidents;
 mod ingest_generic;
