@@ -40,6 +40,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("cannot set up chat: {0}")]
     Chat(#[from] ChatSetupError),
+    #[error("cannot set up question answering: {0}")]
+    Ask(#[from] crate::ask::AskSetupError),
 }
 
 /// Routes that accept requests without a credential when its secret is unset.
@@ -166,12 +168,24 @@ impl Application {
             clock.clone(),
             Some(detection),
         ));
+        let bedrock = match loaded.config.ask.backend {
+            crate::config::AskBackend::Offline => None,
+            crate::config::AskBackend::Bedrock => Some(aws.load().await.bedrock()),
+        };
+        let asker = Arc::new(crate::ask::Asker::from_config(
+            &loaded.config,
+            store.clone(),
+            metrics.clone(),
+            bedrock,
+        )?);
         let chat = ChatState::from_config(&loaded.config, &loaded.secrets, clock.clone());
         let sink = ChatService::new(
             store.clone(),
             clock.clone(),
             incidents.clone(),
             chat.clone(),
+            asker.clone(),
+            &loaded.config.chat,
         );
         let chat = chat.with_sink(Arc::new(sink));
         let state = AppState {
@@ -184,6 +198,7 @@ impl Application {
             aws: Arc::new(aws),
             chat,
             incidents,
+            asker,
         };
         let listener = TcpListener::bind(addr)
             .await

@@ -38,6 +38,8 @@ pub struct AppState {
     pub chat: ChatState,
     /// Incidents: where detection hands scored runs, and status changes.
     pub incidents: crate::incidents::IncidentService,
+    /// Answers questions (the same for HTTP, chat and the CLI).
+    pub asker: Arc<crate::ask::Asker>,
 }
 
 /// The full router with every route of the design that is built.

@@ -249,6 +249,38 @@ impl Store {
         row.as_ref().map(request_from_row).transpose()
     }
 
+    /// The requests of an incident: those whose `incident_ref` is `incident_ref`
+    /// or whose `plan_ref` is one of `plan_refs`, oldest first.
+    pub async fn approval_requests_for(
+        &self,
+        incident_ref: &str,
+        plan_refs: &[String],
+    ) -> Result<Vec<StoredRequest>, StoreError> {
+        let mut rows = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM approval_requests WHERE incident_ref = $1 ORDER BY id"
+        ))
+        .bind(incident_ref)
+        .fetch_all(self.pool())
+        .await?;
+        for plan_ref in plan_refs {
+            rows.extend(
+                sqlx::query(&format!(
+                    "SELECT {REQUEST_COLUMNS} FROM approval_requests WHERE plan_ref = $1 ORDER BY id"
+                ))
+                .bind(plan_ref)
+                .fetch_all(self.pool())
+                .await?,
+            );
+        }
+        let mut requests = rows
+            .iter()
+            .map(request_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        requests.sort_by_key(|r| r.id);
+        requests.dedup_by_key(|r| r.id);
+        Ok(requests)
+    }
+
     /// Every vote cast on a request (allowed or not), in arrival order.
     pub async fn approval_votes(&self, request_id: i64) -> Result<Vec<StoredVote>, StoreError> {
         let rows = sqlx::query(&format!(

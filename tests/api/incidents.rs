@@ -31,6 +31,14 @@ pub struct ChatHarness {
 }
 
 pub async fn chat_app(db: Db) -> Option<ChatHarness> {
+    chat_app_with(db, |_| {}).await
+}
+
+/// Like [`chat_app`], with a chance to adjust the configuration.
+pub async fn chat_app_with(
+    db: Db,
+    adjust: impl FnOnce(&mut pipemedic::config::Config),
+) -> Option<ChatHarness> {
     let slack = FakeSlack::start().await;
     let discord = FakeDiscord::start().await;
     let (slack_url, discord_url) = (slack.api_url(), discord.api_url());
@@ -54,6 +62,7 @@ pub async fn chat_app(db: Db) -> Option<ChatHarness> {
                     channel: SLACK_CHANNEL.into(),
                 },
             ];
+            adjust(c);
         },
         |s| {
             s.slack_bot_token = Some(Secret::new("xoxb-test-token"));
