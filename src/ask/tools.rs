@@ -578,10 +578,18 @@ impl QueryTools {
             return Err(ToolError::NotVisible(clean_text(&anomaly.pipeline, 120)));
         }
         let plans = self.store.plans_for_anomaly(id).await?;
-        let plan_refs: Vec<String> = plans.iter().map(|p| p.id.to_string()).collect();
+        // References are written as `7`, `plan-7` or `plan/7`.
+        let refs = |kind: &str, id: i64| {
+            [
+                id.to_string(),
+                format!("{kind}-{id}"),
+                format!("{kind}/{id}"),
+            ]
+        };
+        let plan_refs: Vec<String> = plans.iter().flat_map(|p| refs("plan", p.id)).collect();
         let requests = self
             .store
-            .approval_requests_for(&id.to_string(), &plan_refs)
+            .approval_requests_for(&refs("anomaly", id), &plan_refs)
             .await?;
         let mut approvals = Vec::new();
         for r in &requests {

@@ -249,28 +249,26 @@ impl Store {
         row.as_ref().map(request_from_row).transpose()
     }
 
-    /// The requests of an incident: those whose `incident_ref` is `incident_ref`
-    /// or whose `plan_ref` is one of `plan_refs`, oldest first.
+    /// The requests of an incident: those whose `incident_ref` is one of
+    /// `incident_refs` or whose `plan_ref` is one of `plan_refs`, oldest
+    /// first, each once.
     pub async fn approval_requests_for(
         &self,
-        incident_ref: &str,
+        incident_refs: &[String],
         plan_refs: &[String],
     ) -> Result<Vec<StoredRequest>, StoreError> {
-        let mut rows = sqlx::query(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM approval_requests WHERE incident_ref = $1 ORDER BY id"
-        ))
-        .bind(incident_ref)
-        .fetch_all(self.pool())
-        .await?;
-        for plan_ref in plan_refs {
-            rows.extend(
-                sqlx::query(&format!(
-                    "SELECT {REQUEST_COLUMNS} FROM approval_requests WHERE plan_ref = $1 ORDER BY id"
-                ))
-                .bind(plan_ref)
-                .fetch_all(self.pool())
-                .await?,
-            );
+        let mut rows = Vec::new();
+        for (column, refs) in [("incident_ref", incident_refs), ("plan_ref", plan_refs)] {
+            for r in refs {
+                rows.extend(
+                    sqlx::query(&format!(
+                        "SELECT {REQUEST_COLUMNS} FROM approval_requests WHERE {column} = $1"
+                    ))
+                    .bind(r)
+                    .fetch_all(self.pool())
+                    .await?,
+                );
+            }
         }
         let mut requests = rows
             .iter()

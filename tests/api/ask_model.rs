@@ -327,6 +327,86 @@ async fn a_hostile_commit_message_runs_nothing(db: Db) {
     );
 }
 
+async fn get_incident_tells_the_whole_story(db: Db) {
+    use pipemedic::approvals::{RequestStatus, StepPolicy};
+    use pipemedic::ask::{QueryTools, ToolError, Visibility};
+    use pipemedic::playbooks::{ApprovalPolicy, Risk};
+    use pipemedic::store::{NewApprovalRequest, NewExecution, NewPlan};
+    let Some(app) = spawn_app_with(db, |_| {}).await else {
+        return;
+    };
+    seed(&app.store).await;
+    let now = t(NOW);
+    let mut tx = app.store.begin_write().await.unwrap();
+    let plan_id = tx
+        .insert_plan(
+            &NewPlan {
+                anomaly_id: 3,
+                incident_id: None,
+                backend: "offline".into(),
+                plan: Some(json!({"summary": "rerun the tests"})),
+                validated: None,
+                errors: vec!["no steps".into()],
+                input_tokens: 0,
+                output_tokens: 0,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let request_id = tx
+        .create_approval_request(
+            &NewApprovalRequest {
+                plan_ref: Some(format!("plan-{plan_id}")),
+                incident_ref: "3".into(),
+                pipeline: "checkout-service".into(),
+                run_id: "239".into(),
+                commit_author: None,
+                steps: vec![StepPolicy {
+                    step_no: 1,
+                    kind: "codepipeline.retry_stage".into(),
+                    risk: Risk::Low,
+                    approval: ApprovalPolicy::for_risk(Risk::Low),
+                    delay_s: None,
+                }],
+                created_at: now,
+                expires_at: now + chrono::Duration::minutes(30),
+                status: RequestStatus::Pending,
+            },
+            &[NewExecution {
+                step_no: 1,
+                kind: "codepipeline.retry_stage".into(),
+                call: json!({"kind": "codepipeline.retry_stage"}),
+                dry_run: "retry Test".into(),
+            }],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let tools = QueryTools::new(app.store.clone());
+    let story = tools
+        .call("get_incident", &json!({"id": 3}), now)
+        .await
+        .unwrap();
+    assert_eq!(story["pipeline"], "checkout-service");
+    assert_eq!(story["plans"][0]["plan_id"], plan_id);
+    assert_eq!(story["plans"][0]["plan"]["summary"], "rerun the tests");
+    assert_eq!(story["approvals"][0]["request_id"], request_id);
+    assert_eq!(story["approvals"][0]["status"], "pending");
+    assert_eq!(story["approvals"][0]["executions"][0]["step"], 1);
+    // Without plans it is the anomaly alone; hidden pipelines are refused.
+    let closed = tools
+        .call("get_incident", &json!({"id": 2}), now)
+        .await
+        .unwrap();
+    assert_eq!(closed["plans"], json!([]));
+    let hidden = QueryTools::new(app.store.clone()).with_visibility(Visibility::Nothing);
+    assert!(matches!(
+        hidden.call("get_incident", &json!({"id": 3}), now).await,
+        Err(ToolError::NotVisible(p)) if p == "checkout-service"
+    ));
+}
+
 // ---- chat: visibility per channel, and the same facts on every surface ----
 
 /// The channel `slash` posts from.
@@ -518,6 +598,7 @@ on_both_databases!(
     an_endless_tool_loop_is_cut_off,
     the_token_budget_bounds_the_loop,
     a_hostile_commit_message_runs_nothing,
+    get_incident_tells_the_whole_story,
     a_channel_sees_only_its_routed_pipelines,
     open_channels_and_dms_see_everything,
     cli_http_and_slack_state_the_same_facts,
