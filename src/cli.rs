@@ -840,7 +840,27 @@ async fn ask(
     }
     let loaded = load_config(path, env)?;
     let store = open_store(&loaded).await?;
-    let answer = crate::ask::answer_question(&store, question, at.unwrap_or_else(Utc::now))
+    let bedrock = if loaded.config.ask.backend == config::AskBackend::Bedrock {
+        let aws = crate::aws::AwsSettings::from_config(&loaded.config.aws)
+            .load()
+            .await;
+        Some(aws.bedrock())
+    } else {
+        None
+    };
+    let asker = crate::ask::Asker::from_config(
+        &loaded.config,
+        store.clone(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+        bedrock,
+    )
+    .map_err(|e| Exit::BadInput(e.to_string()))?;
+    let answer = asker
+        .ask(
+            question,
+            at.unwrap_or_else(Utc::now),
+            crate::ask::Visibility::All,
+        )
         .await
         .map_err(|e| Exit::Failure(e.into()));
     store.close().await;

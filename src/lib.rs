@@ -17,7 +17,7 @@
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
 //! | [`incidents`] | abnormal runs → incidents (grouping, routing, silences, status) → queued chat alerts |
-//! | [`ask`] | plain-language questions: the offline parser, read-only query tools, answers with facts |
+//! | [`ask`] | plain-language questions: the offline parser, read-only query tools, the Bedrock tool loop with its number check, per-channel visibility, and [`ask::Asker`], the one entry point for CLI, HTTP and chat |
 //! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
 //! | [`healing`] | the loop of an incident: plan → offer for approval → decisions → run once → verify on the next run → resolved |
 //! | [`approvals`] | approval policy (pure), votes, expiry, staleness and exactly-once execution of approved steps |
@@ -42,7 +42,9 @@
 //!        store --> health summaries --> CLI / HTTP
 //! detection --ScoredRun--> incidents::IncidentService --(store: incident + chat_outbox rows, one transaction)
 //!        chat_outbox --(chat::outbox worker per platform, in order per channel)--> chat::ChatPlatform
-//!     question --(ask::intent, pure)--> Intent --(ask::QueryTools, read-only)--> Answer --> CLI / HTTP / chat
+//!     question --(ask::Asker: ask::intent, pure)--> Intent --(ask::QueryTools, read-only, Visibility)--> Answer --> CLI / HTTP / chat
+//!     bedrock: question (redacted, framed) --(ask::model: toolUse -> QueryTools -> toolResult, bounded)--> text
+//!        --(ask::numbers: every number in a tool result, else retry once, else offline)--> Answer
 //! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
 //! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::service::ChatService
 //!        (commands answered, decisions stored once per event, audit log)

@@ -35,7 +35,7 @@ pub struct Metrics {
 }
 
 /// Counter families with their help text.
-const COUNTERS: [(&str, &str); 10] = [
+const COUNTERS: [(&str, &str); 12] = [
     (
         "pipemedic_healing_total",
         "Steps of the healing loop, by event (plan_offered, approved, rejected, executed, execution_failed, verified, not_healed, recovered_alone, expired, stale, vote_refused, plan_invalid, plan_failed).",
@@ -71,6 +71,14 @@ const COUNTERS: [(&str, &str); 10] = [
     (
         "pipemedic_planner_tokens_total",
         "Model tokens used by the planner, by direction (input, output).",
+    ),
+    (
+        "pipemedic_ask_tokens_total",
+        "Model tokens used answering questions, by direction (input, output).",
+    ),
+    (
+        "pipemedic_asks_total",
+        "Questions answered, by backend (offline, bedrock) and outcome (answered, not_visible, or why the model's answer was replaced by the offline one).",
     ),
     (
         "pipemedic_detector_fallbacks_total",
@@ -171,6 +179,29 @@ impl Metrics {
             "pipemedic_planner_tokens_total",
             vec![("direction", "output".into())],
             output,
+        );
+    }
+
+    /// Adds the tokens of one model answer to a question.
+    pub fn ask_tokens(&self, input: u64, output: u64) {
+        self.add(
+            "pipemedic_ask_tokens_total",
+            vec![("direction", "input".into())],
+            input,
+        );
+        self.add(
+            "pipemedic_ask_tokens_total",
+            vec![("direction", "output".into())],
+            output,
+        );
+    }
+
+    /// Counts one answered question.
+    pub fn ask_answered(&self, backend: &str, outcome: &str) {
+        self.add(
+            "pipemedic_asks_total",
+            vec![("backend", backend.into()), ("outcome", outcome.into())],
+            1,
         );
     }
 

@@ -48,6 +48,8 @@ pub enum StartupError {
     Plan(#[from] crate::plan::PlanServiceError),
     #[error("cannot set up the remediation executors: {0}")]
     Executors(#[from] crate::remediate::ExecError),
+    #[error("cannot set up question answering: {0}")]
+    Ask(#[from] crate::ask::AskSetupError),
 }
 
 /// Routes that accept requests without a credential when its secret is unset.
@@ -175,12 +177,24 @@ impl Application {
             Some(detection),
         ));
         let healing = build_healing(&loaded, &store, &metrics, &clock, &aws, &incidents).await?;
+        let bedrock = match loaded.config.ask.backend {
+            crate::config::AskBackend::Offline => None,
+            crate::config::AskBackend::Bedrock => Some(aws.load().await.bedrock()),
+        };
+        let asker = Arc::new(crate::ask::Asker::from_config(
+            &loaded.config,
+            store.clone(),
+            metrics.clone(),
+            bedrock,
+        )?);
         let chat = ChatState::from_config(&loaded.config, &loaded.secrets, clock.clone());
         let sink = ChatService::new(
             store.clone(),
             clock.clone(),
             incidents.clone(),
             chat.clone(),
+            asker.clone(),
+            &loaded.config.chat,
         )
         .with_healing(healing.clone());
         let chat = chat.with_sink(Arc::new(sink));
@@ -195,6 +209,7 @@ impl Application {
             chat,
             incidents,
             healing,
+            asker,
         };
         let listener = TcpListener::bind(addr)
             .await

@@ -72,6 +72,16 @@ pub struct Answer {
     pub pipeline: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,
+    /// Who wrote `answer`: `offline` (the parser) or `bedrock` (a model,
+    /// every number checked against its tools' results).
+    pub backend: String,
+    /// Why the model's answer was not used and the offline answer given
+    /// instead (tool-call or token limit, unsupported numbers, an error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// The tools the model called, in order (empty offline).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools_used: Vec<String>,
     /// What the parser understood (for chat surfaces and model tool loops).
     #[serde(skip)]
     pub parsed: Parsed,
@@ -94,13 +104,75 @@ pub async fn answer_question(
     question: &str,
     now: DateTime<Utc>,
 ) -> Result<Answer, AskError> {
+    answer_offline(&QueryTools::new(store.clone()), question, now).await
+}
+
+/// Answers a question offline with `tools`, which may see only some
+/// pipelines: a question about a pipeline (or incident) they cannot see is
+/// refused without its data, and lists and rankings hold only visible ones.
+pub async fn answer_offline(
+    tools: &QueryTools,
+    question: &str,
+    now: DateTime<Utc>,
+) -> Result<Answer, AskError> {
     if question.trim().is_empty() {
         return Err(AskError::EmptyQuestion);
     }
-    let tools = QueryTools::new(store.clone());
-    let known = tools.pipelines().await?;
-    let parsed = intent::parse(question, &known, now);
-    answer_parsed(&tools, parsed, &known, now).await
+    let visible = tools.pipelines().await?;
+    if tools.visibility().is_all() {
+        let parsed = intent::parse(question, &visible, now);
+        return answer_parsed(tools, parsed, &visible, now).await;
+    }
+    // Names are recognised among every pipeline, so that a question about
+    // another team's pipeline is refused rather than answered about a
+    // similarly named visible one.
+    let all = tools.all_pipelines().await?;
+    let mut parsed = intent::parse(question, &all, now);
+    if let Parsed::Ambiguous { candidates } = &parsed {
+        if !candidates.iter().any(|c| tools.sees(c)) {
+            return Ok(refusal(
+                parsed.clone(),
+                "None of the pipelines that name fits are visible here.".to_string(),
+                None,
+            ));
+        }
+        parsed = intent::parse(question, &visible, now);
+    }
+    if let Parsed::Intent(intent) = &parsed {
+        if let Some(p) = intent.pipeline().filter(|p| !tools.sees(p)) {
+            let text = crate::ask::visibility::Visibility::refusal(p);
+            return Ok(refusal(parsed.clone(), text, Some(p.to_string())));
+        }
+    }
+    answer_parsed(tools, parsed, &visible, now).await
+}
+
+/// The answer to a question about something not visible here: no data.
+fn refusal(parsed: Parsed, text: String, pipeline: Option<String>) -> Answer {
+    Answer {
+        answer: text,
+        facts: vec![Fact {
+            name: "visible".to_string(),
+            value: Value::Bool(false),
+            window: None,
+            pipeline: pipeline.clone(),
+        }],
+        sources: Vec::new(),
+        intent: "not_visible".to_string(),
+        pipeline,
+        window: None,
+        backend: "offline".to_string(),
+        fallback: None,
+        tools_used: Vec::new(),
+        parsed,
+    }
+}
+
+impl Answer {
+    /// Whether this answer refuses a question about something not visible.
+    pub fn is_refusal(&self) -> bool {
+        self.intent == "not_visible"
+    }
 }
 
 /// Computes the answer to an already parsed question.
@@ -162,6 +234,9 @@ pub async fn answer_parsed(
         intent: name,
         pipeline,
         window,
+        backend: "offline".to_string(),
+        fallback: None,
+        tools_used: Vec::new(),
         parsed,
     })
 }
@@ -540,6 +615,11 @@ async fn incident(tools: &QueryTools, out: &mut Builder, id: i64) -> Result<(), 
         out.fact("found", false, None);
         return Ok(());
     };
+    if !tools.sees(&a.pipeline) {
+        out.line(format!("Incident #{id} is not visible here."));
+        out.fact("visible", false, None);
+        return Ok(());
+    }
     out.line(format!(
         "Incident #{} on {}: {}, opened {}{}; {} ({} → {}), highest grade {:.2}.",
         a.id,

@@ -1,5 +1,6 @@
 //! `POST /v1/ask` (bearer): `{"question": "..."}` in, the [`super::Answer`]
-//! as `{"answer", "facts", "sources", ...}` out. The handler only reads:
+//! of [`super::Asker`] as `{"answer", "facts", "sources", ...}` out (a
+//! bearer sees every pipeline). The handler only reads:
 //! 400 for a body that is not JSON, 422 for a missing, empty or overlong
 //! question, the JSON error shape of [`crate::http::ApiError`] throughout.
 
@@ -10,7 +11,8 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 
-use super::answer::{answer_question, Answer, AskError};
+use super::answer::{Answer, AskError};
+use super::visibility::Visibility;
 use crate::domain::FieldError;
 use crate::http::{ApiError, AppState, ErrorCode};
 use crate::ingest::routes::{body_or_413, require_bearer};
@@ -58,7 +60,9 @@ async fn post_ask(
     require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
     let body = body_or_413(body)?;
     let question = question_of(&body)?;
-    let answer = answer_question(&state.store, &question, state.clock.now())
+    let answer = state
+        .asker
+        .ask(&question, state.clock.now(), Visibility::All)
         .await
         .map_err(|e| match e {
             AskError::EmptyQuestion => invalid("must not be empty"),

@@ -18,6 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use super::intent::{RankBy, Window};
+use super::visibility::Visibility;
 use crate::domain::{Anomaly, AnomalyStatus, Run, RunStatus, Verdict};
 use crate::health::{self, PipelineHealth};
 use crate::store::{RunSummary, Store, StoreError};
@@ -81,10 +82,12 @@ pub struct FailureReport {
     pub verdict: Option<Verdict>,
 }
 
-/// Read-only queries over the store.
+/// Read-only queries over the store, limited to the pipelines the asker
+/// may see ([`Visibility`]).
 #[derive(Debug, Clone)]
 pub struct QueryTools {
     store: Store,
+    visibility: Visibility,
 }
 
 /// The end bound for a store query of a window whose end is included.
@@ -162,13 +165,39 @@ fn cause_line(log: &str) -> Option<String> {
 }
 
 impl QueryTools {
+    /// Tools that see every pipeline.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            visibility: Visibility::All,
+        }
     }
 
-    /// Every pipeline with stored runs, sorted.
-    pub async fn pipelines(&self) -> Result<Vec<String>, StoreError> {
+    /// The same tools, seeing only what `visibility` allows.
+    pub fn with_visibility(mut self, visibility: Visibility) -> Self {
+        self.visibility = visibility;
+        self
+    }
+
+    pub fn visibility(&self) -> &Visibility {
+        &self.visibility
+    }
+
+    /// Whether `pipeline` may be shown to this asker.
+    pub fn sees(&self, pipeline: &str) -> bool {
+        self.visibility.sees(pipeline)
+    }
+
+    /// Every pipeline with stored runs, sorted (every one, visible or not:
+    /// for recognising names in questions).
+    pub async fn all_pipelines(&self) -> Result<Vec<String>, StoreError> {
         self.store.pipelines().await
+    }
+
+    /// Every visible pipeline with stored runs, sorted.
+    pub async fn pipelines(&self) -> Result<Vec<String>, StoreError> {
+        let all = self.store.pipelines().await?;
+        Ok(all.into_iter().filter(|p| self.sees(p)).collect())
     }
 
     /// The `pipemedic health` summary of a pipeline at `now`, with its open
@@ -312,6 +341,7 @@ impl QueryTools {
         Ok(all
             .into_iter()
             .filter(|a| open_only || a.opened_at <= window.to)
+            .filter(|a| self.sees(&a.pipeline))
             .collect())
     }
 
@@ -413,6 +443,8 @@ pub enum ToolError {
     UnknownTool(String),
     #[error("bad arguments for {tool}: {message}")]
     BadArguments { tool: String, message: String },
+    #[error("`{0}` is not visible here")]
+    NotVisible(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -458,6 +490,11 @@ impl QueryTools {
             message: message.to_string(),
         };
         let text = |key: &str| args.get(key).and_then(serde_json::Value::as_str);
+        if let Some(p) = text("pipeline") {
+            if !self.sees(p) {
+                return Err(ToolError::NotVisible(clean_text(p, 120)));
+            }
+        }
         let pipeline =
             || text("pipeline").ok_or_else(|| bad("\"pipeline\" (a string) is required"));
         let window = || match text("window") {
@@ -519,11 +556,88 @@ impl QueryTools {
                     .get("id")
                     .and_then(serde_json::Value::as_i64)
                     .ok_or_else(|| bad("\"id\" (an integer) is required"))?;
-                to_json(&self.incident(id).await?)
+                self.incident_story(id).await?
             }
             "last_failure" => to_json(&self.last_failure(pipeline()?, now).await?),
             other => return Err(ToolError::UnknownTool(other.to_string())),
         })
+    }
+}
+
+impl QueryTools {
+    /// One anomaly with what followed it: its plans, their approval
+    /// requests with votes, and the executions of their steps. `null` when
+    /// there is no such anomaly; [`ToolError::NotVisible`] when its pipeline
+    /// is not visible.
+    pub async fn incident_story(&self, id: i64) -> Result<serde_json::Value, ToolError> {
+        use serde_json::json;
+        let Some(anomaly) = self.incident(id).await? else {
+            return Ok(serde_json::Value::Null);
+        };
+        if !self.sees(&anomaly.pipeline) {
+            return Err(ToolError::NotVisible(clean_text(&anomaly.pipeline, 120)));
+        }
+        let plans = self.store.plans_for_anomaly(id).await?;
+        // References are written as `7`, `plan-7` or `plan/7`.
+        let refs = |kind: &str, id: i64| {
+            [
+                id.to_string(),
+                format!("{kind}-{id}"),
+                format!("{kind}/{id}"),
+            ]
+        };
+        let plan_refs: Vec<String> = plans.iter().flat_map(|p| refs("plan", p.id)).collect();
+        let requests = self
+            .store
+            .approval_requests_for(&refs("anomaly", id), &plan_refs)
+            .await?;
+        let mut approvals = Vec::new();
+        for r in &requests {
+            let votes = self.store.approval_votes(r.id).await?;
+            let executions = self.store.executions(r.id).await?;
+            approvals.push(json!({
+                "request_id": r.id,
+                "plan_ref": r.plan_ref,
+                "status": r.status,
+                "created_at": r.created_at,
+                "expires_at": r.expires_at,
+                "approved_at": r.approved_at,
+                "votes": votes.iter().map(|v| json!({
+                    "approver": v.vote.approver,
+                    "choice": v.vote.choice,
+                    "at": v.vote.at,
+                    "effective": v.effective,
+                    "outcome": v.outcome,
+                })).collect::<Vec<_>>(),
+                "executions": executions.iter().map(|e| json!({
+                    "step": e.step_no,
+                    "kind": e.kind,
+                    "status": e.status,
+                    "error": e.error.as_deref().map(|m| clean_text(m, MAX_CAUSE_CHARS)),
+                    "started_at": e.started_at,
+                    "finished_at": e.finished_at,
+                })).collect::<Vec<_>>(),
+            }));
+        }
+        let plans: Vec<serde_json::Value> = plans
+            .iter()
+            .map(|p| {
+                json!({
+                    "plan_id": p.id,
+                    "backend": p.backend,
+                    "status": p.status,
+                    "created_at": p.created_at,
+                    "plan": p.plan,
+                    "errors": p.errors,
+                })
+            })
+            .collect();
+        let mut out = to_json(&anomaly);
+        if let serde_json::Value::Object(map) = &mut out {
+            map.insert("plans".into(), serde_json::Value::Array(plans));
+            map.insert("approvals".into(), serde_json::Value::Array(approvals));
+        }
+        Ok(out)
     }
 }
 

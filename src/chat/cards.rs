@@ -198,6 +198,110 @@ pub fn health_card(h: &PipelineHealth) -> ChatMessage {
         .field("Open incidents", h.open_incidents.to_string())
 }
 
+/// Text from outside (an answer quoting commit messages or log lines, a
+/// model's words) made inert in chat: no `<!channel>`-style Slack
+/// mentions or links, no Discord `@everyone` / `@here`.
+pub fn inert(text: &str) -> String {
+    text.replace('<', "‹")
+        .replace('>', "›")
+        .replace("@everyone", "@\u{200b}everyone")
+        .replace("@here", "@\u{200b}here")
+}
+
+/// An answer to a question as a card: the answer's text, its key numbers
+/// as fields with their window and trend word, and its sources and backend
+/// in the footer.
+pub fn ask_card(answer: &crate::ask::Answer) -> ChatMessage {
+    use serde_json::Value;
+    let title = match (&answer.pipeline, &answer.window) {
+        (Some(p), Some(w)) => format!("{p} · {}", w.label),
+        (Some(p), None) => p.clone(),
+        (None, Some(w)) => format!("pipemedic · {}", w.label),
+        (None, None) => "pipemedic".to_string(),
+    };
+    let severity = if answer.is_refusal() || answer.fallback.is_some() {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    let mut card = ChatMessage::new(inert(&title), severity, inert(&answer.answer));
+    let fact = |name: &str| answer.fact(name, None).filter(|v| !v.is_null());
+    let window_of = |name: &str| {
+        answer
+            .facts
+            .iter()
+            .find(|f| f.name == name && f.pipeline.is_none())
+            .and_then(|f| f.window.clone())
+            .unwrap_or_default()
+    };
+    let trend = |name: &str| fact(name).and_then(Value::as_str).unwrap_or("");
+    let with_trend = |value: String, trend: &str| {
+        if trend.is_empty() {
+            value
+        } else {
+            format!("{value} ({trend})")
+        }
+    };
+    if let Some(runs) = fact("runs").and_then(Value::as_u64) {
+        card = card.field(format!("Runs ({})", window_of("runs")), runs.to_string());
+    }
+    if let Some(rate) = fact("success_rate").and_then(Value::as_f64) {
+        card = card.field(
+            format!("Success rate ({})", window_of("success_rate")),
+            with_trend(percent(Some(rate)), trend("success_trend")),
+        );
+    }
+    if let Some(p50) = fact("duration_p50_s").and_then(Value::as_f64) {
+        card = card.field(
+            format!("Duration p50 ({})", window_of("duration_p50_s")),
+            with_trend(seconds(Some(p50)), trend("duration_trend")),
+        );
+    }
+    if let Some(p95) = fact("duration_p95_s").and_then(Value::as_f64) {
+        card = card.field(
+            format!("Duration p95 ({})", window_of("duration_p95_s")),
+            seconds(Some(p95)),
+        );
+    }
+    let cited: Vec<String> = answer
+        .sources
+        .iter()
+        .filter(|s| s.kind != crate::ask::SourceKind::Pipeline)
+        .take(6)
+        .map(|s| {
+            let label = match s.kind {
+                crate::ask::SourceKind::Anomaly => format!("incident #{}", s.id),
+                _ => format!("run {}", s.id),
+            };
+            match &s.url {
+                Some(url) if !url.contains(' ') && !url.contains(')') => {
+                    format!("[{}]({url})", inert(&label))
+                }
+                _ => inert(&label),
+            }
+        })
+        .collect();
+    let by = match (answer.backend.as_str(), &answer.fallback) {
+        (_, Some(_)) => "offline answer (the model could not answer)".to_string(),
+        ("bedrock", None) => format!(
+            "answered by Bedrock with {} tool call{}, numbers checked",
+            answer.tools_used.len(),
+            if answer.tools_used.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        ),
+        _ => "answered offline".to_string(),
+    };
+    let footer = if cited.is_empty() {
+        by
+    } else {
+        format!("Sources: {} · {by}", cited.join(", "))
+    };
+    card.footer(footer)
+}
+
 /// One line per incident, for `/medic incidents`.
 pub fn incident_list(incidents: &[Incident]) -> String {
     if incidents.is_empty() {
@@ -250,6 +354,14 @@ pub fn incident_detail(i: &Incident) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_text_cannot_mention_anyone() {
+        assert_eq!(
+            inert("<!channel> hi @everyone and @here <https://x|y>"),
+            "‹!channel› hi @\u{200b}everyone and @\u{200b}here ‹https://x|y›"
+        );
+    }
 
     #[test]
     fn numbers_read_well() {

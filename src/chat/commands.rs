@@ -1,6 +1,7 @@
 //! What people can ask pipemedic in chat: `/medic …` slash commands and the
-//! text of mentions and direct messages, parsed into a [`Command`]. Pure
-//! parsing; the chat service carries commands out.
+//! text of mentions and direct messages, parsed into a [`Command`]. A
+//! mention or direct message that is not a command is a question
+//! ([`parse_message`]). Pure parsing; the chat service carries commands out.
 
 use chrono::Duration;
 
@@ -25,6 +26,8 @@ pub enum Command {
         pipeline: String,
         metric: Option<String>,
     },
+    /// `ask QUESTION`, or a mention or direct message that is no command.
+    Ask(String),
     /// `help`
     Help,
     /// Anything else, with a hint of what was wrong.
@@ -39,7 +42,9 @@ pub const HELP: &str = "**pipemedic commands** (as `/medic …` or by mentioning
 - `silence PIPELINE DURATION`: post no alerts for a pipeline (glob) for a while, e.g. `silence payments-* 2h`\n\
 - `unsilence PIPELINE`: end that silence\n\
 - `accept-baseline PIPELINE [METRIC]`: the current level is the new normal\n\
+- `ask QUESTION`: a plain-language question, e.g. `ask which pipelines got slower this week?` (or just mention the bot with it)\n\
 - `help`: this text\n\
+Answers cover the pipelines routed to this channel.\n\
 React ✅ or ❌ on an incident's plan to approve or reject it.";
 
 /// Parses `30m`, `2h`, `1d`, `1w` (a positive whole number and a unit).
@@ -86,6 +91,10 @@ pub fn parse(text: &str) -> Command {
             )),
         },
         ("unsilence", [pipeline]) => Command::Unsilence(pipeline.to_string()),
+        ("ask", []) => Command::Unknown(
+            "`ask` needs a question, e.g. `ask how is checkout-service doing?`".to_string(),
+        ),
+        ("ask", question) => Command::Ask(question.join(" ")),
         ("accept-baseline", [pipeline]) => Command::AcceptBaseline {
             pipeline: pipeline.to_string(),
             metric: None,
@@ -101,9 +110,57 @@ pub fn parse(text: &str) -> Command {
     }
 }
 
+/// Parses the text of a mention or direct message: a command when it is
+/// one, otherwise a question. A read-only command with other words
+/// (`health checkout this week`) is a question too; a command that changes
+/// something (`silence`, `unsilence`, `accept-baseline`) with bad
+/// arguments gets its error, never a guess.
+pub fn parse_message(text: &str) -> Command {
+    let command = parse(text);
+    let Command::Unknown(_) = &command else {
+        return command;
+    };
+    let mut words: Vec<&str> = text.split_whitespace().collect();
+    if matches!(words.first(), Some(&"/medic") | Some(&"medic")) {
+        words.remove(0);
+    }
+    let head = words.first().map(|w| w.to_ascii_lowercase());
+    match head.as_deref() {
+        Some("silence" | "unsilence" | "accept-baseline" | "ask") => command,
+        Some(_) => Command::Ask(words.join(" ")),
+        None => Command::Help,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_that_are_no_command_are_questions() {
+        assert_eq!(parse_message("incidents"), Command::Incidents);
+        assert_eq!(
+            parse_message("is checkout healthy?"),
+            Command::Ask("is checkout healthy?".into())
+        );
+        assert_eq!(
+            parse_message("health checkout-service this week"),
+            Command::Ask("health checkout-service this week".into())
+        );
+        assert_eq!(
+            parse_message("ask why did payments fail?"),
+            Command::Ask("why did payments fail?".into())
+        );
+        assert!(matches!(
+            parse_message("silence x soon"),
+            Command::Unknown(_)
+        ));
+        assert!(matches!(parse_message("ask"), Command::Unknown(_)));
+        assert_eq!(parse_message(""), Command::Help);
+        // Slash commands keep their strict reading.
+        assert!(matches!(parse("is checkout healthy?"), Command::Unknown(_)));
+        assert_eq!(parse("ask is it up"), Command::Ask("is it up".into()));
+    }
 
     #[test]
     fn commands_parse() {

@@ -5,6 +5,13 @@
 //! and tied to the incident. Every stored action is audited. Answers that
 //! are not immediate replies go through the durable outbox.
 //!
+//! Questions (`/medic ask …`, and mentions or direct messages that are no
+//! command) are answered by the shared [`Asker`] in the thread they were
+//! asked in (slash commands: in the channel), as a card. A channel sees
+//! only the pipelines routed to it unless `chat.open_channels` lists it
+//! ([`Visibility`]); `health`, `incidents` and `incident ID` apply the same
+//! filter.
+//!
 //! It decides what a request means; it does not act on approvals: stored
 //! decisions are handed to [`crate::healing`], which does. It never calls a
 //! platform directly.
@@ -15,11 +22,16 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use crate::approvals::{Choice, Via};
+use crate::ask::{Asker, Visibility};
 use crate::chat::commands::{self, Command};
 use crate::chat::outbox::{self, OutboxPayload};
-use crate::chat::{cards, ChatEvent, ChatEventSink, ChatReply, ChatState, MessageRef, Platform};
+use crate::chat::{
+    cards, ChatEvent, ChatEventSink, ChatMessage, ChatReply, ChatState, MessageRef, Platform,
+};
 use crate::clock::Clock;
+use crate::config::ChatConfig;
 use crate::healing::{DecisionEvent, HealingService};
+use crate::incidents::routing::Routes;
 use crate::incidents::IncidentService;
 use crate::store::{DecisionVia, OutboxKind, Store, StoreError};
 
@@ -29,24 +41,72 @@ pub struct ChatService {
     clock: Arc<dyn Clock>,
     incidents: IncidentService,
     chat: ChatState,
+    asker: Arc<Asker>,
+    routes: Arc<Routes>,
+    chat_config: ChatConfig,
     healing: Option<HealingService>,
 }
 
+/// What a command answers: text, and a card where the answer has one.
+#[derive(Debug, Clone)]
+pub struct CommandAnswer {
+    pub text: String,
+    pub card: Option<ChatMessage>,
+}
+
+impl From<String> for CommandAnswer {
+    fn from(text: String) -> Self {
+        Self { text, card: None }
+    }
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub platform: Platform,
+    pub channel: &'a str,
+    pub user: &'a str,
+    pub thread: Option<&'a MessageRef>,
+    /// A direct message (or a slash command in one).
+    pub direct: bool,
+}
+
 impl ChatService {
-    /// `chat` supplies the bot identities (its own sink is not used).
+    /// `chat` supplies the bot identities (its own sink is not used);
+    /// `asker` answers questions; `chat_config` holds the routes and open
+    /// channels that decide what each channel sees.
     pub fn new(
         store: Store,
         clock: Arc<dyn Clock>,
         incidents: IncidentService,
         chat: ChatState,
+        asker: Arc<Asker>,
+        chat_config: &ChatConfig,
     ) -> Self {
         Self {
             store,
             clock,
             incidents,
             chat,
+            asker,
+            routes: Arc::new(Routes::from_config(chat_config)),
+            chat_config: chat_config.clone(),
             healing: None,
         }
+    }
+
+    /// What `origin` may see.
+    pub fn visibility(&self, origin: &Origin<'_>) -> Visibility {
+        // Slack direct-message channel ids start with D.
+        let direct = origin.direct
+            || (origin.platform == Platform::Slack && origin.channel.starts_with('D'));
+        Visibility::for_chat(
+            &self.chat_config,
+            self.routes.clone(),
+            origin.platform.as_str(),
+            origin.channel,
+            direct,
+        )
     }
 
     /// Hands every stored approve / reject decision to `healing`.
@@ -109,35 +169,60 @@ impl ChatService {
             .is_some_and(|b| b.user_id == user || b.bot_id.as_deref() == Some(user))
     }
 
-    /// Carries out a command for `user`; returns the answer text.
+    /// Carries out a command from `origin`; returns the answer.
     pub async fn run_command(
         &self,
-        platform: Platform,
-        channel: &str,
-        user: &str,
-        thread: Option<&MessageRef>,
-        text: &str,
-    ) -> Result<String, StoreError> {
+        origin: &Origin<'_>,
+        command: Command,
+    ) -> Result<CommandAnswer, StoreError> {
         let now = self.clock.now();
+        let (platform, channel, user, thread) =
+            (origin.platform, origin.channel, origin.user, origin.thread);
         let actor = format!("{platform}:{user}");
-        Ok(match commands::parse(text) {
-            Command::Help => commands::HELP.to_string(),
-            Command::Unknown(why) => format!("{why}\n\n{}", commands::HELP),
+        let visibility = self.visibility(origin);
+        Ok(match command {
+            Command::Help => commands::HELP.to_string().into(),
+            Command::Unknown(why) => format!("{why}\n\n{}", commands::HELP).into(),
+            Command::Ask(question) => match self.asker.ask(&question, now, visibility).await {
+                Ok(answer) => CommandAnswer {
+                    text: crate::chat::cards::inert(&answer.answer),
+                    card: Some(cards::ask_card(&answer)),
+                },
+                Err(crate::ask::AskError::EmptyQuestion) => {
+                    "Ask a question, e.g. `ask how is checkout-service doing?`"
+                        .to_string()
+                        .into()
+                }
+                Err(crate::ask::AskError::Store(e)) => return Err(e),
+            },
+            Command::Health(Some(pipeline)) if !visibility.sees(&pipeline) => {
+                Visibility::refusal(&pipeline).into()
+            }
             Command::Health(Some(pipeline)) => {
                 let open = self.store.count_active_incidents(&pipeline).await?;
                 match crate::health::pipeline_health(&self.store, &pipeline, now, open).await? {
-                    None => format!("No runs stored for `{pipeline}`."),
+                    None => format!("No runs stored for `{pipeline}`.").into(),
                     Some(health) => {
                         self.queue_health_chart(platform, channel, thread, &pipeline)
                             .await?;
-                        cards::health_text(&health)
+                        cards::health_text(&health).into()
                     }
                 }
             }
             Command::Health(None) => {
-                let pipelines = self.store.pipelines().await?;
+                let pipelines: Vec<String> = self
+                    .store
+                    .pipelines()
+                    .await?
+                    .into_iter()
+                    .filter(|p| visibility.sees(p))
+                    .collect();
                 if pipelines.is_empty() {
-                    "No runs stored yet.".to_string()
+                    if visibility.is_all() {
+                        "No runs stored yet.".to_string().into()
+                    } else {
+                        "No pipelines are visible here.".to_string().into()
+                    }
                 } else {
                     let mut parts = Vec::new();
                     for p in pipelines.iter().take(20) {
@@ -148,15 +233,24 @@ impl ChatService {
                             parts.push(cards::health_text(&h));
                         }
                     }
-                    parts.join("\n\n")
+                    parts.join("\n\n").into()
                 }
             }
             Command::Incidents => {
-                cards::incident_list(&self.store.incidents(true, None, 20).await?)
+                let visible: Vec<_> = self
+                    .store
+                    .incidents(true, None, 500)
+                    .await?
+                    .into_iter()
+                    .filter(|i| visibility.sees(&i.pipeline))
+                    .take(20)
+                    .collect();
+                cards::incident_list(&visible).into()
             }
             Command::Incident(id) => match self.store.incident(id).await? {
-                Some(i) => cards::incident_detail(&i),
-                None => format!("No incident #{id}."),
+                Some(i) if visibility.sees(&i.pipeline) => cards::incident_detail(&i).into(),
+                Some(_) => format!("Incident #{id} is not visible here.").into(),
+                None => format!("No incident #{id}.").into(),
             },
             Command::Silence { pipeline, duration } => {
                 let until = now + duration;
@@ -175,6 +269,7 @@ impl ChatService {
                     "Silenced `{pipeline}` until {}: its alerts are recorded but not posted.",
                     until.format("%Y-%m-%d %H:%M UTC")
                 )
+                .into()
             }
             Command::Unsilence(pipeline) => {
                 let mut tx = self.store.begin_write().await?;
@@ -189,9 +284,9 @@ impl ChatService {
                 .await?;
                 tx.commit().await?;
                 if ended == 0 {
-                    format!("`{pipeline}` was not silenced.")
+                    format!("`{pipeline}` was not silenced.").into()
                 } else {
-                    format!("`{pipeline}` is no longer silenced.")
+                    format!("`{pipeline}` is no longer silenced.").into()
                 }
             }
             Command::AcceptBaseline { pipeline, metric } => {
@@ -210,9 +305,9 @@ impl ChatService {
                 tx.commit().await?;
                 match metric {
                     Some(m) => {
-                        format!("Noted: `{m}` of `{pipeline}` has a new normal from now on.")
+                        format!("Noted: `{m}` of `{pipeline}` has a new normal from now on.").into()
                     }
-                    None => format!("Noted: `{pipeline}` has a new normal from now on."),
+                    None => format!("Noted: `{pipeline}` has a new normal from now on.").into(),
                 }
             }
         })
@@ -264,18 +359,16 @@ impl ChatService {
         Ok(())
     }
 
-    /// A mention or direct message: answered in its thread through the outbox,
-    /// once per platform event.
+    /// A mention, direct message or `/medic ask`: answered through the
+    /// outbox in its thread (or the channel), once per platform event.
     async fn answer_message(
         &self,
-        platform: Platform,
         event_id: &str,
-        channel: &str,
-        user: &str,
-        thread: Option<&MessageRef>,
-        text: &str,
+        origin: &Origin<'_>,
+        command: Command,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
+        let platform = origin.platform;
         let mut tx = self.store.begin_write().await?;
         let fresh = tx
             .claim_event(&format!("chat:{platform}"), event_id, now)
@@ -284,13 +377,12 @@ impl ChatService {
         if !fresh {
             return Ok(());
         }
-        let answer = self
-            .run_command(platform, channel, user, thread, text)
-            .await?;
-        let message =
-            crate::chat::ChatMessage::new("pipemedic", crate::chat::Severity::Info, answer);
+        let answer = self.run_command(origin, command).await?;
+        let message = answer.card.unwrap_or_else(|| {
+            ChatMessage::new("pipemedic", crate::chat::Severity::Info, answer.text)
+        });
         let mut tx = self.store.begin_write().await?;
-        let kind = if thread.is_some() {
+        let kind = if origin.thread.is_some() {
             OutboxKind::ThreadReply
         } else {
             OutboxKind::Post
@@ -299,9 +391,9 @@ impl ChatService {
             &mut tx,
             None,
             platform.as_str(),
-            channel,
+            origin.channel,
             kind,
-            &OutboxPayload::message(message, thread.cloned()),
+            &OutboxPayload::message(message, origin.thread.cloned()),
             now,
         )
         .await?;
@@ -384,19 +476,36 @@ impl ChatService {
         match &event {
             ChatEvent::Command {
                 platform,
+                event_id,
                 channel,
                 user,
                 text,
                 thread,
                 ..
             } => {
-                let answer = self
-                    .run_command(*platform, channel, user, thread.as_ref(), text)
-                    .await?;
+                let origin = Origin {
+                    platform: *platform,
+                    channel,
+                    user,
+                    thread: thread.as_ref(),
+                    direct: false,
+                };
+                let command = commands::parse(text);
+                if let Command::Ask(_) = &command {
+                    // A model may take longer than a slash command may wait:
+                    // the answer is posted in the channel through the outbox.
+                    self.answer_message(event_id, &origin, command).await?;
+                    return Ok(Some(ChatReply::ephemeral(
+                        "Looking into it; the answer will be posted here.",
+                    )));
+                }
                 // Help is for the one who asked; answers are for the channel.
-                Ok(Some(match commands::parse(text) {
-                    Command::Help | Command::Unknown(_) => ChatReply::ephemeral(answer),
-                    _ => ChatReply::in_channel(answer),
+                let ephemeral = matches!(command, Command::Help | Command::Unknown(_));
+                let answer = self.run_command(&origin, command).await?;
+                Ok(Some(if ephemeral {
+                    ChatReply::ephemeral(answer.text)
+                } else {
+                    ChatReply::in_channel(answer.text)
                 }))
             }
             ChatEvent::Mention {
@@ -418,7 +527,14 @@ impl ChatService {
                 if self.is_bot(*platform, user) {
                     return Ok(None);
                 }
-                self.answer_message(*platform, event_id, channel, user, thread.as_ref(), text)
+                let origin = Origin {
+                    platform: *platform,
+                    channel,
+                    user,
+                    thread: thread.as_ref(),
+                    direct: matches!(event, ChatEvent::DirectMessage { .. }),
+                };
+                self.answer_message(event_id, &origin, commands::parse_message(text))
                     .await?;
                 Ok(None)
             }

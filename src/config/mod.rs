@@ -46,6 +46,7 @@ pub struct Config {
     pub codepipeline: CodePipelineConfig,
     pub detector: DetectorConfig,
     pub planner: PlannerConfig,
+    pub ask: AskConfig,
     pub incidents: IncidentsConfig,
     pub chat: ChatConfig,
     pub slack: SlackConfig,
@@ -226,6 +227,53 @@ impl Default for PlannerConfig {
     }
 }
 
+/// Who answers plain-language questions (`pipemedic ask`, `POST /v1/ask`,
+/// chat).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AskBackend {
+    /// The deterministic parser and query tools, no model.
+    Offline,
+    /// A model on Amazon Bedrock calling the read-only query tools, checked
+    /// number by number; the offline answer when it cannot answer.
+    Bedrock,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AskConfig {
+    pub backend: AskBackend,
+    /// Bedrock model id; empty means `planner.model_id`. Temperature and the
+    /// per-call timeout are the planner's.
+    pub model_id: String,
+    /// Most tool calls the model may make for one question.
+    pub max_tool_calls: u32,
+    /// Most model tokens (input + output, every call) for one question.
+    pub max_tokens: u64,
+}
+
+impl Default for AskConfig {
+    fn default() -> Self {
+        Self {
+            backend: AskBackend::Offline,
+            model_id: String::new(),
+            max_tool_calls: 8,
+            max_tokens: 20_000,
+        }
+    }
+}
+
+impl AskConfig {
+    /// The model that answers questions.
+    pub fn effective_model_id<'a>(&'a self, planner: &'a PlannerConfig) -> &'a str {
+        if self.model_id.trim().is_empty() {
+            &planner.model_id
+        } else {
+            self.model_id.trim()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IncidentsConfig {
@@ -277,6 +325,10 @@ pub struct ChatConfig {
     pub default_route: DefaultRoute,
     /// How often the outbox looks for messages to deliver, in milliseconds.
     pub outbox_poll_ms: u64,
+    /// Channels (ids) that see every pipeline in answers and commands;
+    /// other channels see only the pipelines routed to them. The entry
+    /// `"dm"` opens direct messages, which otherwise see no pipeline.
+    pub open_channels: Vec<String>,
 }
 
 impl Default for ChatConfig {
@@ -285,6 +337,7 @@ impl Default for ChatConfig {
             routes: Vec::new(),
             default_route: DefaultRoute::default(),
             outbox_poll_ms: 1000,
+            open_channels: Vec::new(),
         }
     }
 }
@@ -646,6 +699,7 @@ fn apply_section(
         "codepipeline" => config.codepipeline = parse(section, value)?,
         "detector" => config.detector = parse(section, value)?,
         "planner" => config.planner = parse(section, value)?,
+        "ask" => config.ask = parse(section, value)?,
         "incidents" => config.incidents = parse(section, value)?,
         "chat" => config.chat = parse(section, value)?,
         "slack" => config.slack = parse(section, value)?,
@@ -835,6 +889,28 @@ impl Config {
                 "planner.model_id",
                 "is required when planner.backend = \"bedrock\"".into(),
             );
+        }
+        if self.ask.backend == AskBackend::Bedrock
+            && self.ask.effective_model_id(&self.planner).is_empty()
+        {
+            bad(
+                "ask.model_id",
+                "is required when ask.backend = \"bedrock\" (or set planner.model_id)".into(),
+            );
+        }
+        if !(1..=32).contains(&self.ask.max_tool_calls) {
+            bad("ask.max_tool_calls", "must be 1 to 32".into());
+        }
+        if !(1_000..=1_000_000).contains(&self.ask.max_tokens) {
+            bad("ask.max_tokens", "must be 1000 to 1000000".into());
+        }
+        for (i, channel) in self.chat.open_channels.iter().enumerate() {
+            if channel.trim().is_empty() || channel.contains(char::is_whitespace) {
+                bad(
+                    &format!("chat.open_channels[{i}]"),
+                    format!("{channel:?} must be a channel id or \"dm\""),
+                );
+            }
         }
         if !(0.0..=1.0).contains(&self.planner.temperature) {
             bad("planner.temperature", "must be in [0, 1]".into());
@@ -1288,6 +1364,37 @@ mod tests {
                 "approvals.groups.bad name",
                 "approvals.groups.bad name[0]",
                 "approvals.default_from[0]",
+            ]
+        );
+    }
+
+    #[test]
+    fn ask_keys_have_defaults_and_are_validated() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert_eq!(c.ask.backend, AskBackend::Offline);
+        assert_eq!(c.ask.max_tool_calls, 8);
+        assert_eq!(c.ask.max_tokens, 20_000);
+        assert_eq!(c.ask.effective_model_id(&c.planner), c.planner.model_id);
+        assert!(c.chat.open_channels.is_empty());
+        let c = from_sources(
+            Some("[ask]\nbackend = \"bedrock\"\nmodel_id = \"m1\"\n[chat]\nopen_channels = [\"C1\", \"dm\"]\n"),
+            None,
+            &env(&[("PIPEMEDIC_ASK__MAX_TOOL_CALLS", "4")]),
+        )
+        .unwrap();
+        assert_eq!(c.ask.backend, AskBackend::Bedrock);
+        assert_eq!(c.ask.effective_model_id(&c.planner), "m1");
+        assert_eq!(c.ask.max_tool_calls, 4);
+        assert_eq!(c.chat.open_channels, ["C1", "dm"]);
+        let text = "[ask]\nmax_tool_calls = 0\nmax_tokens = 5\n[chat]\nopen_channels = [\" \"]\n";
+        let err = from_sources(Some(text), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "ask.max_tool_calls",
+                "ask.max_tokens",
+                "chat.open_channels[0]"
             ]
         );
     }

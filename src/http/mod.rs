@@ -40,6 +40,8 @@ pub struct AppState {
     pub incidents: crate::incidents::IncidentService,
     /// The loop from incident to verified fix: plans, approvals, execution.
     pub healing: crate::healing::HealingService,
+    /// Answers questions (the same for HTTP, chat and the CLI).
+    pub asker: Arc<crate::ask::Asker>,
 }
 
 /// The full router with every route of the design that is built.

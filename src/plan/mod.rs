@@ -25,7 +25,7 @@
 //! PlanService: store --> IncidentFacts --> planner --> plans table + audit log
 //! ```
 
-mod bedrock;
+pub(crate) mod bedrock;
 mod offline;
 mod prompt;
 mod redact;
@@ -38,7 +38,7 @@ pub use bedrock::{
     Attempt, BedrockPlanner, BedrockSettings, ModelDraft, PlanOutcome, PlannerError, TokenUsage,
 };
 pub use offline::{offline_plan, OfflinePlan};
-pub use prompt::{PlanPrompt, PromptError, PromptSet, LOG_TAIL_BYTES, PLAN_TOOL_NAME};
+pub use prompt::{AskPrompt, PlanPrompt, PromptError, PromptSet, LOG_TAIL_BYTES, PLAN_TOOL_NAME};
 pub use redact::{RedactError, Redactor, REDACTED};
 pub use render::{render_for_chat, render_report};
 pub use service::{DraftedPlan, PlanService, PlanServiceError, PlannerChoice};

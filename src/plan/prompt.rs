@@ -32,7 +32,7 @@ pub const PLAN_TOOL_NAME: &str = "submit_plan";
 
 /// Templates built into pipemedic: (name, source). Names starting with `_`
 /// are partials (`{{> _log}}`).
-const BUNDLED: [(&str, &str); 7] = [
+const BUNDLED: [(&str, &str); 9] = [
     ("system", include_str!("../../prompts/system.hbs")),
     ("plan", include_str!("../../prompts/plan.hbs")),
     ("_incident", include_str!("../../prompts/_incident.hbs")),
@@ -40,7 +40,20 @@ const BUNDLED: [(&str, &str); 7] = [
     ("_log", include_str!("../../prompts/_log.hbs")),
     ("_playbooks", include_str!("../../prompts/_playbooks.hbs")),
     ("_actions", include_str!("../../prompts/_actions.hbs")),
+    ("ask_system", include_str!("../../prompts/ask_system.hbs")),
+    ("ask", include_str!("../../prompts/ask.hbs")),
 ];
+
+/// Sentences a model answer to a question may have.
+const ASK_MAX_SENTENCES: usize = 6;
+
+/// A rendered question prompt for the model's tool loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AskPrompt {
+    pub system: String,
+    /// The user message: the redacted question, framed as untrusted data.
+    pub user: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
@@ -140,9 +153,15 @@ impl PromptSet {
         };
         // Every edit is checked now, not at the first incident.
         let sample = sample_context();
-        for name in ["system", "plan"] {
+        let ask_sample = ask_context("how is p doing?", "2026-01-01T00:00:00Z", 1);
+        for (name, ctx) in [
+            ("system", &sample),
+            ("plan", &sample),
+            ("ask_system", &ask_sample),
+            ("ask", &ask_sample),
+        ] {
             set.hb
-                .render(name, &sample)
+                .render(name, ctx)
                 .map_err(|e| PromptError::Template {
                     file: PathBuf::from(set.source(name).unwrap_or(name)),
                     message: render_message(&e),
@@ -183,6 +202,61 @@ impl PromptSet {
             tool_name: PLAN_TOOL_NAME,
             tool_schema,
         })
+    }
+}
+
+impl PromptSet {
+    /// Renders the prompt of a question for the model's tool loop: the
+    /// question cleaned of control characters, redacted, and framed as
+    /// untrusted data; `now` anchors relative dates.
+    pub fn render_ask(
+        &self,
+        question: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        redactor: &Redactor,
+    ) -> Result<AskPrompt, PromptError> {
+        let clean: String = question
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let redacted = redactor.redact(clean.trim()).into_owned();
+        let redactions = redacted.matches(super::redact::REDACTED).count();
+        let question = neutralise_question_frame(&redacted);
+        let ctx = ask_context(
+            &question,
+            &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            redactions,
+        );
+        let render = |name: &str| {
+            self.hb
+                .render(name, &ctx)
+                .map(|text| redactor.redact(&text).into_owned())
+                .map_err(|e| PromptError::Render {
+                    name: name.to_string(),
+                    message: render_message(&e),
+                })
+        };
+        Ok(AskPrompt {
+            system: render("ask_system")?,
+            user: render("ask")?,
+        })
+    }
+}
+
+fn ask_context(question: &str, now: &str, redactions: usize) -> Value {
+    json!({
+        "question": question,
+        "now": now,
+        "redactions": redactions,
+        "max_sentences": ASK_MAX_SENTENCES,
+    })
+}
+
+/// Removes anything that could close or reopen the question's frame.
+fn neutralise_question_frame(text: &str) -> String {
+    match Regex::new(r"(?i)<\s*/?\s*untrusted[_\- ]?question[^>]*>") {
+        Ok(re) => re.replace_all(text, "[frame tag removed]").into_owned(),
+        Err(_) => text.replace('<', "‹"),
     }
 }
 

@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, t, Db, TestApp, INGEST_TOKEN};
 
-const NOW: &str = "2026-11-25T12:00:00Z";
+pub const NOW: &str = "2026-11-25T12:00:00Z";
 
 struct Spec {
     name: &'static str,
@@ -196,7 +196,7 @@ pub async fn seed(store: &Store) {
     tx.commit().await.unwrap();
 }
 
-async fn ask_http(app: &TestApp, body: &str) -> reqwest::Response {
+pub async fn ask_http(app: &TestApp, body: &str) -> reqwest::Response {
     app.http
         .post(app.url("/v1/ask"))
         .bearer_auth(INGEST_TOKEN)
@@ -289,7 +289,7 @@ async fn the_question_set_is_answered_accurately(db: Db) {
 }
 
 /// Runs `pipemedic ask` against the app's database: stdout, stderr, exit code.
-async fn ask_cli(app: &TestApp, question: &str, json: bool) -> (String, String, Option<i32>) {
+pub async fn ask_cli(app: &TestApp, question: &str, json: bool) -> (String, String, Option<i32>) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("pipemedic.toml");
     std::fs::write(

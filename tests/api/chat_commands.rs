@@ -55,22 +55,19 @@ async fn medic_health_answers_with_the_apis_numbers(db: Db) {
     assert!(unknown["text"].as_str().unwrap().contains("No runs stored"));
 }
 
-async fn discord_medic_health_answers_with_the_apis_numbers(db: Db) {
+/// Sends the recorded Discord `/medic health checkout-service` interaction.
+async fn discord_health(app: &TestApp) -> Value {
     use ed25519_dalek::{Signer, SigningKey};
-    let Some(h) = chat_app(db).await else { return };
-    history(&h.app, PIPELINE).await;
-    let api = health_json(&h.app, PIPELINE).await;
     let body = crate::chat_support::fixture("discord/application_command.json");
     let ts = {
         use pipemedic::clock::Clock;
-        h.app.clock.now().timestamp().to_string()
+        app.clock.now().timestamp().to_string()
     };
     let key = SigningKey::from_bytes(&crate::helpers::DISCORD_KEY_SEED);
     let signature = hex::encode(key.sign(&[ts.as_bytes(), &body[..]].concat()).to_bytes());
-    let res = h
-        .app
+    let res = app
         .http
-        .post(h.app.url("/discord/interactions"))
+        .post(app.url("/discord/interactions"))
         .header("content-type", "application/json")
         .header("x-signature-timestamp", ts)
         .header("x-signature-ed25519", signature)
@@ -79,8 +76,31 @@ async fn discord_medic_health_answers_with_the_apis_numbers(db: Db) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let answer: Value = res.json().await.unwrap();
-    let text = answer.to_string();
+    res.json().await.unwrap()
+}
+
+async fn discord_medic_health_answers_with_the_apis_numbers(db: Db) {
+    // The Discord channel gets payments-*; checkout-service is Slack's.
+    let Some(h) = chat_app(db).await else { return };
+    history(&h.app, PIPELINE).await;
+    let refused = discord_health(&h.app).await.to_string();
+    assert!(
+        refused.contains("`checkout-service` is not visible here."),
+        "{refused}"
+    );
+    drop(h);
+
+    // Opened, the channel sees it with the API's numbers.
+    let Some(h) = crate::incidents::chat_app_with(db, |c| {
+        c.chat.open_channels = vec![crate::incidents::DISCORD_CHANNEL.into()];
+    })
+    .await
+    else {
+        return;
+    };
+    history(&h.app, PIPELINE).await;
+    let api = health_json(&h.app, PIPELINE).await;
+    let text = discord_health(&h.app).await.to_string();
     let success = format!("{:.1}%", api["success_rate_7d"].as_f64().unwrap() * 100.0);
     let p95 = format!("{:.1}s", api["duration_p95_s_7d"].as_f64().unwrap());
     assert!(text.contains(&success) && text.contains(&p95), "{text}");

@@ -8,6 +8,7 @@ mod fakes;
 mod approvals;
 mod approvals_store;
 mod ask;
+mod ask_model;
 mod chat_commands;
 mod chat_discord;
 mod chat_outbox;

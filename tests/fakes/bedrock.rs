@@ -14,6 +14,13 @@
 //! assert!(fake.requests()[0]["toolConfig"]["toolChoice"]["tool"]["name"] == "submit_plan");
 //! ```
 //!
+//! Tool loops are scripted as sequences: `reply_with_tools(&[...])` answers
+//! with several `toolUse` blocks at once, `reply_with_text` ends the loop,
+//! and `keep_replying_with_tool` answers every request left unscripted with
+//! the same tool call (a model that never stops). Requests are recorded
+//! with their messages, so tests can see what reached the model and where
+//! (`texts_sent`, `tool_results_sent`).
+//!
 //! With nothing scripted it answers 500 `InternalServerException`.
 
 use std::collections::VecDeque;
@@ -38,6 +45,8 @@ enum Reply {
         name: String,
         input: Value,
     },
+    /// Several `toolUse` blocks in one answer.
+    Tools(Vec<(String, Value)>),
     Text(String),
     Raw {
         status: u16,
@@ -63,6 +72,8 @@ pub struct Request {
 #[derive(Default)]
 struct FakeState {
     replies: VecDeque<Reply>,
+    /// Used whenever `replies` is empty.
+    sticky: Option<Reply>,
     delays: VecDeque<Duration>,
     requests: Vec<Request>,
     answered: u64,
@@ -114,6 +125,26 @@ impl FakeBedrock {
         self
     }
 
+    /// Next answer: one `toolUse` block per `(name, input)`, in order.
+    pub fn reply_with_tools(&self, calls: &[(&str, Value)]) -> &Self {
+        self.state().replies.push_back(Reply::Tools(
+            calls
+                .iter()
+                .map(|(n, i)| (n.to_string(), i.clone()))
+                .collect(),
+        ));
+        self
+    }
+
+    /// Every request left unscripted is answered with a call of `name`.
+    pub fn keep_replying_with_tool(&self, name: &str, input: Value) -> &Self {
+        self.state().sticky = Some(Reply::Tool {
+            name: name.into(),
+            input,
+        });
+        self
+    }
+
     /// Next answer: plain text, no tool call (`stopReason: end_turn`).
     pub fn reply_with_text(&self, text: &str) -> &Self {
         self.state().replies.push_back(Reply::Text(text.into()));
@@ -148,6 +179,63 @@ impl FakeBedrock {
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<Request> {
         self.state().requests.clone()
+    }
+
+    /// Every text block of request `n`, with the role of its message and
+    /// where it sat: `system`, `text`, or `tool_result` (a tool result's
+    /// text content).
+    pub fn texts_sent(&self, n: usize) -> Vec<(String, String, String)> {
+        let body = &self.requests()[n].body;
+        let mut out = Vec::new();
+        for s in body["system"].as_array().into_iter().flatten() {
+            if let Some(t) = s["text"].as_str() {
+                out.push(("system".into(), "system".into(), t.to_string()));
+            }
+        }
+        for m in body["messages"].as_array().into_iter().flatten() {
+            let role = m["role"].as_str().unwrap_or("").to_string();
+            for c in m["content"].as_array().into_iter().flatten() {
+                if let Some(t) = c["text"].as_str() {
+                    out.push((role.clone(), "text".into(), t.to_string()));
+                }
+                for r in c["toolResult"]["content"].as_array().into_iter().flatten() {
+                    if let Some(t) = r["text"].as_str() {
+                        out.push((role.clone(), "tool_result".into(), t.to_string()));
+                    }
+                    if !r["json"].is_null() {
+                        out.push((role.clone(), "tool_result".into(), r["json"].to_string()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The tool results of request `n`: `(toolUseId, status, text)`.
+    pub fn tool_results_sent(&self, n: usize) -> Vec<(String, String, String)> {
+        let body = &self.requests()[n].body;
+        let mut out = Vec::new();
+        for m in body["messages"].as_array().into_iter().flatten() {
+            for c in m["content"].as_array().into_iter().flatten() {
+                let r = &c["toolResult"];
+                if r.is_null() {
+                    continue;
+                }
+                let text = r["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| b["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                out.push((
+                    r["toolUseId"].as_str().unwrap_or("").to_string(),
+                    r["status"].as_str().unwrap_or("success").to_string(),
+                    text,
+                ));
+            }
+        }
+        out
     }
 
     /// Scripted answers not used yet.
@@ -204,7 +292,8 @@ async fn converse(
             raw,
         });
         s.answered += 1;
-        (s.replies.pop_front(), s.delays.pop_front(), s.answered)
+        let reply = s.replies.pop_front().or_else(|| s.sticky.clone());
+        (reply, s.delays.pop_front(), s.answered)
     };
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
@@ -216,6 +305,20 @@ async fn converse(
                 {"text": "I will submit the plan."},
                 {"toolUse": {"toolUseId": format!("tooluse_{n}"), "name": name, "input": input}}
             ]),
+            "tool_use",
+            n,
+        ),
+        Some(Reply::Tools(calls)) => answer(
+            Value::Array(
+                calls
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (name, input))| {
+                        json!({"toolUse": {"toolUseId": format!("tooluse_{n}_{i}"),
+                                           "name": name, "input": input}})
+                    })
+                    .collect(),
+            ),
             "tool_use",
             n,
         ),
