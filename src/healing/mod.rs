@@ -313,7 +313,7 @@ impl HealingService {
             }
         }
         match run.handled {
-            Handled::Opened(id) => self.plan(id).await,
+            Handled::Opened(id) => self.plan(id, None).await,
             Handled::Updated(id) => {
                 let Some(incident) = self.inner.store.incident(id).await? else {
                     return Ok(());
@@ -325,7 +325,7 @@ impl HealingService {
                     }
                     IncidentStatus::AwaitingApproval => {
                         // Its plan was about an older run: plan for this one.
-                        self.plan(id).await
+                        self.plan(id, None).await
                     }
                     _ => Ok(()),
                 }
@@ -427,11 +427,17 @@ impl HealingService {
         );
         self.status(incident.id, IncidentStatus::Open, Some(&note))
             .await?;
-        self.plan(incident.id).await
+        self.plan(incident.id, Some(scored)).await
     }
 
-    /// Drafts a plan for the incident and offers it for approval.
-    pub async fn plan(&self, incident_id: i64) -> Result<(), HealingError> {
+    /// Drafts a plan for the incident and offers it for approval: about
+    /// `run` when given (the run that showed a fix did not heal), else
+    /// about the incident's latest abnormal run.
+    pub async fn plan(
+        &self,
+        incident_id: i64,
+        run: Option<&ScoredRun>,
+    ) -> Result<(), HealingError> {
         if !self.inner.plan_incidents {
             return Ok(());
         }
@@ -443,7 +449,16 @@ impl HealingService {
         }
         self.status(incident_id, IncidentStatus::Planning, None)
             .await?;
-        let drafted = match self.inner.planner.draft_for_incident(&incident).await {
+        let (run_pk, verdict) = match run {
+            Some(scored) => (scored.run_pk, &scored.verdict),
+            None => (incident.last_run_pk, &incident.verdict),
+        };
+        let drafted = match self
+            .inner
+            .planner
+            .draft_for_incident(&incident, run_pk, verdict)
+            .await
+        {
             Ok(drafted) => drafted,
             Err(e) => return self.no_plan(incident_id, &e).await,
         };

@@ -196,10 +196,24 @@ impl PlanService {
             .verdict_of(stored.pk)
             .await?
             .unwrap_or_else(|| anomaly.latest.clone());
+        self.facts_for_run(anomaly_id.to_string(), stored, verdict, anomaly.opened_at)
+            .await
+    }
+
+    /// What the planner knows about one stored run and its verdict, in
+    /// the name of `incident_id`; `fallback_time` stands in for a run
+    /// without times.
+    async fn facts_for_run(
+        &self,
+        incident_id: String,
+        stored: crate::store::StoredRun,
+        verdict: crate::domain::Verdict,
+        fallback_time: chrono::DateTime<chrono::Utc>,
+    ) -> Result<IncidentFacts, PlanServiceError> {
         let run = stored.run;
         let source = RunSource::parse(&stored.source).unwrap_or(RunSource::Generic);
         let ci = self.ci_of(source);
-        let before = run.event_time().unwrap_or(anomaly.opened_at);
+        let before = run.event_time().unwrap_or(fallback_time);
         let last_normal = self
             .store
             .last_normal_run(&run.pipeline, before)
@@ -213,7 +227,7 @@ impl PlanService {
         // pipemedic stores as the run id; so does GitLab's pipeline id.
         let execution_id = (ci != CiSystem::Other).then(|| run.run_id.clone());
         Ok(IncidentFacts {
-            incident_id: anomaly_id.to_string(),
+            incident_id,
             pipeline: run.pipeline.clone(),
             run_id: run.run_id.clone(),
             status: run.status,
@@ -247,19 +261,33 @@ impl PlanService {
         self.draft(facts, anomaly_id, None, store).await
     }
 
-    /// Drafts and stores a plan for an incident (about its anomaly's latest
-    /// run); the plan speaks of the incident's number and is stored and
-    /// audited under it.
-    #[tracing::instrument(name = "plan.draft_incident", skip_all, fields(incident = incident.id, backend = self.planner.name()))]
+    /// Drafts and stores a plan for an incident about one of its runs
+    /// (`run_pk`, judged `verdict`: its latest abnormal run, or the run
+    /// that showed a fix did not heal); the plan speaks of the incident's
+    /// number and is stored and audited under it.
+    #[tracing::instrument(name = "plan.draft_incident", skip_all, fields(incident = incident.id, run_pk, backend = self.planner.name()))]
     pub async fn draft_for_incident(
         &self,
         incident: &Incident,
+        run_pk: i64,
+        verdict: &crate::domain::Verdict,
     ) -> Result<DraftedPlan, PlanServiceError> {
         let anomaly_id = incident
             .anomaly_id
             .ok_or(PlanServiceError::NoAnomaly(incident.id))?;
-        let mut facts = self.facts_for_anomaly(anomaly_id).await?;
-        facts.incident_id = incident.id.to_string();
+        let stored = self
+            .store
+            .run_by_pk(run_pk)
+            .await?
+            .ok_or(PlanServiceError::NoAnomaly(incident.id))?;
+        let facts = self
+            .facts_for_run(
+                incident.id.to_string(),
+                stored,
+                verdict.clone(),
+                incident.updated_at,
+            )
+            .await?;
         self.draft(facts, anomaly_id, Some(incident.id), true).await
     }
 

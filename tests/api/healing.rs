@@ -59,10 +59,21 @@ struct Loop {
 }
 
 async fn loop_app(db: Db) -> Option<Loop> {
+    loop_app_with(db, PLAYBOOK, |_| {}).await
+}
+
+/// The app with `playbook` as the team's only playbook, Bedrock and
+/// CodePipeline pointed at their stand-ins, planning on, and `slack:` /
+/// `discord:` approvers in the `sre` group.
+async fn loop_app_with(
+    db: Db,
+    playbook: &str,
+    adjust: impl FnOnce(&mut pipemedic::config::Config),
+) -> Option<Loop> {
     let bedrock = FakeBedrock::start().await;
     let codepipeline = FakeCodePipeline::start().await;
     let playbooks = tempfile::tempdir().unwrap();
-    std::fs::write(playbooks.path().join("failed-test-stage.md"), PLAYBOOK).unwrap();
+    std::fs::write(playbooks.path().join("failed-test-stage.md"), playbook).unwrap();
     let (bedrock_url, cp_url) = (bedrock.url(), codepipeline.url());
     let dir = playbooks.path().display().to_string();
     let h = chat_app_with(db, |c| {
@@ -79,6 +90,7 @@ async fn loop_app(db: Db) -> Option<Loop> {
                 format!("discord:{APPROVER_DISCORD}"),
             ],
         );
+        adjust(c);
     })
     .await?;
     Some(Loop {
@@ -117,8 +129,17 @@ async fn history(app: &TestApp, pipeline: &str) {
 /// The failed execution as CodePipeline reports it: 14 EventBridge events
 /// (the Test stage fails after 7 minutes, far slower than usual).
 async fn failed_execution(app: &TestApp, pipeline: &str) {
-    let events: Vec<Value> =
-        serde_json::from_str(&CP_FAILED.replace("checkout-service", pipeline)).unwrap();
+    failed_execution_at(app, pipeline, EXECUTION, 10).await;
+}
+
+/// The same failure as execution `id`, starting at `hour`:00 that day.
+async fn failed_execution_at(app: &TestApp, pipeline: &str, id: &str, hour: u32) {
+    let text = CP_FAILED
+        .replace("checkout-service", pipeline)
+        .replace(EXECUTION, id)
+        .replace("2026-11-20T10:", &format!("2026-11-20T{hour:02}:"))
+        .replace("6f0c1a2b-", &format!("{hour:02}0c1a2b-"));
+    let events: Vec<Value> = serde_json::from_str(&text).unwrap();
     for event in &events {
         let res = app
             .http
@@ -157,6 +178,23 @@ async fn wait_for_status(app: &TestApp, id: i64, want: IncidentStatus) {
     );
 }
 
+/// The id of `pipeline`'s incident, once there is one.
+async fn incident_of(app: &TestApp, pipeline: &str) -> i64 {
+    for _ in 0..750 {
+        if let Some(i) = app
+            .store
+            .incidents(true, Some(pipeline), 1)
+            .await
+            .unwrap()
+            .pop()
+        {
+            return i.id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no incident opened for {pipeline}");
+}
+
 /// Up to the plan offered in the thread: returns the incident id.
 async fn until_plan_offered(l: &Loop, pipeline: &str) -> i64 {
     let app = &l.h.app;
@@ -170,21 +208,7 @@ async fn until_plan_offered(l: &Loop, pipeline: &str) -> i64 {
     l.bedrock.reply_with_tool(model_plan());
     history(app, pipeline).await;
     failed_execution(app, pipeline).await;
-    let mut incident = None;
-    for _ in 0..750 {
-        if let Some(i) = app
-            .store
-            .incidents(true, Some(pipeline), 1)
-            .await
-            .unwrap()
-            .pop()
-        {
-            incident = Some(i.id);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let id = incident.expect("the failed execution opened an incident");
+    let id = incident_of(app, pipeline).await;
     wait_for_status(app, id, IncidentStatus::AwaitingApproval).await;
     // The model saw the incident, the team's playbook and only its action.
     let requests = l.bedrock.requests();
@@ -332,24 +356,16 @@ async fn slack_approval_heals_a_codepipeline_failure(db: Db) {
     let id = until_plan_offered(&l, pipeline).await;
 
     // The alert, and in its thread the plan with its exact call and buttons.
-    let mut plan_ts = String::new();
-    wait_until("the plan in the alert's thread", || {
-        let messages = slack.messages(SLACK_CHANNEL);
-        let Some(alert) = top_level(&messages).first().map(|m| m.ts.clone()) else {
-            return false;
-        };
-        match messages.iter().find(|m| {
-            m.thread_ts.as_deref() == Some(alert.as_str())
-                && m.blocks.to_string().contains("pipemedic_approve")
-        }) {
-            Some(plan) => {
-                plan_ts = plan.ts.clone();
-                true
-            }
-            None => false,
-        }
-    })
-    .await;
+    let plan_ts = slack_plan(&l, 1).await;
+    let alert = top_level(&slack.messages(SLACK_CHANNEL))[0].ts.clone();
+    assert_eq!(
+        slack
+            .messages(SLACK_CHANNEL)
+            .iter()
+            .find(|m| m.ts == plan_ts)
+            .and_then(|m| m.thread_ts.clone()),
+        Some(alert)
+    );
     let plan = slack
         .messages(SLACK_CHANNEL)
         .into_iter()
@@ -541,7 +557,235 @@ async fn discord_approval_heals_a_codepipeline_failure(db: Db) {
     heal_and_check_story(&l, pipeline, id, APPROVER_DISCORD, INTRUDER_DISCORD).await;
 }
 
+/// The `n`-th plan card (1-based) posted in Slack, once it is there.
+async fn slack_plan(l: &Loop, n: usize) -> String {
+    let mut ts = String::new();
+    wait_until("a plan card in Slack", || {
+        let plans: Vec<String> = l
+            .h
+            .slack
+            .messages(SLACK_CHANNEL)
+            .into_iter()
+            .filter(|m| m.thread_ts.is_some() && m.blocks.to_string().contains("pipemedic_approve"))
+            .map(|m| m.ts)
+            .collect();
+        match plans.get(n - 1) {
+            Some(found) => {
+                ts = found.clone();
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    recorded_as_sent(&l.h.app, "slack", SLACK_CHANNEL, &ts).await;
+    ts
+}
+
+/// Waits until pipemedic has recorded `ts` as sent (the platform saw the
+/// message a moment before pipemedic learned its id).
+async fn recorded_as_sent(app: &TestApp, platform: &str, channel: &str, ts: &str) {
+    for _ in 0..750 {
+        if app
+            .store
+            .posted_payload(platform, channel, ts)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("message {ts} never recorded as sent");
+}
+
+async fn react(app: &TestApp, event_id: &str, user: &str, ts: &str) {
+    let res = slack_post(
+        app,
+        "/slack/events",
+        "application/json",
+        reaction(event_id, user, ts),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// Waits for a private explanation to `user` that contains `needle`.
+async fn explained(l: &Loop, user: &str, needle: &str) {
+    wait_until(
+        &format!("an explanation to {user} saying {needle:?}"),
+        || {
+            l.h.slack
+                .ephemerals()
+                .iter()
+                .any(|e| e.user == user && e.text.contains(needle))
+        },
+    )
+    .await;
+}
+
+fn thread_says(l: &Loop, needle: &str) -> bool {
+    l.h.slack
+        .messages(SLACK_CHANNEL)
+        .iter()
+        .any(|m| m.thread_ts.is_some() && m.blocks.to_string().contains(needle))
+}
+
+async fn a_fix_that_does_not_heal_gets_the_next_plan(db: Db) {
+    let Some(l) = loop_app(db).await else { return };
+    let app = &l.h.app;
+    let pipeline = "checkout-service";
+    let id = until_plan_offered(&l, pipeline).await;
+    let plan = slack_plan(&l, 1).await;
+    react(app, "EvApprove", APPROVER_SLACK, &plan).await;
+    wait_for_status(app, id, IncidentStatus::Verifying).await;
+
+    // The next execution fails the same way: not healed, a new plan.
+    let second = "4137f7cb-7cf7-4f0f-8b0c-5e0a1c2d3e4f";
+    l.codepipeline.add_execution(
+        pipeline,
+        ExecutionSpec::new(second, "Failed", "2026-11-20T12:00:00Z".parse().unwrap()).action(
+            "Test",
+            "UnitTests",
+            "Failed",
+            218,
+            430,
+        ),
+    );
+    l.bedrock.reply_with_tool(model_plan());
+    failed_execution_at(app, pipeline, second, 12).await;
+    let next_plan = slack_plan(&l, 2).await;
+    wait_for_status(app, id, IncidentStatus::AwaitingApproval).await;
+    assert!(thread_says(&l, "did not heal"));
+    let requests = app
+        .store
+        .approval_requests_for_incident(&id.to_string())
+        .await
+        .unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].run_id, second);
+    assert_eq!(l.bedrock.requests().len(), 2);
+
+    // Approving the new plan retries the new execution: one call each.
+    react(app, "EvApprove2", APPROVER_SLACK, &next_plan).await;
+    wait_for_status(app, id, IncidentStatus::Verifying).await;
+    let retries = l.codepipeline.calls_of("RetryStageExecution");
+    let executions: Vec<&str> = retries
+        .iter()
+        .map(|r| r["pipelineExecutionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(executions, [EXECUTION, second]);
+}
+
+async fn unapproved_plans_expire(db: Db) {
+    let Some(l) = loop_app(db).await else { return };
+    let app = &l.h.app;
+    let id = until_plan_offered(&l, "checkout-service").await;
+    let plan = slack_plan(&l, 1).await;
+    app.clock_advance_minutes(31);
+    app.healing.sweep().await.unwrap();
+    wait_for_status(app, id, IncidentStatus::Open).await;
+    react(app, "EvLate", APPROVER_SLACK, &plan).await;
+    explained(&l, APPROVER_SLACK, "expired").await;
+    assert!(l.codepipeline.calls_of("RetryStageExecution").is_empty());
+    assert_eq!(status_of(app, id).await, IncidentStatus::Open);
+}
+
+async fn a_newer_run_makes_the_plan_stale(db: Db) {
+    let Some(l) = loop_app(db).await else { return };
+    let app = &l.h.app;
+    let pipeline = "checkout-service";
+    let id = until_plan_offered(&l, pipeline).await;
+    let plan = slack_plan(&l, 1).await;
+    // The pipeline ran again, normally, before anyone approved.
+    let next = normal_run(pipeline, "newer", "2026-11-20T11:00:00Z".parse().unwrap());
+    assert_eq!(
+        app.post_runs(next.to_string()).await.status(),
+        StatusCode::OK
+    );
+    wait_for_status(app, id, IncidentStatus::Resolved).await;
+    wait_until("the stale notice", || {
+        thread_says(&l, "can no longer be approved")
+    })
+    .await;
+    react(app, "EvStale", APPROVER_SLACK, &plan).await;
+    explained(&l, APPROVER_SLACK, "superseded").await;
+    assert!(l.codepipeline.calls_of("RetryStageExecution").is_empty());
+    let request = &app
+        .store
+        .approval_requests_for_incident(&id.to_string())
+        .await
+        .unwrap()[0];
+    assert_eq!(request.status, pipemedic::approvals::RequestStatus::Stale);
+}
+
+async fn a_failing_fix_is_reported_not_retried(db: Db) {
+    let Some(l) = loop_app(db).await else { return };
+    let app = &l.h.app;
+    let id = until_plan_offered(&l, "checkout-service").await;
+    l.codepipeline
+        .fail_next("RetryStageExecution", 400, "StageNotRetryableException");
+    let plan = slack_plan(&l, 1).await;
+    react(app, "EvApprove", APPROVER_SLACK, &plan).await;
+    wait_until("the failure in the thread", || {
+        thread_says(&l, "Remediation failed")
+    })
+    .await;
+    wait_for_status(app, id, IncidentStatus::Open).await;
+    app.healing.sweep().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(l.codepipeline.calls_of("RetryStageExecution").len(), 1);
+    assert!(thread_says(&l, "StageNotRetryable"));
+}
+
+async fn automatic_remediation_runs_a_low_risk_fix_without_anyone(db: Db) {
+    let playbook = PLAYBOOK.replace(
+        r#"approval: { required: 1, from: ["group:sre"] }"#,
+        "approval: none",
+    );
+    let Some(l) = loop_app_with(db, &playbook, |c| c.approvals.auto_remediation = true).await
+    else {
+        return;
+    };
+    let app = &l.h.app;
+    let pipeline = "checkout-service";
+    l.codepipeline.add_execution(
+        pipeline,
+        ExecutionSpec::new(EXECUTION, "Failed", "2026-11-20T10:00:00Z".parse().unwrap()).action(
+            "Test",
+            "UnitTests",
+            "Failed",
+            218,
+            430,
+        ),
+    );
+    l.bedrock.reply_with_tool(model_plan());
+    history(app, pipeline).await;
+    failed_execution(app, pipeline).await;
+    let id = incident_of(app, pipeline).await;
+    wait_for_status(app, id, IncidentStatus::Verifying).await;
+    assert_one_retry(&l, pipeline);
+    assert!(app
+        .store
+        .approval_votes(
+            app.store
+                .approval_requests_for_incident(&id.to_string())
+                .await
+                .unwrap()[0]
+                .id
+        )
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 on_both_databases!(
     slack_approval_heals_a_codepipeline_failure,
     discord_approval_heals_a_codepipeline_failure,
+    a_fix_that_does_not_heal_gets_the_next_plan,
+    unapproved_plans_expire,
+    a_newer_run_makes_the_plan_stale,
+    a_failing_fix_is_reported_not_retried,
+    automatic_remediation_runs_a_low_risk_fix_without_anyone,
 );

@@ -134,6 +134,8 @@ pub struct TestApp {
     pub shutdown: CancellationToken,
     /// Where detection would hand scored runs.
     pub incidents: pipemedic::incidents::IncidentService,
+    /// The healing loop (tests run its sweep when they move the clock).
+    pub healing: pipemedic::healing::HealingService,
     pub _db: TestDb,
 }
 
@@ -233,6 +235,7 @@ pub async fn spawn_app_with_secrets(
     let store = app.state().store.clone();
     let shutdown = app.shutdown_token();
     let incidents = app.state().incidents.clone();
+    let healing = app.state().healing.clone();
     tokio::spawn(app.run_until_stopped());
     Some(TestApp {
         base,
@@ -241,6 +244,7 @@ pub async fn spawn_app_with_secrets(
         clock,
         shutdown,
         incidents,
+        healing,
         _db: test_db,
     })
 }
