@@ -6,10 +6,12 @@
 //! days of generated history for three sample pipelines, trains their
 //! models with a progress bar, then replays a day on which checkout-service
 //! gets a flaky-test spike and payments-api a deploy that raises the error
-//! rate. Each problem is alerted in the console, gets a rule-based plan from
-//! the bundled playbooks, waits for approval (typed, or `--yes`), runs its
-//! fix once against the stand-in, and is resolved when the next run is
-//! normal. A summary ends it.
+//! rate. Each problem is alerted in the console and goes through the same
+//! healing loop `serve` runs ([`crate::healing`]): a rule-based plan from the
+//! bundled playbooks is offered in the thread, the demo's people press its
+//! buttons (asked on the terminal, or `--yes`), the fix runs once against
+//! the stand-in, and the next run, normal, resolves the incident. A summary
+//! ends it.
 //!
 //! The demo drives the same services `serve` uses; it only plays the part
 //! of the CI system and of the people in the channel.
