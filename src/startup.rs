@@ -176,7 +176,9 @@ impl Application {
             clock.clone(),
             Some(detection),
         ));
-        let healing = build_healing(&loaded, &store, &metrics, &clock, &aws, &incidents).await?;
+        let healing = build_healing(&loaded, &store, &metrics, &clock, &aws, &incidents)
+            .await?
+            .with_platforms(platforms.clone());
         let bedrock = match loaded.config.ask.backend {
             crate::config::AskBackend::Offline => None,
             crate::config::AskBackend::Bedrock => Some(aws.load().await.bedrock()),

@@ -20,8 +20,8 @@ pub mod policy;
 pub mod service;
 
 pub use policy::{
-    decide, is_automatic, not_allowed_reason, requirement, ApprovalSettings, Approver, Choice,
-    Decision, RequestStatus, RequestView, Requirement, StepPolicy, Via, Vote,
+    candidate_groups, decide, is_automatic, not_allowed_reason, requirement, ApprovalSettings,
+    Approver, Choice, Decision, RequestStatus, RequestView, Requirement, StepPolicy, Via, Vote,
 };
 pub use service::{
     ApprovalError, ApprovalService, OpenedRequest, RequestContext, StepReport, VoteOutcome,

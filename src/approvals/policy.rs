@@ -379,6 +379,39 @@ fn matches_entry(entry: &str, approver: &Approver, settings: &ApprovalSettings) 
     })
 }
 
+/// The platform group ids (Slack user groups, Discord roles) whose
+/// membership could let someone on `platform` decide on `request`: those
+/// named through configured groups (`slack-group:…`, `discord-role:…`) and
+/// `group:NAME` entries no configured group defines. The chat adapter
+/// checks which of them a person belongs to.
+pub fn candidate_groups(
+    request: &RequestView,
+    settings: &ApprovalSettings,
+    platform: &str,
+) -> Vec<String> {
+    let prefix = Approver::new(platform, "").group_member_prefix();
+    let mut found = BTreeSet::new();
+    for step in &request.steps {
+        let Requirement::People { from, .. } = requirement(step, &request.steps, settings) else {
+            continue;
+        };
+        for name in from.iter().filter_map(|e| e.strip_prefix("group:")) {
+            match settings.groups.get(name) {
+                Some(members) => found.extend(
+                    members
+                        .iter()
+                        .filter_map(|m| m.strip_prefix(prefix.as_str()))
+                        .map(str::to_string),
+                ),
+                None => {
+                    found.insert(name.to_string());
+                }
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
 fn is_member(from: &[String], approver: &Approver, settings: &ApprovalSettings) -> bool {
     from.is_empty() || from.iter().any(|e| matches_entry(e, approver, settings))
 }
@@ -561,6 +594,19 @@ mod tests {
 
     fn approve(user: &str) -> Vote {
         vote("slack", user, Choice::Approve)
+    }
+
+    #[test]
+    fn candidate_groups_are_the_platforms_groups_the_policy_could_accept() {
+        let r = request(vec![
+            step(1, Risk::Low, from(1, &["group:sre", "user:U5"])),
+            step(2, Risk::Low, from(1, &["group:S0ADHOC", "group:dba"])),
+        ]);
+        let s = settings();
+        assert_eq!(candidate_groups(&r, &s, "slack"), ["S0ADHOC", "S0SRE"]);
+        assert_eq!(candidate_groups(&r, &s, "discord"), ["R9", "S0ADHOC"]);
+        let only_users = request(vec![step(1, Risk::Low, from(1, &["user:U5"]))]);
+        assert!(candidate_groups(&only_users, &s, "slack").is_empty());
     }
 
     #[test]

@@ -333,6 +333,19 @@ pub trait ChatPlatform: Send + Sync {
 
     /// Who the bot is. Read-only; safe to retry.
     async fn whoami(&self) -> Result<BotIdentity, ChatError>;
+
+    /// Which of `candidates` (Slack user group ids, Discord role ids) `user`
+    /// belongs to, as the platform says now; `channel` is where they acted
+    /// (a Discord role belongs to the channel's server). Read-only. Platforms
+    /// without groups answer none.
+    async fn member_groups(
+        &self,
+        _channel: &str,
+        _user: &str,
+        _candidates: &[String],
+    ) -> Result<Vec<String>, ChatError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Why a chat adapter could not be built from the configuration.

@@ -45,10 +45,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::approvals::{
-    ApprovalError, ApprovalService, Approver, Choice, Decision, RequestContext, RequestStatus,
-    StepReport, Via, Vote,
+    candidate_groups, not_allowed_reason, ApprovalError, ApprovalService, Approver, Choice,
+    Decision, RequestContext, RequestStatus, StepReport, Via, Vote,
 };
-use crate::chat::{self, ChatMessage, Platform, Severity};
+use crate::chat::{self, ChatMessage, ChatPlatform, Platform, Severity};
 use crate::clock::Clock;
 use crate::domain::{Incident, IncidentStatus, RunStatus, ScoredRun};
 use crate::incidents::{Handled, HandledRun, IncidentError, IncidentService};
@@ -103,6 +103,8 @@ struct Inner {
     approvals: Arc<ApprovalService>,
     /// `planner.plan_incidents`.
     plan_incidents: bool,
+    /// The chat adapters, asked who belongs to which group.
+    platforms: Vec<Arc<dyn ChatPlatform>>,
     decisions: mpsc::Sender<DecisionEvent>,
     /// Taken by [`HealingService::start`].
     receivers: Mutex<Option<Receivers>>,
@@ -182,10 +184,21 @@ impl HealingService {
                 planner,
                 approvals,
                 plan_incidents,
+                platforms: Vec::new(),
                 decisions: decisions_in,
                 receivers: Mutex::new(Some(Receivers { runs, decisions })),
             }),
         }
+    }
+
+    /// Asks these chat adapters which Slack user groups or Discord roles a
+    /// person deciding belongs to (call before the service is shared).
+    pub fn with_platforms(mut self, platforms: Vec<Arc<dyn ChatPlatform>>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.platforms = platforms,
+            None => tracing::warn!("Healing already shared; chat groups are not resolved."),
+        }
+        self
     }
 
     pub fn approvals(&self) -> &Arc<ApprovalService> {
@@ -695,8 +708,42 @@ impl HealingService {
             .await;
             return Ok(());
         }
+        let mut approver = Approver::new(event.platform.as_str(), &event.user);
+        // Groups matter only for someone not allowed as themselves.
+        let needs_groups = request.as_ref().is_some_and(|r| {
+            not_allowed_reason(&r.view(), &approver, self.inner.approvals.settings()).is_some()
+        });
+        if let Some(request) = request.as_ref().filter(|_| needs_groups) {
+            let candidates = candidate_groups(
+                &request.view(),
+                self.inner.approvals.settings(),
+                event.platform.as_str(),
+            );
+            let adapter = self
+                .inner
+                .platforms
+                .iter()
+                .find(|p| p.platform() == event.platform);
+            if let (false, Some(adapter)) = (candidates.is_empty(), adapter) {
+                match adapter
+                    .member_groups(&event.channel, &event.user, &candidates)
+                    .await
+                {
+                    Ok(groups) => approver.groups = groups,
+                    Err(e) => {
+                        tracing::warn!(incident_id, error = %e, "Cannot read the person's chat groups; the decision is not counted.");
+                        tell(format!(
+                            "pipemedic could not check your {} groups just now, so your decision was not counted; please try again.",
+                            event.platform
+                        ))
+                        .await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
         let vote = Vote {
-            approver: Approver::new(event.platform.as_str(), &event.user),
+            approver,
             event_id: event.event_id.clone(),
             choice: event.choice,
             via: event.via,

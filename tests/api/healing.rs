@@ -29,6 +29,9 @@ const APPROVER_SLACK: &str = "U0APPROVER";
 const INTRUDER_SLACK: &str = "U0INTRUDER";
 const APPROVER_DISCORD: &str = "222222222222222222";
 const INTRUDER_DISCORD: &str = "333333333333333333";
+/// The Slack user group and the Discord role of the SRE team.
+const SRE_USERGROUP: &str = "S0SRE";
+const SRE_ROLE: &str = "444444444444444444";
 
 /// A team playbook: a failed test stage is retried (failed actions only),
 /// with one approval from the SRE group.
@@ -88,6 +91,8 @@ async fn loop_app_with(
             vec![
                 format!("slack:{APPROVER_SLACK}"),
                 format!("discord:{APPROVER_DISCORD}"),
+                format!("slack-group:{SRE_USERGROUP}"),
+                format!("discord-role:{SRE_ROLE}"),
             ],
         );
         adjust(c);
@@ -780,6 +785,78 @@ async fn automatic_remediation_runs_a_low_risk_fix_without_anyone(db: Db) {
         .is_empty());
 }
 
+async fn slack_user_group_members_may_approve(db: Db) {
+    let Some(l) = loop_app(db).await else { return };
+    let app = &l.h.app;
+    l.h.slack
+        .set_usergroup(SRE_USERGROUP, &["U0ONCALL", "U0LEAD"]);
+    l.h.slack.set_usergroup("S0OTHER", &[INTRUDER_SLACK]);
+    let id = until_plan_offered(&l, "checkout-service").await;
+    let plan = slack_plan(&l, 1).await;
+    // In some other group: no effect.
+    react(app, "EvOther", INTRUDER_SLACK, &plan).await;
+    explained(&l, INTRUDER_SLACK, "no effect").await;
+    assert_eq!(status_of(app, id).await, IncidentStatus::AwaitingApproval);
+    // In the SRE user group, as Slack says: approved, and run once.
+    react(app, "EvOncall", "U0ONCALL", &plan).await;
+    wait_for_status(app, id, IncidentStatus::Verifying).await;
+    assert_one_retry(&l, "checkout-service");
+    assert!(l
+        .h
+        .slack
+        .calls()
+        .iter()
+        .any(|c| c == "usergroups.users.list"));
+}
+
+async fn discord_role_holders_may_approve(db: Db) {
+    let Some(l) = loop_app(db).await else { return };
+    let (app, discord) = (&l.h.app, &l.h.discord);
+    discord.set_roles("555555555555555555", &["1", SRE_ROLE]);
+    discord.set_roles(INTRUDER_DISCORD, &["1"]);
+    let pipeline = "payments-api";
+    let id = until_plan_offered(&l, pipeline).await;
+    let mut plan_id = String::new();
+    let mut custom_id = String::new();
+    wait_until("the plan under the alert", || {
+        discord.messages(DISCORD_CHANNEL).into_iter().any(|m| {
+            let id = m.payload["components"][0]["components"][0]["custom_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if id.starts_with("pipemedic_approve:request:") {
+                plan_id = m.id.clone();
+                custom_id = id;
+                true
+            } else {
+                false
+            }
+        })
+    })
+    .await;
+    recorded_as_sent(app, "discord", DISCORD_CHANNEL, &plan_id).await;
+    discord_button(
+        app,
+        "900000000000000011",
+        &plan_id,
+        INTRUDER_DISCORD,
+        &custom_id,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_of(app, id).await, IncidentStatus::AwaitingApproval);
+    discord_button(
+        app,
+        "900000000000000012",
+        &plan_id,
+        "555555555555555555",
+        &custom_id,
+    )
+    .await;
+    wait_for_status(app, id, IncidentStatus::Verifying).await;
+    assert_one_retry(&l, pipeline);
+}
+
 on_both_databases!(
     slack_approval_heals_a_codepipeline_failure,
     discord_approval_heals_a_codepipeline_failure,
@@ -788,4 +865,6 @@ on_both_databases!(
     a_newer_run_makes_the_plan_stale,
     a_failing_fix_is_reported_not_retried,
     automatic_remediation_runs_a_low_risk_fix_without_anyone,
+    slack_user_group_members_may_approve,
+    discord_role_holders_may_approve,
 );

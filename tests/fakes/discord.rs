@@ -24,6 +24,9 @@ use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+/// The server every fake channel belongs to.
+pub const GUILD_ID: &str = "290926798626357250";
+
 pub const BOT_USER_ID: &str = "1100000000000000001";
 
 /// A message as the fake holds it (edited in place by PATCH).
@@ -66,6 +69,8 @@ struct DiscordState {
     paths: Vec<String>,
     tokens: Vec<String>,
     counter: u64,
+    /// User id → role ids in the one server every channel belongs to.
+    roles: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 type Shared = Arc<Mutex<DiscordState>>;
@@ -102,6 +107,8 @@ impl FakeDiscord {
             )
             .route("/api/v10/users/@me/channels", post(create_dm))
             .route("/api/v10/users/@me", get(current_user))
+            .route("/api/v10/channels/{channel}", get(get_channel))
+            .route("/api/v10/guilds/{guild}/members/{user}", get(get_member))
             .fallback(unknown)
             .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
             .with_state(state.clone());
@@ -113,6 +120,16 @@ impl FakeDiscord {
             state,
             server,
         }
+    }
+
+    /// Gives `user` these roles in the server.
+    pub fn set_roles(&self, user: &str, roles: &[&str]) {
+        self.with(|s| {
+            s.roles.insert(
+                user.to_string(),
+                roles.iter().map(|r| (*r).to_string()).collect(),
+            )
+        });
     }
 
     /// The value for `discord.api_url`.
@@ -440,6 +457,37 @@ async fn create_dm(Json(body): Json<Value>) -> Response {
     Json(
         json!({"id": id, "type": 1, "last_message_id": null, "flags": 0,
                 "recipients": [user(recipient, "someone", false)]}),
+    )
+    .into_response()
+}
+
+/// Every channel belongs to server [`GUILD_ID`].
+async fn get_channel(Path(channel): Path<String>) -> Response {
+    Json(json!({"id": channel, "type": 0, "guild_id": GUILD_ID, "name": "alerts"})).into_response()
+}
+
+async fn get_member(
+    State(state): State<Shared>,
+    Path((guild, user)): Path<(String, String)>,
+) -> Response {
+    if guild != GUILD_ID {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": "Unknown Guild", "code": 10004})),
+        )
+            .into_response();
+    }
+    let roles = state
+        .lock()
+        .expect("fake discord state")
+        .roles
+        .get(&user)
+        .cloned()
+        .unwrap_or_default();
+    Json(
+        json!({"user": {"id": user, "username": "someone", "discriminator": "0"},
+                "roles": roles, "joined_at": "2024-01-01T00:00:00+00:00",
+                "deaf": false, "mute": false, "flags": 0}),
     )
     .into_response()
 }

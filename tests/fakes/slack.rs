@@ -84,6 +84,8 @@ struct SlackState {
     calls: Vec<String>,
     counter: u64,
     tokens: Vec<String>,
+    /// User group id → member user ids (`usergroups.users.list`).
+    usergroups: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The running fake; stops when dropped.
@@ -123,6 +125,14 @@ impl FakeSlack {
             state,
             _server: server,
         }
+    }
+
+    /// Makes `users` the members of user group `group`.
+    pub fn set_usergroup(&self, group: &str, users: &[&str]) {
+        self.state.lock().expect("state").usergroups.insert(
+            group.to_string(),
+            users.iter().map(|u| (*u).to_string()).collect(),
+        );
     }
 
     /// The value for `slack.api_url`.
@@ -280,6 +290,10 @@ async fn api(
     let p = params(&headers, query, &body);
     let mut s = state.lock().expect("state");
     match method.as_str() {
+        "usergroups.users.list" => match text(&p, "usergroup").and_then(|g| s.usergroups.get(&g)) {
+            Some(users) => ok(json!({ "users": users })),
+            None => slack_error("no_such_subteam"),
+        },
         "auth.test" => ok(json!({
             "url": "https://pipemedic-test.slack.com/", "team": "pipemedic test",
             "user": "pipemedic", "team_id": "T0FAKE", "user_id": BOT_USER_ID, "bot_id": BOT_ID

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serenity::all::{
     ButtonStyle, ChannelId, CreateActionRow, CreateAttachment, CreateButton, CreateEmbed,
-    CreateEmbedFooter, CreateMessage, EditMessage, MessageId, ReactionType,
+    CreateEmbedFooter, CreateMessage, EditMessage, GuildId, MessageId, ReactionType, UserId,
 };
 use serenity::http::{HttpBuilder, LightMethod, Multipart, MultipartUpload, Request, Route};
 use serenity::model::channel::Message;
@@ -294,6 +294,18 @@ struct DmChannel {
     id: String,
 }
 
+/// The parts of a channel and a guild member that role checks need.
+#[derive(Debug, Deserialize)]
+struct ChannelGuild {
+    guild_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GuildMember {
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
 #[async_trait]
 impl ChatPlatform for DiscordChat {
     fn platform(&self) -> Platform {
@@ -396,6 +408,42 @@ impl ChatPlatform for DiscordChat {
         let create = CreateMessage::new().content(truncate(text, 2000));
         self.create_message(channel_id, create, Vec::new()).await?;
         Ok(())
+    }
+
+    /// The member's roles in the server of `channel` (two reads: the
+    /// channel's server, then the member).
+    #[tracing::instrument(skip_all, fields(platform = "discord", candidates = candidates.len()))]
+    async fn member_groups(
+        &self,
+        channel: &str,
+        user: &str,
+        candidates: &[String],
+    ) -> Result<Vec<String>, ChatError> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let channel_id = ChannelId::new(snowflake("channel", channel)?);
+        let found: ChannelGuild = self
+            .send_json(Request::new(
+                Route::Channel { channel_id },
+                LightMethod::Get,
+            ))
+            .await?;
+        let Some(guild) = found.guild_id else {
+            return Ok(Vec::new());
+        };
+        let route = Route::GuildMember {
+            guild_id: GuildId::new(snowflake("guild", &guild)?),
+            user_id: UserId::new(snowflake("user", user)?),
+        };
+        let member: GuildMember = self
+            .send_json(Request::new(route, LightMethod::Get))
+            .await?;
+        Ok(candidates
+            .iter()
+            .filter(|c| member.roles.contains(c))
+            .cloned()
+            .collect())
     }
 
     #[tracing::instrument(skip_all, fields(platform = "discord"))]

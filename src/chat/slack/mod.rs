@@ -364,6 +364,33 @@ impl ChatPlatform for SlackChat {
             name: me.user.unwrap_or_default(),
         })
     }
+
+    /// One `usergroups.users.list` call per candidate user group.
+    #[tracing::instrument(skip_all, fields(platform = "slack", candidates = candidates.len()))]
+    async fn member_groups(
+        &self,
+        _channel: &str,
+        user: &str,
+        candidates: &[String],
+    ) -> Result<Vec<String>, ChatError> {
+        let mut groups = Vec::new();
+        for group in candidates {
+            let request = SlackApiUserGroupsUsersListRequest::new(SlackUserGroupId(group.clone()));
+            match call(self.session().usergroups_users_list(&request)).await {
+                Ok(members) if members.users.iter().any(|u| u.0 == user) => {
+                    groups.push(group.clone());
+                }
+                Ok(_) => {}
+                // A group id Slack does not know (a configuration mistake)
+                // has no members; the others still count.
+                Err(ChatError::Rejected { code }) => {
+                    tracing::warn!(group = %group, code = %code, "Slack refused to list a user group's members.");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(groups)
+    }
 }
 
 #[cfg(test)]
