@@ -930,10 +930,27 @@ async fn plan(path: Option<&Path>, env: &Env, incident: &str, dry_run: bool) -> 
         bedrock,
     )
     .map_err(|e| Exit::BadInput(e.to_string()))?;
-    let drafted = service.draft_for_anomaly(id, !dry_run).await;
+    let incident = match store.incident(id).await {
+        Ok(Some(incident)) => incident,
+        Ok(None) => {
+            store.close().await;
+            return Err(Exit::BadInput(format!(
+                "no incident #{id} (`GET /v1/incidents` lists them)"
+            )));
+        }
+        Err(e) => {
+            store.close().await;
+            return Err(Exit::Failure(e.into()));
+        }
+    };
+    let drafted = service
+        .draft_for_incident(&incident, incident.last_run_pk, &incident.verdict, !dry_run)
+        .await;
     store.close().await;
     let drafted = drafted.map_err(|e| match e {
-        PlanServiceError::UnknownAnomaly(_) => Exit::BadInput(e.to_string()),
+        PlanServiceError::UnknownAnomaly(_) | PlanServiceError::NoAnomaly(_) => {
+            Exit::BadInput(e.to_string())
+        }
         other => Exit::Failure(other.into()),
     })?;
     print!("{}", crate::plan::render_report(&drafted));

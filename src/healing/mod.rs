@@ -469,7 +469,7 @@ impl HealingService {
         let drafted = match self
             .inner
             .planner
-            .draft_for_incident(&incident, run_pk, verdict)
+            .draft_for_incident(&incident, run_pk, verdict, true)
             .await
         {
             Ok(drafted) => drafted,

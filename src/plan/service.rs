@@ -264,13 +264,15 @@ impl PlanService {
     /// Drafts and stores a plan for an incident about one of its runs
     /// (`run_pk`, judged `verdict`: its latest abnormal run, or the run
     /// that showed a fix did not heal); the plan speaks of the incident's
-    /// number and is stored and audited under it.
+    /// number and, with `store`, is stored and audited under it (a dry run
+    /// writes nothing).
     #[tracing::instrument(name = "plan.draft_incident", skip_all, fields(incident = incident.id, run_pk, backend = self.planner.name()))]
     pub async fn draft_for_incident(
         &self,
         incident: &Incident,
         run_pk: i64,
         verdict: &crate::domain::Verdict,
+        store: bool,
     ) -> Result<DraftedPlan, PlanServiceError> {
         let anomaly_id = incident
             .anomaly_id
@@ -288,7 +290,8 @@ impl PlanService {
                 incident.updated_at,
             )
             .await?;
-        self.draft(facts, anomaly_id, Some(incident.id), true).await
+        self.draft(facts, anomaly_id, Some(incident.id), store)
+            .await
     }
 
     async fn draft(

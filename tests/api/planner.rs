@@ -782,7 +782,23 @@ async fn plan_command_prints_and_stores_unless_dry_run(db: Db) {
     )
     .unwrap();
     let config = config.to_str().unwrap().to_string();
-    let id = anomaly.to_string();
+    // The incident the anomaly opened (recorded even though not routed).
+    let mut incident = None;
+    for _ in 0..500 {
+        incident = app
+            .store
+            .incidents(true, Some("checkout-service"), 1)
+            .await
+            .unwrap()
+            .pop();
+        if incident.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let incident = incident.expect("an incident");
+    assert_eq!(incident.anomaly_id, Some(anomaly));
+    let id = incident.id.to_string();
     let run = |args: Vec<String>| {
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -831,7 +847,9 @@ async fn plan_command_prints_and_stores_unless_dry_run(db: Db) {
     .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("stored as plan"));
-    assert_eq!(app.store.plans_for_anomaly(anomaly).await.unwrap().len(), 1);
+    let stored = app.store.plans_for_anomaly(anomaly).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].incident_id, Some(incident.id));
     let out = run(vec![
         "--config".into(),
         config,
