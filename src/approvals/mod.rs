@@ -13,7 +13,7 @@
 //! ValidatedPlan + RequestContext --open_request--> request (pending, dry runs stored)
 //! Vote --record_vote--> decide(policy) --Approved--> execute: claim step -> registry -> outcome
 //! clock --expire_due--> expired        newer run --supersede--> stale
-//! startup --recover_in_flight--> running steps of a stopped process -> unknown (reported)
+//! start / sweep --recover_in_flight--> running steps whose heartbeat went quiet -> unknown (reported)
 //! ```
 
 pub mod policy;
@@ -25,4 +25,5 @@ pub use policy::{
 };
 pub use service::{
     ApprovalError, ApprovalService, OpenedRequest, RequestContext, StepReport, VoteOutcome,
+    STEP_HEARTBEAT, STEP_LEASE,
 };

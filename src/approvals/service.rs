@@ -10,9 +10,11 @@
 //! transaction before the call is made, so a double click, a redelivery,
 //! two approvals at the same moment or two processes on one PostgreSQL
 //! make one call. A step that was `running` when its process stopped is
-//! turned `unknown` at the next start ([`ApprovalService::recover_in_flight`])
-//! and reported, never re-run. A failed call is reported with its class
-//! and never retried automatically.
+//! turned `unknown` once its heartbeat has been quiet for [`STEP_LEASE`]
+//! ([`ApprovalService::recover_in_flight`], at start and on every sweep)
+//! and reported, never re-run; a live process refreshes the heartbeat of
+//! the step it is running, so another replica never gives it up. A
+//! failed call is reported with its class and never retried automatically.
 //!
 //! Every decision (who, how, when), execution (call, result) and state
 //! change is appended to the audit log. This module must not talk to chat:
@@ -29,7 +31,9 @@ use super::policy::{
 };
 use crate::clock::Clock;
 use crate::plan::ValidatedPlan;
-use crate::remediate::{ActionCall, ActionKind, ExecError, ExecutionStatus, ExecutorRegistry};
+use crate::remediate::{
+    ActionCall, ActionKind, ExecError, ExecutionOutcome, ExecutionStatus, ExecutorRegistry,
+};
 use crate::store::Store;
 use crate::store::{
     ExecutionState, NewApprovalRequest, NewExecution, StoreError, StoredExecution, WriteTx,
@@ -37,6 +41,14 @@ use crate::store::{
 
 /// Actor of the audit entries pipemedic writes on its own behalf.
 const SYSTEM_ACTOR: &str = "pipemedic";
+
+/// How often the claimant of a running step refreshes its heartbeat.
+pub const STEP_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a running step's heartbeat may be quiet before another
+/// process gives it up as unknown: several missed heartbeats, so a busy
+/// but live process keeps its steps.
+pub const STEP_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
@@ -114,6 +126,7 @@ pub struct ApprovalService {
     settings: ApprovalSettings,
     registry: Arc<ExecutorRegistry>,
     process_id: String,
+    heartbeat_every: std::time::Duration,
 }
 
 impl std::fmt::Debug for ApprovalService {
@@ -234,7 +247,15 @@ impl ApprovalService {
             settings,
             registry,
             process_id,
+            heartbeat_every: STEP_HEARTBEAT,
         }
+    }
+
+    /// The same service refreshing a running step's heartbeat this often
+    /// (default [`STEP_HEARTBEAT`]; keep it well under [`STEP_LEASE`]).
+    pub fn with_heartbeat_every(mut self, every: std::time::Duration) -> Self {
+        self.heartbeat_every = every;
+        self
     }
 
     /// The same service under another process id (what claims are made as).
@@ -562,7 +583,7 @@ impl ApprovalService {
             tx.commit().await?;
 
             let result = match serde_json::from_value::<ActionCall>(claimed.call.clone()) {
-                Ok(call) => self.registry.execute(&call).await,
+                Ok(call) => self.execute_with_heartbeat(claimed.id, &call).await,
                 Err(e) => Err(ExecError::bad("call", e.to_string())),
             };
             let now = self.clock.now();
@@ -630,6 +651,38 @@ impl ApprovalService {
             tx.commit().await?;
         }
         self.steps(request_id).await
+    }
+
+    /// Makes the call while refreshing the step's heartbeat every
+    /// `heartbeat_every` ([`STEP_HEARTBEAT`]), so no other process takes it for abandoned. A
+    /// heartbeat that cannot be written is logged; the call goes on.
+    async fn execute_with_heartbeat(
+        &self,
+        execution_id: i64,
+        call: &ActionCall,
+    ) -> Result<ExecutionOutcome, ExecError> {
+        let run = self.registry.execute(call);
+        tokio::pin!(run);
+        let mut beat = tokio::time::interval(self.heartbeat_every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await;
+        loop {
+            tokio::select! {
+                result = &mut run => return result,
+                _ = beat.tick() => {
+                    if let Err(e) = self.heartbeat(execution_id).await {
+                        tracing::warn!(execution_id, error = %e, "Cannot refresh a running step's heartbeat.");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn heartbeat(&self, execution_id: i64) -> Result<(), StoreError> {
+        let mut tx = self.store.begin_write().await?;
+        tx.touch_execution(execution_id, &self.process_id, self.clock.now())
+            .await?;
+        tx.commit().await
     }
 
     /// Runs what approved requests still have to run: steps whose delay
@@ -700,13 +753,19 @@ impl ApprovalService {
         Ok(ids)
     }
 
-    /// At startup: steps left `running` by another process id become
-    /// `unknown` (their call may or may not have taken effect), their
-    /// requests `failed`; they are reported, never re-run. Returns them.
+    /// Steps left `running` by another process whose heartbeat has been
+    /// quiet for longer than [`STEP_LEASE`] become `unknown` (their call
+    /// may or may not have taken effect), their requests `failed`; they
+    /// are reported, never re-run. Returns them. Run at start and on every
+    /// sweep, so a replica that died mid-step is noticed by the others
+    /// while a live replica's long step is left alone.
     pub async fn recover_in_flight(&self) -> Result<Vec<StepReport>, ApprovalError> {
         let now = self.clock.now();
+        let quiet_since = now - chrono::Duration::from_std(STEP_LEASE).unwrap_or_default();
         let mut tx = self.store.begin_write().await?;
-        let found = tx.mark_in_flight_unknown(&self.process_id, now).await?;
+        let found = tx
+            .mark_in_flight_unknown(&self.process_id, quiet_since, now)
+            .await?;
         for e in &found {
             tx.audit(
                 now,

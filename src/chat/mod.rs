@@ -53,6 +53,13 @@ impl Platform {
             Self::Console => "console",
         }
     }
+
+    /// The platform [`Platform::as_str`] names.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Slack, Self::Discord, Self::Console]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
 }
 
 impl fmt::Display for Platform {

@@ -27,7 +27,8 @@
 //! recovered without remediation. With `planner.plan_incidents` off
 //! (alerts only) nothing is planned and only people close incidents. A sweep every
 //! [`SWEEP_EVERY`] expires plans nobody approved in time and runs delayed
-//! steps that are due; at start, steps left in flight by a stopped process
+//! steps that are due; at start and on every sweep, steps a stopped process
+//! left in flight (heartbeat quiet for [`crate::approvals::STEP_LEASE`])
 //! are reported as unknown, never re-run.
 //!
 //! Everything happens on one task, in arrival order, so a decision and a
@@ -54,11 +55,15 @@ use crate::domain::{Incident, IncidentStatus, RunStatus, ScoredRun};
 use crate::incidents::{Handled, HandledRun, IncidentError, IncidentService};
 use crate::metrics::Metrics;
 use crate::plan::{render_for_chat, PlanOutcome, PlanService, PlanServiceError};
-use crate::store::{ExecutionState, Store, StoreError};
+use crate::store::{DecisionVia, ExecutionState, Store, StoreError};
 
 /// How often pending plans are checked for expiry and delayed steps for
 /// their time.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+/// How old an unhandled chat decision must be before a sweep acts on it
+/// (younger ones may still be on their way through the in-memory queue).
+pub const DECISION_GRACE: Duration = Duration::from_secs(30);
 
 /// How many runs or decisions may wait for the healing task.
 const QUEUE: usize = 1024;
@@ -247,7 +252,7 @@ impl HealingService {
                         }
                     }
                     Some(event) = decisions.recv() => {
-                        if let Err(e) = service.on_decision(&event).await {
+                        if let Err(e) = service.handle_decision(&event).await {
                             service.failed("decision", &e);
                         }
                     }
@@ -675,6 +680,57 @@ impl HealingService {
     }
 
     /// One approve / reject decision from chat.
+    /// Acts on a decision, then notes it handled so no sweep replays it.
+    async fn handle_decision(&self, event: &DecisionEvent) -> Result<(), HealingError> {
+        self.on_decision(event).await?;
+        let mut tx = self.inner.store.begin_write().await?;
+        tx.mark_decision_handled(
+            event.platform.as_str(),
+            &event.event_id,
+            self.inner.clock.now(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Decisions stored more than [`DECISION_GRACE`] ago that no process
+    /// acted on (it stopped between storing one and acting on it) are acted
+    /// on now. A vote is stored once per platform event id, so a decision
+    /// acted on twice still counts once.
+    async fn replay_decisions(&self) -> Result<(), HealingError> {
+        let before =
+            self.inner.clock.now() - chrono::Duration::from_std(DECISION_GRACE).unwrap_or_default();
+        for stored in self.inner.store.unhandled_decisions(before, 100).await? {
+            let Some(platform) = Platform::parse(&stored.platform) else {
+                tracing::warn!(platform = %stored.platform, "A stored decision names an unknown platform; skipped.");
+                continue;
+            };
+            let event = DecisionEvent {
+                incident_id: stored.incident_id,
+                platform,
+                channel: stored.message.channel.clone(),
+                message_ts: stored.message.ts_or_id.clone(),
+                user: stored.user,
+                event_id: stored.event_id,
+                choice: match stored.decision {
+                    chat::Decision::Approve => Choice::Approve,
+                    chat::Decision::Reject => Choice::Reject,
+                },
+                via: match stored.via {
+                    DecisionVia::Button => Via::Button,
+                    DecisionVia::Reaction => Via::Reaction,
+                },
+                // The plan message the button was on names its request.
+                button_value: None,
+            };
+            tracing::info!(incident_id = event.incident_id, event_id = %event.event_id, "Acting on a chat decision its process left unhandled.");
+            self.inner.metrics.healing("decision_replayed");
+            self.handle_decision(&event).await?;
+        }
+        Ok(())
+    }
+
     pub async fn on_decision(&self, event: &DecisionEvent) -> Result<(), HealingError> {
         let incident_id = event.incident_id;
         let tell = |text: String| async move {
@@ -808,6 +864,7 @@ impl HealingService {
     /// Expires plans nobody approved in time and runs delayed steps that
     /// are due, saying so in their threads.
     pub async fn sweep(&self) -> Result<(), HealingError> {
+        self.recover().await?;
         for id in self.inner.approvals.expire_due().await? {
             self.inner.metrics.healing("expired");
             let Some(incident_id) = self.incident_of_request(id).await? else {
@@ -851,9 +908,11 @@ impl HealingService {
         Ok(())
     }
 
-    /// At start: steps a stopped process left in flight are unknown; say so
-    /// in their threads and reopen their incidents.
+    /// At start and on every sweep: decisions a stopped process stored but
+    /// never acted on are acted on; steps a stopped process left in flight
+    /// are unknown: say so in their threads and reopen their incidents.
     pub async fn recover(&self) -> Result<(), HealingError> {
+        self.replay_decisions().await?;
         let unknown = self.inner.approvals.recover_in_flight().await?;
         let mut by_request: std::collections::BTreeMap<i64, Vec<StepReport>> =
             std::collections::BTreeMap::new();

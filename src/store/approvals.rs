@@ -570,7 +570,7 @@ impl WriteTx {
                 };
                 sqlx::query(&format!(
                     "UPDATE executions SET status = 'running', claimed_by = $1, started_at_ms = $2, \
-                     attempts = attempts + 1 WHERE id = $3 AND status = 'planned' \
+                     heartbeat_at_ms = $2, attempts = attempts + 1 WHERE id = $3 AND status = 'planned' \
                      RETURNING {EXECUTION_COLUMNS}"
                 ))
                 .bind(claimed_by)
@@ -582,7 +582,7 @@ impl WriteTx {
             Backend::Sqlite => {
                 sqlx::query(&format!(
                 "UPDATE executions SET status = 'running', claimed_by = $1, started_at_ms = $2, \
-                     attempts = attempts + 1 WHERE request_id = $3 AND step_no = $4 \
+                     heartbeat_at_ms = $2, attempts = attempts + 1 WHERE request_id = $3 AND step_no = $4 \
                      AND status = 'planned' RETURNING {EXECUTION_COLUMNS}"
             ))
                 .bind(claimed_by)
@@ -640,21 +640,45 @@ impl WriteTx {
         Ok(done.rows_affected())
     }
 
-    /// Turns every `running` step claimed by a process other than `me`
-    /// into `unknown` (run at startup: those calls were in flight when
-    /// their process stopped); returns them.
+    /// The claimant of a running step says it is still at it (while its
+    /// call is in flight); false when the step is no longer its own.
+    pub async fn touch_execution(
+        &mut self,
+        execution_id: i64,
+        claimed_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE executions SET heartbeat_at_ms = $1 \
+             WHERE id = $2 AND claimed_by = $3 AND status = 'running'",
+        )
+        .bind(ms(now))
+        .bind(execution_id)
+        .bind(claimed_by)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Turns into `unknown` every `running` step claimed by a process other
+    /// than `me` whose last heartbeat is older than `quiet_since` (its
+    /// process stopped while the call was in flight); returns them. A step
+    /// of a live process keeps its heartbeat fresh and is left alone.
     pub async fn mark_in_flight_unknown(
         &mut self,
         me: &str,
+        quiet_since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<StoredExecution>, StoreError> {
         let rows = sqlx::query(&format!(
             "UPDATE executions SET status = 'unknown', finished_at_ms = $2 \
              WHERE status = 'running' AND (claimed_by IS NULL OR claimed_by <> $1) \
+             AND COALESCE(heartbeat_at_ms, started_at_ms, 0) < $3 \
              RETURNING {EXECUTION_COLUMNS}"
         ))
         .bind(me)
         .bind(ms(now))
+        .bind(ms(quiet_since))
         .fetch_all(self.conn())
         .await?;
         let mut found: Vec<StoredExecution> = rows

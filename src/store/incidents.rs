@@ -220,6 +220,36 @@ pub struct StoredDecision {
     pub at: DateTime<Utc>,
 }
 
+const DECISION_COLUMNS: &str =
+    "id, incident_id, platform, event_id, user_id, decision, via, message_ref, added, at_ms";
+
+fn decision_from_row(r: &sqlx::any::AnyRow) -> Result<StoredDecision, StoreError> {
+    let decision: String = r.get(5);
+    let via: String = r.get(6);
+    let message: String = r.get(7);
+    Ok(StoredDecision {
+        id: r.get(0),
+        incident_id: r.get(1),
+        platform: r.get(2),
+        event_id: r.get(3),
+        user: r.get(4),
+        decision: if decision == "approve" {
+            Decision::Approve
+        } else {
+            Decision::Reject
+        },
+        via: if via == "button" {
+            DecisionVia::Button
+        } else {
+            DecisionVia::Reaction
+        },
+        message: serde_json::from_str(&message)
+            .map_err(|e| corrupt("chat_decisions.message_ref", e))?,
+        added: r.get::<i64, _>(8) != 0,
+        at: from_ms(r.get(9)),
+    })
+}
+
 /// A silence: alerts of pipelines matching `pipeline` (a glob) are not
 /// posted until `until`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -370,41 +400,32 @@ impl Store {
 
     /// Decisions stored for an incident, oldest first.
     pub async fn decisions(&self, incident_id: i64) -> Result<Vec<StoredDecision>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, incident_id, platform, event_id, user_id, decision, via, message_ref, added, at_ms \
-             FROM chat_decisions WHERE incident_id = $1 ORDER BY id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {DECISION_COLUMNS} FROM chat_decisions WHERE incident_id = $1 ORDER BY id"
+        ))
         .bind(incident_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let decision: String = r.get(5);
-                let via: String = r.get(6);
-                let message: String = r.get(7);
-                Ok(StoredDecision {
-                    id: r.get(0),
-                    incident_id: r.get(1),
-                    platform: r.get(2),
-                    event_id: r.get(3),
-                    user: r.get(4),
-                    decision: if decision == "approve" {
-                        Decision::Approve
-                    } else {
-                        Decision::Reject
-                    },
-                    via: if via == "button" {
-                        DecisionVia::Button
-                    } else {
-                        DecisionVia::Reaction
-                    },
-                    message: serde_json::from_str(&message)
-                        .map_err(|e| corrupt("chat_decisions.message_ref", e))?,
-                    added: r.get::<i64, _>(8) != 0,
-                    at: from_ms(r.get(9)),
-                })
-            })
-            .collect()
+        rows.iter().map(decision_from_row).collect()
+    }
+
+    /// Added decisions stored at or before `stored_before` that nothing has
+    /// acted on yet (their process stopped first), oldest first, at most
+    /// `limit`.
+    pub async fn unhandled_decisions(
+        &self,
+        stored_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<StoredDecision>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DECISION_COLUMNS} FROM chat_decisions \
+             WHERE handled_at_ms IS NULL AND added = 1 AND at_ms <= $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(ms(stored_before))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decision_from_row).collect()
     }
 
     /// Silences in force at `now`.
@@ -679,6 +700,26 @@ impl WriteTx {
         .fetch_optional(self.conn())
         .await?;
         Ok(row.is_some())
+    }
+
+    /// Notes that a decision has been acted on (see
+    /// [`Store::unhandled_decisions`]); false when it already was.
+    pub async fn mark_decision_handled(
+        &mut self,
+        platform: &str,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE chat_decisions SET handled_at_ms = $1 \
+             WHERE platform = $2 AND event_id = $3 AND handled_at_ms IS NULL",
+        )
+        .bind(ms(now))
+        .bind(platform)
+        .bind(event_id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Silences pipelines matching `pipeline` (a glob) until `until`.

@@ -745,6 +745,12 @@ async fn a_step_left_running_by_another_process_becomes_unknown(db: Db) {
         .is_some());
     tx.commit().await.unwrap();
 
+    // Within the lease the claimant may still be at it: left alone.
+    s.clock.set(now + Minutes::seconds(59));
+    assert!(s.service.recover_in_flight().await.unwrap().is_empty());
+    assert_eq!(status(&s, id).await, RequestStatus::Executing);
+
+    s.clock.set(now + Minutes::seconds(61));
     let found = s.service.recover_in_flight().await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].status, ExecutionState::Unknown);
@@ -762,6 +768,52 @@ async fn a_step_left_running_by_another_process_becomes_unknown(db: Db) {
     );
     // Its own running steps are not this process's to give up on.
     assert!(s.service.recover_in_flight().await.unwrap().is_empty());
+}
+
+async fn a_live_replica_keeps_its_long_step(db: Db) {
+    // Process A runs a slow call and keeps its heartbeat fresh; process B
+    // starts (or sweeps) long after the claim and must not give it up.
+    let s = setup(db).await;
+    let a = ApprovalService::new(
+        s.store.clone(),
+        s.clock.clone(),
+        s.settings.clone(),
+        s.registry.clone(),
+    )
+    .with_process_id("process-a")
+    .with_heartbeat_every(std::time::Duration::from_millis(50));
+    let b = s.second_process().await;
+    let id = a
+        .open_request(&plan(Risk::Low, sre(1)), &ctx())
+        .await
+        .unwrap()
+        .id;
+    s.fake.delay_next(
+        "RetryStageExecution",
+        std::time::Duration::from_millis(1500),
+    );
+    let voting = tokio::spawn(async move { a.record_vote(id, &approve("U1", "ev-1")).await });
+    // Wait until A holds the step, then let two minutes pass on the clock.
+    let mut running = false;
+    for _ in 0..100 {
+        let steps = s.store.executions(id).await.unwrap();
+        if steps[0].status == ExecutionState::Running {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(running, "the step was never seen in flight");
+    s.clock.advance(Minutes::minutes(2));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        b.recover_in_flight().await.unwrap().is_empty(),
+        "a step whose claimant is alive is not unknown"
+    );
+    let outcome = voting.await.unwrap().unwrap();
+    assert_eq!(outcome.steps[0].status, ExecutionState::Succeeded);
+    assert_eq!(s.retry_calls(), 1);
+    assert_eq!(status(&s, id).await, RequestStatus::Done);
 }
 
 async fn automatic_remediation_runs_low_risk_approval_none(db: Db) {
@@ -861,5 +913,6 @@ crate::on_both_databases!(
     a_reject_from_an_allowed_person_stops_the_plan,
     an_executor_failure_is_reported_and_not_retried,
     a_step_left_running_by_another_process_becomes_unknown,
+    a_live_replica_keeps_its_long_step,
     automatic_remediation_runs_low_risk_approval_none,
 );

@@ -289,19 +289,42 @@ async fn running_steps_of_other_processes_become_unknown(db: Db) {
     let store = db.store().await;
     let a = create(&store, "p", "e-1", 1).await;
     let b = create(&store, "p", "e-1", 1).await;
+    let c = create(&store, "p", "e-1", 1).await;
     let now = t("2026-11-25T10:10:00Z");
     let mut tx = store.begin_write().await.unwrap();
     let dead = tx.claim_execution(a, 1, "old", now).await.unwrap().unwrap();
     tx.claim_execution(b, 1, "me", now).await.unwrap().unwrap();
-    let found = tx.mark_in_flight_unknown("me", now).await.unwrap();
+    let live = tx
+        .claim_execution(c, 1, "live", now)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    // 90 s later: "live" refreshed its heartbeat 10 s ago, "old" never did.
+    let later = now + chrono::Duration::seconds(90);
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(tx
+        .touch_execution(live.id, "live", later - chrono::Duration::seconds(10))
+        .await
+        .unwrap());
+    assert!(
+        !tx.touch_execution(live.id, "old", later).await.unwrap(),
+        "only the claimant refreshes a step"
+    );
+    let found = tx
+        .mark_in_flight_unknown("me", later - chrono::Duration::seconds(60), later)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, dead.id);
     assert_eq!(found[0].status, ExecutionState::Unknown);
-    assert_eq!(
-        store.executions(b).await.unwrap()[0].status,
-        ExecutionState::Running
-    );
+    for kept in [b, c] {
+        assert_eq!(
+            store.executions(kept).await.unwrap()[0].status,
+            ExecutionState::Running
+        );
+    }
     // The claimant's real result still lands if it was alive after all.
     let mut tx = store.begin_write().await.unwrap();
     assert!(tx

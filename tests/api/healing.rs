@@ -683,6 +683,55 @@ async fn a_fix_that_does_not_heal_gets_the_next_plan(db: Db) {
     assert_eq!(executions, [EXECUTION, second]);
 }
 
+async fn a_decision_its_process_never_acted_on_is_picked_up(db: Db) {
+    // A process stored the approver's reaction, then stopped before acting
+    // on it: the next sweep acts on it, once.
+    let Some(l) = loop_app(db).await else { return };
+    let app = &l.h.app;
+    let pipeline = "checkout-service";
+    let id = until_plan_offered(&l, pipeline).await;
+    let plan_ts = slack_plan(&l, 1).await;
+    let mut tx = app.store.begin_write().await.unwrap();
+    assert!(tx
+        .record_decision(
+            id,
+            "slack",
+            "EvStoredThenLost",
+            APPROVER_SLACK,
+            pipemedic::chat::Decision::Approve,
+            pipemedic::store::DecisionVia::Reaction,
+            &pipemedic::chat::MessageRef {
+                platform: pipemedic::chat::Platform::Slack,
+                channel: SLACK_CHANNEL.into(),
+                ts_or_id: plan_ts,
+                thread: None,
+            },
+            true,
+            app.clock.now(),
+        )
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+
+    // Too fresh to be called lost: it may still be in the queue.
+    app.healing.sweep().await.unwrap();
+    assert_eq!(status_of(app, id).await, IncidentStatus::AwaitingApproval);
+
+    app.clock.advance(chrono::Duration::seconds(31));
+    app.healing.sweep().await.unwrap();
+    wait_for_status(app, id, IncidentStatus::Verifying).await;
+    assert_one_retry(&l, pipeline);
+    let later = app.clock.now();
+    assert!(app
+        .store
+        .unhandled_decisions(later, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    app.healing.sweep().await.unwrap();
+    assert_one_retry(&l, pipeline);
+}
+
 async fn unapproved_plans_expire(db: Db) {
     let Some(l) = loop_app(db).await else { return };
     let app = &l.h.app;
@@ -861,6 +910,7 @@ on_both_databases!(
     slack_approval_heals_a_codepipeline_failure,
     discord_approval_heals_a_codepipeline_failure,
     a_fix_that_does_not_heal_gets_the_next_plan,
+    a_decision_its_process_never_acted_on_is_picked_up,
     unapproved_plans_expire,
     a_newer_run_makes_the_plan_stale,
     a_failing_fix_is_reported_not_retried,
