@@ -252,6 +252,15 @@ impl ChatService {
                 Some(_) => format!("Incident #{id} is not visible here.").into(),
                 None => format!("No incident #{id}.").into(),
             },
+            // Changing how another team's pipeline alerts is as much out
+            // of bounds as reading it.
+            Command::Silence { pipeline, .. }
+            | Command::Unsilence(pipeline)
+            | Command::AcceptBaseline { pipeline, .. }
+                if !visibility.sees(&pipeline) =>
+            {
+                Visibility::refusal(&pipeline).into()
+            }
             Command::Silence { pipeline, duration } => {
                 let until = now + duration;
                 let mut tx = self.store.begin_write().await?;

@@ -143,6 +143,38 @@ async fn unknown_commands_get_help(db: Db) {
     assert_eq!(pending[0].1.as_deref(), Some("duration_s"));
 }
 
+async fn another_teams_pipeline_cannot_be_silenced_or_reset_here(db: Db) {
+    // payments-* is routed to the Discord channel, not to this Slack one.
+    let Some(h) = chat_app(db).await else { return };
+    for (text, trigger) in [
+        ("silence payments-api 2h", "v1"),
+        ("unsilence payments-api", "v2"),
+        ("accept-baseline payments-api", "v3"),
+    ] {
+        let answer = slash(&h.app, text, trigger).await;
+        assert_eq!(
+            answer["text"], "`payments-api` is not visible here.",
+            "{text}"
+        );
+    }
+    let now = pipemedic::clock::Clock::now(h.app.clock.as_ref());
+    assert!(h.app.store.active_silences(now).await.unwrap().is_empty());
+    assert!(h
+        .app
+        .store
+        .pending_baseline_resets("payments-api")
+        .await
+        .unwrap()
+        .is_empty());
+    // Its own pipeline still can be.
+    let own = slash(&h.app, "silence checkout-service 2h", "v4").await;
+    assert!(
+        own["text"].as_str().unwrap().starts_with("Silenced"),
+        "{own}"
+    );
+    assert_eq!(h.app.store.active_silences(now).await.unwrap().len(), 1);
+}
+
 fn reaction(event_id: &str, user: &str, ts: &str, emoji: &str) -> Vec<u8> {
     json!({"token": "x", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
            "event_id": event_id, "event_time": 1764064800,
@@ -307,6 +339,7 @@ on_both_databases!(
     medic_health_answers_with_the_apis_numbers,
     discord_medic_health_answers_with_the_apis_numbers,
     unknown_commands_get_help,
+    another_teams_pipeline_cannot_be_silenced_or_reset_here,
     a_reaction_on_the_alert_is_stored_once,
     a_mention_is_answered_in_its_thread,
 );
