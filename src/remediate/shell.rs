@@ -6,7 +6,10 @@
 //! `remediate.shell_timeout_s`, its default). The process starts with an
 //! empty environment plus only the variables named in
 //! `remediate.shell_env_allowlist` (values from pipemedic's environment),
-//! stdin closed, and is killed when the timeout is reached. stdout and
+//! stdin closed, in a process group of its own: when the timeout is
+//! reached the whole group is killed (children it started too), and
+//! whatever it left running in the background is killed when it ends.
+//! stdout and
 //! stderr are captured up to a cap each (the rest is read and dropped, with
 //! a marker). Exit code 0 is success; anything else is a failed outcome.
 //!
@@ -28,6 +31,24 @@ use crate::config::{Env, RemediateConfig};
 
 /// Longest stderr line quoted in a failure's summary.
 const SUMMARY_STDERR: usize = 200;
+
+/// The process group a shell action runs in (its id is the program's pid).
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    /// SIGKILL to every process left in the group; a group already gone is
+    /// not an error.
+    fn kill(&self) {
+        #[cfg(unix)]
+        if let Some(pgid) = self.0.and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) takes plain integers and touches no memory of
+            // ours; a negative pid addresses the process group.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
 
 /// What the `shell` executor may do.
 #[derive(Clone)]
@@ -188,11 +209,14 @@ impl super::Executor for ShellExecutor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        #[cfg(unix)]
+        command.process_group(0);
         tracing::debug!(program = %program, "Starting the shell action.");
         let mut child = command.spawn().map_err(|source| ExecError::Spawn {
             program: program.clone(),
             source,
         })?;
+        let group = ProcessGroup(child.id());
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let cap = self.settings.output_cap;
@@ -201,8 +225,9 @@ impl super::Executor for ShellExecutor {
             match tokio::time::timeout(request.timeout, run).await {
                 Ok(done) => done,
                 Err(_) => {
-                    // kill_on_drop covers every other way out; here the
-                    // process is killed and reaped before reporting.
+                    // The group goes first (children the program
+                    // started), then the program is killed and reaped.
+                    group.kill();
                     let _ = child.kill().await;
                     return Err(ExecError::Timeout {
                         operation: format!("shell {program}"),
@@ -210,6 +235,8 @@ impl super::Executor for ShellExecutor {
                     });
                 }
             };
+        // Nothing the action started outlives it.
+        group.kill();
         let status = status.map_err(|source| ExecError::Spawn {
             program: program.clone(),
             source,

@@ -815,6 +815,37 @@ async fn shell_timeout_kills_the_process() {
 }
 
 #[tokio::test]
+async fn shell_timeout_kills_what_the_process_started() {
+    // The program starts a child in the background and waits for it:
+    // killing the program alone would leave the child to finish its work.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("finished");
+    let e = shell(|s| s.timeout = Duration::from_millis(300));
+    let script = format!("(sleep 1; touch {}) & wait", marker.display());
+    let err = e.execute(&argv(&["sh", "-c", &script])).await.unwrap_err();
+    assert!(matches!(err, ExecError::Timeout { .. }), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!marker.exists(), "the background child was killed too");
+}
+
+#[tokio::test]
+async fn shell_leaves_nothing_running_after_it_exits() {
+    // The program exits at once but leaves a child behind that closed its
+    // output: the child must not go on to do its work.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("finished");
+    let e = shell(|_| {});
+    let script = format!(
+        "(sleep 1; touch {}) >/dev/null 2>&1 </dev/null & exit 0",
+        marker.display()
+    );
+    let outcome = e.execute(&argv(&["sh", "-c", &script])).await.unwrap();
+    assert_eq!(outcome.status, ExecutionStatus::Succeeded);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!marker.exists(), "the leftover child was killed");
+}
+
+#[tokio::test]
 async fn shell_output_is_capped_with_a_marker() {
     let e = shell(|s| s.output_cap = 1024);
     let outcome = e.execute(&argv(&["seq", "1", "100000"])).await.unwrap();
