@@ -12,8 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::intent::{self, Intent, Parsed, RankBy, Window};
-use super::tools::{is_open, QueryTools, WindowStats};
-use crate::domain::Anomaly;
+use super::tools::{IncidentView, QueryTools, WindowStats};
 use crate::store::{Store, StoreError};
 
 /// Why a question could not be answered at all.
@@ -43,7 +42,7 @@ pub struct Fact {
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     Run,
-    Anomaly,
+    Incident,
     Pipeline,
 }
 
@@ -51,7 +50,7 @@ pub enum SourceKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Source {
     pub kind: SourceKind,
-    /// Run id, anomaly id or pipeline name.
+    /// Run id, incident id or pipeline name.
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
@@ -513,7 +512,7 @@ async fn changes(
             secs(before.duration_p50_s),
             crate::health::duration_trend(now.duration_p50_s, before.duration_p50_s),
             if mine > 0 {
-                format!("; {} opened", count(mine as u64, "anomaly", "anomalies"))
+                format!("; {} opened", count(mine as u64, "incident", "incidents"))
             } else {
                 String::new()
             }
@@ -535,38 +534,47 @@ async fn changes(
         }
         out.source(SourceKind::Pipeline, name.clone(), Some(name));
     }
-    out.fact("anomalies_opened", opened.len(), Some(window));
-    for a in &opened {
-        out.source(SourceKind::Anomaly, a.id.to_string(), Some(&a.pipeline));
+    out.fact("incidents_opened", opened.len(), Some(window));
+    for i in &opened {
+        out.source(SourceKind::Incident, i.id.to_string(), Some(&i.pipeline));
     }
     Ok(())
 }
 
-fn anomaly_line(a: &Anomaly) -> String {
-    let top = a
-        .latest
+fn incident_line(i: &IncidentView) -> String {
+    let top = i
         .deviations
         .first()
         .map(|d| format!(", {} off", super::tools::clean_text(&d.metric, 64)))
         .unwrap_or_default();
-    let state = match a.closed_at {
-        Some(closed) if !is_open(a) => format!(
-            "opened {}, closed {}",
-            a.opened_at.format("%Y-%m-%d %H:%M UTC"),
-            closed.format("%Y-%m-%d %H:%M UTC")
+    let state = match i.resolved_at {
+        Some(resolved) if !i.open => format!(
+            "opened {}, {} {}",
+            i.opened_at.format("%Y-%m-%d %H:%M UTC"),
+            i.status.label(),
+            resolved.format("%Y-%m-%d %H:%M UTC")
         ),
-        _ => format!("open since {}", a.opened_at.format("%Y-%m-%d %H:%M UTC")),
+        _ if !i.open => format!(
+            "opened {}, {}",
+            i.opened_at.format("%Y-%m-%d %H:%M UTC"),
+            i.status.label()
+        ),
+        _ => format!(
+            "{} since {}",
+            i.status.label(),
+            i.opened_at.format("%Y-%m-%d %H:%M UTC")
+        ),
     };
     format!(
         "  #{} {} {state}: {}, grade {:.2}{top}",
-        a.id,
-        a.pipeline,
+        i.id,
+        i.pipeline,
         count(
-            u64::try_from(a.run_count).unwrap_or(0),
+            u64::try_from(i.run_count).unwrap_or(0),
             "abnormal run",
             "abnormal runs"
         ),
-        a.max_grade
+        i.max_grade
     )
 }
 
@@ -579,7 +587,7 @@ async fn incidents(
 ) -> Result<(), AskError> {
     let list = tools.incidents(window, pipeline, open_only).await?;
     let scope = pipeline.map_or(String::new(), |p| format!(" on {p}"));
-    let open = list.iter().filter(|a| is_open(a)).count();
+    let open = list.iter().filter(|i| i.open).count();
     if open_only {
         out.line(match list.len() {
             0 => format!("No open incidents{scope}."),
@@ -601,10 +609,10 @@ async fn incidents(
         out.fact("incidents", list.len(), Some(window));
     }
     out.fact("open", open, None);
-    out.fact("ids", list.iter().map(|a| a.id).collect::<Vec<_>>(), None);
-    for a in &list {
-        out.line(anomaly_line(a));
-        out.source(SourceKind::Anomaly, a.id.to_string(), Some(&a.pipeline));
+    out.fact("ids", list.iter().map(|i| i.id).collect::<Vec<_>>(), None);
+    for i in &list {
+        out.line(incident_line(i));
+        out.source(SourceKind::Incident, i.id.to_string(), Some(&i.pipeline));
     }
     Ok(())
 }
@@ -621,24 +629,23 @@ async fn incident(tools: &QueryTools, out: &mut Builder, id: i64) -> Result<(), 
         return Ok(());
     }
     out.line(format!(
-        "Incident #{} on {}: {}, opened {}{}; {} ({} → {}), highest grade {:.2}.",
+        "Incident #{} on {}: {}, opened {}{}; {} (latest: run {}), highest grade {:.2}.",
         a.id,
         a.pipeline,
-        a.status.as_str(),
+        a.status.label(),
         a.opened_at.format("%Y-%m-%d %H:%M UTC"),
-        a.closed_at
-            .map(|c| format!(", closed {}", c.format("%Y-%m-%d %H:%M UTC")))
+        a.resolved_at
+            .map(|c| format!(", {} {}", a.status.label(), c.format("%Y-%m-%d %H:%M UTC")))
             .unwrap_or_default(),
         count(
             u64::try_from(a.run_count).unwrap_or(0),
             "abnormal run",
             "abnormal runs"
         ),
-        a.first_run_id,
         a.last_run_id,
         a.max_grade
     ));
-    for d in a.latest.deviations.iter().take(3) {
+    for d in a.deviations.iter().take(3) {
         out.line(format!(
             "  {}: {:.4} against an expected {:.4}",
             super::tools::clean_text(&d.metric, 64),
@@ -653,10 +660,10 @@ async fn incident(tools: &QueryTools, out: &mut Builder, id: i64) -> Result<(), 
     out.fact("runs", a.run_count, None);
     out.fact("max_grade", a.max_grade, None);
     out.fact("opened_at", a.opened_at.to_rfc3339(), None);
-    if let Some(d) = a.latest.deviations.first() {
+    if let Some(d) = a.deviations.first() {
         out.fact("top_metric", d.metric.clone(), None);
     }
-    out.source(SourceKind::Anomaly, a.id.to_string(), Some(&a.pipeline));
+    out.source(SourceKind::Incident, a.id.to_string(), Some(&a.pipeline));
     out.source(SourceKind::Run, a.last_run_id.clone(), Some(&a.pipeline));
     Ok(())
 }
@@ -766,7 +773,7 @@ pub fn render_text(answer: &Answer) -> String {
         .map(|s| {
             let kind = match s.kind {
                 SourceKind::Run => "run",
-                SourceKind::Anomaly => "incident",
+                SourceKind::Incident => "incident",
                 SourceKind::Pipeline => "pipeline",
             };
             let mut line = format!("{kind} {}", s.id);

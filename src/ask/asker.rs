@@ -286,14 +286,14 @@ fn model_sources(calls: &[ToolCall], text: &str) -> Vec<Source> {
             "list_incidents" => {
                 for item in r.as_array().into_iter().flatten() {
                     if let Some(id) = str_of(&item["id"]).filter(|id| named.contains(id)) {
-                        push(SourceKind::Anomaly, id, item["pipeline"].as_str(), None);
+                        push(SourceKind::Incident, id, item["pipeline"].as_str(), None);
                     }
                 }
             }
             "get_incident" => {
                 if let Some(id) = str_of(&r["id"]) {
                     let p = r["pipeline"].as_str();
-                    push(SourceKind::Anomaly, id, p, None);
+                    push(SourceKind::Incident, id, p, None);
                     if let Some(run) = str_of(&r["last_run_id"]) {
                         push(SourceKind::Run, run, p, None);
                     }
@@ -359,7 +359,7 @@ mod tests {
             [
                 ("118", SourceKind::Run),
                 ("117", SourceKind::Run),
-                ("2", SourceKind::Anomaly)
+                ("2", SourceKind::Incident)
             ]
         );
         assert_eq!(sources[0].url.as_deref(), Some("https://ci/118"));

@@ -196,7 +196,7 @@ pub fn tool_schemas() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "list_incidents",
-            "Incidents (anomalies detection opened), newest first: every open one, or those opened in a window.",
+            "Incidents (what pipemedic alerted about, by the id chat shows), newest first: every one not yet resolved, or those opened in a window.",
             json!({"type": "object", "properties": {
                       "open_only": {"type": "boolean"}, "window": window, "pipeline": pipeline},
                    "additionalProperties": false}),

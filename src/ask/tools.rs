@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::intent::{RankBy, Window};
 use super::visibility::Visibility;
-use crate::domain::{Anomaly, AnomalyStatus, Run, RunStatus, Verdict};
+use crate::domain::{Incident, IncidentStatus, Run, RunStatus, Verdict};
 use crate::health::{self, PipelineHealth};
 use crate::store::{RunSummary, Store, StoreError};
 
@@ -200,18 +200,14 @@ impl QueryTools {
         Ok(all.into_iter().filter(|p| self.sees(p)).collect())
     }
 
-    /// The `pipemedic health` summary of a pipeline at `now`, with its open
-    /// anomalies counted as open incidents. `None` without runs.
+    /// The `pipemedic health` summary of a pipeline at `now`, with its
+    /// incidents not yet resolved or dismissed. `None` without runs.
     pub async fn health(
         &self,
         pipeline: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<PipelineHealth>, StoreError> {
-        let open = self
-            .store
-            .anomalies(DateTime::<Utc>::UNIX_EPOCH, Some(pipeline), true)
-            .await?
-            .len() as u64;
+        let open = self.store.count_active_incidents(pipeline).await?;
         health::pipeline_health(&self.store, pipeline, now, open).await
     }
 
@@ -324,30 +320,37 @@ impl QueryTools {
         Ok(ranked)
     }
 
-    /// Anomalies (the incidents detection opened), newest first: every
-    /// open one when `open_only`, else those opened inside the window.
+    /// Incidents (what chat alerts about), newest first: every one not yet
+    /// resolved or dismissed when `open_only`, else those opened inside the
+    /// window.
     pub async fn incidents(
         &self,
         window: &Window,
         pipeline: Option<&str>,
         open_only: bool,
-    ) -> Result<Vec<Anomaly>, StoreError> {
-        let since = if open_only {
-            DateTime::<Utc>::UNIX_EPOCH
+    ) -> Result<Vec<IncidentView>, StoreError> {
+        let all = if open_only {
+            self.store.incidents(true, pipeline, MAX_LISTED).await?
         } else {
-            window.from
+            self.store
+                .incidents_opened_between(window.from, window.to, pipeline)
+                .await?
         };
-        let all = self.store.anomalies(since, pipeline, open_only).await?;
         Ok(all
-            .into_iter()
-            .filter(|a| open_only || a.opened_at <= window.to)
-            .filter(|a| self.sees(&a.pipeline))
+            .iter()
+            .filter(|i| self.sees(&i.pipeline))
+            .map(IncidentView::of)
             .collect())
     }
 
-    /// One anomaly by id.
-    pub async fn incident(&self, id: i64) -> Result<Option<Anomaly>, StoreError> {
-        self.store.anomaly(id).await
+    /// One incident by the id chat shows ("Incident #7").
+    pub async fn incident(&self, id: i64) -> Result<Option<IncidentView>, StoreError> {
+        Ok(self
+            .store
+            .incident(id)
+            .await?
+            .as_ref()
+            .map(IncidentView::of))
     }
 
     /// The latest failed run of a pipeline at or before `now`, with its
@@ -565,31 +568,22 @@ impl QueryTools {
 }
 
 impl QueryTools {
-    /// One anomaly with what followed it: its plans, their approval
+    /// One incident with what followed it: its plans, their approval
     /// requests with votes, and the executions of their steps. `null` when
-    /// there is no such anomaly; [`ToolError::NotVisible`] when its pipeline
-    /// is not visible.
+    /// there is no such incident; [`ToolError::NotVisible`] when its
+    /// pipeline is not visible.
     pub async fn incident_story(&self, id: i64) -> Result<serde_json::Value, ToolError> {
         use serde_json::json;
-        let Some(anomaly) = self.incident(id).await? else {
+        let Some(incident) = self.store.incident(id).await? else {
             return Ok(serde_json::Value::Null);
         };
-        if !self.sees(&anomaly.pipeline) {
-            return Err(ToolError::NotVisible(clean_text(&anomaly.pipeline, 120)));
+        if !self.sees(&incident.pipeline) {
+            return Err(ToolError::NotVisible(clean_text(&incident.pipeline, 120)));
         }
-        let plans = self.store.plans_for_anomaly(id).await?;
-        // References are written as `7`, `plan-7` or `plan/7`.
-        let refs = |kind: &str, id: i64| {
-            [
-                id.to_string(),
-                format!("{kind}-{id}"),
-                format!("{kind}/{id}"),
-            ]
-        };
-        let plan_refs: Vec<String> = plans.iter().flat_map(|p| refs("plan", p.id)).collect();
+        let plans = self.store.plans_for_incident(&incident).await?;
         let requests = self
             .store
-            .approval_requests_for(&refs("anomaly", id), &plan_refs)
+            .approval_requests_for_incident(&id.to_string())
             .await?;
         let mut approvals = Vec::new();
         for r in &requests {
@@ -632,7 +626,7 @@ impl QueryTools {
                 })
             })
             .collect();
-        let mut out = to_json(&anomaly);
+        let mut out = to_json(&IncidentView::of(&incident));
         if let serde_json::Value::Object(map) = &mut out {
             map.insert("plans".into(), serde_json::Value::Array(plans));
             map.insert("approvals".into(), serde_json::Value::Array(approvals));
@@ -641,9 +635,45 @@ impl QueryTools {
     }
 }
 
-/// Whether an anomaly is still open.
-pub fn is_open(a: &Anomaly) -> bool {
-    a.status == AnomalyStatus::Open
+/// Most incidents listed as open at once.
+const MAX_LISTED: i64 = 200;
+
+/// An incident as the ask tools show it: the "Incident #N" of chat, with
+/// its latest abnormal run and what was most off.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentView {
+    pub id: i64,
+    pub pipeline: String,
+    pub status: IncidentStatus,
+    /// Not yet resolved or dismissed.
+    pub open: bool,
+    pub opened_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Abnormal runs it has gathered.
+    pub run_count: i64,
+    pub max_grade: f64,
+    /// Its latest abnormal run.
+    pub last_run_id: String,
+    /// The metrics most off in that run, most off first.
+    pub deviations: Vec<crate::domain::MetricDeviation>,
+}
+
+impl IncidentView {
+    pub fn of(i: &Incident) -> Self {
+        Self {
+            id: i.id,
+            pipeline: i.pipeline.clone(),
+            status: i.status,
+            open: !i.status.is_closed(),
+            opened_at: i.opened_at,
+            resolved_at: i.resolved_at,
+            run_count: i.run_count,
+            max_grade: i.max_grade,
+            last_run_id: i.latest_run.run_id.clone(),
+            deviations: i.verdict.deviations.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -270,7 +270,7 @@ pub fn ask_card(answer: &crate::ask::Answer) -> ChatMessage {
         .take(6)
         .map(|s| {
             let label = match s.kind {
-                crate::ask::SourceKind::Anomaly => format!("incident #{}", s.id),
+                crate::ask::SourceKind::Incident => format!("incident #{}", s.id),
                 _ => format!("run {}", s.id),
             };
             match &s.url {

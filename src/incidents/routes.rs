@@ -61,16 +61,7 @@ async fn detail(
         }
         None => None,
     };
-    let plans = match incident.anomaly_id {
-        Some(a) => state
-            .store
-            .plans_for_anomaly(a)
-            .await?
-            .into_iter()
-            .filter(|p| p.incident_id.is_none_or(|i| i == id))
-            .collect(),
-        None => Vec::new(),
-    };
+    let plans = state.store.plans_for_incident(&incident).await?;
     let mut approvals = Vec::new();
     for request in state
         .store

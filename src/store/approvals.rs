@@ -249,36 +249,6 @@ impl Store {
         row.as_ref().map(request_from_row).transpose()
     }
 
-    /// The requests of an incident: those whose `incident_ref` is one of
-    /// `incident_refs` or whose `plan_ref` is one of `plan_refs`, oldest
-    /// first, each once.
-    pub async fn approval_requests_for(
-        &self,
-        incident_refs: &[String],
-        plan_refs: &[String],
-    ) -> Result<Vec<StoredRequest>, StoreError> {
-        let mut rows = Vec::new();
-        for (column, refs) in [("incident_ref", incident_refs), ("plan_ref", plan_refs)] {
-            for r in refs {
-                rows.extend(
-                    sqlx::query(&format!(
-                        "SELECT {REQUEST_COLUMNS} FROM approval_requests WHERE {column} = $1"
-                    ))
-                    .bind(r)
-                    .fetch_all(self.pool())
-                    .await?,
-                );
-            }
-        }
-        let mut requests = rows
-            .iter()
-            .map(request_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        requests.sort_by_key(|r| r.id);
-        requests.dedup_by_key(|r| r.id);
-        Ok(requests)
-    }
-
     /// Every vote cast on a request (allowed or not), in arrival order.
     pub async fn approval_votes(&self, request_id: i64) -> Result<Vec<StoredVote>, StoreError> {
         let rows = sqlx::query(&format!(

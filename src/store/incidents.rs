@@ -292,6 +292,26 @@ impl Store {
         rows.iter().map(incident_from_row).collect()
     }
 
+    /// Incidents opened from `from` to `to` (both included), newest first,
+    /// optionally of one pipeline.
+    pub async fn incidents_opened_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        pipeline: Option<&str>,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE opened_at_ms >= $1 AND opened_at_ms <= $2 \
+             AND ($3 = '' OR pipeline = $3) ORDER BY id DESC"
+        ))
+        .bind(ms(from))
+        .bind(ms(to))
+        .bind(pipeline.unwrap_or(""))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
     /// How many incidents of `pipeline` are not resolved or dismissed.
     pub async fn count_active_incidents(&self, pipeline: &str) -> Result<u64, StoreError> {
         let row = sqlx::query(

@@ -167,6 +167,24 @@ impl Store {
         .await?;
         rows.iter().map(plan_from_row).collect()
     }
+
+    /// Every plan drafted for an incident, oldest first: those drafted for
+    /// it, and those of its (latest) anomaly drafted for no incident in
+    /// particular (`pipemedic plan` before incidents were kept).
+    pub async fn plans_for_incident(
+        &self,
+        incident: &crate::domain::Incident,
+    ) -> Result<Vec<StoredPlan>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PLAN_COLUMNS} FROM plans WHERE incident_id = $1 \
+             OR (incident_id IS NULL AND anomaly_id = $2) ORDER BY id"
+        ))
+        .bind(incident.id)
+        .bind(incident.anomaly_id.unwrap_or(-1))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(plan_from_row).collect()
+    }
 }
 
 impl WriteTx {

@@ -14,16 +14,22 @@
 //! | payments | 12 h | 600 + 20·(k%4) s | k%3 = 0, stage Deploy | |
 //! | search-indexer | 4 h | 1500 + 30·(k%6) s | k%10 = 2, stage Index | each failure retried green 20 min later |
 //!
-//! Anomalies: #1 checkout-service 50 days ago (closed), #2 payments at k=6
-//! (closed), #3 checkout-service at k=1 (open).
+//! Anomalies: #1 checkout-service at k=200 (closed at k=199), #2
+//! checkout-service at k=197 (closed at k=196), #3 payments at k=6 (closed),
+//! #4 checkout-service at k=1 (open).
+//!
+//! Incidents (what chat and ask call "incident #N"; their ids differ from
+//! the anomalies' on purpose): #1 checkout-service, anomalies 1 and 2 grouped
+//! (resolved); #2 payments, anomaly 3 (resolved); #3 checkout-service,
+//! anomaly 4 (open).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use pipemedic::domain::{
-    Direction, MetricDeviation, Run, RunSource, RunStatus, TestCounts, Verdict,
+    Direction, IncidentStatus, MetricDeviation, Run, RunSource, RunStatus, TestCounts, Verdict,
 };
-use pipemedic::store::Store;
+use pipemedic::store::{NewIncident, Store};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -147,7 +153,7 @@ fn verdict(metric: &str, observed: f64, expected: f64) -> Verdict {
 pub async fn seed(store: &Store) {
     let now = t(NOW);
     let mut tx = store.begin_write().await.unwrap();
-    let mut pks: HashMap<(&str, i64), (i64, DateTime<Utc>)> = HashMap::new();
+    let mut pks: HashMap<(&str, i64), (i64, DateTime<Utc>, Run)> = HashMap::new();
     for spec in specs() {
         for k in 0..spec.total {
             let finished = now - Duration::minutes(30) - Duration::hours(k * spec.every_h);
@@ -155,7 +161,7 @@ pub async fn seed(store: &Store) {
             let run_id = (spec.total - k).to_string();
             let run = run_at(&spec, run_id.clone(), 1, finished, failed, k);
             let up = tx.upsert_run(&run, RunSource::Backfill, now).await.unwrap();
-            pks.insert((spec.name, k), (up.pk, finished));
+            pks.insert((spec.name, k), (up.pk, finished, run));
             if failed && spec.retried {
                 let retry = run_at(&spec, run_id, 2, finished + Duration::minutes(20), false, k);
                 tx.upsert_run(&retry, RunSource::Backfill, now)
@@ -164,33 +170,73 @@ pub async fn seed(store: &Store) {
             }
         }
     }
+    // (pipeline, k, closed at k, verdict, joins the previous incident)
     let anomalies = [
         (
             "checkout-service",
             200,
             Some(199),
             verdict("duration_s", 700.0, 420.0),
+            false,
         ),
-        ("payments", 6, Some(5), verdict("error_rate", 0.12, 0.002)),
+        (
+            "checkout-service",
+            197,
+            Some(196),
+            verdict("duration_s", 690.0, 420.0),
+            true,
+        ),
+        (
+            "payments",
+            6,
+            Some(5),
+            verdict("error_rate", 0.12, 0.002),
+            false,
+        ),
         (
             "checkout-service",
             1,
             None,
             verdict("duration_s", 490.0, 420.0),
+            false,
         ),
     ];
-    for (pipeline, k, closed_by, v) in anomalies {
-        let (pk, at) = pks[&(pipeline, k)];
+    let mut incident = 0;
+    for (pipeline, k, closed_by, v, joins) in anomalies {
+        let (pk, at, run) = &pks[&(pipeline, k)];
         let id = tx
-            .open_or_extend_anomaly(pipeline, pk, &v, at)
+            .open_or_extend_anomaly(pipeline, *pk, &v, *at)
             .await
             .unwrap();
         let mut stored = v.clone();
         stored.anomaly_id = Some(id);
-        tx.set_verdict(pk, &stored).await.unwrap();
+        tx.set_verdict(*pk, &stored).await.unwrap();
+        if joins {
+            tx.extend_incident(incident, *pk, run, &stored, *at)
+                .await
+                .unwrap();
+        } else {
+            incident = tx
+                .insert_incident(
+                    &NewIncident {
+                        pipeline,
+                        run_pk: *pk,
+                        run,
+                        verdict: &stored,
+                        route: None,
+                        silenced: false,
+                    },
+                    *at,
+                )
+                .await
+                .unwrap();
+        }
         if let Some(next) = closed_by {
-            let (_, at) = pks[&(pipeline, next)];
+            let at = pks[&(pipeline, next)].1;
             tx.close_anomaly(pipeline, at).await.unwrap();
+            tx.set_incident_status(incident, IncidentStatus::Resolved, at)
+                .await
+                .unwrap();
         }
     }
     tx.commit().await.unwrap();

@@ -341,8 +341,8 @@ async fn get_incident_tells_the_whole_story(db: Db) {
     let plan_id = tx
         .insert_plan(
             &NewPlan {
-                anomaly_id: 3,
-                incident_id: None,
+                anomaly_id: 4,
+                incident_id: Some(3),
                 backend: "offline".into(),
                 plan: Some(json!({"summary": "rerun the tests"})),
                 validated: None,
@@ -389,17 +389,27 @@ async fn get_incident_tells_the_whole_story(db: Db) {
         .await
         .unwrap();
     assert_eq!(story["pipeline"], "checkout-service");
+    assert_eq!(story["status"], "open");
     assert_eq!(story["plans"][0]["plan_id"], plan_id);
     assert_eq!(story["plans"][0]["plan"]["summary"], "rerun the tests");
     assert_eq!(story["approvals"][0]["request_id"], request_id);
     assert_eq!(story["approvals"][0]["status"], "pending");
     assert_eq!(story["approvals"][0]["executions"][0]["step"], 1);
-    // Without plans it is the anomaly alone; hidden pipelines are refused.
+    // Without plans it is the incident alone; hidden pipelines are refused.
     let closed = tools
         .call("get_incident", &json!({"id": 2}), now)
         .await
         .unwrap();
     assert_eq!(closed["plans"], json!([]));
+    // Ids are the incidents' (anomaly 2 is checkout-service's, grouped into
+    // incident 1; incident 2 is the payments one).
+    assert_eq!(closed["pipeline"], "payments");
+    assert_eq!(closed["status"], "resolved");
+    let grouped = tools
+        .call("get_incident", &json!({"id": 1}), now)
+        .await
+        .unwrap();
+    assert_eq!(grouped["run_count"], 2);
     let hidden = QueryTools::new(app.store.clone()).with_visibility(Visibility::Nothing);
     assert!(matches!(
         hidden.call("get_incident", &json!({"id": 3}), now).await,
