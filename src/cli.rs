@@ -34,11 +34,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server, chat connections and detection loop (production mode).
     Serve,
-    /// Run the whole loop locally with no credentials: sample history, console chat, offline planner.
+    /// Run the whole loop locally with no credentials: sample history, console chat, offline planner (Bedrock when AWS credentials are set).
     Demo {
         /// Approve every plan as the demo user and exit 0 after the summary.
         #[arg(long)]
         yes: bool,
+        /// Use the rule-based planner even when AWS credentials are set.
+        #[arg(long)]
+        offline: bool,
     },
     /// Backfill runs from a JSON Lines (one Run per line) or CSV file.
     Ingest {
@@ -287,7 +290,14 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
             health(config_path.as_deref(), &env, pipeline, json).await
         }
         Command::Audit { since } => audit(config_path.as_deref(), &env, &since).await,
-        Command::Demo { yes } => demo(yes).await,
+        Command::Demo { yes, offline } => {
+            let planner = if offline {
+                crate::demo::DemoPlanner::Offline
+            } else {
+                crate::demo::DemoPlanner::from_env(&env)
+            };
+            demo(yes, planner).await
+        }
         Command::Train { pipeline } => train(config_path.as_deref(), &env, pipeline).await,
         Command::Score {
             shingle,
@@ -353,8 +363,8 @@ async fn serve(path: Option<&Path>, env: &Env) -> Result<(), Exit> {
         .map_err(|e| Exit::Failure(e.into()))
 }
 
-async fn demo(yes: bool) -> Result<(), Exit> {
-    match crate::demo::run(crate::demo::DemoOptions { yes }).await {
+async fn demo(yes: bool, planner: crate::demo::DemoPlanner) -> Result<(), Exit> {
+    match crate::demo::run(crate::demo::DemoOptions { yes, planner }).await {
         Ok(summary) => {
             let healed = summary
                 .incidents

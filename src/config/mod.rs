@@ -206,6 +206,10 @@ pub struct PlannerConfig {
     /// Draft a plan and offer it for approval when an incident opens (off:
     /// alerts only; `pipemedic plan` still drafts on demand).
     pub plan_incidents: bool,
+    /// When Bedrock fails or its answers stay invalid, draft the plan with
+    /// the rule-based planner instead (labelled as such) rather than offer
+    /// none. The failed or invalid model answer stays on record.
+    pub offline_fallback: bool,
 }
 
 impl Default for PlannerConfig {
@@ -223,6 +227,7 @@ impl Default for PlannerConfig {
             max_attempts: 2,
             generic_ci: CiSystem::Other,
             plan_incidents: true,
+            offline_fallback: false,
         }
     }
 }

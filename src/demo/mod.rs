@@ -7,8 +7,10 @@
 //! models with a progress bar, then replays a day on which checkout-service
 //! gets a flaky-test spike and payments-api a deploy that raises the error
 //! rate. Each problem is alerted in the console and goes through the same
-//! healing loop `serve` runs ([`crate::healing`]): a rule-based plan from the
-//! bundled playbooks is offered in the thread, the demo's people press its
+//! healing loop `serve` runs ([`crate::healing`]): a plan from the bundled
+//! playbooks (rule-based, or drafted by Amazon Bedrock when the user's AWS
+//! credentials are in the environment, falling back to rule-based if the
+//! model fails) is offered in the thread, the demo's people press its
 //! buttons (asked on the terminal, or `--yes`), the fix runs once against
 //! the stand-in, and the next run, normal, resolves the incident. A summary
 //! ends it.
@@ -29,7 +31,7 @@ use crate::approvals::RequestStatus;
 use crate::chat::console::ConsoleChat;
 use crate::chat::{ChatEvent, ChatPlatform, Decision as ChatDecision, MessageRef, Platform};
 use crate::clock::SystemClock;
-use crate::config::{self, Env, Loaded, Secrets};
+use crate::config::{self, Env, Loaded, Secret, Secrets};
 use crate::domain::{IncidentStatus, Run, RunSource, Verdict};
 use crate::ingest::IngestService;
 use crate::standin::codepipeline::{ExecutionSpec, FakeCodePipeline};
@@ -71,6 +73,8 @@ pub struct IncidentSummary {
     pub grade: f64,
     pub metrics: Vec<String>,
     pub plan: String,
+    /// Who drafted the plan offered: `bedrock` or `offline`.
+    pub planner: String,
     pub approved_by: Vec<String>,
     pub action: Option<String>,
     pub action_result: Option<String>,
@@ -78,10 +82,57 @@ pub struct IncidentSummary {
 }
 
 /// Options of a demo run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// Approve every plan as the demo users instead of asking.
     pub yes: bool,
+    pub planner: DemoPlanner,
+}
+
+/// Who drafts the demo's plans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoPlanner {
+    /// The rule-based planner: no model, no credentials.
+    Offline,
+    /// Amazon Bedrock (`planner.model_id`), with the rule-based planner as
+    /// the fallback when the model fails. `endpoint: None` reaches the real
+    /// service with the standard AWS credential chain and region
+    /// (`AWS_REGION`, else us-east-1); `Some(url)` a stand-in, with the
+    /// demo's static credentials.
+    Bedrock { endpoint: Option<String> },
+}
+
+impl DemoPlanner {
+    /// Bedrock when AWS credentials are set in `env` (access keys, a
+    /// profile, web identity or container credentials), else offline.
+    pub fn from_env(env: &Env) -> Self {
+        const CREDENTIAL_VARIABLES: [&str; 5] = [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        ];
+        let set = |k: &str| env.get(k).is_some_and(|v| !v.trim().is_empty());
+        if CREDENTIAL_VARIABLES.iter().any(|k| set(k)) {
+            Self::Bedrock { endpoint: None }
+        } else {
+            Self::Offline
+        }
+    }
+}
+
+/// A random token for one demo run, so the demo's server accepts nothing
+/// unauthenticated (hash keys come from the operating system's randomness).
+fn ephemeral_secret() -> Secret {
+    use std::hash::{BuildHasher, Hasher};
+    // Each RandomState draws fresh keys; the empty hash is their digest.
+    let part = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    Secret::new(format!("{:016x}{:016x}", part(), part()))
 }
 
 fn setup(e: impl std::fmt::Display) -> DemoError {
@@ -109,15 +160,51 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     // executions (the stand-in knows them).
     config.planner.generic_ci = crate::playbooks::CiSystem::Codepipeline;
     config.aws.endpoints.codepipeline = standin.url();
+    let mut real_aws = false;
+    if let DemoPlanner::Bedrock { endpoint } = &options.planner {
+        config.planner.backend = config::PlannerBackend::Bedrock;
+        config.planner.offline_fallback = true;
+        config.planner.timeout_s = 30;
+        match endpoint {
+            Some(url) => config.aws.endpoints.bedrock = url.clone(),
+            None => {
+                real_aws = true;
+                config.aws.region = std::env::var("AWS_REGION")
+                    .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                    .unwrap_or_else(|_| "us-east-1".into());
+            }
+        }
+    }
+    // The demo feeds runs in-process; its HTTP routes take no one else's.
+    let secrets = Secrets {
+        ingest_token: Some(ephemeral_secret()),
+        github_webhook_secret: Some(ephemeral_secret()),
+        aws_webhook_secret: Some(ephemeral_secret()),
+        gitlab_token: Some(ephemeral_secret()),
+        ..Secrets::default()
+    };
     let loaded = Loaded {
         config: config.clone(),
-        secrets: Secrets::default(),
+        secrets,
         source: None,
     };
-    let aws = crate::aws::AwsSettings::from_config(&config.aws).with_static_credentials(
-        aws_credential_types::Credentials::new("DEMO", "demo-secret", None, None, "pipemedic-demo"),
-        "us-east-1",
-    );
+    let aws = crate::aws::AwsSettings::from_config(&config.aws);
+    // With real credentials (for Bedrock) the CodePipeline stand-in gets
+    // signed requests too; it checks nothing and keeps nothing.
+    let aws = if real_aws {
+        aws
+    } else {
+        aws.with_static_credentials(
+            aws_credential_types::Credentials::new(
+                "DEMO",
+                "demo-secret",
+                None,
+                None,
+                "pipemedic-demo",
+            ),
+            "us-east-1",
+        )
+    };
     let console: Arc<dyn ChatPlatform> = Arc::new(ConsoleChat::stdout());
     let app = Application::build_with_platforms(
         loaded,
@@ -137,7 +224,13 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         "  CodePipeline: local stand-in at {} via the AWS SDK",
         standin.url()
     ));
-    say("  chat: this console    planner: rule-based (bundled playbooks)\n");
+    say(&match &options.planner {
+        DemoPlanner::Offline => "  chat: this console    planner: rule-based (bundled playbooks; set AWS credentials to use Bedrock)\n".to_string(),
+        DemoPlanner::Bedrock { .. } => format!(
+            "  chat: this console    planner: Amazon Bedrock ({} in {}), rule-based if it fails; --offline for rule-based only\n",
+            config.planner.model_id, config.aws.region
+        ),
+    });
 
     // 1. History, stored without alerting, then learned.
     let today = Utc::now()
@@ -252,7 +345,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
                 )));
             }
             let incident =
-                handle_incident(&state, &run, &verdict, options, &mut rng, &mut n, start).await?;
+                handle_incident(&state, &run, &verdict, &options, &mut rng, &mut n, start).await?;
             summary.incidents.push(incident);
         }
     }
@@ -498,7 +591,7 @@ async fn handle_incident(
     state: &crate::http::AppState,
     run: &Run,
     verdict: &Verdict,
-    options: DemoOptions,
+    options: &DemoOptions,
     rng: &mut crate::detect::rcf::Rng,
     n: &mut u64,
     started: DateTime<Utc>,
@@ -515,6 +608,7 @@ async fn handle_incident(
             .map(|d| d.metric.clone())
             .collect(),
         plan: String::new(),
+        planner: String::new(),
         approved_by: Vec::new(),
         action: None,
         action_result: None,
@@ -522,11 +616,8 @@ async fn handle_incident(
     };
     // Healing stores a plan, then offers it (awaiting approval) or says
     // why it cannot (open).
-    let anomaly = incident
-        .anomaly_id
-        .ok_or_else(|| setup("incident without anomaly"))?;
     wait_until("a plan to be drafted", || async {
-        Ok(state.store.plans_for_anomaly(anomaly).await?.pop())
+        Ok(state.store.plans_for_incident(&incident).await?.pop())
     })
     .await?;
     let offered = wait_for_status(
@@ -546,6 +637,7 @@ async fn handle_incident(
         .and_then(|p| p.parse::<i64>().ok())
     {
         if let Some(stored) = state.store.plan(plan).await? {
+            summary.planner = stored.backend.clone();
             summary.plan = stored.validated.map(|v| v.summary).unwrap_or_default();
         }
     }
@@ -637,7 +729,7 @@ fn print_summary(s: &DemoSummary) {
             i.grade,
             i.metrics.join(", ")
         ));
-        say(&format!("     plan: {}", i.plan));
+        say(&format!("     plan ({}): {}", i.planner, i.plan));
         say(&format!(
             "     approved by: {}",
             if i.approved_by.is_empty() {
@@ -672,4 +764,43 @@ fn print_summary(s: &DemoSummary) {
             calls.join(", ")
         }
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bedrock_only_when_aws_credentials_are_set() {
+        let env = |pairs: &[(&str, &str)]| -> Env {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(DemoPlanner::from_env(&env(&[])), DemoPlanner::Offline);
+        assert_eq!(
+            DemoPlanner::from_env(&env(&[("AWS_REGION", "eu-west-1"), ("AWS_PROFILE", " ")])),
+            DemoPlanner::Offline,
+            "a region or an empty profile is no credential"
+        );
+        for key in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        ] {
+            assert_eq!(
+                DemoPlanner::from_env(&env(&[(key, "x")])),
+                DemoPlanner::Bedrock { endpoint: None },
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_run_gets_fresh_secrets() {
+        let (a, b) = (ephemeral_secret(), ephemeral_secret());
+        assert_eq!(a.expose().len(), 32);
+        assert_ne!(a.expose(), b.expose());
+    }
 }

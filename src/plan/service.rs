@@ -96,6 +96,8 @@ pub struct PlanService {
     redactor: Arc<Redactor>,
     planner: PlannerChoice,
     generic_ci: CiSystem,
+    /// `planner.offline_fallback`.
+    offline_fallback: bool,
 }
 
 impl std::fmt::Debug for PlanService {
@@ -154,6 +156,7 @@ impl PlanService {
             redactor: Arc::new(redactor),
             planner,
             generic_ci: planner_config.generic_ci,
+            offline_fallback: planner_config.offline_fallback,
         })
     }
 
@@ -301,35 +304,9 @@ impl PlanService {
         incident_id: Option<i64>,
         store: bool,
     ) -> Result<DraftedPlan, PlanServiceError> {
-        let backend = self.planner.name();
+        let mut backend = self.planner.name();
         let drafted = match &self.planner {
-            PlannerChoice::Offline => match offline_plan(&self.catalog, &facts) {
-                Ok(offline) => (
-                    PlanOutcome::Valid {
-                        plan: offline.plan,
-                        validated: offline.validated,
-                    },
-                    TokenUsage::default(),
-                    vec![Attempt {
-                        usage: TokenUsage::default(),
-                        errors: Vec::new(),
-                    }],
-                ),
-                Err(errors) => {
-                    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                    (
-                        PlanOutcome::Invalid {
-                            errors: errors.clone(),
-                            raw: None,
-                        },
-                        TokenUsage::default(),
-                        vec![Attempt {
-                            usage: TokenUsage::default(),
-                            errors,
-                        }],
-                    )
-                }
-            },
+            PlannerChoice::Offline => self.offline_draft(&facts),
             PlannerChoice::Bedrock(planner) => {
                 let prompt = self
                     .prompts
@@ -338,13 +315,38 @@ impl PlanService {
                     .draft(&prompt, &self.catalog, &facts, &self.redactor)
                     .await
                 {
-                    Ok(draft) => (draft.outcome, draft.usage, draft.attempts),
+                    Ok(draft) if draft.outcome.is_valid() || !self.offline_fallback => {
+                        (draft.outcome, draft.usage, draft.attempts)
+                    }
+                    Ok(draft) => {
+                        // The invalid answer stays on record; the plan
+                        // offered is the rule-based one.
+                        self.metrics.plan_drafted(backend, "invalid");
+                        if store {
+                            self.save(
+                                anomaly_id,
+                                incident_id,
+                                backend,
+                                &draft.outcome,
+                                draft.usage,
+                            )
+                            .await?;
+                        }
+                        tracing::warn!(anomaly_id, "The model's plan stayed invalid; drafting with the rule-based planner (planner.offline_fallback).");
+                        backend = PlannerChoice::Offline.name();
+                        self.offline_draft(&facts)
+                    }
                     Err(e) => {
                         self.metrics.plan_drafted(backend, "error");
                         if store {
                             self.audit_failure(anomaly_id, incident_id, &e).await?;
                         }
-                        return Err(e.into());
+                        if !self.offline_fallback {
+                            return Err(e.into());
+                        }
+                        tracing::warn!(anomaly_id, error = %e, "Bedrock could not draft a plan; drafting with the rule-based planner (planner.offline_fallback).");
+                        backend = PlannerChoice::Offline.name();
+                        self.offline_draft(&facts)
                     }
                 }
             }
@@ -375,6 +377,37 @@ impl PlanService {
             usage,
             attempts,
         })
+    }
+
+    /// The rule-based planner's draft for `facts`.
+    fn offline_draft(&self, facts: &IncidentFacts) -> (PlanOutcome, TokenUsage, Vec<Attempt>) {
+        match offline_plan(&self.catalog, facts) {
+            Ok(offline) => (
+                PlanOutcome::Valid {
+                    plan: offline.plan,
+                    validated: offline.validated,
+                },
+                TokenUsage::default(),
+                vec![Attempt {
+                    usage: TokenUsage::default(),
+                    errors: Vec::new(),
+                }],
+            ),
+            Err(errors) => {
+                let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                (
+                    PlanOutcome::Invalid {
+                        errors: errors.clone(),
+                        raw: None,
+                    },
+                    TokenUsage::default(),
+                    vec![Attempt {
+                        usage: TokenUsage::default(),
+                        errors,
+                    }],
+                )
+            }
+        }
     }
 
     async fn save(

@@ -1,11 +1,15 @@
 //! `pipemedic demo --yes` in-process: two problems detected, planned,
-//! approved, fixed exactly once through the CodePipeline stand-in, healed.
+//! approved, fixed exactly once through the CodePipeline stand-in, healed;
+//! with the rule-based planner, and with Bedrock (a stand-in) drafting the
+//! first plan while the second falls back to rule-based after the model
+//! keeps answering without its tool.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_closes_the_whole_loop() {
-    let summary = pipemedic::demo::run(pipemedic::demo::DemoOptions { yes: true })
-        .await
-        .expect("demo runs");
+use pipemedic::demo::{DemoOptions, DemoPlanner, DemoSummary};
+use serde_json::json;
+
+use crate::fakes::bedrock::FakeBedrock;
+
+fn assert_loop_closed(summary: &DemoSummary) {
     assert_eq!(summary.incidents.len(), 2, "{summary:#?}");
     let pipelines: Vec<&str> = summary
         .incidents
@@ -32,4 +36,50 @@ async fn the_demo_closes_the_whole_loop() {
     );
     assert_eq!(summary.codepipeline_calls.get("RollbackStage"), Some(&1));
     assert_eq!(summary.replayed_runs, 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_closes_the_whole_loop() {
+    let summary = pipemedic::demo::run(DemoOptions {
+        yes: true,
+        planner: DemoPlanner::Offline,
+    })
+    .await
+    .expect("demo runs");
+    assert_loop_closed(&summary);
+    assert!(summary.incidents.iter().all(|i| i.planner == "offline"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_plans_with_bedrock_and_falls_back_to_rules() {
+    let bedrock = FakeBedrock::start().await;
+    bedrock.reply_with_tool(json!({
+        "summary": "Unit tests timed out on a shared runner; rerun the Test stage on fresh containers.",
+        "suspected_cause": "Flaky tests: the test failure rate jumped while nothing else moved.",
+        "confidence": 0.8, "risk": "low",
+        "steps": [{"playbook": "flaky-tests", "action": "rerun-tests-clean", "params": {},
+                   "why": "A clean rerun settles flaky failures."}]}));
+    // The second incident: the model answers in prose, twice.
+    bedrock.reply_with_text("I would roll back production right away.");
+    bedrock.reply_with_text("Roll back. Trust me.");
+    let summary = pipemedic::demo::run(DemoOptions {
+        yes: true,
+        planner: DemoPlanner::Bedrock {
+            endpoint: Some(bedrock.url()),
+        },
+    })
+    .await
+    .expect("demo runs");
+    assert_loop_closed(&summary);
+    assert_eq!(summary.incidents[0].planner, "bedrock");
+    assert!(
+        summary.incidents[0]
+            .plan
+            .starts_with("Unit tests timed out"),
+        "{summary:#?}"
+    );
+    assert_eq!(summary.incidents[1].planner, "offline");
+    assert!(summary.incidents[1].plan.starts_with("Rule-based plan"));
+    assert_eq!(bedrock.requests().len(), 3, "one answer, then two in prose");
+    assert_eq!(bedrock.pending(), 0);
 }

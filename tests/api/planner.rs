@@ -574,6 +574,46 @@ async fn throttling_backs_off_and_server_errors_and_timeouts_are_reported(db: Db
     );
 }
 
+async fn with_offline_fallback_a_failing_model_still_yields_a_rule_based_plan(db: Db) {
+    let app = spawn_app(db).await.unwrap();
+    let anomaly = flaky_anomaly(&app, FLAKY_LOG).await;
+    let fake = FakeBedrock::start().await;
+    let p = planner(&app, Some(&fake), |c| c.planner.offline_fallback = true).await;
+
+    // The service fails on every try: the failure is on record, and the
+    // rule-based plan is the one returned and stored.
+    for _ in 0..3 {
+        fake.fail_next(500, "InternalServerException");
+    }
+    let drafted = p.service.draft_for_anomaly(anomaly, true).await.unwrap();
+    assert_eq!(drafted.backend, "offline");
+    assert!(drafted.outcome.is_valid());
+    assert_eq!(fake.requests().len(), 3);
+    assert_eq!(audit_kinds(&app).await, ["plan.failed", "plan.drafted"]);
+
+    // Prose twice: the invalid model answer is stored, then the rule-based plan.
+    fake.reply_with_text("Just roll back.")
+        .reply_with_text("Roll back now.");
+    let drafted = p.service.draft_for_anomaly(anomaly, true).await.unwrap();
+    assert_eq!(drafted.backend, "offline");
+    let backends: Vec<(String, PlanStatus)> = app
+        .store
+        .plans_for_anomaly(anomaly)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.backend, p.status))
+        .collect();
+    assert_eq!(
+        backends,
+        [
+            ("offline".to_string(), PlanStatus::Valid),
+            ("bedrock".to_string(), PlanStatus::Invalid),
+            ("offline".to_string(), PlanStatus::Valid),
+        ]
+    );
+}
+
 async fn prompt_injection_never_yields_a_step_outside_the_playbooks(db: Db) {
     let app = spawn_app(db).await.unwrap();
     let log =
@@ -867,6 +907,7 @@ crate::on_both_databases!(
     parameters_outside_the_schema_are_rejected,
     text_or_malformed_answers_are_invalid_attempts,
     throttling_backs_off_and_server_errors_and_timeouts_are_reported,
+    with_offline_fallback_a_failing_model_still_yields_a_rule_based_plan,
     prompt_injection_never_yields_a_step_outside_the_playbooks,
     no_secret_from_the_redaction_corpus_reaches_the_model,
     the_offline_planner_drafts_a_rule_based_plan_for_the_same_anomaly,
