@@ -117,7 +117,7 @@ impl Asker {
     ) -> Result<Answer, AskError> {
         let tools = QueryTools::new(self.store.clone()).with_visibility(visibility);
         let mut offline = answer_offline(&tools, question, now).await?;
-        self.link(&mut offline.sources);
+        self.link(&mut offline.sources).await;
         let Some(model) = &self.model else {
             self.metrics.ask_answered("offline", outcome_of(&offline));
             return Ok(offline);
@@ -149,7 +149,7 @@ impl Asker {
                     offline.facts
                 };
                 let mut sources = model_sources(&run.calls, &text);
-                self.link(&mut sources);
+                self.link(&mut sources).await;
                 self.metrics.ask_answered("bedrock", "answered");
                 Ok(Answer {
                     answer: text,
@@ -182,17 +182,25 @@ impl Asker {
         offline
     }
 
-    /// Links pipeline sources to their health under `server.public_url`.
-    fn link(&self, sources: &mut [Source]) {
-        let Some(base) = &self.public_url else {
-            return;
-        };
+    /// Links sources: runs to their page in the CI system (the run's
+    /// `url`), pipelines to their health under `server.public_url`. A run
+    /// that cannot be read stays unlinked.
+    async fn link(&self, sources: &mut [Source]) {
         for s in sources.iter_mut().filter(|s| s.url.is_none()) {
-            if s.kind == SourceKind::Pipeline {
-                s.url = Some(format!(
-                    "{base}/v1/pipelines/{}/health",
-                    urlencoding::encode(&s.id)
-                ));
+            match (s.kind, &self.public_url, s.pipeline.as_deref()) {
+                (SourceKind::Pipeline, Some(base), _) => {
+                    s.url = Some(format!(
+                        "{base}/v1/pipelines/{}/health",
+                        urlencoding::encode(&s.id)
+                    ));
+                }
+                (SourceKind::Run, _, Some(pipeline)) => {
+                    match self.store.latest_attempt(pipeline, &s.id).await {
+                        Ok(run) => s.url = run.and_then(|r| r.run.url),
+                        Err(e) => tracing::warn!(error = %e, "Cannot read a cited run's link."),
+                    }
+                }
+                _ => {}
             }
         }
     }

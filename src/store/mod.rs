@@ -278,6 +278,23 @@ impl Store {
         row.as_ref().map(stored_from_row).transpose()
     }
 
+    /// The latest attempt of a run.
+    pub async fn latest_attempt(
+        &self,
+        pipeline: &str,
+        run_id: &str,
+    ) -> Result<Option<StoredRun>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, source, ingested_at_ms, body FROM runs \
+             WHERE pipeline = $1 AND run_id = $2 ORDER BY attempt DESC LIMIT 1",
+        )
+        .bind(pipeline)
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(stored_from_row).transpose()
+    }
+
     /// One stored run by its row id.
     pub async fn run_by_pk(&self, pk: i64) -> Result<Option<StoredRun>, StoreError> {
         let row = sqlx::query("SELECT id, source, ingested_at_ms, body FROM runs WHERE id = $1")

@@ -422,6 +422,35 @@ async fn cli_http_and_health_agree(db: Db) {
     let p95 = format!("{:.1}s", health["duration_p95_s_7d"].as_f64().unwrap());
     assert!(text.contains(&pct) && text.contains(&p95), "{text}");
     assert!(text.contains("this week"), "{text}");
+    // Cited runs link to their page in the CI system; incidents by number.
+    let res = ask_http(&app, r#"{"question": "what happened in incident 3?"}"#).await;
+    let cited: Value = res.json().await.unwrap();
+    let sources = cited["sources"].as_array().unwrap();
+    assert!(
+        sources
+            .iter()
+            .any(|s| s["kind"] == "incident" && s["id"] == "3"),
+        "{cited}"
+    );
+    let res = ask_http(&app, r#"{"question": "why did checkout-service fail?"}"#).await;
+    let cited: Value = res.json().await.unwrap();
+    let runs: Vec<&Value> = cited["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "run")
+        .collect();
+    assert!(!runs.is_empty(), "{cited}");
+    for run in runs {
+        assert_eq!(
+            run["url"],
+            format!(
+                "https://ci.example.com/checkout-service/{}",
+                run["id"].as_str().unwrap()
+            ),
+            "{cited}"
+        );
+    }
     // An ambiguous name offers a choice; an unknown question lists what works.
     let (text, _, _) = ask_cli(&app, "how is checkout doing", false).await;
     assert!(
