@@ -149,7 +149,8 @@ fn mention(platform: Platform, user: &str) -> String {
     }
 }
 
-/// The steps as thread lines: number, kind, status and what happened.
+/// The steps as thread lines: number, kind, status and what happened (what
+/// an executor reported, from outside, is made inert).
 fn steps_text(steps: &[StepReport]) -> String {
     steps
         .iter()
@@ -160,7 +161,7 @@ fn steps_text(steps: &[StepReport]) -> String {
                 s.kind,
                 s.status.as_str(),
                 s.call,
-                s.summary
+                chat::cards::inert(&s.summary)
             )
         })
         .collect::<Vec<_>>()
@@ -493,7 +494,7 @@ impl HealingService {
                         drafted.backend,
                         errors
                             .iter()
-                            .map(|e| format!("- {e}"))
+                            .map(|e| format!("- {}", chat::cards::inert(e)))
                             .collect::<Vec<_>>()
                             .join("\n")
                     ),
@@ -591,7 +592,7 @@ impl HealingService {
             incident_id,
             "No plan",
             Severity::Warning,
-            format!("pipemedic could not draft a plan: {e}"),
+            chat::cards::inert(&format!("pipemedic could not draft a plan: {e}")),
         )
         .await;
         self.status(

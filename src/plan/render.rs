@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use super::bedrock::PlanOutcome;
 use super::service::DraftedPlan;
 use super::types::{ValidatedPlan, ValidatedStep};
+use crate::chat::cards::inert;
 use crate::playbooks::ApprovalPolicy;
 
 fn percent(confidence: f64) -> String {
@@ -45,7 +46,9 @@ fn approvers(policy: &ApprovalPolicy) -> String {
 
 /// The plan as a chat message for the incident's thread: summary, suspected
 /// cause, steps with their risk, who must approve, how to approve (✅
-/// reaction or the Approve button) and when the offer expires.
+/// reaction or the Approve button) and when the offer expires. What the
+/// model wrote (summary, cause, reasons) and parameter values are made
+/// inert: they cannot mention anyone or form platform markup.
 pub fn render_for_chat(plan: &ValidatedPlan, expires_at: DateTime<Utc>) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -59,11 +62,11 @@ pub fn render_for_chat(plan: &ValidatedPlan, expires_at: DateTime<Utc>) -> Strin
             "_Rule-based plan: drafted from the playbooks without a language model._"
         );
     }
-    let _ = writeln!(out, "**Summary:** {}", plan.summary);
+    let _ = writeln!(out, "**Summary:** {}", inert(&plan.summary));
     let _ = writeln!(
         out,
         "**Suspected cause:** {} (confidence {})",
-        plan.suspected_cause,
+        inert(&plan.suspected_cause),
         percent(plan.confidence)
     );
     if plan.steps.is_empty() {
@@ -84,7 +87,7 @@ pub fn render_for_chat(plan: &ValidatedPlan, expires_at: DateTime<Utc>) -> Strin
             step.kind,
             step.risk
         );
-        let params = params_line(step);
+        let params = inert(&params_line(step));
         if !params.is_empty() {
             let _ = write!(out, ": {params}");
         }
@@ -92,7 +95,7 @@ pub fn render_for_chat(plan: &ValidatedPlan, expires_at: DateTime<Utc>) -> Strin
             let _ = write!(out, "; runs {delay}s after approval");
         }
         let _ = writeln!(out);
-        let _ = writeln!(out, "   Why: {}", step.why);
+        let _ = writeln!(out, "   Why: {}", inert(&step.why));
         let _ = writeln!(out, "   Approval: {}", approvers(&step.approval));
     }
     let _ = writeln!(
@@ -255,5 +258,29 @@ mod tests {
         assert!(text.contains("Rule-based plan"), "{text}");
         assert!(text.contains("nothing to approve"), "{text}");
         assert!(!text.contains("To approve"), "{text}");
+    }
+
+    #[test]
+    fn what_the_model_wrote_cannot_mention_anyone() {
+        let expires: DateTime<Utc> = "2026-11-25T14:00:00Z".parse().unwrap();
+        let mut hostile = plan();
+        hostile.summary = "<!channel> roll back now".into();
+        hostile.suspected_cause = "@everyone look".into();
+        hostile.steps[0].why = "ask <@U0ADMIN> and <@&123> and @here".into();
+        hostile.steps[0]
+            .params
+            .insert("stage".into(), serde_json::json!("<!here>"));
+        let text = render_for_chat(&hostile, expires);
+        for raw in [
+            "<!channel>",
+            "@everyone",
+            "<@U0ADMIN>",
+            "<@&123>",
+            "@here",
+            "<!here>",
+        ] {
+            assert!(!text.contains(raw), "{raw:?} survived in:\n{text}");
+        }
+        assert!(text.contains("‹!channel› roll back now"), "{text}");
     }
 }
