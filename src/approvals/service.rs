@@ -32,7 +32,7 @@ use super::policy::{
 use crate::clock::Clock;
 use crate::plan::ValidatedPlan;
 use crate::remediate::{
-    ActionCall, ActionKind, ExecError, ExecutionOutcome, ExecutionStatus, ExecutorRegistry,
+    ActionCall, ExecError, ExecutionOutcome, ExecutionStatus, ExecutorRegistry,
 };
 use crate::store::Store;
 use crate::store::{
@@ -305,8 +305,7 @@ impl ApprovalService {
                 kind: kind_name.clone(),
                 source,
             };
-            let kind = ActionKind::parse(&kind_name)
-                .ok_or_else(|| fail(ExecError::UnknownKind(kind_name.clone())))?;
+            let kind = step.kind;
             let run_id = step
                 .target
                 .execution_id

@@ -47,10 +47,10 @@ impl CodePipelineExecutor {
     pub fn new(kind: ActionKind, client: Client) -> Option<Self> {
         matches!(
             kind,
-            ActionKind::CodePipelineRetryStage
-                | ActionKind::CodePipelineRollbackStage
-                | ActionKind::CodePipelineStartExecution
-                | ActionKind::CodePipelineStopExecution
+            ActionKind::CodepipelineRetryStage
+                | ActionKind::CodepipelineRollbackStage
+                | ActionKind::CodepipelineStartExecution
+                | ActionKind::CodepipelineStopExecution
         )
         .then_some(Self { kind, client })
     }
@@ -228,7 +228,7 @@ impl Request {
     fn from_call(kind: ActionKind, call: &ActionCall) -> Result<Self, ExecError> {
         let pipeline = check_name("pipeline", &call.pipeline)?;
         match kind {
-            ActionKind::CodePipelineRetryStage => {
+            ActionKind::CodepipelineRetryStage => {
                 let p: RetryParams = call.params_as()?;
                 let mode = match p.mode.as_deref().unwrap_or("FAILED_ACTIONS") {
                     "FAILED_ACTIONS" => "FAILED_ACTIONS",
@@ -247,7 +247,7 @@ impl Request {
                     mode,
                 })
             }
-            ActionKind::CodePipelineRollbackStage => {
+            ActionKind::CodepipelineRollbackStage => {
                 let p: RollbackParams = call.params_as()?;
                 Ok(Self::Rollback {
                     pipeline,
@@ -259,7 +259,7 @@ impl Request {
                         .transpose()?,
                 })
             }
-            ActionKind::CodePipelineStartExecution => {
+            ActionKind::CodepipelineStartExecution => {
                 let p: StartParams = call.params_as()?;
                 let token = p.client_request_token.filter(|t| !t.is_empty());
                 if let Some(t) = &token {
@@ -274,7 +274,7 @@ impl Request {
                 }
                 Ok(Self::Start { pipeline, token })
             }
-            ActionKind::CodePipelineStopExecution => {
+            ActionKind::CodepipelineStopExecution => {
                 let p: StopParams = call.params_as()?;
                 let reason = p
                     .reason
@@ -524,7 +524,7 @@ mod tests {
 
     #[tokio::test]
     async fn dry_runs_show_the_exact_request() {
-        let e = executor(ActionKind::CodePipelineRetryStage).await;
+        let e = executor(ActionKind::CodepipelineRetryStage).await;
         assert_eq!(
             e.describe(&call(e.kind(), json!({"stage": "Test"})))
                 .unwrap(),
@@ -539,7 +539,7 @@ mod tests {
             r#"codepipeline:RetryStageExecution {"pipelineName":"checkout-service","stageName":"Test","pipelineExecutionId":"e-1","retryMode":"ALL_ACTIONS"}"#
         );
 
-        let e = executor(ActionKind::CodePipelineRollbackStage).await;
+        let e = executor(ActionKind::CodepipelineRollbackStage).await;
         assert_eq!(
             e.describe(&call(
                 e.kind(),
@@ -556,7 +556,7 @@ mod tests {
             )
         );
 
-        let e = executor(ActionKind::CodePipelineStartExecution).await;
+        let e = executor(ActionKind::CodepipelineStartExecution).await;
         assert_eq!(
             e.describe(&call(e.kind(), json!({}))).unwrap(),
             r#"codepipeline:StartPipelineExecution {"name":"checkout-service"}"#
@@ -570,7 +570,7 @@ mod tests {
             r#"codepipeline:StartPipelineExecution {"name":"checkout-service","clientRequestToken":"inc-42-step-1"}"#
         );
 
-        let e = executor(ActionKind::CodePipelineStopExecution).await;
+        let e = executor(ActionKind::CodepipelineStopExecution).await;
         assert_eq!(
             e.describe(&call(
                 e.kind(),
@@ -596,7 +596,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_parameters_are_refused_before_any_call() {
-        let e = executor(ActionKind::CodePipelineRetryStage).await;
+        let e = executor(ActionKind::CodepipelineRetryStage).await;
         assert_eq!(bad_field(e.describe(&call(e.kind(), json!({})))), "params");
         assert_eq!(
             bad_field(e.describe(&call(e.kind(), json!({"stage": "Test", "mode": "SOME"})))),
@@ -617,7 +617,7 @@ mod tests {
         bad_pipeline.pipeline = "octo/repo/ci".into();
         assert_eq!(bad_field(e.describe(&bad_pipeline)), "pipeline");
 
-        let e = executor(ActionKind::CodePipelineStopExecution).await;
+        let e = executor(ActionKind::CodepipelineStopExecution).await;
         assert_eq!(
             bad_field(e.describe(&call(e.kind(), json!({"reason": "x".repeat(201)})))),
             "reason"
@@ -626,7 +626,7 @@ mod tests {
             bad_field(e.describe(&call(e.kind(), json!({"abandon": "yes"})))),
             "abandon"
         );
-        let e = executor(ActionKind::CodePipelineStartExecution).await;
+        let e = executor(ActionKind::CodepipelineStartExecution).await;
         assert_eq!(
             bad_field(e.describe(&call(e.kind(), json!({"client_request_token": "a b"})))),
             "client_request_token"

@@ -108,7 +108,7 @@ async fn retry_stage_sends_exactly_one_retry_stage_execution() {
     s.codepipeline
         .add_execution(PIPELINE, failed_in_test("e-1", "2026-11-25T10:00:00Z"));
     let c = call(
-        ActionKind::CodePipelineRetryStage,
+        ActionKind::CodepipelineRetryStage,
         PIPELINE,
         "e-1",
         json!({"stage": "Test", "mode": "FAILED_ACTIONS"}),
@@ -143,7 +143,7 @@ async fn stage_not_retryable_is_a_permanent_error_sent_once() {
     s.codepipeline
         .fail_next("RetryStageExecution", 400, "StageNotRetryableException");
     let c = call(
-        ActionKind::CodePipelineRetryStage,
+        ActionKind::CodepipelineRetryStage,
         PIPELINE,
         "e-1",
         json!({"stage": "Test"}),
@@ -178,7 +178,7 @@ async fn throttling_and_server_errors_are_retryable() {
     s.codepipeline
         .add_execution(PIPELINE, failed_in_test("e-1", "2026-11-25T10:00:00Z"));
     let c = call(
-        ActionKind::CodePipelineRetryStage,
+        ActionKind::CodepipelineRetryStage,
         PIPELINE,
         "e-1",
         json!({"stage": "Test"}),
@@ -210,7 +210,7 @@ async fn throttling_and_server_errors_are_retryable() {
 async fn unknown_pipeline_is_permanent() {
     let s = setup().await;
     let c = call(
-        ActionKind::CodePipelineStartExecution,
+        ActionKind::CodepipelineStartExecution,
         "nope",
         "e-1",
         json!({}),
@@ -235,7 +235,7 @@ async fn rollback_to_a_given_or_the_newest_succeeded_execution() {
 
     // Given target: exactly the one call.
     let c = call(
-        ActionKind::CodePipelineRollbackStage,
+        ActionKind::CodepipelineRollbackStage,
         PIPELINE,
         "e-1",
         json!({"stage": "Deploy", "target_execution_id": "e-old"}),
@@ -259,7 +259,7 @@ async fn rollback_to_a_given_or_the_newest_succeeded_execution() {
     // No target: the newest Succeeded execution, looked up first.
     s.codepipeline.clear_calls();
     let c = call(
-        ActionKind::CodePipelineRollbackStage,
+        ActionKind::CodepipelineRollbackStage,
         PIPELINE,
         "e-1",
         json!({"stage": "Deploy"}),
@@ -329,7 +329,7 @@ async fn rollback_without_any_succeeded_execution_sends_nothing() {
     s.codepipeline
         .add_execution(PIPELINE, failed_in_test("e-1", "2026-11-25T10:00:00Z"));
     let c = call(
-        ActionKind::CodePipelineRollbackStage,
+        ActionKind::CodepipelineRollbackStage,
         PIPELINE,
         "e-1",
         json!({"stage": "Deploy"}),
@@ -351,7 +351,7 @@ async fn start_and_stop_send_the_documented_bodies() {
         .add_execution(PIPELINE, failed_in_test("e-1", "2026-11-25T10:00:00Z"));
 
     let c = call(
-        ActionKind::CodePipelineStartExecution,
+        ActionKind::CodepipelineStartExecution,
         PIPELINE,
         "e-1",
         json!({"client_request_token": "incident-42-step-1"}),
@@ -369,7 +369,7 @@ async fn start_and_stop_send_the_documented_bodies() {
     );
 
     let c = call(
-        ActionKind::CodePipelineStopExecution,
+        ActionKind::CodepipelineStopExecution,
         PIPELINE,
         "e-1",
         json!({"abandon": true, "reason": "Deploy is stuck; stopped after approval"}),
@@ -398,7 +398,7 @@ async fn bad_parameters_send_nothing() {
     s.codepipeline
         .add_execution(PIPELINE, failed_in_test("e-1", "2026-11-25T10:00:00Z"));
     let c = call(
-        ActionKind::CodePipelineRetryStage,
+        ActionKind::CodepipelineRetryStage,
         PIPELINE,
         "e-1",
         json!({"stage": "Test", "mode": "EVERYTHING"}),
