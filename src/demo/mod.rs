@@ -218,7 +218,11 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     let stop = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
 
-    say("pipemedic demo: the whole loop on this machine, no credentials needed.");
+    say(if real_aws {
+        "pipemedic demo: the whole loop on this machine; your AWS credentials are used for Bedrock only."
+    } else {
+        "pipemedic demo: the whole loop on this machine, no credentials needed."
+    });
     say(&format!("  store: {} (temporary)", db.display()));
     say(&format!(
         "  CodePipeline: local stand-in at {} via the AWS SDK",
