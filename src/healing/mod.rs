@@ -29,7 +29,9 @@
 //! [`SWEEP_EVERY`] expires plans nobody approved in time and runs delayed
 //! steps that are due; at start and on every sweep, steps a stopped process
 //! left in flight (heartbeat quiet for [`crate::approvals::STEP_LEASE`])
-//! are reported as unknown, never re-run.
+//! are reported as unknown, never re-run, chat decisions it stored but never
+//! acted on are acted on, and incidents it left between two steps of the
+//! loop are moved on ([`PLANNING_STUCK`]).
 //!
 //! Everything happens on one task, in arrival order, so a decision and a
 //! verifying run never race each other in this process; the store's claims
@@ -64,6 +66,10 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// How old an unhandled chat decision must be before a sweep acts on it
 /// (younger ones may still be on their way through the in-memory queue).
 pub const DECISION_GRACE: Duration = Duration::from_secs(30);
+
+/// How long an incident may stay `planning` before a sweep takes its
+/// process for stopped and plans again (well above the planner's time).
+pub const PLANNING_STUCK: Duration = Duration::from_secs(15 * 60);
 
 /// How many runs or decisions may wait for the healing task.
 const QUEUE: usize = 1024;
@@ -896,14 +902,89 @@ impl HealingService {
             let Some(incident_id) = self.incident_of_request(id).await? else {
                 continue;
             };
-            let remediating = self
+            self.report_finished(incident_id, id, &steps).await?;
+        }
+        self.reconcile().await
+    }
+
+    /// Reports a finished request's steps in its incident's thread and
+    /// moves the incident on, if it is still waiting on that request
+    /// (remediating, or awaiting approval when its process stopped between
+    /// the approving vote and saying so).
+    async fn report_finished(
+        &self,
+        incident_id: i64,
+        request_id: i64,
+        steps: &[StepReport],
+    ) -> Result<(), HealingError> {
+        let Some(incident) = self.inner.store.incident(incident_id).await? else {
+            return Ok(());
+        };
+        match incident.status {
+            IncidentStatus::Remediating => {}
+            IncidentStatus::AwaitingApproval => {
+                self.status(
+                    incident_id,
+                    IncidentStatus::Remediating,
+                    Some("the plan was approved"),
+                )
+                .await?;
+            }
+            _ => return Ok(()),
+        }
+        self.report_steps(incident_id, request_id, steps).await
+    }
+
+    /// Incidents a stopped process left between two steps of the loop: one
+    /// still `planning` after [`PLANNING_STUCK`] is offered its open plan,
+    /// or planned again; one whose newest plan finished running while it
+    /// still awaits approval or remediation (quiet for
+    /// [`crate::approvals::STEP_LEASE`]) gets the steps' report.
+    async fn reconcile(&self) -> Result<(), HealingError> {
+        let now = self.inner.clock.now();
+        let lease = chrono::Duration::from_std(crate::approvals::STEP_LEASE).unwrap_or_default();
+        let stuck = chrono::Duration::from_std(PLANNING_STUCK).unwrap_or_default();
+        for incident in self.inner.store.incidents(true, None, 500).await? {
+            let quiet = now - incident.updated_at;
+            let waiting = matches!(
+                incident.status,
+                IncidentStatus::AwaitingApproval | IncidentStatus::Remediating
+            );
+            if !(waiting && quiet > lease
+                || incident.status == IncidentStatus::Planning && quiet > stuck)
+            {
+                continue;
+            }
+            let requests = self
                 .inner
                 .store
-                .incident(incident_id)
-                .await?
-                .is_some_and(|i| i.status == IncidentStatus::Remediating);
-            if remediating {
-                self.report_steps(incident_id, id, &steps).await?;
+                .approval_requests_for_incident(&incident.id.to_string())
+                .await?;
+            let newest = requests.last();
+            if incident.status == IncidentStatus::Planning {
+                self.inner.metrics.healing("reconciled");
+                if newest.is_some_and(|r| r.status == RequestStatus::Pending) {
+                    self.status(
+                        incident.id,
+                        IncidentStatus::AwaitingApproval,
+                        Some("the plan in the thread awaits approval"),
+                    )
+                    .await?;
+                } else {
+                    tracing::warn!(
+                        incident_id = incident.id,
+                        "Incident left in planning; planning again."
+                    );
+                    self.plan(incident.id, None).await?;
+                }
+                continue;
+            }
+            if let Some(r) =
+                newest.filter(|r| matches!(r.status, RequestStatus::Done | RequestStatus::Failed))
+            {
+                self.inner.metrics.healing("reconciled");
+                let steps = self.inner.approvals.steps(r.id).await?;
+                self.report_finished(incident.id, r.id, &steps).await?;
             }
         }
         Ok(())

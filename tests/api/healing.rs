@@ -732,6 +732,91 @@ async fn a_decision_its_process_never_acted_on_is_picked_up(db: Db) {
     assert_one_retry(&l, pipeline);
 }
 
+/// Puts incident `id` back in `status`, as a process that stopped between
+/// two steps of the loop would have left it.
+async fn left_in(app: &TestApp, id: i64, status: IncidentStatus) {
+    let mut tx = app.store.begin_write().await.unwrap();
+    assert!(tx
+        .set_incident_status(id, status, app.clock.now())
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+}
+
+async fn incidents_left_between_two_steps_are_moved_on(db: Db) {
+    let Some(l) = loop_app(db).await else { return };
+    let app = &l.h.app;
+    let pipeline = "checkout-service";
+    let id = until_plan_offered(&l, pipeline).await;
+
+    // Stopped after offering the plan, before saying it awaits approval:
+    // the plan already offered is the one awaited; nothing is drafted again.
+    left_in(app, id, IncidentStatus::Planning).await;
+    app.healing.sweep().await.unwrap();
+    assert_eq!(
+        status_of(app, id).await,
+        IncidentStatus::Planning,
+        "too soon"
+    );
+    app.clock_advance_minutes(16);
+    app.healing.sweep().await.unwrap();
+    assert_eq!(status_of(app, id).await, IncidentStatus::AwaitingApproval);
+    assert_eq!(l.bedrock.requests().len(), 1);
+
+    // Stopped after the fix ran, before saying so: the steps are reported
+    // and the incident verifies.
+    let plan = slack_plan(&l, 1).await;
+    react(app, "EvApprove", APPROVER_SLACK, &plan).await;
+    wait_for_status(app, id, IncidentStatus::Verifying).await;
+    left_in(app, id, IncidentStatus::Remediating).await;
+    app.clock.advance(chrono::Duration::seconds(61));
+    app.healing.sweep().await.unwrap();
+    assert_eq!(status_of(app, id).await, IncidentStatus::Verifying);
+    assert_one_retry(&l, pipeline);
+}
+
+async fn an_incident_left_planning_is_planned_again(db: Db) {
+    let Some(l) = loop_app(db).await else { return };
+    let app = &l.h.app;
+    let pipeline = "checkout-service";
+    l.codepipeline.add_execution(
+        pipeline,
+        ExecutionSpec::new(EXECUTION, "Failed", "2026-11-20T10:00:00Z".parse().unwrap()).action(
+            "Test",
+            "UnitTests",
+            "Failed",
+            218,
+            430,
+        ),
+    );
+    // Nothing scripted: Bedrock answers 500 and no plan is drafted.
+    history(app, pipeline).await;
+    failed_execution(app, pipeline).await;
+    let id = incident_of(app, pipeline).await;
+    wait_for_status(app, id, IncidentStatus::Open).await;
+    assert!(app
+        .store
+        .approval_requests_for_incident(&id.to_string())
+        .await
+        .unwrap()
+        .is_empty());
+
+    // As if the process had stopped while drafting.
+    left_in(app, id, IncidentStatus::Planning).await;
+    l.bedrock.reply_with_tool(model_plan());
+    app.clock_advance_minutes(16);
+    app.healing.sweep().await.unwrap();
+    assert_eq!(status_of(app, id).await, IncidentStatus::AwaitingApproval);
+    assert_eq!(
+        app.store
+            .approval_requests_for_incident(&id.to_string())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 async fn unapproved_plans_expire(db: Db) {
     let Some(l) = loop_app(db).await else { return };
     let app = &l.h.app;
@@ -911,6 +996,8 @@ on_both_databases!(
     discord_approval_heals_a_codepipeline_failure,
     a_fix_that_does_not_heal_gets_the_next_plan,
     a_decision_its_process_never_acted_on_is_picked_up,
+    incidents_left_between_two_steps_are_moved_on,
+    an_incident_left_planning_is_planned_again,
     unapproved_plans_expire,
     a_newer_run_makes_the_plan_stale,
     a_failing_fix_is_reported_not_retried,
