@@ -23,9 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, InferenceConfiguration, Message, SystemContentBlock, Tool,
-    ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock, ToolResultStatus,
-    ToolSpecification,
+    ContentBlock, ConversationRole, Message, Tool, ToolConfiguration, ToolInputSchema,
+    ToolResultBlock, ToolResultContentBlock, ToolResultStatus, ToolSpecification,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -487,35 +486,19 @@ impl BedrockAsker {
         tool_config: &ToolConfiguration,
         max_tokens: u32,
     ) -> Result<aws_sdk_bedrockruntime::operation::converse::ConverseOutput, PlannerError> {
-        let request = self
-            .client
-            .converse()
-            .model_id(&self.settings.model_id)
-            .system(SystemContentBlock::Text(system.to_string()))
-            .set_messages(Some(messages.to_vec()))
-            .tool_config(tool_config.clone())
-            .inference_config(
-                InferenceConfiguration::builder()
-                    .max_tokens(i32::try_from(max_tokens.max(1)).unwrap_or(i32::MAX))
-                    .temperature(self.settings.temperature)
-                    .build(),
-            );
-        match tokio::time::timeout(self.settings.timeout, request.send()).await {
-            Err(_) => {
-                tracing::warn!(
-                    timeout_s = self.settings.timeout.as_secs(),
-                    "Bedrock call timed out."
-                );
-                Err(PlannerError::Timeout(self.settings.timeout))
-            }
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(e)) => {
-                let class = crate::aws::classify(&e);
-                let message = crate::aws::describe(&e);
-                tracing::warn!(class = class.as_str(), error = %message, "Bedrock call failed.");
-                Err(PlannerError::Service { class, message })
-            }
-        }
+        crate::plan::bedrock::converse(
+            &self.client,
+            &crate::plan::bedrock::ConverseCall {
+                model_id: &self.settings.model_id,
+                temperature: self.settings.temperature,
+                timeout: self.settings.timeout,
+                max_tokens,
+            },
+            system,
+            messages,
+            tool_config,
+        )
+        .await
     }
 }
 

@@ -290,34 +290,69 @@ impl BedrockPlanner {
         messages: &[Message],
         tool_config: &ToolConfiguration,
     ) -> Result<aws_sdk_bedrockruntime::operation::converse::ConverseOutput, PlannerError> {
-        let request = self
-            .client
-            .converse()
-            .model_id(&self.settings.model_id)
-            .system(SystemContentBlock::Text(system.to_string()))
-            .set_messages(Some(messages.to_vec()))
-            .tool_config(tool_config.clone())
-            .inference_config(
-                InferenceConfiguration::builder()
-                    .max_tokens(i32::try_from(self.settings.max_tokens).unwrap_or(i32::MAX))
-                    .temperature(self.settings.temperature)
-                    .build(),
+        converse(
+            &self.client,
+            &ConverseCall {
+                model_id: &self.settings.model_id,
+                temperature: self.settings.temperature,
+                timeout: self.settings.timeout,
+                max_tokens: self.settings.max_tokens,
+            },
+            system,
+            messages,
+            tool_config,
+        )
+        .await
+    }
+}
+
+/// The settings of one Converse call.
+pub(crate) struct ConverseCall<'a> {
+    pub model_id: &'a str,
+    pub temperature: f32,
+    /// Time allowed for the call, SDK retries included.
+    pub timeout: Duration,
+    pub max_tokens: u32,
+}
+
+/// One Converse call with a system prompt, the conversation so far and the
+/// tools; a timeout or a service error comes back classified (and logged
+/// without the request). Shared by the planner and by asking.
+pub(crate) async fn converse(
+    client: &aws_sdk_bedrockruntime::Client,
+    call: &ConverseCall<'_>,
+    system: &str,
+    messages: &[Message],
+    tool_config: &ToolConfiguration,
+) -> Result<aws_sdk_bedrockruntime::operation::converse::ConverseOutput, PlannerError> {
+    let request = client
+        .converse()
+        .model_id(call.model_id)
+        .system(SystemContentBlock::Text(system.to_string()))
+        .set_messages(Some(messages.to_vec()))
+        .tool_config(tool_config.clone())
+        .inference_config(
+            InferenceConfiguration::builder()
+                .max_tokens(i32::try_from(call.max_tokens.max(1)).unwrap_or(i32::MAX))
+                .temperature(call.temperature)
+                .build(),
+        );
+    // Boxed: the SDK's future is deep, and callers nest this under chat
+    // and HTTP handlers.
+    match tokio::time::timeout(call.timeout, Box::pin(request.send())).await {
+        Err(_) => {
+            tracing::warn!(
+                timeout_s = call.timeout.as_secs(),
+                "Bedrock call timed out."
             );
-        match tokio::time::timeout(self.settings.timeout, request.send()).await {
-            Err(_) => {
-                tracing::warn!(
-                    timeout_s = self.settings.timeout.as_secs(),
-                    "Bedrock call timed out."
-                );
-                Err(PlannerError::Timeout(self.settings.timeout))
-            }
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(e)) => {
-                let class = crate::aws::classify(&e);
-                let message = crate::aws::describe(&e);
-                tracing::warn!(class = class.as_str(), error = %message, "Bedrock call failed.");
-                Err(PlannerError::Service { class, message })
-            }
+            Err(PlannerError::Timeout(call.timeout))
+        }
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(e)) => {
+            let class = crate::aws::classify(&e);
+            let message = crate::aws::describe(&e);
+            tracing::warn!(class = class.as_str(), error = %message, "Bedrock call failed.");
+            Err(PlannerError::Service { class, message })
         }
     }
 }
