@@ -581,14 +581,9 @@ impl QueryTools {
             return Err(ToolError::NotVisible(clean_text(&incident.pipeline, 120)));
         }
         let plans = self.store.plans_for_incident(&incident).await?;
-        let requests = self
-            .store
-            .approval_requests_for_incident(&id.to_string())
-            .await?;
         let mut approvals = Vec::new();
-        for r in &requests {
-            let votes = self.store.approval_votes(r.id).await?;
-            let executions = self.store.executions(r.id).await?;
+        for a in self.store.incident_approvals(id).await? {
+            let (r, votes, executions) = (&a.request, &a.votes, &a.executions);
             approvals.push(json!({
                 "request_id": r.id,
                 "plan_ref": r.plan_ref,

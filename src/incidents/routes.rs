@@ -62,21 +62,12 @@ async fn detail(
         None => None,
     };
     let plans = state.store.plans_for_incident(&incident).await?;
-    let mut approvals = Vec::new();
-    for request in state
-        .store
-        .approval_requests_for_incident(&id.to_string())
-        .await?
-    {
-        subjects.push(format!("approval_request:{}", request.id));
-        let votes = state.store.approval_votes(request.id).await?;
-        let executions = state.store.executions(request.id).await?;
-        approvals.push(serde_json::json!({
-            "request": request,
-            "votes": votes,
-            "executions": executions,
-        }));
-    }
+    let approvals = state.store.incident_approvals(id).await?;
+    subjects.extend(
+        approvals
+            .iter()
+            .map(|a| format!("approval_request:{}", a.request.id)),
+    );
     let story = state.store.audit_for(&subjects).await?;
     Ok(Json(serde_json::json!({
         "incident": incident,

@@ -237,7 +237,38 @@ fn ids(rows: &[sqlx::any::AnyRow]) -> Vec<i64> {
     rows.iter().map(|r| r.get::<i64, _>(0)).collect()
 }
 
+/// An approval request of an incident with its votes and the executions
+/// of its steps.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IncidentApproval {
+    pub request: StoredRequest,
+    pub votes: Vec<StoredVote>,
+    pub executions: Vec<StoredExecution>,
+}
+
 impl Store {
+    /// Every approval request of an incident, oldest first, with its votes
+    /// and step executions.
+    pub async fn incident_approvals(
+        &self,
+        incident_id: i64,
+    ) -> Result<Vec<IncidentApproval>, StoreError> {
+        let mut out = Vec::new();
+        for request in self
+            .approval_requests_for_incident(&incident_id.to_string())
+            .await?
+        {
+            let votes = self.approval_votes(request.id).await?;
+            let executions = self.executions(request.id).await?;
+            out.push(IncidentApproval {
+                request,
+                votes,
+                executions,
+            });
+        }
+        Ok(out)
+    }
+
     /// One request by id.
     pub async fn approval_request(&self, id: i64) -> Result<Option<StoredRequest>, StoreError> {
         let row = sqlx::query(&format!(

@@ -29,7 +29,8 @@ use sqlx::{AnyPool, Row};
 use crate::domain::{Run, RunStatus};
 
 pub use approvals::{
-    ExecutionState, NewApprovalRequest, NewExecution, StoredExecution, StoredRequest, StoredVote,
+    ExecutionState, IncidentApproval, NewApprovalRequest, NewExecution, StoredExecution,
+    StoredRequest, StoredVote,
 };
 pub use detection::StoredModel;
 pub use incidents::{
