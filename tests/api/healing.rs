@@ -200,9 +200,9 @@ async fn incident_of(app: &TestApp, pipeline: &str) -> i64 {
     panic!("no incident opened for {pipeline}");
 }
 
-/// Up to the plan offered in the thread: returns the incident id.
-async fn until_plan_offered(l: &Loop, pipeline: &str) -> i64 {
-    let app = &l.h.app;
+/// The failed execution as the CodePipeline stand-in knows it (the Test
+/// stage failed), so fixes can act on it.
+fn known_failed_execution(l: &Loop, pipeline: &str) {
     l.codepipeline.add_execution(
         pipeline,
         ExecutionSpec::new(EXECUTION, "Failed", "2026-11-20T10:00:00Z".parse().unwrap())
@@ -210,6 +210,12 @@ async fn until_plan_offered(l: &Loop, pipeline: &str) -> i64 {
             .action("Build", "Build", "Succeeded", 6, 216)
             .action("Test", "UnitTests", "Failed", 218, 430),
     );
+}
+
+/// Up to the plan offered in the thread: returns the incident id.
+async fn until_plan_offered(l: &Loop, pipeline: &str) -> i64 {
+    let app = &l.h.app;
+    known_failed_execution(l, pipeline);
     l.bedrock.reply_with_tool(model_plan());
     history(app, pipeline).await;
     failed_execution(app, pipeline).await;
@@ -779,16 +785,7 @@ async fn an_incident_left_planning_is_planned_again(db: Db) {
     let Some(l) = loop_app(db).await else { return };
     let app = &l.h.app;
     let pipeline = "checkout-service";
-    l.codepipeline.add_execution(
-        pipeline,
-        ExecutionSpec::new(EXECUTION, "Failed", "2026-11-20T10:00:00Z".parse().unwrap()).action(
-            "Test",
-            "UnitTests",
-            "Failed",
-            218,
-            430,
-        ),
-    );
+    known_failed_execution(&l, pipeline);
     // Nothing scripted: Bedrock answers 500 and no plan is drafted.
     history(app, pipeline).await;
     failed_execution(app, pipeline).await;
@@ -889,16 +886,7 @@ async fn automatic_remediation_runs_a_low_risk_fix_without_anyone(db: Db) {
     };
     let app = &l.h.app;
     let pipeline = "checkout-service";
-    l.codepipeline.add_execution(
-        pipeline,
-        ExecutionSpec::new(EXECUTION, "Failed", "2026-11-20T10:00:00Z".parse().unwrap()).action(
-            "Test",
-            "UnitTests",
-            "Failed",
-            218,
-            430,
-        ),
-    );
+    known_failed_execution(&l, pipeline);
     l.bedrock.reply_with_tool(model_plan());
     history(app, pipeline).await;
     failed_execution(app, pipeline).await;
