@@ -1,8 +1,8 @@
 //! `GET /v1/incidents` and `GET /v1/incidents/{id}` (bearer): incidents as
-//! JSON, and one incident's whole story — its anomaly, its plans, each
-//! approval request with its votes and step executions, and every audit
-//! entry about them in order (alert, status changes, decisions, plans,
-//! executions).
+//! JSON, each with its plans and its approval requests (votes and step
+//! executions), and for one incident its whole story too — its anomaly and
+//! every audit entry about it in order (alert, status changes, decisions,
+//! plans, executions).
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -35,11 +35,28 @@ async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let incidents = state
+    let mut listed = Vec::new();
+    for incident in state
         .store
         .incidents(q.active, q.pipeline.as_deref(), limit)
-        .await?;
-    Ok(Json(serde_json::json!({ "incidents": incidents })))
+        .await?
+    {
+        let plans = state.store.plans_for_incident(&incident).await?;
+        let approvals = state.store.incident_approvals(incident.id).await?;
+        let mut item = serde_json::to_value(&incident).unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut item {
+            map.insert(
+                "plans".into(),
+                serde_json::to_value(plans).unwrap_or_default(),
+            );
+            map.insert(
+                "approvals".into(),
+                serde_json::to_value(approvals).unwrap_or_default(),
+            );
+        }
+        listed.push(item);
+    }
+    Ok(Json(serde_json::json!({ "incidents": listed })))
 }
 
 async fn detail(
