@@ -709,6 +709,15 @@ impl HealingService {
         let before =
             self.inner.clock.now() - chrono::Duration::from_std(DECISION_GRACE).unwrap_or_default();
         for stored in self.inner.store.unhandled_decisions(before, 100).await? {
+            // Another replica's sweep may be at the same decision.
+            let mut tx = self.inner.store.begin_write().await?;
+            let mine = tx
+                .claim_decision_replay(stored.id, before, self.inner.clock.now())
+                .await?;
+            tx.commit().await?;
+            if !mine {
+                continue;
+            }
             let Some(platform) = Platform::parse(&stored.platform) else {
                 tracing::warn!(platform = %stored.platform, "A stored decision names an unknown platform; skipped.");
                 continue;
@@ -961,30 +970,38 @@ impl HealingService {
                 .approval_requests_for_incident(&incident.id.to_string())
                 .await?;
             let newest = requests.last();
-            if incident.status == IncidentStatus::Planning {
-                self.inner.metrics.healing("reconciled");
-                if newest.is_some_and(|r| r.status == RequestStatus::Pending) {
-                    self.status(
-                        incident.id,
-                        IncidentStatus::AwaitingApproval,
-                        Some("the plan in the thread awaits approval"),
-                    )
-                    .await?;
-                } else {
-                    tracing::warn!(
-                        incident_id = incident.id,
-                        "Incident left in planning; planning again."
-                    );
-                    self.plan(incident.id, None).await?;
-                }
+            let finished =
+                newest.filter(|r| matches!(r.status, RequestStatus::Done | RequestStatus::Failed));
+            if waiting && finished.is_none() {
+                // Still waiting on people or on a delayed step.
                 continue;
             }
-            if let Some(r) =
-                newest.filter(|r| matches!(r.status, RequestStatus::Done | RequestStatus::Failed))
-            {
-                self.inner.metrics.healing("reconciled");
+            // One replica takes the incident on; the others see it updated.
+            let mut tx = self.inner.store.begin_write().await?;
+            let mine = tx
+                .claim_incident(incident.id, incident.status, incident.updated_at, now)
+                .await?;
+            tx.commit().await?;
+            if !mine {
+                continue;
+            }
+            self.inner.metrics.healing("reconciled");
+            if let Some(r) = finished.filter(|_| waiting) {
                 let steps = self.inner.approvals.steps(r.id).await?;
                 self.report_finished(incident.id, r.id, &steps).await?;
+            } else if newest.is_some_and(|r| r.status == RequestStatus::Pending) {
+                self.status(
+                    incident.id,
+                    IncidentStatus::AwaitingApproval,
+                    Some("the plan in the thread awaits approval"),
+                )
+                .await?;
+            } else {
+                tracing::warn!(
+                    incident_id = incident.id,
+                    "Incident left in planning; planning again."
+                );
+                self.plan(incident.id, None).await?;
             }
         }
         Ok(())

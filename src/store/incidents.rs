@@ -429,9 +429,9 @@ impl Store {
         rows.iter().map(decision_from_row).collect()
     }
 
-    /// Added decisions stored at or before `stored_before` that nothing has
-    /// acted on yet (their process stopped first), oldest first, at most
-    /// `limit`.
+    /// Added decisions stored (or last taken on by a sweep) at or before
+    /// `stored_before` that nothing has acted on yet (their process stopped
+    /// first), oldest first, at most `limit`.
     pub async fn unhandled_decisions(
         &self,
         stored_before: DateTime<Utc>,
@@ -439,7 +439,8 @@ impl Store {
     ) -> Result<Vec<StoredDecision>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {DECISION_COLUMNS} FROM chat_decisions \
-             WHERE handled_at_ms IS NULL AND added = 1 AND at_ms <= $1 ORDER BY id LIMIT $2"
+             WHERE handled_at_ms IS NULL AND added = 1 AND COALESCE(replayed_at_ms, at_ms) <= $1 \
+             ORDER BY id LIMIT $2"
         ))
         .bind(ms(stored_before))
         .bind(limit)
@@ -720,6 +721,51 @@ impl WriteTx {
         .fetch_optional(self.conn())
         .await?;
         Ok(row.is_some())
+    }
+
+    /// A sweep takes on a lost decision: true for exactly one caller while
+    /// it is unhandled and was stored (or last taken on) at or before
+    /// `stored_before`. Should that caller stop too, the decision is lost
+    /// again after the same grace.
+    pub async fn claim_decision_replay(
+        &mut self,
+        id: i64,
+        stored_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE chat_decisions SET replayed_at_ms = $1 WHERE id = $2 \
+             AND handled_at_ms IS NULL AND COALESCE(replayed_at_ms, at_ms) <= $3",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .bind(ms(stored_before))
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes on an incident whose status and last update are still as
+    /// read (`status`, `updated_at`): true for exactly one caller, and its
+    /// last update becomes `now`.
+    pub async fn claim_incident(
+        &mut self,
+        id: i64,
+        status: IncidentStatus,
+        updated_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE incidents SET updated_at_ms = $1 WHERE id = $2 AND status = $3 \
+             AND updated_at_ms = $4",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .bind(status.as_str())
+        .bind(ms(updated_at))
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Notes that a decision has been acted on (see

@@ -249,7 +249,118 @@ async fn decisions_once_per_event_and_silences(db: Db) {
     assert!(store.active_silences(now).await.unwrap().is_empty());
 }
 
+async fn lost_decisions_and_stuck_incidents_are_taken_on_once(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let stored_at = t("2026-11-25T12:00:00Z");
+    let mut tx = store.begin_write().await.unwrap();
+    tx.record_decision(
+        3,
+        "slack",
+        "EvLost",
+        "U1",
+        Decision::Approve,
+        DecisionVia::Reaction,
+        &message("1.1"),
+        true,
+        stored_at,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let grace = chrono::Duration::seconds(30);
+
+    // Too fresh, then lost; two sweeps at the same moment: one takes it.
+    assert!(store
+        .unhandled_decisions(stored_at - grace, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let sweep = stored_at + chrono::Duration::seconds(45);
+    let lost = store.unhandled_decisions(sweep - grace, 10).await.unwrap();
+    assert_eq!(lost.len(), 1);
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(tx
+        .claim_decision_replay(lost[0].id, sweep - grace, sweep)
+        .await
+        .unwrap());
+    assert!(!tx
+        .claim_decision_replay(lost[0].id, sweep - grace, sweep)
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    // Its taker stopped too: after the grace it is lost again; once
+    // handled, never.
+    let later = sweep + chrono::Duration::seconds(31);
+    assert_eq!(
+        store
+            .unhandled_decisions(later - grace, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(tx
+        .mark_decision_handled("slack", "EvLost", later)
+        .await
+        .unwrap());
+    assert!(!tx
+        .mark_decision_handled("slack", "EvLost", later)
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    assert!(store
+        .unhandled_decisions(later, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // An incident is taken on by one caller while status and last update
+    // are as read.
+    let mut run = Run::new("checkout", "1", RunStatus::Failed);
+    run.finished_at = Some(stored_at);
+    let mut tx = store.begin_write().await.unwrap();
+    let pk = tx
+        .upsert_run(&run, RunSource::Generic, stored_at)
+        .await
+        .unwrap()
+        .pk;
+    let id = tx
+        .insert_incident(
+            &NewIncident {
+                pipeline: "checkout",
+                run_pk: pk,
+                run: &run,
+                verdict: &verdict(0.9),
+                route: None,
+                silenced: false,
+            },
+            stored_at,
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let read = store.incident(id).await.unwrap().unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(!tx
+        .claim_incident(id, IncidentStatus::Planning, read.updated_at, later)
+        .await
+        .unwrap());
+    assert!(tx
+        .claim_incident(id, read.status, read.updated_at, later)
+        .await
+        .unwrap());
+    assert!(!tx
+        .claim_incident(id, read.status, read.updated_at, later)
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.incident(id).await.unwrap().unwrap().updated_at, later);
+}
+
 crate::on_both_databases!(
+    lost_decisions_and_stuck_incidents_are_taken_on_once,
     incidents_open_extend_and_close,
     outbox_heads_claims_and_outcomes,
     decisions_once_per_event_and_silences,

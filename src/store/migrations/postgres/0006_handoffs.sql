@@ -9,5 +9,7 @@ UPDATE executions SET heartbeat_at_ms = started_at_ms WHERE status = 'running';
 -- before that is picked up again by the next sweep (votes are stored once
 -- per platform event id, so acting twice records one vote).
 ALTER TABLE chat_decisions ADD COLUMN handled_at_ms BIGINT;
+-- When a sweep last took a lost decision on (one replica wins the update).
+ALTER TABLE chat_decisions ADD COLUMN replayed_at_ms BIGINT;
 UPDATE chat_decisions SET handled_at_ms = at_ms;
 CREATE INDEX chat_decisions_unhandled ON chat_decisions (at_ms) WHERE handled_at_ms IS NULL;
