@@ -369,16 +369,7 @@ fn toml_string(s: &str) -> String {
 async fn cli_http_and_health_agree(db: Db) {
     let app = spawn_app(db).await.unwrap();
     seed(&app.store).await;
-    let health: Value = app
-        .http
-        .get(app.url("/v1/pipelines/checkout-service/health"))
-        .bearer_auth(INGEST_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = app.get_json("/v1/pipelines/checkout-service/health").await;
     for question in [
         "how is checkout-service doing this week?",
         "how's checkout-service been in the last 7 days",

@@ -17,7 +17,7 @@ use crate::ask::{ask_cli, ask_http, seed, NOW};
 use crate::fakes::bedrock::FakeBedrock;
 use crate::fakes::codepipeline::FakeCodePipeline;
 use crate::fakes::slack::{FakeSlack, BOT_USER_ID};
-use crate::helpers::{spawn_app_with, spawn_app_with_secrets, t, Db, TestApp, INGEST_TOKEN};
+use crate::helpers::{spawn_app_with, spawn_app_with_secrets, t, Db, TestApp};
 use crate::incidents::{slack_post, slash, wait_until};
 use crate::on_both_databases;
 
@@ -41,15 +41,8 @@ async fn ask(app: &TestApp, question: &str) -> Value {
 }
 
 async fn health(app: &TestApp, pipeline: &str) -> Value {
-    app.http
-        .get(app.url(&format!("/v1/pipelines/{pipeline}/health")))
-        .bearer_auth(INGEST_TOKEN)
-        .send()
+    app.get_json(&format!("/v1/pipelines/{pipeline}/health"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 fn fact(answer: &Value, name: &str) -> Value {

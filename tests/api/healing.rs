@@ -336,15 +336,8 @@ async fn heal_and_check_story(l: &Loop, pipeline: &str, id: i64, approver: &str,
     assert_eq!(story["plans"][0]["backend"], "bedrock");
     // The list carries each incident's plans and approvals too.
     let listed: Value = app
-        .http
-        .get(app.url(&format!("/v1/incidents?pipeline={pipeline}")))
-        .bearer_auth(INGEST_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/incidents?pipeline={pipeline}"))
+        .await;
     let item = &listed["incidents"][0];
     assert_eq!(item["id"], id);
     assert_eq!(item["status"], "resolved");

@@ -149,6 +149,19 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// `GET path` with the bearer token, as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(INGEST_TOKEN)
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
     pub async fn post_runs(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.http
             .post(self.url("/v1/runs"))

@@ -162,15 +162,8 @@ async fn health_route_matches_the_stored_runs(db: Db) {
     // A week later the same runs have left the 7-day window.
     app.clock.advance(chrono::Duration::days(8));
     let h: Value = app
-        .http
-        .get(app.url("/v1/pipelines/octo-org%2Focto-repo%2Ftest/health"))
-        .bearer_auth(INGEST_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/pipelines/octo-org%2Focto-repo%2Ftest/health")
+        .await;
     assert_eq!(h["runs_7d"], 0);
     assert_eq!(h["runs_30d"], 4);
     assert_eq!(h["success_rate_7d"], Value::Null);

@@ -36,13 +36,15 @@ fn message(ts: &str) -> MessageRef {
     }
 }
 
-async fn incidents_open_extend_and_close(db: Db) {
-    let db = TestDb::new(db).await.unwrap();
-    let store = db.store().await;
-    let now = t("2026-11-25T12:00:00Z");
+/// A failed run of `checkout` and the incident it opens: (id, run pk, run).
+async fn checkout_incident(
+    tx: &mut pipemedic::store::WriteTx,
+    now: chrono::DateTime<chrono::Utc>,
+    grade: f64,
+    silenced: bool,
+) -> (i64, i64, Run) {
     let mut run = Run::new("checkout", "1", RunStatus::Failed);
     run.finished_at = Some(now);
-    let mut tx = store.begin_write().await.unwrap();
     let pk = tx
         .upsert_run(&run, RunSource::Generic, now)
         .await
@@ -54,14 +56,23 @@ async fn incidents_open_extend_and_close(db: Db) {
                 pipeline: "checkout",
                 run_pk: pk,
                 run: &run,
-                verdict: &verdict(0.4),
+                verdict: &verdict(grade),
                 route: None,
-                silenced: true,
+                silenced,
             },
             now,
         )
         .await
         .unwrap();
+    (id, pk, run)
+}
+
+async fn incidents_open_extend_and_close(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    let mut tx = store.begin_write().await.unwrap();
+    let (id, pk, run) = checkout_incident(&mut tx, now, 0.4, true).await;
     tx.extend_incident(id, pk + 1, &run, &verdict(0.9), now)
         .await
         .unwrap();
@@ -318,28 +329,8 @@ async fn lost_decisions_and_stuck_incidents_are_taken_on_once(db: Db) {
 
     // An incident is taken on by one caller while status and last update
     // are as read.
-    let mut run = Run::new("checkout", "1", RunStatus::Failed);
-    run.finished_at = Some(stored_at);
     let mut tx = store.begin_write().await.unwrap();
-    let pk = tx
-        .upsert_run(&run, RunSource::Generic, stored_at)
-        .await
-        .unwrap()
-        .pk;
-    let id = tx
-        .insert_incident(
-            &NewIncident {
-                pipeline: "checkout",
-                run_pk: pk,
-                run: &run,
-                verdict: &verdict(0.9),
-                route: None,
-                silenced: false,
-            },
-            stored_at,
-        )
-        .await
-        .unwrap();
+    let (id, _, _) = checkout_incident(&mut tx, stored_at, 0.9, false).await;
     tx.commit().await.unwrap();
     let read = store.incident(id).await.unwrap().unwrap();
     let mut tx = store.begin_write().await.unwrap();

@@ -6,9 +6,7 @@ use pipemedic::ingest::signature::sign_github;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{
-    spawn_app, Db, TestApp, AWS_SECRET, GITHUB_SECRET, GITLAB_TOKEN, INGEST_TOKEN,
-};
+use crate::helpers::{spawn_app, Db, TestApp, AWS_SECRET, GITHUB_SECRET, GITLAB_TOKEN};
 
 const RUN_COMPLETED: &str = include_str!("../fixtures/github/workflow_run-completed-failure.json");
 const JOB_COMPLETED: &str = include_str!("../fixtures/github/workflow_job-completed-failure.json");
@@ -111,15 +109,8 @@ async fn github_workflow_run_is_stored_once_and_shows_in_health(db: Db) {
     );
 
     let health: Value = app
-        .http
-        .get(app.url("/v1/pipelines/octo-org%2Focto-repo%2Ftest/health"))
-        .bearer_auth(INGEST_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/pipelines/octo-org%2Focto-repo%2Ftest/health")
+        .await;
     assert_eq!(health["last_run"]["run_id"], "289782451");
     assert_eq!(health["last_run"]["status"], "failed");
 }
