@@ -124,10 +124,7 @@ impl ChatService {
         let Some(decision) = event.decision() else {
             return;
         };
-        let choice = match decision {
-            crate::chat::Decision::Approve => Choice::Approve,
-            crate::chat::Decision::Reject => Choice::Reject,
-        };
+        let choice = Choice::from(decision);
         let (channel, message_ts, via, button_value) = match event {
             ChatEvent::Reaction {
                 channel,

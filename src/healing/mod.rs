@@ -87,6 +87,16 @@ pub enum HealingError {
     Approval(#[from] ApprovalError),
 }
 
+/// A ✅ / Approve in chat is an approving vote, a ❌ / Reject a rejecting one.
+impl From<chat::Decision> for Choice {
+    fn from(decision: chat::Decision) -> Self {
+        match decision {
+            chat::Decision::Approve => Self::Approve,
+            chat::Decision::Reject => Self::Reject,
+        }
+    }
+}
+
 /// A stored approve / reject decision from chat, for the healing task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionEvent {
@@ -686,7 +696,6 @@ impl HealingService {
             .map(|r| r.id))
     }
 
-    /// One approve / reject decision from chat.
     /// Acts on a decision, then notes it handled so no sweep replays it.
     async fn handle_decision(&self, event: &DecisionEvent) -> Result<(), HealingError> {
         self.on_decision(event).await?;
@@ -729,10 +738,7 @@ impl HealingService {
                 message_ts: stored.message.ts_or_id.clone(),
                 user: stored.user,
                 event_id: stored.event_id,
-                choice: match stored.decision {
-                    chat::Decision::Approve => Choice::Approve,
-                    chat::Decision::Reject => Choice::Reject,
-                },
+                choice: stored.decision.into(),
                 via: match stored.via {
                     DecisionVia::Button => Via::Button,
                     DecisionVia::Reaction => Via::Reaction,
@@ -747,6 +753,7 @@ impl HealingService {
         Ok(())
     }
 
+    /// One approve / reject decision from chat.
     pub async fn on_decision(&self, event: &DecisionEvent) -> Result<(), HealingError> {
         let incident_id = event.incident_id;
         let tell = |text: String| async move {
