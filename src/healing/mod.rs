@@ -234,9 +234,9 @@ impl HealingService {
         }
     }
 
-    /// Runs the healing task until `shutdown` (call once): first reports
-    /// steps a stopped process left in flight, then handles runs and
-    /// decisions in order and sweeps every [`SWEEP_EVERY`].
+    /// Runs the healing task until `shutdown` (call once): first sweeps
+    /// (which recovers what a stopped process left), then handles runs and
+    /// decisions in order and sweeps again every [`SWEEP_EVERY`].
     pub fn start(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
         let receivers = self
             .inner
@@ -255,11 +255,14 @@ impl HealingService {
         let service = self.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            if let Err(e) = service.recover().await {
-                service.failed("recover", &e);
-            }
             let mut sweep = tokio::time::interval(SWEEP_EVERY);
             sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is now: sweep (recovery included) before any
+            // run or decision.
+            sweep.tick().await;
+            if let Err(e) = service.sweep().await {
+                service.failed("sweep", &e);
+            }
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
