@@ -25,5 +25,5 @@ pub use policy::{
 };
 pub use service::{
     ApprovalError, ApprovalService, OpenedRequest, RequestContext, StepReport, VoteOutcome,
-    STEP_HEARTBEAT, STEP_LEASE,
+    STEP_LEASE,
 };
