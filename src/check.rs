@@ -223,33 +223,16 @@ pub fn explain(pipeline: &str, verdict: &Verdict) -> String {
             verdict.score
         )
     };
-    for d in &verdict.deviations {
-        out.push_str(&format!(
-            "\n  {}: {} (expected about {}, {} {:.0}% of the anomaly)",
-            d.metric,
-            fmt_num(d.observed),
-            fmt_num(d.expected),
-            match d.direction {
-                crate::domain::Direction::Up => "higher,",
-                crate::domain::Direction::Down => "lower,",
-            },
-            d.attribution * 100.0
-        ));
+    for line in verdict.why() {
+        out.push_str(&format!("\n  {line}"));
+    }
+    if !verdict.warming_up && !verdict.seasonal {
+        out.push_str("\n  (weekly rhythm not learned yet: expected values are the same for every hour and day)");
     }
     if let Some(id) = verdict.anomaly_id {
         out.push_str(&format!("\n  anomaly #{id}"));
     }
     out
-}
-
-fn fmt_num(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.4}")
-    }
 }
 
 #[cfg(test)]

@@ -694,7 +694,7 @@ async fn train(path: Option<&Path>, env: &Env, pipeline: Option<String>) -> Resu
     for name in &names {
         let before = done;
         let (model, report) =
-            crate::scoring::train::rebuild(&store, name, loaded.config.detector.sensitivity, |n| {
+            crate::scoring::train::rebuild(&store, name, &loaded.config.detector, |n| {
                 bar.set_position(before + n as u64)
             })
             .await
@@ -739,14 +739,9 @@ async fn backtest(
     let mut rows = Vec::new();
     for name in &names {
         rows.push(
-            crate::scoring::train::backtest(
-                &store,
-                name,
-                since,
-                loaded.config.detector.sensitivity,
-            )
-            .await
-            .map_err(|e| Exit::Failure(e.into()))?,
+            crate::scoring::train::backtest(&store, name, since, &loaded.config.detector)
+                .await
+                .map_err(|e| Exit::Failure(e.into()))?,
         );
     }
     store.close().await;

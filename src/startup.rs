@@ -164,7 +164,7 @@ impl Application {
             clock.clone(),
             DetectionSettings {
                 cache_models: loaded.config.detector.cache_models,
-                sensitivity: loaded.config.detector.sensitivity,
+                detector: loaded.config.detector.clone(),
                 sagemaker,
                 ..DetectionSettings::default()
             },

@@ -70,9 +70,15 @@ pub fn incident_card(incident: &Incident) -> ChatMessage {
         incident.id
     );
     let mut text = match verdict.deviations.first() {
-        Some(top) => format!("**{}** is off: {}", top.metric, deviation_line(top)),
+        Some(top) => format!("**{}** is off: {}", top.metric, top.describe()),
         None => "The run does not look like this pipeline's normal.".to_string(),
     };
+    for d in verdict.deviations.iter().skip(1) {
+        text.push_str(&format!("\nAlso: {}", d.describe()));
+    }
+    if !verdict.seasonal {
+        text.push_str("\n_Weekly rhythm not learned yet: expected values are the same for every hour and day._");
+    }
     if incident.run_count > 1 {
         text.push_str(&format!(
             "\n{} abnormal runs in a row so far.",
@@ -166,7 +172,7 @@ pub fn health_text(h: &PipelineHealth) -> String {
             l.finished_at.format("%Y-%m-%d %H:%M UTC")
         )
     });
-    format!(
+    let mut text = format!(
         "**{}**\n- runs: {} in 7d, {} in 30d\n- success rate: {} (7d), {} (30d), {}\n\
          - duration: p50 {}, p95 {} (7d), {}\n- last run: {last}\n- open incidents: {}",
         h.pipeline,
@@ -179,7 +185,14 @@ pub fn health_text(h: &PipelineHealth) -> String {
         seconds(h.duration_p95_s_7d),
         h.duration_trend,
         h.open_incidents
-    )
+    );
+    for line in &h.last_verdict_why {
+        text.push_str(&format!("\n- last verdict: {line}"));
+    }
+    if !h.weekly_rhythm_learned {
+        text.push_str("\n- weekly rhythm: not learned yet");
+    }
+    text
 }
 
 /// The health of a pipeline as a card.
@@ -343,7 +356,12 @@ pub fn incident_detail(i: &Incident) -> String {
         i.updated_at.format("%Y-%m-%d %H:%M UTC"),
     );
     for d in &i.verdict.deviations {
-        out.push_str(&format!("\n- {}: {}", d.metric, deviation_line(d)));
+        out.push_str(&format!(
+            "\n- {}: {} — {}",
+            d.metric,
+            deviation_line(d),
+            d.describe()
+        ));
     }
     if i.silenced {
         out.push_str("\n(silenced: not posted)");
@@ -376,6 +394,7 @@ mod tests {
             expected: 431.0,
             direction: Direction::Up,
             attribution: 0.72,
+            dismissed: None,
         };
         assert_eq!(deviation_line(&d), "910 vs 431 expected (↑, 72%)");
     }

@@ -7,6 +7,7 @@
 //! environment only through the [`Env`] snapshot it is given, so tests never
 //! mutate the process environment.
 
+pub mod detection;
 pub mod secrets;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use detection::{
+    MetricRule, MetricRuleConfig, PipelineRules, PipelineRulesConfig, ProblemDirection,
+};
 pub use secrets::{Secret, Secrets};
 
 use crate::playbooks::CiSystem;
@@ -155,6 +159,19 @@ pub struct DetectorConfig {
     pub retrain_interval_h: u64,
     /// Pipeline models kept in memory (the rest wait in the store).
     pub cache_models: usize,
+    /// Consecutive abnormal runs with the same metrics off the same way
+    /// after which that level is taken as the new normal.
+    pub new_normal_after: u32,
+    /// Days of history after which expected values follow the weekly rhythm
+    /// (weekday or weekend, working hours or night).
+    pub seasonality_after_days: u32,
+    /// The team's local time as an offset from UTC in minutes, for working
+    /// hours and weekends.
+    pub utc_offset_minutes: i32,
+    /// Materiality rules per metric (see [`detection`]).
+    pub metrics: BTreeMap<String, MetricRuleConfig>,
+    /// Per-pipeline overrides of the rules.
+    pub pipelines: BTreeMap<String, PipelineRulesConfig>,
 }
 
 impl Default for DetectorConfig {
@@ -167,6 +184,11 @@ impl Default for DetectorConfig {
             sensitivity: 1.0,
             retrain_interval_h: 24,
             cache_models: 250,
+            new_normal_after: detection::DEFAULT_NEW_NORMAL_AFTER,
+            seasonality_after_days: detection::DEFAULT_SEASONALITY_AFTER_DAYS,
+            utc_offset_minutes: 0,
+            metrics: BTreeMap::new(),
+            pipelines: BTreeMap::new(),
         }
     }
 }
@@ -865,6 +887,9 @@ impl Config {
         }
         if !(self.detector.sensitivity > 0.0 && self.detector.sensitivity <= 10.0) {
             bad("detector.sensitivity", "must be in (0, 10]".into());
+        }
+        for (key, message) in self.detector.rule_problems() {
+            bad(&key, message);
         }
         if self.detector.cache_models == 0 {
             bad("detector.cache_models", "must be at least 1".into());

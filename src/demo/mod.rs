@@ -265,10 +265,11 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     let mut trained = 0u64;
     for p in PIPELINES {
         let before = trained;
-        let (model, report) = crate::scoring::train::rebuild(&state.store, p.name, 1.0, |n| {
-            bar.set_position(before + n as u64)
-        })
-        .await?;
+        let (model, report) =
+            crate::scoring::train::rebuild(&state.store, p.name, &state.config.detector, |n| {
+                bar.set_position(before + n as u64)
+            })
+            .await?;
         trained += (report.learned + report.skipped_abnormal) as u64;
         if let Some(detection) = state.ingest.detection() {
             detection.replace(p.name, model).await.map_err(setup)?;

@@ -222,6 +222,55 @@ impl Detector {
         verdict
     }
 
+    /// Judges `point` without learning it: the verdict [`Detector::process`]
+    /// would give, and what learning it would change. The caller decides
+    /// afterwards what is learned: the point itself ([`Detector::learn`]) or,
+    /// for a point it deems abnormal, a stand-in ([`Detector::learn_instead`]),
+    /// so that an anomaly never teaches the forest that it is normal.
+    pub fn judge(&mut self, point: &[f64]) -> (Verdict, Judgement) {
+        let mut buf = std::mem::take(&mut self.buf);
+        let (verdict, effects) = self.evaluate(point, &mut buf);
+        self.buf = buf;
+        (verdict, Judgement { effects })
+    }
+
+    /// Like [`Detector::judge`] with a score computed elsewhere (see
+    /// [`Detector::grade_external`]).
+    pub fn judge_external(
+        &self,
+        point: &[f64],
+        score: f64,
+        judged: Option<f64>,
+    ) -> (Verdict, Judgement) {
+        let (verdict, effects) = self.evaluate_external(point, score, judged);
+        (verdict, Judgement { effects })
+    }
+
+    /// Learns the judged `point` exactly as [`Detector::process`] does.
+    pub fn learn(&mut self, point: &[f64], judgement: Judgement) {
+        self.apply(judgement.effects);
+        self.learn_values(point);
+        self.forest.update(point);
+        self.seen += 1;
+    }
+
+    /// Learns `stand_in` in place of a judged point the caller deems
+    /// abnormal: the forest and the value statistics see the stand-in (what
+    /// normal would have been), and neither the point's score nor the
+    /// anomaly enters the running statistics, so the same anomaly later is
+    /// judged as unusual as this one was.
+    pub fn learn_instead(&mut self, stand_in: &[f64], judgement: Judgement) {
+        let Judgement { effects } = judgement;
+        self.apply(Effects {
+            learn_score: None,
+            anomaly: None,
+            below_relearn: effects.below_relearn,
+        });
+        self.learn_values(stand_in);
+        self.forest.update(stand_in);
+        self.seen += 1;
+    }
+
     /// Folds `point` into the running statistics of each input value.
     fn learn_values(&mut self, point: &[f64]) {
         let alpha = (1.0 / (self.seen + 1) as f64).max(1.0 / self.config.threshold.window.max(1.0));
@@ -281,6 +330,21 @@ impl Detector {
     /// verdict carries no `expected` values and zero attribution (a score
     /// alone says nothing about them); the caller derives those if needed.
     pub fn grade_external(&mut self, point: &[f64], score: f64, judged: Option<f64>) -> Verdict {
+        let (verdict, effects) = self.evaluate_external(point, score, judged);
+        self.apply(effects);
+        self.learn_values(point);
+        self.forest.update(point);
+        self.seen += 1;
+        verdict
+    }
+
+    /// Judges `point` by an external `score` without changing any state.
+    fn evaluate_external(
+        &self,
+        point: &[f64],
+        score: f64,
+        judged: Option<f64>,
+    ) -> (Verdict, Effects) {
         let clean = |s: f64| if s.is_finite() { s } else { 0.0 };
         let score = clean(score);
         let judged = judged.map_or(score, clean);
@@ -322,11 +386,7 @@ impl Detector {
                 ..quiet
             }
         };
-        self.apply(effects);
-        self.learn_values(point);
-        self.forest.update(point);
-        self.seen += 1;
-        verdict
+        (verdict, effects)
     }
 
     /// Scores `point` as [`Detector::process`] would, without learning it
@@ -406,7 +466,16 @@ impl Detector {
     }
 }
 
+/// A point judged by [`Detector::judge`], not yet learned: hand it back to
+/// [`Detector::learn`] or [`Detector::learn_instead`].
+#[derive(Debug)]
+#[must_use = "a judged point is learned with Detector::learn or Detector::learn_instead"]
+pub struct Judgement {
+    effects: Effects,
+}
+
 /// What judging a point changes once it is learned.
+#[derive(Debug)]
 struct Effects {
     learn_score: Option<f64>,
     anomaly: Option<Vec<f64>>,

@@ -10,4 +10,7 @@ pub use run::{
     DeployMetrics, FieldError, MetricSample, ResourceMetrics, Run, RunSource, RunStatus,
     StageTiming, TestCounts, BUILTIN_METRICS,
 };
-pub use verdict::{Anomaly, AnomalyStatus, Direction, MetricDeviation, ScoredRun, Verdict};
+pub use verdict::{
+    amount, metric_label, Anomaly, AnomalyStatus, Direction, Dismissal, MetricDeviation, ScoredRun,
+    Verdict,
+};

@@ -398,6 +398,24 @@ impl HealingService {
             return Ok(());
         }
         let run_id = &scored.run.run_id;
+        if !scored.verdict.new_normal.is_empty() && incident.status != IncidentStatus::Verifying {
+            // The problem lasted: detection took its level as the new normal
+            // (the automatic form of accept-baseline).
+            let why: Vec<String> = scored.verdict.why();
+            let note = format!(
+                "new normal from run {run_id}: {}. Alerts now compare with this level",
+                why.join("; ")
+            );
+            self.inner.metrics.healing("new_normal");
+            self.status(incident.id, IncidentStatus::Resolved, Some(&note))
+                .await?;
+            tracing::info!(
+                incident_id = incident.id,
+                run_id,
+                "Lasting change taken as the new normal; incident resolved."
+            );
+            return Ok(());
+        }
         match incident.status {
             IncidentStatus::Verifying if scored.run.status == RunStatus::Failed => {
                 self.not_healed(&incident, scored, "failed").await

@@ -41,6 +41,14 @@ pub struct PipelineHealth {
     /// `better`, `worse` or `steady`: this week's success rate against the
     /// week before (5 points either way), `unknown` without both.
     pub success_trend: String,
+    /// Whether detection's expected values follow the weekly rhythm yet
+    /// (it needs `detector.seasonality_after_days` of history).
+    #[serde(default)]
+    pub weekly_rhythm_learned: bool,
+    /// Why the latest scored run was judged as it was, in words (empty
+    /// when nothing about it stood out).
+    #[serde(default)]
+    pub last_verdict_why: Vec<String>,
 }
 
 /// Linear-interpolated percentile (`q` in [0, 1]) of unsorted values.
@@ -169,6 +177,7 @@ pub async fn pipeline_health(
     let prev_p50 = percentile(&prev.durations, 0.5);
     let duration_trend = duration_trend(p50, prev_p50);
     let success_trend = success_trend(w7.success_rate, prev.success_rate);
+    let verdict = store.latest_verdict(pipeline).await?;
     Ok(Some(PipelineHealth {
         pipeline: pipeline.to_string(),
         runs_7d: w7.runs,
@@ -185,6 +194,8 @@ pub async fn pipeline_health(
         open_incidents,
         duration_trend: duration_trend.to_string(),
         success_trend: success_trend.to_string(),
+        weekly_rhythm_learned: verdict.as_ref().is_some_and(|v| v.seasonal),
+        last_verdict_why: verdict.map(|v| v.why()).unwrap_or_default(),
     }))
 }
 
@@ -242,6 +253,17 @@ pub fn render_table(rows: &[PipelineHealth]) -> String {
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
+    }
+    for h in rows {
+        if !h.weekly_rhythm_learned {
+            out.push_str(&format!(
+                "{}: weekly rhythm not learned yet (expected values are the same for every hour and day)\n",
+                h.pipeline
+            ));
+        }
+        for line in &h.last_verdict_why {
+            out.push_str(&format!("{}: last run: {line}\n", h.pipeline));
+        }
     }
     out
 }

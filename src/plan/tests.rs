@@ -46,6 +46,7 @@ fn deviation(metric: &str, observed: f64, expected: f64, attribution: f64) -> Me
             Direction::Down
         },
         attribution,
+        dismissed: None,
     }
 }
 

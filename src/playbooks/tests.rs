@@ -234,6 +234,7 @@ fn dev(metric: &str, direction: Direction, attribution: f64) -> MetricDeviation 
         expected: 1.0,
         direction,
         attribution,
+        dismissed: None,
     }
 }
 

@@ -8,7 +8,10 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
+use std::sync::Arc;
+
 use super::pipeline::{PipelineModel, MODEL_VERSION};
+use crate::config::DetectorConfig;
 use crate::store::{Store, StoreError, StoredModel};
 
 /// Updates between saves of a cached model. A full model is a few MB of
@@ -27,16 +30,21 @@ pub struct Entry {
 pub struct ModelBank {
     store: Store,
     cache: LruCache<String, Entry>,
-    sensitivity: f64,
+    config: Arc<DetectorConfig>,
 }
 
 impl ModelBank {
-    pub fn new(store: Store, capacity: usize, sensitivity: f64) -> Self {
+    pub fn new(store: Store, capacity: usize, config: Arc<DetectorConfig>) -> Self {
         Self {
             store,
             cache: LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN)),
-            sensitivity,
+            config,
         }
+    }
+
+    /// The rules that judge `pipeline`'s runs.
+    pub fn rules_for(&self, pipeline: &str) -> crate::config::PipelineRules {
+        self.config.rules_for(pipeline)
     }
 
     pub fn cached(&self) -> usize {
@@ -73,7 +81,7 @@ impl ModelBank {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::warn!(pipeline, error = %e, "Saved model unreadable; rebuilding from history.");
-                        PipelineModel::new(pipeline, self.sensitivity)
+                        PipelineModel::new(pipeline, self.config.sensitivity)
                     }
                 }
             }
@@ -83,17 +91,18 @@ impl ModelBank {
                     version = stored.version,
                     "Saved model has an old format; rebuilding from history."
                 );
-                PipelineModel::new(pipeline, self.sensitivity)
+                PipelineModel::new(pipeline, self.config.sensitivity)
             }
-            None => PipelineModel::new(pipeline, self.sensitivity),
+            None => PipelineModel::new(pipeline, self.config.sensitivity),
         };
         let missed = self
             .store
             .final_runs_after(pipeline, model.last_run_pk, CATCH_UP_LIMIT)
             .await?;
         let mut replayed = 0;
+        let rules = self.config.rules_for(pipeline);
         for stored in missed.iter().filter(|r| r.pk < before_pk) {
-            model.observe(&stored.run);
+            model.observe(&stored.run, &rules);
             model.last_run_pk = model.last_run_pk.max(stored.pk);
             replayed += 1;
         }

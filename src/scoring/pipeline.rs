@@ -10,24 +10,54 @@
 //! modelled: their set changes as pipelines change, and a model's
 //! dimensions must not.
 //!
-//! Each metric is normalised with a slowly moving mean and deviation (with a
-//! per-metric floor, so a metric that is almost always 0, like the test
-//! failure rate, does not turn one failed test into a huge score). A metric
-//! a run does not report keeps its last value, so pipelines that never report
-//! CPU simply have a constant dimension that the forest never cuts.
-//! Accepting a new baseline re-centres the normalisation on the current
-//! values, so the forest's learned "normal" is the new level at once.
+//! Each metric is normalised with a slowly moving mean and deviation of the
+//! runs judged normal (with a per-metric floor, so a metric that is almost
+//! always 0, like the test failure rate, does not turn one failed test into
+//! a huge score). A metric a run does not report keeps its last value, so
+//! pipelines that never report CPU simply have a constant dimension that
+//! the forest never cuts.
+//!
+//! ## How a run is judged
+//!
+//! 1. **Unusual?** The forest scores the run's normalised metrics in the
+//!    context of the runs before it; the score must clear the adaptive
+//!    threshold.
+//! 2. **Does it matter?** Each metric that drove the score is compared with
+//!    its usual value under its [`MetricRule`]: a problem direction (slower
+//!    builds, more failed tests, higher CPU, memory, error rate, latency),
+//!    a minimum relative change and a minimum absolute change, and at least
+//!    [`MIN_SIGNIFICANCE`] deviations from the usual. A run is abnormal only
+//!    when both hold; unusual metrics that do not matter are reported as
+//!    `dismissed`, with the reason.
+//! 3. **Anomalies are not learned.** An abnormal run teaches the model
+//!    nothing: the forest learns a stand-in in which the off metrics are at
+//!    their usual values, and the normalisation skips them. The second hung
+//!    build is as abnormal as the first.
+//! 4. **New normal.** When the same metrics stay off in the same direction
+//!    for `new_normal_after` runs in a row (default 5), their level becomes
+//!    the new normal: the normalisation is re-centred on the mean of those
+//!    runs, the run that completes the streak is normal and carries
+//!    `new_normal`, and the incident thread is told.
+//! 5. **Weekly rhythm.** Every run falls in one of four slots of the week
+//!    (weekday or weekend × working hours or night, in the team's local
+//!    time). Each slot keeps its own usual values; once the pipeline has
+//!    `seasonality_after_days` of history (default 21) and a slot has
+//!    [`MIN_SLOT_RUNS`] runs, its runs are normalised and judged against the
+//!    slot's usual values, so a legitimately longer nightly or weekend build
+//!    is normal. Until then verdicts say `seasonal: false`.
 //!
 //! A run can also be scored elsewhere (a SageMaker RCF endpoint): the model
 //! hands out the shingled row ([`PipelineModel::shingled_point`]) and grades
 //! the returned score with its own threshold
-//! ([`PipelineModel::observe_with_external_score`]), learning the run either
-//! way. This module does no I/O.
+//! ([`PipelineModel::observe_with_external_scores`]), learning the run by the
+//! same rules either way. This module does no I/O.
 
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{MetricRule, PipelineRules};
 use crate::detect::{Detector, DetectorConfig};
-use crate::domain::{Direction, MetricDeviation, Run, Verdict, BUILTIN_METRICS};
+use crate::domain::{Direction, Dismissal, MetricDeviation, Run, Verdict, BUILTIN_METRICS};
 
 /// Format version of the serialised model; bump when the layout changes.
 pub const MODEL_VERSION: i64 = 1;
@@ -38,8 +68,21 @@ pub const WARM_UP_RUNS: u64 = 16;
 /// Shingle size of pipeline models: the last four runs form one point.
 pub const PIPELINE_SHINGLE: usize = 4;
 
-/// Smallest share of the score a metric must drive to be listed as "off".
+/// Smallest share of the score a metric must drive to be examined as "off"
+/// (a metric far from its usual value is examined whatever its share).
 const MIN_ATTRIBUTION_SHARE: f64 = 0.1;
+
+/// Deviations from the usual value beyond which a metric is examined as
+/// "off" whatever its share of the score.
+const EXAMINE_DEVIATIONS: f64 = 3.0;
+
+/// Deviations from the usual value a metric must reach, beyond its
+/// materiality rule, to count: a change within the metric's own noise is
+/// not a problem however large it is in relative terms.
+pub const MIN_SIGNIFICANCE: f64 = 2.0;
+
+/// Runs a slot of the week needs before its own usual values are used.
+pub const MIN_SLOT_RUNS: u64 = 10;
 
 /// Slowest adaptation of the normalisation (an exponential window of about
 /// this many runs).
@@ -55,6 +98,9 @@ const FLOORS: [(f64, f64); 6] = [
     (0.0005, 0.05), // error_rate
     (2.0, 0.02),    // latency_p95_ms
 ];
+
+/// Slots of the week: weekday or weekend × working hours or night.
+const SLOTS: usize = 4;
 
 /// Running mean and deviation of one metric.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -78,10 +124,6 @@ impl Scaler {
         }
     }
 
-    fn denormalise(&self, metric: usize, z: f64) -> f64 {
-        self.mean + z * self.scale(metric)
-    }
-
     fn learn(&mut self, x: f64) {
         self.n += 1;
         if self.n == 1 {
@@ -96,6 +138,25 @@ impl Scaler {
     }
 }
 
+/// The slot of the week a run started in (0: weekday working hours,
+/// 1: weekday night, 2: weekend day, 3: weekend night), in local time.
+fn slot_of(at: DateTime<Utc>, utc_offset_minutes: i32) -> usize {
+    let local = at + chrono::Duration::minutes(i64::from(utc_offset_minutes));
+    let weekend = local.weekday().number_from_monday() >= 6;
+    let night = !(7..19).contains(&local.hour());
+    usize::from(weekend) * 2 + usize::from(night)
+}
+
+/// Metrics off the same way in consecutive abnormal runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Streak {
+    /// `(metric, direction)` off in every run of the streak.
+    keys: Vec<(usize, Direction)>,
+    runs: u32,
+    /// Sum of each metric's observed values over the streak.
+    sums: Vec<f64>,
+}
+
 /// A pipeline's learned normal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PipelineModel {
@@ -105,6 +166,18 @@ pub struct PipelineModel {
     runs_seen: u64,
     /// Row id of the last run this model learned (for catching up on load).
     pub last_run_pk: i64,
+    /// Usual values per slot of the week (see [`slot_of`]).
+    #[serde(default)]
+    slots: Vec<Vec<Scaler>>,
+    /// Start of the first run seen (ms since the epoch).
+    #[serde(default)]
+    first_at_ms: Option<i64>,
+    /// Start of the latest run seen.
+    #[serde(default)]
+    latest_at_ms: Option<i64>,
+    /// Consecutive abnormal runs off the same way, if any.
+    #[serde(default)]
+    streak: Option<Streak>,
 }
 
 /// The detector settings of pipeline models.
@@ -135,6 +208,14 @@ pub fn metric_values(run: &Run) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// Where a run stands: its slot of the week and whether the slot's own
+/// usual values apply.
+#[derive(Debug, Clone, Copy)]
+struct Context {
+    slot: Option<usize>,
+    seasonal: bool,
+}
+
 impl PipelineModel {
     pub fn new(pipeline: &str, sensitivity: f64) -> Self {
         Self {
@@ -143,6 +224,10 @@ impl PipelineModel {
             last: vec![None; BUILTIN_METRICS.len()],
             runs_seen: 0,
             last_run_pk: 0,
+            slots: vec![vec![Scaler::default(); BUILTIN_METRICS.len()]; SLOTS],
+            first_at_ms: None,
+            latest_at_ms: None,
+            streak: None,
         }
     }
 
@@ -150,10 +235,45 @@ impl PipelineModel {
         self.runs_seen
     }
 
+    /// Whether the weekly rhythm is learned: the history spans
+    /// `seasonality_after_days`.
+    pub fn seasonality_learned(&self, rules: &PipelineRules) -> bool {
+        match (self.first_at_ms, self.latest_at_ms) {
+            (Some(first), Some(latest)) => {
+                latest - first >= i64::from(rules.seasonality_after_days) * 86_400_000
+            }
+            _ => false,
+        }
+    }
+
+    fn context(&self, run: &Run, rules: &PipelineRules) -> Context {
+        let slot = run
+            .started_at
+            .or_else(|| run.event_time())
+            .map(|at| slot_of(at, rules.utc_offset_minutes));
+        let seasonal = slot.is_some() && self.seasonality_learned(rules);
+        Context { slot, seasonal }
+    }
+
+    /// The scaler that holds metric `i`'s usual value for a run in `ctx`.
+    fn baseline(&self, ctx: Context, i: usize) -> &Scaler {
+        if ctx.seasonal {
+            if let Some(s) = ctx
+                .slot
+                .and_then(|slot| self.slots.get(slot))
+                .and_then(|slot| slot.get(i))
+                .filter(|s| s.n >= MIN_SLOT_RUNS)
+            {
+                return s;
+            }
+        }
+        &self.scalers[i]
+    }
+
     /// The normalised point of a run (a metric it does not report keeps
     /// its last value), or `None` when it reports none of the modelled
     /// metrics.
-    fn normalised(&self, observed: &[Option<f64>]) -> Option<Vec<f64>> {
+    fn normalised(&self, observed: &[Option<f64>], ctx: Context) -> Option<Vec<f64>> {
         if observed.iter().all(Option::is_none) {
             return None;
         }
@@ -162,7 +282,7 @@ impl PipelineModel {
                 .iter()
                 .enumerate()
                 .map(|(i, v)| match v.or(self.last[i]) {
-                    Some(x) => self.scalers[i].normalise(i, x),
+                    Some(x) => self.baseline(ctx, i).normalise(i, x),
                     None => 0.0,
                 })
                 .collect(),
@@ -174,8 +294,8 @@ impl PipelineModel {
     /// when there is nothing to score yet: the run reports none of the
     /// modelled metrics, or fewer runs than a shingle have been seen.
     /// Changes nothing.
-    pub fn shingled_point(&self, run: &Run) -> Option<Vec<f64>> {
-        let point = self.normalised(&metric_values(run))?;
+    pub fn shingled_point(&self, run: &Run, rules: &PipelineRules) -> Option<Vec<f64>> {
+        let point = self.normalised(&metric_values(run), self.context(run, rules))?;
         self.detector.shingle_of(&point)
     }
 
@@ -183,66 +303,65 @@ impl PipelineModel {
     /// [`PipelineModel::shingled_point`] with that run replaced by what was
     /// expected of it. Its score is what the run is judged on, so one
     /// abnormal run is reported once. `None` otherwise. Changes nothing.
-    pub fn corrected_point(&self, run: &Run) -> Option<Vec<f64>> {
-        let point = self.normalised(&metric_values(run))?;
+    pub fn corrected_point(&self, run: &Run, rules: &PipelineRules) -> Option<Vec<f64>> {
+        let point = self.normalised(&metric_values(run), self.context(run, rules))?;
         self.detector.corrected_shingle_of(&point)
     }
 
-    /// Scores a finished run against what this pipeline learned, then learns
-    /// it. Runs with none of the modelled metrics are judged normal and not
-    /// learned.
-    pub fn observe(&mut self, run: &Run) -> Verdict {
-        self.observe_inner(run, None)
+    /// Judges a finished run against what this pipeline learned (see the
+    /// module header), then learns it unless it is abnormal. Runs with none
+    /// of the modelled metrics are judged normal and not learned.
+    pub fn observe(&mut self, run: &Run, rules: &PipelineRules) -> Verdict {
+        self.observe_inner(run, rules, None)
     }
 
     /// Like [`PipelineModel::observe`], with the run's score computed
     /// elsewhere (a remote Random Cut Forest over
-    /// [`PipelineModel::shingled_point`]). The same threshold, warm-up and
-    /// shift handling grade it, and the run is learned as usual, so the
-    /// embedded forest can take over at any time.
+    /// [`PipelineModel::shingled_point`]), and the score of
+    /// [`PipelineModel::corrected_point`] when there is one (the run is
+    /// graded on that score). The same threshold, warm-up, rules and
+    /// learning apply, so the embedded forest can take over at any time.
     ///
-    /// An external score comes without expected values or attribution, so
-    /// for an abnormal run each metric's expected value is its running
-    /// normalisation mean, and its share of the blame is proportional to
-    /// how many deviations it lies from that mean.
-    pub fn observe_with_external_score(&mut self, run: &Run, score: f64) -> Verdict {
-        self.observe_inner(run, Some((score, None)))
-    }
-
-    /// Like [`PipelineModel::observe_with_external_score`], also given the
-    /// score of [`PipelineModel::corrected_point`] when there is one; the
-    /// run is graded on that score.
+    /// An external score comes without attribution, so each metric's share
+    /// of the blame is proportional to how many deviations it lies from its
+    /// usual value.
     pub fn observe_with_external_scores(
         &mut self,
         run: &Run,
+        rules: &PipelineRules,
         score: f64,
         corrected: Option<f64>,
     ) -> Verdict {
-        self.observe_inner(run, Some((score, corrected)))
+        self.observe_inner(run, rules, Some((score, corrected)))
     }
 
-    fn observe_inner(&mut self, run: &Run, external: Option<(f64, Option<f64>)>) -> Verdict {
+    fn observe_inner(
+        &mut self,
+        run: &Run,
+        rules: &PipelineRules,
+        external: Option<(f64, Option<f64>)>,
+    ) -> Verdict {
         let observed = metric_values(run);
-        let Some(point) = self.normalised(&observed) else {
+        let ctx = self.context(run, rules);
+        let warming_up = self.runs_seen < WARM_UP_RUNS;
+        let Some(point) = self.normalised(&observed, ctx) else {
             return Verdict {
-                score: 0.0,
-                grade: 0.0,
-                warming_up: self.runs_seen < WARM_UP_RUNS,
-                deviations: Vec::new(),
-                anomaly_id: None,
+                warming_up,
+                seasonal: ctx.seasonal,
+                ..Verdict::default()
             };
         };
-        let mut result = match external {
-            None => self.detector.process(&point),
-            Some((score, judged)) => self.detector.grade_external(&point, score, judged),
+        let (mut result, judgement) = match external {
+            None => self.detector.judge(&point),
+            Some((score, judged)) => self.detector.judge_external(&point, score, judged),
         };
         if external.is_some() {
             result.attribution = point.iter().map(|z| z.abs()).collect();
         }
-        let warming_up = self.runs_seen < WARM_UP_RUNS;
-        let grade = if warming_up { 0.0 } else { result.grade };
+        let unusual = !warming_up && result.grade > 0.0;
         let mut deviations = Vec::new();
-        if grade > 0.0 {
+        let mut dismissed = Vec::new();
+        if unusual {
             let total: f64 = result.attribution.iter().map(|a| a.max(0.0)).sum();
             for (i, value) in observed.iter().enumerate() {
                 let Some(x) = *value else { continue };
@@ -251,40 +370,173 @@ impl PipelineModel {
                 } else {
                     0.0
                 };
-                if share < MIN_ATTRIBUTION_SHARE {
+                let z = point[i];
+                if share < MIN_ATTRIBUTION_SHARE && z.abs() < EXAMINE_DEVIATIONS {
                     continue;
                 }
-                let expected = match &result.expected {
-                    Some(e) => self.scalers[i].denormalise(i, e[i]),
-                    None => self.scalers[i].mean,
+                let usual = self.baseline(ctx, i).mean;
+                let rule: &MetricRule = &rules.metrics[i];
+                let (direction, material) = rule.judge(x, usual);
+                let dismissal = if !rule.direction.includes(direction) {
+                    Some(Dismissal::Direction)
+                } else if !material || z.abs() < MIN_SIGNIFICANCE {
+                    Some(Dismissal::Small)
+                } else {
+                    None
                 };
-                deviations.push(MetricDeviation {
+                let deviation = MetricDeviation {
                     metric: BUILTIN_METRICS[i].to_string(),
                     observed: x,
-                    expected,
-                    direction: if x >= expected {
-                        Direction::Up
-                    } else {
-                        Direction::Down
-                    },
+                    expected: usual,
+                    direction,
                     attribution: share,
-                });
+                    dismissed: dismissal,
+                };
+                if dismissal.is_some() {
+                    dismissed.push(deviation);
+                } else {
+                    deviations.push(deviation);
+                }
             }
             deviations.sort_by(|a, b| b.attribution.total_cmp(&a.attribution));
+            dismissed.sort_by(|a, b| b.attribution.total_cmp(&a.attribution));
         }
-        for (i, value) in observed.iter().enumerate() {
-            if let Some(x) = *value {
-                self.scalers[i].learn(x);
-                self.last[i] = Some(x);
+        let abnormal = !deviations.is_empty();
+        let mut verdict = Verdict {
+            score: result.score,
+            grade: if abnormal { result.grade } else { 0.0 },
+            warming_up,
+            seasonal: ctx.seasonal,
+            dismissed,
+            ..Verdict::default()
+        };
+        if abnormal {
+            let off: Vec<usize> = deviations
+                .iter()
+                .filter_map(|d| BUILTIN_METRICS.iter().position(|m| *m == d.metric))
+                .collect();
+            if let Some(new_normal) = self.extend_streak(&deviations, &observed, rules) {
+                // The streak is long enough: its level is the new normal,
+                // and this run is judged against it.
+                verdict.grade = 0.0;
+                verdict.new_normal = new_normal;
+                let point = self
+                    .normalised(&observed, ctx)
+                    .unwrap_or_else(|| point.clone());
+                self.detector.learn_instead(&point, judgement);
+                self.learn_values(&observed, ctx, &[]);
+            } else {
+                verdict.deviations = deviations;
+                let mut stand_in = point;
+                for i in &off {
+                    stand_in[*i] = 0.0;
+                }
+                self.detector.learn_instead(&stand_in, judgement);
+                self.learn_values(&observed, ctx, &off);
             }
+        } else {
+            if !warming_up {
+                self.streak = None;
+            }
+            self.detector.learn(&point, judgement);
+            self.learn_values(&observed, ctx, &[]);
+        }
+        if let Some(at) = run.started_at.or_else(|| run.event_time()) {
+            let ms = at.timestamp_millis();
+            self.first_at_ms = Some(self.first_at_ms.map_or(ms, |f| f.min(ms)));
+            self.latest_at_ms = Some(self.latest_at_ms.map_or(ms, |l| l.max(ms)));
         }
         self.runs_seen += 1;
-        Verdict {
-            score: result.score,
-            grade,
-            warming_up,
-            deviations,
-            anomaly_id: None,
+        verdict
+    }
+
+    /// Folds the observed values into the usual values (overall and of the
+    /// run's slot), except for the metrics in `skip`.
+    fn learn_values(&mut self, observed: &[Option<f64>], ctx: Context, skip: &[usize]) {
+        if self.slots.len() != SLOTS {
+            self.slots = vec![vec![Scaler::default(); BUILTIN_METRICS.len()]; SLOTS];
+        }
+        for (i, value) in observed.iter().enumerate() {
+            let Some(x) = *value else { continue };
+            if skip.contains(&i) {
+                continue;
+            }
+            self.scalers[i].learn(x);
+            if let Some(slot) = ctx.slot {
+                self.slots[slot][i].learn(x);
+            }
+            self.last[i] = Some(x);
+        }
+    }
+
+    /// Adds an abnormal run to the streak of runs off the same way. When
+    /// the streak reaches `new_normal_after` runs, its level becomes the new
+    /// normal: returns the metrics re-centred (observed: the streak's mean
+    /// level; expected: the usual value before).
+    fn extend_streak(
+        &mut self,
+        deviations: &[MetricDeviation],
+        observed: &[Option<f64>],
+        rules: &PipelineRules,
+    ) -> Option<Vec<MetricDeviation>> {
+        let keys: Vec<(usize, Direction)> = deviations
+            .iter()
+            .filter_map(|d| {
+                let i = BUILTIN_METRICS.iter().position(|m| *m == d.metric)?;
+                Some((i, d.direction))
+            })
+            .collect();
+        let values: Vec<f64> = observed.iter().map(|v| v.unwrap_or(0.0)).collect();
+        let streak = match self.streak.take() {
+            Some(mut s) => {
+                s.keys.retain(|k| keys.contains(k));
+                if s.keys.is_empty() {
+                    None
+                } else {
+                    s.runs += 1;
+                    for (sum, v) in s.sums.iter_mut().zip(&values) {
+                        *sum += v;
+                    }
+                    Some(s)
+                }
+            }
+            None => None,
+        };
+        let streak = streak.unwrap_or(Streak {
+            keys,
+            runs: 1,
+            sums: values,
+        });
+        if streak.runs < rules.new_normal_after.max(2) {
+            self.streak = Some(streak);
+            return None;
+        }
+        let mut changed = Vec::new();
+        for (i, direction) in &streak.keys {
+            let level = streak.sums[*i] / f64::from(streak.runs);
+            let before = self.scalers[*i].mean;
+            self.recentre(*i, level);
+            changed.push(MetricDeviation {
+                metric: BUILTIN_METRICS[*i].to_string(),
+                observed: level,
+                expected: before,
+                direction: *direction,
+                attribution: 0.0,
+                dismissed: None,
+            });
+        }
+        Some(changed)
+    }
+
+    /// Moves metric `i`'s usual value (overall and in every slot, keeping
+    /// the slots' differences) to `level`.
+    fn recentre(&mut self, i: usize, level: f64) {
+        let delta = level - self.scalers[i].mean;
+        self.scalers[i].mean = level;
+        for slot in &mut self.slots {
+            if let Some(s) = slot.get_mut(i).filter(|s| s.n > 0) {
+                s.mean += delta;
+            }
         }
     }
 
@@ -296,11 +548,23 @@ impl PipelineModel {
             if metric.is_some_and(|m| m != *name) {
                 continue;
             }
-            if let Some(x) = self.last[i] {
-                self.scalers[i].mean = x;
+            if let Some(x) = self.last_observed(i) {
+                self.recentre(i, x);
             }
         }
+        self.streak = None;
         self.detector.accept_baseline();
+    }
+
+    /// The latest value of metric `i`: that of the current streak when one
+    /// is running (abnormal runs are not learned), else the last learned.
+    fn last_observed(&self, i: usize) -> Option<f64> {
+        match &self.streak {
+            Some(s) if s.runs > 0 && s.keys.iter().any(|(k, _)| *k == i) => {
+                Some(s.sums[i] / f64::from(s.runs))
+            }
+            _ => self.last[i],
+        }
     }
 }
 
@@ -308,6 +572,10 @@ impl PipelineModel {
 mod tests {
     use super::*;
     use crate::domain::{ResourceMetrics, RunStatus, TestCounts};
+
+    fn rules() -> PipelineRules {
+        PipelineRules::default()
+    }
 
     /// A deterministic "normal" run number `i` of a pipeline.
     fn normal_run(i: u32, duration: f64, failed: u64) -> Run {
@@ -335,13 +603,13 @@ mod tests {
         let mut model = PipelineModel::new("checkout-service", 1.0);
         let mut flagged = 0;
         for i in 0..120 {
-            let v = model.observe(&normal_run(i, 420.0, (i % 3) as u64));
+            let v = model.observe(&normal_run(i, 420.0, (i % 3) as u64), &rules());
             if v.is_anomalous() {
                 flagged += 1;
             }
         }
         assert!(flagged <= 2, "{flagged} of 120 normal runs flagged");
-        let v = model.observe(&normal_run(120, 1300.0, 200));
+        let v = model.observe(&normal_run(120, 1300.0, 200), &rules());
         assert!(v.is_anomalous(), "{v:?}");
         let metrics: Vec<_> = v.deviations.iter().map(|d| d.metric.as_str()).collect();
         assert!(
@@ -363,23 +631,23 @@ mod tests {
         let mut flagged = 0;
         for i in 0..60 {
             let run = normal_run(i, 420.0, 0);
-            let row = model.shingled_point(&run);
+            let row = model.shingled_point(&run, &rules());
             if i < PIPELINE_SHINGLE as u32 - 1 {
                 assert!(row.is_none(), "run {i}");
             }
             let v = match row {
                 Some(row) => {
                     assert_eq!(row.len(), PIPELINE_SHINGLE * BUILTIN_METRICS.len());
-                    model.observe_with_external_score(&run, score(&row))
+                    model.observe_with_external_scores(&run, &rules(), score(&row), None)
                 }
-                None => model.observe(&run),
+                None => model.observe(&run, &rules()),
             };
             flagged += usize::from(v.is_anomalous());
         }
         assert_eq!(flagged, 0);
         let spike = normal_run(60, 1500.0, 0);
-        let row = model.shingled_point(&spike).unwrap();
-        let v = model.observe_with_external_score(&spike, score(&row));
+        let row = model.shingled_point(&spike, &rules()).unwrap();
+        let v = model.observe_with_external_scores(&spike, &rules(), score(&row), None);
         assert!(v.is_anomalous(), "{v:?}");
         assert_eq!(v.score, score(&row));
         assert_eq!(v.deviations[0].metric, "duration_s");
@@ -387,20 +655,26 @@ mod tests {
         assert!((v.deviations[0].expected - 420.0).abs() < 30.0, "{v:?}");
         // The embedded forest learned every run and can take over.
         assert_eq!(model.runs_seen(), 61);
-        assert!(!model.observe(&normal_run(61, 420.0, 0)).is_anomalous());
+        assert!(!model
+            .observe(&normal_run(61, 420.0, 0), &rules())
+            .is_anomalous());
     }
 
     #[test]
     fn a_restored_model_scores_exactly_like_the_original() {
         let mut model = PipelineModel::new("p", 1.0);
         for i in 0..60 {
-            model.observe(&normal_run(i, 300.0, 1));
+            model.observe(&normal_run(i, 300.0, 1), &rules());
         }
         let saved = serde_json::to_string(&model).unwrap();
         let mut restored: PipelineModel = serde_json::from_str(&saved).unwrap();
         for i in 60..90 {
             let run = normal_run(i, if i == 75 { 900.0 } else { 300.0 }, 1);
-            assert_eq!(model.observe(&run), restored.observe(&run), "run {i}");
+            assert_eq!(
+                model.observe(&run, &rules()),
+                restored.observe(&run, &rules()),
+                "run {i}"
+            );
         }
     }
 
@@ -408,16 +682,20 @@ mod tests {
     fn accepting_a_baseline_stops_alerts_for_the_new_level() {
         let mut model = PipelineModel::new("p", 1.0);
         for i in 0..80 {
-            model.observe(&normal_run(i, 400.0, 0));
+            model.observe(&normal_run(i, 400.0, 0), &rules());
         }
-        let first = model.observe(&normal_run(80, 560.0, 0));
+        let first = model.observe(&normal_run(80, 560.0, 0), &rules());
         assert!(
             first.is_anomalous(),
             "a 40% slower build is abnormal at first: {first:?}"
         );
         model.accept_baseline(Some("duration_s"));
         let later: Vec<bool> = (81..90)
-            .map(|i| model.observe(&normal_run(i, 560.0, 0)).is_anomalous())
+            .map(|i| {
+                model
+                    .observe(&normal_run(i, 560.0, 0), &rules())
+                    .is_anomalous()
+            })
             .collect();
         assert!(later.iter().all(|a| !a), "{later:?}");
     }
@@ -426,10 +704,14 @@ mod tests {
     fn a_lasting_shift_stops_alerting_on_its_own() {
         let mut model = PipelineModel::new("p", 1.0);
         for i in 0..80 {
-            model.observe(&normal_run(i, 400.0, 0));
+            model.observe(&normal_run(i, 400.0, 0), &rules());
         }
         let flags: Vec<bool> = (80..160)
-            .map(|i| model.observe(&normal_run(i, 520.0, 0)).is_anomalous())
+            .map(|i| {
+                model
+                    .observe(&normal_run(i, 520.0, 0), &rules())
+                    .is_anomalous()
+            })
             .collect();
         let last_alert = flags.iter().rposition(|f| *f).unwrap_or(0);
         assert!(flags[0], "the shift is noticed");
@@ -437,5 +719,219 @@ mod tests {
             last_alert < 40,
             "still alerting {last_alert} runs after a 30% shift: {flags:?}"
         );
+    }
+
+    /// A run of `pipeline`-like shape starting at `start` with the given
+    /// duration, failed tests, CPU and memory.
+    fn run_at(i: u32, start: DateTime<Utc>, duration: f64, failed: u64, mem: f64) -> Run {
+        let mut run = Run::new("checkout-service", i.to_string(), RunStatus::Succeeded);
+        run.started_at = Some(start);
+        run.finished_at = Some(start + chrono::Duration::milliseconds((duration * 1000.0) as i64));
+        run.tests = Some(TestCounts {
+            total: 800,
+            failed,
+            skipped: 0,
+        });
+        run.resources = Some(ResourceMetrics {
+            cpu_peak_pct: Some(60.0),
+            mem_peak_mb: Some(mem),
+        });
+        run
+    }
+
+    /// Deterministic jitter in [-1, 1).
+    fn jitter(i: u32, k: u32) -> f64 {
+        let z = (u64::from(i) * 0x9E37_79B9 + u64::from(k) * 0x85EB_CA6B) % 1000;
+        z as f64 / 500.0 - 1.0
+    }
+
+    fn ordinary(i: u32) -> Run {
+        let start = "2026-09-01T09:00:00Z".parse::<DateTime<Utc>>().unwrap()
+            + chrono::Duration::hours(i64::from(i) * 2);
+        run_at(
+            i,
+            start,
+            420.0 + 20.0 * jitter(i, 1),
+            u64::from(i % 3 == 0),
+            2000.0 + 40.0 * jitter(i, 2),
+        )
+    }
+
+    fn with_duration(mut run: Run, duration: f64) -> Run {
+        let start = run.started_at.unwrap();
+        run.finished_at = Some(start + chrono::Duration::milliseconds((duration * 1000.0) as i64));
+        run
+    }
+
+    #[test]
+    fn the_same_problem_twice_is_abnormal_twice() {
+        let mut model = PipelineModel::new("checkout-service", 1.0);
+        for i in 0..200 {
+            model.observe(&ordinary(i), &rules());
+        }
+        let first = model.observe(&with_duration(ordinary(200), 1680.0), &rules());
+        assert!(first.is_anomalous(), "{first:?}");
+        for i in 201..220 {
+            let v = model.observe(&ordinary(i), &rules());
+            assert!(!v.is_anomalous(), "ordinary run {i}: {v:?}");
+        }
+        let second = model.observe(&with_duration(ordinary(220), 1680.0), &rules());
+        assert!(
+            second.is_anomalous(),
+            "the repeat is graded too: {second:?}"
+        );
+        assert!(
+            second.grade >= first.grade * 0.5,
+            "{} vs {}",
+            second.grade,
+            first.grade
+        );
+        assert_eq!(second.deviations[0].metric, "duration_s");
+        let why = second.why().join("; ");
+        assert!(why.contains("duration 4.0× the usual 7 min"), "{why}");
+        assert!(why.contains("slower builds are problems"), "{why}");
+    }
+
+    #[test]
+    fn a_faster_build_is_not_a_problem_and_says_why() {
+        let mut model = PipelineModel::new("checkout-service", 1.0);
+        for i in 0..200 {
+            model.observe(&ordinary(i), &rules());
+        }
+        let faster = model.observe(&with_duration(ordinary(200), 150.0), &rules());
+        assert!(!faster.is_anomalous(), "{faster:?}");
+        if let Some(d) = faster.dismissed.first() {
+            assert_eq!(d.dismissed, Some(Dismissal::Direction));
+            assert!(faster.why()[0].contains("faster builds are not problems"));
+        }
+        // The same rule, reversed for this pipeline: faster is a problem.
+        let mut reversed = rules();
+        reversed.metrics[0].direction = crate::config::ProblemDirection::Both;
+        let mut model = PipelineModel::new("checkout-service", 1.0);
+        for i in 0..200 {
+            model.observe(&ordinary(i), &reversed);
+        }
+        let v = model.observe(&with_duration(ordinary(200), 150.0), &reversed);
+        assert!(v.is_anomalous(), "{v:?}");
+    }
+
+    #[test]
+    fn a_small_unusual_change_is_dismissed_as_too_small() {
+        let mut model = PipelineModel::new("checkout-service", 1.0);
+        // A very steady pipeline: 10% slower is far outside its noise.
+        for i in 0..200 {
+            let run = with_duration(ordinary(i), 420.0 + jitter(i, 3));
+            model.observe(&run, &rules());
+        }
+        let v = model.observe(&with_duration(ordinary(200), 462.0), &rules());
+        assert!(!v.is_anomalous(), "10% slower is below the 20% rule: {v:?}");
+        let mut strict = rules();
+        strict.metrics[0].min_ratio = 0.05;
+        let mut model = PipelineModel::new("checkout-service", 1.0);
+        for i in 0..200 {
+            let run = with_duration(ordinary(i), 420.0 + jitter(i, 3));
+            model.observe(&run, &strict);
+        }
+        let v = model.observe(&with_duration(ordinary(200), 462.0), &strict);
+        assert!(v.is_anomalous(), "a 5% rule catches it: {v:?}");
+    }
+
+    #[test]
+    fn a_lasting_change_becomes_the_new_normal_after_k_runs() {
+        let mut model = PipelineModel::new("checkout-service", 1.0);
+        for i in 0..150 {
+            model.observe(&ordinary(i), &rules());
+        }
+        let k = rules().new_normal_after;
+        let mut verdicts = Vec::new();
+        for i in 150..200 {
+            let run = with_duration(ordinary(i), 600.0 + 20.0 * jitter(i, 1));
+            verdicts.push(model.observe(&run, &rules()));
+        }
+        let abnormal: Vec<usize> = (0..verdicts.len())
+            .filter(|i| verdicts[*i].is_anomalous())
+            .collect();
+        assert_eq!(abnormal, (0..k as usize - 1).collect::<Vec<_>>());
+        let declared = &verdicts[k as usize - 1];
+        assert_eq!(declared.new_normal.len(), 1, "{declared:?}");
+        assert_eq!(declared.new_normal[0].metric, "duration_s");
+        assert!((declared.new_normal[0].observed - 600.0).abs() < 30.0);
+        assert!((declared.new_normal[0].expected - 420.0).abs() < 30.0);
+        assert!(
+            declared.why()[0].contains("new normal"),
+            "{:?}",
+            declared.why()
+        );
+        // Problems on the new level are still found.
+        let spike = model.observe(&with_duration(ordinary(200), 2400.0), &rules());
+        assert!(spike.is_anomalous(), "{spike:?}");
+        assert!(
+            (spike.deviations[0].expected - 600.0).abs() < 40.0,
+            "{spike:?}"
+        );
+    }
+
+    #[test]
+    fn alternating_problems_do_not_become_normal() {
+        let mut model = PipelineModel::new("checkout-service", 1.0);
+        for i in 0..150 {
+            model.observe(&ordinary(i), &rules());
+        }
+        for n in 0..8 {
+            let i = 150 + n;
+            let run = if n % 2 == 0 {
+                with_duration(ordinary(i), 1500.0)
+            } else {
+                run_at(i, ordinary(i).started_at.unwrap(), 420.0, 120, 2000.0)
+            };
+            let v = model.observe(&run, &rules());
+            assert!(v.is_anomalous(), "problem {n}: {v:?}");
+            assert!(v.new_normal.is_empty());
+        }
+    }
+
+    #[test]
+    fn weekend_builds_follow_their_own_normal_after_three_weeks() {
+        // Four runs per weekday in working hours; two long ones each
+        // weekend day (a bigger test matrix).
+        let monday = "2026-08-03T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let mut runs = Vec::new();
+        for day in 0..49i64 {
+            let date = monday + chrono::Duration::days(day);
+            let weekend = day % 7 >= 5;
+            let (count, base) = if weekend { (2, 900.0) } else { (4, 420.0) };
+            for k in 0..count {
+                let i = runs.len() as u32;
+                let start = date + chrono::Duration::hours(9 + 2 * k);
+                runs.push((
+                    weekend,
+                    run_at(i, start, base + 20.0 * jitter(i, 1), 0, 2000.0),
+                ));
+            }
+        }
+        let mut model = PipelineModel::new("checkout-service", 1.0);
+        let mut late_weekend_alerts = 0;
+        let mut seasonal_seen = false;
+        for (n, (weekend, run)) in runs.iter().enumerate() {
+            let v = model.observe(run, &rules());
+            let day = (run.started_at.unwrap() - monday).num_days();
+            if day < 20 {
+                assert!(!v.seasonal, "run {n} on day {day}");
+            }
+            seasonal_seen |= v.seasonal;
+            if day >= 28 && *weekend && v.is_anomalous() {
+                late_weekend_alerts += 1;
+            }
+        }
+        assert!(seasonal_seen);
+        assert_eq!(
+            late_weekend_alerts, 0,
+            "weekend builds are normal once learned"
+        );
+        // A weekday build as long as a weekend one is still a problem.
+        let tuesday = monday + chrono::Duration::days(50) + chrono::Duration::hours(10);
+        let v = model.observe(&run_at(9999, tuesday, 900.0, 0, 2000.0), &rules());
+        assert!(v.is_anomalous(), "{v:?}");
+        assert!(v.seasonal);
     }
 }

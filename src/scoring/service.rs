@@ -23,6 +23,7 @@ use super::bank::ModelBank;
 use super::pipeline::PipelineModel;
 use super::sagemaker::SagemakerScorer;
 use crate::clock::Clock;
+use crate::config::PipelineRules;
 use crate::domain::{Run, ScoredRun, Verdict};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -33,7 +34,8 @@ pub struct DetectionSettings {
     pub shards: usize,
     /// Models kept in memory across all shards.
     pub cache_models: usize,
-    pub sensitivity: f64,
+    /// Sensitivity and the rules of what is a problem (`[detector]`).
+    pub detector: crate::config::DetectorConfig,
     /// Scores runs with a SageMaker endpoint when set (falling back to the
     /// embedded forest); the embedded forest alone when `None`.
     pub sagemaker: Option<Arc<SagemakerScorer>>,
@@ -44,7 +46,7 @@ impl Default for DetectionSettings {
         Self {
             shards: 2,
             cache_models: 250,
-            sensitivity: 1.0,
+            detector: crate::config::DetectorConfig::default(),
             sagemaker: None,
         }
     }
@@ -104,10 +106,11 @@ impl DetectionService {
     ) -> Self {
         let shards = settings.shards.max(1);
         let per_shard = (settings.cache_models / shards).max(1);
+        let detector = Arc::new(settings.detector.clone());
         let senders = (0..shards)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(1024);
-                let bank = ModelBank::new(store.clone(), per_shard, settings.sensitivity);
+                let bank = ModelBank::new(store.clone(), per_shard, detector.clone());
                 tokio::spawn(shard(
                     store.clone(),
                     bank,
@@ -351,6 +354,7 @@ async fn score_batch(
     let mut to_save = std::collections::BTreeSet::new();
     for (run_pk, run) in runs {
         let resets = store.pending_baseline_resets(&run.pipeline).await?;
+        let rules = bank.rules_for(&run.pipeline);
         let entry = bank.get(&run.pipeline, *run_pk).await?;
         for (id, metric) in &resets {
             if resets_applied.insert(*id) {
@@ -370,11 +374,11 @@ async fn score_batch(
                 continue;
             }
         }
-        let verdict = match external_score(scorers, &entry.model, run).await {
+        let verdict = match external_score(scorers, &entry.model, run, &rules).await {
             Some((score, corrected)) => entry
                 .model
-                .observe_with_external_scores(run, score, corrected),
-            None => entry.model.observe(run),
+                .observe_with_external_scores(run, &rules, score, corrected),
+            None => entry.model.observe(run, &rules),
         };
         entry.model.last_run_pk = entry.model.last_run_pk.max(*run_pk);
         entry.unsaved += 1;
@@ -411,6 +415,18 @@ async fn score_batch(
                 .await?;
                 tracing::info!(pipeline = %run.pipeline, run_id = %run.run_id, grade = verdict.grade, anomaly = id, "Abnormal run.");
             } else if !verdict.warming_up {
+                if !verdict.new_normal.is_empty() {
+                    tx.audit(
+                        now,
+                        "anomaly.new_normal",
+                        &format!("pipeline/{}", run.pipeline),
+                        "detector",
+                        &serde_json::json!({"pipeline": run.pipeline, "run_id": run.run_id,
+                                            "new_normal": verdict.new_normal, "why": verdict.why()}),
+                    )
+                    .await?;
+                    tracing::info!(pipeline = %run.pipeline, run_id = %run.run_id, "A lasting change is the new normal.");
+                }
                 if let Some(id) = tx.close_anomaly(&run.pipeline, now).await? {
                     tx.audit(
                         now,
@@ -448,10 +464,11 @@ async fn external_score(
     scorers: &Scorers<'_>,
     model: &PipelineModel,
     run: &Run,
+    rules: &PipelineRules,
 ) -> Option<(f64, Option<f64>)> {
     let scorer = scorers.sagemaker?;
-    let mut rows = vec![model.shingled_point(run)?];
-    rows.extend(model.corrected_point(run));
+    let mut rows = vec![model.shingled_point(run, rules)?];
+    rows.extend(model.corrected_point(run, rules));
     if !scorer.available() {
         scorers.metrics.detector_fallback("circuit_open");
         return None;

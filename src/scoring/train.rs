@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 
 use super::pipeline::PipelineModel;
+use crate::config::DetectorConfig;
 use crate::store::{Store, StoreError};
 
 /// What a rebuild learned.
@@ -25,12 +26,13 @@ pub struct TrainReport {
 pub async fn rebuild(
     store: &Store,
     pipeline: &str,
-    sensitivity: f64,
+    config: &DetectorConfig,
     mut progress: impl FnMut(usize),
 ) -> Result<(PipelineModel, TrainReport), StoreError> {
     let history = store.history(pipeline).await?;
     let abnormal = store.abnormal_run_pks(pipeline).await?;
-    let mut model = PipelineModel::new(pipeline, sensitivity);
+    let rules = config.rules_for(pipeline);
+    let mut model = PipelineModel::new(pipeline, config.sensitivity);
     let mut report = TrainReport {
         pipeline: pipeline.to_string(),
         learned: 0,
@@ -40,7 +42,7 @@ pub async fn rebuild(
         if abnormal.contains(&stored.pk) {
             report.skipped_abnormal += 1;
         } else {
-            model.observe(&stored.run);
+            model.observe(&stored.run, &rules);
             report.learned += 1;
         }
         model.last_run_pk = model.last_run_pk.max(stored.pk);
@@ -69,10 +71,11 @@ pub async fn backtest(
     store: &Store,
     pipeline: &str,
     since: DateTime<Utc>,
-    sensitivity: f64,
+    config: &DetectorConfig,
 ) -> Result<BacktestRow, StoreError> {
     let history = store.history(pipeline).await?;
-    let mut model = PipelineModel::new(pipeline, sensitivity);
+    let rules = config.rules_for(pipeline);
+    let mut model = PipelineModel::new(pipeline, config.sensitivity);
     let mut row = BacktestRow {
         pipeline: pipeline.to_string(),
         trained_on: 0,
@@ -83,7 +86,7 @@ pub async fn backtest(
     let mut in_anomaly = false;
     for stored in &history {
         let at = stored.run.event_time().unwrap_or(stored.ingested_at);
-        let verdict = model.observe(&stored.run);
+        let verdict = model.observe(&stored.run, &rules);
         if at < since {
             row.trained_on += 1;
             continue;

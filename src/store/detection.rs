@@ -105,6 +105,23 @@ impl Store {
         }
     }
 
+    /// The verdict of the pipeline's most recently scored run.
+    pub async fn latest_verdict(&self, pipeline: &str) -> Result<Option<Verdict>, StoreError> {
+        let row = sqlx::query(
+            "SELECT verdict FROM runs WHERE pipeline = $1 AND verdict IS NOT NULL \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(pipeline)
+        .fetch_optional(self.pool())
+        .await?;
+        match row.and_then(|r| r.get::<Option<String>, _>(0)) {
+            Some(v) => Ok(Some(
+                serde_json::from_str(&v).map_err(|e| corrupt("runs.verdict", e))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
     pub async fn anomaly(&self, id: i64) -> Result<Option<Anomaly>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {ANOMALY_COLUMNS} {ANOMALY_FROM} WHERE a.id = $1"

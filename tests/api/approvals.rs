@@ -134,6 +134,7 @@ fn facts() -> IncidentFacts {
             expected: 0.004,
             direction: Direction::Up,
             attribution: 0.9,
+            dismissed: None,
         }],
         grade: 0.7,
         log_excerpt: Some("[Test] 812 tests, 37 failed (timed out waiting for element)".into()),

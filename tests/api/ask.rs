@@ -144,8 +144,10 @@ fn verdict(metric: &str, observed: f64, expected: f64) -> Verdict {
             expected,
             direction: Direction::Up,
             attribution: 0.9,
+            dismissed: None,
         }],
         anomaly_id: None,
+        ..Default::default()
     }
 }
 

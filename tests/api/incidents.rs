@@ -175,8 +175,10 @@ pub async fn abnormal(app: &TestApp, pipeline: &str, run_id: &str) -> ScoredRun 
                 expected: 428.0,
                 direction: Direction::Up,
                 attribution: 0.72,
+                dismissed: None,
             }],
             anomaly_id: None,
+            ..Default::default()
         },
     }
 }

@@ -344,8 +344,10 @@ async fn models_verdicts_and_anomalies(db: Db) {
             expected: 430.0,
             direction: Direction::Up,
             attribution: 0.9,
+            dismissed: None,
         }],
         anomaly_id: None,
+        ..Default::default()
     };
     let mut tx = store.begin_write().await.unwrap();
     let a = tx

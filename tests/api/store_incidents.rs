@@ -22,8 +22,10 @@ fn verdict(grade: f64) -> Verdict {
             expected: 420.0,
             direction: Direction::Up,
             attribution: 1.0,
+            dismissed: None,
         }],
         anomaly_id: None,
+        ..Default::default()
     }
 }
 
