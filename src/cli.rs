@@ -86,6 +86,10 @@ pub enum Command {
         /// Points learned before any grade can be above zero.
         #[arg(long)]
         warm_up: Option<u64>,
+        /// Add a last `why` column: for anomalous rows, the value that drove
+        /// the score against what was expected, in words.
+        #[arg(long)]
+        explain: bool,
     },
     /// Declare a pipeline's current level normal (all metrics, or one): alerts for it stop at once.
     AcceptBaseline {
@@ -306,7 +310,16 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
             seed,
             sensitivity,
             warm_up,
-        } => score(shingle, trees, sample_size, seed, sensitivity, warm_up),
+            explain,
+        } => score(
+            shingle,
+            trees,
+            sample_size,
+            seed,
+            sensitivity,
+            warm_up,
+            explain,
+        ),
         Command::AcceptBaseline {
             pipeline,
             metric,
@@ -624,6 +637,7 @@ fn score(
     seed: u64,
     sensitivity: f64,
     warm_up: Option<u64>,
+    explain: bool,
 ) -> Result<(), Exit> {
     let mut problems = Vec::new();
     if shingle == 0 || shingle > 64 {
@@ -654,7 +668,7 @@ fn score(
     }
     let stdin = std::io::stdin().lock();
     let stdout = std::io::BufWriter::new(std::io::stdout().lock());
-    match crate::scoring::filter::score_stream(stdin, stdout, config) {
+    match crate::scoring::filter::score_stream(stdin, stdout, config, explain) {
         Ok(_) => Ok(()),
         Err(e @ crate::scoring::filter::FilterError::Input { .. }) => {
             Err(Exit::BadInput(format!("stdin: {e}")))
