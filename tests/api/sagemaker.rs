@@ -87,13 +87,10 @@ fn assert_close(actual: f64, expected: f64, context: impl std::fmt::Display) {
     );
 }
 
-/// The largest normalised value in the row of the spike (the newest run of
-/// the second-to-last request before the runs that follow it).
+/// The largest normalised value in the last row the stand-in received.
 fn spike_row_max(fake: &FakeSagemaker) -> f64 {
     let last = fake.requests().pop().expect("a request");
-    last.rows()[0]
-        .iter()
-        .fold(0.0f64, |m, x| m.max(x.abs()))
+    last.rows()[0].iter().fold(0.0f64, |m, x| m.max(x.abs()))
 }
 
 /// The score the stand-in gave the last row it received.
