@@ -1,14 +1,20 @@
 //! Throughput and memory of the anomaly detector: score-then-update points
 //! per second on one thread, for a 1-D stream with shingle 8 and a 6-D
 //! stream with shingle 4 (50 trees × 256 points, time decay 0.1/256), and
-//! the memory of one model and of 10,000 six-metric pipeline models.
+//! the memory of one model and of 10,000 six-metric pipeline models; then
+//! the same 6-D stream as pipeline runs through [`PipelineModel::observe`]
+//! (forest, materiality rules, stand-in learning, weekly slots, new-normal
+//! streaks), as a ratio to the bare detector in the same process.
 //!
 //! Run with `cargo bench --bench detector`.
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use pipemedic::config::PipelineRules;
 use pipemedic::detect::{Detector, DetectorConfig};
+use pipemedic::domain::{DeployMetrics, ResourceMetrics, Run, RunStatus, TestCounts};
+use pipemedic::scoring::PipelineModel;
 
 /// Points fed before timing starts (samples full, trees at steady state).
 const WARM_UP: usize = 5_000;
@@ -96,6 +102,61 @@ fn run(name: &'static str, dims: usize, shingle: usize) -> Row {
     }
 }
 
+/// The 6-D stream as pipeline runs: every value a metric of a run, one
+/// run an hour.
+fn runs(n: usize) -> Vec<Run> {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-05T00:00:00Z")
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default();
+    stream(6, n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let at = start + chrono::Duration::hours(i as i64);
+            let mut run = Run::new("bench", i.to_string(), RunStatus::Succeeded);
+            run.started_at = Some(at);
+            run.finished_at = Some(at + chrono::Duration::milliseconds((p[0] * 4_000.0) as i64));
+            run.tests = Some(TestCounts {
+                total: 1000,
+                failed: (p[1] / 100.0).max(0.0) as u64,
+                skipped: 0,
+            });
+            run.resources = Some(ResourceMetrics {
+                cpu_peak_pct: Some(p[2] / 4.0),
+                mem_peak_mb: Some(p[3] * 5.0),
+            });
+            run.deploy = Some(DeployMetrics {
+                error_rate: Some(p[4] / 50_000.0),
+                latency_p95_ms: Some(p[5] / 3.0),
+            });
+            run
+        })
+        .collect()
+}
+
+/// Runs per second through a pipeline model, after the same warm-up.
+fn pipeline_runs_per_s() -> (f64, Option<f64>) {
+    let data = runs(WARM_UP + MEASURED);
+    let rules = PipelineRules::default();
+    let mut model = PipelineModel::new("bench", 1.0);
+    for r in &data[..WARM_UP] {
+        black_box(model.observe(r, &rules));
+    }
+    let cpu_start = thread_cpu_seconds();
+    let start = Instant::now();
+    let mut abnormal = 0usize;
+    for r in &data[WARM_UP..] {
+        abnormal += usize::from(model.observe(black_box(r), &rules).is_anomalous());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = match (cpu_start, thread_cpu_seconds()) {
+        (Some(a), Some(b)) if b > a => Some(MEASURED as f64 / (b - a)),
+        _ => None,
+    };
+    black_box(abnormal);
+    (MEASURED as f64 / secs, cpu)
+}
+
 /// Memory of a model of this shape once its samples are full.
 fn steady_memory(dims: usize, shingle: usize, trees: usize, sample_size: usize) -> usize {
     let mut detector = Detector::new(DetectorConfig {
@@ -146,5 +207,19 @@ fn main() {
     println!(
         "  for comparison, 30 trees x 128 points: {compact} bytes per model, {:.1} GiB for 10,000",
         gib(compact * 10_000)
+    );
+    let (runs_per_s, runs_per_cpu_s) = pipeline_runs_per_s();
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "n/a".to_string(),
+    };
+    println!(
+        "\npipeline model (PipelineModel::observe: forest + rules + stand-in learning + weekly slots)"
+    );
+    println!(
+        "  {runs_per_s:.0} runs/s wall, {} runs/s thread CPU: {:.2}x (wall), {}x (CPU) the bare 6-D detector above",
+        runs_per_cpu_s.map_or_else(|| "n/a".to_string(), |v| format!("{v:.0}")),
+        runs_per_s / rows[1].points_per_s,
+        ratio(runs_per_cpu_s, rows[1].points_per_cpu_s)
     );
 }
