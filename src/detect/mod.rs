@@ -5,6 +5,7 @@
 //! | [`rcf`] | the forest: sampling, trees, raw score, attribution, imputation |
 //! | [`threshold`] | turning the score stream into an anomaly grade in [0, 1] |
 //! | [`detector`] | [`Detector`]: forest + threshold + suppression, one call per point |
+//! | [`multiscale`] | [`MultiScale`]: a fine and a coarse (block-mean) detector over one stream, one alarm per episode |
 //! | [`nab`] | the Numenta Anomaly Benchmark scorer used to evaluate the detector |
 //!
 //! Everything here is pure computation: no I/O, no clock, no logging.
@@ -13,8 +14,10 @@
 
 mod bits;
 pub mod detector;
+pub mod multiscale;
 pub mod nab;
 pub mod rcf;
 pub mod threshold;
 
 pub use detector::{Detector, DetectorConfig, Verdict};
+pub use multiscale::{MultiScale, MultiScaleConfig, MultiVerdict};

@@ -10,9 +10,9 @@
 //! windows are inclusive `[start, end]` row ranges.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::Deserialize;
+use thiserror::Error;
 
 /// Weights of one NAB application profile.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,16 +50,9 @@ pub const PROFILES: [Profile; 3] = [
 ];
 
 /// Why labels could not be read.
-#[derive(Debug)]
+#[derive(Debug, Error)]
+#[error("bad NAB labels: {0}")]
 pub struct LabelError(String);
-
-impl fmt::Display for LabelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "bad NAB labels: {}", self.0)
-    }
-}
-
-impl std::error::Error for LabelError {}
 
 /// Anomaly windows per file (`category/file.csv`), as timestamps.
 pub type WindowLabels = BTreeMap<String, Vec<(String, String)>>;
