@@ -270,6 +270,15 @@ impl PipelineModel {
         &self.scalers[i]
     }
 
+    /// The usual value of `metric` for a run like `run` (its slot of the
+    /// week once the weekly rhythm is learned), or `None` for a metric that
+    /// is not modelled or not seen yet. What an alert calls "the usual".
+    pub fn usual(&self, metric: &str, run: &Run, rules: &PipelineRules) -> Option<f64> {
+        let i = BUILTIN_METRICS.iter().position(|m| *m == metric)?;
+        let baseline = self.baseline(self.context(run, rules), i);
+        (baseline.n > 0).then_some(baseline.mean)
+    }
+
     /// The normalised point of a run (a metric it does not report keeps
     /// its last value), or `None` when it reports none of the modelled
     /// metrics.
