@@ -28,6 +28,7 @@
 //! | [`plan`] | remediation plans: facts, prompts, redaction, validation, the offline and Bedrock planners, the plan service (store + audit), chat text |
 //! | [`detect`] | the thresholded Random Cut Forest (pure computation) |
 //! | [`scoring`] | per-pipeline models, the model bank, scoring every finished run (embedded forest, or a SageMaker RCF endpoint with the forest as fallback) |
+//! | [`evaluate`] | detection quality on CI-shaped histories: the seeded, labelled corpus and its scoring (pure), and the driver that posts it through `POST /v1/runs` (`examples/ci_eval.rs`) |
 //! | [`standin`] | local CodePipeline stand-in for the demo and tests |
 //! | [`startup`] | wiring and graceful shutdown |
 //! | [`charts`] | PNG charts of metric history for chat |
@@ -75,6 +76,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod domain;
+pub mod evaluate;
 pub mod healing;
 pub mod health;
 pub mod http;
