@@ -22,8 +22,9 @@
 //! business (threshold, warm-up, relearning after a shift).
 //!
 //! It is pure computation, like the rest of [`crate::detect`]: no I/O, no
-//! clock; the coarse view costs about `1 / block` of the fine one per
-//! point (one coarse point per block), plus its longer shingle.
+//! clock. The coarse view learns one point per block, but each is dearer
+//! than a fine one (a shingle of 24 against 8): with default settings the
+//! pair runs at about 0.7 times the speed of a lone [`Detector`].
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
