@@ -40,11 +40,15 @@
 //!    `new_normal`, and the incident thread is told.
 //! 5. **Weekly rhythm.** Every run falls in one of four slots of the week
 //!    (weekday or weekend × working hours or night, in the team's local
-//!    time). Each slot keeps its own usual values; once the pipeline has
-//!    `seasonality_after_days` of history (default 21) and a slot has
-//!    [`MIN_SLOT_RUNS`] runs, its runs are normalised and judged against the
-//!    slot's usual values, so a legitimately longer nightly or weekend build
-//!    is normal. Until then verdicts say `seasonal: false`.
+//!    time). Each metric has a level, and each slot learns how it differs
+//!    from that level: a factor for durations, memory and latency (nightly
+//!    builds take 3× as long), a difference for rates and percentages. Once
+//!    the pipeline has `seasonality_after_days` of history (default 21) and
+//!    a slot has [`MIN_SLOT_RUNS`] runs, a run's usual value is the level
+//!    adjusted by its slot, so a legitimately longer nightly or weekend
+//!    build is normal; and because the slots follow the level, a change
+//!    learned on weekdays is expected at the weekend too. Until then
+//!    verdicts say `seasonal: false`.
 //!
 //! A run can also be scored elsewhere (a SageMaker RCF endpoint): the model
 //! hands out the shingled row ([`PipelineModel::shingled_point`]) and grades
@@ -102,6 +106,16 @@ const FLOORS: [(f64, f64); 6] = [
 /// Slots of the week: weekday or weekend × working hours or night.
 const SLOTS: usize = 4;
 
+/// Whether metric `i` varies by a factor (durations, memory, latency: its
+/// seasonal part is a ratio) rather than by a difference (rates and
+/// percentages).
+fn scales(i: usize) -> bool {
+    matches!(
+        BUILTIN_METRICS.get(i),
+        Some(&"duration_s" | &"mem_peak_mb" | &"latency_p95_ms")
+    )
+}
+
 /// Running mean and deviation of one metric.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Scaler {
@@ -114,14 +128,6 @@ impl Scaler {
     fn scale(&self, metric: usize) -> f64 {
         let (abs, rel) = FLOORS[metric];
         self.var.sqrt().max(abs).max(rel * self.mean.abs())
-    }
-
-    fn normalise(&self, metric: usize, x: f64) -> f64 {
-        if self.n == 0 {
-            0.0
-        } else {
-            (x - self.mean) / self.scale(metric)
-        }
     }
 
     fn learn(&mut self, x: f64) {
@@ -153,9 +159,68 @@ struct Streak {
     /// `(metric, direction)` off in every run of the streak.
     keys: Vec<(usize, Direction)>,
     runs: u32,
-    /// Sum of each metric's observed values over the streak.
-    sums: Vec<f64>,
+    /// Every metric's observed values in the latest runs of the streak
+    /// (at most twice `new_normal_after` runs, oldest first).
+    #[serde(default)]
+    recent: Vec<Vec<f64>>,
 }
+
+impl Streak {
+    /// Mean of metric `i` over the latest `k` runs.
+    fn level(&self, i: usize, k: usize) -> Option<f64> {
+        let skip = self.recent.len().saturating_sub(k);
+        let values: Vec<f64> = self.recent[skip..]
+            .iter()
+            .filter_map(|r| r.get(i).copied())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    }
+
+    /// Whether metric `i` is still moving across the recent runs (up to
+    /// twice `new_normal_after`): the slope of its least-squares line is
+    /// clearly not zero (its t statistic beyond [`MOVING_T`]). A step
+    /// settles at once, give or take noise; a ramp (a memory leak on its
+    /// way to an out-of-memory run) keeps going, and a noisy top of a ramp
+    /// is still seen with the climb that led to it.
+    fn moving(&self, i: usize) -> bool {
+        let ys: Vec<f64> = self
+            .recent
+            .iter()
+            .filter_map(|r| r.get(i).copied())
+            .collect();
+        if ys.len() < 3 {
+            return false;
+        }
+        let n = ys.len() as f64;
+        let mean_x = (n - 1.0) / 2.0;
+        let mean_y = ys.iter().sum::<f64>() / n;
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for (x, y) in ys.iter().enumerate() {
+            let dx = x as f64 - mean_x;
+            sxy += dx * (y - mean_y);
+            sxx += dx * dx;
+        }
+        let slope = sxy / sxx;
+        let sse: f64 = ys
+            .iter()
+            .enumerate()
+            .map(|(x, y)| {
+                let fit = mean_y + slope * (x as f64 - mean_x);
+                (y - fit) * (y - fit)
+            })
+            .sum();
+        let se = (sse / (n - 2.0) / sxx).sqrt();
+        if se <= f64::EPSILON * mean_y.abs().max(1.0) {
+            return slope.abs() > f64::EPSILON * mean_y.abs().max(1.0);
+        }
+        (slope / se).abs() > MOVING_T
+    }
+}
+
+/// |t| of a streak's slope beyond which its level is still moving (about
+/// the 90% two-sided point of Student's t with 3 degrees of freedom, the
+/// fewest runs it is computed on by default; stricter with more runs).
+const MOVING_T: f64 = 2.35;
 
 /// A pipeline's learned normal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -255,19 +320,68 @@ impl PipelineModel {
         Context { slot, seasonal }
     }
 
-    /// The scaler that holds metric `i`'s usual value for a run in `ctx`.
-    fn baseline(&self, ctx: Context, i: usize) -> &Scaler {
-        if ctx.seasonal {
-            if let Some(s) = ctx
-                .slot
-                .and_then(|slot| self.slots.get(slot))
-                .and_then(|slot| slot.get(i))
-                .filter(|s| s.n >= MIN_SLOT_RUNS)
-            {
-                return s;
-            }
+    /// The seasonal factor of metric `i` for a run in `ctx`: how its slot
+    /// of the week differs from the pipeline's level (a ratio for
+    /// durations, memory and latency, a difference for the others), once
+    /// the weekly rhythm is learned and the slot has [`MIN_SLOT_RUNS`] runs.
+    fn season(&self, ctx: Context, i: usize) -> Option<f64> {
+        if !ctx.seasonal {
+            return None;
         }
-        &self.scalers[i]
+        let slot = self.slots.get(ctx.slot?)?.get(i)?;
+        let usable = slot.n >= MIN_SLOT_RUNS && (!scales(i) || slot.mean > 0.0);
+        usable.then_some(slot.mean)
+    }
+
+    /// Metric `i`'s usual value for a run in `ctx`: the pipeline's level,
+    /// adjusted by the slot's seasonal factor. The slots follow the level,
+    /// so a change learned on weekdays is expected at weekends too.
+    fn expected(&self, ctx: Context, i: usize) -> f64 {
+        let level = self.scalers[i].mean;
+        match self.season(ctx, i) {
+            Some(f) if scales(i) => level * f,
+            Some(f) => level + f,
+            None => level,
+        }
+    }
+
+    /// `x` without its slot's seasonal part: what the level learns.
+    fn deseasoned(&self, ctx: Context, i: usize, x: f64) -> f64 {
+        match self.season(ctx, i) {
+            Some(f) if scales(i) => x / f,
+            Some(f) => x - f,
+            None => x,
+        }
+    }
+
+    /// How many of metric `i`'s usual deviations `x` lies from its usual
+    /// value for a run in `ctx` (0 before the metric has been seen). With
+    /// the weekly rhythm learned, the deviation is the slot's own (how much
+    /// its runs vary around the level), so a slot of steady runs is not
+    /// judged by the spread of a noisier one.
+    fn deviations_of(&self, ctx: Context, i: usize, x: f64) -> f64 {
+        let level = &self.scalers[i];
+        if level.n == 0 {
+            return 0.0;
+        }
+        let expected = self.expected(ctx, i);
+        let spread = match (
+            self.season(ctx, i),
+            ctx.slot.and_then(|s| self.slots.get(s)),
+        ) {
+            (Some(_), Some(slot)) => {
+                let var = slot.get(i).map_or(0.0, |s| s.var);
+                let (abs, rel) = FLOORS[i];
+                let own = if scales(i) {
+                    level.mean.abs() * var.sqrt()
+                } else {
+                    var.sqrt()
+                };
+                own.max(abs).max(rel * expected.abs())
+            }
+            _ => level.scale(i),
+        };
+        (x - expected) / spread
     }
 
     /// The usual value of `metric` for a run like `run` (its slot of the
@@ -275,8 +389,7 @@ impl PipelineModel {
     /// is not modelled or not seen yet. What an alert calls "the usual".
     pub fn usual(&self, metric: &str, run: &Run, rules: &PipelineRules) -> Option<f64> {
         let i = BUILTIN_METRICS.iter().position(|m| *m == metric)?;
-        let baseline = self.baseline(self.context(run, rules), i);
-        (baseline.n > 0).then_some(baseline.mean)
+        (self.scalers[i].n > 0).then(|| self.expected(self.context(run, rules), i))
     }
 
     /// The normalised point of a run (a metric it does not report keeps
@@ -291,7 +404,7 @@ impl PipelineModel {
                 .iter()
                 .enumerate()
                 .map(|(i, v)| match v.or(self.last[i]) {
-                    Some(x) => self.baseline(ctx, i).normalise(i, x),
+                    Some(x) => self.deviations_of(ctx, i, x),
                     None => 0.0,
                 })
                 .collect(),
@@ -383,7 +496,7 @@ impl PipelineModel {
                 if share < MIN_ATTRIBUTION_SHARE && z.abs() < EXAMINE_DEVIATIONS {
                     continue;
                 }
-                let usual = self.baseline(ctx, i).mean;
+                let usual = self.expected(ctx, i);
                 let rule: &MetricRule = &rules.metrics[i];
                 let (direction, material) = rule.judge(x, usual);
                 let dismissal = if !rule.direction.includes(direction) {
@@ -424,7 +537,7 @@ impl PipelineModel {
                 .iter()
                 .filter_map(|d| BUILTIN_METRICS.iter().position(|m| *m == d.metric))
                 .collect();
-            if let Some(new_normal) = self.extend_streak(&deviations, &observed, rules) {
+            if let Some(new_normal) = self.extend_streak(&deviations, &observed, ctx, rules) {
                 // The streak is long enough: its level is the new normal,
                 // and this run is judged against it.
                 verdict.grade = 0.0;
@@ -459,8 +572,10 @@ impl PipelineModel {
         verdict
     }
 
-    /// Folds the observed values into the usual values (overall and of the
-    /// run's slot), except for the metrics in `skip`.
+    /// Folds the observed values into the usual values, except for the
+    /// metrics in `skip`: the level learns the value without its slot's
+    /// seasonal part, and the slot learns how the value differs from the
+    /// level (ratio or difference).
     fn learn_values(&mut self, observed: &[Option<f64>], ctx: Context, skip: &[usize]) {
         if self.slots.len() != SLOTS {
             self.slots = vec![vec![Scaler::default(); BUILTIN_METRICS.len()]; SLOTS];
@@ -470,22 +585,34 @@ impl PipelineModel {
             if skip.contains(&i) {
                 continue;
             }
-            self.scalers[i].learn(x);
+            let level = self.scalers[i].mean;
             if let Some(slot) = ctx.slot {
-                self.slots[slot][i].learn(x);
+                if self.scalers[i].n > 0 {
+                    if !scales(i) {
+                        self.slots[slot][i].learn(x - level);
+                    } else if level > 0.0 {
+                        self.slots[slot][i].learn(x / level);
+                    }
+                }
             }
+            let plain = self.deseasoned(ctx, i, x);
+            self.scalers[i].learn(plain);
             self.last[i] = Some(x);
         }
     }
 
     /// Adds an abnormal run to the streak of runs off the same way. When
-    /// the streak reaches `new_normal_after` runs, its level becomes the new
-    /// normal: returns the metrics re-centred (observed: the streak's mean
-    /// level; expected: the usual value before).
+    /// the streak reaches `new_normal_after` runs and its level has settled
+    /// (no metric is still moving across those runs, see
+    /// [`Streak::moving`]), that level becomes the new normal: returns the metrics
+    /// re-centred (observed: the streak's mean level; expected: the usual
+    /// value before). A streak that is still moving goes on, judged run by
+    /// run.
     fn extend_streak(
         &mut self,
         deviations: &[MetricDeviation],
         observed: &[Option<f64>],
+        ctx: Context,
         rules: &PipelineRules,
     ) -> Option<Vec<MetricDeviation>> {
         let keys: Vec<(usize, Direction)> = deviations
@@ -495,7 +622,11 @@ impl PipelineModel {
                 Some((i, d.direction))
             })
             .collect();
-        let values: Vec<f64> = observed.iter().map(|v| v.unwrap_or(0.0)).collect();
+        let values: Vec<f64> = observed
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.map_or(0.0, |x| self.deseasoned(ctx, i, x)))
+            .collect();
         let streak = match self.streak.take() {
             Some(mut s) => {
                 s.keys.retain(|k| keys.contains(k));
@@ -503,26 +634,30 @@ impl PipelineModel {
                     None
                 } else {
                     s.runs += 1;
-                    for (sum, v) in s.sums.iter_mut().zip(&values) {
-                        *sum += v;
-                    }
+                    s.recent.push(values.clone());
                     Some(s)
                 }
             }
             None => None,
         };
-        let streak = streak.unwrap_or(Streak {
+        let mut streak = streak.unwrap_or(Streak {
             keys,
             runs: 1,
-            sums: values,
+            recent: vec![values],
         });
-        if streak.runs < rules.new_normal_after.max(2) {
+        let k = rules.new_normal_after.max(2);
+        let excess = streak.recent.len().saturating_sub(2 * k as usize);
+        streak.recent.drain(..excess);
+        let settled = streak.keys.iter().all(|(i, _)| !streak.moving(*i));
+        if streak.runs < k || !settled {
             self.streak = Some(streak);
             return None;
         }
         let mut changed = Vec::new();
         for (i, direction) in &streak.keys {
-            let level = streak.sums[*i] / f64::from(streak.runs);
+            let level = streak
+                .level(*i, k as usize)
+                .unwrap_or(self.scalers[*i].mean);
             let before = self.scalers[*i].mean;
             self.recentre(*i, level);
             changed.push(MetricDeviation {
@@ -537,16 +672,16 @@ impl PipelineModel {
         Some(changed)
     }
 
-    /// Moves metric `i`'s usual value (overall and in every slot, keeping
-    /// the slots' differences) to `level`.
+    /// Moves metric `i`'s level to `level` (the slots follow). Durations,
+    /// memory and latency move their spread by the same factor (a build
+    /// 1.5× slower varies 1.5× as much).
     fn recentre(&mut self, i: usize, level: f64) {
-        let delta = level - self.scalers[i].mean;
-        self.scalers[i].mean = level;
-        for slot in &mut self.slots {
-            if let Some(s) = slot.get_mut(i).filter(|s| s.n > 0) {
-                s.mean += delta;
-            }
+        let scaler = &mut self.scalers[i];
+        if scales(i) && scaler.mean > 0.0 && level > 0.0 {
+            let f = level / scaler.mean;
+            scaler.var *= f * f;
         }
+        scaler.mean = level;
     }
 
     /// A person said the current level is the new normal (of one metric, or
@@ -569,9 +704,7 @@ impl PipelineModel {
     /// is running (abnormal runs are not learned), else the last learned.
     fn last_observed(&self, i: usize) -> Option<f64> {
         match &self.streak {
-            Some(s) if s.runs > 0 && s.keys.iter().any(|(k, _)| *k == i) => {
-                Some(s.sums[i] / f64::from(s.runs))
-            }
+            Some(s) if s.keys.iter().any(|(k, _)| *k == i) => s.level(i, 1).or(self.last[i]),
             _ => self.last[i],
         }
     }
@@ -942,5 +1075,34 @@ mod tests {
         let v = model.observe(&run_at(9999, tuesday, 900.0, 0, 2000.0), &rules());
         assert!(v.is_anomalous(), "{v:?}");
         assert!(v.seasonal);
+    }
+
+    #[test]
+    fn a_ramp_is_not_a_new_normal_and_its_end_is_still_abnormal() {
+        let mut model = PipelineModel::new("checkout-service", 1.0);
+        for i in 0..150 {
+            model.observe(&ordinary(i), &rules());
+        }
+        // Memory climbs 6% a run from 2 GB for 15 runs (a leak), then the
+        // build is killed out of memory.
+        let mut verdicts = Vec::new();
+        for n in 0..16u32 {
+            let i = 150 + n;
+            let mem = if n == 15 {
+                4096.0
+            } else {
+                2000.0 * (1.0 + 0.06 * f64::from(n + 1))
+            };
+            let run = run_at(i, ordinary(i).started_at.unwrap(), 420.0, 0, mem);
+            verdicts.push(model.observe(&run, &rules()));
+        }
+        assert!(
+            verdicts.iter().all(|v| v.new_normal.is_empty()),
+            "{verdicts:?}"
+        );
+        let last = verdicts.last().unwrap();
+        assert!(last.is_anomalous(), "the out-of-memory run: {last:?}");
+        let flagged = verdicts.iter().filter(|v| v.is_anomalous()).count();
+        assert!(flagged >= 10, "{flagged} of 16 ramp runs flagged");
     }
 }
