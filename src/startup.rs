@@ -260,7 +260,13 @@ impl Application {
         let grace = Duration::from_secs(state.config.server.shutdown_grace_s);
         let store = state.store.clone();
         let ingest = state.ingest.clone();
-        crate::ingest::start_background(&state, &tracker, &shutdown);
+        crate::ingest::start_background(
+            &state.config,
+            &state.aws,
+            state.ingest.clone(),
+            &tracker,
+            &shutdown,
+        );
         start_chat(&state, &platforms, &outbox_signal, &tracker, &shutdown);
         let app = crate::http::router(state);
         let addr = listener.local_addr()?;

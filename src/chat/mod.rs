@@ -532,8 +532,8 @@ pub const REPLY_BUDGET: Duration = Duration::from_millis(2500);
 #[derive(Clone)]
 pub struct ChatState {
     pub sink: Option<Arc<dyn ChatEventSink>>,
-    pub slack: Option<slack::routes::SlackInbound>,
-    pub discord: Option<discord::routes::DiscordInbound>,
+    pub slack: Option<slack::verify::SlackInbound>,
+    pub discord: Option<discord::verify::DiscordInbound>,
     pub clock: Arc<dyn Clock>,
     bots: Arc<RwLock<Vec<BotIdentity>>>,
 }
@@ -555,9 +555,9 @@ impl ChatState {
         let slack = secrets
             .slack_signing_secret
             .clone()
-            .map(|secret| slack::routes::SlackInbound::new(secret, &config.slack));
+            .map(|secret| slack::verify::SlackInbound::new(secret, &config.slack));
         let discord = secrets.discord_public_key.as_ref().and_then(|key| {
-            match discord::routes::DiscordInbound::new(key.expose(), &config.discord) {
+            match discord::verify::DiscordInbound::new(key.expose(), &config.discord) {
                 Ok(inbound) => Some(inbound),
                 Err(e) => {
                     tracing::error!(error = %e, "DISCORD_PUBLIC_KEY is not a valid Ed25519 key; Discord interactions are off.");
@@ -631,12 +631,6 @@ impl ChatState {
             tracing::debug!(platform = %event.platform(), event_id = event.event_id(), "No chat sink; event dropped.");
         }
     }
-}
-
-/// The chat routes: `/slack/events`, `/slack/commands`,
-/// `/slack/interactions` and `/discord/interactions`.
-pub fn router() -> axum::Router<crate::http::AppState> {
-    slack::routes::router().merge(discord::routes::router())
 }
 
 /// Converts the port's simple Markdown to Slack `mrkdwn`:

@@ -19,7 +19,6 @@
 //! [`IncidentService::post_in_thread`] and moves it with
 //! [`IncidentService::set_status`].
 
-pub mod routes;
 pub mod routing;
 
 use std::collections::HashSet;

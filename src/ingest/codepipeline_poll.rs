@@ -710,14 +710,19 @@ impl CodePipelinePoller {
 /// pipeline: one poll right away, then one every `poll_interval_s`. It
 /// never stops the server: failures are counted and retried at the next
 /// interval. Stops when `shutdown` is cancelled.
-pub fn start(state: &crate::http::AppState, tracker: &TaskTracker, shutdown: &CancellationToken) {
-    let pipelines = state.config.codepipeline.poll_pipelines.clone();
+pub fn start(
+    config: &crate::config::CodePipelineConfig,
+    settings: &AwsSettings,
+    ingest: Arc<IngestService>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let pipelines = config.poll_pipelines.clone();
     if pipelines.is_empty() {
         return;
     }
-    let interval = Duration::from_secs(state.config.codepipeline.poll_interval_s.max(1));
-    let settings: AwsSettings = (*state.aws).clone();
-    let ingest = state.ingest.clone();
+    let interval = Duration::from_secs(config.poll_interval_s.max(1));
+    let settings = settings.clone();
     let shutdown = shutdown.clone();
     tracker.spawn(async move {
         let clients = tokio::select! {

@@ -1,7 +1,7 @@
 //! Discord adapter: [`DiscordChat`] implements [`ChatPlatform`] with
 //! serenity's HTTP client (routes, request builder, multipart uploads,
 //! message builders and models), pointed at `discord.api_url`;
-//! [`verify`], [`interactions`] and [`routes`] turn signed HTTP
+//! [`verify`] and [`interactions`] turn signed HTTP
 //! interactions into [`ChatEvent`](super::ChatEvent)s; [`gateway`] receives
 //! messages, reactions and interactions over the gateway.
 //!
@@ -17,7 +17,6 @@
 
 pub mod gateway;
 pub mod interactions;
-pub mod routes;
 pub mod verify;
 
 use std::fmt;

@@ -1,6 +1,6 @@
 //! Slack adapter: [`SlackChat`] implements [`ChatPlatform`] with the
 //! `slack-morphism` Web API client, pointed at `slack.api_url`; [`verify`],
-//! [`events`] and [`routes`] turn Events API, slash command and interaction
+//! [`events`] turn Events API, slash command and interaction
 //! requests into [`ChatEvent`](super::ChatEvent)s; [`socket`] receives the
 //! same events over Socket Mode.
 //!
@@ -9,7 +9,6 @@
 //! unavailable, `ok:false` codes → rejected). It never retries on its own.
 
 pub mod events;
-pub mod routes;
 pub mod socket;
 pub mod verify;
 
