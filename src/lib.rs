@@ -85,6 +85,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod plan;
 pub mod playbooks;
+pub mod redact;
 pub mod remediate;
 pub mod scoring;
 pub mod standin;

@@ -32,7 +32,15 @@ const LAYERS: &[&[&str]] = &[
     &["chatops"],
     &["healing"],
     &["incidents", "ingest"],
-    &["plan", "approvals", "remediate", "ask", "scoring", "health"],
+    &[
+        "plan",
+        "approvals",
+        "remediate",
+        "ask",
+        "scoring",
+        "health",
+        "charts",
+    ],
     &[
         "chat",
         "store",
@@ -41,11 +49,10 @@ const LAYERS: &[&[&str]] = &[
         "aws",
         "config",
         "standin",
-        "charts",
         "metrics",
         "telemetry",
     ],
-    &["domain", "clock"],
+    &["domain", "clock", "redact"],
 ];
 
 /// One `crate::` reference: which file, which line, which module it names.

@@ -23,8 +23,11 @@ pub mod console;
 pub mod discord;
 pub mod emoji;
 pub mod outbox;
+pub mod routing;
 pub mod service;
 pub mod slack;
+
+pub use crate::domain::{Choice, MessageRef, Platform};
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -35,38 +38,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::{Config, Secrets};
-
-/// The chat platforms pipemedic speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    Slack,
-    Discord,
-    Console,
-}
-
-impl Platform {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Slack => "slack",
-            Self::Discord => "discord",
-            Self::Console => "console",
-        }
-    }
-
-    /// The platform [`Platform::as_str`] names.
-    pub fn parse(name: &str) -> Option<Self> {
-        [Self::Slack, Self::Discord, Self::Console]
-            .into_iter()
-            .find(|p| p.as_str() == name)
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// How alarming a message is; adapters turn it into a colour and an icon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -101,47 +72,30 @@ impl Severity {
     }
 }
 
-/// An approval decision, from a button or a reaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Approve,
-    Reject,
+/// The `action_id` pipemedic gives its Approve / Reject buttons.
+pub fn action_id(choice: Choice) -> &'static str {
+    match choice {
+        Choice::Approve => "pipemedic_approve",
+        Choice::Reject => "pipemedic_reject",
+    }
 }
 
-impl Decision {
-    /// The `action_id` pipemedic gives its Approve / Reject buttons.
-    pub fn action_id(self) -> &'static str {
-        match self {
-            Self::Approve => "pipemedic_approve",
-            Self::Reject => "pipemedic_reject",
-        }
-    }
+/// The choice a button's `action_id` stands for.
+pub fn choice_from_action_id(action_id: &str) -> Option<Choice> {
+    [Choice::Approve, Choice::Reject]
+        .into_iter()
+        .find(|c| self::action_id(*c) == action_id)
+}
 
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Approve => "Approve",
-            Self::Reject => "Reject",
-        }
-    }
-
-    /// The decision a button's `action_id` stands for.
-    pub fn from_action_id(action_id: &str) -> Option<Self> {
-        [Self::Approve, Self::Reject]
-            .into_iter()
-            .find(|d| d.action_id() == action_id)
-    }
-
-    /// The decision a reaction stands for: ✅ / ✔️ approve, ❌ rejects.
-    /// Accepts Slack names (`white_check_mark`, `heavy_check_mark`, `x`,
-    /// with or without colons) and the Unicode characters Discord sends.
-    pub fn from_emoji(emoji: &str) -> Option<Self> {
-        let name = emoji::to_name(emoji.trim_matches(':'));
-        match name.as_str() {
-            "white_check_mark" | "heavy_check_mark" => Some(Self::Approve),
-            "x" => Some(Self::Reject),
-            _ => None,
-        }
+/// The choice a reaction stands for: ✅ / ✔️ approve, ❌ rejects.
+/// Accepts Slack names (`white_check_mark`, `heavy_check_mark`, `x`,
+/// with or without colons) and the Unicode characters Discord sends.
+pub fn choice_from_emoji(emoji: &str) -> Option<Choice> {
+    let name = emoji::to_name(emoji.trim_matches(':'));
+    match name.as_str() {
+        "white_check_mark" | "heavy_check_mark" => Some(Choice::Approve),
+        "x" => Some(Choice::Reject),
+        _ => None,
     }
 }
 
@@ -149,7 +103,7 @@ impl Decision {
 /// (for example a plan id) that comes back in [`ChatEvent::Button`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatButton {
-    pub decision: Decision,
+    pub decision: Choice,
     pub value: String,
 }
 
@@ -187,7 +141,7 @@ impl ChatMessage {
         self
     }
 
-    pub fn button(mut self, decision: Decision, value: impl Into<String>) -> Self {
+    pub fn button(mut self, decision: Choice, value: impl Into<String>) -> Self {
         self.buttons.push(ChatButton {
             decision,
             value: value.into(),
@@ -216,25 +170,6 @@ impl ChatMessage {
             out.push_str(&format!("\n{name}: {value}"));
         }
         out
-    }
-}
-
-/// Where a posted message lives. `ts_or_id` is Slack's `ts` or Discord's
-/// message id; `thread` is the thread root (`thread_ts` on Slack) when the
-/// message sits in a thread.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct MessageRef {
-    pub platform: Platform,
-    pub channel: String,
-    pub ts_or_id: String,
-    pub thread: Option<String>,
-}
-
-impl MessageRef {
-    /// The id replies should hang from: the thread root if any, else the
-    /// message itself.
-    pub fn thread_root(&self) -> &str {
-        self.thread.as_deref().unwrap_or(&self.ts_or_id)
     }
 }
 
@@ -478,10 +413,10 @@ impl ChatEvent {
     /// The approval decision this event expresses, if any: an Approve /
     /// Reject button, or a ✅ / ❌ reaction. For reactions, check `added`:
     /// a removed ✅ is the same decision being withdrawn.
-    pub fn decision(&self) -> Option<Decision> {
+    pub fn decision(&self) -> Option<Choice> {
         match self {
-            Self::Reaction { emoji, .. } => Decision::from_emoji(emoji),
-            Self::Button { action_id, .. } => Decision::from_action_id(action_id),
+            Self::Reaction { emoji, .. } => choice_from_emoji(emoji),
+            Self::Button { action_id, .. } => choice_from_action_id(action_id),
             _ => None,
         }
     }
@@ -677,28 +612,24 @@ mod tests {
             "✔️",
         ] {
             assert_eq!(
-                Decision::from_emoji(approve),
-                Some(Decision::Approve),
+                choice_from_emoji(approve),
+                Some(Choice::Approve),
                 "{approve}"
             );
         }
         for reject in ["x", ":x:", "❌"] {
-            assert_eq!(
-                Decision::from_emoji(reject),
-                Some(Decision::Reject),
-                "{reject}"
-            );
+            assert_eq!(choice_from_emoji(reject), Some(Choice::Reject), "{reject}");
         }
-        assert_eq!(Decision::from_emoji("thumbsup"), None);
+        assert_eq!(choice_from_emoji("thumbsup"), None);
         assert_eq!(
-            Decision::from_action_id("pipemedic_approve"),
-            Some(Decision::Approve)
+            choice_from_action_id("pipemedic_approve"),
+            Some(Choice::Approve)
         );
         assert_eq!(
-            Decision::from_action_id("pipemedic_reject"),
-            Some(Decision::Reject)
+            choice_from_action_id("pipemedic_reject"),
+            Some(Choice::Reject)
         );
-        assert_eq!(Decision::from_action_id("other"), None);
+        assert_eq!(choice_from_action_id("other"), None);
         let event = ChatEvent::Reaction {
             platform: Platform::Slack,
             event_id: "Ev1".into(),
@@ -708,7 +639,7 @@ mod tests {
             emoji: "x".into(),
             added: true,
         };
-        assert_eq!(event.decision(), Some(Decision::Reject));
+        assert_eq!(event.decision(), Some(Choice::Reject));
     }
 
     #[test]

@@ -21,19 +21,19 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::json;
 
-use crate::approvals::{Choice, Via};
 use crate::ask::{Asker, Visibility};
 use crate::chat::commands::{self, Command};
 use crate::chat::outbox::{self, OutboxPayload};
+use crate::chat::routing::Routes;
 use crate::chat::{
     cards, ChatEvent, ChatEventSink, ChatMessage, ChatReply, ChatState, MessageRef, Platform,
 };
 use crate::clock::Clock;
 use crate::config::ChatConfig;
+use crate::domain::Via;
 use crate::healing::{DecisionEvent, HealingService};
-use crate::incidents::routing::Routes;
 use crate::incidents::IncidentService;
-use crate::store::{DecisionVia, OutboxKind, Store, StoreError};
+use crate::store::{OutboxKind, Store, StoreError};
 
 /// Carries out chat requests; install it with `ChatState::with_sink`.
 pub struct ChatService {
@@ -121,10 +121,9 @@ impl ChatService {
         let Some(healing) = &self.healing else {
             return;
         };
-        let Some(decision) = event.decision() else {
+        let Some(choice) = event.decision() else {
             return;
         };
-        let choice = Choice::from(decision);
         let (channel, message_ts, via, button_value) = match event {
             ChatEvent::Reaction {
                 channel,
@@ -432,10 +431,10 @@ impl ChatService {
                     ts_or_id: message_ts.clone(),
                     thread: None,
                 },
-                DecisionVia::Reaction,
+                Via::Reaction,
                 *added,
             ),
-            ChatEvent::Button { message, .. } => (message.clone(), DecisionVia::Button, true),
+            ChatEvent::Button { message, .. } => (message.clone(), Via::Button, true),
             _ => return Ok(None),
         };
         let Some(incident_id) = self

@@ -49,7 +49,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::approvals::{
     candidate_groups, not_allowed_reason, ApprovalError, ApprovalService, Approver, Choice,
-    Decision, RequestContext, RequestStatus, StepReport, Via, Vote,
+    RequestContext, RequestStatus, RequestView, Ruling, StepReport, Via, Vote,
 };
 use crate::chat::{self, ChatMessage, ChatPlatform, Platform, Severity};
 use crate::clock::Clock;
@@ -57,7 +57,7 @@ use crate::domain::{Incident, IncidentStatus, RunStatus, ScoredRun};
 use crate::incidents::{Handled, HandledRun, IncidentError, IncidentService};
 use crate::metrics::Metrics;
 use crate::plan::{render_for_chat, PlanOutcome, PlanService, PlanServiceError};
-use crate::store::{DecisionVia, ExecutionState, Store, StoreError};
+use crate::store::{ExecutionState, Store, StoreError};
 
 /// How often pending plans are checked for expiry and delayed steps for
 /// their time.
@@ -85,16 +85,6 @@ pub enum HealingError {
     Incident(#[from] IncidentError),
     #[error(transparent)]
     Approval(#[from] ApprovalError),
-}
-
-/// A ✅ / Approve in chat is an approving vote, a ❌ / Reject a rejecting one.
-impl From<chat::Decision> for Choice {
-    fn from(decision: chat::Decision) -> Self {
-        match decision {
-            chat::Decision::Approve => Self::Approve,
-            chat::Decision::Reject => Self::Reject,
-        }
-    }
 }
 
 /// A stored approve / reject decision from chat, for the healing task.
@@ -600,8 +590,8 @@ impl HealingService {
         if !opened.automatic {
             let value = button_value(opened.id);
             card = card
-                .button(chat::Decision::Approve, value.clone())
-                .button(chat::Decision::Reject, value);
+                .button(Choice::Approve, value.clone())
+                .button(Choice::Reject, value);
         }
         if let Err(e) = self.inner.incidents.post_in_thread(incident_id, card).await {
             tracing::warn!(incident_id, error = %e, "Cannot queue the plan.");
@@ -759,11 +749,8 @@ impl HealingService {
                 message_ts: stored.message.ts_or_id.clone(),
                 user: stored.user,
                 event_id: stored.event_id,
-                choice: stored.decision.into(),
-                via: match stored.via {
-                    DecisionVia::Button => Via::Button,
-                    DecisionVia::Reaction => Via::Reaction,
-                },
+                choice: stored.decision,
+                via: stored.via,
                 // The plan message the button was on names its request.
                 button_value: None,
             };
@@ -811,11 +798,16 @@ impl HealingService {
         let mut approver = Approver::new(event.platform.as_str(), &event.user);
         // Groups matter only for someone not allowed as themselves.
         let needs_groups = request.as_ref().is_some_and(|r| {
-            not_allowed_reason(&r.view(), &approver, self.inner.approvals.settings()).is_some()
+            not_allowed_reason(
+                &RequestView::from(r),
+                &approver,
+                self.inner.approvals.settings(),
+            )
+            .is_some()
         });
         if let Some(request) = request.as_ref().filter(|_| needs_groups) {
             let candidates = candidate_groups(
-                &request.view(),
+                &RequestView::from(request),
                 self.inner.approvals.settings(),
                 event.platform.as_str(),
             );
@@ -852,15 +844,15 @@ impl HealingService {
         let outcome = self.inner.approvals.record_vote(request_id, &vote).await?;
         let who = mention(event.platform, &event.user);
         match &outcome.decision {
-            Decision::Duplicate => {}
-            Decision::NotAllowed { .. }
-            | Decision::Expired
-            | Decision::Stale
-            | Decision::AlreadyDecided { .. } => {
+            Ruling::Duplicate => {}
+            Ruling::NotAllowed { .. }
+            | Ruling::Expired
+            | Ruling::Stale
+            | Ruling::AlreadyDecided { .. } => {
                 self.inner.metrics.healing("vote_refused");
                 tell(outcome.decision.explain()).await;
             }
-            Decision::Counted {
+            Ruling::Counted {
                 approved_so_far,
                 required,
             } => {
@@ -872,7 +864,7 @@ impl HealingService {
                 )
                 .await;
             }
-            Decision::Rejected => {
+            Ruling::Rejected => {
                 self.inner.metrics.healing("rejected");
                 self.status(
                     incident_id,
@@ -881,7 +873,7 @@ impl HealingService {
                 )
                 .await?;
             }
-            Decision::Approved => {
+            Ruling::Approved => {
                 self.inner.metrics.healing("approved");
                 let approvers: Vec<String> = self
                     .inner

@@ -19,8 +19,6 @@
 //! [`IncidentService::post_in_thread`] and moves it with
 //! [`IncidentService::set_status`].
 
-pub mod routing;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -38,7 +36,7 @@ use crate::domain::{Incident, IncidentStatus, ScoredRun};
 use crate::metrics::Metrics;
 use crate::store::{NewIncident, OutboxKind, Store, StoreError, WriteTx};
 
-pub use routing::{Route, Routes};
+pub use crate::chat::routing::{Route, Routes};
 
 /// How many scored runs may wait for the incident service.
 const QUEUE: usize = 1024;
@@ -217,7 +215,7 @@ impl IncidentService {
         let now = inner.clock.now();
         let pipeline = scored.run.pipeline.clone();
         let silences = inner.store.active_silences(now).await?;
-        let silenced = routing::silenced_by(&silences, &pipeline).is_some();
+        let silenced = crate::chat::routing::silenced_by(&silences, &pipeline).is_some();
         let route = if silenced {
             None
         } else {

@@ -31,12 +31,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::prompt::PlanPrompt;
-use super::redact::Redactor;
 use super::types::{IncidentFacts, Plan, ValidatedPlan};
 use crate::aws::ErrorClass;
 use crate::config::PlannerConfig;
 use crate::metrics::Metrics;
 use crate::playbooks::Catalog;
+use crate::redact::Redactor;
 
 /// How the Bedrock planner calls the model.
 #[derive(Debug, Clone, PartialEq)]

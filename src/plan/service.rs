@@ -18,13 +18,13 @@ use super::bedrock::{
 };
 use super::offline::offline_plan;
 use super::prompt::{PromptError, PromptSet};
-use super::redact::{RedactError, Redactor};
 use super::types::{IncidentFacts, LastNormalRun};
 use crate::clock::Clock;
 use crate::config::{Config, PlannerBackend};
 use crate::domain::{Incident, RunSource};
 use crate::metrics::Metrics;
 use crate::playbooks::{Catalog, CiSystem, LoadOptions, PlaybookError};
+use crate::redact::{RedactError, Redactor};
 use crate::store::{NewPlan, Store, StoreError};
 
 /// Why no plan could be drafted or stored.

@@ -263,10 +263,10 @@ pub fn components(message: &ChatMessage) -> Vec<CreateActionRow> {
         .take(5)
         .map(|b| {
             let style = match b.decision {
-                super::Decision::Approve => ButtonStyle::Success,
-                super::Decision::Reject => ButtonStyle::Danger,
+                super::Choice::Approve => ButtonStyle::Success,
+                super::Choice::Reject => ButtonStyle::Danger,
             };
-            CreateButton::new(custom_id(b.decision.action_id(), &b.value))
+            CreateButton::new(custom_id(super::action_id(b.decision), &b.value))
                 .label(b.decision.label())
                 .style(style)
         })
@@ -462,7 +462,7 @@ impl ChatPlatform for DiscordChat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::{Decision, Severity};
+    use crate::chat::{Choice, Severity};
 
     #[test]
     fn proxy_base_drops_the_api_path() {
@@ -485,8 +485,8 @@ mod tests {
     fn cards_render_as_embeds_with_buttons() {
         let message = ChatMessage::new("checkout-service", Severity::Warning, "**slow**")
             .field("p95", "602 s")
-            .button(Decision::Approve, "plan-9")
-            .button(Decision::Reject, "plan-9")
+            .button(Choice::Approve, "plan-9")
+            .button(Choice::Reject, "plan-9")
             .footer("pipemedic");
         let embed = serde_json::to_value(embed(&message)).unwrap();
         assert_eq!(embed["color"], Severity::Warning.colour());

@@ -21,7 +21,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::{
-    emoji, markdown_to_mrkdwn, BotIdentity, ChatError, ChatMessage, ChatPlatform, Decision,
+    emoji, markdown_to_mrkdwn, BotIdentity, ChatError, ChatMessage, ChatPlatform, Choice,
     MessageRef, Platform,
 };
 use crate::config::{Secret, SlackConfig};
@@ -212,13 +212,13 @@ pub fn blocks(message: &ChatMessage) -> Vec<SlackBlock> {
             .iter()
             .map(|b| {
                 let style = match b.decision {
-                    Decision::Approve => SlackBlockButtonStyle::Primary,
-                    Decision::Reject => SlackBlockButtonStyle::Danger,
+                    Choice::Approve => SlackBlockButtonStyle::Primary,
+                    Choice::Reject => SlackBlockButtonStyle::Danger,
                 };
                 SlackBlockButtonElement::new(
                     SlackBlockPlainText::new(b.decision.label().to_string()).into(),
                 )
-                .with_action_id(SlackActionId(b.decision.action_id().to_string()))
+                .with_action_id(SlackActionId(super::action_id(b.decision).to_string()))
                 .with_value(b.value.clone())
                 .with_style(style)
                 .into()
@@ -406,8 +406,8 @@ mod tests {
         )
         .field("Pipeline", "checkout-service")
         .field("Stage", "Test")
-        .button(Decision::Approve, "plan-7")
-        .button(Decision::Reject, "plan-7")
+        .button(Choice::Approve, "plan-7")
+        .button(Choice::Reject, "plan-7")
         .footer("pipemedic");
         let json = serde_json::to_value(blocks(&message)).unwrap();
         let types: Vec<&str> = json
