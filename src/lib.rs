@@ -47,7 +47,7 @@
 //!     bedrock: question (redacted, framed) --(ask::model: toolUse -> QueryTools -> toolResult, bounded)--> text
 //!        --(ask::numbers: every number in a tool result, else retry once, else offline)--> Answer
 //! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
-//! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::service::ChatService
+//! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chatops::ChatService
 //!        (commands answered, decisions stored once per event, audit log)
 //! ValidatedPlan --(ApprovalService::open_request: prepare + dry runs)--> approval request
 //! chat decision --(adapter)--> Vote --(record_vote: approvals::decide)--> Approved
@@ -69,6 +69,7 @@ pub mod ask;
 pub mod aws;
 pub mod charts;
 pub mod chat;
+pub mod chatops;
 pub mod check;
 pub mod cli;
 pub mod clock;

@@ -471,7 +471,6 @@ fn every_module_has_a_layer() {
 }
 
 #[test]
-#[ignore = "upward imports remain (issue 12); run with --ignored to list them"]
 fn imports_point_down() {
     let mut violations = Vec::new();
     for (from, reference) in all_references() {
@@ -495,7 +494,6 @@ fn imports_point_down() {
 }
 
 #[test]
-#[ignore = "import circles remain (issue 12); run with --ignored to list them"]
 fn no_import_circles() {
     let refs = all_references();
     let graph = graph(&refs);

@@ -6,10 +6,12 @@
 //! the [`ChatEventSink`] that inbound routes hand events to. The adapters
 //! ([`slack`], [`discord`], [`console`]) only translate between this
 //! vocabulary and their platform's wire format; what to post, when to retry
-//! and what an approval means are decided by the services built on top:
-//! [`cards`] formats incidents and health, [`commands`] parses `/medic …`,
-//! [`service`] carries out commands and stores decisions, and [`outbox`]
-//! delivers every queued message durably and in order.
+//! and what an approval means are decided by the services built on top
+//! (`chatops` carries out commands and stores decisions). Here, [`cards`]
+//! formats incidents, [`routing`] says which channel a pipeline's alerts go
+//! to, and [`outbox`] delivers every queued message durably and in order.
+//! This module must not import the services above it (incidents, healing,
+//! ask, chatops, http).
 //!
 //! ```text
 //! services --ChatMessage--> Arc<dyn ChatPlatform> --> Slack Web API / Discord REST / console
@@ -18,13 +20,11 @@
 //! ```
 
 pub mod cards;
-pub mod commands;
 pub mod console;
 pub mod discord;
 pub mod emoji;
 pub mod outbox;
 pub mod routing;
-pub mod service;
 pub mod slack;
 
 pub use crate::domain::{Choice, MessageRef, Platform};

@@ -643,7 +643,11 @@ async fn handle_incident(
     {
         if let Some(stored) = state.store.plan(plan).await? {
             summary.planner = stored.backend.clone();
-            summary.plan = stored.validated.map(|v| v.summary).unwrap_or_default();
+            summary.plan = stored
+                .validated
+                .and_then(|v| serde_json::from_value::<crate::plan::ValidatedPlan>(v).ok())
+                .map(|v| v.summary)
+                .unwrap_or_default();
         }
     }
     let Some(request) = request.filter(|_| offered.status == IncidentStatus::AwaitingApproval)

@@ -424,7 +424,7 @@ impl PlanService {
                 incident_id,
                 backend: backend.to_string(),
                 plan: serde_json::to_value(plan).ok(),
-                validated: Some(validated.clone()),
+                validated: serde_json::to_value(validated).ok(),
                 errors: Vec::new(),
                 input_tokens: usage.input,
                 output_tokens: usage.output,

@@ -279,7 +279,10 @@ async fn a_good_tool_use_plan_is_validated_stored_and_counted(db: Db) {
         (stored[0].input_tokens, stored[0].output_tokens),
         (1001, 201)
     );
-    assert_eq!(stored[0].validated.as_ref(), Some(&validated));
+    assert_eq!(
+        stored[0].validated,
+        Some(serde_json::to_value(&validated).unwrap())
+    );
     assert_eq!(audit_kinds(&app).await, ["plan.drafted"]);
     let text = p.metrics.render();
     assert!(

@@ -21,8 +21,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::json;
 
+use super::answers;
+use super::commands::{self, Command};
 use crate::ask::{Asker, Visibility};
-use crate::chat::commands::{self, Command};
 use crate::chat::outbox::{self, OutboxPayload};
 use crate::chat::routing::Routes;
 use crate::chat::{
@@ -182,7 +183,7 @@ impl ChatService {
             Command::Ask(question) => match self.asker.ask(&question, now, visibility).await {
                 Ok(answer) => CommandAnswer {
                     text: crate::chat::cards::inert(&answer.answer),
-                    card: Some(cards::ask_card(&answer)),
+                    card: Some(answers::ask_card(&answer)),
                 },
                 Err(crate::ask::AskError::EmptyQuestion) => {
                     "Ask a question, e.g. `ask how is checkout-service doing?`"
@@ -201,7 +202,7 @@ impl ChatService {
                     Some(health) => {
                         self.queue_health_chart(platform, channel, thread, &pipeline)
                             .await?;
-                        cards::health_text(&health).into()
+                        answers::health_text(&health).into()
                     }
                 }
             }
@@ -226,7 +227,7 @@ impl ChatService {
                         if let Some(h) =
                             crate::health::pipeline_health(&self.store, p, now, open).await?
                         {
-                            parts.push(cards::health_text(&h));
+                            parts.push(answers::health_text(&h));
                         }
                     }
                     parts.join("\n\n").into()
