@@ -290,6 +290,45 @@ pub trait ChatPlatform: Send + Sync {
     }
 }
 
+/// The narrow port for "which of these groups is this person in?": the
+/// configured adapters answer through [`ChatPlatform::member_groups`];
+/// callers see only this lookup, never the platforms. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct GroupLookup {
+    platforms: Vec<Arc<dyn ChatPlatform>>,
+}
+
+impl fmt::Debug for GroupLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<Platform> = self.platforms.iter().map(|p| p.platform()).collect();
+        f.debug_struct("GroupLookup")
+            .field("platforms", &names)
+            .finish()
+    }
+}
+
+impl GroupLookup {
+    pub fn new(platforms: Vec<Arc<dyn ChatPlatform>>) -> Self {
+        Self { platforms }
+    }
+
+    /// Which of `candidates` `user` belongs to on `platform`, as the
+    /// platform says now (none when no adapter for it is configured).
+    /// Read-only; safe to retry.
+    pub async fn member_groups(
+        &self,
+        platform: Platform,
+        channel: &str,
+        user: &str,
+        candidates: &[String],
+    ) -> Result<Vec<String>, ChatError> {
+        match self.platforms.iter().find(|p| p.platform() == platform) {
+            Some(adapter) => adapter.member_groups(channel, user, candidates).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
 /// Why a chat adapter could not be built from the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatSetupError {

@@ -75,7 +75,8 @@ pub struct Origin<'a> {
 impl ChatService {
     /// `chat` supplies the bot identities (its own sink is not used);
     /// `asker` answers questions; `chat_config` holds the routes and open
-    /// channels that decide what each channel sees.
+    /// channels that decide what each channel sees; every stored approve /
+    /// reject decision is handed to `healing`, when there is one.
     pub fn new(
         store: Store,
         clock: Arc<dyn Clock>,
@@ -83,6 +84,7 @@ impl ChatService {
         chat: ChatState,
         asker: Arc<Asker>,
         chat_config: &ChatConfig,
+        healing: Option<HealingService>,
     ) -> Self {
         Self {
             store,
@@ -92,7 +94,7 @@ impl ChatService {
             asker,
             routes: Arc::new(Routes::from_config(chat_config)),
             chat_config: chat_config.clone(),
-            healing: None,
+            healing,
         }
     }
 
@@ -108,12 +110,6 @@ impl ChatService {
             origin.channel,
             direct,
         )
-    }
-
-    /// Hands every stored approve / reject decision to `healing`.
-    pub fn with_healing(mut self, healing: HealingService) -> Self {
-        self.healing = Some(healing);
-        self
     }
 
     /// Passes a stored decision on to the healing loop (a removed reaction

@@ -39,7 +39,7 @@
 //! about who may approve (that is [`crate::approvals::policy`]) and never
 //! calls a chat platform (it queues through [`IncidentService`]).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -51,7 +51,7 @@ use crate::approvals::{
     candidate_groups, not_allowed_reason, ApprovalError, ApprovalService, Approver, Choice,
     RequestContext, RequestStatus, RequestView, Ruling, StepReport, Via, Vote,
 };
-use crate::chat::{self, ChatMessage, ChatPlatform, Platform, Severity};
+use crate::chat::{self, ChatMessage, GroupLookup, Platform, Severity};
 use crate::clock::Clock;
 use crate::domain::{Incident, IncidentStatus, RunStatus, ScoredRun};
 use crate::incidents::{Handled, HandledRun, IncidentError, IncidentService};
@@ -72,7 +72,7 @@ pub const DECISION_GRACE: Duration = Duration::from_secs(30);
 pub const PLANNING_STUCK: Duration = Duration::from_secs(15 * 60);
 
 /// How many runs or decisions may wait for the healing task.
-const QUEUE: usize = 1024;
+pub const QUEUE: usize = 1024;
 
 /// Who pipemedic's own audit entries are by.
 const ACTOR: &str = "pipemedic";
@@ -114,16 +114,27 @@ struct Inner {
     approvals: Arc<ApprovalService>,
     /// `planner.plan_incidents`.
     plan_incidents: bool,
-    /// The chat adapters, asked who belongs to which group.
-    platforms: Vec<Arc<dyn ChatPlatform>>,
+    /// Who belongs to which chat group, as the adapters say.
+    groups: GroupLookup,
     decisions: mpsc::Sender<DecisionEvent>,
-    /// Taken by [`HealingService::start`].
-    receivers: Mutex<Option<Receivers>>,
 }
 
-struct Receivers {
-    runs: mpsc::Receiver<HandledRun>,
-    decisions: mpsc::Receiver<DecisionEvent>,
+/// What the healing service is built from. Start-up makes the channels:
+/// the sending end of `decisions` is here, the receiving ends of handled
+/// runs and decisions go to [`HealingService::start`].
+pub struct HealingParts {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub incidents: IncidentService,
+    pub planner: PlanService,
+    pub approvals: Arc<ApprovalService>,
+    /// `planner.plan_incidents`.
+    pub plan_incidents: bool,
+    /// Asked which groups a person deciding belongs to.
+    pub groups: GroupLookup,
+    /// Where stored chat decisions are queued for the healing task.
+    pub decisions: mpsc::Sender<DecisionEvent>,
 }
 
 /// The healing loop; cheap to clone.
@@ -175,18 +186,18 @@ fn steps_text(steps: &[StepReport]) -> String {
 }
 
 impl HealingService {
-    pub fn new(
-        store: Store,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-        incidents: IncidentService,
-        planner: PlanService,
-        approvals: Arc<ApprovalService>,
-        plan_incidents: bool,
-    ) -> Self {
-        let (runs_in, runs) = mpsc::channel(QUEUE);
-        let (decisions_in, decisions) = mpsc::channel(QUEUE);
-        incidents.forward_handled_runs(runs_in);
+    pub fn new(parts: HealingParts) -> Self {
+        let HealingParts {
+            store,
+            clock,
+            metrics,
+            incidents,
+            planner,
+            approvals,
+            plan_incidents,
+            groups,
+            decisions,
+        } = parts;
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -196,21 +207,10 @@ impl HealingService {
                 planner,
                 approvals,
                 plan_incidents,
-                platforms: Vec::new(),
-                decisions: decisions_in,
-                receivers: Mutex::new(Some(Receivers { runs, decisions })),
+                groups,
+                decisions,
             }),
         }
-    }
-
-    /// Asks these chat adapters which Slack user groups or Discord roles a
-    /// person deciding belongs to (call before the service is shared).
-    pub fn with_platforms(mut self, platforms: Vec<Arc<dyn ChatPlatform>>) -> Self {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.platforms = platforms,
-            None => tracing::warn!("Healing already shared; chat groups are not resolved."),
-        }
-        self
     }
 
     pub fn approvals(&self) -> &Arc<ApprovalService> {
@@ -227,21 +227,13 @@ impl HealingService {
     /// Runs the healing task until `shutdown` (call once): first sweeps
     /// (which recovers what a stopped process left), then handles runs and
     /// decisions in order and sweeps again every [`SWEEP_EVERY`].
-    pub fn start(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
-        let receivers = self
-            .inner
-            .receivers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(Receivers {
-            mut runs,
-            mut decisions,
-        }) = receivers
-        else {
-            tracing::warn!("Healing already started.");
-            return;
-        };
+    pub fn start(
+        &self,
+        mut runs: mpsc::Receiver<HandledRun>,
+        mut decisions: mpsc::Receiver<DecisionEvent>,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
         let service = self.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
@@ -811,14 +803,11 @@ impl HealingService {
                 self.inner.approvals.settings(),
                 event.platform.as_str(),
             );
-            let adapter = self
-                .inner
-                .platforms
-                .iter()
-                .find(|p| p.platform() == event.platform);
-            if let (false, Some(adapter)) = (candidates.is_empty(), adapter) {
-                match adapter
-                    .member_groups(&event.channel, &event.user, &candidates)
+            if !candidates.is_empty() {
+                match self
+                    .inner
+                    .groups
+                    .member_groups(event.platform, &event.channel, &event.user, &candidates)
                     .await
                 {
                     Ok(groups) => approver.groups = groups,
