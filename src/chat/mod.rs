@@ -329,6 +329,18 @@ impl GroupLookup {
     }
 }
 
+/// `text` cut to at most `max` characters, ending in `…` when cut (the
+/// adapters' limits on titles, fields and ids).
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
 /// Why a chat adapter could not be built from the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatSetupError {

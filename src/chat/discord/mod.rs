@@ -32,7 +32,9 @@ use serenity::http::{HttpBuilder, LightMethod, Multipart, MultipartUpload, Reque
 use serenity::model::channel::Message;
 use serenity::model::user::CurrentUser;
 
-use super::{emoji, BotIdentity, ChatError, ChatMessage, ChatPlatform, MessageRef, Platform};
+use super::{
+    emoji, truncate, BotIdentity, ChatError, ChatMessage, ChatPlatform, MessageRef, Platform,
+};
 use crate::config::{DiscordConfig, Secret};
 
 /// The API version serenity's routes speak.
@@ -204,16 +206,6 @@ fn snowflake(kind: &str, id: &str) -> Result<u64, ChatError> {
         .ok()
         .filter(|v| *v != 0)
         .ok_or_else(|| ChatError::rejected(format!("invalid_{kind}_id")))
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
 }
 
 /// The `custom_id` of a button: `{action_id}:{value}`.

@@ -21,7 +21,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::{
-    emoji, markdown_to_mrkdwn, BotIdentity, ChatError, ChatMessage, ChatPlatform, Choice,
+    emoji, markdown_to_mrkdwn, truncate, BotIdentity, ChatError, ChatMessage, ChatPlatform, Choice,
     MessageRef, Platform,
 };
 use crate::config::{Secret, SlackConfig};
@@ -158,16 +158,6 @@ fn short(error: &SlackClientError) -> String {
         .chars()
         .take(200)
         .collect()
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
 }
 
 /// Renders a [`ChatMessage`] as Block Kit: header, text section, fields,
