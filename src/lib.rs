@@ -67,6 +67,7 @@
 pub mod approvals;
 pub mod ask;
 pub mod aws;
+pub mod bedrock;
 pub mod charts;
 pub mod chat;
 pub mod chatops;

@@ -47,6 +47,7 @@ const LAYERS: &[&[&str]] = &[
         "playbooks",
         "detect",
         "aws",
+        "bedrock",
         "config",
         "standin",
         "metrics",

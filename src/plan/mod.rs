@@ -25,7 +25,7 @@
 //! PlanService: store --> IncidentFacts --> planner --> plans table + audit log
 //! ```
 
-pub(crate) mod bedrock;
+mod bedrock;
 mod offline;
 mod prompt;
 mod render;
@@ -34,9 +34,7 @@ mod types;
 mod validate;
 
 pub use crate::redact::{RedactError, Redactor, REDACTED};
-pub use bedrock::{
-    Attempt, BedrockPlanner, BedrockSettings, ModelDraft, PlanOutcome, PlannerError, TokenUsage,
-};
+pub use bedrock::{Attempt, BedrockPlanner, BedrockSettings, ModelDraft, PlanOutcome};
 pub use offline::{offline_plan, OfflinePlan};
 pub use prompt::{AskPrompt, PlanPrompt, PromptError, PromptSet, LOG_TAIL_BYTES, PLAN_TOOL_NAME};
 pub use render::{render_for_chat, render_report};

@@ -13,12 +13,11 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::bedrock::{
-    Attempt, BedrockPlanner, BedrockSettings, PlanOutcome, PlannerError, TokenUsage,
-};
+use super::bedrock::{Attempt, BedrockPlanner, BedrockSettings, PlanOutcome};
 use super::offline::offline_plan;
 use super::prompt::{PromptError, PromptSet};
 use super::types::{IncidentFacts, LastNormalRun};
+use crate::bedrock::{BedrockError, TokenUsage};
 use crate::clock::Clock;
 use crate::config::{Config, PlannerBackend};
 use crate::domain::{Incident, RunSource};
@@ -41,7 +40,7 @@ pub enum PlanServiceError {
     #[error(transparent)]
     Redact(#[from] RedactError),
     #[error(transparent)]
-    Model(#[from] PlannerError),
+    Model(#[from] BedrockError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -480,7 +479,7 @@ impl PlanService {
         &self,
         anomaly_id: i64,
         incident_id: Option<i64>,
-        e: &PlannerError,
+        e: &BedrockError,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut tx = self.store.begin_write().await?;
