@@ -385,18 +385,28 @@ impl IncidentService {
         user: &str,
         text: &str,
     ) -> Result<(), StoreError> {
-        let now = self.inner.clock.now();
-        let mut tx = self.inner.store.begin_write().await?;
-        outbox::queue(
-            &mut tx,
+        self.queue_one(
             incident_id,
             platform,
             channel,
             OutboxKind::Ephemeral,
             &OutboxPayload::ephemeral(user, text),
-            now,
         )
-        .await?;
+        .await
+    }
+
+    /// Queues one message in its own transaction and wakes the outbox.
+    async fn queue_one(
+        &self,
+        incident_id: Option<i64>,
+        platform: &str,
+        channel: &str,
+        kind: OutboxKind,
+        payload: &OutboxPayload,
+    ) -> Result<(), StoreError> {
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.store.begin_write().await?;
+        outbox::queue(&mut tx, incident_id, platform, channel, kind, payload, now).await?;
         tx.commit().await?;
         self.inner.signal.notify();
         Ok(())
@@ -419,21 +429,14 @@ impl IncidentService {
             &png,
             None,
         );
-        let now = self.inner.clock.now();
-        let mut tx = self.inner.store.begin_write().await?;
-        outbox::queue(
-            &mut tx,
+        self.queue_one(
             Some(id),
             &route.platform,
             &route.channel,
             OutboxKind::Upload,
             &upload,
-            now,
         )
-        .await?;
-        tx.commit().await?;
-        self.inner.signal.notify();
-        Ok(())
+        .await
     }
 
     /// The incident settings (grouping window, chart history).
