@@ -271,10 +271,8 @@ fn truncate(text: &str, max: usize) -> String {
 /// connection (GitHub, Bitbucket, GitLab) send a JSON object with
 /// `CommitMessage`; others send the message itself.
 fn commit_message(summary: &str) -> String {
-    let message = serde_json::from_str::<serde_json::Value>(summary)
-        .ok()
-        .and_then(|v| v.get("CommitMessage")?.as_str().map(str::to_string))
-        .unwrap_or_else(|| summary.to_string());
+    let message =
+        super::payload::revision_commit_message(summary).unwrap_or_else(|| summary.to_string());
     truncate(&message, MAX_COMMIT_MESSAGE)
 }
 

@@ -425,17 +425,10 @@ fn stage_timing(name: &str, transitions: &[Transition], run_ended: bool) -> Opti
     Some(timing)
 }
 
-/// The commit message in a source action's summary: CodeStar connections
-/// send `{"ProviderType": ..., "CommitMessage": ...}`; other providers send
-/// the message itself.
+/// The commit message in a source action's summary, without trailing
+/// white space; `None` when there is none.
 pub(super) fn commit_message(summary: &str) -> Option<String> {
-    let message = match serde_json::from_str::<serde_json::Value>(summary) {
-        Ok(serde_json::Value::Object(map)) => map
-            .get("CommitMessage")
-            .and_then(|m| m.as_str())
-            .map(str::to_string)?,
-        _ => summary.to_string(),
-    };
+    let message = crate::ingest::payload::revision_commit_message(summary)?;
     let message = message.trim_end().to_string();
     (!message.is_empty()).then_some(message)
 }
