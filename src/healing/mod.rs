@@ -69,7 +69,7 @@ use crate::incidents::{Handled, HandledRun, IncidentError, IncidentService};
 use crate::metrics::Metrics;
 use crate::plan::{render_for_chat, PlanOutcome, PlanService, PlanServiceError};
 use crate::store::{ExecutionState, Store, StoreError};
-use messages::{button_value, mention, request_of_value, steps_text};
+use messages::{invalid_plan_text, mention, plan_card, request_of_value, steps_text};
 
 /// How often pending plans are checked for expiry and delayed steps for
 /// their time.
@@ -158,17 +158,5 @@ pub struct HealingService {
 impl std::fmt::Debug for HealingService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HealingService").finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn button_values_name_their_request() {
-        assert_eq!(request_of_value(&button_value(42)), Some(42));
-        assert_eq!(request_of_value("request:x"), None);
-        assert_eq!(request_of_value("42"), None);
     }
 }

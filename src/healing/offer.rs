@@ -45,15 +45,7 @@ impl HealingService {
                     incident_id,
                     "No plan to offer",
                     Severity::Warning,
-                    format!(
-                        "The {} planner's plan was invalid, so nothing is offered for approval:\n{}",
-                        drafted.backend,
-                        errors
-                            .iter()
-                            .map(|e| format!("- {}", chat::cards::inert(e)))
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    ),
+                    invalid_plan_text(drafted.backend, errors),
                 )
                 .await;
                 self.status(incident_id, IncidentStatus::Open, Some("no valid plan"))
@@ -106,22 +98,7 @@ impl HealingService {
             Err(e) => return Err(e.into()),
         };
         self.inner.metrics.healing("plan_offered");
-        let mut text = render_for_chat(&validated, opened.expires_at);
-        text.push_str("\n**Exact calls:**\n");
-        for step in &opened.steps {
-            text.push_str(&format!("{}. `{}`\n", step.step_no, step.call));
-        }
-        let mut card = ChatMessage::new(
-            format!("Plan for incident #{incident_id}"),
-            Severity::Info,
-            text,
-        );
-        if !opened.automatic {
-            let value = button_value(opened.id);
-            card = card
-                .button(Choice::Approve, value.clone())
-                .button(Choice::Reject, value);
-        }
+        let card = plan_card(incident_id, &validated, &opened);
         if let Err(e) = self.inner.incidents.post_in_thread(incident_id, card).await {
             tracing::warn!(incident_id, error = %e, "Cannot queue the plan.");
         }
