@@ -6,32 +6,63 @@
 //! and the team's playbooks, runs the chosen fix only with human approval,
 //! and checks that the next run healed.
 //!
+//! ## Layers
+//!
+//! Dependencies run one way: a module imports its own layer and the layers
+//! below it, never above, and there is no import circle between top-level
+//! modules. `tests/layering.rs` reads every `crate::` path in `src/` and
+//! keeps it so; the order is written here and in that test.
+//!
+//! ```text
+//! main (the binary)
+//!  └─ cli                                   the command line
+//!      └─ demo · evaluate · check            whole programs on the application
+//!          └─ startup                        makes every channel, builds and runs the services
+//!              └─ http                       the edge: router, extractors, error table, handlers
+//!                  └─ chatops                commands, decisions, questions from chat
+//!                      └─ healing            plan → offer → decisions → run once → verify
+//!                          └─ incidents · ingest
+//!                              └─ plan · approvals · remediate · ask · scoring · health · charts
+//!                                  └─ chat (port + adapters, outbox, cards, routing) · store · playbooks
+//!                                     · detect · aws · bedrock · config · standin · metrics · telemetry
+//!                                      └─ domain · clock · redact   shared vocabulary, no I/O
+//! ```
+//!
+//! When two modules need each other, the shared part is vocabulary that
+//! belongs in [`domain`], or a narrow port the lower module defines and the
+//! higher one uses (as [`chat::GroupLookup`] for a person's groups).
+//!
 //! ## Layout
 //!
 //! | module | owns |
 //! | --- | --- |
-//! | [`domain`] | the shared vocabulary: [`domain::Run`], metric samples (no I/O) |
+//! | [`domain`] | the shared vocabulary (no I/O): runs, metric samples, verdicts, incidents, approvals ([`domain::Choice`], [`domain::Via`], [`domain::Approver`], [`domain::Vote`], [`domain::RequestStatus`]), chat messages ([`domain::Platform`], [`domain::MessageRef`]) |
+//! | [`clock`] | the clock services read time from |
+//! | [`redact`] | secret redaction of text that leaves for a model |
 //! | [`config`] | layered configuration and secrets |
 //! | [`aws`] | the AWS SDK clients (CodePipeline, Bedrock, SageMaker) and their error classes |
+//! | [`bedrock`] | one Converse call, its errors and token counts, for the planner and for asking |
 //! | [`store`] | SQLite / PostgreSQL persistence, one contract for both |
-//! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
+//! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]), its Slack, Discord and console adapters, the outbox, incident cards and routing |
+//! | [`playbooks`] | runbooks with allowed actions: load, validate, match |
+//! | [`detect`] | the thresholded Random Cut Forest (pure computation) |
+//! | [`metrics`] | Prometheus metrics |
+//! | [`telemetry`] | tracing set-up |
+//! | [`standin`] | local CodePipeline stand-in for the demo and tests |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
-//! | [`incidents`] | abnormal runs → incidents (grouping, routing, silences, status) → queued chat alerts |
-//! | [`ask`] | plain-language questions: the offline parser, read-only query tools, the Bedrock tool loop with its number check, per-channel visibility, and [`ask::Asker`], the one entry point for CLI, HTTP and chat |
-//! | [`chat`] | the chat port ([`chat::ChatPlatform`], [`chat::ChatEvent`]) and its Slack, Discord and console adapters |
-//! | [`healing`] | the loop of an incident: plan → offer for approval → decisions → run once → verify on the next run → resolved |
+//! | [`charts`] | PNG charts of metric history for chat |
+//! | [`scoring`] | per-pipeline models, the model bank, scoring every finished run (embedded forest, or a SageMaker RCF endpoint with the forest as fallback) |
+//! | [`plan`] | remediation plans: facts, prompts, validation, the offline and Bedrock planners, the plan service (store + audit), chat text |
 //! | [`approvals`] | approval policy (pure), votes, expiry, staleness and exactly-once execution of approved steps |
 //! | [`remediate`] | the executors of approved actions (CodePipeline, GitHub, http, shell) and their dry runs |
-//! | [`http`] | the router, application state, JSON errors |
-//! | [`metrics`] | Prometheus metrics |
-//! | [`playbooks`] | runbooks with allowed actions: load, validate, match |
-//! | [`plan`] | remediation plans: facts, prompts, redaction, validation, the offline and Bedrock planners, the plan service (store + audit), chat text |
-//! | [`detect`] | the thresholded Random Cut Forest (pure computation) |
-//! | [`scoring`] | per-pipeline models, the model bank, scoring every finished run (embedded forest, or a SageMaker RCF endpoint with the forest as fallback) |
+//! | [`ask`] | plain-language questions: the offline parser, read-only query tools, the Bedrock tool loop with its number check, per-channel visibility, and [`ask::Asker`], the one entry point for CLI, HTTP and chat |
+//! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
+//! | [`incidents`] | abnormal runs → incidents (grouping, silences, status) → queued chat alerts |
+//! | [`healing`] | the loop of an incident: plan → offer for approval → decisions → run once → verify on the next run → resolved |
+//! | [`chatops`] | the application behind chat: commands, decisions handed to healing, questions handed to ask |
+//! | [`http`] | the router, application state, extractors, the error table and every handler |
+//! | [`startup`] | wiring (every channel made here) and graceful shutdown |
 //! | [`evaluate`] | detection quality on CI-shaped histories: the seeded, labelled corpus and its scoring (pure), and the driver that posts it through `POST /v1/runs` (`examples/ci_eval.rs`) |
-//! | [`standin`] | local CodePipeline stand-in for the demo and tests |
-//! | [`startup`] | wiring and graceful shutdown |
-//! | [`charts`] | PNG charts of metric history for chat |
 //! | [`check`] | the post-build check client (`pipemedic check`) |
 //! | [`demo`] | `pipemedic demo`: the whole loop locally with generated history |
 //! | [`cli`] | the command line |
@@ -47,7 +78,7 @@
 //!     bedrock: question (redacted, framed) --(ask::model: toolUse -> QueryTools -> toolResult, bounded)--> text
 //!        --(ask::numbers: every number in a tool result, else retry once, else offline)--> Answer
 //! services --ChatMessage--> chat::ChatPlatform (Slack / Discord / console)
-//! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chat::service::ChatService
+//! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chatops::ChatService
 //!        (commands answered, decisions stored once per event, audit log)
 //! ValidatedPlan --(ApprovalService::open_request: prepare + dry runs)--> approval request
 //! chat decision --(adapter)--> Vote --(record_vote: approvals::decide)--> Approved
@@ -67,8 +98,10 @@
 pub mod approvals;
 pub mod ask;
 pub mod aws;
+pub mod bedrock;
 pub mod charts;
 pub mod chat;
+pub mod chatops;
 pub mod check;
 pub mod cli;
 pub mod clock;
@@ -85,6 +118,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod plan;
 pub mod playbooks;
+pub mod redact;
 pub mod remediate;
 pub mod scoring;
 pub mod standin;

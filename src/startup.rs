@@ -1,26 +1,34 @@
 //! Wiring: builds the application from a loaded configuration (store,
 //! services, router, background tasks), binds the listener, and runs until
 //! a shutdown signal, finishing in-flight requests first.
+//!
+//! Start-up makes every channel between services and hands both ends out
+//! when it builds them: detection → incidents (scored runs), incidents →
+//! healing (handled runs), chat-ops → healing (decisions). No service is
+//! wired after it is built; the receiving ends wait in [`Application`]
+//! until [`Application::run_until_stopped`] starts the tasks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::approvals::{ApprovalService, ApprovalSettings};
 use crate::aws::AwsSettings;
 use crate::chat::outbox::OutboxSignal;
-use crate::chat::service::ChatService;
-use crate::chat::{ChatEventSink, ChatPlatform, ChatSetupError, ChatState, Platform};
+use crate::chat::{ChatEventSink, ChatPlatform, ChatSetupError, ChatState, GroupLookup, Platform};
+use crate::chatops::ChatService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
 use crate::config::{DetectorBackend, PlannerBackend};
-use crate::healing::HealingService;
+use crate::domain::ScoredRun;
+use crate::healing::{DecisionEvent, HealingParts, HealingService};
 use crate::http::AppState;
-use crate::incidents::IncidentService;
+use crate::incidents::{HandledRun, IncidentChannels, IncidentService};
 use crate::ingest::IngestService;
 use crate::metrics::Metrics;
 use crate::plan::PlanService;
@@ -79,6 +87,15 @@ pub struct Application {
     shutdown: CancellationToken,
     platforms: Vec<Arc<dyn ChatPlatform>>,
     outbox_signal: OutboxSignal,
+    receivers: Receivers,
+}
+
+/// The receiving ends of the channels start-up made, until the tasks that
+/// consume them start.
+struct Receivers {
+    scored: mpsc::Receiver<ScoredRun>,
+    handled: mpsc::Receiver<HandledRun>,
+    decisions: mpsc::Receiver<DecisionEvent>,
 }
 
 impl Application {
@@ -139,6 +156,14 @@ impl Application {
         .await?;
         let metrics = Arc::new(Metrics::new());
         let outbox_signal = OutboxSignal::default();
+        let (scored_tx, scored) = mpsc::channel(crate::incidents::QUEUE);
+        let (handled_tx, handled) = mpsc::channel(crate::healing::QUEUE);
+        let (decisions_tx, decisions) = mpsc::channel(crate::healing::QUEUE);
+        let receivers = Receivers {
+            scored,
+            handled,
+            decisions,
+        };
         let incidents = IncidentService::new(
             store.clone(),
             clock.clone(),
@@ -146,6 +171,10 @@ impl Application {
             &loaded.config,
             platforms.iter().map(|p| p.platform()).collect(),
             outbox_signal.clone(),
+            IncidentChannels {
+                scored: scored_tx,
+                handled: handled_tx,
+            },
         );
         let sagemaker = match loaded.config.detector.backend {
             DetectorBackend::Embedded => None,
@@ -176,9 +205,18 @@ impl Application {
             clock.clone(),
             Some(detection),
         ));
-        let healing = build_healing(&loaded, &store, &metrics, &clock, &aws, &incidents)
-            .await?
-            .with_platforms(platforms.clone());
+        let (planner, approvals) = build_healing(&loaded, &store, &metrics, &clock, &aws).await?;
+        let healing = HealingService::new(HealingParts {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            incidents: incidents.clone(),
+            planner,
+            approvals,
+            plan_incidents: loaded.config.planner.plan_incidents,
+            groups: GroupLookup::new(platforms.clone()),
+            decisions: decisions_tx,
+        });
         let bedrock = match loaded.config.ask.backend {
             crate::config::AskBackend::Offline => None,
             crate::config::AskBackend::Bedrock => Some(aws.load().await.bedrock()),
@@ -197,8 +235,8 @@ impl Application {
             chat.clone(),
             asker.clone(),
             &loaded.config.chat,
-        )
-        .with_healing(healing.clone());
+            Some(healing.clone()),
+        );
         let chat = chat.with_sink(Arc::new(sink));
         let state = AppState {
             config: Arc::new(loaded.config),
@@ -223,6 +261,7 @@ impl Application {
             shutdown: CancellationToken::new(),
             platforms,
             outbox_signal,
+            receivers,
         })
     }
 
@@ -256,12 +295,26 @@ impl Application {
             shutdown,
             platforms,
             outbox_signal,
+            receivers,
         } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_s);
         let store = state.store.clone();
         let ingest = state.ingest.clone();
-        crate::ingest::start_background(&state, &tracker, &shutdown);
-        start_chat(&state, &platforms, &outbox_signal, &tracker, &shutdown);
+        crate::ingest::start_background(
+            &state.config,
+            &state.aws,
+            state.ingest.clone(),
+            &tracker,
+            &shutdown,
+        );
+        start_chat(
+            &state,
+            &platforms,
+            &outbox_signal,
+            receivers,
+            &tracker,
+            &shutdown,
+        );
         let app = crate::http::router(state);
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "Listening.");
@@ -295,16 +348,15 @@ impl Application {
     }
 }
 
-/// The healing loop: the plan service (playbooks, prompts, the planner),
-/// the executors and the approval service, listening to the incidents.
+/// What the healing loop works with: the plan service (playbooks, prompts,
+/// the planner) and the approval service with its executors.
 async fn build_healing(
     loaded: &Loaded,
     store: &Store,
     metrics: &Arc<Metrics>,
     clock: &Arc<dyn Clock>,
     aws: &AwsSettings,
-    incidents: &IncidentService,
-) -> Result<HealingService, StartupError> {
+) -> Result<(PlanService, Arc<ApprovalService>), StartupError> {
     let config = &loaded.config;
     let clients = aws.load().await;
     let bedrock = (config.planner.backend == PlannerBackend::Bedrock).then(|| clients.bedrock());
@@ -327,15 +379,7 @@ async fn build_healing(
         ApprovalSettings::from_config(&config.approvals),
         Arc::new(registry),
     );
-    Ok(HealingService::new(
-        store.clone(),
-        clock.clone(),
-        metrics.clone(),
-        incidents.clone(),
-        planner,
-        Arc::new(approvals),
-        config.planner.plan_incidents,
-    ))
+    Ok((planner, Arc::new(approvals)))
 }
 
 /// How long a chat connection that failed waits before trying again.
@@ -349,11 +393,14 @@ fn start_chat(
     state: &AppState,
     platforms: &[Arc<dyn ChatPlatform>],
     signal: &OutboxSignal,
+    receivers: Receivers,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
-    state.incidents.start(tracker, shutdown);
-    state.healing.start(tracker, shutdown);
+    state.incidents.start(receivers.scored, tracker, shutdown);
+    state
+        .healing
+        .start(receivers.handled, receivers.decisions, tracker, shutdown);
     crate::chat::outbox::start(
         &crate::chat::outbox::Workers {
             store: state.store.clone(),

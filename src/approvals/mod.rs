@@ -7,7 +7,7 @@
 //! once through the executor registry; the store
 //! (`crate::store::WriteTx::claim_execution`) makes the claims. Chat
 //! adapters translate reactions and buttons into a [`Vote`] and show the
-//! [`Decision`] and [`StepReport`]s; they decide nothing themselves.
+//! [`Ruling`] and [`StepReport`]s; they decide nothing themselves.
 //!
 //! ```text
 //! ValidatedPlan + RequestContext --open_request--> request (pending, dry runs stored)
@@ -21,7 +21,7 @@ pub mod service;
 
 pub use policy::{
     candidate_groups, decide, is_automatic, not_allowed_reason, requirement, ApprovalSettings,
-    Approver, Choice, Decision, RequestStatus, RequestView, Requirement, StepPolicy, Via, Vote,
+    Approver, Choice, RequestStatus, RequestView, Requirement, Ruling, StepPolicy, Via, Vote,
 };
 pub use service::{
     ApprovalError, ApprovalService, OpenedRequest, RequestContext, StepReport, VoteOutcome,

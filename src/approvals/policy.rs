@@ -2,8 +2,9 @@
 //! request, how many distinct people it takes, and what one more vote does
 //! to it ([`decide`]).
 //!
-//! This module owns the vocabulary of approvals ([`Approver`], [`Vote`],
-//! [`RequestStatus`], [`StepPolicy`], [`Decision`]) and the rules. It must
+//! This module owns the rules and what a vote does ([`Ruling`]); the
+//! vocabulary ([`Approver`], [`Vote`], [`RequestStatus`], [`StepPolicy`])
+//! is shared and lives in [`crate::domain`]. It must
 //! not read the store, the clock or chat: callers hand it the request, the
 //! votes already counted, the new vote and the time.
 //!
@@ -30,10 +31,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::ApprovalsConfig;
-use crate::playbooks::{ApprovalPolicy, Risk};
+pub use crate::domain::{
+    ApprovalPolicy, Approver, Choice, RequestStatus, Risk, StepPolicy, Via, Vote,
+};
 
 /// The approval settings of the configuration, in the form decisions use.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,197 +70,6 @@ impl Default for ApprovalSettings {
     }
 }
 
-/// A person deciding in chat, as the chat adapter saw them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Approver {
-    /// `slack`, `discord`, `console` ...
-    pub platform: String,
-    /// The platform's user id.
-    pub user: String,
-    /// The Slack user groups, Discord roles or configured group names the
-    /// person belongs to, as the adapter resolved them.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// Other names of the person the adapter knows (the profile's email,
-    /// a linked GitHub login), used to recognise the commit's author.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub aliases: Vec<String>,
-}
-
-impl Approver {
-    pub fn new(platform: &str, user: &str) -> Self {
-        Self {
-            platform: platform.to_string(),
-            user: user.to_string(),
-            groups: Vec::new(),
-            aliases: Vec::new(),
-        }
-    }
-
-    pub fn with_aliases(mut self, aliases: &[&str]) -> Self {
-        self.aliases = aliases.iter().map(|a| (*a).to_string()).collect();
-        self
-    }
-
-    pub fn with_groups(mut self, groups: &[&str]) -> Self {
-        self.groups = groups.iter().map(|g| (*g).to_string()).collect();
-        self
-    }
-
-    /// The person: `platform:user`.
-    pub fn key(&self) -> String {
-        format!("{}:{}", self.platform, self.user)
-    }
-
-    /// The prefix of a configured group member naming one of this
-    /// platform's groups (`slack-group:`, `discord-role:`).
-    fn group_member_prefix(&self) -> String {
-        match self.platform.as_str() {
-            "discord" => "discord-role:".to_string(),
-            other => format!("{other}-group:"),
-        }
-    }
-}
-
-/// Approve or reject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Choice {
-    Approve,
-    Reject,
-}
-
-impl Choice {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Approve => "approve",
-            Self::Reject => "reject",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "approve" => Some(Self::Approve),
-            "reject" => Some(Self::Reject),
-            _ => None,
-        }
-    }
-}
-
-/// How a decision was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Via {
-    /// A ✅ or ❌ reaction.
-    Reaction,
-    /// The Approve or Reject button.
-    Button,
-    /// A typed command (`approve N`, a slash command).
-    Command,
-}
-
-impl Via {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reaction => "reaction",
-            Self::Button => "button",
-            Self::Command => "command",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "reaction" => Some(Self::Reaction),
-            "button" => Some(Self::Button),
-            "command" => Some(Self::Command),
-            _ => None,
-        }
-    }
-}
-
-/// One decision event from chat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Vote {
-    pub approver: Approver,
-    /// The platform's id of the event (reaction event id, interaction id);
-    /// a redelivery carries the same id.
-    pub event_id: String,
-    pub choice: Choice,
-    pub via: Via,
-    pub at: DateTime<Utc>,
-}
-
-/// Where a request is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestStatus {
-    /// Waiting for votes.
-    Pending,
-    /// Enough people approved; execution has not started.
-    Approved,
-    Rejected,
-    /// Nobody decided in time.
-    Expired,
-    /// A newer run of the pipeline superseded the run the plan is about.
-    Stale,
-    /// Its steps are running.
-    Executing,
-    /// Every step succeeded.
-    Done,
-    /// A step failed, or its outcome is unknown.
-    Failed,
-}
-
-impl RequestStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Rejected => "rejected",
-            Self::Expired => "expired",
-            Self::Stale => "stale",
-            Self::Executing => "executing",
-            Self::Done => "done",
-            Self::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Approved,
-            Self::Rejected,
-            Self::Expired,
-            Self::Stale,
-            Self::Executing,
-            Self::Done,
-            Self::Failed,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for RequestStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The approval policy of one step, as stored with the request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepPolicy {
-    /// 1-based.
-    pub step_no: u32,
-    /// The action kind (`codepipeline.retry_stage` ...).
-    pub kind: String,
-    pub risk: Risk,
-    pub approval: ApprovalPolicy,
-    /// Seconds to wait after approval before the step runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay_s: Option<u64>,
-}
-
 /// What [`decide`] needs to know about a request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestView {
@@ -266,6 +78,17 @@ pub struct RequestView {
     /// The author of the commit the run built, as the CI system named them.
     pub commit_author: Option<String>,
     pub expires_at: DateTime<Utc>,
+}
+
+impl From<&crate::store::StoredRequest> for RequestView {
+    fn from(request: &crate::store::StoredRequest) -> Self {
+        Self {
+            status: request.status,
+            steps: request.steps.clone(),
+            commit_author: request.commit_author.clone(),
+            expires_at: request.expires_at,
+        }
+    }
 }
 
 /// What one step needs before it may run.
@@ -281,7 +104,7 @@ pub enum Requirement {
 /// What a vote did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
-pub enum Decision {
+pub enum Ruling {
     /// Counted; more approvals are needed.
     Counted { approved_so_far: u32, required: u32 },
     /// This vote completed the approvals: the plan may run.
@@ -300,7 +123,7 @@ pub enum Decision {
     Duplicate,
 }
 
-impl Decision {
+impl Ruling {
     /// One line for chat.
     pub fn explain(&self) -> String {
         match self {
@@ -472,21 +295,21 @@ pub fn decide(
     counted: &[Vote],
     vote: &Vote,
     now: DateTime<Utc>,
-) -> Decision {
+) -> Ruling {
     match request.status {
         RequestStatus::Pending => {}
-        RequestStatus::Expired => return Decision::Expired,
-        RequestStatus::Stale => return Decision::Stale,
-        status => return Decision::AlreadyDecided { status },
+        RequestStatus::Expired => return Ruling::Expired,
+        RequestStatus::Stale => return Ruling::Stale,
+        status => return Ruling::AlreadyDecided { status },
     }
     if now >= request.expires_at {
-        return Decision::Expired;
+        return Ruling::Expired;
     }
     if let Some(reason) = not_allowed_reason(request, &vote.approver, settings) {
-        return Decision::NotAllowed { reason };
+        return Ruling::NotAllowed { reason };
     }
     if vote.choice == Choice::Reject {
-        return Decision::Rejected;
+        return Ruling::Rejected;
     }
     // The latest choice of each person, this vote included.
     let mut latest: BTreeMap<String, (&Approver, Choice)> = BTreeMap::new();
@@ -520,8 +343,8 @@ pub fn decide(
         }
     }
     match shortest {
-        None => Decision::Approved,
-        Some((approved_so_far, required)) => Decision::Counted {
+        None => Ruling::Approved,
+        Some((approved_so_far, required)) => Ruling::Counted {
             approved_so_far,
             required,
         },
@@ -614,7 +437,7 @@ mod tests {
         let r = request(vec![step(1, Risk::Low, from(1, &["group:sre"]))]);
         assert_eq!(
             decide(&settings(), &r, &[], &approve("U1"), now()),
-            Decision::Approved
+            Ruling::Approved
         );
     }
 
@@ -622,7 +445,7 @@ mod tests {
     fn someone_outside_the_group_is_not_allowed_and_told_why() {
         let r = request(vec![step(1, Risk::Low, from(1, &["group:sre"]))]);
         match decide(&settings(), &r, &[], &approve("U99"), now()) {
-            Decision::NotAllowed { reason } => assert!(reason.contains("group:sre"), "{reason}"),
+            Ruling::NotAllowed { reason } => assert!(reason.contains("group:sre"), "{reason}"),
             other => panic!("{other:?}"),
         }
         // A reject from someone not allowed has no effect either.
@@ -634,7 +457,7 @@ mod tests {
                 &vote("slack", "U99", Choice::Reject),
                 now()
             ),
-            Decision::NotAllowed { .. }
+            Ruling::NotAllowed { .. }
         ));
     }
 
@@ -643,16 +466,16 @@ mod tests {
         let r = request(vec![step(1, Risk::Low, from(1, &["group:sre"]))]);
         let mut v = approve("U55");
         v.approver.groups = vec!["S0SRE".into()];
-        assert_eq!(decide(&settings(), &r, &[], &v, now()), Decision::Approved);
+        assert_eq!(decide(&settings(), &r, &[], &v, now()), Ruling::Approved);
         let mut v = vote("discord", "777", Choice::Approve);
         v.approver.groups = vec!["R9".into()];
-        assert_eq!(decide(&settings(), &r, &[], &v, now()), Decision::Approved);
+        assert_eq!(decide(&settings(), &r, &[], &v, now()), Ruling::Approved);
         // A Slack group id does not make a Discord member of the role.
         let mut v = vote("discord", "777", Choice::Approve);
         v.approver.groups = vec!["S0SRE".into()];
         assert!(matches!(
             decide(&settings(), &r, &[], &v, now()),
-            Decision::NotAllowed { .. }
+            Ruling::NotAllowed { .. }
         ));
         // Discord user ids by platform.
         assert_eq!(
@@ -663,7 +486,7 @@ mod tests {
                 &vote("discord", "456", Choice::Approve),
                 now()
             ),
-            Decision::Approved
+            Ruling::Approved
         );
     }
 
@@ -672,7 +495,7 @@ mod tests {
         let r = request(vec![step(1, Risk::Low, from(1, &["group:oncall"]))]);
         let mut v = approve("U55");
         v.approver.groups = vec!["oncall".into()];
-        assert_eq!(decide(&settings(), &r, &[], &v, now()), Decision::Approved);
+        assert_eq!(decide(&settings(), &r, &[], &v, now()), Ruling::Approved);
     }
 
     #[test]
@@ -680,7 +503,7 @@ mod tests {
         let r = request(vec![step(1, Risk::Low, from(1, &["user:U3"]))]);
         assert_eq!(
             decide(&settings(), &r, &[], &approve("U3"), now()),
-            Decision::Approved
+            Ruling::Approved
         );
         let r = request(vec![step(1, Risk::Low, from(1, &["user:discord:42"]))]);
         assert_eq!(
@@ -691,11 +514,11 @@ mod tests {
                 &vote("discord", "42", Choice::Approve),
                 now()
             ),
-            Decision::Approved
+            Ruling::Approved
         );
         assert!(matches!(
             decide(&settings(), &r, &[], &approve("42"), now()),
-            Decision::NotAllowed { .. }
+            Ruling::NotAllowed { .. }
         ));
     }
 
@@ -709,7 +532,7 @@ mod tests {
         let first = approve("U1");
         assert_eq!(
             decide(&settings(), &r, &[], &first, now()),
-            Decision::Counted {
+            Ruling::Counted {
                 approved_so_far: 1,
                 required: 2
             }
@@ -719,14 +542,14 @@ mod tests {
         again.event_id = "ev-2".into();
         assert_eq!(
             decide(&settings(), &r, std::slice::from_ref(&first), &again, now()),
-            Decision::Counted {
+            Ruling::Counted {
                 approved_so_far: 1,
                 required: 2
             }
         );
         assert_eq!(
             decide(&settings(), &r, &[first], &approve("U2"), now()),
-            Decision::Approved
+            Ruling::Approved
         );
     }
 
@@ -739,18 +562,15 @@ mod tests {
         )]);
         assert_eq!(
             decide(&settings(), &r, &[], &approve("U99"), now()),
-            Decision::Approved
+            Ruling::Approved
         );
         let mut s = settings();
         s.default_from = vec!["group:sre".into()];
         assert!(matches!(
             decide(&s, &r, &[], &approve("U99"), now()),
-            Decision::NotAllowed { .. }
+            Ruling::NotAllowed { .. }
         ));
-        assert_eq!(
-            decide(&s, &r, &[], &approve("U2"), now()),
-            Decision::Approved
-        );
+        assert_eq!(decide(&s, &r, &[], &approve("U2"), now()), Ruling::Approved);
     }
 
     #[test]
@@ -764,7 +584,7 @@ mod tests {
         let u1 = approve("U1");
         assert_eq!(
             decide(&s, &r, &[], &u1, now()),
-            Decision::Counted {
+            Ruling::Counted {
                 approved_so_far: 1,
                 required: 2
             },
@@ -773,7 +593,7 @@ mod tests {
         let u2 = approve("U2");
         assert_eq!(
             decide(&s, &r, std::slice::from_ref(&u1), &u2, now()),
-            Decision::Counted {
+            Ruling::Counted {
                 approved_so_far: 0,
                 required: 1
             },
@@ -781,7 +601,7 @@ mod tests {
         );
         assert_eq!(
             decide(&s, &r, std::slice::from_ref(&u1), &approve("U7"), now()),
-            Decision::Approved,
+            Ruling::Approved,
             "U1 (sre) + U7 (dba): step 1 has 1, step 2 has 2, step 3 has 1"
         );
     }
@@ -792,7 +612,7 @@ mod tests {
         let mut s = settings();
         s.groups.get_mut("sre").unwrap().push("slack:alice".into());
         match decide(&s, &r, &[], &approve("alice"), now()) {
-            Decision::NotAllowed { reason } => assert!(reason.contains("author"), "{reason}"),
+            Ruling::NotAllowed { reason } => assert!(reason.contains("author"), "{reason}"),
             other => panic!("{other:?}"),
         }
         // Case does not matter; platform:user is recognised too.
@@ -800,7 +620,7 @@ mod tests {
         r2.commit_author = Some("Slack:Alice".into());
         assert!(matches!(
             decide(&s, &r2, &[], &approve("alice"), now()),
-            Decision::NotAllowed { .. }
+            Ruling::NotAllowed { .. }
         ));
         // An alias the adapter resolved (the profile's email) is recognised.
         let mut r3 = r.clone();
@@ -809,12 +629,12 @@ mod tests {
         v.approver = v.approver.with_aliases(&["Alice@Example.com"]);
         assert!(matches!(
             decide(&s, &r3, &[], &v, now()),
-            Decision::NotAllowed { .. }
+            Ruling::NotAllowed { .. }
         ));
         s.commit_author_may_approve = true;
         assert_eq!(
             decide(&s, &r, &[], &approve("alice"), now()),
-            Decision::Approved
+            Ruling::Approved
         );
     }
 
@@ -824,7 +644,7 @@ mod tests {
         let counted = vec![approve("alice")];
         assert_eq!(
             decide(&settings(), &r, &counted, &approve("U1"), now()),
-            Decision::Counted {
+            Ruling::Counted {
                 approved_so_far: 1,
                 required: 2
             }
@@ -843,7 +663,7 @@ mod tests {
                 &vote("slack", "U2", Choice::Reject),
                 now()
             ),
-            Decision::Rejected
+            Ruling::Rejected
         );
         // Changing one's mind: the person's latest choice is what counts.
         assert_eq!(
@@ -854,7 +674,7 @@ mod tests {
                 &vote("slack", "U1", Choice::Reject),
                 now()
             ),
-            Decision::Rejected
+            Ruling::Rejected
         );
     }
 
@@ -864,7 +684,7 @@ mod tests {
         let at_expiry = r.expires_at;
         assert_eq!(
             decide(&settings(), &r, &[], &approve("U1"), at_expiry),
-            Decision::Expired
+            Ruling::Expired
         );
         assert_eq!(
             decide(
@@ -874,13 +694,13 @@ mod tests {
                 &approve("U1"),
                 at_expiry - Duration::seconds(1)
             ),
-            Decision::Approved
+            Ruling::Approved
         );
         let mut marked = r.clone();
         marked.status = RequestStatus::Expired;
         assert_eq!(
             decide(&settings(), &marked, &[], &approve("U1"), now()),
-            Decision::Expired
+            Ruling::Expired
         );
     }
 
@@ -890,7 +710,7 @@ mod tests {
         r.status = RequestStatus::Stale;
         assert_eq!(
             decide(&settings(), &r, &[], &approve("U1"), now()),
-            Decision::Stale
+            Ruling::Stale
         );
     }
 
@@ -907,7 +727,7 @@ mod tests {
             r.status = status;
             assert_eq!(
                 decide(&settings(), &r, &[], &approve("U1"), now()),
-                Decision::AlreadyDecided { status }
+                Ruling::AlreadyDecided { status }
             );
         }
     }
@@ -921,7 +741,7 @@ mod tests {
         let r = request(vec![none_low.clone()]);
         assert_eq!(
             decide(&s, &r, &[], &approve("U99"), now()),
-            Decision::Approved
+            Ruling::Approved
         );
 
         s.auto_remediation = true;
@@ -972,20 +792,20 @@ mod tests {
     #[test]
     fn decisions_explain_themselves() {
         assert_eq!(
-            Decision::Counted {
+            Ruling::Counted {
                 approved_so_far: 1,
                 required: 2
             }
             .explain(),
             "Approval counted (1 of 2)."
         );
-        assert!(Decision::NotAllowed {
+        assert!(Ruling::NotAllowed {
             reason: "only group:sre may decide on this plan.".into()
         }
         .explain()
         .contains("group:sre"));
         assert_eq!(
-            serde_json::to_value(Decision::Counted {
+            serde_json::to_value(Ruling::Counted {
                 approved_so_far: 1,
                 required: 2
             })

@@ -18,7 +18,7 @@
 //!
 //! Every decision (who, how, when), execution (call, result) and state
 //! change is appended to the audit log. This module must not talk to chat:
-//! callers show the [`Decision`] and the [`StepReport`]s it returns.
+//! callers show the [`Ruling`] and the [`StepReport`]s it returns.
 
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::policy::{
-    decide, is_automatic, ApprovalSettings, Decision, RequestStatus, StepPolicy, Vote,
+    decide, is_automatic, ApprovalSettings, RequestStatus, RequestView, Ruling, StepPolicy, Vote,
 };
 use crate::clock::Clock;
 use crate::plan::ValidatedPlan;
@@ -113,7 +113,7 @@ pub struct OpenedRequest {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VoteOutcome {
     pub request_id: i64,
-    pub decision: Decision,
+    pub decision: Ruling,
     /// The steps as they stand after the vote; run when this vote approved
     /// the request.
     pub steps: Vec<StepReport>,
@@ -391,7 +391,7 @@ impl ApprovalService {
     }
 
     /// Records one decision event and decides it. A redelivered event
-    /// (same platform and event id) is a no-op ([`Decision::Duplicate`]).
+    /// (same platform and event id) is a no-op ([`Ruling::Duplicate`]).
     /// When the vote completes the approvals, the plan runs before this
     /// returns. Safe to call concurrently, from several processes.
     #[tracing::instrument(name = "approvals.vote", skip_all, fields(request_id = request_id, platform = %vote.approver.platform, user = %vote.approver.user, via = vote.via.as_str()))]
@@ -414,15 +414,21 @@ impl ApprovalService {
             tracing::info!(event_id = %vote.event_id, "Redelivered decision ignored.");
             return Ok(VoteOutcome {
                 request_id,
-                decision: Decision::Duplicate,
+                decision: Ruling::Duplicate,
                 steps: self.steps(request_id).await?,
             });
         }
         let counted = tx.effective_votes(request_id).await?;
-        let decision = decide(&self.settings, &request.view(), &counted, vote, now);
+        let decision = decide(
+            &self.settings,
+            &RequestView::from(&request),
+            &counted,
+            vote,
+            now,
+        );
         let effective = matches!(
             decision,
-            Decision::Counted { .. } | Decision::Approved | Decision::Rejected
+            Ruling::Counted { .. } | Ruling::Approved | Ruling::Rejected
         );
         let label = serde_json::to_value(&decision)
             .ok()
@@ -436,7 +442,7 @@ impl ApprovalService {
             drop(tx);
             return Ok(VoteOutcome {
                 request_id,
-                decision: Decision::Duplicate,
+                decision: Ruling::Duplicate,
                 steps: self.steps(request_id).await?,
             });
         }
@@ -453,9 +459,9 @@ impl ApprovalService {
         )
         .await?;
         let new_status = match &decision {
-            Decision::Approved => Some(RequestStatus::Approved),
-            Decision::Rejected => Some(RequestStatus::Rejected),
-            Decision::Expired if request.status == RequestStatus::Pending => {
+            Ruling::Approved => Some(RequestStatus::Approved),
+            Ruling::Rejected => Some(RequestStatus::Rejected),
+            Ruling::Expired if request.status == RequestStatus::Pending => {
                 Some(RequestStatus::Expired)
             }
             _ => None,
@@ -468,8 +474,8 @@ impl ApprovalService {
             }
         }
         tx.commit().await?;
-        tracing::info!(decision = %label, "Decision recorded.");
-        let steps = if decision == Decision::Approved {
+        tracing::info!(decision = %label, "Ruling recorded.");
+        let steps = if decision == Ruling::Approved {
             self.execute(request_id).await?
         } else {
             self.steps(request_id).await?

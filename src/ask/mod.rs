@@ -18,7 +18,6 @@ pub mod asker;
 pub mod intent;
 pub mod model;
 pub mod numbers;
-pub mod routes;
 pub mod tools;
 pub mod visibility;
 

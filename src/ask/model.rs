@@ -32,10 +32,13 @@ use serde_json::{json, Value};
 
 use super::numbers::{unsupported, Support};
 use super::tools::{QueryTools, ToolError};
+use crate::bedrock::{
+    converse, from_document, message, request_error, to_document, BedrockError, ConverseCall,
+    TokenUsage,
+};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::plan::bedrock::{from_document, to_document};
-use crate::plan::{AskPrompt, PlannerError, Redactor, TokenUsage};
+use crate::plan::{AskPrompt, Redactor};
 
 /// Longest tool result sent to the model, in bytes (the rest is cut and
 /// the model is told so).
@@ -92,7 +95,7 @@ pub enum ModelFailure {
     #[error("the model gave no answer")]
     NoAnswer,
     #[error(transparent)]
-    Model(#[from] PlannerError),
+    Model(#[from] BedrockError),
 }
 
 impl ModelFailure {
@@ -216,20 +219,8 @@ pub fn tool_schemas() -> Vec<(&'static str, &'static str, Value)> {
     ]
 }
 
-fn build_error(e: impl std::fmt::Display) -> PlannerError {
-    PlannerError::Request(e.to_string())
-}
-
-fn message(role: ConversationRole, content: Vec<ContentBlock>) -> Result<Message, PlannerError> {
-    Message::builder()
-        .role(role)
-        .set_content(Some(content))
-        .build()
-        .map_err(build_error)
-}
-
 /// Every query tool, model choice left to the model.
-fn tool_config() -> Result<ToolConfiguration, PlannerError> {
+fn tool_config() -> Result<ToolConfiguration, BedrockError> {
     let mut builder = ToolConfiguration::builder();
     for (name, description, schema) in tool_schemas() {
         let spec = ToolSpecification::builder()
@@ -237,10 +228,10 @@ fn tool_config() -> Result<ToolConfiguration, PlannerError> {
             .description(description)
             .input_schema(ToolInputSchema::Json(to_document(&schema)))
             .build()
-            .map_err(build_error)?;
+            .map_err(request_error)?;
         builder = builder.tools(Tool::ToolSpec(spec));
     }
-    builder.build().map_err(build_error)
+    builder.build().map_err(request_error)
 }
 
 /// A tool result as the model sees it: JSON text, redacted, size-capped.
@@ -425,7 +416,7 @@ impl BedrockAsker {
                             )
                         }
                         Err(ToolError::Store(e)) => {
-                            return Err(ModelFailure::Model(PlannerError::Request(format!(
+                            return Err(ModelFailure::Model(BedrockError::Request(format!(
                                 "a tool could not read the store: {e}"
                             ))))
                         }
@@ -450,7 +441,7 @@ impl BedrockAsker {
                             .content(ToolResultContentBlock::Text(text))
                             .status(status)
                             .build()
-                            .map_err(build_error)?,
+                            .map_err(request_error)?,
                     ));
                 }
                 messages.push(message(ConversationRole::User, results)?);
@@ -485,10 +476,10 @@ impl BedrockAsker {
         messages: &[Message],
         tool_config: &ToolConfiguration,
         max_tokens: u32,
-    ) -> Result<aws_sdk_bedrockruntime::operation::converse::ConverseOutput, PlannerError> {
-        crate::plan::bedrock::converse(
+    ) -> Result<aws_sdk_bedrockruntime::operation::converse::ConverseOutput, BedrockError> {
+        converse(
             &self.client,
-            &crate::plan::bedrock::ConverseCall {
+            &ConverseCall {
                 model_id: &self.settings.model_id,
                 temperature: self.settings.temperature,
                 timeout: self.settings.timeout,

@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
+use crate::chat::routing::Routes;
 use crate::config::ChatConfig;
-use crate::incidents::routing::Routes;
 
 /// The `chat.open_channels` entry that opens direct messages.
 pub const DM_ENTRY: &str = "dm";

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use super::{
-    emoji, BotIdentity, ChatError, ChatEvent, ChatEventSink, ChatMessage, ChatPlatform, Decision,
+    emoji, BotIdentity, ChatError, ChatEvent, ChatEventSink, ChatMessage, ChatPlatform, Choice,
     MessageRef, Platform,
 };
 
@@ -110,9 +110,9 @@ impl ConsoleChat {
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or_default().to_ascii_lowercase();
         let decision = match first.as_str() {
-            "approve" | "y" | "yes" => Some(Decision::Approve),
-            "reject" | "n" | "no" => Some(Decision::Reject),
-            other => Decision::from_emoji(other),
+            "approve" | "y" | "yes" => Some(Choice::Approve),
+            "reject" | "n" | "no" => Some(Choice::Reject),
+            other => super::choice_from_emoji(other),
         };
         if let Some(decision) = decision {
             let target = words.next().map(|w| w.trim_start_matches('#').to_string());
@@ -145,7 +145,7 @@ impl ConsoleChat {
 
     fn press(
         &self,
-        decision: Decision,
+        decision: Choice,
         target: Option<&str>,
         user: &str,
         event_id: &str,
@@ -162,7 +162,7 @@ impl ConsoleChat {
             channel: message.channel.clone(),
             message: message.clone(),
             user: user.into(),
-            action_id: decision.action_id().into(),
+            action_id: super::action_id(decision).into(),
             value: button.value.clone(),
         })
     }
@@ -332,8 +332,8 @@ mod tests {
             "**Retry** the Test stage",
         )
         .field("Risk", "low")
-        .button(Decision::Approve, "plan-7")
-        .button(Decision::Reject, "plan-7")
+        .button(Choice::Approve, "plan-7")
+        .button(Choice::Reject, "plan-7")
         .footer("pipemedic")
     }
 
@@ -382,7 +382,7 @@ mod tests {
         let (console, _out) = ConsoleChat::buffered();
         console.post("ops", None, &alert()).await.unwrap();
         let approve = console.parse_line("approve 1", "demo").unwrap();
-        assert_eq!(approve.decision(), Some(Decision::Approve));
+        assert_eq!(approve.decision(), Some(Choice::Approve));
         match &approve {
             ChatEvent::Button { value, message, .. } => {
                 assert_eq!(value, "plan-7");
@@ -392,7 +392,7 @@ mod tests {
         }
         assert_eq!(
             console.parse_line("reject", "demo").unwrap().decision(),
-            Some(Decision::Reject)
+            Some(Choice::Reject)
         );
         match console
             .parse_line("/medic health checkout", "demo")

@@ -6,10 +6,12 @@
 //! the [`ChatEventSink`] that inbound routes hand events to. The adapters
 //! ([`slack`], [`discord`], [`console`]) only translate between this
 //! vocabulary and their platform's wire format; what to post, when to retry
-//! and what an approval means are decided by the services built on top:
-//! [`cards`] formats incidents and health, [`commands`] parses `/medic …`,
-//! [`service`] carries out commands and stores decisions, and [`outbox`]
-//! delivers every queued message durably and in order.
+//! and what an approval means are decided by the services built on top
+//! (`chatops` carries out commands and stores decisions). Here, [`cards`]
+//! formats incidents, [`routing`] says which channel a pipeline's alerts go
+//! to, and [`outbox`] delivers every queued message durably and in order.
+//! This module must not import the services above it (incidents, healing,
+//! ask, chatops, http).
 //!
 //! ```text
 //! services --ChatMessage--> Arc<dyn ChatPlatform> --> Slack Web API / Discord REST / console
@@ -18,13 +20,14 @@
 //! ```
 
 pub mod cards;
-pub mod commands;
 pub mod console;
 pub mod discord;
 pub mod emoji;
 pub mod outbox;
-pub mod service;
+pub mod routing;
 pub mod slack;
+
+pub use crate::domain::{Choice, MessageRef, Platform};
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -35,38 +38,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::{Config, Secrets};
-
-/// The chat platforms pipemedic speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    Slack,
-    Discord,
-    Console,
-}
-
-impl Platform {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Slack => "slack",
-            Self::Discord => "discord",
-            Self::Console => "console",
-        }
-    }
-
-    /// The platform [`Platform::as_str`] names.
-    pub fn parse(name: &str) -> Option<Self> {
-        [Self::Slack, Self::Discord, Self::Console]
-            .into_iter()
-            .find(|p| p.as_str() == name)
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// How alarming a message is; adapters turn it into a colour and an icon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -101,47 +72,30 @@ impl Severity {
     }
 }
 
-/// An approval decision, from a button or a reaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Approve,
-    Reject,
+/// The `action_id` pipemedic gives its Approve / Reject buttons.
+pub fn action_id(choice: Choice) -> &'static str {
+    match choice {
+        Choice::Approve => "pipemedic_approve",
+        Choice::Reject => "pipemedic_reject",
+    }
 }
 
-impl Decision {
-    /// The `action_id` pipemedic gives its Approve / Reject buttons.
-    pub fn action_id(self) -> &'static str {
-        match self {
-            Self::Approve => "pipemedic_approve",
-            Self::Reject => "pipemedic_reject",
-        }
-    }
+/// The choice a button's `action_id` stands for.
+pub fn choice_from_action_id(action_id: &str) -> Option<Choice> {
+    [Choice::Approve, Choice::Reject]
+        .into_iter()
+        .find(|c| self::action_id(*c) == action_id)
+}
 
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Approve => "Approve",
-            Self::Reject => "Reject",
-        }
-    }
-
-    /// The decision a button's `action_id` stands for.
-    pub fn from_action_id(action_id: &str) -> Option<Self> {
-        [Self::Approve, Self::Reject]
-            .into_iter()
-            .find(|d| d.action_id() == action_id)
-    }
-
-    /// The decision a reaction stands for: ✅ / ✔️ approve, ❌ rejects.
-    /// Accepts Slack names (`white_check_mark`, `heavy_check_mark`, `x`,
-    /// with or without colons) and the Unicode characters Discord sends.
-    pub fn from_emoji(emoji: &str) -> Option<Self> {
-        let name = emoji::to_name(emoji.trim_matches(':'));
-        match name.as_str() {
-            "white_check_mark" | "heavy_check_mark" => Some(Self::Approve),
-            "x" => Some(Self::Reject),
-            _ => None,
-        }
+/// The choice a reaction stands for: ✅ / ✔️ approve, ❌ rejects.
+/// Accepts Slack names (`white_check_mark`, `heavy_check_mark`, `x`,
+/// with or without colons) and the Unicode characters Discord sends.
+pub fn choice_from_emoji(emoji: &str) -> Option<Choice> {
+    let name = emoji::to_name(emoji.trim_matches(':'));
+    match name.as_str() {
+        "white_check_mark" | "heavy_check_mark" => Some(Choice::Approve),
+        "x" => Some(Choice::Reject),
+        _ => None,
     }
 }
 
@@ -149,7 +103,7 @@ impl Decision {
 /// (for example a plan id) that comes back in [`ChatEvent::Button`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatButton {
-    pub decision: Decision,
+    pub decision: Choice,
     pub value: String,
 }
 
@@ -187,7 +141,7 @@ impl ChatMessage {
         self
     }
 
-    pub fn button(mut self, decision: Decision, value: impl Into<String>) -> Self {
+    pub fn button(mut self, decision: Choice, value: impl Into<String>) -> Self {
         self.buttons.push(ChatButton {
             decision,
             value: value.into(),
@@ -216,25 +170,6 @@ impl ChatMessage {
             out.push_str(&format!("\n{name}: {value}"));
         }
         out
-    }
-}
-
-/// Where a posted message lives. `ts_or_id` is Slack's `ts` or Discord's
-/// message id; `thread` is the thread root (`thread_ts` on Slack) when the
-/// message sits in a thread.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct MessageRef {
-    pub platform: Platform,
-    pub channel: String,
-    pub ts_or_id: String,
-    pub thread: Option<String>,
-}
-
-impl MessageRef {
-    /// The id replies should hang from: the thread root if any, else the
-    /// message itself.
-    pub fn thread_root(&self) -> &str {
-        self.thread.as_deref().unwrap_or(&self.ts_or_id)
     }
 }
 
@@ -352,6 +287,57 @@ pub trait ChatPlatform: Send + Sync {
         _candidates: &[String],
     ) -> Result<Vec<String>, ChatError> {
         Ok(Vec::new())
+    }
+}
+
+/// The narrow port for "which of these groups is this person in?": the
+/// configured adapters answer through [`ChatPlatform::member_groups`];
+/// callers see only this lookup, never the platforms. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct GroupLookup {
+    platforms: Vec<Arc<dyn ChatPlatform>>,
+}
+
+impl fmt::Debug for GroupLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<Platform> = self.platforms.iter().map(|p| p.platform()).collect();
+        f.debug_struct("GroupLookup")
+            .field("platforms", &names)
+            .finish()
+    }
+}
+
+impl GroupLookup {
+    pub fn new(platforms: Vec<Arc<dyn ChatPlatform>>) -> Self {
+        Self { platforms }
+    }
+
+    /// Which of `candidates` `user` belongs to on `platform`, as the
+    /// platform says now (none when no adapter for it is configured).
+    /// Read-only; safe to retry.
+    pub async fn member_groups(
+        &self,
+        platform: Platform,
+        channel: &str,
+        user: &str,
+        candidates: &[String],
+    ) -> Result<Vec<String>, ChatError> {
+        match self.platforms.iter().find(|p| p.platform() == platform) {
+            Some(adapter) => adapter.member_groups(channel, user, candidates).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// `text` cut to at most `max` characters, ending in `…` when cut (the
+/// adapters' limits on titles, fields and ids).
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
     }
 }
 
@@ -478,10 +464,10 @@ impl ChatEvent {
     /// The approval decision this event expresses, if any: an Approve /
     /// Reject button, or a ✅ / ❌ reaction. For reactions, check `added`:
     /// a removed ✅ is the same decision being withdrawn.
-    pub fn decision(&self) -> Option<Decision> {
+    pub fn decision(&self) -> Option<Choice> {
         match self {
-            Self::Reaction { emoji, .. } => Decision::from_emoji(emoji),
-            Self::Button { action_id, .. } => Decision::from_action_id(action_id),
+            Self::Reaction { emoji, .. } => choice_from_emoji(emoji),
+            Self::Button { action_id, .. } => choice_from_action_id(action_id),
             _ => None,
         }
     }
@@ -532,8 +518,8 @@ pub const REPLY_BUDGET: Duration = Duration::from_millis(2500);
 #[derive(Clone)]
 pub struct ChatState {
     pub sink: Option<Arc<dyn ChatEventSink>>,
-    pub slack: Option<slack::routes::SlackInbound>,
-    pub discord: Option<discord::routes::DiscordInbound>,
+    pub slack: Option<slack::verify::SlackInbound>,
+    pub discord: Option<discord::verify::DiscordInbound>,
     pub clock: Arc<dyn Clock>,
     bots: Arc<RwLock<Vec<BotIdentity>>>,
 }
@@ -555,9 +541,9 @@ impl ChatState {
         let slack = secrets
             .slack_signing_secret
             .clone()
-            .map(|secret| slack::routes::SlackInbound::new(secret, &config.slack));
+            .map(|secret| slack::verify::SlackInbound::new(secret, &config.slack));
         let discord = secrets.discord_public_key.as_ref().and_then(|key| {
-            match discord::routes::DiscordInbound::new(key.expose(), &config.discord) {
+            match discord::verify::DiscordInbound::new(key.expose(), &config.discord) {
                 Ok(inbound) => Some(inbound),
                 Err(e) => {
                     tracing::error!(error = %e, "DISCORD_PUBLIC_KEY is not a valid Ed25519 key; Discord interactions are off.");
@@ -633,12 +619,6 @@ impl ChatState {
     }
 }
 
-/// The chat routes: `/slack/events`, `/slack/commands`,
-/// `/slack/interactions` and `/discord/interactions`.
-pub fn router() -> axum::Router<crate::http::AppState> {
-    slack::routes::router().merge(discord::routes::router())
-}
-
 /// Converts the port's simple Markdown to Slack `mrkdwn`:
 /// `**bold**` → `*bold*`, `[label](url)` → `<url|label>`.
 pub fn markdown_to_mrkdwn(text: &str) -> String {
@@ -683,28 +663,24 @@ mod tests {
             "✔️",
         ] {
             assert_eq!(
-                Decision::from_emoji(approve),
-                Some(Decision::Approve),
+                choice_from_emoji(approve),
+                Some(Choice::Approve),
                 "{approve}"
             );
         }
         for reject in ["x", ":x:", "❌"] {
-            assert_eq!(
-                Decision::from_emoji(reject),
-                Some(Decision::Reject),
-                "{reject}"
-            );
+            assert_eq!(choice_from_emoji(reject), Some(Choice::Reject), "{reject}");
         }
-        assert_eq!(Decision::from_emoji("thumbsup"), None);
+        assert_eq!(choice_from_emoji("thumbsup"), None);
         assert_eq!(
-            Decision::from_action_id("pipemedic_approve"),
-            Some(Decision::Approve)
+            choice_from_action_id("pipemedic_approve"),
+            Some(Choice::Approve)
         );
         assert_eq!(
-            Decision::from_action_id("pipemedic_reject"),
-            Some(Decision::Reject)
+            choice_from_action_id("pipemedic_reject"),
+            Some(Choice::Reject)
         );
-        assert_eq!(Decision::from_action_id("other"), None);
+        assert_eq!(choice_from_action_id("other"), None);
         let event = ChatEvent::Reaction {
             platform: Platform::Slack,
             event_id: "Ev1".into(),
@@ -714,7 +690,7 @@ mod tests {
             emoji: "x".into(),
             added: true,
         };
-        assert_eq!(event.decision(), Some(Decision::Reject));
+        assert_eq!(event.decision(), Some(Choice::Reject));
     }
 
     #[test]

@@ -1005,9 +1005,9 @@ impl Config {
             bad("planner.max_attempts", "must be 1 to 5".into());
         }
         for (i, pattern) in self.planner.redact_patterns.iter().enumerate() {
-            if let Err(e) = crate::plan::Redactor::new(std::slice::from_ref(pattern)) {
+            if let Err(e) = crate::redact::Redactor::new(std::slice::from_ref(pattern)) {
                 let message = match e {
-                    crate::plan::RedactError::Pattern { message, .. } => message,
+                    crate::redact::RedactError::Pattern { message, .. } => message,
                 };
                 bad(
                     &format!("planner.redact_patterns[{i}]"),

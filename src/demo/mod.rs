@@ -29,7 +29,7 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::approvals::RequestStatus;
 use crate::chat::console::ConsoleChat;
-use crate::chat::{ChatEvent, ChatPlatform, Decision as ChatDecision, MessageRef, Platform};
+use crate::chat::{ChatEvent, ChatPlatform, Choice as ChatDecision, MessageRef, Platform};
 use crate::clock::SystemClock;
 use crate::config::{self, Env, Loaded, Secret, Secrets};
 use crate::domain::{IncidentStatus, Run, RunSource, Verdict};
@@ -561,7 +561,7 @@ async fn decide(
             channel: card.channel.clone(),
             message: card.clone(),
             user: who.to_string(),
-            action_id: decision.action_id().to_string(),
+            action_id: crate::chat::action_id(decision).to_string(),
             value: format!("request:{request_id}"),
         })
         .await;
@@ -643,7 +643,11 @@ async fn handle_incident(
     {
         if let Some(stored) = state.store.plan(plan).await? {
             summary.planner = stored.backend.clone();
-            summary.plan = stored.validated.map(|v| v.summary).unwrap_or_default();
+            summary.plan = stored
+                .validated
+                .and_then(|v| serde_json::from_value::<crate::plan::ValidatedPlan>(v).ok())
+                .map(|v| v.summary)
+                .unwrap_or_default();
         }
     }
     let Some(request) = request.filter(|_| offered.status == IncidentStatus::AwaitingApproval)

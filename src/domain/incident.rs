@@ -123,7 +123,7 @@ pub struct Incident {
     /// The chat platform and channel its alert goes to (none: not posted).
     pub route: Option<(String, String)>,
     /// The alert message, once posted.
-    pub root_ref: Option<crate::chat::MessageRef>,
+    pub root_ref: Option<super::MessageRef>,
     /// The verdict of its latest abnormal run.
     pub verdict: Verdict,
     /// Its latest abnormal run.

@@ -1,11 +1,18 @@
 //! Shared vocabulary of pipemedic: runs, metric samples, the names of the
-//! metric streams, verdicts and anomalies. Pure data and pure derivations; nothing here does I/O.
+//! metric streams, verdicts and anomalies, incidents, approvals (choice,
+//! via, approver, vote, request status, step policy) and where a chat
+//! message lives. Pure data and pure derivations; nothing here does I/O,
+//! and nothing here imports another module of the crate.
 
+mod approval;
 mod incident;
+mod message;
 mod run;
 mod verdict;
 
+pub use approval::{ApprovalPolicy, Approver, Choice, RequestStatus, Risk, StepPolicy, Via, Vote};
 pub use incident::{Incident, IncidentSeverity, IncidentStatus};
+pub use message::{MessageRef, Platform};
 pub use run::{
     DeployMetrics, FieldError, MetricSample, ResourceMetrics, Run, RunSource, RunStatus,
     StageTiming, TestCounts, BUILTIN_METRICS,

@@ -9,8 +9,6 @@
 //! neither. Percentiles interpolate linearly between closest ranks over the
 //! durations of succeeded and failed runs.
 
-pub mod routes;
-
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -7,7 +7,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::ask::AskError;
+use crate::chat::discord::interactions::InteractionError;
+use crate::chat::slack::events::SlackPayloadError;
 use crate::domain::FieldError;
+use crate::ingest::generic::GenericError;
+use crate::ingest::{AdapterError, AdapterErrorKind};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -104,6 +109,68 @@ impl From<StoreError> for ApiError {
             ErrorCode::Unavailable,
             "the store is unavailable; retry later",
         )
+    }
+}
+
+impl From<GenericError> for ApiError {
+    fn from(e: GenericError) -> Self {
+        match e {
+            GenericError::Malformed(e) => Self::malformed(&e),
+            GenericError::Invalid(details) => Self::new(
+                ErrorCode::InvalidShape,
+                format!(
+                    "{} problem(s) in the runs; nothing was stored",
+                    details.len()
+                ),
+            )
+            .with_details(details),
+        }
+    }
+}
+
+impl From<AdapterError> for ApiError {
+    fn from(e: AdapterError) -> Self {
+        match e.kind() {
+            AdapterErrorKind::Malformed => match e {
+                AdapterError::Malformed(inner) => Self::malformed(&inner),
+                other => Self::new(ErrorCode::MalformedJson, other.to_string()),
+            },
+            AdapterErrorKind::Shape => {
+                let details = e.field_error().into_iter().collect();
+                Self::new(ErrorCode::InvalidShape, e.to_string()).with_details(details)
+            }
+        }
+    }
+}
+
+impl From<AskError> for ApiError {
+    fn from(e: AskError) -> Self {
+        match e {
+            AskError::EmptyQuestion => super::routes::ask::invalid("must not be empty"),
+            AskError::Store(e) => Self::from(e),
+        }
+    }
+}
+
+impl From<SlackPayloadError> for ApiError {
+    fn from(e: SlackPayloadError) -> Self {
+        match e {
+            SlackPayloadError::Json(e) => Self::malformed(&e),
+            SlackPayloadError::Form(e) => Self::new(
+                ErrorCode::MalformedJson,
+                format!("form body is malformed: {e}"),
+            ),
+            SlackPayloadError::Shape(m) => Self::new(ErrorCode::InvalidShape, m),
+        }
+    }
+}
+
+impl From<InteractionError> for ApiError {
+    fn from(e: InteractionError) -> Self {
+        match e {
+            InteractionError::Json(e) => Self::malformed(&e),
+            InteractionError::Shape(m) => Self::new(ErrorCode::InvalidShape, m),
+        }
     }
 }
 

@@ -1,9 +1,12 @@
-//! The HTTP edge: the router, shared application state, request limits and
-//! the middleware that times requests and counts rejections. Handlers live
-//! with their capability (`ingest::routes`, `health::routes`, `ask::routes`); this module
-//! only wires them.
+//! The HTTP edge, the top of the library: the router, the application
+//! state, the extractors ([`extract`]), the error table ([`error`]) and the
+//! middleware that times requests and counts rejections. The handlers in
+//! [`routes`] call the capabilities' services; no capability knows this
+//! module or [`AppState`].
 
 pub mod error;
+pub mod extract;
+pub mod routes;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,12 +51,16 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     Router::new()
-        .merge(crate::ingest::routes::router())
-        .merge(crate::ingest::webhooks::router())
-        .merge(crate::health::routes::router())
-        .merge(crate::incidents::routes::router())
-        .merge(crate::ask::routes::router())
-        .merge(crate::chat::router())
+        .merge(routes::runs::router())
+        .merge(routes::webhooks::router())
+        .merge(routes::health::router())
+        .merge(routes::incidents::router())
+        .merge(routes::ask::router())
+        .merge(
+            routes::slack::router()
+                .merge(routes::discord::router())
+                .with_state(state.chat.clone()),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)

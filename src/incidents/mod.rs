@@ -13,14 +13,11 @@
 //! in the same transaction as the incident change, and audited.
 //!
 //! This module never calls a chat platform itself and does not plan,
-//! remediate or resolve: it passes every run it handled on
-//! ([`IncidentService::forward_handled_runs`]) to the work that does
+//! remediate or resolve: it passes every run it handled on (the
+//! `handled` channel start-up gives it) to the work that does
 //! ([`crate::healing`]), which speaks in the incident's thread through
 //! [`IncidentService::post_in_thread`] and moves it with
 //! [`IncidentService::set_status`].
-
-pub mod routes;
-pub mod routing;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -39,10 +36,10 @@ use crate::domain::{Incident, IncidentStatus, ScoredRun};
 use crate::metrics::Metrics;
 use crate::store::{NewIncident, OutboxKind, Store, StoreError, WriteTx};
 
-pub use routing::{Route, Routes};
+pub use crate::chat::routing::{Route, Routes};
 
 /// How many scored runs may wait for the incident service.
-const QUEUE: usize = 1024;
+pub const QUEUE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IncidentError {
@@ -78,9 +75,8 @@ struct Inner {
     platforms: Vec<Platform>,
     signal: OutboxSignal,
     sender: mpsc::Sender<ScoredRun>,
-    receiver: Mutex<Option<mpsc::Receiver<ScoredRun>>>,
-    /// Where handled runs go on to (healing), when someone listens.
-    next: Mutex<Option<mpsc::Sender<HandledRun>>>,
+    /// Where handled runs go on to (healing).
+    next: mpsc::Sender<HandledRun>,
     unrouted: Mutex<HashSet<String>>,
 }
 
@@ -96,6 +92,17 @@ impl std::fmt::Debug for IncidentService {
     }
 }
 
+/// The channel ends the incident service sends on; start-up makes both
+/// channels and hands the receiving ends to [`IncidentService::start`] and
+/// to healing.
+#[derive(Debug, Clone)]
+pub struct IncidentChannels {
+    /// Scored runs from detection (this service receives them itself).
+    pub scored: mpsc::Sender<ScoredRun>,
+    /// Every run handled, in order, on to healing.
+    pub handled: mpsc::Sender<HandledRun>,
+}
+
 impl IncidentService {
     /// A service posting to the `platforms` that have an adapter.
     pub fn new(
@@ -105,8 +112,8 @@ impl IncidentService {
         config: &Config,
         platforms: Vec<Platform>,
         signal: OutboxSignal,
+        channels: IncidentChannels,
     ) -> Self {
-        let (sender, receiver) = mpsc::channel(QUEUE);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -116,9 +123,8 @@ impl IncidentService {
                 routes: Routes::from_config(&config.chat),
                 platforms,
                 signal,
-                sender,
-                receiver: Mutex::new(Some(receiver)),
-                next: Mutex::new(None),
+                sender: channels.scored,
+                next: channels.handled,
                 unrouted: Mutex::new(HashSet::new()),
             }),
         }
@@ -128,12 +134,6 @@ impl IncidentService {
     /// `incidents.sender().send(scored).await`.
     pub fn sender(&self) -> mpsc::Sender<ScoredRun> {
         self.inner.sender.clone()
-    }
-
-    /// Passes every run handled from now on, in order, with what handling
-    /// it did, to `next` (the work that plans, remediates and verifies).
-    pub fn forward_handled_runs(&self, next: mpsc::Sender<HandledRun>) {
-        *self.inner.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
     }
 
     /// The outbox signal this service wakes after queueing.
@@ -173,17 +173,12 @@ impl IncidentService {
     }
 
     /// Consumes scored runs until `shutdown` (call once).
-    pub fn start(&self, tracker: &tokio_util::task::TaskTracker, shutdown: &CancellationToken) {
-        let receiver = self
-            .inner
-            .receiver
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(mut receiver) = receiver else {
-            tracing::warn!("Incident service already started.");
-            return;
-        };
+    pub fn start(
+        &self,
+        mut receiver: mpsc::Receiver<ScoredRun>,
+        tracker: &tokio_util::task::TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
         let service = self.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
@@ -218,7 +213,7 @@ impl IncidentService {
         let now = inner.clock.now();
         let pipeline = scored.run.pipeline.clone();
         let silences = inner.store.active_silences(now).await?;
-        let silenced = routing::silenced_by(&silences, &pipeline).is_some();
+        let silenced = crate::chat::routing::silenced_by(&silences, &pipeline).is_some();
         let route = if silenced {
             None
         } else {
@@ -344,16 +339,8 @@ impl IncidentService {
     }
 
     async fn forward(&self, handled: HandledRun) {
-        let next = self
-            .inner
-            .next
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(next) = next {
-            if next.send(handled).await.is_err() {
-                tracing::debug!("Nobody receives handled runs any more.");
-            }
+        if self.inner.next.send(handled).await.is_err() {
+            tracing::debug!("Nobody receives handled runs any more.");
         }
     }
 
@@ -398,18 +385,28 @@ impl IncidentService {
         user: &str,
         text: &str,
     ) -> Result<(), StoreError> {
-        let now = self.inner.clock.now();
-        let mut tx = self.inner.store.begin_write().await?;
-        outbox::queue(
-            &mut tx,
+        self.queue_one(
             incident_id,
             platform,
             channel,
             OutboxKind::Ephemeral,
             &OutboxPayload::ephemeral(user, text),
-            now,
         )
-        .await?;
+        .await
+    }
+
+    /// Queues one message in its own transaction and wakes the outbox.
+    async fn queue_one(
+        &self,
+        incident_id: Option<i64>,
+        platform: &str,
+        channel: &str,
+        kind: OutboxKind,
+        payload: &OutboxPayload,
+    ) -> Result<(), StoreError> {
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.store.begin_write().await?;
+        outbox::queue(&mut tx, incident_id, platform, channel, kind, payload, now).await?;
         tx.commit().await?;
         self.inner.signal.notify();
         Ok(())
@@ -432,21 +429,14 @@ impl IncidentService {
             &png,
             None,
         );
-        let now = self.inner.clock.now();
-        let mut tx = self.inner.store.begin_write().await?;
-        outbox::queue(
-            &mut tx,
+        self.queue_one(
             Some(id),
             &route.platform,
             &route.channel,
             OutboxKind::Upload,
             &upload,
-            now,
         )
-        .await?;
-        tx.commit().await?;
-        self.inner.signal.notify();
-        Ok(())
+        .await
     }
 
     /// The incident settings (grouping window, chart history).

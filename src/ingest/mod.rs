@@ -5,7 +5,7 @@
 //! pipeline + run id + attempt.
 //!
 //! Source-specific parsing lives in one file per source and is pure
-//! (payload in, [`Run`] out); this module and `routes` do the I/O.
+//! (payload in, [`Run`] out); this module does the I/O (the HTTP handlers are in `http::routes`).
 
 pub mod aws;
 pub mod backfill;
@@ -14,9 +14,7 @@ pub mod generic;
 pub mod github;
 pub mod gitlab;
 pub mod payload;
-pub mod routes;
 pub mod signature;
-pub mod webhooks;
 
 pub use payload::{
     merge_stage, merge_update, parse_time, stage_update, AdapterError, AdapterErrorKind,
@@ -331,11 +329,13 @@ pub async fn store_runs(
 /// Starts the ingest sources that run in the background (CodePipeline
 /// polling). They stop when `shutdown` is cancelled.
 pub fn start_background(
-    state: &crate::http::AppState,
+    config: &crate::config::Config,
+    aws: &crate::aws::AwsSettings,
+    ingest: Arc<IngestService>,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: &tokio_util::sync::CancellationToken,
 ) {
-    codepipeline_poll::start(state, tracker, shutdown);
+    codepipeline_poll::start(&config.codepipeline, aws, ingest, tracker, shutdown);
 }
 
 /// Kind of the ingest state that holds CodePipeline executions being

@@ -454,6 +454,20 @@ pub fn stage_update(
     run
 }
 
+/// The commit message in a CodePipeline source revision summary: sources
+/// behind a connection (GitHub, Bitbucket, GitLab) send a JSON object with
+/// `CommitMessage`; others send the message itself. `None` for a JSON
+/// object without one. Shared by the EventBridge assembly and the poller.
+pub fn revision_commit_message(summary: &str) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(summary) {
+        Ok(serde_json::Value::Object(map)) => map
+            .get("CommitMessage")
+            .and_then(|m| m.as_str())
+            .map(str::to_string),
+        _ => Some(summary.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,26 +17,27 @@
 //!
 //! [`PromptSet::render_plan`]: super::PromptSet::render_plan
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, InferenceConfiguration, Message, SpecificToolChoice,
-    SystemContentBlock, Tool, ToolChoice, ToolConfiguration, ToolInputSchema, ToolResultBlock,
-    ToolResultContentBlock, ToolResultStatus, ToolSpecification,
+    ContentBlock, ConversationRole, Message, SpecificToolChoice, Tool, ToolChoice,
+    ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock, ToolResultStatus,
+    ToolSpecification,
 };
-use aws_smithy_types::{Document, Number};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::prompt::PlanPrompt;
-use super::redact::Redactor;
 use super::types::{IncidentFacts, Plan, ValidatedPlan};
-use crate::aws::ErrorClass;
+use crate::bedrock::{
+    converse, from_document, message, request_error, to_document, BedrockError, ConverseCall,
+    TokenUsage,
+};
 use crate::config::PlannerConfig;
 use crate::metrics::Metrics;
 use crate::playbooks::Catalog;
+use crate::redact::Redactor;
 
 /// How the Bedrock planner calls the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,20 +60,6 @@ impl BedrockSettings {
             timeout: Duration::from_secs(config.timeout_s.max(1)),
             max_attempts: config.max_attempts.max(1),
         }
-    }
-}
-
-/// Tokens a model consumed and produced.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct TokenUsage {
-    pub input: u64,
-    pub output: u64,
-}
-
-impl TokenUsage {
-    pub fn add(&mut self, other: TokenUsage) {
-        self.input += other.input;
-        self.output += other.output;
     }
 }
 
@@ -123,28 +110,6 @@ pub struct ModelDraft {
     /// Totals over every attempt.
     pub usage: TokenUsage,
     pub attempts: Vec<Attempt>,
-}
-
-/// Why no answer came back from the model at all.
-#[derive(Debug, thiserror::Error)]
-pub enum PlannerError {
-    #[error("Bedrock did not answer within {}s", .0.as_secs())]
-    Timeout(Duration),
-    #[error("Bedrock call failed ({}): {message}", class.as_str())]
-    Service { class: ErrorClass, message: String },
-    #[error("cannot build the Bedrock request: {0}")]
-    Request(String),
-}
-
-impl PlannerError {
-    /// Whether asking again later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Timeout(_) => true,
-            Self::Service { class, .. } => class.is_retryable(),
-            Self::Request(_) => false,
-        }
-    }
 }
 
 /// Drafts plans with a model on Amazon Bedrock.
@@ -204,7 +169,7 @@ impl BedrockPlanner {
         catalog: &Catalog,
         facts: &IncidentFacts,
         redactor: &Redactor,
-    ) -> Result<ModelDraft, PlannerError> {
+    ) -> Result<ModelDraft, BedrockError> {
         let tool_config = tool_config(prompt)?;
         let mut messages = vec![message(
             ConversationRole::User,
@@ -281,7 +246,7 @@ impl BedrockPlanner {
             messages.push(reply);
         }
         // The loop always returns on its last attempt.
-        Err(PlannerError::Request("no attempt was made".to_string()))
+        Err(BedrockError::Request("no attempt was made".to_string()))
     }
 
     async fn converse(
@@ -289,7 +254,7 @@ impl BedrockPlanner {
         system: &str,
         messages: &[Message],
         tool_config: &ToolConfiguration,
-    ) -> Result<aws_sdk_bedrockruntime::operation::converse::ConverseOutput, PlannerError> {
+    ) -> Result<aws_sdk_bedrockruntime::operation::converse::ConverseOutput, BedrockError> {
         converse(
             &self.client,
             &ConverseCall {
@@ -306,71 +271,8 @@ impl BedrockPlanner {
     }
 }
 
-/// The settings of one Converse call.
-pub(crate) struct ConverseCall<'a> {
-    pub model_id: &'a str,
-    pub temperature: f32,
-    /// Time allowed for the call, SDK retries included.
-    pub timeout: Duration,
-    pub max_tokens: u32,
-}
-
-/// One Converse call with a system prompt, the conversation so far and the
-/// tools; a timeout or a service error comes back classified (and logged
-/// without the request). Shared by the planner and by asking.
-pub(crate) async fn converse(
-    client: &aws_sdk_bedrockruntime::Client,
-    call: &ConverseCall<'_>,
-    system: &str,
-    messages: &[Message],
-    tool_config: &ToolConfiguration,
-) -> Result<aws_sdk_bedrockruntime::operation::converse::ConverseOutput, PlannerError> {
-    let request = client
-        .converse()
-        .model_id(call.model_id)
-        .system(SystemContentBlock::Text(system.to_string()))
-        .set_messages(Some(messages.to_vec()))
-        .tool_config(tool_config.clone())
-        .inference_config(
-            InferenceConfiguration::builder()
-                .max_tokens(i32::try_from(call.max_tokens.max(1)).unwrap_or(i32::MAX))
-                .temperature(call.temperature)
-                .build(),
-        );
-    // Boxed: the SDK's future is deep, and callers nest this under chat
-    // and HTTP handlers.
-    match tokio::time::timeout(call.timeout, Box::pin(request.send())).await {
-        Err(_) => {
-            tracing::warn!(
-                timeout_s = call.timeout.as_secs(),
-                "Bedrock call timed out."
-            );
-            Err(PlannerError::Timeout(call.timeout))
-        }
-        Ok(Ok(output)) => Ok(output),
-        Ok(Err(e)) => {
-            let class = crate::aws::classify(&e);
-            let message = crate::aws::describe(&e);
-            tracing::warn!(class = class.as_str(), error = %message, "Bedrock call failed.");
-            Err(PlannerError::Service { class, message })
-        }
-    }
-}
-
-fn build_error(e: impl std::fmt::Display) -> PlannerError {
-    PlannerError::Request(e.to_string())
-}
-
-fn message(role: ConversationRole, content: Vec<ContentBlock>) -> Result<Message, PlannerError> {
-    Message::builder()
-        .role(role)
-        .set_content(Some(content))
-        .build()
-        .map_err(build_error)
-}
-
 /// The one tool, and the tool choice forced to it.
-fn tool_config(prompt: &PlanPrompt) -> Result<ToolConfiguration, PlannerError> {
+fn tool_config(prompt: &PlanPrompt) -> Result<ToolConfiguration, BedrockError> {
     let spec = ToolSpecification::builder()
         .name(prompt.tool_name)
         .description(
@@ -379,17 +281,17 @@ fn tool_config(prompt: &PlanPrompt) -> Result<ToolConfiguration, PlannerError> {
         )
         .input_schema(ToolInputSchema::Json(to_document(&prompt.tool_schema)))
         .build()
-        .map_err(build_error)?;
+        .map_err(request_error)?;
     ToolConfiguration::builder()
         .tools(Tool::ToolSpec(spec))
         .tool_choice(ToolChoice::Tool(
             SpecificToolChoice::builder()
                 .name(prompt.tool_name)
                 .build()
-                .map_err(build_error)?,
+                .map_err(request_error)?,
         ))
         .build()
-        .map_err(build_error)
+        .map_err(request_error)
 }
 
 /// Reads the model's answer: the input of its `submit_plan` call as a Plan.
@@ -474,7 +376,7 @@ fn feedback_text(errors: &[String]) -> String {
 fn follow_up(
     content: Vec<ContentBlock>,
     feedback: &str,
-) -> Result<(Message, Message), PlannerError> {
+) -> Result<(Message, Message), BedrockError> {
     let assistant_content: Vec<ContentBlock> = content
         .into_iter()
         .filter(|c| c.is_text() || c.is_tool_use())
@@ -501,7 +403,7 @@ fn follow_up(
                     .status(ToolResultStatus::Error)
                     .build()
                     .map(ContentBlock::ToolResult)
-                    .map_err(build_error)
+                    .map_err(request_error)
             })
             .collect::<Result<Vec<_>, _>>()?
     };
@@ -511,58 +413,10 @@ fn follow_up(
     ))
 }
 
-/// A JSON value as a Smithy document.
-pub(crate) fn to_document(value: &Value) -> Document {
-    match value {
-        Value::Null => Document::Null,
-        Value::Bool(b) => Document::Bool(*b),
-        Value::Number(n) => Document::Number(if let Some(u) = n.as_u64() {
-            Number::PosInt(u)
-        } else if let Some(i) = n.as_i64() {
-            Number::NegInt(i)
-        } else {
-            Number::Float(n.as_f64().unwrap_or(0.0))
-        }),
-        Value::String(s) => Document::String(s.clone()),
-        Value::Array(items) => Document::Array(items.iter().map(to_document).collect()),
-        Value::Object(map) => Document::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), to_document(v)))
-                .collect::<HashMap<_, _>>(),
-        ),
-    }
-}
-
-/// A Smithy document as a JSON value (non-finite numbers become null).
-pub(crate) fn from_document(doc: &Document) -> Value {
-    match doc {
-        Document::Null => Value::Null,
-        Document::Bool(b) => Value::Bool(*b),
-        Document::Number(Number::PosInt(u)) => Value::from(*u),
-        Document::Number(Number::NegInt(i)) => Value::from(*i),
-        Document::Number(Number::Float(f)) => serde_json::Number::from_f64(*f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        Document::String(s) => Value::String(s.clone()),
-        Document::Array(items) => Value::Array(items.iter().map(from_document).collect()),
-        Document::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), from_document(v)))
-                .collect(),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn documents_round_trip() {
-        let v = json!({"a": [1, -2, 0.5, "x", true, null, {"b": {}}]});
-        assert_eq!(from_document(&to_document(&v)), v);
-    }
 
     #[test]
     fn text_and_wrong_tools_are_unusable_answers() {

@@ -25,21 +25,18 @@
 //! PlanService: store --> IncidentFacts --> planner --> plans table + audit log
 //! ```
 
-pub(crate) mod bedrock;
+mod bedrock;
 mod offline;
 mod prompt;
-mod redact;
 mod render;
 mod service;
 mod types;
 mod validate;
 
-pub use bedrock::{
-    Attempt, BedrockPlanner, BedrockSettings, ModelDraft, PlanOutcome, PlannerError, TokenUsage,
-};
+pub use crate::redact::{RedactError, Redactor, REDACTED};
+pub use bedrock::{Attempt, BedrockPlanner, BedrockSettings, ModelDraft, PlanOutcome};
 pub use offline::{offline_plan, OfflinePlan};
 pub use prompt::{AskPrompt, PlanPrompt, PromptError, PromptSet, LOG_TAIL_BYTES, PLAN_TOOL_NAME};
-pub use redact::{RedactError, Redactor, REDACTED};
 pub use render::{render_for_chat, render_report};
 pub use service::{DraftedPlan, PlanService, PlanServiceError, PlannerChoice};
 pub use types::{

@@ -18,11 +18,11 @@ use handlebars::Handlebars;
 use regex::Regex;
 use serde_json::{json, Value};
 
-use super::redact::Redactor;
 use super::types::{IncidentFacts, MAX_STEPS};
 use super::validate::{allowed_actions, plan_tool_schema, AllowedAction};
 use crate::domain::Direction;
 use crate::playbooks::{Catalog, ParamSetter};
+use crate::redact::Redactor;
 
 /// Most bytes of the log excerpt's tail put in a prompt.
 pub const LOG_TAIL_BYTES: usize = 6 * 1024;
@@ -220,7 +220,7 @@ impl PromptSet {
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
         let redacted = redactor.redact(clean.trim()).into_owned();
-        let redactions = redacted.matches(super::redact::REDACTED).count();
+        let redactions = redacted.matches(crate::redact::REDACTED).count();
         let question = neutralise_question_frame(&redacted);
         let ctx = ask_context(
             &question,
@@ -280,7 +280,7 @@ fn log_context(excerpt: Option<&str>, redactor: &Redactor) -> Value {
         .filter(|c| *c == '\n' || *c == '\t' || !c.is_control())
         .collect();
     let redacted = redactor.redact(&clean).into_owned();
-    let redactions = redacted.matches(super::redact::REDACTED).count();
+    let redactions = redacted.matches(crate::redact::REDACTED).count();
     let mut text = redacted.as_str();
     let truncated = text.len() > LOG_TAIL_BYTES;
     if truncated {

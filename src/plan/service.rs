@@ -13,18 +13,17 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::bedrock::{
-    Attempt, BedrockPlanner, BedrockSettings, PlanOutcome, PlannerError, TokenUsage,
-};
+use super::bedrock::{Attempt, BedrockPlanner, BedrockSettings, PlanOutcome};
 use super::offline::offline_plan;
 use super::prompt::{PromptError, PromptSet};
-use super::redact::{RedactError, Redactor};
 use super::types::{IncidentFacts, LastNormalRun};
+use crate::bedrock::{BedrockError, TokenUsage};
 use crate::clock::Clock;
 use crate::config::{Config, PlannerBackend};
 use crate::domain::{Incident, RunSource};
 use crate::metrics::Metrics;
 use crate::playbooks::{Catalog, CiSystem, LoadOptions, PlaybookError};
+use crate::redact::{RedactError, Redactor};
 use crate::store::{NewPlan, Store, StoreError};
 
 /// Why no plan could be drafted or stored.
@@ -41,7 +40,7 @@ pub enum PlanServiceError {
     #[error(transparent)]
     Redact(#[from] RedactError),
     #[error(transparent)]
-    Model(#[from] PlannerError),
+    Model(#[from] BedrockError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -424,7 +423,7 @@ impl PlanService {
                 incident_id,
                 backend: backend.to_string(),
                 plan: serde_json::to_value(plan).ok(),
-                validated: Some(validated.clone()),
+                validated: serde_json::to_value(validated).ok(),
                 errors: Vec::new(),
                 input_tokens: usage.input,
                 output_tokens: usage.output,
@@ -480,7 +479,7 @@ impl PlanService {
         &self,
         anomaly_id: i64,
         incident_id: Option<i64>,
-        e: &PlannerError,
+        e: &BedrockError,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut tx = self.store.begin_write().await?;

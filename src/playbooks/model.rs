@@ -16,6 +16,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::domain::{ApprovalPolicy, Risk};
 use crate::domain::{Direction, RunStatus};
 
 /// The incident facts a template in a playbook's `with:` may name, and
@@ -61,80 +62,6 @@ impl CiSystem {
 impl fmt::Display for CiSystem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// What an action may do to the pipeline if it goes wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Risk {
-    Low,
-    High,
-}
-
-impl Risk {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Low => "low",
-            Self::High => "high",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "low" => Some(Self::Low),
-            "high" => Some(Self::High),
-            _ => None,
-        }
-    }
-
-    /// Approvals needed when a playbook does not say: one person for low
-    /// risk, two for high.
-    pub fn default_approvals(self) -> u32 {
-        match self {
-            Self::Low => 1,
-            Self::High => 2,
-        }
-    }
-}
-
-impl fmt::Display for Risk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Who must approve an action before it runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ApprovalPolicy {
-    /// No approval: allowed only for low-risk actions, and honoured only
-    /// when the configuration enables automatic remediation.
-    None,
-    /// `required` distinct approvers, each matching one of `from`
-    /// (`group:NAME` or `user:ID`); an empty `from` means anyone authorised
-    /// to approve remediations.
-    Required { required: u32, from: Vec<String> },
-}
-
-impl ApprovalPolicy {
-    /// The default for an action of this risk.
-    pub fn for_risk(risk: Risk) -> Self {
-        Self::Required {
-            required: risk.default_approvals(),
-            from: Vec::new(),
-        }
-    }
-
-    /// Short human form: `none`, `1 of group:sre`, `2 of anyone`.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::None => "none (automatic when enabled)".to_string(),
-            Self::Required { required, from } if from.is_empty() => {
-                format!("{required} of any approver")
-            }
-            Self::Required { required, from } => format!("{required} of {}", from.join(", ")),
-        }
     }
 }
 

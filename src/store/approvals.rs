@@ -16,7 +16,7 @@ use sqlx::Row;
 
 use super::write::WriteTx;
 use super::{from_ms, ms, Backend, Store, StoreError};
-use crate::approvals::{Approver, Choice, RequestStatus, RequestView, StepPolicy, Via, Vote};
+use crate::domain::{Approver, Choice, RequestStatus, StepPolicy, Via, Vote};
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
@@ -110,18 +110,6 @@ pub struct StoredRequest {
     pub status: RequestStatus,
     /// When it was approved (automatically or by the last vote needed).
     pub approved_at: Option<DateTime<Utc>>,
-}
-
-impl StoredRequest {
-    /// What the policy needs.
-    pub fn view(&self) -> RequestView {
-        RequestView {
-            status: self.status,
-            steps: self.steps.clone(),
-            commit_author: self.commit_author.clone(),
-            expires_at: self.expires_at,
-        }
-    }
 }
 
 /// A stored vote.

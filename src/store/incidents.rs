@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::write::WriteTx;
 use super::{from_ms, ms, Backend, Store, StoreError};
-use crate::chat::{Decision, MessageRef};
+use crate::domain::{Choice, MessageRef, Via};
 use crate::domain::{Incident, IncidentSeverity, IncidentStatus, Run, Verdict};
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -187,23 +187,6 @@ fn outbox_from_row(r: &sqlx::any::AnyRow) -> Result<OutboxRow, StoreError> {
     })
 }
 
-/// How a decision reached pipemedic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DecisionVia {
-    Reaction,
-    Button,
-}
-
-impl DecisionVia {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reaction => "reaction",
-            Self::Button => "button",
-        }
-    }
-}
-
 /// An approve / reject from chat, tied to an incident.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredDecision {
@@ -212,8 +195,8 @@ pub struct StoredDecision {
     pub platform: String,
     pub event_id: String,
     pub user: String,
-    pub decision: Decision,
-    pub via: DecisionVia,
+    pub decision: Choice,
+    pub via: Via,
     pub message: MessageRef,
     /// False when the reaction was removed (the decision withdrawn).
     pub added: bool,
@@ -234,14 +217,14 @@ fn decision_from_row(r: &sqlx::any::AnyRow) -> Result<StoredDecision, StoreError
         event_id: r.get(3),
         user: r.get(4),
         decision: if decision == "approve" {
-            Decision::Approve
+            Choice::Approve
         } else {
-            Decision::Reject
+            Choice::Reject
         },
         via: if via == "button" {
-            DecisionVia::Button
+            Via::Button
         } else {
-            DecisionVia::Reaction
+            Via::Reaction
         },
         message: serde_json::from_str(&message)
             .map_err(|e| corrupt("chat_decisions.message_ref", e))?,
@@ -695,8 +678,8 @@ impl WriteTx {
         platform: &str,
         event_id: &str,
         user: &str,
-        decision: Decision,
-        via: DecisionVia,
+        decision: Choice,
+        via: Via,
         message: &MessageRef,
         added: bool,
         now: DateTime<Utc>,
@@ -711,8 +694,8 @@ impl WriteTx {
         .bind(event_id)
         .bind(user)
         .bind(match decision {
-            Decision::Approve => "approve",
-            Decision::Reject => "reject",
+            Choice::Approve => "approve",
+            Choice::Reject => "reject",
         })
         .bind(via.as_str())
         .bind(to_json("message_ref", message)?)

@@ -34,8 +34,7 @@ pub use approvals::{
 };
 pub use detection::StoredModel;
 pub use incidents::{
-    DecisionVia, NewIncident, NewOutbox, OutboxKind, OutboxRow, OutboxStatus, Silence,
-    StoredDecision,
+    NewIncident, NewOutbox, OutboxKind, OutboxRow, OutboxStatus, Silence, StoredDecision,
 };
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
 pub use write::{RunOutcome, Upserted, WriteTx};

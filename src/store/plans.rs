@@ -8,7 +8,6 @@ use sqlx::Row;
 
 use super::write::WriteTx;
 use super::{from_ms, ms, Store, StoreError, StoredRun};
-use crate::plan::ValidatedPlan;
 
 /// Whether a stored plan passed validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,8 +37,9 @@ pub struct NewPlan {
     pub backend: String,
     /// The plan as drafted (the model's tool input), when there was one.
     pub plan: Option<serde_json::Value>,
-    /// Present exactly when the plan is valid.
-    pub validated: Option<ValidatedPlan>,
+    /// Present exactly when the plan is valid: the plan service's
+    /// validated plan as JSON (the store does not read it).
+    pub validated: Option<serde_json::Value>,
     /// Why it is invalid (empty when valid).
     pub errors: Vec<String>,
     pub input_tokens: u64,
@@ -65,7 +65,8 @@ pub struct StoredPlan {
     pub backend: String,
     pub status: PlanStatus,
     pub plan: Option<serde_json::Value>,
-    pub validated: Option<ValidatedPlan>,
+    /// The validated plan as JSON, when valid.
+    pub validated: Option<serde_json::Value>,
     pub errors: Vec<String>,
     pub input_tokens: u64,
     pub output_tokens: u64,

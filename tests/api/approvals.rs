@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Duration as Minutes;
 use pipemedic::approvals::{
-    ApprovalService, ApprovalSettings, Approver, Choice, Decision, RequestContext, RequestStatus,
+    ApprovalService, ApprovalSettings, Approver, Choice, RequestContext, RequestStatus, Ruling,
     Via, Vote,
 };
 use pipemedic::clock::ManualClock;
@@ -225,7 +225,7 @@ async fn unauthorised_vote_has_no_effect_and_an_authorised_one_runs_once(db: Db)
         .await
         .unwrap();
     match &out.decision {
-        Decision::NotAllowed { reason } => assert!(reason.contains("group:sre"), "{reason}"),
+        Ruling::NotAllowed { reason } => assert!(reason.contains("group:sre"), "{reason}"),
         other => panic!("{other:?}"),
     }
     assert!(out.decision.explain().contains("no effect"));
@@ -237,7 +237,7 @@ async fn unauthorised_vote_has_no_effect_and_an_authorised_one_runs_once(db: Db)
         .record_vote(opened.id, &vote("U1", "ev-2", Choice::Approve, Via::Button))
         .await
         .unwrap();
-    assert_eq!(out.decision, Decision::Approved);
+    assert_eq!(out.decision, Ruling::Approved);
     assert_eq!(out.steps[0].status, ExecutionState::Succeeded);
     assert!(
         out.steps[0].summary.contains("Retried stage Test"),
@@ -297,7 +297,7 @@ async fn a_redelivered_approval_event_is_one_vote_and_one_call(db: Db) {
         .unwrap();
     assert_eq!(
         first.decision,
-        Decision::Counted {
+        Ruling::Counted {
             approved_so_far: 1,
             required: 2
         }
@@ -307,7 +307,7 @@ async fn a_redelivered_approval_event_is_one_vote_and_one_call(db: Db) {
         .record_vote(id, &approve("U1", "ev-1"))
         .await
         .unwrap();
-    assert_eq!(again.decision, Decision::Duplicate);
+    assert_eq!(again.decision, Ruling::Duplicate);
     assert_eq!(s.store.approval_votes(id).await.unwrap().len(), 1);
 
     let done = s
@@ -315,7 +315,7 @@ async fn a_redelivered_approval_event_is_one_vote_and_one_call(db: Db) {
         .record_vote(id, &approve("U2", "ev-2"))
         .await
         .unwrap();
-    assert_eq!(done.decision, Decision::Approved);
+    assert_eq!(done.decision, Ruling::Approved);
     // The approving event delivered again, and at the same moment.
     let vote_0 = approve("U2", "ev-2");
     let vote_1 = approve("U2", "ev-2");
@@ -323,8 +323,8 @@ async fn a_redelivered_approval_event_is_one_vote_and_one_call(db: Db) {
         s.service.record_vote(id, &vote_0),
         s.service.record_vote(id, &vote_1),
     );
-    assert_eq!(a.unwrap().decision, Decision::Duplicate);
-    assert_eq!(b.unwrap().decision, Decision::Duplicate);
+    assert_eq!(a.unwrap().decision, Ruling::Duplicate);
+    assert_eq!(b.unwrap().decision, Ruling::Duplicate);
     assert_eq!(s.retry_calls(), 1);
     assert_eq!(s.store.approval_votes(id).await.unwrap().len(), 2);
 }
@@ -348,26 +348,23 @@ async fn a_double_click_makes_one_call(db: Db) {
     );
     let decisions = [a.unwrap().decision, b.unwrap().decision];
     assert_eq!(
-        decisions
-            .iter()
-            .filter(|d| **d == Decision::Approved)
-            .count(),
+        decisions.iter().filter(|d| **d == Ruling::Approved).count(),
         1,
         "{decisions:?}"
     );
     assert!(
-        decisions.contains(&Decision::AlreadyDecided {
+        decisions.contains(&Ruling::AlreadyDecided {
             status: RequestStatus::Approved
-        }) || decisions.contains(&Decision::AlreadyDecided {
+        }) || decisions.contains(&Ruling::AlreadyDecided {
             status: RequestStatus::Executing
-        }) || decisions.contains(&Decision::AlreadyDecided {
+        }) || decisions.contains(&Ruling::AlreadyDecided {
             status: RequestStatus::Done
         }),
         "{decisions:?}"
     );
     // A third click after the run.
     let late = s.service.record_vote(id, &click("click-3")).await.unwrap();
-    assert!(matches!(late.decision, Decision::AlreadyDecided { .. }));
+    assert!(matches!(late.decision, Ruling::AlreadyDecided { .. }));
     assert_eq!(s.retry_calls(), 1);
 }
 
@@ -389,10 +386,7 @@ async fn two_approvals_at_the_same_moment_make_one_call(db: Db) {
     );
     let decisions = [a.unwrap().decision, b.unwrap().decision];
     assert_eq!(
-        decisions
-            .iter()
-            .filter(|d| **d == Decision::Approved)
-            .count(),
+        decisions.iter().filter(|d| **d == Ruling::Approved).count(),
         1,
         "{decisions:?}"
     );
@@ -430,10 +424,7 @@ async fn two_processes_on_one_postgres_make_one_call(db: Db) {
     );
     let decisions = [a.unwrap().decision, b.unwrap().decision];
     assert_eq!(
-        decisions
-            .iter()
-            .filter(|d| **d == Decision::Approved)
-            .count(),
+        decisions.iter().filter(|d| **d == Ruling::Approved).count(),
         1,
         "{decisions:?}"
     );
@@ -487,7 +478,7 @@ async fn an_expired_plan_runs_nothing(db: Db) {
         .record_vote(id, &approve("U1", "ev-1"))
         .await
         .unwrap();
-    assert_eq!(out.decision, Decision::Expired);
+    assert_eq!(out.decision, Ruling::Expired);
     assert_eq!(status(&s, id).await, RequestStatus::Expired);
     assert_eq!(out.steps[0].status, ExecutionState::Skipped);
     assert_eq!(
@@ -536,7 +527,7 @@ async fn a_newer_run_makes_the_plan_stale(db: Db) {
         .record_vote(id, &approve("U1", "ev-1"))
         .await
         .unwrap();
-    assert_eq!(out.decision, Decision::Stale);
+    assert_eq!(out.decision, Ruling::Stale);
     assert!(out.decision.explain().contains("newer run"));
     assert_eq!(status(&s, id).await, RequestStatus::Stale);
     s.service.execute(id).await.unwrap();
@@ -554,7 +545,7 @@ async fn high_risk_needs_two_distinct_people(db: Db) {
         .await
         .unwrap()
         .id;
-    let counted = Decision::Counted {
+    let counted = Ruling::Counted {
         approved_so_far: 1,
         required: 2,
     };
@@ -577,7 +568,7 @@ async fn high_risk_needs_two_distinct_people(db: Db) {
         .record_vote(id, &approve("U2", "ev-3"))
         .await
         .unwrap();
-    assert_eq!(r.decision, Decision::Approved);
+    assert_eq!(r.decision, Ruling::Approved);
     assert_eq!(s.retry_calls(), 1);
 }
 
@@ -595,7 +586,7 @@ async fn the_commit_author_cannot_approve(db: Db) {
         .await
         .unwrap();
     match &r.decision {
-        Decision::NotAllowed { reason } => assert!(reason.contains("author"), "{reason}"),
+        Ruling::NotAllowed { reason } => assert!(reason.contains("author"), "{reason}"),
         other => panic!("{other:?}"),
     }
     // Nor reject.
@@ -604,7 +595,7 @@ async fn the_commit_author_cannot_approve(db: Db) {
         .record_vote(id, &vote("dana", "ev-2", Choice::Reject, Via::Reaction))
         .await
         .unwrap();
-    assert!(matches!(r.decision, Decision::NotAllowed { .. }));
+    assert!(matches!(r.decision, Ruling::NotAllowed { .. }));
     assert_eq!(status(&s, id).await, RequestStatus::Pending);
     assert_eq!(s.retry_calls(), 0);
 
@@ -621,7 +612,7 @@ async fn the_commit_author_cannot_approve(db: Db) {
         .record_vote(id, &approve("dana", "ev-1"))
         .await
         .unwrap();
-    assert_eq!(r.decision, Decision::Approved);
+    assert_eq!(r.decision, Ruling::Approved);
     assert_eq!(s.retry_calls(), 1);
 }
 
@@ -642,7 +633,7 @@ async fn a_reject_from_an_allowed_person_stops_the_plan(db: Db) {
         .record_vote(id, &vote("U2", "ev-2", Choice::Reject, Via::Button))
         .await
         .unwrap();
-    assert_eq!(r.decision, Decision::Rejected);
+    assert_eq!(r.decision, Ruling::Rejected);
     assert_eq!(status(&s, id).await, RequestStatus::Rejected);
     let r = s
         .service
@@ -651,7 +642,7 @@ async fn a_reject_from_an_allowed_person_stops_the_plan(db: Db) {
         .unwrap();
     assert_eq!(
         r.decision,
-        Decision::AlreadyDecided {
+        Ruling::AlreadyDecided {
             status: RequestStatus::Rejected
         }
     );
@@ -673,7 +664,7 @@ async fn an_executor_failure_is_reported_and_not_retried(db: Db) {
         .record_vote(id, &approve("U1", "ev-1"))
         .await
         .unwrap();
-    assert_eq!(r.decision, Decision::Approved);
+    assert_eq!(r.decision, Ruling::Approved);
     let step = &r.steps[0];
     assert_eq!(step.status, ExecutionState::Failed);
     assert!(
@@ -830,7 +821,7 @@ async fn automatic_remediation_runs_low_risk_approval_none(db: Db) {
         .record_vote(opened.id, &approve("U42", "ev-1"))
         .await
         .unwrap();
-    assert_eq!(r.decision, Decision::Approved);
+    assert_eq!(r.decision, Ruling::Approved);
 
     let s = setup_with(db, |c| c.auto_remediation = true).await;
     let opened = s
@@ -855,7 +846,7 @@ async fn a_delayed_step_runs_when_due_and_approved_work_resumes(db: Db) {
         .record_vote(id, &approve("U1", "ev-1"))
         .await
         .unwrap();
-    assert_eq!(r.decision, Decision::Approved);
+    assert_eq!(r.decision, Ruling::Approved);
     assert_eq!(r.steps[0].status, ExecutionState::Planned);
     assert_eq!(status(&s, id).await, RequestStatus::Executing);
     s.clock.advance(Minutes::minutes(5));

@@ -270,7 +270,7 @@ async fn a_reaction_on_the_alert_is_stored_once(db: Db) {
     assert_eq!(decisions.len(), 1, "{decisions:?}");
     assert_eq!(decisions[0].event_id, "EvApprove1");
     assert_eq!(decisions[0].user, "U0PERSON");
-    assert_eq!(decisions[0].decision, pipemedic::chat::Decision::Approve);
+    assert_eq!(decisions[0].decision, pipemedic::domain::Choice::Approve);
     assert_eq!(decisions[0].message.ts_or_id, alert_ts);
     // A Reject button under the alert is another decision, stored once.
     let mut payload: Value =
@@ -300,8 +300,8 @@ async fn a_reaction_on_the_alert_is_stored_once(db: Db) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let decisions = h.app.store.decisions(incident.id).await.unwrap();
     assert_eq!(decisions.len(), 2, "{decisions:?}");
-    assert_eq!(decisions[1].decision, pipemedic::chat::Decision::Reject);
-    assert_eq!(decisions[1].via, pipemedic::store::DecisionVia::Button);
+    assert_eq!(decisions[1].decision, pipemedic::domain::Choice::Reject);
+    assert_eq!(decisions[1].via, pipemedic::domain::Via::Button);
     let audit = h
         .app
         .store

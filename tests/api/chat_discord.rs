@@ -8,7 +8,7 @@ use std::time::Duration;
 use ed25519_dalek::{Signer, SigningKey};
 use pipemedic::chat::discord::DiscordChat;
 use pipemedic::chat::{
-    ChatError, ChatEvent, ChatMessage, ChatPlatform, ChatReply, Decision, MessageRef, Platform,
+    ChatError, ChatEvent, ChatMessage, ChatPlatform, ChatReply, Choice, MessageRef, Platform,
     Severity,
 };
 use pipemedic::clock::Clock;
@@ -38,8 +38,8 @@ fn alert() -> ChatMessage {
         "**37** of 812 tests failed",
     )
     .field("Stage", "Test")
-    .button(Decision::Approve, "plan-1")
-    .button(Decision::Reject, "plan-1")
+    .button(Choice::Approve, "plan-1")
+    .button(Choice::Reject, "plan-1")
     .footer("pipemedic")
 }
 
@@ -294,7 +294,7 @@ async fn commands_and_buttons_become_typed_events() {
             value: "plan-42".into(),
         }
     );
-    assert_eq!(events[1].decision(), Some(Decision::Approve));
+    assert_eq!(events[1].decision(), Some(Choice::Approve));
 
     let body = br#"{"type": 2, "id": "nope"}"#.to_vec();
     let (ts, sig) = sign(&body, now);

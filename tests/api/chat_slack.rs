@@ -7,7 +7,7 @@ use std::time::Duration;
 use pipemedic::chat::slack::verify::sign;
 use pipemedic::chat::slack::SlackChat;
 use pipemedic::chat::{
-    ChatError, ChatEvent, ChatMessage, ChatPlatform, ChatReply, Decision, MessageRef, Platform,
+    ChatError, ChatEvent, ChatMessage, ChatPlatform, ChatReply, Choice, MessageRef, Platform,
     Severity,
 };
 use pipemedic::config::{Secret, SlackConfig};
@@ -35,8 +35,8 @@ fn alert() -> ChatMessage {
         "**37** of 812 tests failed",
     )
     .field("Stage", "Test")
-    .button(Decision::Approve, "plan-1")
-    .button(Decision::Reject, "plan-1")
+    .button(Choice::Approve, "plan-1")
+    .button(Choice::Reject, "plan-1")
     .footer("pipemedic")
 }
 
@@ -305,8 +305,8 @@ async fn events_api_answers_the_challenge_and_hands_over_typed_events() {
             },
         ]
     );
-    assert_eq!(events[1].decision(), Some(Decision::Approve));
-    assert_eq!(events[2].decision(), Some(Decision::Reject));
+    assert_eq!(events[1].decision(), Some(Choice::Approve));
+    assert_eq!(events[2].decision(), Some(Choice::Reject));
 }
 
 #[tokio::test]
@@ -420,7 +420,7 @@ async fn block_actions_become_button_decisions() {
             value: "plan-42".into(),
         }
     );
-    assert_eq!(events[0].decision(), Some(Decision::Approve));
+    assert_eq!(events[0].decision(), Some(Choice::Approve));
 
     // A signed body that is not a Slack payload is a 400/422, not a 500.
     let res = signed_post(

@@ -713,8 +713,8 @@ async fn a_decision_its_process_never_acted_on_is_picked_up(db: Db) {
             "slack",
             "EvStoredThenLost",
             APPROVER_SLACK,
-            pipemedic::chat::Decision::Approve,
-            pipemedic::store::DecisionVia::Reaction,
+            pipemedic::domain::Choice::Approve,
+            pipemedic::domain::Via::Reaction,
             &pipemedic::chat::MessageRef {
                 platform: pipemedic::chat::Platform::Slack,
                 channel: SLACK_CHANNEL.into(),

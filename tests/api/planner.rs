@@ -92,10 +92,11 @@ fn playbooks_check_defaults_to_the_configured_directory() {
 use std::sync::Arc;
 use std::time::Duration;
 
+use pipemedic::bedrock::BedrockError;
 use pipemedic::clock::Clock;
 use pipemedic::config;
 use pipemedic::metrics::Metrics;
-use pipemedic::plan::{PlanOutcome, PlanService, PlanServiceError, PlannerError};
+use pipemedic::plan::{PlanOutcome, PlanService, PlanServiceError};
 use pipemedic::playbooks::{Catalog, CiSystem};
 use pipemedic::store::PlanStatus;
 use reqwest::StatusCode;
@@ -279,7 +280,10 @@ async fn a_good_tool_use_plan_is_validated_stored_and_counted(db: Db) {
         (stored[0].input_tokens, stored[0].output_tokens),
         (1001, 201)
     );
-    assert_eq!(stored[0].validated.as_ref(), Some(&validated));
+    assert_eq!(
+        stored[0].validated,
+        Some(serde_json::to_value(&validated).unwrap())
+    );
     assert_eq!(audit_kinds(&app).await, ["plan.drafted"]);
     let text = p.metrics.render();
     assert!(
@@ -472,7 +476,7 @@ async fn text_or_malformed_answers_are_invalid_attempts(db: Db) {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, PlanServiceError::Model(PlannerError::Service { .. })),
+        matches!(err, PlanServiceError::Model(BedrockError::Service { .. })),
         "{err}"
     );
     let stored = app.store.plans_for_anomaly(anomaly).await.unwrap();
@@ -514,7 +518,7 @@ async fn throttling_backs_off_and_server_errors_and_timeouts_are_reported(db: Db
         .await
         .unwrap_err();
     match &err {
-        PlanServiceError::Model(PlannerError::Service { class, message }) => {
+        PlanServiceError::Model(BedrockError::Service { class, message }) => {
             assert_eq!(*class, pipemedic::aws::ErrorClass::Transient);
             assert!(message.contains("InternalServerException"), "{message}");
         }
@@ -537,7 +541,7 @@ async fn throttling_backs_off_and_server_errors_and_timeouts_are_reported(db: Db
     assert!(
         matches!(
             model,
-            PlannerError::Service {
+            BedrockError::Service {
                 class: pipemedic::aws::ErrorClass::Throttling,
                 ..
             }
@@ -556,7 +560,7 @@ async fn throttling_backs_off_and_server_errors_and_timeouts_are_reported(db: Db
         .await
         .unwrap_err();
     assert!(
-        matches!(err, PlanServiceError::Model(PlannerError::Timeout(_))),
+        matches!(err, PlanServiceError::Model(BedrockError::Timeout(_))),
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_millis(2900));

@@ -1,12 +1,12 @@
 //! The store contract for incidents, the chat outbox, decisions and
 //! silences: the same bodies on SQLite and PostgreSQL.
 
-use pipemedic::chat::{Decision, MessageRef, Platform};
+use pipemedic::domain::{Choice, MessageRef, Platform, Via};
 use pipemedic::domain::{
     Direction, IncidentSeverity, IncidentStatus, MetricDeviation, Run, RunSource, RunStatus,
     Verdict,
 };
-use pipemedic::store::{DecisionVia, NewIncident, NewOutbox, OutboxKind, OutboxStatus};
+use pipemedic::store::{NewIncident, NewOutbox, OutboxKind, OutboxStatus};
 use serde_json::json;
 
 use crate::helpers::{t, Db, TestDb};
@@ -217,8 +217,8 @@ async fn decisions_once_per_event_and_silences(db: Db) {
                 "slack",
                 "Ev1",
                 "U1",
-                Decision::Approve,
-                DecisionVia::Reaction,
+                Choice::Approve,
+                Via::Reaction,
                 &message("1.1"),
                 true,
                 now,
@@ -234,8 +234,8 @@ async fn decisions_once_per_event_and_silences(db: Db) {
             "discord",
             "Ev1",
             "U2",
-            Decision::Reject,
-            DecisionVia::Button,
+            Choice::Reject,
+            Via::Button,
             &message("1.1"),
             true,
             now
@@ -251,8 +251,8 @@ async fn decisions_once_per_event_and_silences(db: Db) {
     tx.commit().await.unwrap();
     let decisions = store.decisions(3).await.unwrap();
     assert_eq!(decisions.len(), 2);
-    assert_eq!(decisions[0].decision, Decision::Approve);
-    assert_eq!(decisions[1].via, DecisionVia::Button);
+    assert_eq!(decisions[0].decision, Choice::Approve);
+    assert_eq!(decisions[1].via, Via::Button);
     let active = store.active_silences(now).await.unwrap();
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].pipeline, "payments-*");
@@ -272,8 +272,8 @@ async fn lost_decisions_and_stuck_incidents_are_taken_on_once(db: Db) {
         "slack",
         "EvLost",
         "U1",
-        Decision::Approve,
-        DecisionVia::Reaction,
+        Choice::Approve,
+        Via::Reaction,
         &message("1.1"),
         true,
         stored_at,

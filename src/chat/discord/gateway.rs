@@ -233,7 +233,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::Decision;
+    use crate::chat::Choice;
     use serde_json::json;
 
     const BOT: &str = "775799577604522054";
@@ -310,14 +310,14 @@ mod tests {
         };
         let approve =
             reaction_event(&reaction("53908232506183680", "✅"), true, Some(BOT)).unwrap();
-        assert_eq!(approve.decision(), Some(Decision::Approve));
+        assert_eq!(approve.decision(), Some(Choice::Approve));
         assert!(matches!(
             &approve,
             ChatEvent::Reaction { message_ts, added: true, .. } if message_ts == "844397162624450620"
         ));
         let withdrawn =
             reaction_event(&reaction("53908232506183680", "❌"), false, Some(BOT)).unwrap();
-        assert_eq!(withdrawn.decision(), Some(Decision::Reject));
+        assert_eq!(withdrawn.decision(), Some(Choice::Reject));
         assert_ne!(approve.event_id(), withdrawn.event_id());
         assert_eq!(reaction_event(&reaction(BOT, "✅"), true, Some(BOT)), None);
     }

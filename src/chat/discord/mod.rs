@@ -1,7 +1,7 @@
 //! Discord adapter: [`DiscordChat`] implements [`ChatPlatform`] with
 //! serenity's HTTP client (routes, request builder, multipart uploads,
 //! message builders and models), pointed at `discord.api_url`;
-//! [`verify`], [`interactions`] and [`routes`] turn signed HTTP
+//! [`verify`] and [`interactions`] turn signed HTTP
 //! interactions into [`ChatEvent`](super::ChatEvent)s; [`gateway`] receives
 //! messages, reactions and interactions over the gateway.
 //!
@@ -17,7 +17,6 @@
 
 pub mod gateway;
 pub mod interactions;
-pub mod routes;
 pub mod verify;
 
 use std::fmt;
@@ -33,7 +32,9 @@ use serenity::http::{HttpBuilder, LightMethod, Multipart, MultipartUpload, Reque
 use serenity::model::channel::Message;
 use serenity::model::user::CurrentUser;
 
-use super::{emoji, BotIdentity, ChatError, ChatMessage, ChatPlatform, MessageRef, Platform};
+use super::{
+    emoji, truncate, BotIdentity, ChatError, ChatMessage, ChatPlatform, MessageRef, Platform,
+};
 use crate::config::{DiscordConfig, Secret};
 
 /// The API version serenity's routes speak.
@@ -207,16 +208,6 @@ fn snowflake(kind: &str, id: &str) -> Result<u64, ChatError> {
         .ok_or_else(|| ChatError::rejected(format!("invalid_{kind}_id")))
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
-}
-
 /// The `custom_id` of a button: `{action_id}:{value}`.
 pub fn custom_id(action_id: &str, value: &str) -> String {
     truncate(&format!("{action_id}:{value}"), MAX_CUSTOM_ID)
@@ -264,10 +255,10 @@ pub fn components(message: &ChatMessage) -> Vec<CreateActionRow> {
         .take(5)
         .map(|b| {
             let style = match b.decision {
-                super::Decision::Approve => ButtonStyle::Success,
-                super::Decision::Reject => ButtonStyle::Danger,
+                super::Choice::Approve => ButtonStyle::Success,
+                super::Choice::Reject => ButtonStyle::Danger,
             };
-            CreateButton::new(custom_id(b.decision.action_id(), &b.value))
+            CreateButton::new(custom_id(super::action_id(b.decision), &b.value))
                 .label(b.decision.label())
                 .style(style)
         })
@@ -463,7 +454,7 @@ impl ChatPlatform for DiscordChat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::{Decision, Severity};
+    use crate::chat::{Choice, Severity};
 
     #[test]
     fn proxy_base_drops_the_api_path() {
@@ -486,8 +477,8 @@ mod tests {
     fn cards_render_as_embeds_with_buttons() {
         let message = ChatMessage::new("checkout-service", Severity::Warning, "**slow**")
             .field("p95", "602 s")
-            .button(Decision::Approve, "plan-9")
-            .button(Decision::Reject, "plan-9")
+            .button(Choice::Approve, "plan-9")
+            .button(Choice::Reject, "plan-9")
             .footer("pipemedic");
         let embed = serde_json::to_value(embed(&message)).unwrap();
         assert_eq!(embed["color"], Severity::Warning.colour());

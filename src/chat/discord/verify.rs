@@ -34,6 +34,48 @@ pub fn public_key(hex_key: &str) -> Result<VerifyingKey, BadPublicKey> {
     VerifyingKey::from_bytes(&bytes).map_err(|_| BadPublicKey)
 }
 
+/// What Discord's inbound route needs to authenticate and translate
+/// requests.
+#[derive(Clone)]
+pub struct DiscordInbound {
+    key: VerifyingKey,
+    api_url: String,
+}
+
+impl DiscordInbound {
+    /// `public_key_hex` is the application's public key as Discord shows it.
+    pub fn new(
+        public_key_hex: &str,
+        config: &crate::config::DiscordConfig,
+    ) -> Result<Self, BadPublicKey> {
+        Ok(Self {
+            key: public_key(public_key_hex)?,
+            api_url: config.api_url.clone(),
+        })
+    }
+
+    /// The API base URL that follow-up links in interactions point at.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// Checks a request's signature headers (looked up with `header`).
+    pub fn verify<'h>(
+        &self,
+        header: impl Fn(&str) -> Option<&'h str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), DiscordVerifyError> {
+        verify(
+            &self.key,
+            header("x-signature-timestamp"),
+            header("x-signature-ed25519"),
+            body,
+            now,
+        )
+    }
+}
+
 /// Checks a request signed by Discord.
 pub fn verify(
     key: &VerifyingKey,

@@ -1,6 +1,6 @@
 //! Slack adapter: [`SlackChat`] implements [`ChatPlatform`] with the
 //! `slack-morphism` Web API client, pointed at `slack.api_url`; [`verify`],
-//! [`events`] and [`routes`] turn Events API, slash command and interaction
+//! [`events`] turn Events API, slash command and interaction
 //! requests into [`ChatEvent`](super::ChatEvent)s; [`socket`] receives the
 //! same events over Socket Mode.
 //!
@@ -9,7 +9,6 @@
 //! unavailable, `ok:false` codes → rejected). It never retries on its own.
 
 pub mod events;
-pub mod routes;
 pub mod socket;
 pub mod verify;
 
@@ -22,7 +21,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::{
-    emoji, markdown_to_mrkdwn, BotIdentity, ChatError, ChatMessage, ChatPlatform, Decision,
+    emoji, markdown_to_mrkdwn, truncate, BotIdentity, ChatError, ChatMessage, ChatPlatform, Choice,
     MessageRef, Platform,
 };
 use crate::config::{Secret, SlackConfig};
@@ -161,16 +160,6 @@ fn short(error: &SlackClientError) -> String {
         .collect()
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
-}
-
 /// Renders a [`ChatMessage`] as Block Kit: header, text section, fields,
 /// image, Approve/Reject actions and a context footer.
 pub fn blocks(message: &ChatMessage) -> Vec<SlackBlock> {
@@ -213,13 +202,13 @@ pub fn blocks(message: &ChatMessage) -> Vec<SlackBlock> {
             .iter()
             .map(|b| {
                 let style = match b.decision {
-                    Decision::Approve => SlackBlockButtonStyle::Primary,
-                    Decision::Reject => SlackBlockButtonStyle::Danger,
+                    Choice::Approve => SlackBlockButtonStyle::Primary,
+                    Choice::Reject => SlackBlockButtonStyle::Danger,
                 };
                 SlackBlockButtonElement::new(
                     SlackBlockPlainText::new(b.decision.label().to_string()).into(),
                 )
-                .with_action_id(SlackActionId(b.decision.action_id().to_string()))
+                .with_action_id(SlackActionId(super::action_id(b.decision).to_string()))
                 .with_value(b.value.clone())
                 .with_style(style)
                 .into()
@@ -407,8 +396,8 @@ mod tests {
         )
         .field("Pipeline", "checkout-service")
         .field("Stage", "Test")
-        .button(Decision::Approve, "plan-7")
-        .button(Decision::Reject, "plan-7")
+        .button(Choice::Approve, "plan-7")
+        .button(Choice::Reject, "plan-7")
         .footer("pipemedic");
         let json = serde_json::to_value(blocks(&message)).unwrap();
         let types: Vec<&str> = json

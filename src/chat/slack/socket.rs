@@ -110,7 +110,7 @@ mod tests {
     //! same translation as the HTTP routes with nothing lost.
 
     use super::*;
-    use crate::chat::{ChatEvent, Decision};
+    use crate::chat::{ChatEvent, Choice};
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!("{}/tests/fixtures/slack/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -166,6 +166,6 @@ mod tests {
         let via_http = events::interaction_events(&payload).unwrap();
         assert_eq!(via_socket, via_http);
         assert!(matches!(via_socket.as_slice(), [ChatEvent::Button { .. }]));
-        assert_eq!(via_socket[0].decision(), Some(Decision::Approve));
+        assert_eq!(via_socket[0].decision(), Some(Choice::Approve));
     }
 }

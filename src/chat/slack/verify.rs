@@ -22,6 +22,37 @@ pub enum SlackVerifyError {
     Mismatch,
 }
 
+/// What Slack's inbound routes need to authenticate requests.
+#[derive(Clone)]
+pub struct SlackInbound {
+    signing_secret: crate::config::Secret,
+}
+
+impl SlackInbound {
+    pub fn new(
+        signing_secret: crate::config::Secret,
+        _config: &crate::config::SlackConfig,
+    ) -> Self {
+        Self { signing_secret }
+    }
+
+    /// Checks a request's signature headers (looked up with `header`).
+    pub fn verify<'h>(
+        &self,
+        header: impl Fn(&str) -> Option<&'h str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), SlackVerifyError> {
+        verify(
+            self.signing_secret.expose().as_bytes(),
+            header("x-slack-request-timestamp"),
+            header("x-slack-signature"),
+            body,
+            now,
+        )
+    }
+}
+
 /// Checks a request signed by Slack.
 pub fn verify(
     signing_secret: &[u8],

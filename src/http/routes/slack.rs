@@ -14,41 +14,12 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::events::{self, EventsApiRequest, SlackPayloadError};
-use super::verify;
+use crate::chat::slack::events::{self, EventsApiRequest};
 use crate::chat::{ChatReply, ChatState, Platform};
-use crate::config::{Secret, SlackConfig};
-use crate::http::{ApiError, AppState, ErrorCode};
-use crate::ingest::routes::body_or_413;
+use crate::http::extract::body_or_413;
+use crate::http::{ApiError, ErrorCode};
 
-/// What the Slack routes need to authenticate requests.
-#[derive(Clone)]
-pub struct SlackInbound {
-    signing_secret: Secret,
-}
-
-impl SlackInbound {
-    pub fn new(signing_secret: Secret, _config: &SlackConfig) -> Self {
-        Self { signing_secret }
-    }
-
-    fn verify(&self, state: &ChatState, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        verify::verify(
-            self.signing_secret.expose().as_bytes(),
-            header("x-slack-request-timestamp"),
-            header("x-slack-signature"),
-            body,
-            state.clock.now(),
-        )
-        .map_err(|e| {
-            tracing::warn!(reason = %e, "Slack request refused.");
-            ApiError::new(ErrorCode::BadSignature, format!("slack signature: {e}"))
-        })
-    }
-}
-
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ChatState> {
     Router::new()
         .route("/slack/events", post(events_api))
         .route("/slack/commands", post(commands))
@@ -57,47 +28,45 @@ pub fn router() -> Router<AppState> {
 
 /// Reads the body and verifies it; the shared first half of every route.
 fn authenticate(
-    state: &AppState,
+    state: &ChatState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Bytes, ApiError> {
     let body = body_or_413(body)?;
-    let inbound = state.chat.slack.as_ref().ok_or_else(|| {
+    let inbound = state.slack.as_ref().ok_or_else(|| {
         ApiError::new(
             ErrorCode::Unavailable,
             "Slack is not configured (SLACK_SIGNING_SECRET)",
         )
     })?;
-    inbound.verify(&state.chat, headers, &body)?;
+    inbound
+        .verify(
+            |name| headers.get(name).and_then(|v| v.to_str().ok()),
+            &body,
+            state.clock.now(),
+        )
+        .map_err(|e| {
+            tracing::warn!(reason = %e, "Slack request refused.");
+            ApiError::new(ErrorCode::BadSignature, format!("slack signature: {e}"))
+        })?;
     Ok(body)
-}
-
-fn payload_error(e: SlackPayloadError) -> ApiError {
-    match e {
-        SlackPayloadError::Json(e) => ApiError::malformed(&e),
-        SlackPayloadError::Form(e) => ApiError::new(
-            ErrorCode::MalformedJson,
-            format!("form body is malformed: {e}"),
-        ),
-        SlackPayloadError::Shape(m) => ApiError::new(ErrorCode::InvalidShape, m),
-    }
 }
 
 /// `POST /slack/events`: the Events API.
 async fn events_api(
-    State(state): State<AppState>,
+    State(state): State<ChatState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = authenticate(&state, &headers, body)?;
-    let bot = state.chat.bot(Platform::Slack);
-    match events::parse_events_api(&body, bot.as_ref()).map_err(payload_error)? {
+    let bot = state.bot(Platform::Slack);
+    match events::parse_events_api(&body, bot.as_ref())? {
         EventsApiRequest::UrlVerification { challenge } => {
             Ok(Json(json!({ "challenge": challenge })).into_response())
         }
         EventsApiRequest::Event(Some(event)) => {
             tracing::debug!(event_id = event.event_id(), "Slack event accepted.");
-            state.chat.dispatch_in_background(*event);
+            state.dispatch_in_background(*event);
             Ok(StatusCode::OK.into_response())
         }
         EventsApiRequest::Event(None) => Ok(StatusCode::OK.into_response()),
@@ -106,13 +75,13 @@ async fn events_api(
 
 /// `POST /slack/commands`: slash commands, answered with the sink's reply.
 async fn commands(
-    State(state): State<AppState>,
+    State(state): State<ChatState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = authenticate(&state, &headers, body)?;
-    let event = events::parse_slash_command(&body).map_err(payload_error)?;
-    Ok(match state.chat.dispatch(event).await {
+    let event = events::parse_slash_command(&body)?;
+    Ok(match state.dispatch(event).await {
         Some(reply) => Json(command_response(&reply)).into_response(),
         None => StatusCode::OK.into_response(),
     })
@@ -128,13 +97,13 @@ pub fn command_response(reply: &ChatReply) -> serde_json::Value {
 
 /// `POST /slack/interactions`: button presses.
 async fn interactions(
-    State(state): State<AppState>,
+    State(state): State<ChatState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = authenticate(&state, &headers, body)?;
-    for event in events::parse_interaction(&body).map_err(payload_error)? {
-        state.chat.dispatch_in_background(event);
+    for event in events::parse_interaction(&body)? {
+        state.dispatch_in_background(event);
     }
     Ok(StatusCode::OK.into_response())
 }

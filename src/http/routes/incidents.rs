@@ -10,8 +10,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::http::extract::require_bearer;
 use crate::http::{ApiError, AppState};
-use crate::ingest::routes::require_bearer;
 
 pub fn router() -> Router<AppState> {
     Router::new()

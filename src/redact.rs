@@ -274,7 +274,7 @@ mod tests {
     /// come out unchanged.
     #[test]
     fn corpus_secrets_are_hidden_and_ordinary_lines_kept() {
-        let corpus = include_str!("../../tests/fixtures/redaction/corpus.txt");
+        let corpus = include_str!("../tests/fixtures/redaction/corpus.txt");
         let redactor = Redactor::builtin().expect("built-in patterns compile");
         let mut checked = 0;
         for (n, line) in corpus.lines().enumerate() {

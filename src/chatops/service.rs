@@ -21,19 +21,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::json;
 
-use crate::approvals::{Choice, Via};
+use super::answers;
+use super::commands::{self, Command};
 use crate::ask::{Asker, Visibility};
-use crate::chat::commands::{self, Command};
 use crate::chat::outbox::{self, OutboxPayload};
+use crate::chat::routing::Routes;
 use crate::chat::{
     cards, ChatEvent, ChatEventSink, ChatMessage, ChatReply, ChatState, MessageRef, Platform,
 };
 use crate::clock::Clock;
 use crate::config::ChatConfig;
+use crate::domain::Via;
 use crate::healing::{DecisionEvent, HealingService};
-use crate::incidents::routing::Routes;
 use crate::incidents::IncidentService;
-use crate::store::{DecisionVia, OutboxKind, Store, StoreError};
+use crate::store::{OutboxKind, Store, StoreError};
 
 /// Carries out chat requests; install it with `ChatState::with_sink`.
 pub struct ChatService {
@@ -74,7 +75,8 @@ pub struct Origin<'a> {
 impl ChatService {
     /// `chat` supplies the bot identities (its own sink is not used);
     /// `asker` answers questions; `chat_config` holds the routes and open
-    /// channels that decide what each channel sees.
+    /// channels that decide what each channel sees; every stored approve /
+    /// reject decision is handed to `healing`, when there is one.
     pub fn new(
         store: Store,
         clock: Arc<dyn Clock>,
@@ -82,6 +84,7 @@ impl ChatService {
         chat: ChatState,
         asker: Arc<Asker>,
         chat_config: &ChatConfig,
+        healing: Option<HealingService>,
     ) -> Self {
         Self {
             store,
@@ -91,7 +94,7 @@ impl ChatService {
             asker,
             routes: Arc::new(Routes::from_config(chat_config)),
             chat_config: chat_config.clone(),
-            healing: None,
+            healing,
         }
     }
 
@@ -109,22 +112,15 @@ impl ChatService {
         )
     }
 
-    /// Hands every stored approve / reject decision to `healing`.
-    pub fn with_healing(mut self, healing: HealingService) -> Self {
-        self.healing = Some(healing);
-        self
-    }
-
     /// Passes a stored decision on to the healing loop (a removed reaction
     /// is not a vote).
     async fn hand_on(&self, event: &ChatEvent, incident_id: i64) {
         let Some(healing) = &self.healing else {
             return;
         };
-        let Some(decision) = event.decision() else {
+        let Some(choice) = event.decision() else {
             return;
         };
-        let choice = Choice::from(decision);
         let (channel, message_ts, via, button_value) = match event {
             ChatEvent::Reaction {
                 channel,
@@ -183,7 +179,7 @@ impl ChatService {
             Command::Ask(question) => match self.asker.ask(&question, now, visibility).await {
                 Ok(answer) => CommandAnswer {
                     text: crate::chat::cards::inert(&answer.answer),
-                    card: Some(cards::ask_card(&answer)),
+                    card: Some(answers::ask_card(&answer)),
                 },
                 Err(crate::ask::AskError::EmptyQuestion) => {
                     "Ask a question, e.g. `ask how is checkout-service doing?`"
@@ -202,7 +198,7 @@ impl ChatService {
                     Some(health) => {
                         self.queue_health_chart(platform, channel, thread, &pipeline)
                             .await?;
-                        cards::health_text(&health).into()
+                        answers::health_text(&health).into()
                     }
                 }
             }
@@ -227,7 +223,7 @@ impl ChatService {
                         if let Some(h) =
                             crate::health::pipeline_health(&self.store, p, now, open).await?
                         {
-                            parts.push(cards::health_text(&h));
+                            parts.push(answers::health_text(&h));
                         }
                     }
                     parts.join("\n\n").into()
@@ -432,10 +428,10 @@ impl ChatService {
                     ts_or_id: message_ts.clone(),
                     thread: None,
                 },
-                DecisionVia::Reaction,
+                Via::Reaction,
                 *added,
             ),
-            ChatEvent::Button { message, .. } => (message.clone(), DecisionVia::Button, true),
+            ChatEvent::Button { message, .. } => (message.clone(), Via::Button, true),
             _ => return Ok(None),
         };
         let Some(incident_id) = self

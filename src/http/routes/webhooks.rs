@@ -14,11 +14,10 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
 
-use super::routes::body_or_413;
-use super::{aws, github, gitlab, signature, AdapterError, AdapterErrorKind, IngestReport};
-use crate::config::Secret;
 use crate::domain::RunSource;
+use crate::http::extract::{body_or_413, require_token};
 use crate::http::{ApiError, AppState, ErrorCode};
+use crate::ingest::{aws, github, gitlab, signature, IngestReport};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -29,31 +28,6 @@ pub fn router() -> Router<AppState> {
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn adapter_error(e: AdapterError) -> ApiError {
-    match e.kind() {
-        AdapterErrorKind::Malformed => match e {
-            AdapterError::Malformed(inner) => ApiError::malformed(&inner),
-            other => ApiError::new(ErrorCode::MalformedJson, other.to_string()),
-        },
-        AdapterErrorKind::Shape => {
-            let details = e.field_error().into_iter().collect();
-            ApiError::new(ErrorCode::InvalidShape, e.to_string()).with_details(details)
-        }
-    }
-}
-
-fn check_token(
-    secret: Option<&Secret>,
-    presented: Option<&str>,
-    what: &str,
-) -> Result<(), ApiError> {
-    match secret {
-        None => Ok(()),
-        Some(secret) => signature::verify_token(secret.expose().as_bytes(), presented)
-            .map_err(|e| ApiError::new(ErrorCode::Unauthorized, format!("{what} {e}"))),
-    }
 }
 
 fn answer(report: IngestReport) -> impl IntoResponse {
@@ -86,7 +60,7 @@ async fn github_webhook(
         .map_err(|e| ApiError::new(ErrorCode::BadSignature, format!("X-Hub-Signature-256 {e}")))?;
     }
     let event_name = header(&headers, "x-github-event").unwrap_or_default();
-    let event = github::parse_github(event_name, &body).map_err(adapter_error)?;
+    let event = github::parse_github(event_name, &body)?;
     let delivery = header(&headers, "x-github-delivery");
     let Some(update) = event.into_run() else {
         state.metrics.event_ignored("github", event_name);
@@ -108,13 +82,13 @@ async fn gitlab_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    check_token(
+    require_token(
         state.secrets.gitlab_token.as_ref(),
         header(&headers, "x-gitlab-token"),
         "X-Gitlab-Token",
     )?;
     let body = body_or_413(body)?;
-    let event = gitlab::parse_gitlab(&body).map_err(adapter_error)?;
+    let event = gitlab::parse_gitlab(&body)?;
     let delivery =
         header(&headers, "x-gitlab-event-uuid").or_else(|| header(&headers, "idempotency-key"));
     let Some(update) = event.into_run() else {
@@ -140,13 +114,13 @@ async fn aws_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    check_token(
+    require_token(
         state.secrets.aws_webhook_secret.as_ref(),
         header(&headers, "x-pipemedic-secret"),
         "X-Pipemedic-Secret",
     )?;
     let body = body_or_413(body)?;
-    let event = aws::parse_eventbridge(&body).map_err(adapter_error)?;
+    let event = aws::parse_eventbridge(&body)?;
     let report = state.ingest.accept_aws_event(&event).await?;
     Ok(answer(report))
 }

@@ -1,5 +1,5 @@
-//! `POST /v1/ask` (bearer): `{"question": "..."}` in, the [`super::Answer`]
-//! of [`super::Asker`] as `{"answer", "facts", "sources", ...}` out (a
+//! `POST /v1/ask` (bearer): `{"question": "..."}` in, the [`crate::ask::Answer`]
+//! of [`crate::ask::Asker`] as `{"answer", "facts", "sources", ...}` out (a
 //! bearer sees every pipeline). The handler only reads:
 //! 400 for a body that is not JSON, 422 for a missing, empty or overlong
 //! question, the JSON error shape of [`crate::http::ApiError`] throughout.
@@ -11,11 +11,10 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 
-use super::answer::{Answer, AskError};
-use super::visibility::Visibility;
+use crate::ask::{Answer, Visibility};
 use crate::domain::FieldError;
+use crate::http::extract::{body_or_413, require_bearer};
 use crate::http::{ApiError, AppState, ErrorCode};
-use crate::ingest::routes::{body_or_413, require_bearer};
 
 /// Longest question accepted, in characters.
 pub const MAX_QUESTION_LEN: usize = 2_000;
@@ -24,7 +23,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/ask", post(post_ask))
 }
 
-fn invalid(message: &str) -> ApiError {
+pub(crate) fn invalid(message: &str) -> ApiError {
     ApiError::new(
         ErrorCode::InvalidShape,
         "the body must be {\"question\": \"...\"}",
@@ -63,11 +62,7 @@ async fn post_ask(
     let answer = state
         .asker
         .ask(&question, state.clock.now(), Visibility::All)
-        .await
-        .map_err(|e| match e {
-            AskError::EmptyQuestion => invalid("must not be empty"),
-            AskError::Store(e) => ApiError::from(e),
-        })?;
+        .await?;
     Ok(Json(answer))
 }
 

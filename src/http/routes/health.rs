@@ -6,8 +6,9 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 
+use crate::health::{pipeline_health, PipelineHealth};
+use crate::http::extract::require_bearer;
 use crate::http::{ApiError, AppState};
-use crate::ingest::routes::require_bearer;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/pipelines/{name}/health", get(get_health))
@@ -17,10 +18,10 @@ async fn get_health(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
-) -> Result<Json<super::PipelineHealth>, ApiError> {
+) -> Result<Json<PipelineHealth>, ApiError> {
     require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
     let open = state.store.count_active_incidents(&name).await?;
-    let health = super::pipeline_health(&state.store, &name, state.clock.now(), open)
+    let health = pipeline_health(&state.store, &name, state.clock.now(), open)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no runs stored for pipeline {name:?}")))?;
     Ok(Json(health))

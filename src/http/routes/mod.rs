@@ -1,0 +1,11 @@
+//! The HTTP handlers, one file per capability. Each authenticates, reads
+//! the body within the limit, calls the capability's service and answers
+//! through the error table; none holds business logic.
+
+pub mod ask;
+pub mod discord;
+pub mod health;
+pub mod incidents;
+pub mod runs;
+pub mod slack;
+pub mod webhooks;
