@@ -14,6 +14,7 @@ mod chat_discord;
 mod chat_outbox;
 mod chat_slack;
 mod chat_support;
+mod ci_eval;
 mod codepipeline_poll;
 mod demo;
 mod detection;
