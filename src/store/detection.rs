@@ -97,12 +97,7 @@ impl Store {
             .bind(run_pk)
             .fetch_optional(self.pool())
             .await?;
-        match row.and_then(|r| r.get::<Option<String>, _>(0)) {
-            Some(v) => Ok(Some(
-                serde_json::from_str(&v).map_err(|e| corrupt("runs.verdict", e))?,
-            )),
-            None => Ok(None),
-        }
+        verdict_column(row)
     }
 
     /// The verdict of the pipeline's most recently scored run.
@@ -114,12 +109,7 @@ impl Store {
         .bind(pipeline)
         .fetch_optional(self.pool())
         .await?;
-        match row.and_then(|r| r.get::<Option<String>, _>(0)) {
-            Some(v) => Ok(Some(
-                serde_json::from_str(&v).map_err(|e| corrupt("runs.verdict", e))?,
-            )),
-            None => Ok(None),
-        }
+        verdict_column(row)
     }
 
     pub async fn anomaly(&self, id: i64) -> Result<Option<Anomaly>, StoreError> {
@@ -316,5 +306,15 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+    }
+}
+
+/// The `verdict` column of a row (first column), decoded.
+fn verdict_column(row: Option<sqlx::any::AnyRow>) -> Result<Option<Verdict>, StoreError> {
+    match row.and_then(|r| r.get::<Option<String>, _>(0)) {
+        Some(v) => Ok(Some(
+            serde_json::from_str(&v).map_err(|e| corrupt("runs.verdict", e))?,
+        )),
+        None => Ok(None),
     }
 }
