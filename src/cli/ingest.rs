@@ -1,0 +1,145 @@
+//! Sending runs: `pipemedic ingest` (backfill from a file) and
+//! `pipemedic check` (one build's metrics to a server, with its verdict).
+
+use std::path::Path;
+
+use chrono::Utc;
+
+use super::{load_config, open_store, CheckArgs, Exit};
+use crate::config::Env;
+
+pub(super) async fn ingest(
+    path: Option<&Path>,
+    env: &Env,
+    file: &Path,
+    dry_run: bool,
+    skip_invalid: bool,
+) -> Result<(), Exit> {
+    use crate::ingest::backfill::{self, Format};
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Exit::BadInput(format!("cannot read {}: {e}", file.display())))?;
+    let (runs, errors) = backfill::parse_file(&text, Format::of(file));
+    const SHOWN: usize = 50;
+    for e in errors.iter().take(SHOWN) {
+        eprintln!("{}:{e}", file.display());
+    }
+    if errors.len() > SHOWN {
+        eprintln!("... and {} more problems", errors.len() - SHOWN);
+    }
+    let bad_lines = {
+        let mut lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        lines.dedup();
+        lines.len()
+    };
+    if dry_run {
+        println!(
+            "dry run: {} valid runs, {bad_lines} invalid lines, nothing stored",
+            runs.len()
+        );
+        return if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Exit::BadInput(format!(
+                "{} has {bad_lines} invalid lines",
+                file.display()
+            )))
+        };
+    }
+    if !errors.is_empty() && !skip_invalid {
+        return Err(Exit::BadInput(format!(
+            "{} has {bad_lines} invalid lines; nothing stored (fix them, or pass --skip-invalid to store the valid ones)",
+            file.display()
+        )));
+    }
+    let loaded = load_config(path, env)?;
+    let store = open_store(&loaded).await?;
+    let service = crate::ingest::IngestService::new(
+        store.clone(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+        std::sync::Arc::new(crate::clock::SystemClock),
+    );
+    let bar = indicatif::ProgressBar::new(runs.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} storing runs [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut summary = backfill::store_all(&service, &runs, |done| bar.set_position(done as u64))
+        .await
+        .map_err(|e| Exit::Failure(e.into()))?;
+    bar.finish_and_clear();
+    summary.lines_invalid = bad_lines;
+    println!(
+        "{}: {} runs read, {} inserted, {} updated, {} already stored, {} invalid lines skipped",
+        file.display(),
+        summary.lines_valid,
+        summary.inserted,
+        summary.updated,
+        summary.duplicates,
+        summary.lines_invalid
+    );
+    store.close().await;
+    Ok(())
+}
+
+pub(super) async fn check(args: Box<CheckArgs>, env: &Env) -> Result<(), Exit> {
+    use crate::check::{self, BuildFacts, CheckOutcome};
+    let args = *args;
+    let facts = BuildFacts {
+        pipeline: args.pipeline.clone(),
+        run_id: args.run_id,
+        status: args.status,
+        duration_s: args.duration_s,
+        started_at: args.started_at,
+        finished_at: args.finished_at,
+        stage: args.stage,
+        commit: args.commit,
+        tests_total: args.tests_total,
+        tests_failed: args.tests_failed,
+        tests_skipped: args.tests_skipped,
+        cpu_peak_pct: args.cpu_peak_pct,
+        mem_peak_mb: args.mem_peak_mb,
+        error_rate: args.error_rate,
+        latency_p95_ms: args.latency_p95_ms,
+        metrics: args.metrics,
+        log_url: args.log_url,
+    };
+    let run = check::build_run(&facts, env, Utc::now())
+        .map_err(|problems| Exit::BadInput(problems.join("\n")))?;
+    let outcome = check::check(
+        &args.server,
+        args.token.as_deref(),
+        &run,
+        std::time::Duration::from_secs(args.timeout_s),
+    )
+    .await;
+    let print = |v: &crate::domain::Verdict| {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            println!("{}", check::explain(&args.pipeline, v));
+        }
+    };
+    match outcome {
+        CheckOutcome::Normal(Some(v)) => {
+            print(&v);
+            Ok(())
+        }
+        CheckOutcome::Normal(None) => {
+            println!("normal: the run was stored; the server gave no verdict");
+            Ok(())
+        }
+        CheckOutcome::Anomalous(v) => {
+            print(&v);
+            Err(Exit::Anomalous)
+        }
+        CheckOutcome::Refused(msg) => Err(Exit::BadInput(msg)),
+        CheckOutcome::Unavailable(msg) if args.strict => Err(Exit::Failure(anyhow::anyhow!(msg))),
+        CheckOutcome::Unavailable(msg) => {
+            eprintln!("warning: {msg}; not blocking the build (use --strict to fail instead)");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The command line: parsing with clap and one function per command. Each
+//! command loads the configuration it needs, calls the library, and maps the
+//! outcome to the exit codes of the design: 0 ok, 1 runtime failure, 2 bad
+//! usage or bad input, 3 anomalous (`check`).
+//!
+//! This file holds the clap definitions, [`Exit`] and the dispatch; the
+//! commands live in one file per group: `serve` (serve, demo), `ingest`
+//! (ingest, check), `detection` (score, train, backtest, accept-baseline),
+//! `query` (health, ask, audit), `incidents` (plan) and `config_cmd` (init,
+//! config check, playbooks check).
+
+mod config_cmd;
+mod detection;
+mod incidents;
+mod ingest;
+mod query;
+mod serve;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, Duration, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Env, Loaded};
+use crate::telemetry::LogFormat;
+
+use config_cmd::{config_check, init, playbooks_check};
+use detection::{accept_baseline, backtest, score, train};
+use incidents::plan;
+use ingest::{check, ingest};
+use query::{ask, audit, health};
+use serve::{demo, serve};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pipemedic",
+    version,
+    about = "Self-healing CI/CD chat-ops bot: learns each pipeline's normal, alerts in Slack or Discord, drafts fixes, runs them only with approval.",
+    after_help = "Configuration: --config FILE, else $PIPEMEDIC_CONFIG, else ./pipemedic.toml, else built-in defaults.\nExit codes: 0 ok, 1 runtime failure, 2 bad usage or input, 3 anomalous (check)."
+)]
+pub struct Cli {
+    /// Configuration file (default: $PIPEMEDIC_CONFIG or ./pipemedic.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server, chat connections and detection loop (production mode).
+    Serve,
+    /// Run the whole loop locally with no credentials: sample history, console chat, offline planner (Bedrock when AWS credentials are set).
+    Demo {
+        /// Approve every plan as the demo user and exit 0 after the summary.
+        #[arg(long)]
+        yes: bool,
+        /// Use the rule-based planner even when AWS credentials are set.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Backfill runs from a JSON Lines (one Run per line) or CSV file.
+    Ingest {
+        /// The file: `.csv` is read as CSV with a header, anything else as JSON Lines.
+        file: PathBuf,
+        /// Validate and report, store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Store the valid lines even when some lines are invalid.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Rebuild detection models from stored history (skipping runs graded abnormal).
+    #[command(
+        after_help = "Run it while `serve` is stopped: a running server keeps its own models in memory and saves them over these."
+    )]
+    Train {
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
+    /// Score a CSV series from stdin: `timestamp,value[,value...]` in, `timestamp,score,grade,expected...` out.
+    #[command(
+        after_help = "Example: pipemedic score --shingle 4 < cpu.csv > scored.csv\nA header row is recognised; grades above 0 are anomalies."
+    )]
+    Score {
+        /// Consecutive points the forest sees together.
+        #[arg(long, default_value_t = 8)]
+        shingle: usize,
+        /// Trees in the forest.
+        #[arg(long, default_value_t = 50)]
+        trees: usize,
+        /// Points each tree keeps.
+        #[arg(long, default_value_t = 256)]
+        sample_size: usize,
+        /// Seed of all randomness (same seed and input, same output).
+        #[arg(long, default_value_t = 0x5eed)]
+        seed: u64,
+        /// Higher finds more anomalies.
+        #[arg(long, default_value_t = 1.0)]
+        sensitivity: f64,
+        /// Points learned before any grade can be above zero.
+        #[arg(long)]
+        warm_up: Option<u64>,
+        /// Add a last `why` column: for anomalous rows, the value that drove
+        /// the score against what was expected, in words.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Declare a pipeline's current level normal (all metrics, or one): alerts for it stop at once.
+    AcceptBaseline {
+        pipeline: String,
+        /// One metric, e.g. duration_s (default: all).
+        metric: Option<String>,
+        /// Who says so (for the audit log).
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
+    /// Print pipeline health: runs, success rate, duration p50/p95 over 7 and 30 days, trend, last run.
+    Health {
+        /// One pipeline (default: every pipeline).
+        pipeline: Option<String>,
+        /// Print JSON (the same object as GET /v1/pipelines/{name}/health).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Post-build check: send this build's metrics, print the verdict, exit 3 when anomalous.
+    #[command(
+        after_help = "Exit codes: 0 normal (or server unreachable without --strict), 1 server unreachable with --strict, 2 bad flags or the server refused the run, 3 anomalous.\nThe run id and commit default to the CI's variables (CODEBUILD_BUILD_ID, GITHUB_RUN_ID, CI_PIPELINE_ID; CODEBUILD_RESOLVED_SOURCE_VERSION, GITHUB_SHA, CI_COMMIT_SHA)."
+    )]
+    Check(Box<CheckArgs>),
+    /// Ask a plain-language question about pipelines, runs or incidents.
+    #[command(
+        after_help = "Examples:\n  pipemedic ask \"how is checkout-service doing this week?\"\n  pipemedic ask \"which pipelines got slower since monday?\"\n  pipemedic ask \"why did payments fail?\" --json"
+    )]
+    Ask {
+        /// The question, in plain words.
+        question: String,
+        /// Print JSON: {"answer", "facts", "sources", ...} (the body of POST /v1/ask).
+        #[arg(long)]
+        json: bool,
+        /// Answer as of this time (RFC 3339) instead of now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<DateTime<Utc>>,
+    },
+    /// Playbook tools.
+    Playbooks {
+        #[command(subcommand)]
+        command: PlaybooksCommand,
+    },
+    /// Replay stored history: how many alerts would have fired, per pipeline.
+    Backtest {
+        /// Replay from here (`90d`, `2w`, an RFC 3339 time); earlier runs train the model.
+        #[arg(long, default_value = "90d")]
+        since: String,
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the audit log as JSON Lines.
+    Audit {
+        /// A duration back from now (`90d`, `12h`, `30m`) or an RFC 3339 time.
+        #[arg(long, default_value = "30d")]
+        since: String,
+    },
+    /// Draft (or redraft) a remediation plan for a stored incident and print it.
+    Plan {
+        incident: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a commented starter pipemedic.toml.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "pipemedic.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Base URL of the pipemedic server, e.g. https://pipemedic.internal:8080.
+    #[arg(long, env = "PIPEMEDIC_SERVER")]
+    pub server: String,
+    /// Pipeline name (as pipemedic knows it).
+    #[arg(long)]
+    pub pipeline: String,
+    /// Bearer token for POST /v1/runs.
+    #[arg(long, env = "PIPEMEDIC_INGEST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Run id (default: from the CI's variables).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// succeeded (default), failed or cancelled.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Build duration in seconds (ends now unless --finished-at).
+    #[arg(long)]
+    pub duration_s: Option<f64>,
+    #[arg(long)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[arg(long)]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[arg(long)]
+    pub stage: Option<String>,
+    #[arg(long)]
+    pub commit: Option<String>,
+    #[arg(long)]
+    pub tests_total: Option<u64>,
+    #[arg(long)]
+    pub tests_failed: Option<u64>,
+    #[arg(long)]
+    pub tests_skipped: Option<u64>,
+    #[arg(long)]
+    pub cpu_peak_pct: Option<f64>,
+    #[arg(long)]
+    pub mem_peak_mb: Option<f64>,
+    #[arg(long)]
+    pub error_rate: Option<f64>,
+    #[arg(long)]
+    pub latency_p95_ms: Option<f64>,
+    /// A custom metric, NAME=VALUE (repeatable).
+    #[arg(long = "metric", value_name = "NAME=VALUE")]
+    pub metrics: Vec<String>,
+    #[arg(long)]
+    pub log_url: Option<String>,
+    /// Fail (exit 1) when the server cannot be reached, instead of warning.
+    #[arg(long)]
+    pub strict: bool,
+    /// Seconds to wait for the server.
+    #[arg(long, default_value_t = 15)]
+    pub timeout_s: u64,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlaybooksCommand {
+    /// Validate playbooks; errors name file, line and field.
+    Check { dir: Option<PathBuf> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted) and every problem at once.
+    Check,
+}
+
+/// How a command ended.
+#[derive(Debug)]
+pub enum Exit {
+    Ok,
+    /// Runtime failure (exit 1).
+    Failure(anyhow::Error),
+    /// Bad usage or bad input (exit 2), with the message to print.
+    BadInput(String),
+    /// `check` found the run anomalous (exit 3).
+    Anomalous,
+}
+
+impl Exit {
+    pub fn code(&self) -> ExitCode {
+        match self {
+            Exit::Ok => ExitCode::SUCCESS,
+            Exit::Failure(_) => ExitCode::from(1),
+            Exit::BadInput(_) => ExitCode::from(2),
+            Exit::Anomalous => ExitCode::from(3),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Exit {
+    fn from(e: anyhow::Error) -> Self {
+        Exit::Failure(e)
+    }
+}
+
+fn load_config(cli_path: Option<&Path>, env: &Env) -> Result<Loaded, Exit> {
+    let path = config::resolve_path(cli_path, env);
+    config::load(path.as_deref(), env).map_err(|e| Exit::BadInput(e.to_string()))
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli, env: Env) -> Exit {
+    let config_path = cli.config.clone();
+    let result = match cli.command {
+        Command::Serve => serve(config_path.as_deref(), &env).await,
+        Command::Init { path, force } => init(&path, force),
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => config_check(config_path.as_deref(), &env),
+        Command::Ingest {
+            file,
+            dry_run,
+            skip_invalid,
+        } => ingest(config_path.as_deref(), &env, &file, dry_run, skip_invalid).await,
+        Command::Health { pipeline, json } => {
+            health(config_path.as_deref(), &env, pipeline, json).await
+        }
+        Command::Audit { since } => audit(config_path.as_deref(), &env, &since).await,
+        Command::Demo { yes, offline } => {
+            let planner = if offline {
+                crate::demo::DemoPlanner::Offline
+            } else {
+                crate::demo::DemoPlanner::from_env(&env)
+            };
+            demo(yes, planner).await
+        }
+        Command::Train { pipeline } => train(config_path.as_deref(), &env, pipeline).await,
+        Command::Score {
+            shingle,
+            trees,
+            sample_size,
+            seed,
+            sensitivity,
+            warm_up,
+            explain,
+        } => score(
+            shingle,
+            trees,
+            sample_size,
+            seed,
+            sensitivity,
+            warm_up,
+            explain,
+        ),
+        Command::AcceptBaseline {
+            pipeline,
+            metric,
+            by,
+        } => {
+            accept_baseline(
+                config_path.as_deref(),
+                &env,
+                &pipeline,
+                metric.as_deref(),
+                &by,
+            )
+            .await
+        }
+        Command::Check(args) => check(args, &env).await,
+        Command::Ask { question, json, at } => {
+            ask(config_path.as_deref(), &env, &question, json, at).await
+        }
+        Command::Playbooks {
+            command: PlaybooksCommand::Check { dir },
+        } => playbooks_check(config_path.as_deref(), &env, dir.as_deref()),
+        Command::Backtest {
+            since,
+            pipeline,
+            json,
+        } => backtest(config_path.as_deref(), &env, &since, pipeline, json).await,
+        Command::Plan { incident, dry_run } => {
+            plan(config_path.as_deref(), &env, &incident, dry_run).await
+        }
+    };
+    match result {
+        Ok(()) => Exit::Ok,
+        Err(exit) => exit,
+    }
+}
+
+async fn open_store(loaded: &Loaded) -> Result<crate::store::Store, Exit> {
+    crate::store::Store::connect(
+        &loaded.config.store.url,
+        loaded.config.store.max_connections,
+    )
+    .await
+    .map_err(|e| Exit::Failure(e.into()))
+}
+
+/// Parses `--since`: `90d`, `12h`, `30m`, `2w`, or an RFC 3339 time.
+pub fn parse_since(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or(now));
+    }
+    let (num, unit) = raw.split_at(raw.len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| {
+        format!("--since {raw:?}: expected like 90d, 12h, 30m, 2w or an RFC 3339 time")
+    })?;
+    let d = match unit {
+        "m" => Duration::minutes(n),
+        "h" => Duration::hours(n),
+        "d" => Duration::days(n),
+        "w" => Duration::weeks(n),
+        _ => return Err(format!("--since {raw:?}: unit must be m, h, d or w")),
+    };
+    Ok(now - d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_forms() {
+        let now: DateTime<Utc> = "2026-11-25T12:00:00Z".parse().unwrap();
+        assert_eq!(parse_since("90d", now).unwrap(), now - Duration::days(90));
+        assert_eq!(parse_since("12h", now).unwrap(), now - Duration::hours(12));
+        assert_eq!(
+            parse_since("2026-11-01", now).unwrap(),
+            "2026-11-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(parse_since("soon", now).is_err());
+        assert!(parse_since("5y", now).is_err());
+    }
+}
