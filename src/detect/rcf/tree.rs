@@ -8,6 +8,11 @@
 //! Cuts follow Guha et al. (2016): a dimension is chosen with probability
 //! proportional to the box's extent in it, the cut uniformly within that
 //! extent. A point `x` goes left when `x[dim] <= cut`.
+//!
+//! The file is long (about 900 lines) on purpose: insertion, deletion,
+//! scoring, attribution and imputation all walk the same arenas and keep
+//! the same box invariants, and splitting them would spread one data
+//! structure's invariants over several files.
 
 use serde::{Deserialize, Serialize};
 
