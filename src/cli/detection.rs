@@ -74,13 +74,7 @@ pub(super) async fn train(
 ) -> Result<(), Exit> {
     let loaded = load_config(path, env)?;
     let store = open_store(&loaded).await?;
-    let names = match pipeline {
-        Some(p) => vec![p],
-        None => store
-            .pipelines()
-            .await
-            .map_err(|e| Exit::Failure(e.into()))?,
-    };
+    let names = named_or_all(&store, pipeline).await?;
     let total = store
         .count_runs()
         .await
@@ -125,13 +119,7 @@ pub(super) async fn backtest(
     let since = parse_since(since, Utc::now()).map_err(Exit::BadInput)?;
     let loaded = load_config(path, env)?;
     let store = open_store(&loaded).await?;
-    let names = match pipeline {
-        Some(p) => vec![p],
-        None => store
-            .pipelines()
-            .await
-            .map_err(|e| Exit::Failure(e.into()))?,
-    };
+    let names = named_or_all(&store, pipeline).await?;
     let mut rows = Vec::new();
     for name in &names {
         rows.push(
@@ -225,4 +213,15 @@ pub(super) async fn accept_baseline(
         metric.unwrap_or("every metric")
     );
     Ok(())
+}
+
+/// The one pipeline asked for, or every stored pipeline.
+async fn named_or_all(
+    store: &crate::store::Store,
+    pipeline: Option<String>,
+) -> Result<Vec<String>, Exit> {
+    match pipeline {
+        Some(p) => Ok(vec![p]),
+        None => store.pipelines().await.map_err(|e| Exit::Failure(e.into())),
+    }
 }
