@@ -107,6 +107,11 @@ const FLOORS: [(f64, f64); 6] = [
     (2.0, 0.02),    // latency_p95_ms
 ];
 
+/// Position of a modelled metric in [`BUILTIN_METRICS`].
+fn metric_index(metric: &str) -> Option<usize> {
+    BUILTIN_METRICS.iter().position(|m| *m == metric)
+}
+
 /// Slots of the week: weekday or weekend × working hours or night.
 const SLOTS: usize = 4;
 
@@ -323,7 +328,7 @@ impl PipelineModel {
     /// week once the weekly rhythm is learned), or `None` for a metric that
     /// is not modelled or not seen yet. What an alert calls "the usual".
     pub fn usual(&self, metric: &str, run: &Run, rules: &PipelineRules) -> Option<f64> {
-        let i = BUILTIN_METRICS.iter().position(|m| *m == metric)?;
+        let i = metric_index(metric)?;
         (self.scalers[i].n > 0).then(|| self.expected(self.context(run, rules), i))
     }
 
@@ -470,7 +475,7 @@ impl PipelineModel {
         if abnormal {
             let off: Vec<usize> = deviations
                 .iter()
-                .filter_map(|d| BUILTIN_METRICS.iter().position(|m| *m == d.metric))
+                .filter_map(|d| metric_index(&d.metric))
                 .collect();
             if let Some(new_normal) = self.extend_streak(&deviations, &observed, ctx, rules) {
                 // The streak is long enough: its level is the new normal,
@@ -553,7 +558,7 @@ impl PipelineModel {
         let keys: Vec<(usize, Direction)> = deviations
             .iter()
             .filter_map(|d| {
-                let i = BUILTIN_METRICS.iter().position(|m| *m == d.metric)?;
+                let i = metric_index(&d.metric)?;
                 Some((i, d.direction))
             })
             .collect();
