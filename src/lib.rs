@@ -81,8 +81,10 @@
 //! Slack, Discord, console --(verify, translate)--> chat::ChatEvent --> chatops::ChatService
 //!        (commands answered, decisions stored once per event, audit log)
 //! ValidatedPlan --(ApprovalService::open_request: prepare + dry runs)--> approval request
-//! chat decision --(adapter)--> Vote --(record_vote: approvals::decide)--> Approved
-//!        --> execute: claim each step once --> ExecutorRegistry --> outcome + audit
+//! chat decision --(adapter)--> healing: chat::IdentityLookup (Slack email, approvals.identities)
+//!        --> Vote --(decide_vote: approvals::decide, author by email/login)--> Approved
+//!        --> a task of its own: execute: claim each step once --> ExecutorRegistry --> outcome + audit
+//! detection --(try_send, drop counted)--> incidents --(try_send, drop counted)--> healing
 //! incident opened --(healing: PlanService, ApprovalService)--> plan + Approve/Reject in the thread
 //!        next run --(healing)--> resolved (normal) or not healed → next plan
 //! approved ActionCall --(ExecutorRegistry: describe = dry run, execute once)--> ExecutionOutcome

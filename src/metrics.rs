@@ -35,7 +35,11 @@ pub struct Metrics {
 }
 
 /// Counter families with their help text.
-const COUNTERS: [(&str, &str); 12] = [
+const COUNTERS: [(&str, &str); 13] = [
+    (
+        "pipemedic_handoffs_dropped_total",
+        "Stored runs whose hand-off to the next stage was dropped because its queue was full, by queue (scored: detection to incidents; handled: incidents to healing).",
+    ),
     (
         "pipemedic_healing_total",
         "Steps of the healing loop, by event (plan_offered, approved, rejected, executed, execution_failed, verified, not_healed, recovered_alone, expired, stale, vote_refused, plan_invalid, plan_failed).",
@@ -124,6 +128,16 @@ impl Metrics {
         self.add(
             "pipemedic_poll_errors_total",
             vec![("pipeline", pipeline.into())],
+            1,
+        );
+    }
+
+    /// A hand-off between two background stages was dropped: the queue to
+    /// `queue` was full (the run is stored; nothing upstream waited).
+    pub fn handoff_dropped(&self, queue: &str) {
+        self.add(
+            "pipemedic_handoffs_dropped_total",
+            vec![("queue", queue.into())],
             1,
         );
     }

@@ -20,7 +20,9 @@ use tokio_util::task::TaskTracker;
 use crate::approvals::{ApprovalService, ApprovalSettings};
 use crate::aws::AwsSettings;
 use crate::chat::outbox::OutboxSignal;
-use crate::chat::{ChatEventSink, ChatPlatform, ChatSetupError, ChatState, GroupLookup, Platform};
+use crate::chat::{
+    ChatEventSink, ChatPlatform, ChatSetupError, ChatState, GroupLookup, IdentityLookup, Platform,
+};
 use crate::chatops::ChatService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
@@ -215,6 +217,10 @@ impl Application {
             approvals,
             plan_incidents: loaded.config.planner.plan_incidents,
             groups: GroupLookup::new(platforms.clone()),
+            identities: IdentityLookup::new(
+                platforms.clone(),
+                loaded.config.approvals.identities.clone(),
+            ),
             decisions: decisions_tx,
         });
         let bedrock = match loaded.config.ask.backend {

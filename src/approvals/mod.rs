@@ -11,17 +11,19 @@
 //!
 //! ```text
 //! ValidatedPlan + RequestContext --open_request--> request (pending, dry runs stored)
-//! Vote --record_vote--> decide(policy) --Approved--> execute: claim step -> registry -> outcome
+//! Vote --decide_vote--> decide(policy) --Approved--> (caller's own task) execute: claim step -> registry -> outcome
 //! clock --expire_due--> expired        newer run --supersede--> stale
 //! start / sweep --recover_in_flight--> running steps whose heartbeat went quiet -> unknown (reported)
 //! ```
 
 pub mod policy;
+mod report;
 pub mod service;
 
 pub use policy::{
-    candidate_groups, decide, is_automatic, not_allowed_reason, requirement, ApprovalSettings,
-    Approver, Choice, RequestStatus, RequestView, Requirement, Ruling, StepPolicy, Via, Vote,
+    author_exclusion, candidate_groups, decide, is_automatic, not_allowed_reason, requirement,
+    ApprovalSettings, Approver, Choice, RequestStatus, RequestView, Requirement, Ruling,
+    StepPolicy, Via, Vote,
 };
 pub use service::{
     ApprovalError, ApprovalService, OpenedRequest, RequestContext, StepReport, VoteOutcome,

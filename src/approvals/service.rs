@@ -29,15 +29,14 @@ use serde_json::{json, Value};
 use super::policy::{
     decide, is_automatic, ApprovalSettings, RequestStatus, RequestView, Ruling, StepPolicy, Vote,
 };
+use super::report::{error_detail, report};
 use crate::clock::Clock;
 use crate::plan::ValidatedPlan;
 use crate::remediate::{
     ActionCall, ExecError, ExecutionOutcome, ExecutionStatus, ExecutorRegistry,
 };
 use crate::store::Store;
-use crate::store::{
-    ExecutionState, NewApprovalRequest, NewExecution, StoreError, StoredExecution, WriteTx,
-};
+use crate::store::{ExecutionState, NewApprovalRequest, NewExecution, StoreError, WriteTx};
 
 /// Actor of the audit entries pipemedic writes on its own behalf.
 const SYSTEM_ACTOR: &str = "pipemedic";
@@ -151,86 +150,6 @@ fn new_process_id(now: DateTime<Utc>) -> String {
 
 fn subject(request_id: i64) -> String {
     format!("approval_request:{request_id}")
-}
-
-fn error_detail(e: &ExecError) -> Value {
-    let (status, code) = match e {
-        ExecError::Api { status, code, .. } => (*status, code.clone()),
-        _ => (None, None),
-    };
-    json!({
-        "error": e.to_string(),
-        "class": e.class().as_str(),
-        "retryable": e.retryable(),
-        "retry_after_s": e.retry_after().map(|d| d.as_secs_f64()),
-        "http_status": status,
-        "code": code,
-    })
-}
-
-fn report(e: &StoredExecution) -> StepReport {
-    let outcome = e.outcome.as_ref();
-    let call = outcome
-        .and_then(|o| o.get("call"))
-        .and_then(Value::as_str)
-        .unwrap_or(&e.dry_run)
-        .to_string();
-    let summary = match e.status {
-        ExecutionState::Planned => {
-            "Not run yet (waiting for approval, or for its delay after approval).".to_string()
-        }
-        ExecutionState::Running => format!(
-            "Running (claimed by {}).",
-            e.claimed_by.as_deref().unwrap_or("another process")
-        ),
-        ExecutionState::Succeeded => outcome
-            .and_then(|o| o.get("summary"))
-            .and_then(Value::as_str)
-            .unwrap_or("Succeeded.")
-            .to_string(),
-        ExecutionState::Failed => {
-            if let Some(error) = &e.error {
-                let retryable = outcome
-                    .and_then(|o| o.get("retryable"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                let class = outcome
-                    .and_then(|o| o.get("class"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("permanent");
-                let wait = outcome
-                    .and_then(|o| o.get("retry_after_s"))
-                    .and_then(Value::as_f64)
-                    .map(|s| format!(", after {s}s"))
-                    .unwrap_or_default();
-                if retryable {
-                    format!(
-                        "Failed: {error}. A later attempt may succeed ({class}{wait}); it is not retried automatically."
-                    )
-                } else {
-                    format!("Failed: {error}. Not retried ({class}).")
-                }
-            } else {
-                outcome
-                    .and_then(|o| o.get("summary"))
-                    .and_then(Value::as_str)
-                    .map(|s| format!("Failed: {s}"))
-                    .unwrap_or_else(|| "Failed.".to_string())
-            }
-        }
-        ExecutionState::Unknown => "Unknown: the call was in flight when its process stopped. \
-             Check the pipeline before trying again; it is not re-run automatically."
-            .to_string(),
-        ExecutionState::Skipped => "Not run.".to_string(),
-    };
-    StepReport {
-        request_id: e.request_id,
-        step_no: e.step_no,
-        kind: e.kind.clone(),
-        call,
-        status: e.status,
-        summary,
-    }
 }
 
 impl ApprovalService {
@@ -390,16 +309,62 @@ impl ApprovalService {
         })
     }
 
-    /// Records one decision event and decides it. A redelivered event
-    /// (same platform and event id) is a no-op ([`Ruling::Duplicate`]).
-    /// When the vote completes the approvals, the plan runs before this
-    /// returns. Safe to call concurrently, from several processes.
-    #[tracing::instrument(name = "approvals.vote", skip_all, fields(request_id = request_id, platform = %vote.approver.platform, user = %vote.approver.user, via = vote.via.as_str()))]
+    /// Records one decision event, decides it and, when it completes the
+    /// approvals, runs the plan before returning ([`Self::decide_vote`] then
+    /// [`Self::execute`]). A redelivered event (same platform and event id)
+    /// is a no-op ([`Ruling::Duplicate`]). Safe to call concurrently, from
+    /// several processes.
     pub async fn record_vote(
         &self,
         request_id: i64,
         vote: &Vote,
     ) -> Result<VoteOutcome, ApprovalError> {
+        let mut outcome = self.decide_vote(request_id, vote).await?;
+        if outcome.decision == Ruling::Approved {
+            outcome.steps = self.execute(request_id).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// The emails and logins the commit's author of `request` is known by:
+    /// what the run the request is about recorded (its latest attempt).
+    /// Empty when the run named neither or is no longer stored.
+    pub async fn author_ids(
+        &self,
+        request: &crate::store::StoredRequest,
+    ) -> Result<Vec<String>, ApprovalError> {
+        let run = self
+            .store
+            .latest_attempt(&request.pipeline, &request.run_id)
+            .await?;
+        Ok(run
+            .map(|r| {
+                [r.run.commit_author_email, r.run.commit_author_login]
+                    .into_iter()
+                    .flatten()
+                    .map(|id| id.trim().to_string())
+                    .filter(|id| !id.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Records one decision event and decides it, without running anything:
+    /// when the vote completes the approvals the request is `approved` and
+    /// the caller runs it with [`Self::execute`] (in a task of its own, so
+    /// a long step never holds up whoever handles decisions). A redelivered
+    /// event (same platform and event id) is a no-op ([`Ruling::Duplicate`]).
+    /// Safe to call concurrently, from several processes.
+    #[tracing::instrument(name = "approvals.vote", skip_all, fields(request_id = request_id, platform = %vote.approver.platform, user = %vote.approver.user, via = vote.via.as_str()))]
+    pub async fn decide_vote(
+        &self,
+        request_id: i64,
+        vote: &Vote,
+    ) -> Result<VoteOutcome, ApprovalError> {
+        let author_ids = match self.store.approval_request(request_id).await? {
+            Some(request) => self.author_ids(&request).await?,
+            None => Vec::new(),
+        };
         let now = self.clock.now();
         let mut tx = self.store.begin_write().await?;
         let request = tx
@@ -421,7 +386,7 @@ impl ApprovalService {
         let counted = tx.effective_votes(request_id).await?;
         let decision = decide(
             &self.settings,
-            &RequestView::from(&request),
+            &RequestView::from(&request).with_author_ids(author_ids),
             &counted,
             vote,
             now,
@@ -475,15 +440,10 @@ impl ApprovalService {
         }
         tx.commit().await?;
         tracing::info!(decision = %label, "Ruling recorded.");
-        let steps = if decision == Ruling::Approved {
-            self.execute(request_id).await?
-        } else {
-            self.steps(request_id).await?
-        };
         Ok(VoteOutcome {
             request_id,
             decision,
-            steps,
+            steps: self.steps(request_id).await?,
         })
     }
 

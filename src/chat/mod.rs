@@ -23,11 +23,13 @@ pub mod cards;
 pub mod console;
 pub mod discord;
 pub mod emoji;
+mod identity;
 pub mod outbox;
 pub mod routing;
 pub mod slack;
 
 pub use crate::domain::{Choice, MessageRef, Platform};
+pub use identity::{Identity, IdentityLookup, IDENTITY_TTL};
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -286,6 +288,13 @@ pub trait ChatPlatform: Send + Sync {
         _user: &str,
         _candidates: &[String],
     ) -> Result<Vec<String>, ChatError> {
+        Ok(Vec::new())
+    }
+
+    /// The emails the platform knows `user` by (a Slack profile's email,
+    /// through `users.info`; needs the `users:read.email` scope). Read-only;
+    /// safe to retry. Platforms without emails (Discord) answer none.
+    async fn user_emails(&self, _user: &str) -> Result<Vec<String>, ChatError> {
         Ok(Vec::new())
     }
 }

@@ -247,8 +247,9 @@ fn unknown_keys(
         } else {
             format!("{prefix}.{key}")
         };
-        if path == "approvals.groups" {
-            // Group names are the user's own; their shape is checked by validate().
+        if path == "approvals.groups" || path == "approvals.identities" {
+            // Group names and chat users are the user's own; their shape is
+            // checked by validate().
             continue;
         }
         match known.get(key) {

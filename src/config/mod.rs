@@ -31,8 +31,8 @@ pub use schema::{
     ApprovalsConfig, AskBackend, AskConfig, AwsConfig, AwsEndpoints, ChatConfig, ChatRoute,
     CodePipelineConfig, DefaultRoute, DetectorBackend, DetectorConfig, DiscordConfig, GithubConfig,
     IncidentsConfig, IngestConfig, PlannerBackend, PlannerConfig, RemediateConfig, SecretFiles,
-    ServerConfig, SlackConfig, StoreConfig, APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S,
-    MAX_EXPIRY_MINUTES,
+    ServerConfig, SlackConfig, StoreConfig, UnknownIdentity, APPROVER_MEMBER_PREFIXES,
+    MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES,
 };
 pub use secrets::{Secret, Secrets};
 
@@ -309,6 +309,35 @@ mod tests {
                 "approvals.default_from[0]",
             ]
         );
+    }
+
+    #[test]
+    fn approver_identities_are_read_and_validated() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert_eq!(c.approvals.unknown_identity, UnknownIdentity::Refuse);
+        assert!(c.approvals.identities.is_empty());
+
+        let text = "[approvals]\nunknown_identity = \"allow\"\n[approvals.identities]\n\"discord:123456\" = [\"mona@example.com\", \"octocat\"]\n";
+        let c = from_sources(Some(text), None, &Env::new()).unwrap();
+        assert_eq!(c.approvals.unknown_identity, UnknownIdentity::Allow);
+        assert_eq!(
+            c.approvals.identities["discord:123456"],
+            ["mona@example.com", "octocat"]
+        );
+
+        let text = "[approvals.identities]\n\"U123\" = [\"a@b.c\"]\n\"slack:U1\" = []\n\"discord:9\" = [\"two words\"]\n";
+        let err = from_sources(Some(text), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "approvals.identities.U123",
+                "approvals.identities.discord:9[0]",
+                "approvals.identities.slack:U1",
+            ]
+        );
+        let text = "[approvals]\nunknown_identity = \"maybe\"\n";
+        assert!(from_sources(Some(text), None, &Env::new()).is_err());
     }
 
     #[test]

@@ -438,6 +438,27 @@ pub struct ApprovalsConfig {
     pub commit_author_may_approve: bool,
     /// Whether `approval: none` actions run without anyone (low risk only).
     pub auto_remediation: bool,
+    /// Who a chat user is, for recognising a commit's author: `slack:USER_ID`
+    /// or `discord:USER_ID` (or `console:NAME`) to the person's emails and
+    /// CI logins. Added to what the platform says (a Slack profile's email);
+    /// Discord has no email, so this is how Discord voters are known.
+    pub identities: BTreeMap<String, Vec<String>>,
+    /// What happens to a vote when authors are excluded and the voter's
+    /// identity is unknown (no email from the platform, no `identities`
+    /// entry): `refuse` (the default) or `allow`.
+    pub unknown_identity: UnknownIdentity,
+}
+
+/// What to do with a vote whose voter pipemedic cannot tell apart from the
+/// commit's author.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownIdentity {
+    /// Refuse the vote and say why in the thread (fail closed).
+    #[default]
+    Refuse,
+    /// Count it as if the voter were not the author.
+    Allow,
 }
 
 /// Longest approval window (minutes): one week.
@@ -460,6 +481,8 @@ impl Default for ApprovalsConfig {
             expiry_minutes: 30,
             commit_author_may_approve: false,
             auto_remediation: false,
+            identities: BTreeMap::new(),
+            unknown_identity: UnknownIdentity::Refuse,
         }
     }
 }

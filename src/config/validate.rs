@@ -339,6 +339,38 @@ fn approvals(config: &Config, bad: &mut impl FnMut(&str, String)) {
             );
         }
     }
+    identities(config, bad);
+}
+
+/// `approvals.identities`: `slack:USER`, `discord:USER` or `console:NAME`
+/// to at least one email or login, none blank.
+fn identities(config: &Config, bad: &mut impl FnMut(&str, String)) {
+    for (who, ids) in &config.approvals.identities {
+        let who_ok = ["slack:", "discord:", "console:"].iter().any(|p| {
+            who.strip_prefix(p)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+        });
+        if !who_ok {
+            bad(
+                &format!("approvals.identities.{who}"),
+                format!("{who:?} must be slack:USER_ID, discord:USER_ID or console:NAME"),
+            );
+        }
+        if ids.is_empty() {
+            bad(
+                &format!("approvals.identities.{who}"),
+                "list at least one email or CI login".into(),
+            );
+        }
+        for (i, id) in ids.iter().enumerate() {
+            if id.trim().is_empty() || id.trim().contains(char::is_whitespace) {
+                bad(
+                    &format!("approvals.identities.{who}[{i}]"),
+                    format!("{id:?} must be an email or a login, without spaces"),
+                );
+            }
+        }
+    }
 }
 
 /// The API base URLs of Slack, Discord and GitHub, and the AWS endpoint overrides.

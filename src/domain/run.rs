@@ -174,8 +174,18 @@ pub struct Run {
     pub stage: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// The commit author's name as the CI system shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_author: Option<String>,
+    /// The commit author's email, where the payload has one (used to keep
+    /// authors from approving the fix of their own change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_author_email: Option<String>,
+    /// The CI system's login of the person who pushed or started the run
+    /// (GitHub `triggering_actor`/`actor`, GitLab `user.username`), where
+    /// the payload has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_author_login: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_message: Option<String>,
     #[serde(default = "first_attempt")]
@@ -251,6 +261,8 @@ impl Run {
             stage: None,
             commit: None,
             commit_author: None,
+            commit_author_email: None,
+            commit_author_login: None,
             commit_message: None,
             attempt: 1,
             tests: None,

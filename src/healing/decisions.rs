@@ -1,6 +1,7 @@
 //! Decisions: a stored approve / reject from chat becomes a vote on the
 //! plan's request; a vote that does not count is explained to its author
-//! only, the one that completes the approvals runs the plan once.
+//! only (a vote the commit-author rule refuses is said in the thread too),
+//! the one that completes the approvals starts the plan in a task of its own.
 //! Decisions stored but never acted on are replayed by the sweep.
 
 use super::*;
@@ -129,16 +130,34 @@ impl HealingService {
             .await;
             return Ok(());
         }
+        let settings = self.inner.approvals.settings();
         let mut approver = Approver::new(event.platform.as_str(), &event.user);
+        let view = match request.as_ref() {
+            Some(r) => Some(
+                RequestView::from(r).with_author_ids(self.inner.approvals.author_ids(r).await?),
+            ),
+            None => None,
+        };
+        // Who the person is matters only when authors are excluded and the
+        // run names its author.
+        let author_named = view
+            .as_ref()
+            .is_some_and(|v| v.commit_author.is_some() || !v.author_ids.is_empty());
+        if author_named && !settings.commit_author_may_approve {
+            let identity = self
+                .inner
+                .identities
+                .identity(event.platform, &event.user)
+                .await;
+            if let Some(e) = &identity.lookup_failed {
+                tracing::warn!(incident_id, platform = %event.platform, error = %e, "Cannot look up who a person deciding is; only configured identities count.");
+            }
+            approver.aliases = identity.ids;
+        }
         // Groups matter only for someone not allowed as themselves.
-        let needs_groups = request.as_ref().is_some_and(|r| {
-            not_allowed_reason(
-                &RequestView::from(r),
-                &approver,
-                self.inner.approvals.settings(),
-            )
-            .is_some()
-        });
+        let needs_groups = view
+            .as_ref()
+            .is_some_and(|v| not_allowed_reason(v, &approver, settings).is_some());
         if let Some(request) = request.as_ref().filter(|_| needs_groups) {
             let candidates = candidate_groups(
                 &RequestView::from(request),
@@ -172,14 +191,28 @@ impl HealingService {
             via: event.via,
             at: self.inner.clock.now(),
         };
-        let outcome = self.inner.approvals.record_vote(request_id, &vote).await?;
+        let outcome = self.inner.approvals.decide_vote(request_id, &vote).await?;
         let who = mention(event.platform, &event.user);
         match &outcome.decision {
             Ruling::Duplicate => {}
-            Ruling::NotAllowed { .. }
-            | Ruling::Expired
-            | Ruling::Stale
-            | Ruling::AlreadyDecided { .. } => {
+            Ruling::NotAllowed { .. } => {
+                self.inner.metrics.healing("vote_refused");
+                // The author rule is said in the thread, for everyone to see.
+                let excluded = view
+                    .as_ref()
+                    .and_then(|v| author_exclusion(v, &vote.approver, settings));
+                if let Some(reason) = excluded {
+                    self.say(
+                        incident_id,
+                        "Decision not counted",
+                        Severity::Warning,
+                        format!("{who}'s decision was not counted: {reason}"),
+                    )
+                    .await;
+                }
+                tell(outcome.decision.explain()).await;
+            }
+            Ruling::Expired | Ruling::Stale | Ruling::AlreadyDecided { .. } => {
                 self.inner.metrics.healing("vote_refused");
                 tell(outcome.decision.explain()).await;
             }
@@ -221,8 +254,9 @@ impl HealingService {
                     Some(&format!("approved by {}", approvers.join(", "))),
                 )
                 .await?;
-                self.report_steps(incident_id, request_id, &outcome.steps)
-                    .await?;
+                // The steps run in a task of their own; their report comes
+                // back to the healing task.
+                self.spawn_execution(incident_id, request_id, true);
             }
         }
         Ok(())

@@ -33,17 +33,32 @@
 //! acted on are acted on, and incidents it left between two steps of the
 //! loop are moved on ([`PLANNING_STUCK`]).
 //!
-//! Everything happens on one task, in arrival order, so a decision and a
-//! verifying run never race each other in this process; the store's claims
-//! keep steps exactly-once across processes. This module decides nothing
+//! Runs, decisions and sweeps are handled on one task, in arrival order,
+//! so a decision and a verifying run never race each other in this
+//! process. Approved steps run in tasks of their own (a 300 s `shell`
+//! step never holds up the next run or decision); when they end, their
+//! report comes back to the healing task, which says it in the thread and
+//! moves the incident on. A request runs in at most one task of this
+//! process at a time, and the store's claims (`planned` → `running`,
+//! committed before the call) keep each step exactly-once across tasks
+//! and processes. Handled runs arrive through a bounded queue the
+//! incident service never waits on ([`crate::incidents`]).
+//!
+//! Before a vote on a plan whose run names its author by email or login,
+//! the voter's identity is looked up ([`IdentityLookup`]: the Slack
+//! profile's email, `approvals.identities`); a vote the author rule
+//! refuses (the author, or someone unknown while
+//! `approvals.unknown_identity = "refuse"`) is explained in the thread. This module decides nothing
 //! about who may approve (that is [`crate::approvals::policy`]) and never
 //! calls a chat platform (it queues through [`IncidentService`]).
 //!
 //! By role: `service` (construction, the task, speaking), `verification`
 //! (what a run means), `offer` (plan → request → thread), `decisions`
-//! (votes), `sweep` (expiry, due steps, recovery) and `messages` (text).
+//! (votes), `execution` (approved steps in their own tasks), `sweep`
+//! (expiry, due steps, recovery) and `messages` (text).
 
 mod decisions;
+mod execution;
 mod messages;
 mod offer;
 mod service;
@@ -59,10 +74,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::approvals::{
-    candidate_groups, not_allowed_reason, ApprovalError, ApprovalService, Approver, Choice,
-    RequestContext, RequestStatus, RequestView, Ruling, StepReport, Via, Vote,
+    author_exclusion, candidate_groups, not_allowed_reason, ApprovalError, ApprovalService,
+    Approver, Choice, RequestContext, RequestStatus, RequestView, Ruling, StepReport, Via, Vote,
 };
-use crate::chat::{self, ChatMessage, GroupLookup, Platform, Severity};
+use crate::chat::{self, ChatMessage, GroupLookup, IdentityLookup, Platform, Severity};
 use crate::clock::Clock;
 use crate::domain::{Incident, IncidentStatus, RunStatus, ScoredRun};
 use crate::incidents::{Handled, HandledRun, IncidentError, IncidentService};
@@ -128,7 +143,28 @@ struct Inner {
     plan_incidents: bool,
     /// Who belongs to which chat group, as the adapters say.
     groups: GroupLookup,
+    /// Who a person deciding is (emails, logins).
+    identities: IdentityLookup,
     decisions: mpsc::Sender<DecisionEvent>,
+    /// Requests whose steps a task of this process is running.
+    running: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// Where those tasks report back to the healing task.
+    ran: mpsc::Sender<StepsRan>,
+    ran_rx: std::sync::Mutex<Option<mpsc::Receiver<StepsRan>>>,
+    /// Where execution tasks are tracked (set by `start`).
+    tracker: std::sync::OnceLock<TaskTracker>,
+}
+
+/// An execution task's report to the healing task.
+#[derive(Debug)]
+struct StepsRan {
+    incident_id: i64,
+    request_id: i64,
+    steps: Result<Vec<StepReport>, ApprovalError>,
+    /// Say how the steps stand even when some still wait for their delay
+    /// (after a decision or an automatic offer); a sweep's run reports only
+    /// a finished request.
+    report_unfinished: bool,
 }
 
 /// What the healing service is built from. Start-up makes the channels:
@@ -145,6 +181,9 @@ pub struct HealingParts {
     pub plan_incidents: bool,
     /// Asked which groups a person deciding belongs to.
     pub groups: GroupLookup,
+    /// Asked who a person deciding is (emails and logins), to recognise the
+    /// commit's author.
+    pub identities: IdentityLookup,
     /// Where stored chat decisions are queued for the healing task.
     pub decisions: mpsc::Sender<DecisionEvent>,
 }

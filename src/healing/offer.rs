@@ -109,8 +109,7 @@ impl HealingService {
                 Some("automatic remediation: every step is low risk and needs no approval"),
             )
             .await?;
-            let steps = self.inner.approvals.execute(opened.id).await?;
-            self.report_steps(incident_id, opened.id, &steps).await?;
+            self.spawn_execution(incident_id, opened.id, true);
         } else {
             self.status(incident_id, IncidentStatus::AwaitingApproval, None)
                 .await?;

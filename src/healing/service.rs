@@ -16,8 +16,10 @@ impl HealingService {
             approvals,
             plan_incidents,
             groups,
+            identities,
             decisions,
         } = parts;
+        let (ran, ran_rx) = mpsc::channel(QUEUE);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -28,7 +30,12 @@ impl HealingService {
                 approvals,
                 plan_incidents,
                 groups,
+                identities,
                 decisions,
+                running: std::sync::Mutex::default(),
+                ran,
+                ran_rx: std::sync::Mutex::new(Some(ran_rx)),
+                tracker: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -45,8 +52,10 @@ impl HealingService {
     }
 
     /// Runs the healing task until `shutdown` (call once): first sweeps
-    /// (which recovers what a stopped process left), then handles runs and
-    /// decisions in order and sweeps again every [`SWEEP_EVERY`].
+    /// (which recovers what a stopped process left), then handles runs,
+    /// decisions and the reports of execution tasks in order and sweeps
+    /// again every [`SWEEP_EVERY`]. Execution tasks are tracked by
+    /// `tracker`.
     pub fn start(
         &self,
         mut runs: mpsc::Receiver<HandledRun>,
@@ -56,6 +65,11 @@ impl HealingService {
     ) {
         let service = self.clone();
         let shutdown = shutdown.clone();
+        let _ = self.inner.tracker.set(tracker.clone());
+        let mut ran = match self.inner.ran_rx.lock() {
+            Ok(mut rx) => rx.take(),
+            Err(_) => None,
+        };
         tracker.spawn(async move {
             let mut sweep = tokio::time::interval(SWEEP_EVERY);
             sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -76,6 +90,14 @@ impl HealingService {
                     Some(event) = decisions.recv() => {
                         if let Err(e) = service.handle_decision(&event).await {
                             service.failed("decision", &e);
+                        }
+                    }
+                    Some(done) = async { match ran.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    } } => {
+                        if let Err(e) = service.on_steps_ran(done).await {
+                            service.failed("steps", &e);
                         }
                     }
                     _ = sweep.tick() => {

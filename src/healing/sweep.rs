@@ -5,8 +5,8 @@
 use super::*;
 
 impl HealingService {
-    /// Expires plans nobody approved in time and runs delayed steps that
-    /// are due, saying so in their threads.
+    /// Expires plans nobody approved in time and starts delayed steps that
+    /// are due (in tasks of their own), saying so in their threads.
     pub async fn sweep(&self) -> Result<(), HealingError> {
         self.recover().await?;
         for id in self.inner.approvals.expire_due().await? {
@@ -25,21 +25,16 @@ impl HealingService {
                 }
             }
         }
+        // Delayed steps that are due, and requests approved just before
+        // their process stopped: each in a task of its own.
         for id in self.inner.store.approved_request_ids().await? {
-            let steps = self.inner.approvals.execute(id).await?;
-            let finished = self
-                .inner
-                .store
-                .approval_request(id)
-                .await?
-                .is_some_and(|r| matches!(r.status, RequestStatus::Done | RequestStatus::Failed));
-            if !finished {
+            if self.is_running(id) {
                 continue;
             }
             let Some(incident_id) = self.incident_of_request(id).await? else {
                 continue;
             };
-            self.report_finished(incident_id, id, &steps).await?;
+            self.spawn_execution(incident_id, id, false);
         }
         self.reconcile().await
     }

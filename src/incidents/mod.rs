@@ -338,9 +338,20 @@ impl IncidentService {
         Ok(Handled::Opened(id))
     }
 
+    /// Hands a handled run to healing without waiting: when its queue is
+    /// full the hand-off is dropped and counted
+    /// (`pipemedic_handoffs_dropped_total{queue="handled"}`), so healing
+    /// never holds up incidents, scoring or ingest.
     async fn forward(&self, handled: HandledRun) {
-        if self.inner.next.send(handled).await.is_err() {
-            tracing::debug!("Nobody receives handled runs any more.");
+        match self.inner.next.try_send(handled) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(handled)) => {
+                self.inner.metrics.handoff_dropped("handled");
+                tracing::warn!(pipeline = %handled.scored.run.pipeline, run_id = %handled.scored.run.run_id, "The healing queue is full; handled run not handed on.");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!("Nobody receives handled runs any more.");
+            }
         }
     }
 

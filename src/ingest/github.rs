@@ -16,7 +16,7 @@
 
 use crate::domain::{Run, RunStatus, StageTiming};
 
-use super::payload::{parse_json, AdapterError, Obj};
+use super::payload::{email_of, parse_json, AdapterError, Obj};
 
 /// What one GitHub delivery means to pipemedic (shared with GitLab).
 pub use super::payload::WebhookEvent as GithubEvent;
@@ -123,6 +123,19 @@ fn parse_workflow_run(root: Obj<'_>) -> Result<GithubEvent, AdapterError> {
                 Some(name) => Some(name.to_string()),
                 None => author.opt_str("email")?.map(str::to_string),
             };
+            run.commit_author_email = email_of(author)?;
+        }
+    }
+    // Who pushed or started the run: the one who re-ran it, else the actor.
+    for key in ["triggering_actor", "actor"] {
+        if let Some(actor) = wr.opt_obj(key)? {
+            if let Some(login) = actor.obj().opt_str("login")? {
+                let login = login.trim();
+                if !login.is_empty() {
+                    run.commit_author_login = Some(login.to_string());
+                    break;
+                }
+            }
         }
     }
     run.url = wr.opt_str("html_url")?.map(str::to_string);
@@ -200,6 +213,9 @@ mod tests {
             Some("a1b2c3d4e5f60718293a4b5c6d7e8f9012345678")
         );
         assert_eq!(run.commit_author.as_deref(), Some("Mona Lisa"));
+        // The identity approvals match against: the email and the login.
+        assert_eq!(run.commit_author_email.as_deref(), Some("mona@example.com"));
+        assert_eq!(run.commit_author_login.as_deref(), Some("octocat"));
         assert_eq!(
             run.commit_message.as_deref(),
             Some("Retry payments client on 503\n\nThe upstream returns 503 during deploys.")

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use crate::domain::{Run, RunStatus, StageTiming};
 
-use super::payload::{parse_json, sort_stages, AdapterError, Obj};
+use super::payload::{email_of, parse_json, sort_stages, AdapterError, Obj};
 
 /// What one GitLab delivery means to pipemedic (shared with GitHub).
 pub use super::payload::WebhookEvent as GitlabEvent;
@@ -108,6 +108,19 @@ fn parse_pipeline(root: Obj<'_>) -> Result<GitlabEvent, AdapterError> {
                 Some(name) => Some(name.to_string()),
                 None => author.opt_str("email")?.map(str::to_string),
             };
+            run.commit_author_email = email_of(author)?;
+        }
+    }
+    // The user who pushed or started the pipeline.
+    if let Some(user) = root.opt_obj("user")? {
+        let user = user.obj();
+        run.commit_author_login = user
+            .opt_str("username")?
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string);
+        if run.commit_author_email.is_none() {
+            run.commit_author_email = email_of(user)?;
         }
     }
 
@@ -232,6 +245,10 @@ mod tests {
             Some("Pin the payments client timeout")
         );
         assert_eq!(run.commit_author.as_deref(), Some("User"));
+        // The identity approvals match against: the commit's email (the
+        // user's is `[REDACTED]`) and the user who started the pipeline.
+        assert_eq!(run.commit_author_email.as_deref(), Some("user@gitlab.com"));
+        assert_eq!(run.commit_author_login.as_deref(), Some("root"));
         assert_eq!(
             run.url.as_deref(),
             Some("https://gitlab.example.com/gitlab-org/gitlab-test/-/pipelines/31")

@@ -392,11 +392,23 @@ pub fn merge_update(stored: Option<&Run>, incoming: Run) -> Run {
     base
 }
 
+/// The `email` of a CI payload's person object, when it is an address
+/// (GitLab sends `[REDACTED]` when the user hides it): trimmed, kept only
+/// with one `@` and something on each side.
+pub(crate) fn email_of(person: Obj<'_>) -> Result<Option<String>, AdapterError> {
+    Ok(person.opt_str("email")?.map(str::trim).and_then(|e| {
+        let (local, domain) = e.split_once('@')?;
+        (!local.is_empty() && !domain.is_empty() && !domain.contains('@')).then(|| e.to_string())
+    }))
+}
+
 /// The optional fields of a run, used to fill gaps in a newer delivery.
 struct Optional {
     started_at: Option<DateTime<Utc>>,
     commit: Option<String>,
     commit_author: Option<String>,
+    commit_author_email: Option<String>,
+    commit_author_login: Option<String>,
     commit_message: Option<String>,
     tests: Option<crate::domain::TestCounts>,
     resources: Option<crate::domain::ResourceMetrics>,
@@ -412,6 +424,8 @@ fn optional_of(run: &Run) -> Optional {
         started_at: run.started_at,
         commit: run.commit.clone(),
         commit_author: run.commit_author.clone(),
+        commit_author_email: run.commit_author_email.clone(),
+        commit_author_login: run.commit_author_login.clone(),
         commit_message: run.commit_message.clone(),
         tests: run.tests,
         resources: run.resources,
@@ -427,6 +441,8 @@ fn fill_missing(run: &mut Run, from: Optional) {
     run.started_at = run.started_at.or(from.started_at);
     run.commit = run.commit.take().or(from.commit);
     run.commit_author = run.commit_author.take().or(from.commit_author);
+    run.commit_author_email = run.commit_author_email.take().or(from.commit_author_email);
+    run.commit_author_login = run.commit_author_login.take().or(from.commit_author_login);
     run.commit_message = run.commit_message.take().or(from.commit_message);
     run.tests = run.tests.or(from.tests);
     run.resources = run.resources.or(from.resources);

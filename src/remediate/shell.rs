@@ -5,7 +5,8 @@
 //! program, looked up on the allowed `PATH`), `timeout_s` (at most
 //! `remediate.shell_timeout_s`, its default). The process starts with an
 //! empty environment plus only the variables named in
-//! `remediate.shell_env_allowlist` (values from pipemedic's environment),
+//! `remediate.shell_env_allowlist` (values from pipemedic's environment;
+//! when the playbook gives `env`, only those of them it names),
 //! stdin closed, in a process group of its own: when the timeout is
 //! reached the whole group is killed (children it started too), and
 //! whatever it left running in the background is killed when it ends.
@@ -101,11 +102,18 @@ struct ShellParams {
     argv: Vec<String>,
     #[serde(default)]
     timeout_s: Option<u64>,
+    /// The variables the playbook passes through (its `env`, `[]` by
+    /// default): only those of them `remediate.shell_env_allowlist` allows.
+    /// Absent: every allowlisted variable.
+    #[serde(default)]
+    env: Option<Vec<String>>,
 }
 
 struct Request {
     argv: Vec<String>,
     timeout: Duration,
+    /// The variables the process gets.
+    env: Vec<(String, String)>,
 }
 
 /// Reads `reader` to its end, keeping at most `cap` bytes; returns them and
@@ -165,14 +173,22 @@ impl ShellExecutor {
                 ))
             }
         };
+        let env = self
+            .settings
+            .env
+            .iter()
+            .filter(|(k, _)| p.env.as_ref().is_none_or(|names| names.contains(k)))
+            .cloned()
+            .collect();
         Ok(Request {
             argv: p.argv,
             timeout,
+            env,
         })
     }
 
     fn render(&self, request: &Request) -> String {
-        let env: Vec<&str> = self.settings.env.iter().map(|(k, _)| k.as_str()).collect();
+        let env: Vec<&str> = request.env.iter().map(|(k, _)| k.as_str()).collect();
         format!(
             "exec {} (env: {}; timeout: {}s)",
             json!(request.argv),
@@ -204,7 +220,7 @@ impl super::Executor for ShellExecutor {
         command
             .args(&request.argv[1..])
             .env_clear()
-            .envs(self.settings.env.iter().map(|(k, v)| (k, v)))
+            .envs(request.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -329,6 +345,20 @@ mod tests {
         assert_eq!(
             bare.describe(&call(json!({"argv": ["true"]}))).unwrap(),
             r#"exec ["true"] (env: none; timeout: 300s)"#
+        );
+        // A playbook's `env` (its default is `[]`) is accepted and narrows
+        // the allowlisted variables to those it names.
+        assert_eq!(
+            e.describe(&call(
+                json!({"argv": ["/bin/true"], "timeout_s": 300, "env": []})
+            ))
+            .unwrap(),
+            r#"exec ["/bin/true"] (env: none; timeout: 300s)"#
+        );
+        assert_eq!(
+            e.describe(&call(json!({"argv": ["true"], "env": ["PATH", "SECRET"]})))
+                .unwrap(),
+            r#"exec ["true"] (env: PATH; timeout: 300s)"#
         );
     }
 

@@ -95,8 +95,10 @@ impl DetectionService {
     /// Starts the shard tasks (needs a Tokio runtime). They stop when every
     /// handle is dropped, saving their models first.
     ///
-    /// Every scored run is also sent to `scored` (the incident flow), in the
-    /// order it was scored.
+    /// Every scored run is also handed to `scored` (the incident flow), in
+    /// the order it was scored, without waiting: when that queue is full the
+    /// hand-off is dropped and counted (`pipemedic_handoffs_dropped_total`),
+    /// so a slow incident flow never holds up scoring or ingest.
     pub fn start(
         store: Store,
         metrics: Arc<Metrics>,
@@ -291,10 +293,19 @@ async fn shard(
                                     run: (*run).clone(),
                                     verdict: verdict.clone(),
                                 };
-                                if scored.send(event).await.is_err() {
-                                    tracing::warn!(
-                                        "The incident flow has stopped; scored run not handed on."
-                                    );
+                                // Never waits: a full incident queue must not
+                                // hold up scoring, and through it ingest.
+                                match scored.try_send(event) {
+                                    Ok(()) => {}
+                                    Err(mpsc::error::TrySendError::Full(event)) => {
+                                        metrics.handoff_dropped("scored");
+                                        tracing::warn!(pipeline = %event.run.pipeline, run_id = %event.run.run_id, "The incident queue is full; scored run not handed on (stored with its verdict).");
+                                    }
+                                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                                        tracing::warn!(
+                                            "The incident flow has stopped; scored run not handed on."
+                                        );
+                                    }
                                 }
                             }
                             if let Some(reply) = reply {

@@ -140,6 +140,8 @@ struct FakeState {
     next_id: u64,
     /// Operations whose next call is answered late.
     delays: Vec<(String, std::time::Duration)>,
+    /// Operations whose next call waits until its gate is opened.
+    holds: Vec<(String, Arc<tokio::sync::Notify>)>,
 }
 
 /// The running fake; stops when dropped.
@@ -254,6 +256,14 @@ impl FakeCodePipeline {
     /// two pollers, or to test timeouts).
     pub fn delay_next(&self, operation: &str, delay: std::time::Duration) {
         self.state().delays.push((operation.into(), delay));
+    }
+
+    /// The next call of `operation` waits until the returned gate is
+    /// opened (`notify_one`), so a test controls when it ends.
+    pub fn hold_next(&self, operation: &str) -> Arc<tokio::sync::Notify> {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        self.state().holds.push((operation.into(), gate.clone()));
+        gate
     }
 
     /// Every request received, in order.
@@ -442,6 +452,14 @@ async fn handle(
     };
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
+    }
+    let gate = {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let i = state.holds.iter().position(|(op, _)| *op == operation);
+        i.map(|i| state.holds.remove(i).1)
+    };
+    if let Some(gate) = gate {
+        gate.notified().await;
     }
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     state.calls.push(Call {

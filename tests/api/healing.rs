@@ -24,18 +24,18 @@ use crate::incidents::{
 use crate::on_both_databases;
 
 const CP_FAILED: &str = include_str!("../fixtures/aws/codepipeline-failed-execution.json");
-const EXECUTION: &str = "3137f7cb-7cf7-4f0f-8b0c-5e0a1c2d3e4f";
-const APPROVER_SLACK: &str = "U0APPROVER";
-const INTRUDER_SLACK: &str = "U0INTRUDER";
-const APPROVER_DISCORD: &str = "222222222222222222";
-const INTRUDER_DISCORD: &str = "333333333333333333";
+pub(crate) const EXECUTION: &str = "3137f7cb-7cf7-4f0f-8b0c-5e0a1c2d3e4f";
+pub(crate) const APPROVER_SLACK: &str = "U0APPROVER";
+pub(crate) const INTRUDER_SLACK: &str = "U0INTRUDER";
+pub(crate) const APPROVER_DISCORD: &str = "222222222222222222";
+pub(crate) const INTRUDER_DISCORD: &str = "333333333333333333";
 /// The Slack user group and the Discord role of the SRE team.
 const SRE_USERGROUP: &str = "S0SRE";
 const SRE_ROLE: &str = "444444444444444444";
 
 /// A team playbook: a failed test stage is retried (failed actions only),
 /// with one approval from the SRE group.
-const PLAYBOOK: &str = r#"---
+pub(crate) const PLAYBOOK: &str = r#"---
 id: failed-test-stage
 title: Retry a failed test stage
 when:
@@ -54,21 +54,21 @@ Most failed test stages on this team's pipelines are infrastructure noise;
 one retry of the failed actions settles it.
 "#;
 
-struct Loop {
-    h: ChatHarness,
-    bedrock: FakeBedrock,
-    codepipeline: FakeCodePipeline,
+pub(crate) struct Loop {
+    pub(crate) h: ChatHarness,
+    pub(crate) bedrock: FakeBedrock,
+    pub(crate) codepipeline: FakeCodePipeline,
     _playbooks: tempfile::TempDir,
 }
 
-async fn loop_app(db: Db) -> Option<Loop> {
+pub(crate) async fn loop_app(db: Db) -> Option<Loop> {
     loop_app_with(db, PLAYBOOK, |_| {}).await
 }
 
 /// The app with `playbook` as the team's only playbook, Bedrock and
 /// CodePipeline pointed at their stand-ins, planning on, and `slack:` /
 /// `discord:` approvers in the `sre` group.
-async fn loop_app_with(
+pub(crate) async fn loop_app_with(
     db: Db,
     playbook: &str,
     adjust: impl FnOnce(&mut pipemedic::config::Config),
@@ -108,14 +108,18 @@ async fn loop_app_with(
 
 /// The `i`-th normal run of `pipeline` through the generic API, every two
 /// hours up to 2026-11-20 08:00.
-fn normal_run(pipeline: &str, run_id: &str, start: chrono::DateTime<chrono::Utc>) -> Value {
+pub(crate) fn normal_run(
+    pipeline: &str,
+    run_id: &str,
+    start: chrono::DateTime<chrono::Utc>,
+) -> Value {
     let end = start + chrono::Duration::seconds(120 + (run_id.len() as i64 % 7));
     json!({"pipeline": pipeline, "run_id": run_id, "status": "succeeded",
            "started_at": start.to_rfc3339(), "finished_at": end.to_rfc3339(),
            "commit": format!("c-{run_id}")})
 }
 
-async fn history(app: &TestApp, pipeline: &str) {
+pub(crate) async fn history(app: &TestApp, pipeline: &str) {
     let last: chrono::DateTime<chrono::Utc> = "2026-11-20T08:00:00Z".parse().unwrap();
     let runs: Vec<Value> = (0..100)
         .map(|i| {
@@ -138,7 +142,7 @@ async fn failed_execution(app: &TestApp, pipeline: &str) {
 }
 
 /// The same failure as execution `id`, starting at `hour`:00 that day.
-async fn failed_execution_at(app: &TestApp, pipeline: &str, id: &str, hour: u32) {
+pub(crate) async fn failed_execution_at(app: &TestApp, pipeline: &str, id: &str, hour: u32) {
     let text = CP_FAILED
         .replace("checkout-service", pipeline)
         .replace(EXECUTION, id)
@@ -158,7 +162,7 @@ async fn failed_execution_at(app: &TestApp, pipeline: &str, id: &str, hour: u32)
     }
 }
 
-fn model_plan() -> Value {
+pub(crate) fn model_plan() -> Value {
     json!({"summary": "The Test stage failed; retry its failed actions.",
            "suspected_cause": "The unit test action failed after an unusually long run.",
            "confidence": 0.7, "risk": "low",
@@ -166,11 +170,11 @@ fn model_plan() -> Value {
                       "why": "A retry of the failed actions usually clears this."}]})
 }
 
-async fn status_of(app: &TestApp, id: i64) -> IncidentStatus {
+pub(crate) async fn status_of(app: &TestApp, id: i64) -> IncidentStatus {
     app.store.incident(id).await.unwrap().unwrap().status
 }
 
-async fn wait_for_status(app: &TestApp, id: i64, want: IncidentStatus) {
+pub(crate) async fn wait_for_status(app: &TestApp, id: i64, want: IncidentStatus) {
     for _ in 0..750 {
         if status_of(app, id).await == want {
             return;
@@ -184,7 +188,7 @@ async fn wait_for_status(app: &TestApp, id: i64, want: IncidentStatus) {
 }
 
 /// The id of `pipeline`'s incident, once there is one.
-async fn incident_of(app: &TestApp, pipeline: &str) -> i64 {
+pub(crate) async fn incident_of(app: &TestApp, pipeline: &str) -> i64 {
     for _ in 0..750 {
         if let Some(i) = app
             .store
@@ -202,7 +206,7 @@ async fn incident_of(app: &TestApp, pipeline: &str) -> i64 {
 
 /// The failed execution as the CodePipeline stand-in knows it (the Test
 /// stage failed), so fixes can act on it.
-fn known_failed_execution(l: &Loop, pipeline: &str) {
+pub(crate) fn known_failed_execution(l: &Loop, pipeline: &str) {
     l.codepipeline.add_execution(
         pipeline,
         ExecutionSpec::new(EXECUTION, "Failed", "2026-11-20T10:00:00Z".parse().unwrap())
@@ -213,7 +217,7 @@ fn known_failed_execution(l: &Loop, pipeline: &str) {
 }
 
 /// Up to the plan offered in the thread: returns the incident id.
-async fn until_plan_offered(l: &Loop, pipeline: &str) -> i64 {
+pub(crate) async fn until_plan_offered(l: &Loop, pipeline: &str) -> i64 {
     let app = &l.h.app;
     known_failed_execution(l, pipeline);
     l.bedrock.reply_with_tool(model_plan());
@@ -237,7 +241,7 @@ async fn until_plan_offered(l: &Loop, pipeline: &str) -> i64 {
 }
 
 /// Exactly one retry of the failed execution's Test stage.
-fn assert_one_retry(l: &Loop, pipeline: &str) {
+pub(crate) fn assert_one_retry(l: &Loop, pipeline: &str) {
     let retries = l.codepipeline.calls_of("RetryStageExecution");
     assert_eq!(retries.len(), 1, "{retries:?}");
     assert_eq!(retries[0]["pipelineName"], pipeline);
@@ -464,7 +468,7 @@ async fn slack_approval_heals_a_codepipeline_failure(db: Db) {
 }
 
 /// A signed Discord button press under `message_id` by `user`.
-async fn discord_button(
+pub(crate) async fn discord_button(
     app: &TestApp,
     interaction_id: &str,
     message_id: &str,
@@ -578,7 +582,7 @@ async fn discord_approval_heals_a_codepipeline_failure(db: Db) {
 }
 
 /// The `n`-th plan card (1-based) posted in Slack, once it is there.
-async fn slack_plan(l: &Loop, n: usize) -> String {
+pub(crate) async fn slack_plan(l: &Loop, n: usize) -> String {
     let mut ts = String::new();
     wait_until("a plan card in Slack", || {
         let plans: Vec<String> = l
@@ -604,7 +608,7 @@ async fn slack_plan(l: &Loop, n: usize) -> String {
 
 /// Waits until pipemedic has recorded `ts` as sent (the platform saw the
 /// message a moment before pipemedic learned its id).
-async fn recorded_as_sent(app: &TestApp, platform: &str, channel: &str, ts: &str) {
+pub(crate) async fn recorded_as_sent(app: &TestApp, platform: &str, channel: &str, ts: &str) {
     for _ in 0..750 {
         if app
             .store
@@ -620,7 +624,7 @@ async fn recorded_as_sent(app: &TestApp, platform: &str, channel: &str, ts: &str
     panic!("message {ts} never recorded as sent");
 }
 
-async fn react(app: &TestApp, event_id: &str, user: &str, ts: &str) {
+pub(crate) async fn react(app: &TestApp, event_id: &str, user: &str, ts: &str) {
     let res = slack_post(
         app,
         "/slack/events",
@@ -645,7 +649,7 @@ async fn explained(l: &Loop, user: &str, needle: &str) {
     .await;
 }
 
-fn thread_says(l: &Loop, needle: &str) -> bool {
+pub(crate) fn thread_says(l: &Loop, needle: &str) -> bool {
     l.h.slack
         .messages(SLACK_CHANNEL)
         .iter()

@@ -86,6 +86,9 @@ struct SlackState {
     tokens: Vec<String>,
     /// User group id → member user ids (`usergroups.users.list`).
     usergroups: std::collections::BTreeMap<String, Vec<String>>,
+    /// User id → profile email (`users.info`); users not here exist
+    /// without an email.
+    emails: std::collections::BTreeMap<String, String>,
 }
 
 /// The running fake; stops when dropped.
@@ -133,6 +136,15 @@ impl FakeSlack {
             group.to_string(),
             users.iter().map(|u| (*u).to_string()).collect(),
         );
+    }
+
+    /// Gives `user` a profile email (`users.info` answers with it).
+    pub fn set_email(&self, user: &str, email: &str) {
+        self.state
+            .lock()
+            .expect("state")
+            .emails
+            .insert(user.to_string(), email.to_string());
     }
 
     /// The value for `slack.api_url`.
@@ -293,6 +305,20 @@ async fn api(
         "usergroups.users.list" => match text(&p, "usergroup").and_then(|g| s.usergroups.get(&g)) {
             Some(users) => ok(json!({ "users": users })),
             None => slack_error("no_such_subteam"),
+        },
+        "users.info" => match text(&p, "user") {
+            Some(user) => {
+                let mut profile =
+                    json!({"real_name": format!("Person {user}"), "display_name": user});
+                if let Some(email) = s.emails.get(&user) {
+                    profile["email"] = json!(email);
+                }
+                ok(
+                    json!({"user": {"id": user, "team_id": "T0FAKE", "name": user.to_lowercase(),
+                                   "deleted": false, "profile": profile}}),
+                )
+            }
+            None => slack_error("user_not_found"),
         },
         "auth.test" => ok(json!({
             "url": "https://pipemedic-test.slack.com/", "team": "pipemedic test",

@@ -21,7 +21,13 @@
 //!   and when that is empty too, anyone who can see the plan.
 //! - A person is `platform:user`; voting twice counts once.
 //! - Unless `approvals.commit_author_may_approve`, the commit's author may
-//!   neither approve nor reject.
+//!   neither approve nor reject. The author is known by the run's commit
+//!   email and CI login ([`RequestView::author_ids`]); the voter by the
+//!   emails and logins the chat lookup found ([`Approver::aliases`]: the
+//!   Slack profile's email, `approvals.identities`). They match ignoring
+//!   case. When the run names an email or login and the voter's identity
+//!   is unknown, the vote is refused unless `approvals.unknown_identity`
+//!   is `allow` ([`author_exclusion`]).
 //! - Any reject from an allowed person rejects the request.
 //! - `approval: none` runs without anyone only when
 //!   `approvals.auto_remediation` is on and every step is low risk;
@@ -33,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::config::ApprovalsConfig;
+use crate::config::{ApprovalsConfig, UnknownIdentity};
 pub use crate::domain::{
     ApprovalPolicy, Approver, Choice, RequestStatus, Risk, StepPolicy, Via, Vote,
 };
@@ -49,6 +55,9 @@ pub struct ApprovalSettings {
     pub expiry: Duration,
     pub commit_author_may_approve: bool,
     pub auto_remediation: bool,
+    /// What a vote of someone whose identity is unknown does when authors
+    /// are excluded.
+    pub unknown_identity: UnknownIdentity,
 }
 
 impl ApprovalSettings {
@@ -60,6 +69,7 @@ impl ApprovalSettings {
             expiry: Duration::minutes(minutes),
             commit_author_may_approve: config.commit_author_may_approve,
             auto_remediation: config.auto_remediation,
+            unknown_identity: config.unknown_identity,
         }
     }
 }
@@ -77,7 +87,19 @@ pub struct RequestView {
     pub steps: Vec<StepPolicy>,
     /// The author of the commit the run built, as the CI system named them.
     pub commit_author: Option<String>,
+    /// Who the author is, to match voters against: the commit's email and
+    /// the CI login of the person who pushed or started the run, as the run
+    /// recorded them (empty when the payload had neither).
+    pub author_ids: Vec<String>,
     pub expires_at: DateTime<Utc>,
+}
+
+impl RequestView {
+    /// The same view knowing the author by these emails and logins.
+    pub fn with_author_ids(mut self, ids: Vec<String>) -> Self {
+        self.author_ids = ids;
+        self
+    }
 }
 
 impl From<&crate::store::StoredRequest> for RequestView {
@@ -86,6 +108,7 @@ impl From<&crate::store::StoredRequest> for RequestView {
             status: request.status,
             steps: request.steps.clone(),
             commit_author: request.commit_author.clone(),
+            author_ids: Vec::new(),
             expires_at: request.expires_at,
         }
     }
@@ -239,18 +262,49 @@ fn is_member(from: &[String], approver: &Approver, settings: &ApprovalSettings) 
     from.is_empty() || from.iter().any(|e| matches_entry(e, approver, settings))
 }
 
-/// Whether `approver` wrote the commit: the author matches the user id,
-/// `platform:user` or one of the person's aliases, ignoring case.
-fn is_commit_author(author: Option<&str>, approver: &Approver) -> bool {
-    author.map(str::trim).is_some_and(|a| {
-        !a.is_empty()
-            && (a.eq_ignore_ascii_case(&approver.user)
-                || a.eq_ignore_ascii_case(&approver.key())
-                || approver
-                    .aliases
-                    .iter()
-                    .any(|x| a.eq_ignore_ascii_case(x.trim())))
-    })
+/// Whether `approver` wrote the commit: one of the author's names (the
+/// CI's name, email, login) matches the user id, `platform:user` or one of
+/// the person's emails and logins, ignoring case.
+fn is_commit_author(request: &RequestView, approver: &Approver) -> bool {
+    let own = [approver.user.clone(), approver.key()];
+    request
+        .commit_author
+        .iter()
+        .chain(&request.author_ids)
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+        .any(|a| {
+            own.iter()
+                .chain(&approver.aliases)
+                .any(|x| a.eq_ignore_ascii_case(x.trim()))
+        })
+}
+
+/// Why the commit's author rule keeps `approver` from deciding, if it
+/// does: they are the author, or the run names the author by email or
+/// login, the voter's identity is unknown (no alias) and
+/// `approvals.unknown_identity` is `refuse`. None when authors may approve.
+pub fn author_exclusion(
+    request: &RequestView,
+    approver: &Approver,
+    settings: &ApprovalSettings,
+) -> Option<String> {
+    if settings.commit_author_may_approve {
+        return None;
+    }
+    if is_commit_author(request, approver) {
+        return Some("the author of the commit cannot approve or reject its remediation.".into());
+    }
+    let author_known = request.author_ids.iter().any(|a| !a.trim().is_empty());
+    let voter_unknown = approver.aliases.iter().all(|a| a.trim().is_empty());
+    if author_known && voter_unknown && settings.unknown_identity == UnknownIdentity::Refuse {
+        return Some(format!(
+            "pipemedic could not tell who {} is (no email from {} and no approvals.identities entry), so it cannot rule out that they wrote the commit; the decision was not counted.",
+            approver.key(),
+            approver.platform
+        ));
+    }
+    None
 }
 
 /// Why `approver` may not decide on this request, if they may not.
@@ -259,10 +313,8 @@ pub fn not_allowed_reason(
     approver: &Approver,
     settings: &ApprovalSettings,
 ) -> Option<String> {
-    if !settings.commit_author_may_approve
-        && is_commit_author(request.commit_author.as_deref(), approver)
-    {
-        return Some("the author of the commit cannot approve or reject its remediation.".into());
+    if let Some(reason) = author_exclusion(request, approver, settings) {
+        return Some(reason);
     }
     let mut wanted = BTreeSet::new();
     for step in &request.steps {

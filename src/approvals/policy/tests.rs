@@ -49,6 +49,7 @@ fn request(steps: Vec<StepPolicy>) -> RequestView {
         status: RequestStatus::Pending,
         steps,
         commit_author: Some("alice".into()),
+        author_ids: Vec::new(),
         expires_at: now() + Duration::minutes(30),
     }
 }
@@ -468,4 +469,95 @@ fn settings_come_from_the_configuration() {
     assert_eq!(s.expiry, Duration::minutes(30));
     assert!(!s.commit_author_may_approve);
     assert!(!s.auto_remediation);
+}
+
+/// A request about a run whose payload named its author as GitHub does:
+/// "Mona Lisa" <mona@example.com>, pushed by `octocat`.
+fn github_request() -> RequestView {
+    let mut r = request(vec![step(1, Risk::Low, from(1, &[]))]);
+    r.commit_author = Some("Mona Lisa".into());
+    r.author_ids = vec!["mona@example.com".into(), "octocat".into()];
+    r
+}
+
+fn known(user: &str, ids: &[&str]) -> Vote {
+    let mut v = approve(user);
+    v.approver = v.approver.with_aliases(ids);
+    v
+}
+
+#[test]
+fn the_author_is_recognised_by_email_or_login_not_by_display_name() {
+    let r = github_request();
+    let s = ApprovalSettings::default();
+    // The Slack user id never equals the display name; the email does.
+    for own in [
+        &["MONA@example.com"][..],
+        &["octocat"],
+        &["mona@work.example", "OctoCat"],
+    ] {
+        match decide(&s, &r, &[], &known("U0MONA", own), now()) {
+            Ruling::NotAllowed { reason } => assert!(reason.contains("author"), "{reason}"),
+            other => panic!("{own:?}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        decide(&s, &r, &[], &known("U0DANA", &["dana@example.com"]), now()),
+        Ruling::Approved
+    );
+    assert!(author_exclusion(&r, &known("U0DANA", &["dana@example.com"]).approver, &s).is_none());
+}
+
+#[test]
+fn an_unknown_voter_is_refused_when_the_author_is_known_unless_allowed() {
+    let r = github_request();
+    let mut s = ApprovalSettings::default();
+    match decide(&s, &r, &[], &approve("U0NOBODY"), now()) {
+        Ruling::NotAllowed { reason } => {
+            assert!(
+                reason.contains("could not tell who slack:U0NOBODY is"),
+                "{reason}"
+            );
+            assert!(reason.contains("approvals.identities"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An earlier vote of someone unknown does not count either.
+    assert_eq!(
+        decide(
+            &s,
+            &request(vec![step(1, Risk::High, from(2, &[]))]).with_author_ids(r.author_ids.clone()),
+            &[approve("U0NOBODY")],
+            &known("U0DANA", &["dana@example.com"]),
+            now()
+        ),
+        Ruling::Counted {
+            approved_so_far: 1,
+            required: 2
+        }
+    );
+    // A run that names no email or login: nobody needs to be known.
+    let mut no_ids = r.clone();
+    no_ids.author_ids.clear();
+    assert_eq!(
+        decide(&s, &no_ids, &[], &approve("U0NOBODY"), now()),
+        Ruling::Approved
+    );
+    // The switch lets unknown voters count; the author is still refused.
+    s.unknown_identity = UnknownIdentity::Allow;
+    assert_eq!(
+        decide(&s, &r, &[], &approve("U0NOBODY"), now()),
+        Ruling::Approved
+    );
+    assert!(matches!(
+        decide(&s, &r, &[], &known("U0MONA", &["mona@example.com"]), now()),
+        Ruling::NotAllowed { .. }
+    ));
+    // Authors allowed: identities do not matter.
+    s.unknown_identity = UnknownIdentity::Refuse;
+    s.commit_author_may_approve = true;
+    assert_eq!(
+        decide(&s, &r, &[], &approve("U0NOBODY"), now()),
+        Ruling::Approved
+    );
 }

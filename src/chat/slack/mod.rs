@@ -380,6 +380,22 @@ impl ChatPlatform for SlackChat {
         }
         Ok(groups)
     }
+
+    /// `users.info`: the profile's email, when the person has one and the
+    /// app may read it (`users:read.email`).
+    #[tracing::instrument(skip_all, fields(platform = "slack", user = %user))]
+    async fn user_emails(&self, user: &str) -> Result<Vec<String>, ChatError> {
+        let request = SlackApiUsersInfoRequest::new(SlackUserId(user.to_string()));
+        let info = call(self.session().users_info(&request)).await?;
+        Ok(info
+            .user
+            .profile
+            .and_then(|p| p.email)
+            .map(|e| e.0.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .into_iter()
+            .collect())
+    }
 }
 
 #[cfg(test)]

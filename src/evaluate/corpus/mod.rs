@@ -446,6 +446,8 @@ fn to_run(run_id: u64, attempt: u32, commit: &str, start: DateTime<Utc>, s: &Sam
         stage: s.stage.map(str::to_string),
         commit: Some(commit.to_string()),
         commit_author: None,
+        commit_author_email: None,
+        commit_author_login: None,
         commit_message: None,
         attempt,
         tests: s.tests_reported.then_some(TestCounts {
