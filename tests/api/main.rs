@@ -18,6 +18,7 @@ mod ci_eval;
 mod codepipeline_poll;
 mod demo;
 mod detection;
+mod handoffs;
 mod healing;
 mod healing_tasks;
 mod helpers;
