@@ -338,6 +338,13 @@ mod tests {
         );
         let text = "[approvals]\nunknown_identity = \"maybe\"\n";
         assert!(from_sources(Some(text), None, &Env::new()).is_err());
+        let c = from_sources(
+            None,
+            None,
+            &env(&[("PIPEMEDIC_APPROVALS__UNKNOWN_IDENTITY", "allow")]),
+        )
+        .unwrap();
+        assert_eq!(c.approvals.unknown_identity, UnknownIdentity::Allow);
     }
 
     #[test]
