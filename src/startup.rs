@@ -27,6 +27,7 @@ use crate::config::Loaded;
 use crate::config::{DetectorBackend, PlannerBackend};
 use crate::domain::ScoredRun;
 use crate::healing::{DecisionEvent, HealingParts, HealingService};
+use crate::http::serve::ConnectionLimits;
 use crate::http::AppState;
 use crate::incidents::{HandledRun, IncidentChannels, IncidentService};
 use crate::ingest::IngestService;
@@ -286,7 +287,8 @@ impl Application {
 
     /// Serves until the shutdown token is cancelled, then lets in-flight
     /// requests finish (up to `server.shutdown_grace_s`) and stops the
-    /// background tasks.
+    /// background tasks. Raises the open-file limit and caps connections
+    /// below it first (see [`crate::http::serve`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Self {
             listener,
@@ -315,14 +317,17 @@ impl Application {
             &tracker,
             &shutdown,
         );
+        let limits =
+            ConnectionLimits::at_start(&state.config.server, state.config.store.max_connections);
         let app = crate::http::router(state);
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "Listening.");
-        let stop = shutdown.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            stop.cancelled().await;
-        });
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(crate::http::serve::serve(
+            listener,
+            app,
+            limits,
+            shutdown.clone(),
+        ));
         shutdown.cancelled().await;
         tracing::info!(
             grace_s = grace.as_secs(),

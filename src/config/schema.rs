@@ -20,6 +20,23 @@ pub struct ServerConfig {
     pub shutdown_grace_s: u64,
     /// Base URL people use to reach this server (for links in chat).
     pub public_url: String,
+    /// Seconds a connection may take to send a request's headers. The
+    /// timer also runs while a kept-alive connection waits for its next
+    /// request, so it is the idle limit too.
+    pub header_timeout_s: f64,
+    /// Seconds a request may take to send its body.
+    pub body_timeout_s: f64,
+    /// Seconds a whole request may take, from its headers to the answer
+    /// (requests only hand work off; remediation runs outside them).
+    pub request_timeout_s: f64,
+    /// Most connections served at once; further ones wait in the listen
+    /// backlog. Lowered at start to the open-file limit minus a reserve.
+    pub max_connections: usize,
+    /// Requests per second each source address may make to the
+    /// unauthenticated webhook and chat routes, after a burst.
+    pub webhook_rate_per_second: u32,
+    /// Requests a source address may make at once before the rate applies.
+    pub webhook_burst: u32,
 }
 
 impl Default for ServerConfig {
@@ -29,6 +46,12 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             shutdown_grace_s: 20,
             public_url: String::new(),
+            header_timeout_s: 10.0,
+            body_timeout_s: 30.0,
+            request_timeout_s: 60.0,
+            max_connections: 4096,
+            webhook_rate_per_second: 50,
+            webhook_burst: 500,
         }
     }
 }

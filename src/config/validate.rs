@@ -37,7 +37,8 @@ impl Config {
     }
 }
 
-/// The listen address and the body limit.
+/// The listen address, the body limit, the timeouts and the limits on
+/// connections and webhook requests.
 fn server(config: &Config, bad: &mut impl FnMut(&str, String)) {
     if config.server.listen.parse::<SocketAddr>().is_err() {
         bad(
@@ -50,6 +51,27 @@ fn server(config: &Config, bad: &mut impl FnMut(&str, String)) {
     }
     if config.server.max_body_bytes < 1024 {
         bad("server.max_body_bytes", "must be at least 1024".into());
+    }
+    for (key, value) in [
+        ("server.header_timeout_s", config.server.header_timeout_s),
+        ("server.body_timeout_s", config.server.body_timeout_s),
+        ("server.request_timeout_s", config.server.request_timeout_s),
+    ] {
+        if !(value.is_finite() && (0.01..=3600.0).contains(&value)) {
+            bad(key, format!("{value} must be from 0.01 to 3600 seconds"));
+        }
+    }
+    if config.server.max_connections == 0 {
+        bad("server.max_connections", "must be at least 1".into());
+    }
+    if config.server.webhook_rate_per_second == 0 {
+        bad(
+            "server.webhook_rate_per_second",
+            "must be at least 1".into(),
+        );
+    }
+    if config.server.webhook_burst == 0 {
+        bad("server.webhook_burst", "must be at least 1".into());
     }
 }
 

@@ -1,6 +1,8 @@
 //! The one table that maps failures to HTTP status codes and the JSON error
 //! body `{"code", "message", "details"}`. Internal errors are logged and
 //! answered with a generic message; nothing internal leaks to the caller.
+//! Answers made outside the handlers (unknown routes, wrong methods,
+//! timeouts) are rewritten into the same shape by [`crate::http::shape`].
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -26,6 +28,11 @@ pub enum ErrorCode {
     NotFound,
     Unavailable,
     Internal,
+    InvalidParameter,
+    MethodNotAllowed,
+    Timeout,
+    UnsupportedMediaType,
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -38,6 +45,11 @@ impl ErrorCode {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::InvalidParameter => StatusCode::BAD_REQUEST,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -52,6 +64,11 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::InvalidParameter => "invalid_parameter",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Timeout => "timeout",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

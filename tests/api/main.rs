@@ -18,6 +18,7 @@ mod ci_eval;
 mod codepipeline_poll;
 mod demo;
 mod detection;
+mod edge;
 mod healing;
 mod helpers;
 mod incidents;

@@ -4,13 +4,14 @@
 //! every audit entry about it in order (alert, status changes, decisions,
 //! plans, executions).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::http::extract::require_bearer;
+use crate::http::shape::{JsonPath, JsonQuery};
 use crate::http::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -31,7 +32,7 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    JsonQuery(q): JsonQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
@@ -62,7 +63,7 @@ async fn list(
 async fn detail(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    JsonPath(id): JsonPath<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
     let incident = state

@@ -1,7 +1,8 @@
 //! `POST /v1/runs`, the generic ingest route. Each route authenticates with its own
 //! credential (constant-time), limits the body, parses with the source's
 //! pure adapter and stores through [`crate::ingest::IngestService`]. Every refusal is
-//! a JSON error (400 malformed, 401 credentials, 413 too large, 422 shape)
+//! a JSON error (400 malformed, 401 credentials, 413 too large, 415 not
+//! JSON, 422 shape)
 //! and writes nothing.
 
 use axum::body::Bytes;
@@ -13,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 use crate::domain::RunSource;
-use crate::http::extract::{body_or_413, require_bearer};
+use crate::http::extract::{body_or_413, require_bearer, require_json};
 use crate::http::{ApiError, AppState};
 use crate::ingest::generic;
 
@@ -28,6 +29,7 @@ async fn post_runs(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
+    require_json(&headers)?;
     let body = body_or_413(body)?;
     let runs = generic::parse_runs(&body, state.config.ingest.max_batch)?;
     let delivery = headers

@@ -4,7 +4,8 @@
 //! constant time before reading the payload, parses with its pure adapter,
 //! and stores through the ingest service. Redeliveries are answered like the
 //! first delivery and store nothing; unknown event types are acknowledged
-//! and counted.
+//! and counted. All three take JSON only (415 for another Content-Type; a
+//! GitHub hook must be set to `application/json`).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -15,7 +16,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 use crate::domain::RunSource;
-use crate::http::extract::{body_or_413, require_token};
+use crate::http::extract::{body_or_413, require_json, require_token};
 use crate::http::{ApiError, AppState, ErrorCode};
 use crate::ingest::{aws, github, gitlab, signature, IngestReport};
 
@@ -50,6 +51,7 @@ async fn github_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    require_json(&headers)?;
     let body = body_or_413(body)?;
     if let Some(secret) = &state.secrets.github_webhook_secret {
         signature::verify_github_signature(
@@ -87,6 +89,7 @@ async fn gitlab_webhook(
         header(&headers, "x-gitlab-token"),
         "X-Gitlab-Token",
     )?;
+    require_json(&headers)?;
     let body = body_or_413(body)?;
     let event = gitlab::parse_gitlab(&body)?;
     let delivery =
@@ -119,6 +122,7 @@ async fn aws_webhook(
         header(&headers, "x-pipemedic-secret"),
         "X-Pipemedic-Secret",
     )?;
+    require_json(&headers)?;
     let body = body_or_413(body)?;
     let event = aws::parse_eventbridge(&body)?;
     let report = state.ingest.accept_aws_event(&event).await?;
