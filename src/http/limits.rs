@@ -139,3 +139,46 @@ fn forget_idle_addresses(limiter: &SharedRateLimiter<IpAddr, NoOpMiddleware>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tower::Service;
+
+    #[tokio::test]
+    async fn a_request_past_the_request_timeout_gets_a_json_408() {
+        let server = ServerConfig {
+            request_timeout_s: 0.05,
+            ..ServerConfig::default()
+        };
+        let slow = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        );
+        let mut app = with_timeouts(slow, &server)
+            .layer(axum::middleware::from_fn(super::super::shape::json_errors));
+        let request = Request::builder().uri("/slow").body(Body::empty()).unwrap();
+        let response = app.call(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "timeout");
+    }
+
+    #[test]
+    fn any_configured_rate_builds_a_limiter() {
+        for rate in [1, 50, u32::MAX] {
+            let server = ServerConfig {
+                webhook_rate_per_second: rate,
+                ..ServerConfig::default()
+            };
+            assert!(WebhookRateLimit::new(&server).layer.is_some(), "{rate}");
+        }
+    }
+}
