@@ -60,7 +60,7 @@
 //! | [`incidents`] | abnormal runs → incidents (grouping, silences, status) → queued chat alerts |
 //! | [`healing`] | the loop of an incident: plan → offer for approval → decisions → run once → verify on the next run → resolved |
 //! | [`chatops`] | the application behind chat: commands, decisions handed to healing, questions handed to ask |
-//! | [`http`] | the router, application state, extractors, the error table and every handler |
+//! | [`http`] | the router, application state, extractors, the error table and its one shape, the request and connection limits, the accept loop and every handler |
 //! | [`startup`] | wiring (every channel made here) and graceful shutdown |
 //! | [`evaluate`] | detection quality on CI-shaped histories: the seeded, labelled corpus and its scoring (pure), and the driver that posts it through `POST /v1/runs` (`examples/ci_eval.rs`) |
 //! | [`check`] | the post-build check client (`pipemedic check`) |
