@@ -38,7 +38,13 @@ impl fmt::Display for Secret {
 /// Every secret pipemedic may use; `None` when not configured.
 #[derive(Clone, Debug, Default)]
 pub struct Secrets {
+    /// `POST /v1/runs` (and `pipemedic check`) only.
     pub ingest_token: Option<Secret>,
+    /// The read API: GET routes and `POST /v1/ask`.
+    pub read_token: Option<Secret>,
+    /// Silence, accept-baseline, approve and reject through the API (and
+    /// the CLI commands that call it); it also satisfies the read routes.
+    pub admin_token: Option<Secret>,
     pub github_webhook_secret: Option<Secret>,
     pub aws_webhook_secret: Option<Secret>,
     pub gitlab_token: Option<Secret>,
@@ -59,12 +65,24 @@ type Slot = (
     fn(&SecretFiles) -> &str,
 );
 
-const SLOTS: [Slot; 10] = [
+const SLOTS: [Slot; 12] = [
     (
         "PIPEMEDIC_INGEST_TOKEN",
         "secrets.ingest_token_file",
         |s| &mut s.ingest_token,
         |f| &f.ingest_token_file,
+    ),
+    (
+        "PIPEMEDIC_READ_TOKEN",
+        "secrets.read_token_file",
+        |s| &mut s.read_token,
+        |f| &f.read_token_file,
+    ),
+    (
+        "PIPEMEDIC_ADMIN_TOKEN",
+        "secrets.admin_token_file",
+        |s| &mut s.admin_token,
+        |f| &f.admin_token_file,
     ),
     (
         "PIPEMEDIC_GITHUB_WEBHOOK_SECRET",

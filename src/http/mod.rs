@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::router())
         .merge(routes::incidents::router())
         .merge(routes::ask::router())
+        .merge(routes::admin::router())
         .merge(
             routes::slack::router()
                 .merge(routes::discord::router())
