@@ -248,6 +248,32 @@ mod tests {
     }
 
     #[test]
+    fn read_and_admin_tokens_are_their_own_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin");
+        std::fs::write(&path, "adm-file\n").unwrap();
+        let env: Env = [
+            ("PIPEMEDIC_READ_TOKEN".to_string(), "rd-123".to_string()),
+            (
+                "PIPEMEDIC_ADMIN_TOKEN_FILE".to_string(),
+                path.display().to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let s = Secrets::resolve(&SecretFiles::default(), &env).unwrap();
+        assert_eq!(s.read_token.as_ref().unwrap().expose(), "rd-123");
+        assert_eq!(s.admin_token.as_ref().unwrap().expose(), "adm-file");
+        assert!(s.ingest_token.is_none());
+        let summary = s.summary();
+        assert!(summary.contains(&("PIPEMEDIC_READ_TOKEN", true)));
+        assert!(summary.contains(&("PIPEMEDIC_ADMIN_TOKEN", true)));
+        assert!(summary.contains(&("PIPEMEDIC_INGEST_TOKEN", false)));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("rd-123") && !debug.contains("adm-file"));
+    }
+
+    #[test]
     fn missing_files_are_problems_with_their_key() {
         let files = SecretFiles {
             gitlab_token_file: "/nonexistent/gitlab".into(),
