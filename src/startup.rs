@@ -39,7 +39,7 @@ use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("refusing to listen on {addr}: it is not a loopback address and these ingest routes have no secret: {routes}. Set the secrets (see `pipemedic config check`) or listen on 127.0.0.1")]
+    #[error("refusing to listen on {addr}: it is not a loopback address and these routes have no secret: {routes}. Set the secrets (see `pipemedic config check`) or listen on 127.0.0.1")]
     UnauthenticatedPublic { addr: SocketAddr, routes: String },
     #[error("server.listen {0:?} is not an address")]
     BadListen(String),
@@ -61,12 +61,19 @@ pub enum StartupError {
     Ask(#[from] crate::ask::AskSetupError),
 }
 
-/// Routes that accept requests without a credential when its secret is unset.
+/// Routes that accept requests without a credential when its secret is
+/// unset. The admin routes are never among them: without
+/// `PIPEMEDIC_ADMIN_TOKEN` they refuse every request.
 pub fn unauthenticated_routes(loaded: &Loaded) -> Vec<&'static str> {
     let s = &loaded.secrets;
     let mut open = Vec::new();
     if s.ingest_token.is_none() {
         open.push("/v1/runs (PIPEMEDIC_INGEST_TOKEN)");
+    }
+    if s.read_token.is_none() {
+        open.push(
+            "GET /v1/incidents, GET /v1/pipelines/{name}/health, POST /v1/ask (PIPEMEDIC_READ_TOKEN)",
+        );
     }
     if s.github_webhook_secret.is_none() {
         open.push("/v1/webhooks/github (PIPEMEDIC_GITHUB_WEBHOOK_SECRET)");
@@ -147,7 +154,7 @@ impl Application {
         for route in &open {
             tracing::warn!(
                 route,
-                "Ingest route accepts requests without a credential (loopback only)."
+                "Route accepts requests without a credential (loopback only)."
             );
         }
         let store = Store::connect(
@@ -237,7 +244,12 @@ impl Application {
             asker.clone(),
             &loaded.config.chat,
             Some(healing.clone()),
-        );
+        )
+        .with_admins(crate::chatops::admin::ChatAdmins::new(
+            &loaded.config.chat.admins,
+            &loaded.config.approvals.groups,
+            GroupLookup::new(platforms.clone()),
+        ));
         let chat = chat.with_sink(Arc::new(sink));
         let state = AppState {
             config: Arc::new(loaded.config),

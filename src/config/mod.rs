@@ -343,6 +343,27 @@ mod tests {
     }
 
     #[test]
+    fn chat_admins_are_read_and_checked() {
+        let c = from_sources(
+            Some("[approvals.groups]\nsre = [\"slack:U1\"]\n"),
+            None,
+            &env(&[(
+                "PIPEMEDIC_CHAT__ADMINS",
+                "slack-group:S0OPS, discord-role:42, group:sre",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.chat.admins,
+            ["slack-group:S0OPS", "discord-role:42", "group:sre"]
+        );
+        let text = "[chat]\nadmins = [\"U123\", \"slack:\", \"group:nobody\", \"console:me\"]\n";
+        let err = from_sources(Some(text), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["chat.admins[0]", "chat.admins[1]", "chat.admins[2]"]);
+    }
+
+    #[test]
     fn starter_file_is_valid() {
         from_sources(Some(STARTER_TOML), Some("starter"), &Env::new()).unwrap();
     }

@@ -326,6 +326,11 @@ pub struct ChatConfig {
     /// other channels see only the pipelines routed to them. The entry
     /// `"dm"` opens direct messages, which otherwise see no pipeline.
     pub open_channels: Vec<String>,
+    /// Who may `silence`, `unsilence` and `accept-baseline` in chat:
+    /// `slack:USER`, `discord:USER`, `console:NAME`, `slack-group:ID`,
+    /// `discord-role:ID` or `group:NAME` (an `[approvals.groups]` group).
+    /// Empty: nobody, in chat.
+    pub admins: Vec<String>,
 }
 
 impl Default for ChatConfig {
@@ -335,6 +340,7 @@ impl Default for ChatConfig {
             default_route: DefaultRoute::default(),
             outbox_poll_ms: 1000,
             open_channels: Vec::new(),
+            admins: Vec::new(),
         }
     }
 }
@@ -493,6 +499,8 @@ impl Default for ApprovalsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SecretFiles {
     pub ingest_token_file: String,
+    pub read_token_file: String,
+    pub admin_token_file: String,
     pub github_webhook_secret_file: String,
     pub aws_webhook_secret_file: String,
     pub gitlab_token_file: String,

@@ -232,6 +232,33 @@ fn chat(config: &Config, bad: &mut impl FnMut(&str, String)) {
     if config.chat.outbox_poll_ms == 0 {
         bad("chat.outbox_poll_ms", "must be at least 1".into());
     }
+    const ADMIN_PREFIXES: [&str; 6] = [
+        "slack:",
+        "discord:",
+        "console:",
+        "slack-group:",
+        "discord-role:",
+        "group:",
+    ];
+    for (i, entry) in config.chat.admins.iter().enumerate() {
+        let known = ADMIN_PREFIXES
+            .iter()
+            .find_map(|p| entry.strip_prefix(p))
+            .is_some_and(|rest| !rest.trim().is_empty());
+        if !known {
+            bad(
+                &format!("chat.admins[{i}]"),
+                format!("{entry:?} must be slack:USER, discord:USER, console:NAME, slack-group:ID, discord-role:ID or group:NAME"),
+            );
+        } else if let Some(name) = entry.strip_prefix("group:") {
+            if !config.approvals.groups.contains_key(name) {
+                bad(
+                    &format!("chat.admins[{i}]"),
+                    format!("{entry:?} names no group of [approvals.groups]"),
+                );
+            }
+        }
+    }
     for (i, route) in config.chat.routes.iter().enumerate() {
         if let Err(e) = globset::Glob::new(&route.pipelines) {
             bad(

@@ -178,6 +178,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     // The demo feeds runs in-process; its HTTP routes take no one else's.
     let secrets = Secrets {
         ingest_token: Some(ephemeral_secret()),
+        read_token: Some(ephemeral_secret()),
         github_webhook_secret: Some(ephemeral_secret()),
         aws_webhook_secret: Some(ephemeral_secret()),
         gitlab_token: Some(ephemeral_secret()),

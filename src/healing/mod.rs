@@ -41,9 +41,11 @@
 //!
 //! By role: `service` (construction, the task, speaking), `verification`
 //! (what a run means), `offer` (plan → request → thread), `decisions`
-//! (votes), `sweep` (expiry, due steps, recovery) and `messages` (text).
+//! (votes from chat), `direct` (votes through the admin API: `pipemedic
+//! approve|reject`), `sweep` (expiry, due steps, recovery) and `messages` (text).
 
 mod decisions;
+mod direct;
 mod messages;
 mod offer;
 mod service;
@@ -57,6 +59,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+pub use direct::{DirectDecision, DirectDecisionError, DirectOutcome, DIRECT_PLATFORM};
 
 use crate::approvals::{
     candidate_groups, not_allowed_reason, ApprovalError, ApprovalService, Approver, Choice,

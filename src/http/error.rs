@@ -13,6 +13,7 @@ use crate::ask::AskError;
 use crate::chat::discord::interactions::InteractionError;
 use crate::chat::slack::events::SlackPayloadError;
 use crate::domain::FieldError;
+use crate::healing::DirectDecisionError;
 use crate::ingest::generic::GenericError;
 use crate::ingest::{AdapterError, AdapterErrorKind};
 use crate::store::StoreError;
@@ -23,6 +24,8 @@ pub enum ErrorCode {
     MalformedJson,
     InvalidShape,
     Unauthorized,
+    /// A valid token of the wrong scope (the message names the one needed).
+    Forbidden,
     BadSignature,
     TooLarge,
     NotFound,
@@ -41,6 +44,7 @@ impl ErrorCode {
             Self::MalformedJson => StatusCode::BAD_REQUEST,
             Self::InvalidShape => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -59,6 +63,7 @@ impl ErrorCode {
             Self::MalformedJson => "malformed_json",
             Self::InvalidShape => "invalid_shape",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::BadSignature => "bad_signature",
             Self::TooLarge => "too_large",
             Self::NotFound => "not_found",
@@ -165,6 +170,22 @@ impl From<AskError> for ApiError {
         match e {
             AskError::EmptyQuestion => super::routes::ask::invalid("must not be empty"),
             AskError::Store(e) => Self::from(e),
+        }
+    }
+}
+
+impl From<DirectDecisionError> for ApiError {
+    fn from(e: DirectDecisionError) -> Self {
+        match e {
+            DirectDecisionError::UnknownPlan(_) => Self::not_found(e.to_string()),
+            DirectDecisionError::NotOffered(_) => Self::new(ErrorCode::InvalidShape, e.to_string()),
+            DirectDecisionError::Healing(e) => {
+                tracing::error!(error = %e, "A decision through the admin API failed.");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the decision could not be recorded; retry later",
+                )
+            }
         }
     }
 }

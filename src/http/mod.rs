@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::router())
         .merge(routes::incidents::router())
         .merge(routes::ask::router())
+        .merge(routes::admin::router())
         .merge(
             rate_limit.apply(
                 routes::slack::router()

@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::fakes::bedrock::FakeBedrock;
-use crate::helpers::{Db, TestApp, AWS_SECRET, DISCORD_KEY_SEED, INGEST_TOKEN};
+use crate::helpers::{Db, TestApp, AWS_SECRET, DISCORD_KEY_SEED};
 use crate::incidents::{
     chat_app_with, slack_post, top_level, wait_until, ChatHarness, DISCORD_CHANNEL, SLACK_CHANNEL,
 };
@@ -25,7 +25,7 @@ use crate::on_both_databases;
 
 const CP_FAILED: &str = include_str!("../fixtures/aws/codepipeline-failed-execution.json");
 const EXECUTION: &str = "3137f7cb-7cf7-4f0f-8b0c-5e0a1c2d3e4f";
-const APPROVER_SLACK: &str = "U0APPROVER";
+pub(crate) const APPROVER_SLACK: &str = "U0APPROVER";
 const INTRUDER_SLACK: &str = "U0INTRUDER";
 const APPROVER_DISCORD: &str = "222222222222222222";
 const INTRUDER_DISCORD: &str = "333333333333333333";
@@ -35,7 +35,7 @@ const SRE_ROLE: &str = "444444444444444444";
 
 /// A team playbook: a failed test stage is retried (failed actions only),
 /// with one approval from the SRE group.
-const PLAYBOOK: &str = r#"---
+pub(crate) const PLAYBOOK: &str = r#"---
 id: failed-test-stage
 title: Retry a failed test stage
 when:
@@ -54,10 +54,10 @@ Most failed test stages on this team's pipelines are infrastructure noise;
 one retry of the failed actions settles it.
 "#;
 
-struct Loop {
-    h: ChatHarness,
+pub(crate) struct Loop {
+    pub(crate) h: ChatHarness,
     bedrock: FakeBedrock,
-    codepipeline: FakeCodePipeline,
+    pub(crate) codepipeline: FakeCodePipeline,
     _playbooks: tempfile::TempDir,
 }
 
@@ -68,7 +68,7 @@ async fn loop_app(db: Db) -> Option<Loop> {
 /// The app with `playbook` as the team's only playbook, Bedrock and
 /// CodePipeline pointed at their stand-ins, planning on, and `slack:` /
 /// `discord:` approvers in the `sre` group.
-async fn loop_app_with(
+pub(crate) async fn loop_app_with(
     db: Db,
     playbook: &str,
     adjust: impl FnOnce(&mut pipemedic::config::Config),
@@ -166,11 +166,11 @@ fn model_plan() -> Value {
                       "why": "A retry of the failed actions usually clears this."}]})
 }
 
-async fn status_of(app: &TestApp, id: i64) -> IncidentStatus {
+pub(crate) async fn status_of(app: &TestApp, id: i64) -> IncidentStatus {
     app.store.incident(id).await.unwrap().unwrap().status
 }
 
-async fn wait_for_status(app: &TestApp, id: i64, want: IncidentStatus) {
+pub(crate) async fn wait_for_status(app: &TestApp, id: i64, want: IncidentStatus) {
     for _ in 0..750 {
         if status_of(app, id).await == want {
             return;
@@ -213,7 +213,7 @@ fn known_failed_execution(l: &Loop, pipeline: &str) {
 }
 
 /// Up to the plan offered in the thread: returns the incident id.
-async fn until_plan_offered(l: &Loop, pipeline: &str) -> i64 {
+pub(crate) async fn until_plan_offered(l: &Loop, pipeline: &str) -> i64 {
     let app = &l.h.app;
     known_failed_execution(l, pipeline);
     l.bedrock.reply_with_tool(model_plan());
@@ -237,7 +237,7 @@ async fn until_plan_offered(l: &Loop, pipeline: &str) -> i64 {
 }
 
 /// Exactly one retry of the failed execution's Test stage.
-fn assert_one_retry(l: &Loop, pipeline: &str) {
+pub(crate) fn assert_one_retry(l: &Loop, pipeline: &str) {
     let retries = l.codepipeline.calls_of("RetryStageExecution");
     assert_eq!(retries.len(), 1, "{retries:?}");
     assert_eq!(retries[0]["pipelineName"], pipeline);
@@ -262,7 +262,7 @@ async fn heal_and_check_story(l: &Loop, pipeline: &str, id: i64, approver: &str,
     let res = app
         .http
         .get(app.url(&format!("/v1/incidents/{id}")))
-        .bearer_auth(INGEST_TOKEN)
+        .bearer_auth(crate::helpers::READ_TOKEN)
         .send()
         .await
         .unwrap();
@@ -578,7 +578,7 @@ async fn discord_approval_heals_a_codepipeline_failure(db: Db) {
 }
 
 /// The `n`-th plan card (1-based) posted in Slack, once it is there.
-async fn slack_plan(l: &Loop, n: usize) -> String {
+pub(crate) async fn slack_plan(l: &Loop, n: usize) -> String {
     let mut ts = String::new();
     wait_until("a plan card in Slack", || {
         let plans: Vec<String> = l
@@ -620,7 +620,7 @@ async fn recorded_as_sent(app: &TestApp, platform: &str, channel: &str, ts: &str
     panic!("message {ts} never recorded as sent");
 }
 
-async fn react(app: &TestApp, event_id: &str, user: &str, ts: &str) {
+pub(crate) async fn react(app: &TestApp, event_id: &str, user: &str, ts: &str) {
     let res = slack_post(
         app,
         "/slack/events",
@@ -645,7 +645,7 @@ async fn explained(l: &Loop, user: &str, needle: &str) {
     .await;
 }
 
-fn thread_says(l: &Loop, needle: &str) -> bool {
+pub(crate) fn thread_says(l: &Loop, needle: &str) -> bool {
     l.h.slack
         .messages(SLACK_CHANNEL)
         .iter()

@@ -29,5 +29,6 @@ mod remediate;
 mod sagemaker;
 mod store_contract;
 mod store_incidents;
+mod tokens;
 mod training;
 mod webhooks;

@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 use crate::domain::RunSource;
-use crate::http::extract::{body_or_413, require_bearer, require_json};
+use crate::http::extract::{body_or_413, require_json, require_scope, Scope};
 use crate::http::{ApiError, AppState};
 use crate::ingest::generic;
 
@@ -28,7 +28,7 @@ async fn post_runs(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
+    require_scope(&state.secrets, Scope::Ingest, &headers)?;
     require_json(&headers)?;
     let body = body_or_413(body)?;
     let runs = generic::parse_runs(&body, state.config.ingest.max_batch)?;
