@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{spawn_app_with, Db, TestApp, GITLAB_TOKEN, INGEST_TOKEN};
+use crate::helpers::{spawn_app_with, Db, TestApp, GITLAB_TOKEN, INGEST_TOKEN, READ_TOKEN};
 
 /// Generous guard against a hang; no test relies on it being short.
 const GUARD: Duration = Duration::from_secs(60);
@@ -276,7 +276,7 @@ async fn every_refusal_has_the_json_error_shape() {
         let response = app
             .http
             .request(method.clone(), app.url(path))
-            .bearer_auth(INGEST_TOKEN)
+            .bearer_auth(READ_TOKEN)
             .send()
             .await
             .unwrap();
@@ -297,7 +297,7 @@ async fn every_refusal_has_the_json_error_shape() {
     let body: Value = app
         .http
         .get(app.url("/v1/incidents/abc"))
-        .bearer_auth(INGEST_TOKEN)
+        .bearer_auth(READ_TOKEN)
         .send()
         .await
         .unwrap()
@@ -325,7 +325,11 @@ async fn json_routes_refuse_other_content_types() {
         let response = app
             .http
             .post(app.url(path))
-            .bearer_auth(INGEST_TOKEN)
+            .bearer_auth(if path == "/v1/ask" {
+                READ_TOKEN
+            } else {
+                INGEST_TOKEN
+            })
             .header("x-gitlab-token", GITLAB_TOKEN)
             .header("x-pipemedic-secret", crate::helpers::AWS_SECRET)
             .header("content-type", "text/plain")
