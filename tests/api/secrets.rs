@@ -3,7 +3,9 @@
 //! the secret forms a careless CI job prints; the redactions are counted
 //! in `/metrics`.
 
+use pipemedic::clock::Clock;
 use pipemedic::config::{AskBackend, Config};
+use pipemedic::domain::{Run, RunSource};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -209,7 +211,28 @@ async fn no_secret_form_reaches_the_model(db: Db) {
     assert!(result.contains("Deploy"), "{result}");
 }
 
+/// A run stored before ingest redacted (written straight to the store)
+/// is still answered without its secrets.
+async fn answers_hide_secrets_of_rows_stored_unredacted(db: Db) {
+    let Some(app) = spawn_app(db).await else {
+        return;
+    };
+    let forms = forms();
+    let log: String = forms.iter().map(|(_, line)| format!("{line}\n")).collect();
+    let run: Run = serde_json::from_value(leaky_run(&log)).unwrap();
+    let now = app.clock.now();
+    let mut tx = app.store.begin_write().await.unwrap();
+    tx.upsert_run(&run, RunSource::Backfill, now).await.unwrap();
+    tx.commit().await.unwrap();
+    let res = ask_http(&app, r#"{"question": "why did leaky-service fail?"}"#).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.text().await.unwrap();
+    assert_hidden(&forms, &body, "the offline answer");
+    assert!(body.contains("[REDACTED:"), "{body}");
+}
+
 on_both_databases!(
     offline_ask_never_shows_a_secret_from_a_stored_log,
+    answers_hide_secrets_of_rows_stored_unredacted,
     no_secret_form_reaches_the_model,
 );
