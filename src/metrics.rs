@@ -1,7 +1,8 @@
 //! Process metrics in the Prometheus text format, served at `/metrics`:
 //! runs ingested by source and outcome, requests rejected by reason, events
 //! acknowledged but ignored, detector fallbacks from SageMaker to the
-//! embedded forest, and a request latency histogram per route.
+//! embedded forest, secrets redacted at ingest by kind, and a request
+//! latency histogram per route.
 //! A small hand-written registry: counters and one histogram family.
 
 use std::collections::BTreeMap;
@@ -35,7 +36,7 @@ pub struct Metrics {
 }
 
 /// Counter families with their help text.
-const COUNTERS: [(&str, &str); 12] = [
+const COUNTERS: [(&str, &str); 13] = [
     (
         "pipemedic_healing_total",
         "Steps of the healing loop, by event (plan_offered, approved, rejected, executed, execution_failed, verified, not_healed, recovered_alone, expired, stale, vote_refused, plan_invalid, plan_failed).",
@@ -79,6 +80,10 @@ const COUNTERS: [(&str, &str); 12] = [
     (
         "pipemedic_asks_total",
         "Questions answered, by backend (offline, bedrock) and outcome (answered, not_visible, or why the model's answer was replaced by the offline one).",
+    ),
+    (
+        "pipemedic_redactions_total",
+        "Secrets hidden in CI text before it was stored, by kind (github_token, password, url_password, ...; a fixed set, custom for configured patterns).",
     ),
     (
         "pipemedic_detector_fallbacks_total",
@@ -203,6 +208,12 @@ impl Metrics {
             vec![("backend", backend.into()), ("outcome", outcome.into())],
             1,
         );
+    }
+
+    /// Counts `n` secrets of `kind` hidden at ingest (`kind` is one of the
+    /// redactor's fixed names, never text from a request).
+    pub fn redactions(&self, kind: &'static str, n: u64) {
+        self.add("pipemedic_redactions_total", vec![("kind", kind.into())], n);
     }
 
     /// Records one request's latency for a route (the matched path).

@@ -59,6 +59,8 @@ pub enum StartupError {
     Executors(#[from] crate::remediate::ExecError),
     #[error("cannot set up question answering: {0}")]
     Ask(#[from] crate::ask::AskSetupError),
+    #[error("planner.redact_patterns: {0}")]
+    Redact(#[from] crate::redact::RedactError),
 }
 
 /// Routes that accept requests without a credential when its secret is
@@ -207,11 +209,13 @@ impl Application {
             },
             Some(incidents.sender()),
         );
-        let ingest = Arc::new(IngestService::with_detection(
+        let redactor = crate::redact::Redactor::new(&loaded.config.planner.redact_patterns)?;
+        let ingest = Arc::new(IngestService::with_redactor(
             store.clone(),
             metrics.clone(),
             clock.clone(),
             Some(detection),
+            Arc::new(redactor),
         ));
         let (planner, approvals) = build_healing(&loaded, &store, &metrics, &clock, &aws).await?;
         let healing = HealingService::new(HealingParts {

@@ -53,10 +53,14 @@ pub(super) async fn ingest(
     }
     let loaded = load_config(path, env)?;
     let store = open_store(&loaded).await?;
-    let service = crate::ingest::IngestService::new(
+    let redactor = crate::redact::Redactor::new(&loaded.config.planner.redact_patterns)
+        .map_err(|e| Exit::BadInput(format!("planner.redact_patterns: {e}")))?;
+    let service = crate::ingest::IngestService::with_redactor(
         store.clone(),
         std::sync::Arc::new(crate::metrics::Metrics::new()),
         std::sync::Arc::new(crate::clock::SystemClock),
+        None,
+        std::sync::Arc::new(redactor),
     );
     let bar = indicatif::ProgressBar::new(runs.len() as u64);
     bar.set_style(

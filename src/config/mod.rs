@@ -65,38 +65,37 @@ impl Config {
         self.server.listen.parse().ok()
     }
 
-    /// The effective configuration as TOML, with credentials in URLs redacted
-    /// (secrets themselves are never part of [`Config`]).
+    /// The effective configuration as TOML, with credentials in every URL
+    /// masked: passwords and secret query values ([`redact_url`]); secrets
+    /// themselves are never part of [`Config`].
     pub fn to_redacted_toml(&self) -> String {
-        let mut shown = self.clone();
-        shown.store.url = redact_url(&shown.store.url);
+        let mut shown = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# cannot render: {e}\n"),
+        };
+        mask_urls_in(&mut shown);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 
-/// Replaces the password of `scheme://user:password@host` with `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}://{}:***@{}",
-                    &url[..scheme_end],
-                    &userinfo[..colon],
-                    &rest[at + 1..]
-                ),
-                None => url.to_string(),
+fn mask_urls_in(value: &mut toml::Value) {
+    match value {
+        toml::Value::String(s) => {
+            if let std::borrow::Cow::Owned(masked) = crate::redact::mask_url(s, "***") {
+                *s = masked;
             }
         }
-        None => url.to_string(),
+        toml::Value::Array(items) => items.iter_mut().for_each(mask_urls_in),
+        toml::Value::Table(table) => table.iter_mut().for_each(|(_, v)| mask_urls_in(v)),
+        _ => {}
     }
+}
+
+/// `url` with its password (`scheme://user:***@host`, also when the
+/// password holds `@` or `/`) and the values of query parameters named
+/// like a secret (`?password=***`, `sslpassword`, `token`, ...) masked.
+pub fn redact_url(url: &str) -> String {
+    crate::redact::mask_url(url, "***").into_owned()
 }
 
 #[cfg(test)]
@@ -380,6 +379,25 @@ mod tests {
         assert!(!text.starts_with("# cannot render"), "{text}");
         let back = from_sources(Some(&text), None, &Env::new()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn config_check_masks_every_url_password_and_secret_query_value() {
+        let mut c = Config::default();
+        c.store.url = "postgres://app@db/pm?password=hunter2".into();
+        c.slack.api_url = "https://proxy:p@ss/w0rd@slack-proxy.internal/api".into();
+        let text = c.to_redacted_toml();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("p@ss/w0rd"), "{text}");
+        assert!(text.contains("postgres://app@db/pm?password=***"), "{text}");
+        assert!(
+            text.contains("https://proxy:***@slack-proxy.internal/api"),
+            "{text}"
+        );
+        assert_eq!(
+            redact_url("postgres://app:p@ss/word@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! EventBridge, CodePipeline polling, CLI backfill) ends in
 //! [`IngestService::accept_runs`], which stores runs and their metric
 //! samples in one transaction, idempotently on the delivery id and on
-//! pipeline + run id + attempt.
+//! pipeline + run id + attempt. Every run passes [`store_runs`], which
+//! hides the secrets in its free text first ([`redaction`]).
 //!
 //! Source-specific parsing lives in one file per source and is pure
 //! (payload in, [`Run`] out); this module does the I/O (the HTTP handlers are in `http::routes`).
@@ -14,6 +15,7 @@ pub mod generic;
 pub mod github;
 pub mod gitlab;
 pub mod payload;
+pub mod redaction;
 pub mod signature;
 
 pub use payload::{
@@ -27,6 +29,7 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::domain::{Run, RunSource};
 use crate::metrics::Metrics;
+use crate::redact::Redactor;
 use crate::scoring::DetectionService;
 use crate::store::{RunOutcome, Store, StoreError, WriteTx};
 
@@ -90,6 +93,7 @@ pub struct IngestService {
     clock: Arc<dyn Clock>,
     jobs: tokio::sync::mpsc::Sender<Job>,
     detection: Option<DetectionService>,
+    redaction: redaction::RunRedaction,
 }
 
 impl IngestService {
@@ -107,15 +111,46 @@ impl IngestService {
         clock: Arc<dyn Clock>,
         detection: Option<DetectionService>,
     ) -> Self {
+        Self::with_redactor(
+            store,
+            metrics,
+            clock,
+            detection,
+            Arc::new(Redactor::builtin_or_hide_all()),
+        )
+    }
+
+    /// Like [`IngestService::with_detection`], redacting with `redactor`
+    /// (the built-in patterns plus the configured ones).
+    pub fn with_redactor(
+        store: Store,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        detection: Option<DetectionService>,
+        redactor: Arc<Redactor>,
+    ) -> Self {
+        let redaction = redaction::RunRedaction::new(redactor, metrics.clone());
         let (jobs, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
-        tokio::spawn(writer(store.clone(), clock.clone(), detection.clone(), rx));
+        tokio::spawn(writer(
+            store.clone(),
+            clock.clone(),
+            detection.clone(),
+            redaction.clone(),
+            rx,
+        ));
         Self {
             store,
             metrics,
             clock,
             jobs,
             detection,
+            redaction,
         }
+    }
+
+    /// What every stored run passes through (for callers of [`store_runs`]).
+    pub fn redaction(&self) -> &redaction::RunRedaction {
+        &self.redaction
     }
 
     pub fn detection(&self) -> Option<&DetectionService> {
@@ -232,6 +267,7 @@ async fn writer(
     store: Store,
     clock: Arc<dyn Clock>,
     detection: Option<DetectionService>,
+    redaction: redaction::RunRedaction,
     mut rx: tokio::sync::mpsc::Receiver<Job>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -243,6 +279,9 @@ async fn writer(
             }
         }
         let now = clock.now();
+        for job in &mut group {
+            redaction.apply(&mut job.runs);
+        }
         match write_group(&store, &group, now).await {
             Ok(reports) => {
                 for (job, report) in group.into_iter().zip(reports) {
@@ -276,6 +315,7 @@ async fn writer(
     }
 }
 
+/// Commits a group of calls whose runs are already redacted.
 async fn write_group(
     store: &Store,
     group: &[Job],
@@ -293,7 +333,7 @@ async fn write_group(
                 continue;
             }
         }
-        let runs = store_runs(&mut tx, job.source, &job.runs, now).await?;
+        let runs = store_redacted(&mut tx, job.source, &job.runs, now).await?;
         reports.push(IngestReport {
             duplicate_delivery: false,
             runs,
@@ -303,8 +343,22 @@ async fn write_group(
     Ok(reports)
 }
 
-/// Upserts each run inside an open transaction.
+/// Upserts each run inside an open transaction, after hiding the secrets
+/// in its free text (in place, so that what is scored afterwards is what
+/// was stored). The one door every run of every source goes through.
 pub async fn store_runs(
+    tx: &mut WriteTx,
+    source: RunSource,
+    runs: &mut [Run],
+    now: chrono::DateTime<chrono::Utc>,
+    redaction: &redaction::RunRedaction,
+) -> Result<Vec<Accepted>, StoreError> {
+    redaction.apply(runs);
+    store_redacted(tx, source, runs, now).await
+}
+
+/// [`store_runs`] for runs [`redaction::RunRedaction::apply`] has seen.
+async fn store_redacted(
     tx: &mut WriteTx,
     source: RunSource,
     runs: &[Run],
@@ -370,7 +424,7 @@ impl IngestService {
                 .await?;
             merged.push(merge_update(stored.as_ref(), update));
         }
-        let accepted = store_runs(&mut tx, source, &merged, now).await?;
+        let accepted = store_runs(&mut tx, source, &mut merged, now, &self.redaction).await?;
         tx.commit().await?;
         self.count(source, &accepted);
         let report = IngestReport {
@@ -443,7 +497,7 @@ impl IngestService {
                 }
             }
         }
-        let accepted = store_runs(&mut tx, source, &runs, now).await?;
+        let accepted = store_runs(&mut tx, source, &mut runs, now, &self.redaction).await?;
         tx.commit().await?;
         self.count(source, &accepted);
         let report = IngestReport {

@@ -27,6 +27,7 @@ mod lifecycle;
 mod planner;
 mod remediate;
 mod sagemaker;
+mod secrets;
 mod store_contract;
 mod store_incidents;
 mod tokens;

@@ -582,9 +582,15 @@ impl CodePipelinePoller {
                     in_progress: Vec::new(),
                 });
             }
-            stored = store_runs(&mut tx, RunSource::CodepipelinePoll, &runs, now)
-                .await
-                .map_err(store_err)?;
+            stored = store_runs(
+                &mut tx,
+                RunSource::CodepipelinePoll,
+                &mut runs,
+                now,
+                self.ingest.redaction(),
+            )
+            .await
+            .map_err(store_err)?;
             tx.put_state(STATE_KIND, pipeline, &value, now)
                 .await
                 .map_err(store_err)?;
