@@ -16,6 +16,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::HttpAllowlist;
 pub use crate::domain::{ApprovalPolicy, Risk};
 use crate::domain::{Direction, RunStatus};
 
@@ -503,25 +504,19 @@ pub(crate) fn url_allowed(url: &str, allowed: &[String]) -> Result<(), String> {
     if authority.contains('@') {
         return Err("must not carry credentials in the URL".to_string());
     }
-    let host = authority
-        .rsplit_once(':')
-        .map_or(authority, |(h, _)| h)
-        .to_ascii_lowercase();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
+    .to_ascii_lowercase();
     if host.is_empty() || host.contains("{{") {
         return Err("the host must be written out, not templated".to_string());
     }
-    let ok = allowed.iter().any(|pattern| {
-        let pattern = pattern.to_ascii_lowercase();
-        match pattern.strip_prefix("*.") {
-            Some(suffix) => host.ends_with(&format!(".{suffix}")),
-            None => host == pattern,
-        }
-    });
-    if ok {
+    if HttpAllowlist::lenient(allowed).allows_host(&host) {
         Ok(())
     } else {
         Err(format!(
-            "host `{host}` is not on the HTTP allowlist ({})",
+            "host `{host}` is not on remediate.http_allowlist ({})",
             if allowed.is_empty() {
                 "empty".to_string()
             } else {

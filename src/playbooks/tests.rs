@@ -28,7 +28,7 @@ const BROKEN: [(&str, usize, &str, &str); 20] = [
     ("direction-without-metric.md", 6, "when.direction", "direction needs a metric in the same condition"),
     ("duplicate-id-b.md", 2, "id", "duplicate playbook id `duplicate-id`, first defined at "),
     ("empty-body.md", 6, "body", "the runbook text below the front matter is empty"),
-    ("http-not-allowlisted.md", 10, "actions[0].with.url", "host `hooks.elsewhere.example` is not on the HTTP allowlist (hooks.example.com)"),
+    ("http-not-allowlisted.md", 10, "actions[0].with.url", "host `hooks.elsewhere.example` is not on remediate.http_allowlist (hooks.example.com)"),
     ("missing-risk.md", 6, "actions[0].risk", "missing: low or high"),
     ("no-front-matter.md", 1, "front matter", "a playbook starts with a `---` line, then YAML front matter, then `---`"),
     ("shell-via-sh.md", 9, "actions[0].with.argv[0]", "`sh` is a shell; write the command itself as argv, without a shell"),
