@@ -425,6 +425,9 @@ pub struct ActionDecl {
     /// Do not run before this long after approval ("retry later").
     pub delay: Option<Duration>,
     pub description: Option<String>,
+    /// `shell` only: incident facts that may fill an argument starting
+    /// with `-` (an option). Any other fact that would is refused.
+    pub flags: Vec<String>,
     /// Line of the action in its file.
     pub line: usize,
 }
@@ -436,6 +439,46 @@ impl ActionDecl {
             .get(spec.name)
             .cloned()
             .or_else(|| spec.default.map(ParamDefault::to_value))
+    }
+}
+
+/// The incident fact a template starts with (`{{stage}}-x` → `stage`), if
+/// it starts with one.
+pub fn leading_fact(template: &str) -> Option<&str> {
+    let inner = template.strip_prefix("{{")?;
+    let end = inner.find("}}")?;
+    let name = inner[..end].trim();
+    let simple = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    simple.then_some(name)
+}
+
+/// Whether a rendered `shell` argument is refused because a fact made it
+/// start with `-` (read as an option by most programs) and the action does
+/// not declare that fact in `flags`: the reason, or `None` when it may run.
+pub fn fact_flag_refusal(template: &str, rendered: &str, flags: &[String]) -> Option<String> {
+    if !rendered.starts_with('-') || template.starts_with('-') {
+        return None;
+    }
+    match leading_fact(template) {
+        Some(fact) if flags.iter().any(|f| f == fact) => None,
+        Some(fact) => Some(format!(
+            "the fact `{fact}` makes this argument start with `-` ({:?}), which would be read as an option; declare `flags: [{fact}]` on the action if that is intended",
+            truncate_chars(rendered, 40)
+        )),
+        None => Some(format!(
+            "an incident fact makes this argument start with `-` ({:?}), which would be read as an option",
+            truncate_chars(rendered, 40)
+        )),
+    }
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max).collect();
+        out.push('…');
+        out
     }
 }
 

@@ -472,6 +472,56 @@ fn http_templates_cannot_bypass_escaping_and_json_bodies_must_parse() {
 }
 
 #[test]
+fn shell_flags_name_facts_that_start_an_argument() {
+    let text = |flags: &str, uses: &str| {
+        format!(
+            "---\nid: purge\ntitle: Purge\nwhen: {{ status: failed }}\nactions:\n  - id: purge\n    uses: {uses}\n    with: {{ argv: [\"/usr/local/bin/purge\", \"{{{{stage}}}}\", \"--run={{{{run_id}}}}\"] }}\n    flags: {flags}\n    risk: low\n---\nRunbook.\n"
+        )
+    };
+    let ok = parse_playbook(
+        Path::new("purge.md"),
+        &text("[stage]", "shell"),
+        &LoadOptions::default(),
+    )
+    .expect("valid");
+    assert_eq!(ok.actions[0].flags, ["stage"]);
+    let messages = |flags: &str, uses: &str| -> Vec<(String, String)> {
+        parse_playbook(
+            Path::new("purge.md"),
+            &text(flags, uses),
+            &LoadOptions::default(),
+        )
+        .expect_err("invalid")
+        .into_iter()
+        .map(|e| (e.field, e.message))
+        .collect()
+    };
+    assert_eq!(
+        messages("[run_id]", "shell"),
+        [(
+            "actions[0].flags[0]".to_string(),
+            "no argument of `argv` starts with `{{run_id}}`, so `run_id` cannot fill a flag"
+                .to_string()
+        )]
+    );
+    let unknown = messages("[branch]", "shell");
+    assert_eq!(unknown[0].0, "actions[0].flags[0]");
+    assert!(unknown[0].1.contains("not an incident fact"), "{unknown:?}");
+    let wrong_kind = text("[stage]", "codepipeline.retry_stage").replace(
+        "with: { argv: [\"/usr/local/bin/purge\", \"{{stage}}\", \"--run={{run_id}}\"] }\n    ",
+        "",
+    );
+    let errors = parse_playbook(Path::new("purge.md"), &wrong_kind, &LoadOptions::default())
+        .expect_err("flags on a non-shell action");
+    assert_eq!(errors[0].field, "actions[0].flags");
+    assert!(
+        errors[0].message.contains("only `shell`"),
+        "{}",
+        errors[0].message
+    );
+}
+
+#[test]
 fn playbook_level_approval_none_is_refused_for_high_risk_actions() {
     let text = "---\nid: auto\ntitle: Automatic\nwhen: { status: failed }\nactions:\n  - id: retry\n    uses: codepipeline.retry_stage\n    risk: low\n  - id: rollback\n    uses: codepipeline.rollback_stage\n    risk: high\napproval: none\n---\nRunbook.\n";
     let errors = parse_playbook(Path::new("auto.md"), text, &LoadOptions::default())
