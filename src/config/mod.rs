@@ -11,7 +11,6 @@
 //! layering in `load`, the semantic checks in `validate`; everything is
 //! re-exported here, so the rest of the crate names `crate::config::X`.
 
-pub mod allowlist;
 pub mod detection;
 mod load;
 mod schema;
@@ -22,7 +21,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub use allowlist::HttpAllowlist;
+pub use crate::domain::HttpAllowlist;
 pub use detection::{
     MetricRule, MetricRuleConfig, PipelineRules, PipelineRulesConfig, ProblemDirection,
 };

@@ -267,7 +267,7 @@ fn remediate(config: &Config, bad: &mut impl FnMut(&str, String)) {
         }
     }
     for (i, host) in config.remediate.http_allowlist.iter().enumerate() {
-        if let Err(message) = super::allowlist::check_entry(host) {
+        if let Err(message) = crate::domain::check_allowlist_entry(host) {
             bad(&format!("remediate.http_allowlist[{i}]"), message);
         }
     }

@@ -16,9 +16,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::HttpAllowlist;
 pub use crate::domain::{ApprovalPolicy, Risk};
-use crate::domain::{Direction, RunStatus};
+use crate::domain::{Direction, HttpAllowlist, RunStatus};
 
 /// The incident facts a template in a playbook's `with:` may name, and
 /// nothing else: `{{stage}}`, `{{pipeline}}`, `{{incident_id}}` ...

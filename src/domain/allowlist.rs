@@ -27,7 +27,7 @@ pub struct HttpAllowlist {
 }
 
 /// Why an entry is not an allowlist entry.
-pub fn check_entry(entry: &str) -> Result<(), String> {
+pub fn check_allowlist_entry(entry: &str) -> Result<(), String> {
     parse_entry(entry).map(|_| ())
 }
 
@@ -118,7 +118,7 @@ impl HttpAllowlist {
         if self.names_address(ip) {
             return Ok(());
         }
-        match restricted(ip) {
+        match restricted_address(ip) {
             Some(kind) => Err(format!(
                 "{ip} is a {kind} address; add it to remediate.http_allowlist to allow it"
             )),
@@ -140,7 +140,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// The kind of a non-public address an `http` action may not reach
 /// unless allowlisted, or `None` for a public one.
-pub fn restricted(ip: IpAddr) -> Option<&'static str> {
+pub fn restricted_address(ip: IpAddr) -> Option<&'static str> {
     match canonical(ip) {
         IpAddr::V4(v4) => restricted_v4(v4),
         IpAddr::V6(v6) => restricted_v6(v6),
@@ -286,8 +286,8 @@ mod tests {
             HttpAllowlist::parse(&["ok.example".into(), "https://x/".into()]).unwrap_err();
         assert_eq!(i, 1);
         assert!(message.contains("CIDR"), "{message}");
-        assert!(check_entry("10.0.0.0/33").is_err());
-        assert!(check_entry("10.0.0.0/8").is_ok());
-        assert!(check_entry("::1").is_ok());
+        assert!(check_allowlist_entry("10.0.0.0/33").is_err());
+        assert!(check_allowlist_entry("10.0.0.0/8").is_ok());
+        assert!(check_allowlist_entry("::1").is_ok());
     }
 }
