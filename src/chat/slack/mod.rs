@@ -325,11 +325,12 @@ impl ChatPlatform for SlackChat {
         bytes: Vec<u8>,
         title: &str,
     ) -> Result<(), ChatError> {
+        let title = plain(title);
         let session = self.session();
         let target = call(
             session.get_upload_url_external(
                 &SlackApiFilesGetUploadUrlExternalRequest::new(filename.to_string(), bytes.len())
-                    .with_alt_txt(title.to_string()),
+                    .with_alt_txt(title.clone()),
             ),
         )
         .await?;
@@ -345,7 +346,7 @@ impl ChatPlatform for SlackChat {
             SlackApiFilesCompleteUploadExternalRequest::new(vec![SlackApiFilesComplete::new(
                 target.file_id,
             )
-            .with_title(title.to_string())])
+            .with_title(title)])
             .with_channel_id(SlackChannelId(channel.to_string()))
             .opt_thread_ts(thread_ts(thread));
         call(session.files_complete_upload_external(&complete)).await?;
