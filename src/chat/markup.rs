@@ -426,7 +426,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// Values a hostile CI payload may carry.
-    pub(crate) const HOSTILE: [&str; 12] = [
+    pub(crate) const HOSTILE: [&str; 14] = [
         "<!channel>",
         "<!here>",
         "<@U123>",
@@ -439,6 +439,8 @@ pub(crate) mod tests {
         "*bold* _it_ ~s~ `code`",
         "&lt;!channel&gt;",
         "<http://evil.example|docs>",
+        "<\u{200B}!channel> <\u{2060}@U1> @\u{200D}everyone",
+        "＜!channel＞ \\<!here\\>",
     ];
 
     /// The only live links the hostile cases may show: the CI system's.
