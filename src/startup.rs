@@ -471,7 +471,7 @@ fn start_chat(
             let stop = shutdown.clone();
             tracker.spawn(async move {
                 let slack = match crate::chat::slack::SlackChat::new(&config.slack, &bot) {
-                    Ok(slack) => slack,
+                    Ok(slack) => slack.with_links(crate::chat::markup::LinkPolicy::from_config(&config)),
                     Err(e) => {
                         tracing::error!(error = %e, "Cannot build the Slack client for Socket Mode.");
                         return;

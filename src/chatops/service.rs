@@ -203,7 +203,7 @@ impl ChatService {
             Command::Unknown(why) => format!("{why}\n\n{}", commands::HELP).into(),
             Command::Ask(question) => match self.asker.ask(&question, now, visibility).await {
                 Ok(answer) => CommandAnswer {
-                    text: crate::chat::cards::inert(&answer.answer),
+                    text: crate::chat::markup::prose(&answer.answer),
                     card: Some(answers::ask_card(&answer)),
                 },
                 Err(crate::ask::AskError::EmptyQuestion) => {

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::HttpAllowlist;
 pub use detection::{
     MetricRule, MetricRuleConfig, PipelineRules, PipelineRulesConfig, ProblemDirection,
 };
@@ -203,14 +204,19 @@ mod tests {
         assert_eq!(c.remediate.shell_timeout_s, 300);
 
         let c = from_sources(
-            Some("[remediate]\nhttp_allowlist = [\"hooks.internal.example\", \"*.ops.example\"]\n"),
+            Some("[remediate]\nhttp_allowlist = [\"hooks.internal.example\", \"*.ops.example\", \"10.0.0.0/8\", \"127.0.0.1\"]\n"),
             None,
             &env(&[("PIPEMEDIC_REMEDIATE__SHELL_ENV_ALLOWLIST", "PATH, LANG")]),
         )
         .unwrap();
         assert_eq!(
             c.remediate.http_allowlist,
-            ["hooks.internal.example", "*.ops.example"]
+            [
+                "hooks.internal.example",
+                "*.ops.example",
+                "10.0.0.0/8",
+                "127.0.0.1"
+            ]
         );
         assert_eq!(c.remediate.shell_env_allowlist, ["PATH", "LANG"]);
 
@@ -259,8 +265,18 @@ mod tests {
             [
                 "planner.max_attempts",
                 "planner.redact_patterns[1]",
-                "planner.http_allowed_hosts[0]"
+                "planner.http_allowed_hosts"
             ]
+        );
+        let moved = err
+            .problems
+            .iter()
+            .find(|p| p.key == "planner.http_allowed_hosts")
+            .unwrap();
+        assert!(
+            moved.message.contains("remediate.http_allowlist"),
+            "{}",
+            moved.message
         );
         let c = from_sources(
             Some("[planner]\ngeneric_ci = \"codepipeline\"\n"),

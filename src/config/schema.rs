@@ -182,8 +182,8 @@ pub struct PlannerConfig {
     pub prompts_dir: String,
     /// Directory of playbooks.
     pub playbooks_dir: String,
-    /// Hosts that playbook `http` actions may call (`hooks.example.com`,
-    /// `*.example.com`); empty: no `http` action is valid.
+    /// Replaced by `remediate.http_allowlist` (one allowlist for `http`
+    /// actions); a non-empty value is an error that says so.
     pub http_allowed_hosts: Vec<String>,
     /// Extra secret patterns (regular expressions) redacted from everything
     /// sent to a model, on top of the built-in ones.
@@ -421,8 +421,11 @@ pub struct AwsEndpoints {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RemediateConfig {
-    /// Hosts an `http` action may call: exact names, or `*.domain` for
-    /// every subdomain. Empty: no `http` action can run.
+    /// What an `http` action may call, for playbooks and the executor
+    /// alike: exact host names, `*.domain` for every subdomain, and IP
+    /// addresses or CIDR networks, which are the only way to reach a
+    /// loopback, link-local, private or unique-local address. Empty: no
+    /// `http` action can run.
     pub http_allowlist: Vec<String>,
     /// Default and upper bound of an `http` action's timeout (and of the
     /// GitHub calls), in seconds.

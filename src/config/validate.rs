@@ -173,18 +173,11 @@ fn planner(config: &Config, bad: &mut impl FnMut(&str, String)) {
             );
         }
     }
-    for (i, host) in config.planner.http_allowed_hosts.iter().enumerate() {
-        let h = host.strip_prefix("*.").unwrap_or(host);
-        if h.is_empty()
-            || !h
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            bad(
-                &format!("planner.http_allowed_hosts[{i}]"),
-                format!("{host:?} must be a host name such as hooks.example.com or *.example.com"),
-            );
-        }
+    if !config.planner.http_allowed_hosts.is_empty() {
+        bad(
+            "planner.http_allowed_hosts",
+            "moved: http actions have one allowlist now; put these entries in remediate.http_allowlist and remove this key".to_string(),
+        );
     }
 }
 
@@ -323,7 +316,7 @@ fn remediate(config: &Config, bad: &mut impl FnMut(&str, String)) {
         }
     }
     for (i, host) in config.remediate.http_allowlist.iter().enumerate() {
-        if let Err(message) = check_allowlist_host(host) {
+        if let Err(message) = crate::domain::check_allowlist_entry(host) {
             bad(&format!("remediate.http_allowlist[{i}]"), message);
         }
     }
@@ -412,24 +405,5 @@ fn api_urls(config: &Config, bad: &mut impl FnMut(&str, String)) {
                 format!("{:?} must be an http:// or https:// URL", redact_url(value)),
             );
         }
-    }
-}
-
-/// Checks one `remediate.http_allowlist` entry: a host name or IP
-/// address, or `*.domain`; no scheme, port, path or user.
-fn check_allowlist_host(entry: &str) -> Result<(), String> {
-    let host = entry.strip_prefix("*.").unwrap_or(entry);
-    let valid = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        && !host.starts_with('.')
-        && !host.ends_with('.');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{entry:?} must be a host name such as hooks.internal.example or *.internal.example (no scheme, port or path)"
-        ))
     }
 }

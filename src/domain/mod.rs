@@ -4,12 +4,14 @@
 //! message lives. Pure data and pure derivations; nothing here does I/O,
 //! and nothing here imports another module of the crate.
 
+mod allowlist;
 mod approval;
 mod incident;
 mod message;
 mod run;
 mod verdict;
 
+pub use allowlist::{check_allowlist_entry, restricted_address, HttpAllowlist};
 pub use approval::{ApprovalPolicy, Approver, Choice, RequestStatus, Risk, StepPolicy, Via, Vote};
 pub use incident::{Incident, IncidentSeverity, IncidentStatus};
 pub use message::{MessageRef, Platform};

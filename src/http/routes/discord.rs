@@ -49,12 +49,12 @@ async fn interactions_route(
         InteractionRequest::Ping => interactions::pong(),
         InteractionRequest::Command(event) => {
             let reply = state.dispatch(*event).await;
-            interactions::command_response(reply.as_ref())
+            interactions::command_response(reply.as_ref(), &state.links)
         }
         InteractionRequest::Component(event) => {
             let reply = state.dispatch(*event).await;
-            interactions::component_response(reply.as_ref())
+            interactions::component_response(reply.as_ref(), &state.links)
         }
-        InteractionRequest::Other => interactions::component_response(None),
+        InteractionRequest::Other => interactions::component_response(None, &state.links),
     }))
 }
