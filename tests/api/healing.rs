@@ -171,7 +171,7 @@ pub(crate) async fn status_of(app: &TestApp, id: i64) -> IncidentStatus {
 }
 
 pub(crate) async fn wait_for_status(app: &TestApp, id: i64, want: IncidentStatus) {
-    for _ in 0..750 {
+    for _ in 0..1500 {
         if status_of(app, id).await == want {
             return;
         }
@@ -181,6 +181,22 @@ pub(crate) async fn wait_for_status(app: &TestApp, id: i64, want: IncidentStatus
         "incident #{id} did not become {want:?}; it is {:?}",
         status_of(app, id).await
     );
+}
+
+/// Waits until the audit log has an entry of `kind`.
+async fn wait_for_audit(app: &TestApp, kind: &str) {
+    for _ in 0..1500 {
+        let entries = app
+            .store
+            .audit_since(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+            .await
+            .unwrap();
+        if entries.iter().any(|e| e.kind == kind) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no {kind} in the audit log");
 }
 
 /// The id of `pipeline`'s incident, once there is one.
@@ -799,6 +815,9 @@ async fn an_incident_left_planning_is_planned_again(db: Db) {
     history(app, pipeline).await;
     failed_execution(app, pipeline).await;
     let id = incident_of(app, pipeline).await;
+    // The incident is open before planning starts, too: wait for the
+    // failed draft, after which it returns to open.
+    wait_for_audit(app, "plan.failed").await;
     wait_for_status(app, id, IncidentStatus::Open).await;
     assert!(app
         .store

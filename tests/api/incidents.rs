@@ -94,7 +94,9 @@ pub async fn chat_app_with(
 
 /// Polls `done` every 20 ms for up to 15 s.
 pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..750 {
+    // A generous guard against a hang, not a speed check: loaded CI
+    // machines are slow.
+    for _ in 0..1500 {
         if done() {
             return;
         }
