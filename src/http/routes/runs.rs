@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use crate::domain::RunSource;
 use crate::http::extract::{body_or_413, require_bearer};
 use crate::http::{ApiError, AppState};
-use crate::ingest::generic;
+use crate::ingest::{delivery_id, generic};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/runs", post(post_runs))
@@ -29,11 +29,12 @@ async fn post_runs(
 ) -> Result<impl IntoResponse, ApiError> {
     require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
     let body = body_or_413(body)?;
-    let runs = generic::parse_runs(&body, state.config.ingest.max_batch)?;
-    let delivery = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 256);
+    let now = state.ingest.clock().now();
+    let runs = generic::parse_runs(&body, state.config.ingest.max_batch, now)?;
+    let delivery = delivery_id(
+        "Idempotency-Key",
+        headers.get("idempotency-key").and_then(|v| v.to_str().ok()),
+    )?;
     let report = state
         .ingest
         .accept_runs(RunSource::Generic, delivery, &runs, true)
