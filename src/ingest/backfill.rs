@@ -394,6 +394,36 @@ mod tests {
     }
 
     #[test]
+    fn backfill_applies_the_run_limits() {
+        let text = format!(
+            "{{\"pipeline\":\"p\",\"run_id\":\"1\",\"status\":\"failed\",\"started_at\":\"0000-01-01T00:00:00Z\"}}\n\
+             {{\"pipeline\":\"{}\",\"run_id\":\"2\",\"status\":\"failed\"}}\n",
+            "p".repeat(201)
+        );
+        let (runs, errors) = parse_file(&text, Format::JsonLines, now());
+        assert!(runs.is_empty());
+        let found: Vec<_> = errors
+            .iter()
+            .map(|e| (e.line, e.error.to_string()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    1,
+                    "started_at: 0000-01-01 00:00:00 UTC is before 2000-01-01T00:00:00Z"
+                        .to_string()
+                ),
+                (2, "pipeline: longer than 200 characters".to_string())
+            ]
+        );
+        let csv = "pipeline,run_id,status,cpu_peak_pct\np,1,failed,1.7e308\n";
+        let (runs, errors) = parse_file(csv, Format::Csv, now());
+        assert!(runs.is_empty());
+        assert_eq!(errors[0].error.field, "resources.cpu_peak_pct");
+    }
+
+    #[test]
     fn csv_unknown_header_is_reported() {
         let (runs, errors) = parse_file(
             "pipeline,run_id,status,colour\np,1,failed,red\n",
