@@ -507,6 +507,9 @@ impl IngestService {
                 }
             }
         }
+        for run in &mut runs {
+            run.normalise();
+        }
         let accepted = store_runs(&mut tx, source, &runs, now).await?;
         tx.commit().await?;
         self.count(source, &accepted);

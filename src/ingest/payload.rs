@@ -508,6 +508,15 @@ mod tests {
     }
 
     #[test]
+    fn webhook_runs_have_their_free_text_bounded() {
+        let mut run = Run::new(" p ", "1", RunStatus::Failed);
+        run.commit_message = Some("é".repeat(10_000));
+        let run = WebhookEvent::Run(Box::new(run)).into_run().unwrap();
+        assert_eq!(run.pipeline, "p");
+        assert_eq!(run.commit_message.unwrap().chars().count(), 4096);
+    }
+
+    #[test]
     fn delivery_ids_are_capped() {
         assert_eq!(delivery_id("X-GitHub-Delivery", None).unwrap(), None);
         assert_eq!(delivery_id("X-GitHub-Delivery", Some(" ")).unwrap(), None);
@@ -741,9 +750,10 @@ impl WebhookEvent {
     /// The run this delivery describes, whole or in part: the run itself,
     /// or for a job a `running` run carrying only that job's timing (see
     /// [`stage_update`]). Combine it with the stored run through
-    /// [`merge_update`]. `None` for ignored deliveries.
+    /// [`merge_update`]. `None` for ignored deliveries. Oversized free text
+    /// is shortened ([`Run::normalise`]).
     pub fn into_run(self) -> Option<Run> {
-        match self {
+        let mut run = match self {
             Self::Run(run) => Some(*run),
             Self::Job {
                 pipeline,
@@ -752,6 +762,8 @@ impl WebhookEvent {
                 stage,
             } => Some(stage_update(pipeline, run_id, attempt, stage)),
             Self::Ignored { .. } => None,
-        }
+        }?;
+        run.normalise();
+        Some(run)
     }
 }

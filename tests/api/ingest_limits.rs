@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    spawn_app_with, Db, TestApp, AWS_SECRET, GITHUB_SECRET, GITLAB_TOKEN, INGEST_TOKEN,
+    spawn_app_with, t, Db, TestApp, TestDb, AWS_SECRET, GITHUB_SECRET, GITLAB_TOKEN, INGEST_TOKEN,
 };
 
 const RUN_COMPLETED: &str = include_str!("../fixtures/github/workflow_run-completed-failure.json");
@@ -267,7 +267,49 @@ async fn unknown_event_headers_do_not_grow_metrics(db: Db) {
     );
 }
 
+async fn delivery_ids_are_forgotten_after_the_retention(db: Db) {
+    use std::sync::Arc;
+
+    use pipemedic::clock::ManualClock;
+    use pipemedic::domain::{Run, RunSource, RunStatus};
+    use pipemedic::ingest::IngestService;
+
+    let retention = pipemedic::config::from_sources(None, None, &pipemedic::config::Env::new())
+        .unwrap()
+        .ingest
+        .processed_event_retention_days;
+    assert_eq!(retention, 30, "the documented default");
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let clock = Arc::new(ManualClock::new(t("2026-11-25T12:00:00Z")));
+    let ingest = IngestService::new(
+        store.clone(),
+        Arc::new(pipemedic::metrics::Metrics::new()),
+        clock.clone(),
+    );
+    let run = Run::new("p", "1", RunStatus::Succeeded);
+    let send = || {
+        ingest.accept_runs(
+            RunSource::Generic,
+            Some("key-1"),
+            std::slice::from_ref(&run),
+            false,
+        )
+    };
+    assert!(!send().await.unwrap().duplicate_delivery);
+    clock.advance(chrono::Duration::days(29));
+    assert_eq!(ingest.prune_processed_events(retention).await.unwrap(), 0);
+    assert!(send().await.unwrap().duplicate_delivery, "still remembered");
+    clock.advance(chrono::Duration::days(2));
+    assert_eq!(ingest.prune_processed_events(retention).await.unwrap(), 1);
+    assert!(
+        !send().await.unwrap().duplicate_delivery,
+        "forgotten after the retention"
+    );
+}
+
 crate::on_both_databases!(
+    delivery_ids_are_forgotten_after_the_retention,
     generic_runs_over_the_caps_are_422_naming_the_limit,
     absurd_values_names_and_timestamps_are_refused,
     webhooks_apply_the_run_validation,
