@@ -285,13 +285,14 @@ impl Run {
         let mut seen = HashSet::with_capacity(self.stages.len());
         for (i, stage) in self.stages.iter().enumerate() {
             let field = format!("stages[{i}].");
-            if !seen.insert(stage.name.as_str()) {
+            if let Some(problem) = name_problem(&stage.name) {
+                p.add(&format!("{field}name"), problem);
+            } else if !seen.insert(stage.name.as_str()) {
                 p.add(
                     &format!("{field}name"),
                     format!("stage {:?} appears twice", stage.name),
                 );
             }
-            p.name(&format!("{field}name"), &stage.name);
             p.span(&field, stage.started_at, stage.finished_at, latest);
         }
     }
