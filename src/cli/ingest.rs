@@ -18,7 +18,9 @@ pub(super) async fn ingest(
     use crate::ingest::backfill::{self, Format};
     let text = std::fs::read_to_string(file)
         .map_err(|e| Exit::BadInput(format!("cannot read {}: {e}", file.display())))?;
-    let (runs, errors) = backfill::parse_file(&text, Format::of(file));
+    let clock = std::sync::Arc::new(crate::clock::SystemClock);
+    let now = crate::clock::Clock::now(clock.as_ref());
+    let (runs, errors) = backfill::parse_file(&text, Format::of(file), now);
     const SHOWN: usize = 50;
     for e in errors.iter().take(SHOWN) {
         eprintln!("{}:{e}", file.display());
@@ -58,7 +60,7 @@ pub(super) async fn ingest(
     let service = crate::ingest::IngestService::with_redactor(
         store.clone(),
         std::sync::Arc::new(crate::metrics::Metrics::new()),
-        std::sync::Arc::new(crate::clock::SystemClock),
+        clock,
         None,
         std::sync::Arc::new(redactor),
     );

@@ -78,11 +78,17 @@ impl Default for StoreConfig {
 pub struct IngestConfig {
     /// Most runs accepted in one `POST /v1/runs` array.
     pub max_batch: usize,
+    /// Days a processed delivery or event id is kept for recognising
+    /// redeliveries; older ids are pruned.
+    pub processed_event_retention_days: u32,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { max_batch: 1000 }
+        Self {
+            max_batch: 1000,
+            processed_event_retention_days: 30,
+        }
     }
 }
 

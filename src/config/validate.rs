@@ -95,10 +95,16 @@ fn store(config: &Config, bad: &mut impl FnMut(&str, String)) {
     }
 }
 
-/// The batch limit.
+/// The batch limit and the retention of processed event ids.
 fn ingest(config: &Config, bad: &mut impl FnMut(&str, String)) {
     if config.ingest.max_batch == 0 {
         bad("ingest.max_batch", "must be at least 1".into());
+    }
+    if !(1..=3650).contains(&config.ingest.processed_event_retention_days) {
+        bad(
+            "ingest.processed_event_retention_days",
+            "must be 1 to 3650 days".into(),
+        );
     }
 }
 

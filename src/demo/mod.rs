@@ -49,6 +49,8 @@ pub enum DemoError {
     Setup(String),
     #[error("the store failed: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("a demo run was refused: {0}")]
+    Ingest(#[from] crate::ingest::IngestError),
     #[error("the demo's problem was not detected: {0}")]
     NotDetected(String),
     #[error("the demo waited in vain for {0}")]

@@ -9,6 +9,7 @@ mod approval;
 mod incident;
 mod message;
 mod run;
+mod run_limits;
 mod verdict;
 
 pub use allowlist::{check_allowlist_entry, restricted_address, HttpAllowlist};
@@ -19,6 +20,7 @@ pub use run::{
     DeployMetrics, FieldError, MetricSample, ResourceMetrics, Run, RunSource, RunStatus,
     StageTiming, TestCounts, BUILTIN_METRICS,
 };
+pub use run_limits::{MAX_CUSTOM_METRICS, MAX_NAME_CHARS, MAX_STAGES};
 pub use verdict::{
     amount, metric_label, Anomaly, AnomalyStatus, Direction, Dismissal, MetricDeviation, ScoredRun,
     Verdict,

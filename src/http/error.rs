@@ -15,7 +15,7 @@ use crate::chat::slack::events::SlackPayloadError;
 use crate::domain::FieldError;
 use crate::healing::DirectDecisionError;
 use crate::ingest::generic::GenericError;
-use crate::ingest::{AdapterError, AdapterErrorKind};
+use crate::ingest::{AdapterError, AdapterErrorKind, IngestError};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -147,6 +147,29 @@ impl From<GenericError> for ApiError {
             )
             .with_details(details),
         }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Invalid(details) => {
+                Self::new(ErrorCode::InvalidShape, invalid_message(&details)).with_details(details)
+            }
+            IngestError::Store(e) => Self::from(e),
+        }
+    }
+}
+
+/// The message of a refused run: its first problem, and how many more.
+fn invalid_message(details: &[FieldError]) -> String {
+    match details {
+        [] => "the run is invalid; nothing was stored".to_string(),
+        [one] => format!("{one}; nothing was stored"),
+        [first, rest @ ..] => format!(
+            "{first} (and {} more problem(s)); nothing was stored",
+            rest.len()
+        ),
     }
 }
 

@@ -23,6 +23,7 @@ mod healing;
 mod helpers;
 mod incidents;
 mod ingest_generic;
+mod ingest_limits;
 mod lifecycle;
 mod planner;
 mod remediate;

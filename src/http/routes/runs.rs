@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use crate::domain::RunSource;
 use crate::http::extract::{body_or_413, require_json, require_scope, Scope};
 use crate::http::{ApiError, AppState};
-use crate::ingest::generic;
+use crate::ingest::{delivery_id, generic};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/runs", post(post_runs))
@@ -31,11 +31,12 @@ async fn post_runs(
     require_scope(&state.secrets, Scope::Ingest, &headers)?;
     require_json(&headers)?;
     let body = body_or_413(body)?;
-    let runs = generic::parse_runs(&body, state.config.ingest.max_batch)?;
-    let delivery = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 256);
+    let now = state.ingest.clock().now();
+    let runs = generic::parse_runs(&body, state.config.ingest.max_batch, now)?;
+    let delivery = delivery_id(
+        "Idempotency-Key",
+        headers.get("idempotency-key").and_then(|v| v.to_str().ok()),
+    )?;
     let report = state
         .ingest
         .accept_runs(RunSource::Generic, delivery, &runs, true)

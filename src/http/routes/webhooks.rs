@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use crate::domain::RunSource;
 use crate::http::extract::{body_or_413, require_json, require_token};
 use crate::http::{ApiError, AppState, ErrorCode};
-use crate::ingest::{aws, github, gitlab, signature, IngestReport};
+use crate::ingest::{aws, delivery_id, github, gitlab, signature, IngestReport};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -63,7 +63,7 @@ async fn github_webhook(
     }
     let event_name = header(&headers, "x-github-event").unwrap_or_default();
     let event = github::parse_github(event_name, &body)?;
-    let delivery = header(&headers, "x-github-delivery");
+    let delivery = delivery_id("X-GitHub-Delivery", header(&headers, "x-github-delivery"))?;
     let Some(update) = event.into_run() else {
         state.metrics.event_ignored("github", event_name);
         return Ok(answer(IngestReport {
@@ -92,8 +92,10 @@ async fn gitlab_webhook(
     require_json(&headers)?;
     let body = body_or_413(body)?;
     let event = gitlab::parse_gitlab(&body)?;
-    let delivery =
-        header(&headers, "x-gitlab-event-uuid").or_else(|| header(&headers, "idempotency-key"));
+    let delivery = match header(&headers, "x-gitlab-event-uuid") {
+        Some(uuid) => delivery_id("X-Gitlab-Event-UUID", Some(uuid))?,
+        None => delivery_id("Idempotency-Key", header(&headers, "idempotency-key"))?,
+    };
     let Some(update) = event.into_run() else {
         state.metrics.event_ignored(
             "gitlab",
