@@ -191,22 +191,9 @@ impl Parser {
         if self == Parser::Config {
             seeds.push(crate::config::STARTER_TOML.as_bytes().to_vec());
         }
-        if self == Parser::GenericRun {
-            seeds.push(SAMPLE_RUN.as_bytes().to_vec());
-        }
         seeds
     }
 }
-
-/// A normalised run as `POST /v1/runs` takes it, with every field set.
-const SAMPLE_RUN: &str = r#"{"pipeline": "checkout-service", "run_id": "8f1c", "status": "failed",
- "started_at": "2026-11-20T10:00:00Z", "finished_at": "2026-11-20T10:07:12Z",
- "stage": "Test", "commit": "a1b2c3d", "attempt": 1,
- "tests": {"total": 812, "failed": 37, "skipped": 4},
- "resources": {"cpu_peak_pct": 93.5, "mem_peak_mb": 3100},
- "deploy": {"error_rate": 0.002, "latency_p95_ms": 180},
- "metrics": {"any_custom_metric": 1.5},
- "log_excerpt": "error: test checkout::pay timed out", "log_url": "https://example.com/log"}"#;
 
 /// Takes each run through the steps ingest applies after parsing
 /// (normalise, validate, derive the metric samples) and counts them.
