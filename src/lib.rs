@@ -16,7 +16,7 @@
 //! ```text
 //! main (the binary)
 //!  └─ cli                                   the command line
-//!      └─ demo · evaluate · check            whole programs on the application
+//!      └─ demo · evaluate · check · untrusted   whole programs on the application; every untrusted-input parser by name
 //!          └─ startup                        makes every channel, builds and runs the services
 //!              └─ http                       the edge: router, extractors, error table, handlers
 //!                  └─ chatops                commands, decisions, questions from chat
@@ -65,6 +65,7 @@
 //! | [`evaluate`] | detection quality on CI-shaped histories: the seeded, labelled corpus and its scoring (pure), and the driver that posts it through `POST /v1/runs` (`examples/ci_eval.rs`) |
 //! | [`check`] | the post-build check client (`pipemedic check`) |
 //! | [`demo`] | `pipemedic demo`: the whole loop locally with generated history |
+//! | [`untrusted`] | every parser of untrusted input by name, for the fuzz targets in `fuzz/` and the property tests |
 //! | [`cli`] | the command line |
 //!
 //! ## Data flow
@@ -125,3 +126,4 @@ pub mod standin;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod untrusted;
