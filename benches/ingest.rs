@@ -5,6 +5,9 @@
 //! `PIPEMEDIC_TEST_POSTGRES_URL` is set). Each figure is also given as a
 //! ratio to a baseline measured in the same run: `GET /healthz` requests per
 //! second through the same server and client (the HTTP ceiling).
+//!
+//! First, the cost of the run limits check ([`pipemedic::domain::Run::validate`])
+//! on a run with the most stages accepted, as a ratio to a one-stage run.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -156,8 +159,46 @@ async fn bench_backend(name: &str, url: &str) {
     );
 }
 
+/// Microseconds per [`pipemedic::domain::Run::validate`] call on a run with
+/// `stages` stages.
+fn validate_us(stages: usize) -> f64 {
+    use pipemedic::domain::{Run, RunStatus, StageTiming};
+    let now = chrono::Utc::now();
+    let mut run = Run::new("checkout-service", "r1", RunStatus::Succeeded);
+    run.started_at = Some(now - chrono::Duration::minutes(10));
+    run.finished_at = Some(now);
+    run.stages = (0..stages)
+        .map(|i| StageTiming {
+            name: format!("stage-{i:05}"),
+            status: Some(RunStatus::Succeeded),
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+        })
+        .collect();
+    let calls = 2_000;
+    let started = Instant::now();
+    let mut problems = 0;
+    for _ in 0..calls {
+        problems += std::hint::black_box(&run).validate("", now).len();
+    }
+    std::hint::black_box(problems);
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(calls)
+}
+
+fn bench_validation() {
+    let one = validate_us(1);
+    let capped = validate_us(pipemedic::domain::MAX_STAGES);
+    let over = validate_us(55_000);
+    println!(
+        "validate   1 stage {one:.2} us; {} stages {capped:.1} us ({:.0}x); 55,000 stages (refused by the cap) {over:.1} us",
+        pipemedic::domain::MAX_STAGES,
+        capped / one
+    );
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    bench_validation();
     let dir = tempfile::tempdir().expect("temp dir");
     println!(
         "pipemedic ingest benchmark: {CLIENTS} concurrent clients, {}s per figure, durable commits",

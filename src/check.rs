@@ -138,7 +138,7 @@ pub fn build_run(
     }
     run.metrics = metrics;
     run.normalise();
-    problems.extend(run.validate("").into_iter().map(|e| e.to_string()));
+    problems.extend(run.validate("", now).into_iter().map(|e| e.to_string()));
     if problems.is_empty() {
         Ok(run)
     } else {

@@ -16,7 +16,7 @@
 //! ```text
 //! main (the binary)
 //!  └─ cli                                   the command line
-//!      └─ demo · evaluate · check            whole programs on the application
+//!      └─ demo · evaluate · check · untrusted   whole programs on the application; every untrusted-input parser by name
 //!          └─ startup                        makes every channel, builds and runs the services
 //!              └─ http                       the edge: router, extractors, error table, handlers
 //!                  └─ chatops                commands, decisions, questions from chat
@@ -60,11 +60,12 @@
 //! | [`incidents`] | abnormal runs → incidents (grouping, silences, status) → queued chat alerts |
 //! | [`healing`] | the loop of an incident: plan → offer for approval → decisions → run once → verify on the next run → resolved |
 //! | [`chatops`] | the application behind chat: commands, decisions handed to healing, questions handed to ask |
-//! | [`http`] | the router, application state, extractors, the error table and every handler |
+//! | [`http`] | the router, application state, extractors, the error table and its one shape, the request and connection limits, the accept loop and every handler |
 //! | [`startup`] | wiring (every channel made here) and graceful shutdown |
 //! | [`evaluate`] | detection quality on CI-shaped histories: the seeded, labelled corpus and its scoring (pure), and the driver that posts it through `POST /v1/runs` (`examples/ci_eval.rs`) |
 //! | [`check`] | the post-build check client (`pipemedic check`) |
 //! | [`demo`] | `pipemedic demo`: the whole loop locally with generated history |
+//! | [`untrusted`] | every parser of untrusted input by name, for the fuzz targets in `fuzz/` and the property tests |
 //! | [`cli`] | the command line |
 //!
 //! ## Data flow
@@ -127,3 +128,4 @@ pub mod standin;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod untrusted;

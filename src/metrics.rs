@@ -1,8 +1,14 @@
 //! Process metrics in the Prometheus text format, served at `/metrics`:
 //! runs ingested by source and outcome, requests rejected by reason, events
 //! acknowledged but ignored, detector fallbacks from SageMaker to the
-//! embedded forest, and a request latency histogram per route.
+//! embedded forest, secrets redacted at ingest by kind, and a request
+//! latency histogram per route.
 //! A small hand-written registry: counters and one histogram family.
+//!
+//! Label values come from code, configuration or matched route paths, never
+//! straight from a request: event types named by a request header or body
+//! are mapped onto a fixed set first ([`event_label`]), so a caller cannot
+//! grow the label set.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -35,7 +41,7 @@ pub struct Metrics {
 }
 
 /// Counter families with their help text.
-const COUNTERS: [(&str, &str); 13] = [
+const COUNTERS: [(&str, &str); 14] = [
     (
         "pipemedic_handoffs_dropped_total",
         "Stored runs whose hand-off to the next stage was dropped because its queue was full, by queue (scored: detection to incidents; handled: incidents to healing).",
@@ -85,6 +91,10 @@ const COUNTERS: [(&str, &str); 13] = [
         "Questions answered, by backend (offline, bedrock) and outcome (answered, not_visible, or why the model's answer was replaced by the offline one).",
     ),
     (
+        "pipemedic_redactions_total",
+        "Secrets hidden in CI text before it was stored, by kind (github_token, password, url_password, ...; a fixed set, custom for configured patterns).",
+    ),
+    (
         "pipemedic_detector_fallbacks_total",
         "Runs scored by the embedded forest instead of SageMaker, by reason (error, circuit_open).",
     ),
@@ -116,10 +126,17 @@ impl Metrics {
         );
     }
 
+    /// Counts an acknowledged event without a run. `event` comes from the
+    /// request (`X-GitHub-Event`, `X-Gitlab-Event`, EventBridge
+    /// `detail-type`); only known event types become labels, others count
+    /// as `other`.
     pub fn event_ignored(&self, source: &str, event: &str) {
         self.add(
             "pipemedic_events_ignored_total",
-            vec![("source", source.into()), ("event", event.into())],
+            vec![
+                ("source", source.into()),
+                ("event", event_label(source, event).into()),
+            ],
             1,
         );
     }
@@ -219,6 +236,12 @@ impl Metrics {
         );
     }
 
+    /// Counts `n` secrets of `kind` hidden at ingest (`kind` is one of the
+    /// redactor's fixed names, never text from a request).
+    pub fn redactions(&self, kind: &'static str, n: u64) {
+        self.add("pipemedic_redactions_total", vec![("kind", kind.into())], n);
+    }
+
     /// Records one request's latency for a route (the matched path).
     pub fn observe_request(&self, route: &str, seconds: f64) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -312,6 +335,78 @@ fn render_labels(labels: &[(&'static str, String)], le: Option<&str>) -> String 
     }
 }
 
+/// GitHub webhook event names (`X-GitHub-Event`) kept as labels.
+const GITHUB_EVENTS: [&str; 24] = [
+    "check_run",
+    "check_suite",
+    "create",
+    "delete",
+    "deployment",
+    "deployment_status",
+    "fork",
+    "installation",
+    "issue_comment",
+    "issues",
+    "member",
+    "merge_group",
+    "meta",
+    "ping",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "push",
+    "release",
+    "repository",
+    "status",
+    "workflow_dispatch",
+    "workflow_job",
+    "workflow_run",
+];
+
+/// GitLab hook names (`X-Gitlab-Event`) kept as labels.
+const GITLAB_EVENTS: [&str; 15] = [
+    "Deployment Hook",
+    "Emoji Hook",
+    "Feature Flag Hook",
+    "Issue Hook",
+    "Job Hook",
+    "Member Hook",
+    "Merge Request Hook",
+    "Note Hook",
+    "Pipeline Hook",
+    "Push Hook",
+    "Release Hook",
+    "Resource Access Token Hook",
+    "Subgroup Hook",
+    "Tag Push Hook",
+    "Wiki Page Hook",
+];
+
+/// EventBridge `detail-type`s kept as labels.
+const AWS_EVENTS: [&str; 5] = [
+    "CodeBuild Build Phase Change",
+    "CodeBuild Build State Change",
+    "CodePipeline Action Execution State Change",
+    "CodePipeline Pipeline Execution State Change",
+    "CodePipeline Stage Execution State Change",
+];
+
+/// The label of a request-named event type: itself when `source` knows it,
+/// otherwise `other`.
+pub fn event_label<'a>(source: &str, event: &'a str) -> &'a str {
+    let known: &[&str] = match source {
+        "github" => &GITHUB_EVENTS,
+        "gitlab" => &GITLAB_EVENTS,
+        "aws" => &AWS_EVENTS,
+        _ => &[],
+    };
+    if known.contains(&event) {
+        event
+    } else {
+        "other"
+    }
+}
+
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -348,6 +443,35 @@ mod tests {
         assert_eq!(
             m.counter("pipemedic_runs_ingested_total", &[("source", "github")]),
             2
+        );
+    }
+
+    #[test]
+    fn request_named_event_types_become_labels_only_when_known() {
+        let m = Metrics::new();
+        for i in 0..3_000 {
+            m.event_ignored("github", &format!("random-{i}"));
+        }
+        m.event_ignored("github", "ping");
+        m.event_ignored("gitlab", "Push Hook");
+        m.event_ignored("gitlab", "push");
+        m.event_ignored("aws", "CodeBuild Build Phase Change");
+        m.event_ignored("aws", "Some\nOther \"Type\"");
+        let text = m.render();
+        let lines: Vec<_> = text
+            .lines()
+            .filter(|l| l.starts_with("pipemedic_events_ignored_total{"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "pipemedic_events_ignored_total{source=\"aws\",event=\"CodeBuild Build Phase Change\"} 1",
+                "pipemedic_events_ignored_total{source=\"aws\",event=\"other\"} 1",
+                "pipemedic_events_ignored_total{source=\"github\",event=\"other\"} 3000",
+                "pipemedic_events_ignored_total{source=\"github\",event=\"ping\"} 1",
+                "pipemedic_events_ignored_total{source=\"gitlab\",event=\"Push Hook\"} 1",
+                "pipemedic_events_ignored_total{source=\"gitlab\",event=\"other\"} 1",
+            ]
         );
     }
 }

@@ -29,6 +29,7 @@ use crate::config::Loaded;
 use crate::config::{DetectorBackend, PlannerBackend};
 use crate::domain::ScoredRun;
 use crate::healing::{DecisionEvent, HealingParts, HealingService};
+use crate::http::serve::ConnectionLimits;
 use crate::http::AppState;
 use crate::incidents::{HandledRun, IncidentChannels, IncidentService};
 use crate::ingest::IngestService;
@@ -40,7 +41,7 @@ use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("refusing to listen on {addr}: it is not a loopback address and these ingest routes have no secret: {routes}. Set the secrets (see `pipemedic config check`) or listen on 127.0.0.1")]
+    #[error("refusing to listen on {addr}: it is not a loopback address and these routes have no secret: {routes}. Set the secrets (see `pipemedic config check`) or listen on 127.0.0.1")]
     UnauthenticatedPublic { addr: SocketAddr, routes: String },
     #[error("server.listen {0:?} is not an address")]
     BadListen(String),
@@ -60,14 +61,23 @@ pub enum StartupError {
     Executors(#[from] crate::remediate::ExecError),
     #[error("cannot set up question answering: {0}")]
     Ask(#[from] crate::ask::AskSetupError),
+    #[error("planner.redact_patterns: {0}")]
+    Redact(#[from] crate::redact::RedactError),
 }
 
-/// Routes that accept requests without a credential when its secret is unset.
+/// Routes that accept requests without a credential when its secret is
+/// unset. The admin routes are never among them: without
+/// `PIPEMEDIC_ADMIN_TOKEN` they refuse every request.
 pub fn unauthenticated_routes(loaded: &Loaded) -> Vec<&'static str> {
     let s = &loaded.secrets;
     let mut open = Vec::new();
     if s.ingest_token.is_none() {
         open.push("/v1/runs (PIPEMEDIC_INGEST_TOKEN)");
+    }
+    if s.read_token.is_none() {
+        open.push(
+            "GET /v1/incidents, GET /v1/pipelines/{name}/health, POST /v1/ask (PIPEMEDIC_READ_TOKEN)",
+        );
     }
     if s.github_webhook_secret.is_none() {
         open.push("/v1/webhooks/github (PIPEMEDIC_GITHUB_WEBHOOK_SECRET)");
@@ -148,7 +158,7 @@ impl Application {
         for route in &open {
             tracing::warn!(
                 route,
-                "Ingest route accepts requests without a credential (loopback only)."
+                "Route accepts requests without a credential (loopback only)."
             );
         }
         let store = Store::connect(
@@ -201,11 +211,13 @@ impl Application {
             },
             Some(incidents.sender()),
         );
-        let ingest = Arc::new(IngestService::with_detection(
+        let redactor = crate::redact::Redactor::new(&loaded.config.planner.redact_patterns)?;
+        let ingest = Arc::new(IngestService::with_redactor(
             store.clone(),
             metrics.clone(),
             clock.clone(),
             Some(detection),
+            Arc::new(redactor),
         ));
         let (planner, approvals) = build_healing(&loaded, &store, &metrics, &clock, &aws).await?;
         let healing = HealingService::new(HealingParts {
@@ -242,7 +254,12 @@ impl Application {
             asker.clone(),
             &loaded.config.chat,
             Some(healing.clone()),
-        );
+        )
+        .with_admins(crate::chatops::admin::ChatAdmins::new(
+            &loaded.config.chat.admins,
+            &loaded.config.approvals.groups,
+            GroupLookup::new(platforms.clone()),
+        ));
         let chat = chat.with_sink(Arc::new(sink));
         let state = AppState {
             config: Arc::new(loaded.config),
@@ -292,7 +309,8 @@ impl Application {
 
     /// Serves until the shutdown token is cancelled, then lets in-flight
     /// requests finish (up to `server.shutdown_grace_s`) and stops the
-    /// background tasks.
+    /// background tasks. Raises the open-file limit and caps connections
+    /// below it first (see [`crate::http::serve`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Self {
             listener,
@@ -321,14 +339,17 @@ impl Application {
             &tracker,
             &shutdown,
         );
+        let limits =
+            ConnectionLimits::at_start(&state.config.server, state.config.store.max_connections);
         let app = crate::http::router(state);
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "Listening.");
-        let stop = shutdown.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            stop.cancelled().await;
-        });
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(crate::http::serve::serve(
+            listener,
+            app,
+            limits,
+            shutdown.clone(),
+        ));
         shutdown.cancelled().await;
         tracing::info!(
             grace_s = grace.as_secs(),
@@ -456,7 +477,7 @@ fn start_chat(
             let stop = shutdown.clone();
             tracker.spawn(async move {
                 let slack = match crate::chat::slack::SlackChat::new(&config.slack, &bot) {
-                    Ok(slack) => slack,
+                    Ok(slack) => slack.with_links(crate::chat::markup::LinkPolicy::from_config(&config)),
                     Err(e) => {
                         tracing::error!(error = %e, "Cannot build the Slack client for Socket Mode.");
                         return;

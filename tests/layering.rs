@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["main"],
     &["cli"],
     // Whole programs built on the running application.
-    &["demo", "evaluate", "check"],
+    &["demo", "evaluate", "check", "untrusted"],
     &["startup"],
     // The edge: router, extractors, error table.
     &["http"],

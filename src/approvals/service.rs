@@ -27,7 +27,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::policy::{
-    decide, is_automatic, ApprovalSettings, RequestStatus, RequestView, Ruling, StepPolicy, Vote,
+    admin_token_counted, decide, is_automatic, ApprovalSettings, RequestStatus, RequestView,
+    Ruling, StepPolicy, Vote,
 };
 use super::report::{error_detail, report};
 use crate::clock::Clock;
@@ -384,13 +385,15 @@ impl ApprovalService {
             });
         }
         let counted = tx.effective_votes(request_id).await?;
-        let decision = decide(
-            &self.settings,
-            &RequestView::from(&request).with_author_ids(author_ids),
-            &counted,
-            vote,
-            now,
-        );
+        let decision = admin_token_counted(&counted, vote).unwrap_or_else(|| {
+            decide(
+                &self.settings,
+                &RequestView::from(&request).with_author_ids(author_ids),
+                &counted,
+                vote,
+                now,
+            )
+        });
         let effective = matches!(
             decision,
             Ruling::Counted { .. } | Ruling::Approved | Ruling::Rejected

@@ -118,6 +118,8 @@ impl Asker {
         let tools = QueryTools::new(self.store.clone()).with_visibility(visibility);
         let mut offline = answer_offline(&tools, question, now).await?;
         self.link(&mut offline.sources).await;
+        // Runs are redacted when stored; this covers rows stored before.
+        redact_answer(&self.redactor, &mut offline);
         let Some(model) = &self.model else {
             self.metrics.ask_answered("offline", outcome_of(&offline));
             return Ok(offline);
@@ -321,6 +323,28 @@ fn model_sources(calls: &[ToolCall], text: &str) -> Vec<Source> {
         }
     }
     out
+}
+
+/// Hides secrets in an answer's text and in the text of its facts.
+fn redact_answer(redactor: &Redactor, answer: &mut Answer) {
+    fn value(redactor: &Redactor, v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => {
+                if let std::borrow::Cow::Owned(hidden) = redactor.redact(s) {
+                    *s = hidden;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|i| value(redactor, i)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|i| value(redactor, i)),
+            _ => {}
+        }
+    }
+    if let std::borrow::Cow::Owned(hidden) = redactor.redact(&answer.answer) {
+        answer.answer = hidden;
+    }
+    for fact in &mut answer.facts {
+        value(redactor, &mut fact.value);
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! Cards: what incidents look like in chat, as platform-neutral
 //! [`ChatMessage`]s, and the shared text helpers (numbers, inert text). Pure formatting; what to post and
 //! when is the services' decision, and the adapters turn cards into Block
-//! Kit or embeds.
+//! Kit or embeds. Every value from a run (pipeline, run id, status, stage,
+//! commit, metric names, URLs) enters a card through [`inert`] or
+//! [`markup::link`], so it reads as literal text on every platform.
 
+use crate::chat::markup::{self, text as inert_text};
 use crate::chat::{ChatMessage, Severity};
 use crate::domain::{Direction, Incident, IncidentSeverity, IncidentStatus, MetricDeviation};
 
@@ -65,15 +68,19 @@ pub fn incident_card(incident: &Incident) -> ChatMessage {
     let title = format!(
         "[{}] {}: abnormal run (incident #{})",
         incident.status.label().to_uppercase(),
-        incident.pipeline,
+        inert_text(&incident.pipeline),
         incident.id
     );
     let mut text = match verdict.deviations.first() {
-        Some(top) => format!("**{}** is off: {}", top.metric, top.describe()),
+        Some(top) => format!(
+            "**{}** is off: {}",
+            inert_text(&top.metric),
+            inert_text(&top.describe())
+        ),
         None => "The run does not look like this pipeline's normal.".to_string(),
     };
     for d in verdict.deviations.iter().skip(1) {
-        text.push_str(&format!("\nAlso: {}", d.describe()));
+        text.push_str(&format!("\nAlso: {}", inert_text(&d.describe())));
     }
     if !verdict.seasonal {
         text.push_str("\n_Weekly rhythm not learned yet: expected values are the same for every hour and day._");
@@ -86,21 +93,24 @@ pub fn incident_card(incident: &Incident) -> ChatMessage {
     }
     let mut links = Vec::new();
     if let Some(url) = &run.url {
-        links.push(format!("[run]({url})"));
+        links.push(markup::link("run", url));
     }
     if let Some(url) = &run.log_url {
-        links.push(format!("[logs]({url})"));
+        links.push(markup::link("logs", url));
     }
     if !links.is_empty() {
         text.push_str(&format!("\n{}", links.join(" · ")));
     }
     let mut card = ChatMessage::new(title, severity(incident), text)
-        .field("Run", format!("{} ({})", run.run_id, run.status))
+        .field(
+            "Run",
+            inert_text(&format!("{} ({})", run.run_id, run.status)),
+        )
         .field(
             "Commit",
             run.commit
                 .as_deref()
-                .map(|c| c.chars().take(12).collect::<String>())
+                .map(|c| inert_text(&c.chars().take(12).collect::<String>()))
                 .unwrap_or_else(|| "-".into()),
         )
         .field(
@@ -109,10 +119,10 @@ pub fn incident_card(incident: &Incident) -> ChatMessage {
         )
         .field("Status", incident.status.label().to_string());
     if let Some(stage) = &run.stage {
-        card = card.field("Stage", stage.clone());
+        card = card.field("Stage", inert_text(stage));
     }
     for d in &verdict.deviations {
-        card = card.field(d.metric.clone(), deviation_line(d));
+        card = card.field(inert_text(&d.metric), deviation_line(d));
     }
     card.footer(format!(
         "pipemedic · incident #{} · opened {}",
@@ -124,7 +134,9 @@ pub fn incident_card(incident: &Incident) -> ChatMessage {
 /// A short thread line: a status change, with an optional note.
 pub fn status_line(incident_id: i64, status: IncidentStatus, note: Option<&str>) -> ChatMessage {
     let text = match note {
-        Some(note) if !note.is_empty() => format!("Status: **{}**. {note}", status.label()),
+        Some(note) if !note.is_empty() => {
+            format!("Status: **{}**. {}", status.label(), inert_text(note))
+        }
         _ => format!("Status: **{}**.", status.label()),
     };
     ChatMessage::new(
@@ -141,26 +153,25 @@ pub fn repeat_line(incident: &Incident) -> ChatMessage {
         .verdict
         .deviations
         .first()
-        .map(|d| format!(": {} {}", d.metric, deviation_line(d)))
+        .map(|d| format!(": {} {}", inert_text(&d.metric), deviation_line(d)))
         .unwrap_or_default();
     ChatMessage::new(
         format!("Incident #{}: still abnormal", incident.id),
         Severity::Info,
         format!(
             "Run {} is still abnormal (grade {:.2}){top}.",
-            run.run_id, incident.verdict.grade
+            inert_text(&run.run_id),
+            incident.verdict.grade
         ),
     )
 }
 
 /// Text from outside (an answer quoting commit messages or log lines, a
-/// model's words) made inert in chat: no `<!channel>`-style Slack
-/// mentions or links, no Discord `@everyone` / `@here`.
+/// model's words, a name from a payload) as literal text in a card: it
+/// cannot format, link or mention anything on any platform (see
+/// [`markup::text`]; the adapters also neutralise every mention).
 pub fn inert(text: &str) -> String {
-    text.replace('<', "‹")
-        .replace('>', "›")
-        .replace("@everyone", "@\u{200b}everyone")
-        .replace("@here", "@\u{200b}here")
+    inert_text(text)
 }
 
 /// One line per incident, for `/medic incidents`.
@@ -174,12 +185,12 @@ pub fn incident_list(incidents: &[Incident]) -> String {
             .verdict
             .deviations
             .first()
-            .map(|d| format!(", {} {}", d.metric, deviation_line(d)))
+            .map(|d| format!(", {} {}", inert_text(&d.metric), deviation_line(d)))
             .unwrap_or_default();
         out.push_str(&format!(
             "\n- #{} {} — {} ({}), {} run{}{top}",
             i.id,
-            i.pipeline,
+            inert_text(&i.pipeline),
             i.status.label(),
             i.severity.as_str(),
             i.run_count,
@@ -194,21 +205,21 @@ pub fn incident_detail(i: &Incident) -> String {
     let mut out = format!(
         "**Incident #{}** {} — {} ({}, grade {:.2})\nruns: {} (latest {}), opened {}, updated {}",
         i.id,
-        i.pipeline,
+        inert_text(&i.pipeline),
         i.status.label(),
         i.severity.as_str(),
         i.max_grade,
         i.run_count,
-        i.latest_run.run_id,
+        inert_text(&i.latest_run.run_id),
         i.opened_at.format("%Y-%m-%d %H:%M UTC"),
         i.updated_at.format("%Y-%m-%d %H:%M UTC"),
     );
     for d in &i.verdict.deviations {
         out.push_str(&format!(
             "\n- {}: {} — {}",
-            d.metric,
+            inert_text(&d.metric),
             deviation_line(d),
-            d.describe()
+            inert_text(&d.describe())
         ));
     }
     if i.silenced {
@@ -223,10 +234,124 @@ mod tests {
 
     #[test]
     fn outside_text_cannot_mention_anyone() {
-        assert_eq!(
-            inert("<!channel> hi @everyone and @here <https://x|y>"),
-            "‹!channel› hi @\u{200b}everyone and @\u{200b}here ‹https://x|y›"
+        let links = markup::LinkPolicy::default();
+        let shown = inert("<!channel> hi @everyone and @here <https://x|y>");
+        markup::tests::assert_inert_slack(&markup::to_slack(&shown, &links));
+        markup::tests::assert_inert_discord(&markup::to_discord(&shown, &links));
+    }
+
+    /// A run whose every free field carries something hostile.
+    pub(crate) fn hostile_incident() -> Incident {
+        let hostile = markup::tests::HOSTILE.join(" ");
+        let run: crate::domain::Run = serde_json::from_value(serde_json::json!({
+            "pipeline": format!("svc <!channel> {hostile}"),
+            "run_id": "<@U123> [click](http://evil.example)",
+            "status": "failed",
+            "stage": "@everyone *bold* `code` &lt;",
+            "commit": "<!here>abcdef",
+            "commit_message": hostile,
+            "url": "http://evil.example/run",
+            "log_url": "https://github.com/o/r/actions/runs/1",
+        }))
+        .unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-05T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        Incident {
+            id: 7,
+            pipeline: run.pipeline.clone(),
+            status: IncidentStatus::Open,
+            severity: IncidentSeverity::Critical,
+            max_grade: 0.9,
+            anomaly_id: None,
+            first_run_pk: 1,
+            last_run_pk: 1,
+            run_count: 2,
+            opened_at: at,
+            updated_at: at,
+            resolved_at: None,
+            route: None,
+            root_ref: None,
+            verdict: crate::domain::Verdict {
+                grade: 0.9,
+                deviations: vec![MetricDeviation {
+                    metric: "<!channel>_[x](http://evil.example)".into(),
+                    observed: 2.0,
+                    expected: 1.0,
+                    direction: Direction::Up,
+                    attribution: 1.0,
+                    dismissed: None,
+                }],
+                ..Default::default()
+            },
+            latest_run: run,
+            silenced: false,
+        }
+    }
+
+    /// Every text of a card as each platform shows it.
+    fn rendered(card: &ChatMessage) -> (String, String) {
+        let links = markup::LinkPolicy::default();
+        let slack = serde_json::to_string(&crate::chat::slack::content(card, &links)).unwrap();
+        let discord = serde_json::to_string(&crate::chat::discord::embed(card, &links)).unwrap();
+        (slack, discord)
+    }
+
+    #[test]
+    fn hostile_run_fields_render_inert_on_slack_and_discord() {
+        let incident = hostile_incident();
+        for card in [
+            incident_card(&incident),
+            repeat_line(&incident),
+            status_line(
+                7,
+                IncidentStatus::Open,
+                Some("<!channel> [x](http://evil.example)"),
+            ),
+            ChatMessage::new(
+                "list",
+                Severity::Info,
+                incident_list(std::slice::from_ref(&incident)),
+            ),
+            ChatMessage::new("detail", Severity::Info, incident_detail(&incident)),
+        ] {
+            let (slack, discord) = rendered(&card);
+            // JSON escapes `<` as itself and `\` as `\\`; read the values.
+            let slack_texts = json_strings(&slack);
+            let discord_texts = json_strings(&discord);
+            for t in &slack_texts {
+                markup::tests::assert_inert_slack(t);
+            }
+            for t in &discord_texts {
+                markup::tests::assert_inert_discord(t);
+            }
+        }
+        // The CI system's own link stays live; the payload's other URL does not.
+        let (slack, discord) = rendered(&incident_card(&incident));
+        assert!(
+            slack.contains("<https://github.com/o/r/actions/runs/1|logs>"),
+            "{slack}"
         );
+        assert!(
+            discord.contains("[logs](https://github.com/o/r/actions/runs/1)"),
+            "{discord}"
+        );
+        // Entities written by the payload stay text: `&lt;` shows as `&lt;`.
+        assert!(slack.contains("&amp;lt;"), "{slack}");
+    }
+
+    fn json_strings(json: &str) -> Vec<String> {
+        fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::String(s) => out.push(s.clone()),
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                serde_json::Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&serde_json::from_str(json).unwrap(), &mut out);
+        out
     }
 
     #[test]

@@ -188,9 +188,9 @@ impl ConsoleChat {
     }
 }
 
-/// Drops Markdown emphasis for the terminal.
+/// Chat markup as terminal text: emphasis dropped, escapes resolved.
 fn plain(text: &str) -> String {
-    text.replace("**", "")
+    super::markup::to_plain(text)
 }
 
 /// A card as text.

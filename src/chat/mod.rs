@@ -24,6 +24,7 @@ pub mod console;
 pub mod discord;
 pub mod emoji;
 mod identity;
+pub mod markup;
 pub mod outbox;
 pub mod routing;
 pub mod slack;
@@ -111,9 +112,11 @@ pub struct ChatButton {
 
 /// A platform-neutral message card.
 ///
-/// `text` is simple Markdown: `**bold**`, `_italic_`, `` `code` ``,
-/// `[label](url)` and `- ` bullets; adapters convert it to the platform's
-/// dialect.
+/// Every text (title, text, field names and values, footer) is the
+/// neutral [`markup`]: `**bold**`, `_italic_`, `` `code` ``, `[label](url)`,
+/// `- ` bullets and `\x` escapes. Values from outside go in through
+/// [`markup::text`] / [`markup::link`]; adapters convert it to the
+/// platform's dialect, escaping and neutralising mentions as they do.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub title: String,
@@ -368,11 +371,16 @@ pub fn configured_platforms(
     secrets: &Secrets,
 ) -> Result<Vec<Arc<dyn ChatPlatform>>, ChatSetupError> {
     let mut platforms: Vec<Arc<dyn ChatPlatform>> = Vec::new();
+    let links = markup::LinkPolicy::from_config(config);
     if let Some(token) = &secrets.slack_bot_token {
-        platforms.push(Arc::new(slack::SlackChat::new(&config.slack, token)?));
+        platforms.push(Arc::new(
+            slack::SlackChat::new(&config.slack, token)?.with_links(links.clone()),
+        ));
     }
     if let Some(token) = &secrets.discord_token {
-        platforms.push(Arc::new(discord::DiscordChat::new(&config.discord, token)?));
+        platforms.push(Arc::new(
+            discord::DiscordChat::new(&config.discord, token)?.with_links(links.clone()),
+        ));
     }
     Ok(platforms)
 }
@@ -530,6 +538,8 @@ pub struct ChatState {
     pub slack: Option<slack::verify::SlackInbound>,
     pub discord: Option<discord::verify::DiscordInbound>,
     pub clock: Arc<dyn Clock>,
+    /// Which URLs replies may link to.
+    pub links: markup::LinkPolicy,
     bots: Arc<RwLock<Vec<BotIdentity>>>,
 }
 
@@ -565,6 +575,7 @@ impl ChatState {
             slack,
             discord,
             clock,
+            links: markup::LinkPolicy::from_config(config),
             bots: Arc::new(RwLock::new(Vec::new())),
         }
     }
@@ -628,36 +639,6 @@ impl ChatState {
     }
 }
 
-/// Converts the port's simple Markdown to Slack `mrkdwn`:
-/// `**bold**` → `*bold*`, `[label](url)` → `<url|label>`.
-pub fn markdown_to_mrkdwn(text: &str) -> String {
-    let bold = text.replace("**", "*");
-    let mut out = String::with_capacity(bold.len());
-    let mut rest = bold.as_str();
-    while let Some(open) = rest.find('[') {
-        let after = &rest[open + 1..];
-        let link = after.find("](").and_then(|close| {
-            let url_part = &after[close + 2..];
-            url_part
-                .find(')')
-                .map(|end| (&after[..close], &url_part[..end], close + 2 + end + 1))
-        });
-        match link {
-            Some((label, url, consumed)) if !url.contains(' ') => {
-                out.push_str(&rest[..open]);
-                out.push_str(&format!("<{url}|{label}>"));
-                rest = &after[consumed..];
-            }
-            _ => {
-                out.push_str(&rest[..=open]);
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -705,8 +686,11 @@ mod tests {
     #[test]
     fn markdown_becomes_slack_mrkdwn() {
         assert_eq!(
-            markdown_to_mrkdwn("**Run 8f1c** failed, see [logs](https://ci.example.com/8f1c) [x]"),
-            "*Run 8f1c* failed, see <https://ci.example.com/8f1c|logs> [x]"
+            markup::to_slack(
+                "**Run 8f1c** failed, see [logs](https://github.com/o/r/actions/runs/1) [x]",
+                &markup::LinkPolicy::default()
+            ),
+            "*Run 8f1c* failed, see <https://github.com/o/r/actions/runs/1|logs> [x]"
         );
     }
 

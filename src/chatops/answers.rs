@@ -21,7 +21,7 @@ pub fn health_text(h: &PipelineHealth) -> String {
     let last = h.last_run.as_ref().map_or("-".to_string(), |l| {
         format!(
             "{} {} at {}",
-            l.run_id,
+            inert(&l.run_id),
             l.status,
             l.finished_at.format("%Y-%m-%d %H:%M UTC")
         )
@@ -29,7 +29,7 @@ pub fn health_text(h: &PipelineHealth) -> String {
     let mut text = format!(
         "**{}**\n- runs: {} in 7d, {} in 30d\n- success rate: {} (7d), {} (30d), {}\n\
          - duration: p50 {}, p95 {} (7d), {}\n- last run: {last}\n- open incidents: {}",
-        h.pipeline,
+        inert(&h.pipeline),
         h.runs_7d,
         h.runs_30d,
         percent(h.success_rate_7d),
@@ -41,7 +41,7 @@ pub fn health_text(h: &PipelineHealth) -> String {
         h.open_incidents
     );
     for line in &h.last_verdict_why {
-        text.push_str(&format!("\n- last verdict: {line}"));
+        text.push_str(&format!("\n- last verdict: {}", inert(line)));
     }
     if !h.weekly_rhythm_learned {
         text.push_str("\n- weekly rhythm: not learned yet");
@@ -56,7 +56,7 @@ pub fn health_card(h: &PipelineHealth) -> ChatMessage {
     } else {
         Severity::Success
     };
-    ChatMessage::new(format!("Health of {}", h.pipeline), severity, "")
+    ChatMessage::new(format!("Health of {}", inert(&h.pipeline)), severity, "")
         .field("Runs 7d / 30d", format!("{} / {}", h.runs_7d, h.runs_30d))
         .field("Success 7d", percent(h.success_rate_7d))
         .field("Success 30d", percent(h.success_rate_30d))
@@ -81,7 +81,11 @@ pub fn ask_card(answer: &Answer) -> ChatMessage {
     } else {
         Severity::Info
     };
-    let mut card = ChatMessage::new(inert(&title), severity, inert(&answer.answer));
+    let mut card = ChatMessage::new(
+        inert(&title),
+        severity,
+        crate::chat::markup::prose(&answer.answer),
+    );
     let fact = |name: &str| answer.fact(name, None).filter(|v| !v.is_null());
     let window_of = |name: &str| {
         answer
@@ -131,10 +135,8 @@ pub fn ask_card(answer: &Answer) -> ChatMessage {
                 _ => format!("run {}", s.id),
             };
             match &s.url {
-                Some(url) if !url.contains(' ') && !url.contains(')') => {
-                    format!("[{}]({url})", inert(&label))
-                }
-                _ => inert(&label),
+                Some(url) => crate::chat::markup::link(&label, url),
+                None => inert(&label),
             }
         })
         .collect();

@@ -44,7 +44,7 @@ pub const HELP: &str = "**pipemedic commands** (as `/medic …` or by mentioning
 - `accept-baseline PIPELINE [METRIC]`: the current level is the new normal\n\
 - `ask QUESTION`: a plain-language question, e.g. `ask which pipelines got slower this week?` (or just mention the bot with it)\n\
 - `help`: this text\n\
-Answers cover the pipelines routed to this channel.\n\
+Answers cover the pipelines routed to this channel. `silence`, `unsilence` and `accept-baseline` are for the admins named in `chat.admins`.\n\
 React ✅ or ❌ on an incident's plan to approve or reject it.";
 
 /// Parses `30m`, `2h`, `1d`, `1w` (a positive whole number and a unit).

@@ -2,12 +2,14 @@
 //!
 //! [`commands`] parses `/medic …` and mentions; [`service::ChatService`]
 //! is the [`ChatEventSink`](crate::chat::ChatEventSink) that answers
-//! commands (with [`answers`] for health and questions), hands questions to
+//! commands (with [`answers`] for health and questions, and [`admin`] for
+//! silences and baselines, which need `chat.admins`), hands questions to
 //! [`crate::ask`] and stored approve / reject decisions to
 //! [`crate::healing`]. It sits above healing, incidents and ask, and below
 //! `http` and `startup`; the chat port and its adapters (`chat`) know
 //! nothing of it.
 
+pub mod admin;
 pub mod answers;
 pub mod commands;
 pub mod service;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::json;
 
+use super::admin::{self, AdminCheck, ChatAdmins};
 use super::answers;
 use super::commands::{self, Command};
 use crate::ask::{Asker, Visibility};
@@ -46,6 +47,8 @@ pub struct ChatService {
     routes: Arc<Routes>,
     chat_config: ChatConfig,
     healing: Option<HealingService>,
+    /// Who may change alerting from chat.
+    admins: ChatAdmins,
 }
 
 /// What a command answers: text, and a card where the answer has one.
@@ -95,7 +98,19 @@ impl ChatService {
             routes: Arc::new(Routes::from_config(chat_config)),
             chat_config: chat_config.clone(),
             healing,
+            admins: ChatAdmins::new(
+                &chat_config.admins,
+                &std::collections::BTreeMap::new(),
+                crate::chat::GroupLookup::default(),
+            ),
         }
+    }
+
+    /// The same service checking `chat.admins` with these (group names
+    /// from `[approvals.groups]`, group membership from the platforms).
+    pub fn with_admins(mut self, admins: ChatAdmins) -> Self {
+        self.admins = admins;
+        self
     }
 
     /// What `origin` may see.
@@ -173,12 +188,22 @@ impl ChatService {
             (origin.platform, origin.channel, origin.user, origin.thread);
         let actor = format!("{platform}:{user}");
         let visibility = self.visibility(origin);
+        if let Command::Silence { pipeline, .. }
+        | Command::Unsilence(pipeline)
+        | Command::AcceptBaseline { pipeline, .. } = &command
+        {
+            if visibility.sees(pipeline) {
+                if let Some(refusal) = self.admin_refusal(origin, pipeline).await? {
+                    return Ok(refusal.into());
+                }
+            }
+        }
         Ok(match command {
             Command::Help => commands::HELP.to_string().into(),
             Command::Unknown(why) => format!("{why}\n\n{}", commands::HELP).into(),
             Command::Ask(question) => match self.asker.ask(&question, now, visibility).await {
                 Ok(answer) => CommandAnswer {
-                    text: crate::chat::cards::inert(&answer.answer),
+                    text: crate::chat::markup::prose(&answer.answer),
                     card: Some(answers::ask_card(&answer)),
                 },
                 Err(crate::ask::AskError::EmptyQuestion) => {
@@ -256,17 +281,7 @@ impl ChatService {
             }
             Command::Silence { pipeline, duration } => {
                 let until = now + duration;
-                let mut tx = self.store.begin_write().await?;
-                let id = tx.add_silence(&pipeline, until, &actor, now).await?;
-                tx.audit(
-                    now,
-                    "chat.silence",
-                    &format!("pipeline/{pipeline}"),
-                    &actor,
-                    &json!({"silence_id": id, "until": until}),
-                )
-                .await?;
-                tx.commit().await?;
+                admin::silence(&self.store, &pipeline, until, &actor, "chat", now).await?;
                 format!(
                     "Silenced `{pipeline}` until {}: its alerts are recorded but not posted.",
                     until.format("%Y-%m-%d %H:%M UTC")
@@ -274,17 +289,7 @@ impl ChatService {
                 .into()
             }
             Command::Unsilence(pipeline) => {
-                let mut tx = self.store.begin_write().await?;
-                let ended = tx.end_silences(&pipeline, now).await?;
-                tx.audit(
-                    now,
-                    "chat.unsilence",
-                    &format!("pipeline/{pipeline}"),
-                    &actor,
-                    &json!({"ended": ended}),
-                )
-                .await?;
-                tx.commit().await?;
+                let ended = admin::unsilence(&self.store, &pipeline, &actor, "chat", now).await?;
                 if ended == 0 {
                     format!("`{pipeline}` was not silenced.").into()
                 } else {
@@ -292,19 +297,15 @@ impl ChatService {
                 }
             }
             Command::AcceptBaseline { pipeline, metric } => {
-                let mut tx = self.store.begin_write().await?;
-                let id = tx
-                    .request_baseline_reset(&pipeline, metric.as_deref(), &actor, now)
-                    .await?;
-                tx.audit(
-                    now,
-                    "chat.accept_baseline",
-                    &format!("pipeline/{pipeline}"),
+                admin::accept_baseline(
+                    &self.store,
+                    &pipeline,
+                    metric.as_deref(),
                     &actor,
-                    &json!({"reset_id": id, "metric": metric}),
+                    "chat",
+                    now,
                 )
                 .await?;
-                tx.commit().await?;
                 match metric {
                     Some(m) => {
                         format!("Noted: `{m}` of `{pipeline}` has a new normal from now on.").into()
@@ -313,6 +314,43 @@ impl ChatService {
                 }
             }
         })
+    }
+
+    /// Why `origin` may not change how `pipeline` alerts, as the polite
+    /// answer, or `None` when they may (`chat.admins`). A refusal is
+    /// audited as `chat.refused`, with what was needed.
+    async fn admin_refusal(
+        &self,
+        origin: &Origin<'_>,
+        pipeline: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let why = match self
+            .admins
+            .check(origin.platform, origin.channel, origin.user)
+            .await
+        {
+            AdminCheck::Allowed => return Ok(None),
+            AdminCheck::Refused(why) => why,
+            AdminCheck::Unknown(e) => {
+                format!("the platform could not say which groups you are in just now ({e}); please try again")
+            }
+        };
+        let now = self.clock.now();
+        let actor = format!("{}:{}", origin.platform, origin.user);
+        let mut tx = self.store.begin_write().await?;
+        tx.audit(
+            now,
+            "chat.refused",
+            &format!("pipeline/{pipeline}"),
+            &actor,
+            &json!({"channel": origin.channel, "needs": why}),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(platform = %origin.platform, user = %origin.user, pipeline, "Chat admin command refused.");
+        Ok(Some(format!(
+            "Sorry, only pipemedic admins may silence, unsilence or accept a baseline from chat: {why}. Please ask one of them."
+        )))
     }
 
     /// Queues the duration chart of `pipeline` where the question was asked.

@@ -59,7 +59,7 @@ pub(super) fn playbooks_check(
         Path::to_path_buf,
     );
     let options = crate::playbooks::LoadOptions {
-        http_allowed_hosts: loaded.config.planner.http_allowed_hosts.clone(),
+        http_allowed_hosts: loaded.config.remediate.http_allowlist.clone(),
     };
     let report = crate::playbooks::check_dir(&dir, &options);
     for e in &report.errors {

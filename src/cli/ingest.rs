@@ -18,7 +18,9 @@ pub(super) async fn ingest(
     use crate::ingest::backfill::{self, Format};
     let text = std::fs::read_to_string(file)
         .map_err(|e| Exit::BadInput(format!("cannot read {}: {e}", file.display())))?;
-    let (runs, errors) = backfill::parse_file(&text, Format::of(file));
+    let clock = std::sync::Arc::new(crate::clock::SystemClock);
+    let now = crate::clock::Clock::now(clock.as_ref());
+    let (runs, errors) = backfill::parse_file(&text, Format::of(file), now);
     const SHOWN: usize = 50;
     for e in errors.iter().take(SHOWN) {
         eprintln!("{}:{e}", file.display());
@@ -53,10 +55,14 @@ pub(super) async fn ingest(
     }
     let loaded = load_config(path, env)?;
     let store = open_store(&loaded).await?;
-    let service = crate::ingest::IngestService::new(
+    let redactor = crate::redact::Redactor::new(&loaded.config.planner.redact_patterns)
+        .map_err(|e| Exit::BadInput(format!("planner.redact_patterns: {e}")))?;
+    let service = crate::ingest::IngestService::with_redactor(
         store.clone(),
         std::sync::Arc::new(crate::metrics::Metrics::new()),
-        std::sync::Arc::new(crate::clock::SystemClock),
+        clock,
+        None,
+        std::sync::Arc::new(redactor),
     );
     let bar = indicatif::ProgressBar::new(runs.len() as u64);
     bar.set_style(

@@ -6,7 +6,8 @@
 //! This file holds the clap definitions, [`Exit`] and the dispatch; the
 //! commands live in one file per group: `serve` (serve, demo), `ingest`
 //! (ingest, check), `detection` (score, train, backtest, accept-baseline),
-//! `query` (health, ask, audit), `incidents` (plan) and `config_cmd` (init,
+//! `query` (health, ask, audit), `incidents` (plan, incidents, approve,
+//! reject) and `config_cmd` (init,
 //! config check, playbooks check).
 
 mod config_cmd;
@@ -170,6 +171,30 @@ pub enum Command {
         #[arg(long, default_value = "30d")]
         since: String,
     },
+    /// List incidents from the store, each with its plans (the ids approve and reject take).
+    #[command(
+        after_help = "--status: active (default: not resolved or dismissed), all, or one of open, planning, awaiting_approval, remediating, verifying, resolved, dismissed.\nReads the store named by the configuration directly; no server or token is needed.\nExample: pipemedic incidents --status awaiting_approval"
+    )]
+    Incidents {
+        /// active, all, or one status (open, awaiting_approval, resolved ...).
+        #[arg(long, default_value = "active")]
+        status: String,
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON: {"incidents": [{"id", "pipeline", "status", "severity", "runs", "opened_at", "plans": [{"id", "state"}]}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a plan through a running server's admin API (for when chat is down).
+    #[command(after_help = DECIDE_HELP)]
+    Approve(DecideArgs),
+    /// Reject a plan through a running server's admin API (for when chat is down).
+    #[command(after_help = DECIDE_HELP)]
+    Reject(DecideArgs),
     /// Draft (or redraft) a remediation plan for a stored incident and print it.
     Plan {
         incident: String,
@@ -246,6 +271,37 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 15)]
     pub timeout_s: u64,
     /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const DECIDE_HELP: &str = "The vote counts as the person cli:NAME (--as NAME, else $USER) and is audited with via=cli. It obeys the plan's approval policy like a chat vote: quorum, who may approve (list cli:NAME in an [approvals.groups] group to admit a CLI operator where a playbook names groups), expiry, and a decided plan never runs twice. All decisions made with the admin token count as one person, whatever --as says.\nThe plan ids are in `pipemedic incidents`.\nExit codes: 0 the vote counted, 1 it had no effect (not allowed, expired, already decided) or the server failed, 2 bad input or the server refused the request.\nExample: PIPEMEDIC_ADMIN_TOKEN=... pipemedic approve 12 --server https://pipemedic.internal:8080 --as alice";
+
+/// `pipemedic approve|reject PLAN`.
+#[derive(Debug, clap::Args)]
+pub struct DecideArgs {
+    /// The plan's id (from `pipemedic incidents`).
+    pub plan: String,
+    /// Base URL of the pipemedic server.
+    #[arg(
+        long,
+        env = "PIPEMEDIC_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// The admin token.
+    #[arg(long, env = "PIPEMEDIC_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Who decides, for the audit log (default: $USER).
+    #[arg(long = "as", value_name = "NAME")]
+    pub operator: Option<String>,
+    /// Why (shown in the incident's thread and audited).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Seconds to wait for the server.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_s: u64,
+    /// Print the server's answer as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -366,6 +422,28 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
             pipeline,
             json,
         } => backtest(config_path.as_deref(), &env, &since, pipeline, json).await,
+        Command::Incidents {
+            status,
+            pipeline,
+            limit,
+            json,
+        } => {
+            incidents::incidents(
+                config_path.as_deref(),
+                &env,
+                &status,
+                pipeline.as_deref(),
+                limit,
+                json,
+            )
+            .await
+        }
+        Command::Approve(args) => {
+            incidents::decide(&args, crate::domain::Choice::Approve, &env).await
+        }
+        Command::Reject(args) => {
+            incidents::decide(&args, crate::domain::Choice::Reject, &env).await
+        }
         Command::Plan { incident, dry_run } => {
             plan(config_path.as_deref(), &env, &incident, dry_run).await
         }

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::HttpAllowlist;
 pub use detection::{
     MetricRule, MetricRuleConfig, PipelineRules, PipelineRulesConfig, ProblemDirection,
 };
@@ -65,38 +66,37 @@ impl Config {
         self.server.listen.parse().ok()
     }
 
-    /// The effective configuration as TOML, with credentials in URLs redacted
-    /// (secrets themselves are never part of [`Config`]).
+    /// The effective configuration as TOML, with credentials in every URL
+    /// masked: passwords and secret query values ([`redact_url`]); secrets
+    /// themselves are never part of [`Config`].
     pub fn to_redacted_toml(&self) -> String {
-        let mut shown = self.clone();
-        shown.store.url = redact_url(&shown.store.url);
+        let mut shown = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# cannot render: {e}\n"),
+        };
+        mask_urls_in(&mut shown);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 
-/// Replaces the password of `scheme://user:password@host` with `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}://{}:***@{}",
-                    &url[..scheme_end],
-                    &userinfo[..colon],
-                    &rest[at + 1..]
-                ),
-                None => url.to_string(),
+fn mask_urls_in(value: &mut toml::Value) {
+    match value {
+        toml::Value::String(s) => {
+            if let std::borrow::Cow::Owned(masked) = crate::redact::mask_url(s, "***") {
+                *s = masked;
             }
         }
-        None => url.to_string(),
+        toml::Value::Array(items) => items.iter_mut().for_each(mask_urls_in),
+        toml::Value::Table(table) => table.iter_mut().for_each(|(_, v)| mask_urls_in(v)),
+        _ => {}
     }
+}
+
+/// `url` with its password (`scheme://user:***@host`, also when the
+/// password holds `@` or `/`) and the values of query parameters named
+/// like a secret (`?password=***`, `sslpassword`, `token`, ...) masked.
+pub fn redact_url(url: &str) -> String {
+    crate::redact::mask_url(url, "***").into_owned()
 }
 
 #[cfg(test)]
@@ -204,14 +204,19 @@ mod tests {
         assert_eq!(c.remediate.shell_timeout_s, 300);
 
         let c = from_sources(
-            Some("[remediate]\nhttp_allowlist = [\"hooks.internal.example\", \"*.ops.example\"]\n"),
+            Some("[remediate]\nhttp_allowlist = [\"hooks.internal.example\", \"*.ops.example\", \"10.0.0.0/8\", \"127.0.0.1\"]\n"),
             None,
             &env(&[("PIPEMEDIC_REMEDIATE__SHELL_ENV_ALLOWLIST", "PATH, LANG")]),
         )
         .unwrap();
         assert_eq!(
             c.remediate.http_allowlist,
-            ["hooks.internal.example", "*.ops.example"]
+            [
+                "hooks.internal.example",
+                "*.ops.example",
+                "10.0.0.0/8",
+                "127.0.0.1"
+            ]
         );
         assert_eq!(c.remediate.shell_env_allowlist, ["PATH", "LANG"]);
 
@@ -260,8 +265,18 @@ mod tests {
             [
                 "planner.max_attempts",
                 "planner.redact_patterns[1]",
-                "planner.http_allowed_hosts[0]"
+                "planner.http_allowed_hosts"
             ]
+        );
+        let moved = err
+            .problems
+            .iter()
+            .find(|p| p.key == "planner.http_allowed_hosts")
+            .unwrap();
+        assert!(
+            moved.message.contains("remediate.http_allowlist"),
+            "{}",
+            moved.message
         );
         let c = from_sources(
             Some("[planner]\ngeneric_ci = \"codepipeline\"\n"),
@@ -379,6 +394,27 @@ mod tests {
     }
 
     #[test]
+    fn chat_admins_are_read_and_checked() {
+        let c = from_sources(
+            Some("[approvals.groups]\nsre = [\"slack:U1\"]\n"),
+            None,
+            &env(&[(
+                "PIPEMEDIC_CHAT__ADMINS",
+                "slack-group:S0OPS, discord-role:42, group:sre",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.chat.admins,
+            ["slack-group:S0OPS", "discord-role:42", "group:sre"]
+        );
+        let text = "[chat]\nadmins = [\"U123\", \"slack:\", \"group:nobody\", \"console:me\"]\n";
+        let err = from_sources(Some(text), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["chat.admins[0]", "chat.admins[1]", "chat.admins[2]"]);
+    }
+
+    #[test]
     fn starter_file_is_valid() {
         from_sources(Some(STARTER_TOML), Some("starter"), &Env::new()).unwrap();
     }
@@ -395,6 +431,25 @@ mod tests {
         assert!(!text.starts_with("# cannot render"), "{text}");
         let back = from_sources(Some(&text), None, &Env::new()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn config_check_masks_every_url_password_and_secret_query_value() {
+        let mut c = Config::default();
+        c.store.url = "postgres://app@db/pm?password=hunter2".into();
+        c.slack.api_url = "https://proxy:p@ss/w0rd@slack-proxy.internal/api".into();
+        let text = c.to_redacted_toml();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("p@ss/w0rd"), "{text}");
+        assert!(text.contains("postgres://app@db/pm?password=***"), "{text}");
+        assert!(
+            text.contains("https://proxy:***@slack-proxy.internal/api"),
+            "{text}"
+        );
+        assert_eq!(
+            redact_url("postgres://app:p@ss/word@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
     }
 
     #[test]

@@ -20,6 +20,23 @@ pub struct ServerConfig {
     pub shutdown_grace_s: u64,
     /// Base URL people use to reach this server (for links in chat).
     pub public_url: String,
+    /// Seconds a connection may take to send a request's headers. The
+    /// timer also runs while a kept-alive connection waits for its next
+    /// request, so it is the idle limit too.
+    pub header_timeout_s: f64,
+    /// Seconds a request may take to send its body.
+    pub body_timeout_s: f64,
+    /// Seconds a whole request may take, from its headers to the answer
+    /// (requests only hand work off; remediation runs outside them).
+    pub request_timeout_s: f64,
+    /// Most connections served at once; further ones wait in the listen
+    /// backlog. Lowered at start to the open-file limit minus a reserve.
+    pub max_connections: usize,
+    /// Requests per second each source address may make to the
+    /// unauthenticated webhook and chat routes, after a burst.
+    pub webhook_rate_per_second: u32,
+    /// Requests a source address may make at once before the rate applies.
+    pub webhook_burst: u32,
 }
 
 impl Default for ServerConfig {
@@ -29,6 +46,12 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             shutdown_grace_s: 20,
             public_url: String::new(),
+            header_timeout_s: 10.0,
+            body_timeout_s: 30.0,
+            request_timeout_s: 60.0,
+            max_connections: 4096,
+            webhook_rate_per_second: 50,
+            webhook_burst: 500,
         }
     }
 }
@@ -55,11 +78,17 @@ impl Default for StoreConfig {
 pub struct IngestConfig {
     /// Most runs accepted in one `POST /v1/runs` array.
     pub max_batch: usize,
+    /// Days a processed delivery or event id is kept for recognising
+    /// redeliveries; older ids are pruned.
+    pub processed_event_retention_days: u32,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { max_batch: 1000 }
+        Self {
+            max_batch: 1000,
+            processed_event_retention_days: 30,
+        }
     }
 }
 
@@ -159,8 +188,8 @@ pub struct PlannerConfig {
     pub prompts_dir: String,
     /// Directory of playbooks.
     pub playbooks_dir: String,
-    /// Hosts that playbook `http` actions may call (`hooks.example.com`,
-    /// `*.example.com`); empty: no `http` action is valid.
+    /// Replaced by `remediate.http_allowlist` (one allowlist for `http`
+    /// actions); a non-empty value is an error that says so.
     pub http_allowed_hosts: Vec<String>,
     /// Extra secret patterns (regular expressions) redacted from everything
     /// sent to a model, on top of the built-in ones.
@@ -303,6 +332,11 @@ pub struct ChatConfig {
     /// other channels see only the pipelines routed to them. The entry
     /// `"dm"` opens direct messages, which otherwise see no pipeline.
     pub open_channels: Vec<String>,
+    /// Who may `silence`, `unsilence` and `accept-baseline` in chat:
+    /// `slack:USER`, `discord:USER`, `console:NAME`, `slack-group:ID`,
+    /// `discord-role:ID` or `group:NAME` (an `[approvals.groups]` group).
+    /// Empty: nobody, in chat.
+    pub admins: Vec<String>,
 }
 
 impl Default for ChatConfig {
@@ -312,6 +346,7 @@ impl Default for ChatConfig {
             default_route: DefaultRoute::default(),
             outbox_poll_ms: 1000,
             open_channels: Vec::new(),
+            admins: Vec::new(),
         }
     }
 }
@@ -392,8 +427,11 @@ pub struct AwsEndpoints {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RemediateConfig {
-    /// Hosts an `http` action may call: exact names, or `*.domain` for
-    /// every subdomain. Empty: no `http` action can run.
+    /// What an `http` action may call, for playbooks and the executor
+    /// alike: exact host names, `*.domain` for every subdomain, and IP
+    /// addresses or CIDR networks, which are the only way to reach a
+    /// loopback, link-local, private or unique-local address. Empty: no
+    /// `http` action can run.
     pub http_allowlist: Vec<String>,
     /// Default and upper bound of an `http` action's timeout (and of the
     /// GitHub calls), in seconds.
@@ -493,6 +531,8 @@ impl Default for ApprovalsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SecretFiles {
     pub ingest_token_file: String,
+    pub read_token_file: String,
+    pub admin_token_file: String,
     pub github_webhook_secret_file: String,
     pub aws_webhook_secret_file: String,
     pub gitlab_token_file: String,

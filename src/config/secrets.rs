@@ -38,7 +38,13 @@ impl fmt::Display for Secret {
 /// Every secret pipemedic may use; `None` when not configured.
 #[derive(Clone, Debug, Default)]
 pub struct Secrets {
+    /// `POST /v1/runs` (and `pipemedic check`) only.
     pub ingest_token: Option<Secret>,
+    /// The read API: GET routes and `POST /v1/ask`.
+    pub read_token: Option<Secret>,
+    /// Silence, accept-baseline, approve and reject through the API (and
+    /// the CLI commands that call it); it also satisfies the read routes.
+    pub admin_token: Option<Secret>,
     pub github_webhook_secret: Option<Secret>,
     pub aws_webhook_secret: Option<Secret>,
     pub gitlab_token: Option<Secret>,
@@ -59,12 +65,24 @@ type Slot = (
     fn(&SecretFiles) -> &str,
 );
 
-const SLOTS: [Slot; 10] = [
+const SLOTS: [Slot; 12] = [
     (
         "PIPEMEDIC_INGEST_TOKEN",
         "secrets.ingest_token_file",
         |s| &mut s.ingest_token,
         |f| &f.ingest_token_file,
+    ),
+    (
+        "PIPEMEDIC_READ_TOKEN",
+        "secrets.read_token_file",
+        |s| &mut s.read_token,
+        |f| &f.read_token_file,
+    ),
+    (
+        "PIPEMEDIC_ADMIN_TOKEN",
+        "secrets.admin_token_file",
+        |s| &mut s.admin_token,
+        |f| &f.admin_token_file,
     ),
     (
         "PIPEMEDIC_GITHUB_WEBHOOK_SECRET",
@@ -227,6 +245,32 @@ mod tests {
         assert_eq!(s.github_token.as_ref().unwrap().expose(), "ghp_example");
         assert!(!format!("{s:?}").contains("ghp_example"));
         assert!(s.summary().contains(&("GITHUB_TOKEN", true)));
+    }
+
+    #[test]
+    fn read_and_admin_tokens_are_their_own_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin");
+        std::fs::write(&path, "adm-file\n").unwrap();
+        let env: Env = [
+            ("PIPEMEDIC_READ_TOKEN".to_string(), "rd-123".to_string()),
+            (
+                "PIPEMEDIC_ADMIN_TOKEN_FILE".to_string(),
+                path.display().to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let s = Secrets::resolve(&SecretFiles::default(), &env).unwrap();
+        assert_eq!(s.read_token.as_ref().unwrap().expose(), "rd-123");
+        assert_eq!(s.admin_token.as_ref().unwrap().expose(), "adm-file");
+        assert!(s.ingest_token.is_none());
+        let summary = s.summary();
+        assert!(summary.contains(&("PIPEMEDIC_READ_TOKEN", true)));
+        assert!(summary.contains(&("PIPEMEDIC_ADMIN_TOKEN", true)));
+        assert!(summary.contains(&("PIPEMEDIC_INGEST_TOKEN", false)));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("rd-123") && !debug.contains("adm-file"));
     }
 
     #[test]

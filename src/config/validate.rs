@@ -37,7 +37,8 @@ impl Config {
     }
 }
 
-/// The listen address and the body limit.
+/// The listen address, the body limit, the timeouts and the limits on
+/// connections and webhook requests.
 fn server(config: &Config, bad: &mut impl FnMut(&str, String)) {
     if config.server.listen.parse::<SocketAddr>().is_err() {
         bad(
@@ -50,6 +51,27 @@ fn server(config: &Config, bad: &mut impl FnMut(&str, String)) {
     }
     if config.server.max_body_bytes < 1024 {
         bad("server.max_body_bytes", "must be at least 1024".into());
+    }
+    for (key, value) in [
+        ("server.header_timeout_s", config.server.header_timeout_s),
+        ("server.body_timeout_s", config.server.body_timeout_s),
+        ("server.request_timeout_s", config.server.request_timeout_s),
+    ] {
+        if !(value.is_finite() && (0.01..=3600.0).contains(&value)) {
+            bad(key, format!("{value} must be from 0.01 to 3600 seconds"));
+        }
+    }
+    if config.server.max_connections == 0 {
+        bad("server.max_connections", "must be at least 1".into());
+    }
+    if config.server.webhook_rate_per_second == 0 {
+        bad(
+            "server.webhook_rate_per_second",
+            "must be at least 1".into(),
+        );
+    }
+    if config.server.webhook_burst == 0 {
+        bad("server.webhook_burst", "must be at least 1".into());
     }
 }
 
@@ -73,10 +95,16 @@ fn store(config: &Config, bad: &mut impl FnMut(&str, String)) {
     }
 }
 
-/// The batch limit.
+/// The batch limit and the retention of processed event ids.
 fn ingest(config: &Config, bad: &mut impl FnMut(&str, String)) {
     if config.ingest.max_batch == 0 {
         bad("ingest.max_batch", "must be at least 1".into());
+    }
+    if !(1..=3650).contains(&config.ingest.processed_event_retention_days) {
+        bad(
+            "ingest.processed_event_retention_days",
+            "must be 1 to 3650 days".into(),
+        );
     }
 }
 
@@ -151,18 +179,11 @@ fn planner(config: &Config, bad: &mut impl FnMut(&str, String)) {
             );
         }
     }
-    for (i, host) in config.planner.http_allowed_hosts.iter().enumerate() {
-        let h = host.strip_prefix("*.").unwrap_or(host);
-        if h.is_empty()
-            || !h
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            bad(
-                &format!("planner.http_allowed_hosts[{i}]"),
-                format!("{host:?} must be a host name such as hooks.example.com or *.example.com"),
-            );
-        }
+    if !config.planner.http_allowed_hosts.is_empty() {
+        bad(
+            "planner.http_allowed_hosts",
+            "moved: http actions have one allowlist now; put these entries in remediate.http_allowlist and remove this key".to_string(),
+        );
     }
 }
 
@@ -209,6 +230,33 @@ fn chat(config: &Config, bad: &mut impl FnMut(&str, String)) {
     }
     if config.chat.outbox_poll_ms == 0 {
         bad("chat.outbox_poll_ms", "must be at least 1".into());
+    }
+    const ADMIN_PREFIXES: [&str; 6] = [
+        "slack:",
+        "discord:",
+        "console:",
+        "slack-group:",
+        "discord-role:",
+        "group:",
+    ];
+    for (i, entry) in config.chat.admins.iter().enumerate() {
+        let known = ADMIN_PREFIXES
+            .iter()
+            .find_map(|p| entry.strip_prefix(p))
+            .is_some_and(|rest| !rest.trim().is_empty());
+        if !known {
+            bad(
+                &format!("chat.admins[{i}]"),
+                format!("{entry:?} must be slack:USER, discord:USER, console:NAME, slack-group:ID, discord-role:ID or group:NAME"),
+            );
+        } else if let Some(name) = entry.strip_prefix("group:") {
+            if !config.approvals.groups.contains_key(name) {
+                bad(
+                    &format!("chat.admins[{i}]"),
+                    format!("{entry:?} names no group of [approvals.groups]"),
+                );
+            }
+        }
     }
     for (i, route) in config.chat.routes.iter().enumerate() {
         if let Err(e) = globset::Glob::new(&route.pipelines) {
@@ -274,7 +322,7 @@ fn remediate(config: &Config, bad: &mut impl FnMut(&str, String)) {
         }
     }
     for (i, host) in config.remediate.http_allowlist.iter().enumerate() {
-        if let Err(message) = check_allowlist_host(host) {
+        if let Err(message) = crate::domain::check_allowlist_entry(host) {
             bad(&format!("remediate.http_allowlist[{i}]"), message);
         }
     }
@@ -395,24 +443,5 @@ fn api_urls(config: &Config, bad: &mut impl FnMut(&str, String)) {
                 format!("{:?} must be an http:// or https:// URL", redact_url(value)),
             );
         }
-    }
-}
-
-/// Checks one `remediate.http_allowlist` entry: a host name or IP
-/// address, or `*.domain`; no scheme, port, path or user.
-fn check_allowlist_host(entry: &str) -> Result<(), String> {
-    let host = entry.strip_prefix("*.").unwrap_or(entry);
-    let valid = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        && !host.starts_with('.')
-        && !host.ends_with('.');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{entry:?} must be a host name such as hooks.internal.example or *.internal.example (no scheme, port or path)"
-        ))
     }
 }

@@ -217,7 +217,9 @@ mod tests {
         let b = history(90, end, 7);
         assert_eq!(a, b);
         assert_eq!(a.len(), 90 * (10 + 8 + 4));
-        assert!(a.iter().all(|r| r.validate("").is_empty()));
+        assert!(a
+            .iter()
+            .all(|r| r.validate("", chrono::Utc::now()).is_empty()));
         let failed = a.iter().filter(|r| r.status == RunStatus::Failed).count();
         assert!(failed > 0 && failed < a.len() / 20, "{failed}");
     }

@@ -49,6 +49,8 @@ pub enum DemoError {
     Setup(String),
     #[error("the store failed: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("a demo run was refused: {0}")]
+    Ingest(#[from] crate::ingest::IngestError),
     #[error("the demo's problem was not detected: {0}")]
     NotDetected(String),
     #[error("the demo waited in vain for {0}")]
@@ -178,6 +180,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     // The demo feeds runs in-process; its HTTP routes take no one else's.
     let secrets = Secrets {
         ingest_token: Some(ephemeral_secret()),
+        read_token: Some(ephemeral_secret()),
         github_webhook_secret: Some(ephemeral_secret()),
         aws_webhook_secret: Some(ephemeral_secret()),
         gitlab_token: Some(ephemeral_secret()),

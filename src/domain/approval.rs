@@ -105,6 +105,10 @@ pub enum Via {
     Button,
     /// A typed command (`approve N`, a slash command).
     Command,
+    /// `pipemedic approve|reject PLAN`, through the admin API.
+    Cli,
+    /// The admin API (`POST /v1/plans/{id}/approve|reject`) called directly.
+    Api,
 }
 
 impl Via {
@@ -113,6 +117,8 @@ impl Via {
             Self::Reaction => "reaction",
             Self::Button => "button",
             Self::Command => "command",
+            Self::Cli => "cli",
+            Self::Api => "api",
         }
     }
 
@@ -121,6 +127,8 @@ impl Via {
             "reaction" => Some(Self::Reaction),
             "button" => Some(Self::Button),
             "command" => Some(Self::Command),
+            "cli" => Some(Self::Cli),
+            "api" => Some(Self::Api),
             _ => None,
         }
     }

@@ -4,12 +4,15 @@
 //! message lives. Pure data and pure derivations; nothing here does I/O,
 //! and nothing here imports another module of the crate.
 
+mod allowlist;
 mod approval;
 mod incident;
 mod message;
 mod run;
+mod run_limits;
 mod verdict;
 
+pub use allowlist::{check_allowlist_entry, restricted_address, HttpAllowlist};
 pub use approval::{ApprovalPolicy, Approver, Choice, RequestStatus, Risk, StepPolicy, Via, Vote};
 pub use incident::{Incident, IncidentSeverity, IncidentStatus};
 pub use message::{MessageRef, Platform};
@@ -17,6 +20,7 @@ pub use run::{
     DeployMetrics, FieldError, MetricSample, ResourceMetrics, Run, RunSource, RunStatus,
     StageTiming, TestCounts, BUILTIN_METRICS,
 };
+pub use run_limits::{MAX_CUSTOM_METRICS, MAX_NAME_CHARS, MAX_STAGES};
 pub use verdict::{
     amount, metric_label, Anomaly, AnomalyStatus, Direction, Dismissal, MetricDeviation, ScoredRun,
     Verdict,

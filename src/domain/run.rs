@@ -20,8 +20,6 @@ pub const BUILTIN_METRICS: [&str; 6] = [
     "latency_p95_ms",
 ];
 
-/// Longest accepted pipeline name, run id, stage name or metric name.
-const MAX_NAME_LEN: usize = 256;
 /// Longest log excerpt kept with a run; longer excerpts keep their tail.
 pub const MAX_LOG_EXCERPT: usize = 16 * 1024;
 
@@ -286,109 +284,19 @@ impl Run {
         self.finished_at.or(self.started_at)
     }
 
-    /// Checks the run's fields; every problem is reported, each with its path
-    /// under `prefix` (empty for a single run, `[i].` inside an array).
-    pub fn validate(&self, prefix: &str) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        let mut err = |field: &str, message: String| {
-            errors.push(FieldError::new(format!("{prefix}{field}"), message))
-        };
-        check_name(&self.pipeline, "pipeline", &mut err);
-        check_name(&self.run_id, "run_id", &mut err);
-        if let Some(stage) = &self.stage {
-            check_name(stage, "stage", &mut err);
-        }
-        if self.attempt == 0 {
-            err("attempt", "must be 1 or more".into());
-        }
-        if let (Some(start), Some(end)) = (self.started_at, self.finished_at) {
-            if end < start {
-                err("finished_at", format!("{end} is before started_at {start}"));
-            }
-        }
-        if let Some(t) = &self.tests {
-            if t.failed > t.total {
-                err(
-                    "tests.failed",
-                    format!("{} failed is more than {} total", t.failed, t.total),
-                );
-            }
-            if t.skipped > t.total {
-                err(
-                    "tests.skipped",
-                    format!("{} skipped is more than {} total", t.skipped, t.total),
-                );
-            }
-        }
-        let mut check_num = |field: &str, v: Option<f64>, max: Option<f64>| {
-            if let Some(v) = v {
-                if !v.is_finite() || v < 0.0 {
-                    err(field, format!("must be a finite number >= 0, got {v}"));
-                } else if let Some(max) = max {
-                    if v > max {
-                        err(field, format!("must be at most {max}, got {v}"));
-                    }
-                }
-            }
-        };
-        if let Some(r) = &self.resources {
-            check_num("resources.cpu_peak_pct", r.cpu_peak_pct, None);
-            check_num("resources.mem_peak_mb", r.mem_peak_mb, None);
-        }
-        if let Some(d) = &self.deploy {
-            check_num("deploy.error_rate", d.error_rate, Some(1.0));
-            check_num("deploy.latency_p95_ms", d.latency_p95_ms, None);
-        }
-        for (name, value) in &self.metrics {
-            let field = format!("metrics.{name}");
-            if name.is_empty() || name.len() > MAX_NAME_LEN {
-                errors.push(FieldError::new(
-                    format!("{prefix}{field}"),
-                    format!("metric names are 1 to {MAX_NAME_LEN} characters"),
-                ));
-            } else if BUILTIN_METRICS.contains(&name.as_str()) || name.starts_with("stage.") {
-                errors.push(FieldError::new(
-                    format!("{prefix}{field}"),
-                    "this name is reserved for a derived metric; use the dedicated field"
-                        .to_string(),
-                ));
-            }
-            if !value.is_finite() {
-                errors.push(FieldError::new(
-                    format!("{prefix}{field}"),
-                    format!("must be a finite number, got {value}"),
-                ));
-            }
-        }
-        for (i, stage) in self.stages.iter().enumerate() {
-            if self.stages[..i].iter().any(|s| s.name == stage.name) {
-                errors.push(FieldError::new(
-                    format!("{prefix}stages[{i}].name"),
-                    format!("stage {:?} appears twice", stage.name),
-                ));
-            }
-            if stage.name.trim().is_empty() || stage.name.len() > MAX_NAME_LEN {
-                errors.push(FieldError::new(
-                    format!("{prefix}stages[{i}].name"),
-                    format!("must be 1 to {MAX_NAME_LEN} characters"),
-                ));
-            }
-            if let (Some(s), Some(e)) = (stage.started_at, stage.finished_at) {
-                if e < s {
-                    errors.push(FieldError::new(
-                        format!("{prefix}stages[{i}].finished_at"),
-                        "is before started_at".to_string(),
-                    ));
-                }
-            }
-        }
-        errors
-    }
-
-    /// Trims oversized free text (log excerpt keeps its tail, where errors are).
+    /// Trims oversized free text (log excerpt keeps its tail, where errors
+    /// are; a commit message keeps its head).
     pub fn normalise(&mut self) {
         self.pipeline = self.pipeline.trim().to_string();
         self.run_id = self.run_id.trim().to_string();
+        if let Some(message) = &mut self.commit_message {
+            if let Some((cut, _)) = message
+                .char_indices()
+                .nth(super::run_limits::MAX_COMMIT_MESSAGE_CHARS)
+            {
+                message.truncate(cut);
+            }
+        }
         if let Some(log) = &mut self.log_excerpt {
             if log.len() > MAX_LOG_EXCERPT {
                 let mut cut = log.len() - MAX_LOG_EXCERPT;
@@ -444,16 +352,6 @@ impl Run {
     }
 }
 
-fn check_name(value: &str, field: &str, err: &mut impl FnMut(&str, String)) {
-    if value.trim().is_empty() {
-        err(field, "must not be empty".into());
-    } else if value.len() > MAX_NAME_LEN {
-        err(field, format!("must be at most {MAX_NAME_LEN} characters"));
-    } else if value.chars().any(char::is_control) {
-        err(field, "must not contain control characters".into());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,7 +373,9 @@ mod tests {
     #[test]
     fn design_example_parses_and_derives_every_metric() {
         let run = sample_run();
-        assert!(run.validate("").is_empty());
+        assert!(run
+            .validate("", "2026-11-25T12:00:00Z".parse().unwrap())
+            .is_empty());
         let samples = run.metric_samples();
         let get = |m: &str| samples.iter().find(|s| s.metric == m).map(|s| s.value);
         assert_eq!(get("duration_s"), Some(432.0));
@@ -499,7 +399,7 @@ mod tests {
         });
         run.finished_at = Some("2026-11-20T09:00:00Z".parse().unwrap());
         run.metrics.insert("duration_s".into(), 1.0);
-        let errors = run.validate("[2].");
+        let errors = run.validate("[2].", "2026-11-25T12:00:00Z".parse().unwrap());
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,

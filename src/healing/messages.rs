@@ -1,7 +1,9 @@
 //! What healing says in chat, as text: the plan card with its exact calls
 //! and Approve / Reject buttons (and their values), an invalid plan's
 //! problems, a mention of a person, the steps of a plan as thread lines.
-//! Pure formatting; outside text is made inert with the chat cards' helper.
+//! Pure formatting; every value from outside (exact calls, executor
+//! summaries, validation messages, user ids) enters as literal text through
+//! the chat cards' helper.
 
 use super::*;
 
@@ -16,7 +18,11 @@ pub(super) fn plan_card(
     let mut text = render_for_chat(validated, opened.expires_at);
     text.push_str("\n**Exact calls:**\n");
     for step in &opened.steps {
-        text.push_str(&format!("{}. `{}`\n", step.step_no, step.call));
+        text.push_str(&format!(
+            "{}. `{}`\n",
+            step.step_no,
+            chat::cards::inert(&step.call)
+        ));
     }
     let card = ChatMessage::new(
         format!("Plan for incident #{incident_id}"),
@@ -53,12 +59,11 @@ pub(super) fn request_of_value(value: &str) -> Option<i64> {
     value.strip_prefix("request:")?.parse().ok()
 }
 
-pub(super) fn mention(platform: Platform, user: &str) -> String {
-    match platform {
-        Platform::Slack => format!("<@{user}>"),
-        Platform::Discord => format!("<@{user}>"),
-        _ => user.to_string(),
-    }
+/// A person named in a thread line. Chat output never carries a live
+/// mention (the adapters neutralise every one), so this is the user id as
+/// text.
+pub(super) fn mention(_platform: Platform, user: &str) -> String {
+    chat::cards::inert(user)
 }
 
 /// The steps as thread lines: number, kind, status and what happened (what
@@ -72,7 +77,7 @@ pub(super) fn steps_text(steps: &[StepReport]) -> String {
                 s.step_no,
                 s.kind,
                 s.status.as_str(),
-                s.call,
+                chat::cards::inert(&s.call),
                 chat::cards::inert(&s.summary)
             )
         })

@@ -54,10 +54,12 @@
 //!
 //! By role: `service` (construction, the task, speaking), `verification`
 //! (what a run means), `offer` (plan → request → thread), `decisions`
-//! (votes), `execution` (approved steps in their own tasks), `sweep`
-//! (expiry, due steps, recovery) and `messages` (text).
+//! (votes from chat), `direct` (votes through the admin API: `pipemedic
+//! approve|reject`), `execution` (approved steps in their own tasks),
+//! `sweep` (expiry, due steps, recovery) and `messages` (text).
 
 mod decisions;
+mod direct;
 mod execution;
 mod messages;
 mod offer;
@@ -72,6 +74,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+pub use direct::{DirectDecision, DirectDecisionError, DirectOutcome, DIRECT_PLATFORM};
 
 use crate::approvals::{
     author_exclusion, candidate_groups, not_allowed_reason, ApprovalError, ApprovalService,

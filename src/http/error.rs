@@ -1,6 +1,8 @@
 //! The one table that maps failures to HTTP status codes and the JSON error
 //! body `{"code", "message", "details"}`. Internal errors are logged and
 //! answered with a generic message; nothing internal leaks to the caller.
+//! Answers made outside the handlers (unknown routes, wrong methods,
+//! timeouts) are rewritten into the same shape by [`crate::http::shape`].
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,8 +13,9 @@ use crate::ask::AskError;
 use crate::chat::discord::interactions::InteractionError;
 use crate::chat::slack::events::SlackPayloadError;
 use crate::domain::FieldError;
+use crate::healing::DirectDecisionError;
 use crate::ingest::generic::GenericError;
-use crate::ingest::{AdapterError, AdapterErrorKind};
+use crate::ingest::{AdapterError, AdapterErrorKind, IngestError};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -21,11 +24,18 @@ pub enum ErrorCode {
     MalformedJson,
     InvalidShape,
     Unauthorized,
+    /// A valid token of the wrong scope (the message names the one needed).
+    Forbidden,
     BadSignature,
     TooLarge,
     NotFound,
     Unavailable,
     Internal,
+    InvalidParameter,
+    MethodNotAllowed,
+    Timeout,
+    UnsupportedMediaType,
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -34,10 +44,16 @@ impl ErrorCode {
             Self::MalformedJson => StatusCode::BAD_REQUEST,
             Self::InvalidShape => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::InvalidParameter => StatusCode::BAD_REQUEST,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -47,11 +63,17 @@ impl ErrorCode {
             Self::MalformedJson => "malformed_json",
             Self::InvalidShape => "invalid_shape",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::BadSignature => "bad_signature",
             Self::TooLarge => "too_large",
             Self::NotFound => "not_found",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::InvalidParameter => "invalid_parameter",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Timeout => "timeout",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited => "rate_limited",
         }
     }
 }
@@ -128,6 +150,29 @@ impl From<GenericError> for ApiError {
     }
 }
 
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Invalid(details) => {
+                Self::new(ErrorCode::InvalidShape, invalid_message(&details)).with_details(details)
+            }
+            IngestError::Store(e) => Self::from(e),
+        }
+    }
+}
+
+/// The message of a refused run: its first problem, and how many more.
+fn invalid_message(details: &[FieldError]) -> String {
+    match details {
+        [] => "the run is invalid; nothing was stored".to_string(),
+        [one] => format!("{one}; nothing was stored"),
+        [first, rest @ ..] => format!(
+            "{first} (and {} more problem(s)); nothing was stored",
+            rest.len()
+        ),
+    }
+}
+
 impl From<AdapterError> for ApiError {
     fn from(e: AdapterError) -> Self {
         match e.kind() {
@@ -148,6 +193,22 @@ impl From<AskError> for ApiError {
         match e {
             AskError::EmptyQuestion => super::routes::ask::invalid("must not be empty"),
             AskError::Store(e) => Self::from(e),
+        }
+    }
+}
+
+impl From<DirectDecisionError> for ApiError {
+    fn from(e: DirectDecisionError) -> Self {
+        match e {
+            DirectDecisionError::UnknownPlan(_) => Self::not_found(e.to_string()),
+            DirectDecisionError::NotOffered(_) => Self::new(ErrorCode::InvalidShape, e.to_string()),
+            DirectDecisionError::Healing(e) => {
+                tracing::error!(error = %e, "A decision through the admin API failed.");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the decision could not be recorded; retry later",
+                )
+            }
         }
     }
 }

@@ -1,12 +1,16 @@
 //! The HTTP edge, the top of the library: the router, the application
-//! state, the extractors ([`extract`]), the error table ([`error`]) and the
-//! middleware that times requests and counts rejections. The handlers in
-//! [`routes`] call the capabilities' services; no capability knows this
-//! module or [`AppState`].
+//! state, the extractors ([`extract`]), the error table ([`error`]) and its
+//! one shape for every refusal ([`shape`]), the request limits
+//! ([`limits`]), the accept loop ([`serve`]) and the middleware that times
+//! requests and counts rejections. The handlers in [`routes`] call the
+//! capabilities' services; no capability knows this module or [`AppState`].
 
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod routes;
+pub mod serve;
+pub mod shape;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,24 +51,35 @@ pub struct AppState {
     pub asker: Arc<crate::ask::Asker>,
 }
 
-/// The full router with every route of the design that is built.
+/// The full router with every route of the design that is built. The
+/// webhook and chat routes, which anyone can reach before a signature is
+/// checked, share a per-address rate limit; every route has the body and
+/// request timeouts; every refusal is a JSON [`ApiError`].
 pub fn router(state: AppState) -> Router {
-    let max_body = state.config.server.max_body_bytes;
-    Router::new()
+    let server = &state.config.server;
+    let max_body = server.max_body_bytes;
+    let rate_limit = limits::WebhookRateLimit::new(server);
+    let routes = Router::new()
         .merge(routes::runs::router())
-        .merge(routes::webhooks::router())
+        .merge(rate_limit.apply(routes::webhooks::router()))
         .merge(routes::health::router())
         .merge(routes::incidents::router())
         .merge(routes::ask::router())
+        .merge(routes::admin::router())
         .merge(
-            routes::slack::router()
-                .merge(routes::discord::router())
-                .with_state(state.chat.clone()),
+            rate_limit.apply(
+                routes::slack::router()
+                    .merge(routes::discord::router())
+                    .with_state(state.chat.clone()),
+            ),
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body))
+        .method_not_allowed_fallback(shape::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body));
+    limits::with_timeouts(routes, server)
+        .layer(middleware::from_fn(shape::json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

@@ -53,15 +53,20 @@ impl Format {
 }
 
 /// Parses a whole file; returns the valid runs (with their line numbers)
-/// and every line error.
-pub fn parse_file(text: &str, format: Format) -> (Vec<(usize, Run)>, Vec<LineError>) {
+/// and every line error. `now` bounds future timestamps (see
+/// [`Run::validate`]).
+pub fn parse_file(
+    text: &str,
+    format: Format,
+    now: DateTime<Utc>,
+) -> (Vec<(usize, Run)>, Vec<LineError>) {
     match format {
-        Format::JsonLines => parse_jsonl(text),
-        Format::Csv => parse_csv(text),
+        Format::JsonLines => parse_jsonl(text, now),
+        Format::Csv => parse_csv(text, now),
     }
 }
 
-fn parse_jsonl(text: &str) -> (Vec<(usize, Run)>, Vec<LineError>) {
+fn parse_jsonl(text: &str, now: DateTime<Utc>) -> (Vec<(usize, Run)>, Vec<LineError>) {
     let mut runs = Vec::new();
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -79,7 +84,7 @@ fn parse_jsonl(text: &str) -> (Vec<(usize, Run)>, Vec<LineError>) {
                 continue;
             }
         };
-        match super::generic::parse_one(value, "") {
+        match super::generic::parse_one(value, "", now) {
             Ok(run) => runs.push((line_no, run)),
             Err(errs) => errors.extend(errs.into_iter().map(|error| LineError {
                 line: line_no,
@@ -113,7 +118,7 @@ pub const CSV_COLUMNS: [&str; 16] = [
     "log_url",
 ];
 
-fn parse_csv(text: &str) -> (Vec<(usize, Run)>, Vec<LineError>) {
+fn parse_csv(text: &str, now: DateTime<Utc>) -> (Vec<(usize, Run)>, Vec<LineError>) {
     let mut runs = Vec::new();
     let mut errors = Vec::new();
     let mut reader = csv::ReaderBuilder::new()
@@ -179,7 +184,7 @@ fn parse_csv(text: &str) -> (Vec<(usize, Run)>, Vec<LineError>) {
             .zip(record.iter())
             .filter(|(_, v)| !v.is_empty())
             .collect();
-        match run_from_cells(&cells) {
+        match run_from_cells(&cells, now) {
             Ok(run) => runs.push((line, run)),
             Err(errs) => errors.extend(errs.into_iter().map(|error| LineError { line, error })),
         }
@@ -187,7 +192,10 @@ fn parse_csv(text: &str) -> (Vec<(usize, Run)>, Vec<LineError>) {
     (runs, errors)
 }
 
-fn run_from_cells(cells: &BTreeMap<&str, &str>) -> Result<Run, Vec<FieldError>> {
+fn run_from_cells(
+    cells: &BTreeMap<&str, &str>,
+    now: DateTime<Utc>,
+) -> Result<Run, Vec<FieldError>> {
     let mut errors = Vec::new();
     let text = |k: &str| cells.get(k).map(|s| s.to_string());
     let mut num = |k: &str| -> Option<f64> {
@@ -300,7 +308,7 @@ fn run_from_cells(cells: &BTreeMap<&str, &str>) -> Result<Run, Vec<FieldError>> 
     }
     run.metrics = metrics;
     run.normalise();
-    let errors = run.validate("");
+    let errors = run.validate("", now);
     if errors.is_empty() {
         Ok(run)
     } else {
@@ -324,7 +332,7 @@ pub async fn store_all(
     service: &IngestService,
     runs: &[(usize, Run)],
     mut progress: impl FnMut(usize),
-) -> Result<BackfillSummary, crate::store::StoreError> {
+) -> Result<BackfillSummary, super::IngestError> {
     let mut summary = BackfillSummary {
         lines_valid: runs.len(),
         ..Default::default()
@@ -352,10 +360,14 @@ pub async fn store_all(
 mod tests {
     use super::*;
 
+    fn now() -> DateTime<Utc> {
+        "2026-11-25T12:00:00Z".parse().unwrap()
+    }
+
     #[test]
     fn jsonl_errors_name_line_and_field() {
         let text = "{\"pipeline\":\"p\",\"run_id\":\"1\",\"status\":\"failed\"}\n\n{\"pipeline\":\"p\",\"run_id\":\"2\",\"status\":\"nope\"}\n{oops\n";
-        let (runs, errors) = parse_file(text, Format::JsonLines);
+        let (runs, errors) = parse_file(text, Format::JsonLines, now());
         assert_eq!(runs.len(), 1);
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].line, 3);
@@ -368,7 +380,7 @@ mod tests {
         let text = "pipeline,run_id,status,started_at,finished_at,tests_total,tests_failed,metric.bundle_kb\n\
                     web,1,succeeded,2026-11-01T10:00:00Z,2026-11-01T10:05:00Z,100,2,512\n\
                     web,2,failed,2026-11-01T11:00:00Z,yesterday,100,x,\n";
-        let (runs, errors) = parse_file(text, Format::Csv);
+        let (runs, errors) = parse_file(text, Format::Csv, now());
         assert_eq!(runs.len(), 1);
         let run = &runs[0].1;
         assert_eq!(run.duration_s(), Some(300.0));
@@ -382,10 +394,41 @@ mod tests {
     }
 
     #[test]
+    fn backfill_applies_the_run_limits() {
+        let text = format!(
+            "{{\"pipeline\":\"p\",\"run_id\":\"1\",\"status\":\"failed\",\"started_at\":\"0000-01-01T00:00:00Z\"}}\n\
+             {{\"pipeline\":\"{}\",\"run_id\":\"2\",\"status\":\"failed\"}}\n",
+            "p".repeat(201)
+        );
+        let (runs, errors) = parse_file(&text, Format::JsonLines, now());
+        assert!(runs.is_empty());
+        let found: Vec<_> = errors
+            .iter()
+            .map(|e| (e.line, e.error.to_string()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    1,
+                    "started_at: 0000-01-01 00:00:00 UTC is before 2000-01-01T00:00:00Z"
+                        .to_string()
+                ),
+                (2, "pipeline: longer than 200 characters".to_string())
+            ]
+        );
+        let csv = "pipeline,run_id,status,cpu_peak_pct\np,1,failed,1.7e308\n";
+        let (runs, errors) = parse_file(csv, Format::Csv, now());
+        assert!(runs.is_empty());
+        assert_eq!(errors[0].error.field, "resources.cpu_peak_pct");
+    }
+
+    #[test]
     fn csv_unknown_header_is_reported() {
         let (runs, errors) = parse_file(
             "pipeline,run_id,status,colour\np,1,failed,red\n",
             Format::Csv,
+            now(),
         );
         assert!(runs.is_empty());
         assert!(errors[0].error.message.contains("colour"));

@@ -2,6 +2,8 @@
 //! JSON. Parsing reports every invalid field of every run at once, each with
 //! its path (`[3].tests.failed`), so a client can fix its payload in one go.
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::{FieldError, Run};
 
 /// Why a body was refused.
@@ -13,8 +15,13 @@ pub enum GenericError {
     Invalid(Vec<FieldError>),
 }
 
-/// Parses and validates a body holding one run or an array of runs.
-pub fn parse_runs(body: &[u8], max_batch: usize) -> Result<Vec<Run>, GenericError> {
+/// Parses and validates a body holding one run or an array of runs; `now`
+/// bounds future timestamps (see [`Run::validate`]).
+pub fn parse_runs(
+    body: &[u8],
+    max_batch: usize,
+    now: DateTime<Utc>,
+) -> Result<Vec<Run>, GenericError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(GenericError::Malformed)?;
     let (items, single) = match value {
         serde_json::Value::Array(items) => (items, false),
@@ -52,7 +59,7 @@ pub fn parse_runs(body: &[u8], max_batch: usize) -> Result<Vec<Run>, GenericErro
         } else {
             format!("[{i}].")
         };
-        match parse_one(item, &prefix) {
+        match parse_one(item, &prefix, now) {
             Ok(run) => runs.push(run),
             Err(mut e) => errors.append(&mut e),
         }
@@ -65,7 +72,11 @@ pub fn parse_runs(body: &[u8], max_batch: usize) -> Result<Vec<Run>, GenericErro
 }
 
 /// Converts one JSON value into a validated, normalised run.
-pub fn parse_one(item: serde_json::Value, prefix: &str) -> Result<Run, Vec<FieldError>> {
+pub fn parse_one(
+    item: serde_json::Value,
+    prefix: &str,
+    now: DateTime<Utc>,
+) -> Result<Run, Vec<FieldError>> {
     let mut run: Run = serde_path_to_error::deserialize(item).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "$".to_string() } else { path };
@@ -75,7 +86,7 @@ pub fn parse_one(item: serde_json::Value, prefix: &str) -> Result<Run, Vec<Field
         )]
     })?;
     run.normalise();
-    let errors = run.validate(prefix);
+    let errors = run.validate(prefix, now);
     if errors.is_empty() {
         Ok(run)
     } else {
@@ -98,12 +109,16 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 mod tests {
     use super::*;
 
+    fn now() -> DateTime<Utc> {
+        "2026-11-25T12:00:00Z".parse().unwrap()
+    }
+
     #[test]
     fn single_and_array() {
         let one = br#"{"pipeline":"p","run_id":"1","status":"succeeded"}"#;
-        assert_eq!(parse_runs(one, 10).unwrap().len(), 1);
+        assert_eq!(parse_runs(one, 10, now()).unwrap().len(), 1);
         let many = br#"[{"pipeline":"p","run_id":"1","status":"succeeded"},{"pipeline":"p","run_id":"2","status":"failed"}]"#;
-        assert_eq!(parse_runs(many, 10).unwrap().len(), 2);
+        assert_eq!(parse_runs(many, 10, now()).unwrap().len(), 2);
     }
 
     #[test]
@@ -111,7 +126,7 @@ mod tests {
         let body = br#"[{"pipeline":"p","run_id":"1","status":"succeeded"},
                         {"pipeline":"p","run_id":"2","status":"blue"},
                         {"pipeline":"","run_id":"3","status":"failed","tests":{"total":1,"failed":2}}]"#;
-        let GenericError::Invalid(errors) = parse_runs(body, 10).unwrap_err() else {
+        let GenericError::Invalid(errors) = parse_runs(body, 10, now()).unwrap_err() else {
             panic!("expected Invalid")
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -121,15 +136,15 @@ mod tests {
     #[test]
     fn malformed_and_wrong_kinds() {
         assert!(matches!(
-            parse_runs(b"{not json", 10),
+            parse_runs(b"{not json", 10, now()),
             Err(GenericError::Malformed(_))
         ));
         assert!(matches!(
-            parse_runs(b"42", 10),
+            parse_runs(b"42", 10, now()),
             Err(GenericError::Invalid(_))
         ));
         assert!(matches!(
-            parse_runs(b"[]", 10),
+            parse_runs(b"[]", 10, now()),
             Err(GenericError::Invalid(_))
         ));
         let many = format!(
@@ -137,7 +152,7 @@ mod tests {
             [r#"{"pipeline":"p","run_id":"1","status":"failed"}"#; 3].join(",")
         );
         assert!(matches!(
-            parse_runs(many.as_bytes(), 2),
+            parse_runs(many.as_bytes(), 2, now()),
             Err(GenericError::Invalid(_))
         ));
     }

@@ -224,7 +224,9 @@ mod tests {
             run.url.as_deref(),
             Some("https://github.com/octo-org/octo-repo/actions/runs/289782451")
         );
-        assert!(run.validate("").is_empty());
+        assert!(run
+            .validate("", "2026-11-25T12:00:00Z".parse().unwrap())
+            .is_empty());
     }
 
     #[test]

@@ -272,7 +272,9 @@ mod tests {
                 ("test-build", Some(RunStatus::Failed), Some(219.0)),
             ]
         );
-        assert!(run.validate("").is_empty());
+        assert!(run
+            .validate("", "2026-11-25T12:00:00Z".parse().unwrap())
+            .is_empty());
     }
 
     #[test]

@@ -2,7 +2,13 @@
 //! EventBridge, CodePipeline polling, CLI backfill) ends in
 //! [`IngestService::accept_runs`], which stores runs and their metric
 //! samples in one transaction, idempotently on the delivery id and on
-//! pipeline + run id + attempt.
+//! pipeline + run id + attempt. Every run passes [`store_runs`], which
+//! hides the secrets in its free text first ([`redaction`]).
+//!
+//! Every run passes [`crate::domain::Run::validate`] (names, ranges,
+//! timestamps against the service's clock, caps on stages and metrics) on
+//! its way into the store, whatever its route; a run that fails it is
+//! refused with [`IngestError::Invalid`] and nothing of the call is stored.
 //!
 //! Source-specific parsing lives in one file per source and is pure
 //! (payload in, [`Run`] out); this module does the I/O (the HTTP handlers are in `http::routes`).
@@ -14,10 +20,12 @@ pub mod generic;
 pub mod github;
 pub mod gitlab;
 pub mod payload;
+pub mod redaction;
 pub mod signature;
 
 pub use payload::{
-    merge_stage, merge_update, parse_time, stage_update, AdapterError, AdapterErrorKind,
+    delivery_id, merge_stage, merge_update, parse_time, stage_update, AdapterError,
+    AdapterErrorKind, MAX_DELIVERY_ID_CHARS,
 };
 
 use std::sync::Arc;
@@ -25,10 +33,40 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::domain::{Run, RunSource};
+use crate::domain::{FieldError, Run, RunSource};
 use crate::metrics::Metrics;
+use crate::redact::Redactor;
 use crate::scoring::DetectionService;
 use crate::store::{RunOutcome, Store, StoreError, WriteTx};
+
+/// Why an ingest call stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A run breaks the run limits; each problem names its field and limit.
+    #[error("{} problem(s) in the runs; nothing was stored", .0.len())]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Applies [`Run::validate`] to each run, reporting every problem, with the
+/// run's index when there are several.
+pub fn check_runs(runs: &[Run], now: chrono::DateTime<chrono::Utc>) -> Result<(), IngestError> {
+    let mut errors = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let prefix = if runs.len() == 1 {
+            String::new()
+        } else {
+            format!("[{i}].")
+        };
+        errors.extend(run.validate(&prefix, now));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(IngestError::Invalid(errors))
+    }
+}
 
 /// What happened to one run of a request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -64,7 +102,7 @@ struct Job {
     source: RunSource,
     delivery_id: Option<String>,
     runs: Vec<Run>,
-    reply: tokio::sync::oneshot::Sender<Result<(IngestReport, Vec<PendingVerdict>), StoreError>>,
+    reply: tokio::sync::oneshot::Sender<Result<(IngestReport, Vec<PendingVerdict>), IngestError>>,
 }
 
 /// A verdict on its way: the index of the run in the report and the
@@ -90,6 +128,7 @@ pub struct IngestService {
     clock: Arc<dyn Clock>,
     jobs: tokio::sync::mpsc::Sender<Job>,
     detection: Option<DetectionService>,
+    redaction: redaction::RunRedaction,
 }
 
 impl IngestService {
@@ -107,15 +146,46 @@ impl IngestService {
         clock: Arc<dyn Clock>,
         detection: Option<DetectionService>,
     ) -> Self {
+        Self::with_redactor(
+            store,
+            metrics,
+            clock,
+            detection,
+            Arc::new(Redactor::builtin_or_hide_all()),
+        )
+    }
+
+    /// Like [`IngestService::with_detection`], redacting with `redactor`
+    /// (the built-in patterns plus the configured ones).
+    pub fn with_redactor(
+        store: Store,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        detection: Option<DetectionService>,
+        redactor: Arc<Redactor>,
+    ) -> Self {
+        let redaction = redaction::RunRedaction::new(redactor, metrics.clone());
         let (jobs, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
-        tokio::spawn(writer(store.clone(), clock.clone(), detection.clone(), rx));
+        tokio::spawn(writer(
+            store.clone(),
+            clock.clone(),
+            detection.clone(),
+            redaction.clone(),
+            rx,
+        ));
         Self {
             store,
             metrics,
             clock,
             jobs,
             detection,
+            redaction,
         }
+    }
+
+    /// What every stored run passes through (for callers of [`store_runs`]).
+    pub fn redaction(&self) -> &redaction::RunRedaction {
+        &self.redaction
     }
 
     pub fn detection(&self) -> Option<&DetectionService> {
@@ -155,7 +225,9 @@ impl IngestService {
         delivery_id: Option<&str>,
         runs: &[Run],
         wait_for_verdicts: bool,
-    ) -> Result<IngestReport, StoreError> {
+    ) -> Result<IngestReport, IngestError> {
+        // Checked here too so one bad call never fails a group commit.
+        check_runs(runs, self.clock.now())?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
             source,
@@ -232,6 +304,7 @@ async fn writer(
     store: Store,
     clock: Arc<dyn Clock>,
     detection: Option<DetectionService>,
+    redaction: redaction::RunRedaction,
     mut rx: tokio::sync::mpsc::Receiver<Job>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -243,6 +316,9 @@ async fn writer(
             }
         }
         let now = clock.now();
+        for job in &mut group {
+            redaction.apply(&mut job.runs);
+        }
         match write_group(&store, &group, now).await {
             Ok(reports) => {
                 for (job, report) in group.into_iter().zip(reports) {
@@ -276,11 +352,12 @@ async fn writer(
     }
 }
 
+/// Commits a group of calls whose runs are already redacted.
 async fn write_group(
     store: &Store,
     group: &[Job],
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<IngestReport>, StoreError> {
+) -> Result<Vec<IngestReport>, IngestError> {
     let mut tx = store.begin_write().await?;
     let mut reports = Vec::with_capacity(group.len());
     for job in group {
@@ -293,7 +370,7 @@ async fn write_group(
                 continue;
             }
         }
-        let runs = store_runs(&mut tx, job.source, &job.runs, now).await?;
+        let runs = store_redacted(&mut tx, job.source, &job.runs, now).await?;
         reports.push(IngestReport {
             duplicate_delivery: false,
             runs,
@@ -303,13 +380,31 @@ async fn write_group(
     Ok(reports)
 }
 
-/// Upserts each run inside an open transaction.
+/// Validates the runs (see [`check_runs`]), hides the secrets in their
+/// free text (in place, so that what is scored afterwards is what was
+/// stored), then upserts each inside an open transaction. The one door
+/// every run of every source goes through; on [`IngestError::Invalid`]
+/// nothing is written and the caller drops the transaction.
 pub async fn store_runs(
+    tx: &mut WriteTx,
+    source: RunSource,
+    runs: &mut [Run],
+    now: chrono::DateTime<chrono::Utc>,
+    redaction: &redaction::RunRedaction,
+) -> Result<Vec<Accepted>, IngestError> {
+    check_runs(runs, now)?;
+    redaction.apply(runs);
+    store_redacted(tx, source, runs, now).await
+}
+
+/// [`store_runs`] for runs [`redaction::RunRedaction::apply`] has seen.
+async fn store_redacted(
     tx: &mut WriteTx,
     source: RunSource,
     runs: &[Run],
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<Accepted>, StoreError> {
+) -> Result<Vec<Accepted>, IngestError> {
+    check_runs(runs, now)?;
     let mut accepted = Vec::with_capacity(runs.len());
     for run in runs {
         let up = tx.upsert_run(run, source, now).await?;
@@ -326,8 +421,10 @@ pub async fn store_runs(
     Ok(accepted)
 }
 
-/// Starts the ingest sources that run in the background (CodePipeline
-/// polling). They stop when `shutdown` is cancelled.
+/// Starts the ingest work that runs in the background: CodePipeline
+/// polling, and pruning of processed event ids older than
+/// `ingest.processed_event_retention_days` (at start, then every hour).
+/// Both stop when `shutdown` is cancelled.
 pub fn start_background(
     config: &crate::config::Config,
     aws: &crate::aws::AwsSettings,
@@ -335,8 +432,29 @@ pub fn start_background(
     tracker: &tokio_util::task::TaskTracker,
     shutdown: &tokio_util::sync::CancellationToken,
 ) {
+    let retention_days = config.ingest.processed_event_retention_days;
+    let pruner = ingest.clone();
+    let stop = shutdown.clone();
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = pruner.prune_processed_events(retention_days).await {
+                        tracing::warn!(error = %e, "Pruning processed event ids failed; retrying at the next tick.");
+                        pruner.metrics.background_error("prune_events");
+                    }
+                }
+            }
+        }
+    });
     codepipeline_poll::start(&config.codepipeline, aws, ingest, tracker, shutdown);
 }
+
+/// How often processed event ids are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Kind of the ingest state that holds CodePipeline executions being
 /// assembled from EventBridge events (key: `pipeline/execution id`).
@@ -355,7 +473,7 @@ impl IngestService {
         source: RunSource,
         delivery_id: Option<&str>,
         updates: Vec<Run>,
-    ) -> Result<IngestReport, StoreError> {
+    ) -> Result<IngestReport, IngestError> {
         let mut tx = self.store.begin_write().await?;
         let now = self.clock.now();
         if let Some(id) = delivery_id {
@@ -370,7 +488,7 @@ impl IngestService {
                 .await?;
             merged.push(merge_update(stored.as_ref(), update));
         }
-        let accepted = store_runs(&mut tx, source, &merged, now).await?;
+        let accepted = store_runs(&mut tx, source, &mut merged, now, &self.redaction).await?;
         tx.commit().await?;
         self.count(source, &accepted);
         let report = IngestReport {
@@ -388,7 +506,7 @@ impl IngestService {
     pub async fn accept_aws_event(
         &self,
         event: &aws::AwsEvent,
-    ) -> Result<IngestReport, StoreError> {
+    ) -> Result<IngestReport, IngestError> {
         let mut tx = self.store.begin_write().await?;
         let now = self.clock.now();
         let source = RunSource::Aws;
@@ -443,7 +561,10 @@ impl IngestService {
                 }
             }
         }
-        let accepted = store_runs(&mut tx, source, &runs, now).await?;
+        for run in &mut runs {
+            run.normalise();
+        }
+        let accepted = store_runs(&mut tx, source, &mut runs, now, &self.redaction).await?;
         tx.commit().await?;
         self.count(source, &accepted);
         let report = IngestReport {
@@ -452,6 +573,17 @@ impl IngestService {
         };
         submit_for_scoring(self.detection.as_ref(), &report, &runs).await;
         Ok(report)
+    }
+
+    /// Forgets processed delivery and event ids received more than
+    /// `retention_days` ago by the service's clock; returns how many went.
+    pub async fn prune_processed_events(&self, retention_days: u32) -> Result<u64, StoreError> {
+        let before = self.clock.now() - chrono::Duration::days(i64::from(retention_days));
+        let pruned = self.store.prune_processed_events(before).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, retention_days, "Old processed event ids pruned.");
+        }
+        Ok(pruned)
     }
 
     fn duplicate(&self, source: RunSource, delivery_id: Option<&str>, n: usize) -> IngestReport {

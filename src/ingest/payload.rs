@@ -220,6 +220,11 @@ impl<'a> Obj<'a> {
     pub(crate) fn id(&self, key: &str) -> Result<String, AdapterError> {
         match self.get(key) {
             Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+            Some(Value::String(s)) if s.trim().chars().count() > MAX_DELIVERY_ID_CHARS => Err(self
+                .err(
+                    key,
+                    format!("longer than {MAX_DELIVERY_ID_CHARS} characters"),
+                )),
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
             Some(other) => Err(self.err(
                 key,
@@ -295,6 +300,32 @@ impl<'a> Obj<'a> {
             }),
         }
     }
+}
+
+/// Longest delivery or event id accepted: `X-GitHub-Delivery`,
+/// `X-Gitlab-Event-UUID`, `Idempotency-Key`, an EventBridge event's `id`.
+pub const MAX_DELIVERY_ID_CHARS: usize = 256;
+
+/// A delivery id read from the header `header`: `None` when absent or
+/// empty; an error naming the header and the limit when it is longer than
+/// [`MAX_DELIVERY_ID_CHARS`] or holds control characters.
+pub fn delivery_id<'a>(
+    header: &str,
+    value: Option<&'a str>,
+) -> Result<Option<&'a str>, AdapterError> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if value.chars().count() > MAX_DELIVERY_ID_CHARS {
+        return Err(AdapterError::shape(
+            header,
+            format!("longer than {MAX_DELIVERY_ID_CHARS} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(AdapterError::shape(header, "contains control characters"));
+    }
+    Ok(Some(value))
 }
 
 /// Parses the timestamp formats CI providers send, all read as UTC unless
@@ -490,6 +521,41 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn webhook_runs_have_their_free_text_bounded() {
+        let mut run = Run::new(" p ", "1", RunStatus::Failed);
+        run.commit_message = Some("é".repeat(10_000));
+        let run = WebhookEvent::Run(Box::new(run)).into_run().unwrap();
+        assert_eq!(run.pipeline, "p");
+        assert_eq!(run.commit_message.unwrap().chars().count(), 4096);
+    }
+
+    #[test]
+    fn delivery_ids_are_capped() {
+        assert_eq!(delivery_id("X-GitHub-Delivery", None).unwrap(), None);
+        assert_eq!(delivery_id("X-GitHub-Delivery", Some(" ")).unwrap(), None);
+        let ok = "a".repeat(MAX_DELIVERY_ID_CHARS);
+        assert_eq!(
+            delivery_id("X-GitHub-Delivery", Some(&ok)).unwrap(),
+            Some(ok.as_str())
+        );
+        let long = "a".repeat(200 * 1024);
+        let err = delivery_id("X-GitHub-Delivery", Some(&long)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "X-GitHub-Delivery: longer than 256 characters"
+        );
+        assert_eq!(err.http_status(), 422);
+
+        let v: Value = serde_json::json!({"id": "e".repeat(257), "n": 7});
+        let root = Obj::root(&v).unwrap();
+        assert_eq!(
+            root.id("id").unwrap_err().to_string(),
+            "id: longer than 256 characters"
+        );
+        assert_eq!(root.id("n").unwrap(), "7");
     }
 
     #[test]
@@ -700,9 +766,10 @@ impl WebhookEvent {
     /// The run this delivery describes, whole or in part: the run itself,
     /// or for a job a `running` run carrying only that job's timing (see
     /// [`stage_update`]). Combine it with the stored run through
-    /// [`merge_update`]. `None` for ignored deliveries.
+    /// [`merge_update`]. `None` for ignored deliveries. Oversized free text
+    /// is shortened ([`Run::normalise`]).
     pub fn into_run(self) -> Option<Run> {
-        match self {
+        let mut run = match self {
             Self::Run(run) => Some(*run),
             Self::Job {
                 pipeline,
@@ -711,6 +778,8 @@ impl WebhookEvent {
                 stage,
             } => Some(stage_update(pipeline, run_id, attempt, stage)),
             Self::Ignored { .. } => None,
-        }
+        }?;
+        run.normalise();
+        Some(run)
     }
 }

@@ -39,7 +39,7 @@ fn approvers(policy: &ApprovalPolicy) -> String {
             if *required == 1 { "" } else { "s" }
         ),
         ApprovalPolicy::Required { required, from } => {
-            format!("{required} of {}", from.join(", "))
+            format!("{required} of {}", inert(&from.join(", ")))
         }
     }
 }
@@ -47,8 +47,9 @@ fn approvers(policy: &ApprovalPolicy) -> String {
 /// The plan as a chat message for the incident's thread: summary, suspected
 /// cause, steps with their risk, who must approve, how to approve (✅
 /// reaction or the Approve button) and when the offer expires. What the
-/// model wrote (summary, cause, reasons) and parameter values are made
-/// inert: they cannot mention anyone or form platform markup.
+/// model wrote (summary, cause, reasons), names and parameter values are
+/// literal text in the chat markup: they cannot mention anyone, link or
+/// format on any platform.
 pub fn render_for_chat(plan: &ValidatedPlan, expires_at: DateTime<Utc>) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -82,8 +83,8 @@ pub fn render_for_chat(plan: &ValidatedPlan, expires_at: DateTime<Utc>) -> Strin
             out,
             "{}. `{}` from playbook `{}` ({}), risk **{}**",
             i + 1,
-            step.action,
-            step.playbook,
+            inert(&step.action),
+            inert(&step.playbook),
             step.kind,
             step.risk
         );
@@ -243,7 +244,7 @@ mod tests {
             "incident 42",
             "Suspected cause:** A timing-dependent UI test. (confidence 70%)",
             "1. `rerun-tests-clean` from playbook `flaky-tests`",
-            "risk **low**: mode=ALL_ACTIONS, stage=Test",
+            "risk **low**: mode=ALL\\_ACTIONS, stage=Test",
             "Approval: 1 of group:sre",
             "react with ✅ or press **Approve**",
             "2026-11-25T14:00:00Z",
@@ -265,22 +266,24 @@ mod tests {
         let expires: DateTime<Utc> = "2026-11-25T14:00:00Z".parse().unwrap();
         let mut hostile = plan();
         hostile.summary = "<!channel> roll back now".into();
-        hostile.suspected_cause = "@everyone look".into();
         hostile.steps[0].why = "ask <@U0ADMIN> and <@&123> and @here".into();
         hostile.steps[0]
             .params
             .insert("stage".into(), serde_json::json!("<!here>"));
+        hostile.suspected_cause = "@everyone see [docs](http://evil.example) **now**".into();
         let text = render_for_chat(&hostile, expires);
-        for raw in [
-            "<!channel>",
-            "@everyone",
-            "<@U0ADMIN>",
-            "<@&123>",
-            "@here",
-            "<!here>",
-        ] {
-            assert!(!text.contains(raw), "{raw:?} survived in:\n{text}");
-        }
-        assert!(text.contains("‹!channel› roll back now"), "{text}");
+        let links = crate::chat::markup::LinkPolicy::default();
+        crate::chat::markup::tests::assert_inert_slack(&crate::chat::markup::to_slack(
+            &text, &links,
+        ));
+        crate::chat::markup::tests::assert_inert_discord(&crate::chat::markup::to_discord(
+            &text, &links,
+        ));
+        let plain = crate::chat::markup::to_plain(&text);
+        assert!(plain.contains("<!channel> roll back now"), "{plain}");
+        assert!(
+            plain.contains("see [docs](http:\u{200b}//evil.example) **now**"),
+            "{plain}"
+        );
     }
 }

@@ -132,7 +132,7 @@ impl PlanService {
         let catalog = Catalog::load_or_bundled(
             configured_dir(&planner_config.playbooks_dir).as_deref(),
             &LoadOptions {
-                http_allowed_hosts: planner_config.http_allowed_hosts.clone(),
+                http_allowed_hosts: config.remediate.http_allowlist.clone(),
             },
         )
         .map_err(PlanServiceError::Playbooks)?;

@@ -366,6 +366,40 @@ fn shell_and_http_parameters_are_rendered_but_never_set_by_a_plan() {
 }
 
 #[test]
+fn a_fact_cannot_turn_a_shell_argument_into_an_option() {
+    let mut catalog = extended();
+    let mut facts = flaky_facts();
+    facts.log_excerpt = Some("restore failed: cache checksum mismatch".to_string());
+    facts.run_id = "--delete-everything".to_string();
+    let purge = || plan(vec![step("cache-reset", "purge-cache", json!({}))]);
+    let errors = errors_of(purge(), &catalog, &facts);
+    match errors.as_slice() {
+        [PlanError::ParamInvalid { param, message, .. }] => {
+            assert_eq!(param, "argv");
+            assert!(message.starts_with("argv[4]:"), "{message}");
+            assert!(message.contains("`run_id`"), "{message}");
+            assert!(message.contains("flags: [run_id]"), "{message}");
+        }
+        other => panic!("expected the argv refused, got {other:?}"),
+    }
+    // Declared as a flag, the same value is passed on as written.
+    for p in catalog
+        .playbooks
+        .iter_mut()
+        .filter(|p| p.id == "cache-reset")
+    {
+        for a in p.actions.iter_mut().filter(|a| a.id == "purge-cache") {
+            a.flags = vec!["run_id".to_string()];
+        }
+    }
+    let validated = purge().validate(&catalog, &facts).expect("declared flag");
+    assert_eq!(validated.steps[0].params["argv"][4], "--delete-everything");
+    // A literal option in the playbook is not a fact's doing.
+    facts.run_id = "8f1c".to_string();
+    assert!(purge().validate(&extended(), &facts).is_ok());
+}
+
+#[test]
 fn plans_with_unknown_fields_do_not_parse() {
     let err = serde_json::from_value::<Plan>(json!({
         "summary": "s", "suspected_cause": "c", "confidence": 0.5, "risk": "low",

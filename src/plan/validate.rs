@@ -18,8 +18,8 @@ use super::types::{
     MAX_STEPS, MAX_TEXT,
 };
 use crate::playbooks::{
-    escape_for, render_template, render_template_escaped, ActionDecl, ActionKind, ApprovalPolicy,
-    Catalog, ParamSetter, ParamSpec, ParamType, Playbook, Risk,
+    escape_for, fact_flag_refusal, render_template, render_template_escaped, ActionDecl,
+    ActionKind, ApprovalPolicy, Catalog, ParamSetter, ParamSpec, ParamType, Playbook, Risk,
 };
 
 /// CodePipeline's limit on a stop reason.
@@ -144,6 +144,31 @@ fn render_value(
     }
 }
 
+/// A `shell` argument that a fact made start with `-` is refused unless
+/// the action declares that fact in `flags`.
+fn check_fact_flags(
+    kind: ActionKind,
+    spec: &ParamSpec,
+    template: &Value,
+    rendered: &Value,
+    flags: &[String],
+) -> Result<(), String> {
+    if kind != ActionKind::Shell || spec.name != "argv" {
+        return Ok(());
+    }
+    let (Value::Array(templates), Value::Array(values)) = (template, rendered) else {
+        return Ok(());
+    };
+    for (i, (t, v)) in templates.iter().zip(values).enumerate() {
+        if let (Some(t), Some(v)) = (t.as_str(), v.as_str()) {
+            if let Some(reason) = fact_flag_refusal(t, v, flags) {
+                return Err(format!("argv[{i}]: {reason}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Resolves one step: checks the plan's parameters and renders the rest.
 pub(crate) fn resolve_step(
     n: usize,
@@ -177,7 +202,9 @@ pub(crate) fn resolve_step(
         let Some(configured) = action.configured(spec) else {
             continue;
         };
-        match render_value(kind, spec, &configured, &ctx) {
+        match render_value(kind, spec, &configured, &ctx)
+            .and_then(|v| check_fact_flags(kind, spec, &configured, &v, &action.flags).map(|()| v))
+        {
             Ok(v) => {
                 rendered.insert(spec.name, v);
             }

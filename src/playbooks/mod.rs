@@ -44,9 +44,10 @@ pub use load::{check_dir, load_dir, parse_playbook, CheckReport, LoadOptions, Pl
 pub(crate) use matcher::fmt_num;
 pub use matcher::{MatchSubject, PlaybookMatch};
 pub use model::{
-    escape_for, render_template, render_template_escaped, sample_template_context, ActionDecl,
-    ActionKind, ApprovalPolicy, Catalog, CiSystem, Condition, ParamDefault, ParamSetter, ParamSpec,
-    ParamType, Playbook, Risk, TemplateEscape, TEMPLATE_FACTS,
+    escape_for, fact_flag_refusal, leading_fact, render_template, render_template_escaped,
+    sample_template_context, ActionDecl, ActionKind, ApprovalPolicy, Catalog, CiSystem, Condition,
+    ParamDefault, ParamSetter, ParamSpec, ParamType, Playbook, Risk, TemplateEscape,
+    TEMPLATE_FACTS,
 };
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use crate::domain::{ApprovalPolicy, Risk};
-use crate::domain::{Direction, RunStatus};
+use crate::domain::{Direction, HttpAllowlist, RunStatus};
 
 /// The incident facts a template in a playbook's `with:` may name, and
 /// nothing else: `{{stage}}`, `{{pipeline}}`, `{{incident_id}}` ...
@@ -424,6 +424,9 @@ pub struct ActionDecl {
     /// Do not run before this long after approval ("retry later").
     pub delay: Option<Duration>,
     pub description: Option<String>,
+    /// `shell` only: incident facts that may fill an argument starting
+    /// with `-` (an option). Any other fact that would is refused.
+    pub flags: Vec<String>,
     /// Line of the action in its file.
     pub line: usize,
 }
@@ -435,6 +438,46 @@ impl ActionDecl {
             .get(spec.name)
             .cloned()
             .or_else(|| spec.default.map(ParamDefault::to_value))
+    }
+}
+
+/// The incident fact a template starts with (`{{stage}}-x` → `stage`), if
+/// it starts with one.
+pub fn leading_fact(template: &str) -> Option<&str> {
+    let inner = template.strip_prefix("{{")?;
+    let end = inner.find("}}")?;
+    let name = inner[..end].trim();
+    let simple = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    simple.then_some(name)
+}
+
+/// Whether a rendered `shell` argument is refused because a fact made it
+/// start with `-` (read as an option by most programs) and the action does
+/// not declare that fact in `flags`: the reason, or `None` when it may run.
+pub fn fact_flag_refusal(template: &str, rendered: &str, flags: &[String]) -> Option<String> {
+    if !rendered.starts_with('-') || template.starts_with('-') {
+        return None;
+    }
+    match leading_fact(template) {
+        Some(fact) if flags.iter().any(|f| f == fact) => None,
+        Some(fact) => Some(format!(
+            "the fact `{fact}` makes this argument start with `-` ({:?}), which would be read as an option; declare `flags: [{fact}]` on the action if that is intended",
+            truncate_chars(rendered, 40)
+        )),
+        None => Some(format!(
+            "an incident fact makes this argument start with `-` ({:?}), which would be read as an option",
+            truncate_chars(rendered, 40)
+        )),
+    }
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max).collect();
+        out.push('…');
+        out
     }
 }
 
@@ -503,25 +546,19 @@ pub(crate) fn url_allowed(url: &str, allowed: &[String]) -> Result<(), String> {
     if authority.contains('@') {
         return Err("must not carry credentials in the URL".to_string());
     }
-    let host = authority
-        .rsplit_once(':')
-        .map_or(authority, |(h, _)| h)
-        .to_ascii_lowercase();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
+    .to_ascii_lowercase();
     if host.is_empty() || host.contains("{{") {
         return Err("the host must be written out, not templated".to_string());
     }
-    let ok = allowed.iter().any(|pattern| {
-        let pattern = pattern.to_ascii_lowercase();
-        match pattern.strip_prefix("*.") {
-            Some(suffix) => host.ends_with(&format!(".{suffix}")),
-            None => host == pattern,
-        }
-    });
-    if ok {
+    if HttpAllowlist::lenient(allowed).allows_host(&host) {
         Ok(())
     } else {
         Err(format!(
-            "host `{host}` is not on the HTTP allowlist ({})",
+            "host `{host}` is not on remediate.http_allowlist ({})",
             if allowed.is_empty() {
                 "empty".to_string()
             } else {

@@ -28,7 +28,7 @@ const BROKEN: [(&str, usize, &str, &str); 20] = [
     ("direction-without-metric.md", 6, "when.direction", "direction needs a metric in the same condition"),
     ("duplicate-id-b.md", 2, "id", "duplicate playbook id `duplicate-id`, first defined at "),
     ("empty-body.md", 6, "body", "the runbook text below the front matter is empty"),
-    ("http-not-allowlisted.md", 10, "actions[0].with.url", "host `hooks.elsewhere.example` is not on the HTTP allowlist (hooks.example.com)"),
+    ("http-not-allowlisted.md", 10, "actions[0].with.url", "host `hooks.elsewhere.example` is not on remediate.http_allowlist (hooks.example.com)"),
     ("missing-risk.md", 6, "actions[0].risk", "missing: low or high"),
     ("no-front-matter.md", 1, "front matter", "a playbook starts with a `---` line, then YAML front matter, then `---`"),
     ("shell-via-sh.md", 9, "actions[0].with.argv[0]", "`sh` is a shell; write the command itself as argv, without a shell"),
@@ -468,6 +468,56 @@ fn http_templates_cannot_bypass_escaping_and_json_bodies_must_parse() {
             "actions[0].with.url".to_string(),
             "must not carry credentials in the URL".to_string()
         )]
+    );
+}
+
+#[test]
+fn shell_flags_name_facts_that_start_an_argument() {
+    let text = |flags: &str, uses: &str| {
+        format!(
+            "---\nid: purge\ntitle: Purge\nwhen: {{ status: failed }}\nactions:\n  - id: purge\n    uses: {uses}\n    with: {{ argv: [\"/usr/local/bin/purge\", \"{{{{stage}}}}\", \"--run={{{{run_id}}}}\"] }}\n    flags: {flags}\n    risk: low\n---\nRunbook.\n"
+        )
+    };
+    let ok = parse_playbook(
+        Path::new("purge.md"),
+        &text("[stage]", "shell"),
+        &LoadOptions::default(),
+    )
+    .expect("valid");
+    assert_eq!(ok.actions[0].flags, ["stage"]);
+    let messages = |flags: &str, uses: &str| -> Vec<(String, String)> {
+        parse_playbook(
+            Path::new("purge.md"),
+            &text(flags, uses),
+            &LoadOptions::default(),
+        )
+        .expect_err("invalid")
+        .into_iter()
+        .map(|e| (e.field, e.message))
+        .collect()
+    };
+    assert_eq!(
+        messages("[run_id]", "shell"),
+        [(
+            "actions[0].flags[0]".to_string(),
+            "no argument of `argv` starts with `{{run_id}}`, so `run_id` cannot fill a flag"
+                .to_string()
+        )]
+    );
+    let unknown = messages("[branch]", "shell");
+    assert_eq!(unknown[0].0, "actions[0].flags[0]");
+    assert!(unknown[0].1.contains("not an incident fact"), "{unknown:?}");
+    let wrong_kind = text("[stage]", "codepipeline.retry_stage").replace(
+        "with: { argv: [\"/usr/local/bin/purge\", \"{{stage}}\", \"--run={{run_id}}\"] }\n    ",
+        "",
+    );
+    let errors = parse_playbook(Path::new("purge.md"), &wrong_kind, &LoadOptions::default())
+        .expect_err("flags on a non-shell action");
+    assert_eq!(errors[0].field, "actions[0].flags");
+    assert!(
+        errors[0].message.contains("only `shell`"),
+        "{}",
+        errors[0].message
     );
 }
 

@@ -1,11 +1,15 @@
 //! The `http` action: one templated request, already rendered into its
-//! parameters, sent to a host on `remediate.http_allowlist`.
+//! parameters, sent to a host on `remediate.http_allowlist`, at an address
+//! the allowlist permits (see [`super::address`]).
 //!
 //! Parameters: `method` (GET, POST, PUT, PATCH, DELETE), `url` (http or
 //! https), `headers` (name → value), `body` (a string is sent as is, any
 //! other JSON value as `application/json`), `timeout_s` (at most
 //! `remediate.http_timeout_s`, its default). A URL whose host is not on the
-//! allowlist is refused before anything is sent; redirects are never
+//! allowlist is refused before anything is sent, and so is a host whose
+//! addresses are all loopback, link-local, private or unique-local unless
+//! an entry names them; the connection goes to the checked address (no
+//! proxy, no second lookup). Redirects are never
 //! followed (a redirect could leave the allowlist). The status and a
 //! size-capped body are captured; 429 and 5xx are retryable failures, other
 //! non-2xx answers permanent ones.
@@ -15,6 +19,8 @@
 //! in a dry run or an outcome.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
@@ -22,12 +28,13 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::address::{refusal_in, CheckedResolver};
 use super::{
     capped_text, classify_status, parse_retry_after, ActionCall, ActionKind, ExecError,
     ExecutionOutcome, ExecutionStatus, RESPONSE_CAP_BYTES,
 };
 use crate::aws::ErrorClass;
-use crate::config::RemediateConfig;
+use crate::config::{HttpAllowlist, RemediateConfig};
 
 /// Methods an `http` action may use.
 pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -42,8 +49,9 @@ const ERROR_EXCERPT: usize = 300;
 /// What the `http` executor may do.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// Hosts it may call: exact names, or `*.domain`.
-    pub allowlist: Vec<String>,
+    /// Hosts it may name and addresses it may reach
+    /// (`remediate.http_allowlist`).
+    pub allowlist: Arc<HttpAllowlist>,
     /// Default and upper bound of a request's timeout.
     pub timeout: Duration,
     /// Most response bytes kept.
@@ -51,27 +59,21 @@ pub struct HttpSettings {
 }
 
 impl HttpSettings {
+    /// Settings from the configuration (validated before, so bad allowlist
+    /// entries are left out here rather than reported twice).
     pub fn from_config(config: &RemediateConfig) -> Self {
         Self {
-            allowlist: config.http_allowlist.clone(),
+            allowlist: Arc::new(HttpAllowlist::lenient(&config.http_allowlist)),
             timeout: Duration::from_secs(config.http_timeout_s),
             response_cap: RESPONSE_CAP_BYTES,
         }
     }
 
-    /// Whether `host` is on the allowlist (case-insensitive; `*.domain`
-    /// matches every subdomain of `domain`, not `domain` itself).
+    /// Whether `host` may be named (case-insensitive; `*.domain` matches
+    /// every subdomain of `domain`, not `domain` itself; an address must
+    /// be inside an address or network entry).
     pub fn allows(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.allowlist.iter().any(|entry| {
-            let entry = entry.to_ascii_lowercase();
-            match entry.strip_prefix("*.") {
-                Some(domain) => host
-                    .strip_suffix(domain)
-                    .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
-                None => host == entry,
-            }
-        })
+        self.allowlist.allows_host(host)
     }
 }
 
@@ -109,6 +111,8 @@ impl HttpExecutor {
     pub fn new(settings: HttpSettings) -> Result<Self, ExecError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver::new(settings.allowlist.clone())))
             .user_agent("pipemedic")
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .build()
@@ -144,6 +148,13 @@ impl HttpExecutor {
             return Err(ExecError::Refused(format!(
                 "host {host:?} is not on remediate.http_allowlist"
             )));
+        }
+        // An address in the URL is never resolved, so it is checked here.
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            self.settings
+                .allowlist
+                .check_address(ip)
+                .map_err(ExecError::Refused)?;
         }
         let mut headers = Vec::new();
         for (name, value) in &p.headers {
@@ -380,10 +391,10 @@ impl super::Executor for HttpExecutor {
             builder = builder.body(body.clone());
         }
         tracing::debug!(operation = %operation, "Sending the http action.");
-        let mut response = builder
-            .send()
-            .await
-            .map_err(|e| send_error(&operation, &e.without_url(), request.timeout))?;
+        let mut response = builder.send().await.map_err(|e| match refusal_in(&e) {
+            Some(reason) => ExecError::Refused(reason),
+            None => send_error(&operation, &e.without_url(), request.timeout),
+        })?;
         let status = response.status();
         let retry_after = retry_after_of(response.headers());
         let (bytes, truncated) = read_capped(&mut response, self.settings.response_cap)
@@ -438,7 +449,10 @@ mod tests {
 
     fn executor(allowlist: &[&str]) -> HttpExecutor {
         HttpExecutor::new(HttpSettings {
-            allowlist: allowlist.iter().map(|s| s.to_string()).collect(),
+            allowlist: Arc::new(
+                HttpAllowlist::parse(&allowlist.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                    .unwrap(),
+            ),
             timeout: Duration::from_secs(30),
             response_cap: 1024,
         })
@@ -511,6 +525,30 @@ mod tests {
                 .unwrap_or_else(|err| panic!("{url}: {err}"));
         }
         assert!(!executor(&[]).settings.allows("hooks.internal.example"));
+    }
+
+    #[test]
+    fn addresses_in_urls_follow_the_address_rules() {
+        // An address or network entry is what lets a URL reach a private
+        // or link-local address.
+        let e = executor(&["169.254.0.0/16", "10.0.0.0/8"]);
+        e.describe(&call(json!({"method": "GET", "url": "http://10.1.2.3/x"})))
+            .unwrap();
+        e.describe(&call(
+            json!({"method": "GET", "url": "http://169.254.169.254/latest/meta-data/"}),
+        ))
+        .unwrap();
+        let none = executor(&["hooks.internal.example"]);
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://[::1]/x",
+        ] {
+            match none.describe(&call(json!({"method": "GET", "url": url}))) {
+                Err(ExecError::Refused(_)) => {}
+                other => panic!("{url}: {other:?}"),
+            }
+        }
     }
 
     fn bad_field(result: Result<String, ExecError>) -> String {

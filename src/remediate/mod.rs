@@ -23,6 +23,7 @@
 //! | `http` | [`http::HttpExecutor`] |
 //! | `shell` | [`shell::ShellExecutor`] |
 
+pub mod address;
 pub mod codepipeline;
 pub mod github;
 pub mod http;

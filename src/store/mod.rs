@@ -338,6 +338,21 @@ impl Store {
         Ok(row.map(|r| r.get::<String, _>(0)))
     }
 
+    /// Forgets the processed event ids (see [`WriteTx::claim_event`])
+    /// received before `before`, so the table stays bounded; returns how
+    /// many went. A delivery repeated after that is stored again. Idempotent,
+    /// and safe to run on several replicas at once.
+    pub async fn prune_processed_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let pruned = sqlx::query("DELETE FROM processed_events WHERE received_at_ms < $1")
+            .bind(ms(before))
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
     /// Audit entries at or after `since`, oldest first.
     pub async fn audit_since(&self, since: DateTime<Utc>) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(

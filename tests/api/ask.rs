@@ -33,7 +33,7 @@ use pipemedic::store::{NewIncident, Store};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, t, Db, TestApp, INGEST_TOKEN};
+use crate::helpers::{spawn_app, t, Db, TestApp, READ_TOKEN};
 
 pub const NOW: &str = "2026-11-25T12:00:00Z";
 
@@ -247,7 +247,7 @@ pub async fn seed(store: &Store) {
 pub async fn ask_http(app: &TestApp, body: &str) -> reqwest::Response {
     app.http
         .post(app.url("/v1/ask"))
-        .bearer_auth(INGEST_TOKEN)
+        .bearer_auth(READ_TOKEN)
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()

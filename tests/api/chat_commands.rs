@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::fakes::slack::BOT_USER_ID;
-use crate::helpers::{Db, TestApp, INGEST_TOKEN};
+use crate::helpers::{Db, TestApp, READ_TOKEN};
 use crate::incidents::{
     abnormal, chat_app, history, send, slack_post, slash, top_level, wait_until, PIPELINE,
     SLACK_CHANNEL,
@@ -19,7 +19,7 @@ async fn health_json(app: &TestApp, pipeline: &str) -> Value {
     let res = app
         .http
         .get(app.url(&format!("/v1/pipelines/{pipeline}/health")))
-        .bearer_auth(INGEST_TOKEN)
+        .bearer_auth(READ_TOKEN)
         .send()
         .await
         .unwrap();

@@ -150,6 +150,34 @@ async fn polling_twice_stores_nothing_twice(db: Db) {
     assert_eq!(p.store.count_runs().await.unwrap(), 2);
 }
 
+async fn execution_breaking_the_run_limits_is_skipped_not_stalling(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let fake = FakeCodePipeline::start().await;
+    fake.add_execution(
+        PIPELINE,
+        ExecutionSpec::new("e-1", "Failed", t("2026-11-25T09:00:00Z")).action(
+            "Build\u{1b}[2J",
+            "Compile",
+            "Failed",
+            0,
+            10,
+        ),
+    );
+    fake.add_execution(PIPELINE, succeeded("e-2", "2026-11-25T10:00:00Z"));
+    let p = poller(&db, &fake).await;
+
+    // The valid execution is stored; the other is refused by the same run
+    // limits as every route, and the poll still succeeds.
+    assert_eq!(p.poller.poll_once().await.unwrap().stored(), 1);
+    assert_eq!(p.store.count_runs().await.unwrap(), 1);
+    assert!(p.store.get_run(PIPELINE, "e-1", 1).await.unwrap().is_none());
+    assert_eq!(poll_errors(&p.metrics), 0);
+    // The cursor moved past it: the next poll reads nothing again.
+    fake.clear_calls();
+    assert_eq!(p.poller.poll_once().await.unwrap().stored(), 0);
+    assert!(fake.calls_of("GetPipelineExecution").is_empty());
+}
+
 async fn in_progress_execution_is_stored_when_it_finishes(db: Db) {
     let db = TestDb::new(db).await.unwrap();
     let fake = FakeCodePipeline::start().await;
@@ -443,6 +471,7 @@ async fn serve_polls_in_the_background_and_survives_an_unreachable_endpoint(db: 
 crate::on_both_databases!(
     failed_execution_becomes_one_failed_run,
     polling_twice_stores_nothing_twice,
+    execution_breaking_the_run_limits_is_skipped_not_stalling,
     in_progress_execution_is_stored_when_it_finishes,
     retried_execution_is_stored_as_the_next_attempt,
     restart_resumes_from_the_cursor,

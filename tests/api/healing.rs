@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::fakes::bedrock::FakeBedrock;
-use crate::helpers::{Db, TestApp, AWS_SECRET, DISCORD_KEY_SEED, INGEST_TOKEN};
+use crate::helpers::{Db, TestApp, AWS_SECRET, DISCORD_KEY_SEED};
 use crate::incidents::{
     chat_app_with, slack_post, top_level, wait_until, ChatHarness, DISCORD_CHANNEL, SLACK_CHANNEL,
 };
@@ -175,7 +175,7 @@ pub(crate) async fn status_of(app: &TestApp, id: i64) -> IncidentStatus {
 }
 
 pub(crate) async fn wait_for_status(app: &TestApp, id: i64, want: IncidentStatus) {
-    for _ in 0..750 {
+    for _ in 0..1500 {
         if status_of(app, id).await == want {
             return;
         }
@@ -185,6 +185,22 @@ pub(crate) async fn wait_for_status(app: &TestApp, id: i64, want: IncidentStatus
         "incident #{id} did not become {want:?}; it is {:?}",
         status_of(app, id).await
     );
+}
+
+/// Waits until the audit log has an entry of `kind`.
+async fn wait_for_audit(app: &TestApp, kind: &str) {
+    for _ in 0..1500 {
+        let entries = app
+            .store
+            .audit_since(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+            .await
+            .unwrap();
+        if entries.iter().any(|e| e.kind == kind) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no {kind} in the audit log");
 }
 
 /// The id of `pipeline`'s incident, once there is one.
@@ -266,7 +282,7 @@ async fn heal_and_check_story(l: &Loop, pipeline: &str, id: i64, approver: &str,
     let res = app
         .http
         .get(app.url(&format!("/v1/incidents/{id}")))
-        .bearer_auth(INGEST_TOKEN)
+        .bearer_auth(crate::helpers::READ_TOKEN)
         .send()
         .await
         .unwrap();
@@ -803,6 +819,9 @@ async fn an_incident_left_planning_is_planned_again(db: Db) {
     history(app, pipeline).await;
     failed_execution(app, pipeline).await;
     let id = incident_of(app, pipeline).await;
+    // The incident is open before planning starts, too: wait for the
+    // failed draft, after which it returns to open.
+    wait_for_audit(app, "plan.failed").await;
     wait_for_status(app, id, IncidentStatus::Open).await;
     assert!(app
         .store

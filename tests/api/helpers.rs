@@ -13,6 +13,8 @@ use pipemedic::store::Store;
 use tokio_util::sync::CancellationToken;
 
 pub const INGEST_TOKEN: &str = "test-ingest-token";
+pub const READ_TOKEN: &str = "test-read-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const GITHUB_SECRET: &str = "test-github-secret";
 pub const AWS_SECRET: &str = "test-aws-secret";
 pub const GITLAB_TOKEN: &str = "test-gitlab-token";
@@ -96,6 +98,8 @@ pub fn t(s: &str) -> DateTime<Utc> {
 pub fn test_secrets() -> Secrets {
     Secrets {
         ingest_token: Some(Secret::new(INGEST_TOKEN)),
+        read_token: Some(Secret::new(READ_TOKEN)),
+        admin_token: Some(Secret::new(ADMIN_TOKEN)),
         github_webhook_secret: Some(Secret::new(GITHUB_SECRET)),
         aws_webhook_secret: Some(Secret::new(AWS_SECRET)),
         gitlab_token: Some(Secret::new(GITLAB_TOKEN)),
@@ -149,11 +153,11 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// `GET path` with the bearer token, as JSON.
+    /// `GET path` with the read token, as JSON.
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
         self.http
             .get(self.url(path))
-            .bearer_auth(INGEST_TOKEN)
+            .bearer_auth(READ_TOKEN)
             .send()
             .await
             .expect("request sent")

@@ -50,6 +50,8 @@ pub async fn chat_app_with(
             c.discord.api_url = discord_url;
             c.discord.gateway = false;
             c.chat.outbox_poll_ms = 20;
+            // The person the tests' slash commands come from may change alerting.
+            c.chat.admins = vec!["slack:U0PERSON".into()];
             c.chat.routes = vec![
                 ChatRoute {
                     pipelines: "payments-*".into(),
@@ -92,7 +94,9 @@ pub async fn chat_app_with(
 
 /// Polls `done` every 20 ms for up to 15 s.
 pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..750 {
+    // A generous guard against a hang, not a speed check: loaded CI
+    // machines are slow.
+    for _ in 0..1500 {
         if done() {
             return;
         }
@@ -156,31 +160,7 @@ pub async fn abnormal(app: &TestApp, pipeline: &str, run_id: &str) -> ScoredRun 
     );
     let res = app.post_runs(body.to_string()).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let stored = app
-        .store
-        .get_run(pipeline, run_id, 1)
-        .await
-        .unwrap()
-        .expect("run stored");
-    ScoredRun {
-        run_pk: stored.pk,
-        run: stored.run,
-        verdict: Verdict {
-            score: 3.4,
-            grade: 0.86,
-            warming_up: false,
-            deviations: vec![MetricDeviation {
-                metric: "duration_s".into(),
-                observed: 910.0,
-                expected: 428.0,
-                direction: Direction::Up,
-                attribution: 0.72,
-                dismissed: None,
-            }],
-            anomaly_id: None,
-            ..Default::default()
-        },
-    }
+    abnormal_scored(app, pipeline, run_id).await
 }
 
 pub async fn send(app: &TestApp, scored: ScoredRun) {
@@ -258,13 +238,16 @@ async fn an_abnormal_run_is_alerted_with_a_chart_on_slack_and_discord(db: Db) {
         "72%",
         "0.86",
         "c0ffeer1",
-        "https://ci.example.com/checkout-service/r1/log",
+        // A URL on a host that is neither pipemedic's nor the CI system's
+        // is shown as text, not as a link.
+        "ci.example.com/checkout-service/r1/log",
     ] {
         assert!(
             blocks.contains(expected),
             "{expected} missing from {blocks}"
         );
     }
+    assert!(!blocks.contains("<https://ci.example.com"), "{blocks}");
     let uploads = h.slack.uploads();
     assert_eq!(uploads.len(), 1);
     assert_eq!(&uploads[0].bytes[..8], b"\x89PNG\r\n\x1a\n");
@@ -570,7 +553,141 @@ async fn a_silenced_pipeline_records_but_does_not_post(db: Db) {
     assert!(audit.iter().any(|a| a.kind == "chat.unsilence"));
 }
 
+/// Every string inside a JSON value.
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// A run whose names, ids, commit and URLs try to mention everyone and to
+/// plant links.
+async fn hostile_abnormal(app: &TestApp, pipeline: &str) -> ScoredRun {
+    let now = app.clock.now();
+    let run_id = "r1 <@U123> [click](http://evil.example)";
+    let body = json!({
+        "pipeline": pipeline, "run_id": run_id, "status": "failed",
+        "started_at": (now - chrono::Duration::minutes(16)).to_rfc3339(),
+        "finished_at": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+        "stage": "<!here> *bold* `code` &lt;!channel&gt;",
+        "commit": "<!channel>",
+        "commit_message": "@everyone <@&42> <#C1> [x](http://evil.example)",
+        "url": "http://evil.example/run",
+        "log_url": "https://github.com/octo-org/octo-repo/actions/runs/1",
+    });
+    let res = app.post_runs(body.to_string()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut scored = abnormal_scored(app, pipeline, run_id).await;
+    scored.verdict.deviations[0].metric = "@everyone_[x](http://evil.example)".into();
+    scored
+}
+
+/// The stored run `run_id` of `pipeline`, scored as abnormal.
+async fn abnormal_scored(app: &TestApp, pipeline: &str, run_id: &str) -> ScoredRun {
+    let stored = app
+        .store
+        .get_run(pipeline, run_id, 1)
+        .await
+        .unwrap()
+        .expect("run stored");
+    ScoredRun {
+        run_pk: stored.pk,
+        run: stored.run,
+        verdict: Verdict {
+            score: 3.4,
+            grade: 0.86,
+            warming_up: false,
+            deviations: vec![MetricDeviation {
+                metric: "duration_s".into(),
+                observed: 910.0,
+                expected: 428.0,
+                direction: Direction::Up,
+                attribution: 0.72,
+                dismissed: None,
+            }],
+            anomaly_id: None,
+            ..Default::default()
+        },
+    }
+}
+
+/// No live mention and no live link but the CI system's.
+fn assert_inert(platform: &str, text: &str) {
+    for bad in ["<!", "<@", "<#", "@everyone", "@here", "@channel"] {
+        for (i, _) in text.match_indices(bad) {
+            assert!(
+                platform == "discord" && i > 0 && text.as_bytes()[i - 1] == b'\\',
+                "{platform}: live {bad:?} in {text:?}"
+            );
+        }
+    }
+    for marker in ["<http", "](http"] {
+        for (i, _) in text.match_indices(marker) {
+            let url = text[i..].trim_start_matches(['<', ']', '(']);
+            if url.starts_with("http://") || url.starts_with("https://") {
+                assert!(
+                    url.starts_with("https://github.com/"),
+                    "{platform}: live link in {text:?}"
+                );
+            }
+        }
+    }
+    assert!(
+        !text.contains("http://evil"),
+        "{platform}: auto-linkable URL in {text:?}"
+    );
+}
+
+async fn hostile_run_fields_reach_chat_as_inert_text(db: Db) {
+    let Some(h) = chat_app(db).await else { return };
+    let to_slack = "checkout-<!channel> @everyone [click](http://evil.example)";
+    let to_discord = "payments-<@U123> @here <@&42> <@!7> [click](http://evil.example)";
+    send(&h.app, hostile_abnormal(&h.app, to_slack).await).await;
+    send(&h.app, hostile_abnormal(&h.app, to_discord).await).await;
+    wait_until("both alerts", || {
+        !h.slack.messages(SLACK_CHANNEL).is_empty()
+            && !h.discord.messages(DISCORD_CHANNEL).is_empty()
+    })
+    .await;
+
+    let alert = &h.slack.messages(SLACK_CHANNEL)[0];
+    let mut texts = vec![alert.text.clone().unwrap_or_default()];
+    strings(&alert.blocks, &mut texts);
+    for t in &texts {
+        assert_inert("slack", t);
+    }
+    let blocks = alert.blocks.to_string();
+    assert!(
+        blocks.contains("<https://github.com/octo-org/octo-repo/actions/runs/1|logs>"),
+        "the CI system's link stays live: {blocks}"
+    );
+    assert!(blocks.contains("&amp;lt;!channel&amp;gt;"), "{blocks}");
+
+    let post = &h.discord.messages(DISCORD_CHANNEL)[0];
+    let mut texts = Vec::new();
+    strings(&post.payload["embeds"], &mut texts);
+    strings(&post.payload["content"], &mut texts);
+    for t in &texts {
+        assert_inert("discord", t);
+    }
+    assert_eq!(
+        post.payload["allowed_mentions"]["parse"],
+        json!([]),
+        "{}",
+        post.payload
+    );
+    let embed = post.payload["embeds"][0].to_string();
+    assert!(
+        embed.contains("[logs](https://github.com/octo-org/octo-repo/actions/runs/1)"),
+        "{embed}"
+    );
+}
+
 on_both_databases!(
+    hostile_run_fields_reach_chat_as_inert_text,
     an_abnormal_run_is_alerted_with_a_chart_on_slack_and_discord,
     ten_abnormal_runs_in_a_row_are_one_incident_and_one_alert,
     status_changes_edit_the_alert_and_go_in_its_thread,
@@ -628,7 +745,7 @@ async fn runs_posted_to_the_api_end_in_one_alert_per_platform(db: Db) {
             h.app
                 .url("/v1/incidents?active=true&pipeline=checkout-service"),
         )
-        .bearer_auth(crate::helpers::INGEST_TOKEN)
+        .bearer_auth(crate::helpers::READ_TOKEN)
         .send()
         .await
         .unwrap()
@@ -642,7 +759,7 @@ async fn runs_posted_to_the_api_end_in_one_alert_per_platform(db: Db) {
         .app
         .http
         .get(h.app.url(&format!("/v1/incidents/{id}")))
-        .bearer_auth(crate::helpers::INGEST_TOKEN)
+        .bearer_auth(crate::helpers::READ_TOKEN)
         .send()
         .await
         .unwrap()
@@ -664,7 +781,7 @@ async fn runs_posted_to_the_api_end_in_one_alert_per_platform(db: Db) {
         .app
         .http
         .get(h.app.url("/v1/incidents/999999"))
-        .bearer_auth(crate::helpers::INGEST_TOKEN)
+        .bearer_auth(crate::helpers::READ_TOKEN)
         .send()
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Db, INGEST_TOKEN};
+use crate::helpers::{spawn_app, Db, INGEST_TOKEN, READ_TOKEN};
 
 fn design_run(run_id: &str) -> Value {
     json!({"pipeline": "checkout-service", "run_id": run_id, "status": "failed",
@@ -142,7 +142,7 @@ async fn health_route_matches_the_stored_runs(db: Db) {
     let res = app
         .http
         .get(app.url("/v1/pipelines/octo-org%2Focto-repo%2Ftest/health"))
-        .bearer_auth(INGEST_TOKEN)
+        .bearer_auth(READ_TOKEN)
         .send()
         .await
         .unwrap();
@@ -171,7 +171,7 @@ async fn health_route_matches_the_stored_runs(db: Db) {
     let res = app
         .http
         .get(app.url("/v1/pipelines/nope/health"))
-        .bearer_auth(INGEST_TOKEN)
+        .bearer_auth(READ_TOKEN)
         .send()
         .await
         .unwrap();

@@ -78,7 +78,7 @@ fn playbooks_check_defaults_to_the_configured_directory() {
     );
     std::fs::write(
         config,
-        "[planner]\nplaybooks_dir = \"tests/fixtures/playbooks/valid\"\nhttp_allowed_hosts = [\"hooks.example.com\"]\n",
+        "[planner]\nplaybooks_dir = \"tests/fixtures/playbooks/valid\"\n[remediate]\nhttp_allowlist = [\"hooks.example.com\"]\n",
     )
     .unwrap();
     let out = pipemedic(&["--config", config, "playbooks", "check"]);

@@ -677,6 +677,60 @@ async fn http_action_to_a_host_off_the_allowlist_sends_nothing() {
 }
 
 #[tokio::test]
+async fn http_actions_reach_only_permitted_addresses() {
+    let hooks = HookServer::start().await;
+    // Without an address entry: loopback and the metadata address are
+    // refused, by address as well as by name.
+    let named_only = setup_with(Some(GITHUB_TOKEN), |c| {
+        c.remediate.http_allowlist = vec!["localhost".into()];
+    })
+    .await;
+    let by_name = http_call(json!({"method": "POST", "url": hooks.url("localhost", "/hook")}));
+    named_only
+        .registry
+        .describe(&by_name)
+        .expect("the name itself is allowlisted");
+    let err = named_only.registry.execute(&by_name).await.unwrap_err();
+    match &err {
+        ExecError::Refused(message) => assert!(message.contains("loopback"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!err.retryable());
+    for url in [
+        hooks.url("127.0.0.1", "/hook"),
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/".to_string(),
+        "http://[::ffff:169.254.169.254]/latest/meta-data/".to_string(),
+    ] {
+        let c = http_call(json!({"method": "GET", "url": url}));
+        let err = named_only.registry.execute(&c).await.unwrap_err();
+        assert!(matches!(err, ExecError::Refused(_)), "{url}: {err:?}");
+    }
+    assert!(hooks.calls().is_empty(), "nothing was sent");
+
+    // The metadata address is refused even when a name entry and a wide
+    // public entry are present; only an entry naming it would allow it.
+    let wide = setup_with(Some(GITHUB_TOKEN), |c| {
+        c.remediate.http_allowlist = vec!["localhost".into(), "8.8.8.8".into()];
+    })
+    .await;
+    let metadata = http_call(json!({"method": "GET", "url": "http://169.254.169.254/"}));
+    assert!(matches!(
+        wide.registry.describe(&metadata),
+        Err(ExecError::Refused(_))
+    ));
+
+    // Naming the address allows it, through the host name too: the
+    // resolver keeps 127.0.0.1 (and drops ::1, which is not named).
+    let allowed = setup_with(Some(GITHUB_TOKEN), |c| {
+        c.remediate.http_allowlist = vec!["localhost".into(), "127.0.0.1".into()];
+    })
+    .await;
+    let outcome = run(&allowed, &by_name).await.unwrap();
+    assert_eq!(outcome.status, ExecutionStatus::Succeeded);
+    assert_eq!(hooks.calls().len(), 1);
+}
+
+#[tokio::test]
 async fn http_responses_are_capped_and_errors_classified() {
     let s = setup().await;
     let hooks = HookServer::start().await;

@@ -158,6 +158,32 @@ async fn claimed_events_are_claimed_once(db: Db) {
     assert!(!tx.claim_event("github", "delivery-1", now).await.unwrap());
 }
 
+async fn old_processed_events_are_pruned(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let old = t("2026-10-01T12:00:00Z");
+    let recent = t("2026-11-20T12:00:00Z");
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(tx.claim_event("github", "old-1", old).await.unwrap());
+    assert!(tx.claim_event("aws", "old-2", old).await.unwrap());
+    assert!(tx.claim_event("github", "recent", recent).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let cutoff = t("2026-11-25T12:00:00Z") - chrono::Duration::days(30);
+    assert_eq!(store.prune_processed_events(cutoff).await.unwrap(), 2);
+    // Pruning again finds nothing more.
+    assert_eq!(store.prune_processed_events(cutoff).await.unwrap(), 0);
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(
+        tx.claim_event("github", "old-1", recent).await.unwrap(),
+        "a pruned id is forgotten"
+    );
+    assert!(
+        !tx.claim_event("github", "recent", recent).await.unwrap(),
+        "a recent id is kept"
+    );
+}
+
 async fn dropped_transaction_writes_nothing(db: Db) {
     let db = TestDb::new(db).await.unwrap();
     let store = db.store().await;
@@ -475,6 +501,7 @@ async fn models_verdicts_and_anomalies(db: Db) {
 }
 
 crate::on_both_databases!(
+    old_processed_events_are_pruned,
     upsert_is_idempotent_and_updates_on_change,
     attempts_are_distinct_runs,
     runs_with_and_without_duration_share_statements,

@@ -33,6 +33,9 @@
 //!   `approvals.auto_remediation` is on and every step is low risk;
 //!   otherwise it needs one approver.
 //! - Expired and stale requests take no more votes.
+//! - Decisions through the admin API (`pipemedic approve`, `via` cli or
+//!   api) come from one token: however many names they give, they count
+//!   as one person ([`admin_token_counted`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -401,6 +404,27 @@ pub fn decide(
             required,
         },
     }
+}
+
+/// Decisions through the admin API (`via` cli or api) all come from one
+/// credential, whatever name the operator gives: they count as one person.
+/// An approval through it when another name's approval through it already
+/// counts has no effect (the first name's vote stands); otherwise `None`
+/// and [`decide`] rules as for anyone.
+pub fn admin_token_counted(counted: &[Vote], vote: &Vote) -> Option<Ruling> {
+    let by_token = |v: &Vote| matches!(v.via, Via::Cli | Via::Api);
+    if !by_token(vote) || vote.choice != Choice::Approve {
+        return None;
+    }
+    counted
+        .iter()
+        .find(|v| by_token(v) && v.choice == Choice::Approve && v.approver.user != vote.approver.user)
+        .map(|earlier| Ruling::NotAllowed {
+            reason: format!(
+                "the admin token already approved this plan (as {}); it counts once, so another approval must come from chat.",
+                earlier.approver.key()
+            ),
+        })
 }
 
 #[cfg(test)]

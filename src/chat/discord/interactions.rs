@@ -11,6 +11,7 @@ use serenity::all::{
 use serenity::model::application::Interaction;
 
 use super::split_custom_id;
+use crate::chat::markup::{self, LinkPolicy};
 use crate::chat::{ChatEvent, ChatReply, MessageRef, Platform};
 
 /// Interaction response types (Discord's `InteractionCallbackType`).
@@ -135,8 +136,9 @@ pub fn pong() -> Value {
     json!({ "type": PONG })
 }
 
-fn message(reply: &ChatReply) -> Value {
-    let mut data = json!({ "content": reply.text, "allowed_mentions": { "parse": [] } });
+fn message(reply: &ChatReply, links: &LinkPolicy) -> Value {
+    let content = crate::chat::truncate(&markup::to_discord(&reply.text, links), 2000);
+    let mut data = json!({ "content": content, "allowed_mentions": { "parse": [] } });
     if reply.ephemeral {
         data["flags"] = json!(EPHEMERAL);
     }
@@ -145,9 +147,9 @@ fn message(reply: &ChatReply) -> Value {
 
 /// The answer to a command: the reply, or "thinking…" (deferred,
 /// ephemeral) so the answer can follow through the `response_url`.
-pub fn command_response(reply: Option<&ChatReply>) -> Value {
+pub fn command_response(reply: Option<&ChatReply>, links: &LinkPolicy) -> Value {
     match reply {
-        Some(reply) => message(reply),
+        Some(reply) => message(reply, links),
         None => {
             json!({ "type": DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE, "data": { "flags": EPHEMERAL } })
         }
@@ -156,9 +158,9 @@ pub fn command_response(reply: Option<&ChatReply>) -> Value {
 
 /// The answer to a button: the reply as a new message, or a silent
 /// acknowledgement.
-pub fn component_response(reply: Option<&ChatReply>) -> Value {
+pub fn component_response(reply: Option<&ChatReply>, links: &LinkPolicy) -> Value {
     match reply {
-        Some(reply) => message(reply),
+        Some(reply) => message(reply, links),
         None => json!({ "type": DEFERRED_UPDATE_MESSAGE }),
     }
 }

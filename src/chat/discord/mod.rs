@@ -25,13 +25,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serenity::all::{
-    ButtonStyle, ChannelId, CreateActionRow, CreateAttachment, CreateButton, CreateEmbed,
-    CreateEmbedFooter, CreateMessage, EditMessage, GuildId, MessageId, ReactionType, UserId,
+    ButtonStyle, ChannelId, CreateActionRow, CreateAllowedMentions, CreateAttachment, CreateButton,
+    CreateEmbed, CreateEmbedFooter, CreateMessage, EditMessage, GuildId, MessageId, ReactionType,
+    UserId,
 };
 use serenity::http::{HttpBuilder, LightMethod, Multipart, MultipartUpload, Request, Route};
 use serenity::model::channel::Message;
 use serenity::model::user::CurrentUser;
 
+use super::markup::{self, LinkPolicy};
 use super::{
     emoji, truncate, BotIdentity, ChatError, ChatMessage, ChatPlatform, MessageRef, Platform,
 };
@@ -86,6 +88,7 @@ pub fn http(
 pub struct DiscordChat {
     http: serenity::http::Http,
     client: reqwest::Client,
+    links: LinkPolicy,
 }
 
 impl fmt::Debug for DiscordChat {
@@ -111,7 +114,14 @@ impl DiscordChat {
         Ok(Self {
             http: http(config, token, client.clone())?,
             client,
+            links: LinkPolicy::default(),
         })
+    }
+
+    /// The same client making live links only to what `links` allows.
+    pub fn with_links(mut self, links: LinkPolicy) -> Self {
+        self.links = links;
+        self
     }
 
     /// serenity's client (the gateway shares its settings).
@@ -221,27 +231,47 @@ pub fn split_custom_id(custom_id: &str) -> (String, String) {
     }
 }
 
-/// Renders a [`ChatMessage`] as a Discord embed (limits applied).
-pub fn embed(message: &ChatMessage) -> CreateEmbed {
+/// Renders a [`ChatMessage`] as a Discord embed (limits applied). Every
+/// piece of text goes through [`markup::to_discord`] (the footer, which
+/// Discord does not format, through [`markup::to_plain`]), so nothing in it
+/// can mention anyone or link off `links`.
+pub fn embed(message: &ChatMessage, links: &LinkPolicy) -> CreateEmbed {
     let mut embed = CreateEmbed::new()
         .title(truncate(
-            &format!("{} {}", message.severity.icon(), message.title),
+            &format!(
+                "{} {}",
+                message.severity.icon(),
+                markup::to_discord(&message.title, links)
+            ),
             256,
         ))
         .colour(message.severity.colour());
     if !message.text.is_empty() {
-        embed = embed.description(truncate(&message.text, 4096));
+        embed = embed.description(truncate(&markup::to_discord(&message.text, links), 4096));
     }
     for (name, value) in message.fields.iter().take(25) {
-        embed = embed.field(truncate(name, 256), truncate(value, 1024), true);
+        embed = embed.field(
+            truncate(&markup::to_discord(name, links), 256),
+            truncate(&markup::to_discord(value, links), 1024),
+            true,
+        );
     }
-    if let Some(url) = &message.image_url {
-        embed = embed.image(url.clone());
+    if let Some(url) = message.image_url.as_deref().filter(|u| links.allows(u)) {
+        embed = embed.image(url);
     }
     if let Some(footer) = &message.footer {
-        embed = embed.footer(CreateEmbedFooter::new(truncate(footer, 2048)));
+        embed = embed.footer(CreateEmbedFooter::new(truncate(
+            &markup::to_plain(footer),
+            2048,
+        )));
     }
     embed
+}
+
+/// No mention in a message the bot posts notifies anyone
+/// (`allowed_mentions: {parse: []}`), whatever its text.
+fn no_mentions() -> CreateAllowedMentions {
+    CreateAllowedMentions::new()
 }
 
 /// The Approve / Reject buttons of a message, as one action row.
@@ -313,8 +343,9 @@ impl ChatPlatform for DiscordChat {
     ) -> Result<MessageRef, ChatError> {
         let channel_id = ChannelId::new(snowflake("channel", channel)?);
         let mut create = CreateMessage::new()
-            .embed(embed(message))
-            .components(components(message));
+            .embed(embed(message, &self.links))
+            .components(components(message))
+            .allowed_mentions(no_mentions());
         if let Some(reference) = reply_to(channel_id, thread)? {
             create = create.reference_message(reference);
         }
@@ -334,8 +365,9 @@ impl ChatPlatform for DiscordChat {
             message_id: MessageId::new(snowflake("message", &message.ts_or_id)?),
         };
         let edit = EditMessage::new()
-            .embed(embed(content))
-            .components(components(content));
+            .embed(embed(content, &self.links))
+            .components(components(content))
+            .allowed_mentions(no_mentions());
         let _: Message = self
             .send_json(Request::new(route, LightMethod::Patch).body(Some(to_json(&edit)?)))
             .await?;
@@ -353,11 +385,13 @@ impl ChatPlatform for DiscordChat {
         title: &str,
     ) -> Result<(), ChatError> {
         let channel_id = ChannelId::new(snowflake("channel", channel)?);
-        let mut create = CreateMessage::new().embed(
-            CreateEmbed::new()
-                .title(truncate(title, 256))
-                .attachment(filename),
-        );
+        let mut create = CreateMessage::new()
+            .embed(
+                CreateEmbed::new()
+                    .title(truncate(&markup::to_discord(title, &self.links), 256))
+                    .attachment(filename),
+            )
+            .allowed_mentions(no_mentions());
         if let Some(reference) = reply_to(channel_id, thread)? {
             create = create.reference_message(reference);
         }
@@ -396,7 +430,9 @@ impl ChatPlatform for DiscordChat {
             )
             .await?;
         let channel_id = ChannelId::new(snowflake("channel", &dm.id)?);
-        let create = CreateMessage::new().content(truncate(text, 2000));
+        let create = CreateMessage::new()
+            .content(truncate(&markup::to_discord(text, &self.links), 2000))
+            .allowed_mentions(no_mentions());
         self.create_message(channel_id, create, Vec::new()).await?;
         Ok(())
     }
@@ -480,7 +516,7 @@ mod tests {
             .button(Choice::Approve, "plan-9")
             .button(Choice::Reject, "plan-9")
             .footer("pipemedic");
-        let embed = serde_json::to_value(embed(&message)).unwrap();
+        let embed = serde_json::to_value(embed(&message, &LinkPolicy::default())).unwrap();
         assert_eq!(embed["color"], Severity::Warning.colour());
         assert_eq!(embed["description"], "**slow**");
         assert_eq!(embed["fields"][0]["name"], "p95");

@@ -20,9 +20,10 @@ use async_trait::async_trait;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
+use super::markup::{self, LinkPolicy};
 use super::{
-    emoji, markdown_to_mrkdwn, truncate, BotIdentity, ChatError, ChatMessage, ChatPlatform, Choice,
-    MessageRef, Platform,
+    emoji, truncate, BotIdentity, ChatError, ChatMessage, ChatPlatform, Choice, MessageRef,
+    Platform,
 };
 use crate::config::{Secret, SlackConfig};
 
@@ -73,6 +74,7 @@ pub enum SlackSetupError {
 pub struct SlackChat {
     client: Arc<SlackHttpClient>,
     token: SlackApiToken,
+    links: LinkPolicy,
 }
 
 impl fmt::Debug for SlackChat {
@@ -106,7 +108,14 @@ impl SlackChat {
         Ok(Self {
             client: Arc::new(http_client(&config.api_url)?),
             token: SlackApiToken::new(SlackApiTokenValue(bot_token.expose().to_string())),
+            links: LinkPolicy::default(),
         })
+    }
+
+    /// The same client making live links only to what `links` allows.
+    pub fn with_links(mut self, links: LinkPolicy) -> Self {
+        self.links = links;
+        self
     }
 
     /// The underlying client (Socket Mode shares it).
@@ -161,17 +170,19 @@ fn short(error: &SlackClientError) -> String {
 }
 
 /// Renders a [`ChatMessage`] as Block Kit: header, text section, fields,
-/// image, Approve/Reject actions and a context footer.
-pub fn blocks(message: &ChatMessage) -> Vec<SlackBlock> {
+/// image, Approve/Reject actions and a context footer. Every piece of text
+/// goes through [`markup::to_slack`] (or [`markup::to_plain`] for plain
+/// text), so nothing in it can mention anyone or link off `links`.
+pub fn blocks(message: &ChatMessage, links: &LinkPolicy) -> Vec<SlackBlock> {
     let mut blocks: Vec<SlackBlock> = Vec::new();
-    let header = format!("{} {}", message.severity.icon(), message.title);
+    let header = format!("{} {}", message.severity.icon(), plain(&message.title));
     blocks.push(
         SlackHeaderBlock::new(SlackBlockPlainText::new(truncate(&header, 150)).into()).into(),
     );
     if !message.text.is_empty() {
         blocks.push(
             SlackSectionBlock::new()
-                .with_text(md(&truncate(&markdown_to_mrkdwn(&message.text), 3000)))
+                .with_text(md(&truncate(&markup::to_slack(&message.text, links), 3000)))
                 .into(),
         );
     }
@@ -180,18 +191,27 @@ pub fn blocks(message: &ChatMessage) -> Vec<SlackBlock> {
             .iter()
             .map(|(name, value)| {
                 md(&truncate(
-                    &format!("*{name}*\n{}", markdown_to_mrkdwn(value)),
+                    &format!(
+                        "*{}*\n{}",
+                        markup::to_slack(name, links),
+                        markup::to_slack(value, links)
+                    ),
                     2000,
                 ))
             })
             .collect();
         blocks.push(SlackSectionBlock::new().with_fields(fields).into());
     }
-    if let Some(url) = message.image_url.as_deref().and_then(|u| u.parse().ok()) {
+    if let Some(url) = message
+        .image_url
+        .as_deref()
+        .filter(|u| links.allows(u))
+        .and_then(|u| u.parse().ok())
+    {
         blocks.push(
             SlackImageBlock::new(
                 SlackImageUrlOrFile::ImageUrl { image_url: url },
-                message.title.clone(),
+                plain(&message.title),
             )
             .into(),
         );
@@ -223,7 +243,7 @@ pub fn blocks(message: &ChatMessage) -> Vec<SlackBlock> {
     if let Some(footer) = &message.footer {
         blocks.push(
             SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
-                SlackBlockMarkDownText::new(truncate(&markdown_to_mrkdwn(footer), 2000)),
+                SlackBlockMarkDownText::new(truncate(&markup::to_slack(footer, links), 2000)),
             )])
             .into(),
         );
@@ -231,14 +251,27 @@ pub fn blocks(message: &ChatMessage) -> Vec<SlackBlock> {
     blocks
 }
 
+/// Markup as Slack `plain_text` (headers, alt text): no markers, and no
+/// angle brackets that could read as a mention or link.
+fn plain(markup: &str) -> String {
+    markup::to_plain(markup)
+        .replace('<', "\u{2039}")
+        .replace('>', "\u{203A}")
+}
+
 fn md(text: &str) -> SlackBlockText {
     SlackBlockText::MarkDown(SlackBlockMarkDownText::new(text.to_string()))
 }
 
-fn content(message: &ChatMessage) -> SlackMessageContent {
+/// The message's blocks, with its `text` (notifications, which Slack
+/// also reads as `mrkdwn`) escaped the same way.
+pub fn content(message: &ChatMessage, links: &LinkPolicy) -> SlackMessageContent {
     SlackMessageContent::new()
-        .with_text(truncate(&message.plain_text(), 3000))
-        .with_blocks(blocks(message))
+        .with_text(truncate(
+            &markup::to_slack(&message.plain_text(), links),
+            3000,
+        ))
+        .with_blocks(blocks(message, links))
 }
 
 fn thread_ts(thread: Option<&MessageRef>) -> Option<SlackTs> {
@@ -258,9 +291,11 @@ impl ChatPlatform for SlackChat {
         thread: Option<&MessageRef>,
         message: &ChatMessage,
     ) -> Result<MessageRef, ChatError> {
-        let request =
-            SlackApiChatPostMessageRequest::new(SlackChannelId(channel.into()), content(message))
-                .opt_thread_ts(thread_ts(thread));
+        let request = SlackApiChatPostMessageRequest::new(
+            SlackChannelId(channel.into()),
+            content(message, &self.links),
+        )
+        .opt_thread_ts(thread_ts(thread));
         let response = call(self.session().chat_post_message(&request)).await?;
         Ok(MessageRef {
             platform: Platform::Slack,
@@ -274,7 +309,7 @@ impl ChatPlatform for SlackChat {
     async fn update(&self, message: &MessageRef, content_: &ChatMessage) -> Result<(), ChatError> {
         let request = SlackApiChatUpdateRequest::new(
             SlackChannelId(message.channel.clone()),
-            content(content_),
+            content(content_, &self.links),
             SlackTs(message.ts_or_id.clone()),
         );
         call(self.session().chat_update(&request)).await?;
@@ -290,11 +325,12 @@ impl ChatPlatform for SlackChat {
         bytes: Vec<u8>,
         title: &str,
     ) -> Result<(), ChatError> {
+        let title = plain(title);
         let session = self.session();
         let target = call(
             session.get_upload_url_external(
                 &SlackApiFilesGetUploadUrlExternalRequest::new(filename.to_string(), bytes.len())
-                    .with_alt_txt(title.to_string()),
+                    .with_alt_txt(title.clone()),
             ),
         )
         .await?;
@@ -310,7 +346,7 @@ impl ChatPlatform for SlackChat {
             SlackApiFilesCompleteUploadExternalRequest::new(vec![SlackApiFilesComplete::new(
                 target.file_id,
             )
-            .with_title(title.to_string())])
+            .with_title(title)])
             .with_channel_id(SlackChannelId(channel.to_string()))
             .opt_thread_ts(thread_ts(thread));
         call(session.files_complete_upload_external(&complete)).await?;
@@ -337,7 +373,7 @@ impl ChatPlatform for SlackChat {
         let request = SlackApiChatPostEphemeralRequest::new(
             SlackChannelId(channel.to_string()),
             SlackUserId(user.to_string()),
-            SlackMessageContent::new().with_text(markdown_to_mrkdwn(text)),
+            SlackMessageContent::new().with_text(markup::to_slack(text, &self.links)),
         );
         call(self.session().chat_post_ephemeral(&request)).await?;
         Ok(())
@@ -408,14 +444,14 @@ mod tests {
         let message = ChatMessage::new(
             "checkout-service: test failures up",
             Severity::Critical,
-            "**37** of 812 tests failed, see [run](https://ci.example.com/8f1c)",
+            "**37** of 812 tests failed, see [run](https://github.com/o/r/actions/runs/8)",
         )
         .field("Pipeline", "checkout-service")
         .field("Stage", "Test")
         .button(Choice::Approve, "plan-7")
         .button(Choice::Reject, "plan-7")
         .footer("pipemedic");
-        let json = serde_json::to_value(blocks(&message)).unwrap();
+        let json = serde_json::to_value(blocks(&message, &LinkPolicy::default())).unwrap();
         let types: Vec<&str> = json
             .as_array()
             .unwrap()
@@ -429,7 +465,7 @@ mod tests {
         assert_eq!(json[0]["text"]["type"], "plain_text");
         assert_eq!(
             json[1]["text"]["text"],
-            "*37* of 812 tests failed, see <https://ci.example.com/8f1c|run>"
+            "*37* of 812 tests failed, see <https://github.com/o/r/actions/runs/8|run>"
         );
         assert_eq!(json[2]["fields"][1]["text"], "*Stage*\nTest");
         assert_eq!(json[3]["elements"][0]["action_id"], "pipemedic_approve");

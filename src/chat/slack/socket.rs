@@ -49,7 +49,8 @@ async fn on_command(
     let command: events::SlashCommand = serde_json::from_value(serde_json::to_value(&event)?)?;
     Ok(match state.dispatch(command.into_event()).await {
         Some(reply) => SlackCommandEventResponse::new(
-            SlackMessageContent::new().with_text(crate::chat::markdown_to_mrkdwn(&reply.text)),
+            SlackMessageContent::new()
+                .with_text(crate::chat::markup::to_slack(&reply.text, &state.links)),
         )
         .with_response_type(if reply.ephemeral {
             SlackMessageResponseType::Ephemeral

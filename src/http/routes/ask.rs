@@ -1,7 +1,7 @@
-//! `POST /v1/ask` (bearer): `{"question": "..."}` in, the [`crate::ask::Answer`]
+//! `POST /v1/ask` (read token): `{"question": "..."}` in, the [`crate::ask::Answer`]
 //! of [`crate::ask::Asker`] as `{"answer", "facts", "sources", ...}` out (a
 //! bearer sees every pipeline). The handler only reads:
-//! 400 for a body that is not JSON, 422 for a missing, empty or overlong
+//! 400 for a body that is not JSON, 415 for another Content-Type, 422 for a missing, empty or overlong
 //! question, the JSON error shape of [`crate::http::ApiError`] throughout.
 
 use axum::body::Bytes;
@@ -13,7 +13,7 @@ use axum::{Json, Router};
 
 use crate::ask::{Answer, Visibility};
 use crate::domain::FieldError;
-use crate::http::extract::{body_or_413, require_bearer};
+use crate::http::extract::{body_or_413, require_json, require_scope, Scope};
 use crate::http::{ApiError, AppState, ErrorCode};
 
 /// Longest question accepted, in characters.
@@ -56,7 +56,8 @@ async fn post_ask(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Answer>, ApiError> {
-    require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
+    require_scope(&state.secrets, Scope::Read, &headers)?;
+    require_json(&headers)?;
     let body = body_or_413(body)?;
     let question = question_of(&body)?;
     let answer = state

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::chat::discord::interactions::{self, InteractionRequest};
 use crate::chat::ChatState;
-use crate::http::extract::body_or_413;
+use crate::http::extract::{body_or_413, require_json};
 use crate::http::{ApiError, ErrorCode};
 
 pub fn router() -> Router<ChatState> {
@@ -26,6 +26,7 @@ async fn interactions_route(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    require_json(&headers)?;
     let body = body_or_413(body)?;
     let inbound = state.discord.as_ref().ok_or_else(|| {
         ApiError::new(
@@ -48,12 +49,12 @@ async fn interactions_route(
         InteractionRequest::Ping => interactions::pong(),
         InteractionRequest::Command(event) => {
             let reply = state.dispatch(*event).await;
-            interactions::command_response(reply.as_ref())
+            interactions::command_response(reply.as_ref(), &state.links)
         }
         InteractionRequest::Component(event) => {
             let reply = state.dispatch(*event).await;
-            interactions::component_response(reply.as_ref())
+            interactions::component_response(reply.as_ref(), &state.links)
         }
-        InteractionRequest::Other => interactions::component_response(None),
+        InteractionRequest::Other => interactions::component_response(None, &state.links),
     }))
 }

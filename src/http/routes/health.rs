@@ -1,13 +1,14 @@
-//! `GET /v1/pipelines/{name}/health` (bearer): the same object as
+//! `GET /v1/pipelines/{name}/health` (read token): the same object as
 //! `pipemedic health NAME --json`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::health::{pipeline_health, PipelineHealth};
-use crate::http::extract::require_bearer;
+use crate::http::extract::{require_scope, Scope};
+use crate::http::shape::JsonPath;
 use crate::http::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -17,9 +18,9 @@ pub fn router() -> Router<AppState> {
 async fn get_health(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    JsonPath(name): JsonPath<String>,
 ) -> Result<Json<PipelineHealth>, ApiError> {
-    require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
+    require_scope(&state.secrets, Scope::Read, &headers)?;
     let open = state.store.count_active_incidents(&name).await?;
     let health = pipeline_health(&state.store, &name, state.clock.now(), open)
         .await?

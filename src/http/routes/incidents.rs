@@ -1,16 +1,17 @@
-//! `GET /v1/incidents` and `GET /v1/incidents/{id}` (bearer): incidents as
+//! `GET /v1/incidents` and `GET /v1/incidents/{id}` (read token): incidents as
 //! JSON, each with its plans and its approval requests (votes and step
 //! executions), and for one incident its whole story too — its anomaly and
 //! every audit entry about it in order (alert, status changes, decisions,
 //! plans, executions).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::http::extract::require_bearer;
+use crate::http::extract::{require_scope, Scope};
+use crate::http::shape::{JsonPath, JsonQuery};
 use crate::http::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -31,9 +32,9 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    JsonQuery(q): JsonQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
+    require_scope(&state.secrets, Scope::Read, &headers)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let mut listed = Vec::new();
     for incident in state
@@ -62,9 +63,9 @@ async fn list(
 async fn detail(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    JsonPath(id): JsonPath<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
+    require_scope(&state.secrets, Scope::Read, &headers)?;
     let incident = state
         .store
         .incident(id)

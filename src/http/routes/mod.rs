@@ -2,6 +2,7 @@
 //! the body within the limit, calls the capability's service and answers
 //! through the error table; none holds business logic.
 
+pub mod admin;
 pub mod ask;
 pub mod discord;
 pub mod health;

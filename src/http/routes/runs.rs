@@ -1,7 +1,8 @@
 //! `POST /v1/runs`, the generic ingest route. Each route authenticates with its own
 //! credential (constant-time), limits the body, parses with the source's
 //! pure adapter and stores through [`crate::ingest::IngestService`]. Every refusal is
-//! a JSON error (400 malformed, 401 credentials, 413 too large, 422 shape)
+//! a JSON error (400 malformed, 401 credentials, 413 too large, 415 not
+//! JSON, 422 shape)
 //! and writes nothing.
 
 use axum::body::Bytes;
@@ -13,9 +14,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 use crate::domain::RunSource;
-use crate::http::extract::{body_or_413, require_bearer};
+use crate::http::extract::{body_or_413, require_json, require_scope, Scope};
 use crate::http::{ApiError, AppState};
-use crate::ingest::generic;
+use crate::ingest::{delivery_id, generic};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/runs", post(post_runs))
@@ -27,13 +28,15 @@ async fn post_runs(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_bearer(state.secrets.ingest_token.as_ref(), &headers)?;
+    require_scope(&state.secrets, Scope::Ingest, &headers)?;
+    require_json(&headers)?;
     let body = body_or_413(body)?;
-    let runs = generic::parse_runs(&body, state.config.ingest.max_batch)?;
-    let delivery = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 256);
+    let now = state.ingest.clock().now();
+    let runs = generic::parse_runs(&body, state.config.ingest.max_batch, now)?;
+    let delivery = delivery_id(
+        "Idempotency-Key",
+        headers.get("idempotency-key").and_then(|v| v.to_str().ok()),
+    )?;
     let report = state
         .ingest
         .accept_runs(RunSource::Generic, delivery, &runs, true)

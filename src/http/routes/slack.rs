@@ -14,6 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::chat::markup::LinkPolicy;
 use crate::chat::slack::events::{self, EventsApiRequest};
 use crate::chat::{ChatReply, ChatState, Platform};
 use crate::http::extract::body_or_413;
@@ -82,16 +83,16 @@ async fn commands(
     let body = authenticate(&state, &headers, body)?;
     let event = events::parse_slash_command(&body)?;
     Ok(match state.dispatch(event).await {
-        Some(reply) => Json(command_response(&reply)).into_response(),
+        Some(reply) => Json(command_response(&reply, &state.links)).into_response(),
         None => StatusCode::OK.into_response(),
     })
 }
 
 /// The JSON body Slack shows as a slash command's answer.
-pub fn command_response(reply: &ChatReply) -> serde_json::Value {
+pub fn command_response(reply: &ChatReply, links: &LinkPolicy) -> serde_json::Value {
     json!({
         "response_type": if reply.ephemeral { "ephemeral" } else { "in_channel" },
-        "text": crate::chat::markdown_to_mrkdwn(&reply.text),
+        "text": crate::chat::markup::to_slack(&reply.text, links),
     })
 }
 

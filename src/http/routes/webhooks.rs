@@ -4,7 +4,8 @@
 //! constant time before reading the payload, parses with its pure adapter,
 //! and stores through the ingest service. Redeliveries are answered like the
 //! first delivery and store nothing; unknown event types are acknowledged
-//! and counted.
+//! and counted. All three take JSON only (415 for another Content-Type; a
+//! GitHub hook must be set to `application/json`).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -15,9 +16,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 use crate::domain::RunSource;
-use crate::http::extract::{body_or_413, require_token};
+use crate::http::extract::{body_or_413, require_json, require_token};
 use crate::http::{ApiError, AppState, ErrorCode};
-use crate::ingest::{aws, github, gitlab, signature, IngestReport};
+use crate::ingest::{aws, delivery_id, github, gitlab, signature, IngestReport};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -50,6 +51,7 @@ async fn github_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    require_json(&headers)?;
     let body = body_or_413(body)?;
     if let Some(secret) = &state.secrets.github_webhook_secret {
         signature::verify_github_signature(
@@ -61,7 +63,7 @@ async fn github_webhook(
     }
     let event_name = header(&headers, "x-github-event").unwrap_or_default();
     let event = github::parse_github(event_name, &body)?;
-    let delivery = header(&headers, "x-github-delivery");
+    let delivery = delivery_id("X-GitHub-Delivery", header(&headers, "x-github-delivery"))?;
     let Some(update) = event.into_run() else {
         state.metrics.event_ignored("github", event_name);
         return Ok(answer(IngestReport {
@@ -87,10 +89,13 @@ async fn gitlab_webhook(
         header(&headers, "x-gitlab-token"),
         "X-Gitlab-Token",
     )?;
+    require_json(&headers)?;
     let body = body_or_413(body)?;
     let event = gitlab::parse_gitlab(&body)?;
-    let delivery =
-        header(&headers, "x-gitlab-event-uuid").or_else(|| header(&headers, "idempotency-key"));
+    let delivery = match header(&headers, "x-gitlab-event-uuid") {
+        Some(uuid) => delivery_id("X-Gitlab-Event-UUID", Some(uuid))?,
+        None => delivery_id("Idempotency-Key", header(&headers, "idempotency-key"))?,
+    };
     let Some(update) = event.into_run() else {
         state.metrics.event_ignored(
             "gitlab",
@@ -119,6 +124,7 @@ async fn aws_webhook(
         header(&headers, "x-pipemedic-secret"),
         "X-Pipemedic-Secret",
     )?;
+    require_json(&headers)?;
     let body = body_or_413(body)?;
     let event = aws::parse_eventbridge(&body)?;
     let report = state.ingest.accept_aws_event(&event).await?;

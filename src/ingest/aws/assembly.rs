@@ -305,7 +305,10 @@ impl ExecutionAssembly {
                     let ms = (e - s).num_milliseconds();
                     (ms >= 0).then(|| ms as f64 / 1000.0)
                 });
-                if let Some(seconds) = seconds.filter(|_| phase.phase != "COMPLETED") {
+                // Phase timings stop at the per-run cap of custom metrics
+                // (the earliest actions keep theirs).
+                let room = run.metrics.len() < crate::domain::MAX_CUSTOM_METRICS;
+                if let Some(seconds) = seconds.filter(|_| phase.phase != "COMPLETED" && room) {
                     run.metrics.insert(
                         format!(
                             "codebuild.{}.{}_s",

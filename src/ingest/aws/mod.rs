@@ -206,7 +206,8 @@ mod tests {
                  stream=5f1e7b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
             )
         );
-        assert!(run.validate("").is_empty(), "{:?}", run.validate(""));
+        let problems = run.validate("", "2026-11-25T12:00:00Z".parse().unwrap());
+        assert!(problems.is_empty(), "{problems:?}");
         let samples = run.metric_samples();
         assert!(samples
             .iter()
@@ -398,7 +399,9 @@ mod tests {
         assert_eq!(build_phase.duration_s(), Some(70.0));
         assert_eq!(build_phase.status, Some(RunStatus::Succeeded));
         assert!(run.log_url.is_some());
-        assert!(run.validate("").is_empty());
+        assert!(run
+            .validate("", "2026-11-25T12:00:00Z".parse().unwrap())
+            .is_empty());
 
         let AwsEvent::CodeBuild(failed) =
             parse_eventbridge(PIPELINE_BUILD_FAILED.as_bytes()).unwrap()

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{store_runs, Accepted, IngestService};
+use super::{store_runs, Accepted, IngestError, IngestService};
 use crate::aws::{AwsClients, AwsSettings, ErrorClass};
 use crate::domain::{Run, RunSource, RunStatus, StageTiming};
 use crate::store::StoreError;
@@ -552,6 +552,16 @@ impl CodePipelinePoller {
                 }
             }
         }
+        // An execution that breaks the run limits is left out, and the
+        // cursor still moves past it, so one odd execution cannot stall
+        // the pipeline's polling.
+        runs.retain(|run| {
+            let problems = run.validate("", now);
+            if let Some(first) = problems.first() {
+                tracing::warn!(pipeline = %pipeline, run_id = %run.run_id, problem = %first, problems = problems.len(), "Polled execution refused by the run limits; not stored.");
+            }
+            problems.is_empty()
+        });
         let complete = failure.is_none() && done.len() == plan.fetch.len();
         let next = advance(&cursor, &listed, &done, complete, now);
 
@@ -582,9 +592,22 @@ impl CodePipelinePoller {
                     in_progress: Vec::new(),
                 });
             }
-            stored = store_runs(&mut tx, RunSource::CodepipelinePoll, &runs, now)
-                .await
-                .map_err(store_err)?;
+            stored = store_runs(
+                &mut tx,
+                RunSource::CodepipelinePoll,
+                &mut runs,
+                now,
+                self.ingest.redaction(),
+            )
+            .await
+            .map_err(|e| match e {
+                IngestError::Store(e) => store_err(e),
+                // Not reached: invalid runs were left out above.
+                IngestError::Invalid(problems) => store_err(StoreError::Corrupt {
+                    what: "polled run".into(),
+                    detail: format!("{} problem(s) with the run limits", problems.len()),
+                }),
+            })?;
             tx.put_state(STATE_KIND, pipeline, &value, now)
                 .await
                 .map_err(store_err)?;

@@ -125,7 +125,9 @@ fn failed_execution_becomes_a_failed_run_with_stages() {
         .as_deref()
         .unwrap()
         .starts_with("https://eu-west-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/checkout-service/executions/e-1/"));
-    assert!(run.validate("").is_empty());
+    assert!(run
+        .validate("", "2026-11-25T12:00:00Z".parse().unwrap())
+        .is_empty());
 }
 
 #[test]

@@ -12,8 +12,9 @@ use super::parse::{Errors, RawAction};
 use super::LoadOptions;
 use crate::playbooks::locate::{locate, path_segments};
 use crate::playbooks::model::{
-    escape_for, render_template_escaped, sample_template_context, url_allowed, ActionDecl,
-    ActionKind, ApprovalPolicy, ParamSpec, ParamType, Risk, TemplateEscape,
+    escape_for, leading_fact, render_template_escaped, sample_template_context, url_allowed,
+    ActionDecl, ActionKind, ApprovalPolicy, ParamSpec, ParamType, Risk, TemplateEscape,
+    TEMPLATE_FACTS,
 };
 
 const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
@@ -119,6 +120,9 @@ pub(super) fn action(
             }
         }
     }
+    if let Some(kind) = kind {
+        flag_checks(path, kind, &raw, errors);
+    }
     let (kind, risk) = (kind?, risk?);
     let approval = own_approval
         .or_else(|| default_approval.cloned())
@@ -146,7 +150,52 @@ pub(super) fn action(
         approval,
         delay,
         description: raw.description,
+        flags: raw.flags,
     })
+}
+
+/// `flags:` names incident facts that start an argument of a `shell`
+/// action's `argv`; other actions take no flags.
+fn flag_checks(path: &str, kind: ActionKind, raw: &RawAction, errors: &mut Errors<'_>) {
+    if raw.flags.is_empty() {
+        return;
+    }
+    let field = format!("{path}.flags");
+    if kind != ActionKind::Shell {
+        errors.push(
+            &field,
+            format!("only `shell` actions take flags; `{kind}` does not"),
+        );
+        return;
+    }
+    let leading: Vec<&str> = raw
+        .with
+        .get("argv")
+        .and_then(Yaml::as_sequence)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Yaml::as_str)
+                .filter_map(leading_fact)
+                .collect()
+        })
+        .unwrap_or_default();
+    for (i, fact) in raw.flags.iter().enumerate() {
+        if !TEMPLATE_FACTS.contains(&fact.as_str()) {
+            errors.push(
+                &format!("{field}[{i}]"),
+                format!(
+                    "`{fact}` is not an incident fact; use one of {}",
+                    TEMPLATE_FACTS.join(", ")
+                ),
+            );
+        } else if !leading.contains(&fact.as_str()) {
+            errors.push(
+                &format!("{field}[{i}]"),
+                format!("no argument of `argv` starts with `{{{{{fact}}}}}`, so `{fact}` cannot fill a flag"),
+            );
+        }
+    }
 }
 
 /// Checks one `with:` value against its schema and returns it as JSON.

@@ -76,6 +76,8 @@ pub(super) struct RawAction {
     pub(super) approval: Option<Yaml>,
     pub(super) delay: Option<String>,
     pub(super) description: Option<String>,
+    #[serde(default)]
+    pub(super) flags: Vec<String>,
 }
 
 /// Collects errors for one file, placing each at its field's line.
