@@ -21,12 +21,13 @@ use crate::approvals::{ApprovalService, ApprovalSettings};
 use crate::aws::AwsSettings;
 use crate::chat::outbox::OutboxSignal;
 use crate::chat::{
-    ChatEventSink, ChatPlatform, ChatSetupError, ChatState, GroupLookup, IdentityLookup, Platform,
+    ChatEventSink, ChatPlatform, ChatSetupError, ChatState, GroupLookup, IdentityLookup,
 };
 use crate::chatops::ChatService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
 use crate::config::{DetectorBackend, PlannerBackend};
+use crate::domain::Platform;
 use crate::domain::ScoredRun;
 use crate::healing::{DecisionEvent, HealingParts, HealingService};
 use crate::http::serve::ConnectionLimits;

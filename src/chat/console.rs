@@ -12,10 +12,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use super::{
-    emoji, BotIdentity, ChatError, ChatEvent, ChatEventSink, ChatMessage, ChatPlatform, Choice,
-    MessageRef, Platform,
-};
+use super::{emoji, BotIdentity, ChatError, ChatEvent, ChatEventSink, ChatMessage, ChatPlatform};
+use crate::domain::{Choice, MessageRef, Platform};
 
 /// A cloneable in-memory writer, for tests.
 #[derive(Debug, Clone, Default)]

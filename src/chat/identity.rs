@@ -13,7 +13,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{ChatPlatform, Platform};
+use super::ChatPlatform;
+use crate::domain::Platform;
 
 /// How long a platform's answer about a person is reused.
 pub const IDENTITY_TTL: Duration = Duration::from_secs(300);

@@ -29,8 +29,9 @@ pub mod outbox;
 pub mod routing;
 pub mod slack;
 
-pub use crate::domain::{Choice, MessageRef, Platform};
 pub use identity::{Identity, IdentityLookup, IDENTITY_TTL};
+
+use crate::domain::{Choice, MessageRef, Platform};
 
 use std::fmt;
 use std::sync::{Arc, RwLock};

@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::{ChatError, ChatMessage, ChatPlatform, MessageRef};
+use crate::chat::{ChatError, ChatMessage, ChatPlatform};
+
 use crate::clock::Clock;
+use crate::domain::MessageRef;
 use crate::metrics::Metrics;
 use crate::store::{
     Backend, NewOutbox, OutboxKind, OutboxRow, OutboxStatus, Store, StoreError, WriteTx,

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::chat::{GroupLookup, Platform};
+use crate::chat::GroupLookup;
+
+use crate::domain::Platform;
 use crate::store::{Store, StoreError};
 
 /// Silences `pipeline` (a glob) until `until`; audited as `{via}.silence`.

@@ -27,12 +27,11 @@ use super::commands::{self, Command};
 use crate::ask::{Asker, Visibility};
 use crate::chat::outbox::{self, OutboxPayload};
 use crate::chat::routing::Routes;
-use crate::chat::{
-    cards, ChatEvent, ChatEventSink, ChatMessage, ChatReply, ChatState, MessageRef, Platform,
-};
+use crate::chat::{cards, ChatEvent, ChatEventSink, ChatMessage, ChatReply, ChatState};
 use crate::clock::Clock;
 use crate::config::ChatConfig;
 use crate::domain::Via;
+use crate::domain::{MessageRef, Platform};
 use crate::healing::{DecisionEvent, HealingService};
 use crate::incidents::IncidentService;
 use crate::store::{OutboxKind, Store, StoreError};

@@ -29,9 +29,10 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::approvals::RequestStatus;
 use crate::chat::console::ConsoleChat;
-use crate::chat::{ChatEvent, ChatPlatform, Choice as ChatDecision, MessageRef, Platform};
+use crate::chat::{ChatEvent, ChatPlatform};
 use crate::clock::SystemClock;
 use crate::config::{self, Env, Loaded, Secret, Secrets};
+use crate::domain::{Choice as ChatDecision, MessageRef, Platform};
 use crate::domain::{IncidentStatus, Run, RunSource, Verdict};
 use crate::ingest::IngestService;
 use crate::standin::codepipeline::{ExecutionSpec, FakeCodePipeline};

@@ -81,8 +81,9 @@ use crate::approvals::{
     author_exclusion, candidate_groups, not_allowed_reason, ApprovalError, ApprovalService,
     Approver, Choice, RequestContext, RequestStatus, RequestView, Ruling, StepReport, Via, Vote,
 };
-use crate::chat::{self, ChatMessage, GroupLookup, IdentityLookup, Platform, Severity};
+use crate::chat::{self, ChatMessage, GroupLookup, IdentityLookup, Severity};
 use crate::clock::Clock;
+use crate::domain::Platform;
 use crate::domain::{Incident, IncidentStatus, RunStatus, ScoredRun};
 use crate::incidents::{Handled, HandledRun, IncidentError, IncidentService};
 use crate::metrics::Metrics;

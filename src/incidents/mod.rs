@@ -29,9 +29,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::charts::{self, HistoryChart};
 use crate::chat::outbox::{self, OutboxPayload, OutboxSignal};
-use crate::chat::{cards, ChatMessage, Platform};
+use crate::chat::{cards, ChatMessage};
 use crate::clock::Clock;
 use crate::config::{Config, IncidentsConfig};
+use crate::domain::Platform;
 use crate::domain::{Incident, IncidentStatus, ScoredRun};
 use crate::metrics::Metrics;
 use crate::store::{NewIncident, OutboxKind, Store, StoreError, WriteTx};

@@ -7,12 +7,10 @@ use std::time::Duration;
 
 use ed25519_dalek::{Signer, SigningKey};
 use pipemedic::chat::discord::DiscordChat;
-use pipemedic::chat::{
-    ChatError, ChatEvent, ChatMessage, ChatPlatform, ChatReply, Choice, MessageRef, Platform,
-    Severity,
-};
+use pipemedic::chat::{ChatError, ChatEvent, ChatMessage, ChatPlatform, ChatReply, Severity};
 use pipemedic::clock::Clock;
 use pipemedic::config::{DiscordConfig, Secret};
+use pipemedic::domain::{Choice, MessageRef, Platform};
 use reqwest::StatusCode;
 use serde_json::Value;
 

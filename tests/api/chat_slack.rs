@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use pipemedic::chat::slack::verify::sign;
 use pipemedic::chat::slack::SlackChat;
-use pipemedic::chat::{
-    ChatError, ChatEvent, ChatMessage, ChatPlatform, ChatReply, Choice, MessageRef, Platform,
-    Severity,
-};
+use pipemedic::chat::{ChatError, ChatEvent, ChatMessage, ChatPlatform, ChatReply, Severity};
 use pipemedic::config::{Secret, SlackConfig};
+use pipemedic::domain::{Choice, MessageRef, Platform};
 use reqwest::StatusCode;
 use serde_json::Value;
 

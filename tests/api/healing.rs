@@ -735,8 +735,8 @@ async fn a_decision_its_process_never_acted_on_is_picked_up(db: Db) {
             APPROVER_SLACK,
             pipemedic::domain::Choice::Approve,
             pipemedic::domain::Via::Reaction,
-            &pipemedic::chat::MessageRef {
-                platform: pipemedic::chat::Platform::Slack,
+            &pipemedic::domain::MessageRef {
+                platform: pipemedic::domain::Platform::Slack,
                 channel: SLACK_CHANNEL.into(),
                 ts_or_id: plan_ts,
                 thread: None,

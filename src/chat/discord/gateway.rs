@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::interactions::{self, InteractionRequest};
 use super::DiscordSetupError;
-use crate::chat::{BotIdentity, ChatEvent, ChatReply, ChatState, MessageRef, Platform};
+use crate::chat::{BotIdentity, ChatEvent, ChatReply, ChatState};
 use crate::config::{DiscordConfig, Secret};
+use crate::domain::{MessageRef, Platform};
 
 /// The gateway intents pipemedic asks for.
 pub fn intents() -> GatewayIntents {
@@ -233,7 +234,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::Choice;
+    use crate::domain::Choice;
     use serde_json::json;
 
     const BOT: &str = "775799577604522054";

@@ -12,7 +12,8 @@ use serenity::model::application::Interaction;
 
 use super::split_custom_id;
 use crate::chat::markup::{self, LinkPolicy};
-use crate::chat::{ChatEvent, ChatReply, MessageRef, Platform};
+use crate::chat::{ChatEvent, ChatReply};
+use crate::domain::{MessageRef, Platform};
 
 /// Interaction response types (Discord's `InteractionCallbackType`).
 const PONG: u8 = 1;

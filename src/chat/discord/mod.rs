@@ -34,10 +34,9 @@ use serenity::model::channel::Message;
 use serenity::model::user::CurrentUser;
 
 use super::markup::{self, LinkPolicy};
-use super::{
-    emoji, truncate, BotIdentity, ChatError, ChatMessage, ChatPlatform, MessageRef, Platform,
-};
+use super::{emoji, truncate, BotIdentity, ChatError, ChatMessage, ChatPlatform};
 use crate::config::{DiscordConfig, Secret};
+use crate::domain::{MessageRef, Platform};
 
 /// The API version serenity's routes speak.
 const API_PATH: &str = "/api/v10";
@@ -285,8 +284,8 @@ pub fn components(message: &ChatMessage) -> Vec<CreateActionRow> {
         .take(5)
         .map(|b| {
             let style = match b.decision {
-                super::Choice::Approve => ButtonStyle::Success,
-                super::Choice::Reject => ButtonStyle::Danger,
+                crate::domain::Choice::Approve => ButtonStyle::Success,
+                crate::domain::Choice::Reject => ButtonStyle::Danger,
             };
             CreateButton::new(custom_id(super::action_id(b.decision), &b.value))
                 .label(b.decision.label())
@@ -490,7 +489,8 @@ impl ChatPlatform for DiscordChat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::{Choice, Severity};
+    use crate::chat::Severity;
+    use crate::domain::Choice;
 
     #[test]
     fn proxy_base_drops_the_api_path() {

@@ -8,7 +8,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::chat::{BotIdentity, ChatEvent, MessageRef, Platform};
+use crate::chat::{BotIdentity, ChatEvent};
+
+use crate::domain::{MessageRef, Platform};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlackPayloadError {

@@ -21,11 +21,9 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::markup::{self, LinkPolicy};
-use super::{
-    emoji, truncate, BotIdentity, ChatError, ChatMessage, ChatPlatform, Choice, MessageRef,
-    Platform,
-};
+use super::{emoji, truncate, BotIdentity, ChatError, ChatMessage, ChatPlatform};
 use crate::config::{Secret, SlackConfig};
+use crate::domain::{Choice, MessageRef, Platform};
 
 /// The slack-morphism client type pipemedic uses (HTTPS, or plain HTTP for
 /// a local stand-in).

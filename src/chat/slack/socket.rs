@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::events;
 use super::{classify, SlackChat, SlackHttpClient};
-use crate::chat::{ChatError, ChatState, Platform};
+use crate::chat::{ChatError, ChatState};
 use crate::config::Secret;
+use crate::domain::Platform;
 
 type Client = Arc<SlackHttpClient>;
 type CallbackResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -111,7 +112,8 @@ mod tests {
     //! same translation as the HTTP routes with nothing lost.
 
     use super::*;
-    use crate::chat::{ChatEvent, Choice};
+    use crate::chat::ChatEvent;
+    use crate::domain::Choice;
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!("{}/tests/fixtures/slack/{name}", env!("CARGO_MANIFEST_DIR"));

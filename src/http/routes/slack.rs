@@ -16,7 +16,8 @@ use serde_json::json;
 
 use crate::chat::markup::LinkPolicy;
 use crate::chat::slack::events::{self, EventsApiRequest};
-use crate::chat::{ChatReply, ChatState, Platform};
+use crate::chat::{ChatReply, ChatState};
+use crate::domain::Platform;
 use crate::http::extract::body_or_413;
 use crate::http::{ApiError, ErrorCode};
 
