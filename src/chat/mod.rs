@@ -31,6 +31,8 @@ pub mod slack;
 
 pub use identity::{Identity, IdentityLookup, IDENTITY_TTL};
 
+/// The adapters' cut for titles, fields and ids.
+pub(crate) use crate::domain::truncate;
 use crate::domain::{Choice, MessageRef, Platform};
 
 use std::fmt;
@@ -339,18 +341,6 @@ impl GroupLookup {
             Some(adapter) => adapter.member_groups(channel, user, candidates).await,
             None => Ok(Vec::new()),
         }
-    }
-}
-
-/// `text` cut to at most `max` characters, ending in `…` when cut (the
-/// adapters' limits on titles, fields and ids).
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
     }
 }
 

@@ -1,7 +1,7 @@
 //! Shared vocabulary of pipemedic: runs, metric samples, the names of the
 //! metric streams, verdicts and anomalies, incidents, approvals (choice,
 //! via, approver, vote, request status, step policy) and where a chat
-//! message lives. Pure data and pure derivations; nothing here does I/O,
+//! message lives, and cutting text to a size. Pure data and pure derivations; nothing here does I/O,
 //! and nothing here imports another module of the crate.
 
 mod allowlist;
@@ -10,6 +10,7 @@ mod incident;
 mod message;
 mod run;
 mod run_limits;
+mod text;
 mod verdict;
 
 pub use allowlist::{check_allowlist_entry, restricted_address, HttpAllowlist};
@@ -21,6 +22,7 @@ pub use run::{
     StageTiming, TestCounts, BUILTIN_METRICS,
 };
 pub use run_limits::{MAX_CUSTOM_METRICS, MAX_NAME_CHARS, MAX_STAGES};
+pub use text::truncate;
 pub use verdict::{
     amount, metric_label, Anomaly, AnomalyStatus, Direction, Dismissal, MetricDeviation, ScoredRun,
     Verdict,

@@ -95,6 +95,20 @@ pub fn t(s: &str) -> DateTime<Utc> {
     s.parse().expect("test timestamp")
 }
 
+/// The default configuration on `listen` with the store at `url`, for tests
+/// that build the application themselves (startup refusals, shutdown).
+pub fn loaded(url: &str, listen: &str, secrets: Secrets) -> Loaded {
+    let mut config = config::from_sources(None, None, &Env::new()).unwrap();
+    config.server.listen = listen.into();
+    config.server.shutdown_grace_s = 5;
+    config.store.url = url.into();
+    Loaded {
+        config,
+        secrets,
+        source: None,
+    }
+}
+
 pub fn test_secrets() -> Secrets {
     Secrets {
         ingest_token: Some(Secret::new(INGEST_TOKEN)),

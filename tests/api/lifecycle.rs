@@ -2,22 +2,9 @@
 
 use std::time::Duration;
 
-use pipemedic::config::{self, Env, Loaded, Secrets};
 use pipemedic::startup::{Application, StartupError};
 
-use crate::helpers::{test_secrets, Db, TestDb, INGEST_TOKEN};
-
-fn loaded(url: &str, listen: &str, secrets: Secrets) -> Loaded {
-    let mut config = config::from_sources(None, None, &Env::new()).unwrap();
-    config.server.listen = listen.into();
-    config.server.shutdown_grace_s = 5;
-    config.store.url = url.into();
-    Loaded {
-        config,
-        secrets,
-        source: None,
-    }
-}
+use crate::helpers::{loaded, test_secrets, Db, TestDb, INGEST_TOKEN};
 
 #[tokio::test]
 async fn refuses_public_listen_while_a_route_is_unauthenticated() {

@@ -5,7 +5,6 @@
 //! Discord command registration.
 
 use pipemedic::approvals::Via;
-use pipemedic::config::{self, Env, Loaded};
 use pipemedic::domain::IncidentStatus;
 use pipemedic::startup::{Application, StartupError};
 use reqwest::{Method, StatusCode};
@@ -16,7 +15,7 @@ use crate::healing::{
     wait_for_status, Loop, APPROVER_SLACK, PLAYBOOK,
 };
 use crate::helpers::{
-    spawn_app, spawn_app_with_secrets, test_secrets, Db, TestApp, TestDb, ADMIN_TOKEN,
+    loaded, spawn_app, spawn_app_with_secrets, test_secrets, Db, TestApp, TestDb, ADMIN_TOKEN,
     INGEST_TOKEN, READ_TOKEN,
 };
 use crate::incidents::{chat_app_with, slack_post, SLACK_CHANNEL};
@@ -198,17 +197,6 @@ async fn admin_routes_are_off_without_the_admin_token(db: Db) {
     }
     let now = pipemedic::clock::Clock::now(app.clock.as_ref());
     assert!(app.store.active_silences(now).await.unwrap().is_empty());
-}
-
-fn loaded(url: &str, listen: &str, secrets: pipemedic::config::Secrets) -> Loaded {
-    let mut config = config::from_sources(None, None, &Env::new()).unwrap();
-    config.server.listen = listen.into();
-    config.store.url = url.into();
-    Loaded {
-        config,
-        secrets,
-        source: None,
-    }
 }
 
 #[tokio::test]

@@ -255,25 +255,13 @@ fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp_millis(t?.to_millis().ok()?)
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    let text = text.trim();
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut cut = max;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
-}
-
 /// The commit message in a revision summary: source actions backed by a
 /// connection (GitHub, Bitbucket, GitLab) send a JSON object with
 /// `CommitMessage`; others send the message itself.
 fn commit_message(summary: &str) -> String {
     let message =
         super::payload::revision_commit_message(summary).unwrap_or_else(|| summary.to_string());
-    truncate(&message, MAX_COMMIT_MESSAGE)
+    crate::domain::truncate(message.trim(), MAX_COMMIT_MESSAGE)
 }
 
 /// Builds the run of one execution from its listing summary, its details
