@@ -79,21 +79,17 @@ type Shared = Arc<Mutex<DiscordState>>;
 pub struct FakeDiscord {
     base: String,
     state: Shared,
-    server: tokio::task::JoinHandle<()>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for FakeDiscord {
     fn drop(&mut self) {
-        self.server.abort();
+        self.stop.cancel();
     }
 }
 
 impl FakeDiscord {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake discord");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
         let state: Shared = Arc::default();
         let app = Router::new()
             .route("/api/v10/channels/{channel}/messages", post(create_message))
@@ -112,13 +108,11 @@ impl FakeDiscord {
             .fallback(unknown)
             .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
             .with_state(state.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, stop) = pipemedic::standin::serve_on_loopback(app, "Discord").await;
         Self {
-            base,
+            base: format!("http://{addr}"),
             state,
-            server,
+            stop,
         }
     }
 

@@ -95,12 +95,12 @@ struct SlackState {
 pub struct FakeSlack {
     base: String,
     state: Arc<Mutex<SlackState>>,
-    _server: tokio::task::JoinHandle<()>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for FakeSlack {
     fn drop(&mut self) {
-        self._server.abort();
+        self.stop.cancel();
     }
 }
 
@@ -108,26 +108,16 @@ type Shared = Arc<Mutex<SlackState>>;
 
 impl FakeSlack {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake slack");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = Arc::new(Mutex::new(SlackState {
-            base: base.clone(),
-            ..SlackState::default()
-        }));
+        let state = Arc::new(Mutex::new(SlackState::default()));
         let app = Router::new()
             .route("/api/{method}", any(api))
             .route("/upload/{file_id}", post(upload))
             .with_state(state.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            base,
-            state,
-            _server: server,
-        }
+        let (addr, stop) = pipemedic::standin::serve_on_loopback(app, "Slack").await;
+        // Known before anyone has the address, so before any request.
+        let base = format!("http://{addr}");
+        state.lock().expect("state").base = base.clone();
+        Self { base, state, stop }
     }
 
     /// Makes `users` the members of user group `group`.
