@@ -540,6 +540,7 @@ impl IngestService {
                     if matches!(assembly.apply(event), Ok(true))
                         && assembly.claims_build(&build.build_id)
                     {
+                        self.redaction.apply_to_assembly(&mut assembly);
                         tx.put_state(AWS_ASSEMBLY_STATE, &key, &write_assembly(&assembly)?, now)
                             .await?;
                         runs.extend(assembly.to_run());
@@ -554,6 +555,7 @@ impl IngestService {
                         None => aws::ExecutionAssembly::new(pipeline, execution),
                     };
                     if matches!(assembly.apply(event), Ok(true)) {
+                        self.redaction.apply_to_assembly(&mut assembly);
                         tx.put_state(AWS_ASSEMBLY_STATE, &key, &write_assembly(&assembly)?, now)
                             .await?;
                         runs.extend(assembly.to_run());

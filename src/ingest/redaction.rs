@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use super::aws::ExecutionAssembly;
 use crate::domain::Run;
 use crate::metrics::Metrics;
 use crate::redact::{Redactor, Tally};
@@ -32,6 +33,23 @@ impl RunRedaction {
         let mut tally = Tally::default();
         for run in runs.iter_mut() {
             redact_run(&self.redactor, run, &mut tally);
+        }
+        for (kind, n) in tally.iter() {
+            self.metrics.redactions(kind, n);
+        }
+    }
+}
+
+impl RunRedaction {
+    /// Hides the secrets in the free text of a CodePipeline execution being
+    /// assembled from EventBridge events, before it is kept in the ingest
+    /// state, and counts them.
+    pub fn apply_to_assembly(&self, assembly: &mut ExecutionAssembly) {
+        let mut tally = Tally::default();
+        for value in assembly.free_text_mut() {
+            if let std::borrow::Cow::Owned(hidden) = self.redactor.redact_tally(value, &mut tally) {
+                *value = hidden;
+            }
         }
         for (kind, n) in tally.iter() {
             self.metrics.redactions(kind, n);

@@ -231,7 +231,48 @@ async fn answers_hide_secrets_of_rows_stored_unredacted(db: Db) {
     assert!(body.contains("[REDACTED:"), "{body}");
 }
 
+/// A CodePipeline execution still being assembled from EventBridge events
+/// is kept in the ingest state between events; a secret in an action's
+/// summary or link is hidden before it is kept, not only once the run is
+/// stored.
+async fn an_execution_in_assembly_is_kept_without_secrets(db: Db) {
+    let app = spawn_app(db).await.unwrap();
+    let events: Vec<Value> = serde_json::from_str(include_str!(
+        "../fixtures/aws/codepipeline-failed-execution.json"
+    ))
+    .unwrap();
+    let (token, line) = forms().remove(0);
+    let mut source_done = events[3].clone();
+    source_done["detail"]["execution-result"] = json!({
+        "external-execution-summary": line,
+        "external-execution-url": format!("https://ci.example.com/run?access_token={token}"),
+    });
+    // The execution is still running after these: nothing is stored as a run yet.
+    for event in [&events[0], &events[1], &events[2], &source_done] {
+        let res = app
+            .http
+            .post(app.url("/v1/webhooks/aws"))
+            .header("x-pipemedic-secret", crate::helpers::AWS_SECRET)
+            .json(event)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    }
+    let execution = events[0]["detail"]["execution-id"].as_str().unwrap();
+    let kept = app
+        .store
+        .get_state("aws_execution", &format!("checkout-service/{execution}"))
+        .await
+        .unwrap()
+        .expect("the execution is being assembled");
+    assert!(!kept.contains(&token), "{kept}");
+    assert!(kept.contains("[REDACTED"), "{kept}");
+    assert!(kept.contains(execution), "ids stay: {kept}");
+}
+
 on_both_databases!(
+    an_execution_in_assembly_is_kept_without_secrets,
     offline_ask_never_shows_a_secret_from_a_stored_log,
     answers_hide_secrets_of_rows_stored_unredacted,
     no_secret_form_reaches_the_model,

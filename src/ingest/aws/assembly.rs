@@ -108,6 +108,22 @@ impl ExecutionAssembly {
         }
     }
 
+    /// The free text from CI it keeps (action summaries, which carry commit
+    /// messages and errors, and links), so that secrets can be hidden
+    /// before the assembly is kept between events. Names and ids, which
+    /// events are matched on, are left out.
+    pub fn free_text_mut(&mut self) -> Vec<&mut String> {
+        let mut out = Vec::new();
+        for action in &mut self.actions {
+            out.extend(action.external_execution_summary.as_mut());
+            out.extend(action.external_execution_url.as_mut());
+        }
+        for build in self.builds.values_mut() {
+            out.extend(build.log_url.as_mut());
+        }
+        out
+    }
+
     /// An empty assembly for the execution a CodePipeline event belongs to.
     pub fn for_event(event: &AwsEvent) -> Option<Self> {
         event
