@@ -539,7 +539,7 @@ impl ApprovalService {
                 all_succeeded = false;
                 break;
             };
-            tx.audit(
+            tx.commit_audited(
                 now,
                 "execution.started",
                 &subject(request_id),
@@ -548,7 +548,6 @@ impl ApprovalService {
                         "attempt": claimed.attempts}),
             )
             .await?;
-            tx.commit().await?;
 
             let result = match serde_json::from_value::<ActionCall>(claimed.call.clone()) {
                 Ok(call) => self.execute_with_heartbeat(claimed.id, &call).await,

@@ -27,7 +27,7 @@ pub async fn silence(
 ) -> Result<i64, StoreError> {
     let mut tx = store.begin_write().await?;
     let id = tx.add_silence(pipeline, until, actor, now).await?;
-    tx.audit(
+    tx.commit_audited(
         now,
         &format!("{via}.silence"),
         &format!("pipeline/{pipeline}"),
@@ -35,7 +35,6 @@ pub async fn silence(
         &json!({"silence_id": id, "until": until, "via": via}),
     )
     .await?;
-    tx.commit().await?;
     Ok(id)
 }
 
@@ -49,7 +48,7 @@ pub async fn unsilence(
 ) -> Result<u64, StoreError> {
     let mut tx = store.begin_write().await?;
     let ended = tx.end_silences(pipeline, now).await?;
-    tx.audit(
+    tx.commit_audited(
         now,
         &format!("{via}.unsilence"),
         &format!("pipeline/{pipeline}"),
@@ -57,7 +56,6 @@ pub async fn unsilence(
         &json!({"ended": ended, "via": via}),
     )
     .await?;
-    tx.commit().await?;
     Ok(ended)
 }
 
@@ -75,7 +73,7 @@ pub async fn accept_baseline(
     let id = tx
         .request_baseline_reset(pipeline, metric, actor, now)
         .await?;
-    tx.audit(
+    tx.commit_audited(
         now,
         &format!("{via}.accept_baseline"),
         &format!("pipeline/{pipeline}"),
@@ -83,7 +81,6 @@ pub async fn accept_baseline(
         &json!({"reset_id": id, "metric": metric, "via": via}),
     )
     .await?;
-    tx.commit().await?;
     Ok(id)
 }
 

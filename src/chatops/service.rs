@@ -336,8 +336,8 @@ impl ChatService {
         };
         let now = self.clock.now();
         let actor = format!("{}:{}", origin.platform, origin.user);
-        let mut tx = self.store.begin_write().await?;
-        tx.audit(
+        let tx = self.store.begin_write().await?;
+        tx.commit_audited(
             now,
             "chat.refused",
             &format!("pipeline/{pipeline}"),
@@ -345,7 +345,6 @@ impl ChatService {
             &json!({"channel": origin.channel, "needs": why}),
         )
         .await?;
-        tx.commit().await?;
         tracing::info!(platform = %origin.platform, user = %origin.user, pipeline, "Chat admin command refused.");
         Ok(Some(format!(
             "Sorry, only pipemedic admins may silence, unsilence or accept a baseline from chat: {why}. Please ask one of them."
@@ -497,7 +496,7 @@ impl ChatService {
         if !stored {
             return Ok(None);
         }
-        tx.audit(
+        tx.commit_audited(
             now,
             "chat.decision",
             &format!("incident/{incident_id}"),
@@ -506,7 +505,6 @@ impl ChatService {
                     "event_id": event.event_id(), "message": message}),
         )
         .await?;
-        tx.commit().await?;
         tracing::info!(%platform, incident_id, decision = ?decision, added, "Chat decision recorded.");
         Ok(Some(incident_id))
     }

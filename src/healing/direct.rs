@@ -116,8 +116,8 @@ impl HealingService {
             .map_err(HealingError::from)?;
         let voter = vote.approver.key();
         if let Some(reason) = decision.reason.as_deref().filter(|r| !r.trim().is_empty()) {
-            let mut tx = store.begin_write().await?;
-            tx.audit(
+            let tx = store.begin_write().await?;
+            tx.commit_audited(
                 now,
                 "approval.reason",
                 &format!("approval_request:{}", request.id),
@@ -125,7 +125,6 @@ impl HealingService {
                 &json!({"via": decision.via.as_str(), "reason": reason, "event_id": vote.event_id}),
             )
             .await?;
-            tx.commit().await?;
         }
         let because = decision
             .reason

@@ -263,7 +263,7 @@ impl IncidentService {
                         .await?;
                     }
                 }
-                tx.audit(
+                tx.commit_audited(
                     now,
                     "incident.updated",
                     &format!("incident/{}", incident.id),
@@ -271,8 +271,7 @@ impl IncidentService {
                     &json!({"pipeline": pipeline, "run_id": scored.run.run_id, "run_pk": scored.run_pk,
                             "grade": scored.verdict.grade, "run_count": incident.run_count}),
                 )
-                .await?;
-                tx.commit().await?;
+.await?;
                 inner.signal.notify();
                 tracing::info!(
                     incident_id = incident.id,
@@ -311,7 +310,7 @@ impl IncidentService {
             )
             .await?;
         }
-        tx.audit(
+        tx.commit_audited(
             now,
             "incident.opened",
             &format!("incident/{id}"),
@@ -321,8 +320,7 @@ impl IncidentService {
                     "silenced": silenced,
                     "route": route.as_ref().map(|r| json!({"platform": r.platform, "channel": r.channel}))}),
         )
-        .await?;
-        tx.commit().await?;
+.await?;
         inner.signal.notify();
         tracing::info!(
             incident_id = id,
@@ -474,7 +472,7 @@ impl IncidentService {
         if before.status != status {
             self.queue_status(&mut tx, &incident, note, now).await?;
         }
-        tx.audit(
+        tx.commit_audited(
             now,
             "incident.status",
             &format!("incident/{id}"),
@@ -482,7 +480,6 @@ impl IncidentService {
             &json!({"from": before.status.as_str(), "to": status.as_str(), "note": note}),
         )
         .await?;
-        tx.commit().await?;
         self.inner.signal.notify();
         Ok(incident)
     }

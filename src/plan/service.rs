@@ -462,7 +462,7 @@ impl PlanService {
                 }),
             ),
         };
-        tx.audit(
+        tx.commit_audited(
             now,
             kind,
             &subject(anomaly_id, incident_id),
@@ -470,7 +470,6 @@ impl PlanService {
             &detail,
         )
         .await?;
-        tx.commit().await?;
         tracing::info!(plan = id, anomaly = anomaly_id, kind, "Plan stored.");
         Ok(id)
     }

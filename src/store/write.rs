@@ -294,6 +294,21 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Records one audit entry ([`WriteTx::audit`]) and commits: how every
+    /// audited write ends, so that the entry and the change it describes
+    /// are stored together or not at all.
+    pub async fn commit_audited(
+        mut self,
+        at: DateTime<Utc>,
+        kind: &str,
+        subject: &str,
+        actor: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.audit(at, kind, subject, actor, detail).await?;
+        self.commit().await
+    }
+
     /// Appends an audit record.
     pub async fn audit(
         &mut self,
