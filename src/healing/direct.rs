@@ -75,7 +75,8 @@ pub const DIRECT_PLATFORM: &str = "cli";
 impl HealingService {
     /// Records `decision` as a vote on the newest request of its plan and
     /// acts on the ruling as for a chat decision (the approval that
-    /// completes the quorum runs the plan once; a rejection reopens the
+    /// completes the quorum starts the plan, once, in a task of its own and
+    /// returns with its steps still to run; a rejection reopens the
     /// incident). Not idempotent by itself, but a person's repeated vote
     /// counts once and a decided request takes no more votes.
     #[tracing::instrument(name = "healing.direct_decision", skip_all, fields(plan = decision.plan_id, via = decision.via.as_str()))]
@@ -111,7 +112,7 @@ impl HealingService {
         let outcome = self
             .inner
             .approvals
-            .record_vote(request.id, &vote)
+            .decide_vote(request.id, &vote)
             .await
             .map_err(HealingError::from)?;
         let voter = vote.approver.key();
@@ -173,9 +174,10 @@ impl HealingService {
                 )
                 .await
                 .map_err(DirectDecisionError::from)?;
-                self.report_steps(incident_id, request.id, &outcome.steps)
-                    .await
-                    .map_err(DirectDecisionError::from)?;
+                // As for a decision in chat, the steps run in a task of
+                // their own: the caller hears that the fix started, and its
+                // outcome goes to the thread.
+                self.spawn_execution(incident_id, request.id, true);
             }
             Ruling::NotAllowed { .. }
             | Ruling::Expired

@@ -528,10 +528,39 @@ fn discord_registration_and_slack_manifest_include_ask() {
     assert!(hint.contains("ask QUESTION"), "{hint}");
 }
 
+/// A CLI approval that completes the approvals answers before the fix has
+/// run: the step runs in a task of the healing loop's own (here its
+/// CodePipeline call is held), once, and its outcome goes to the thread.
+async fn cli_approval_starts_the_fix_without_waiting_for_it(db: Db) {
+    let Some(l) = loop_app_with(db, PLAYBOOK, |c| {
+        let sre = c.approvals.groups.get_mut("sre").unwrap();
+        sre.push("cli:alice".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let app = &l.h.app;
+    let pipeline = "checkout-service";
+    let id = until_plan_offered(&l, pipeline).await;
+    let plan = offered_plan(app, id).await;
+    let gate = l.codepipeline.hold_next("RetryStageExecution");
+    let (code, out, err) = pipemedic(app, &["approve", &plan, "--as", "alice"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("step 1"), "{out}");
+    // The answer came while the call is still held: the fix is under way.
+    assert_eq!(status_of(app, id).await, IncidentStatus::Remediating);
+    assert!(l.codepipeline.calls_of("RetryStageExecution").is_empty());
+    gate.notify_one();
+    wait_for_status(app, id, IncidentStatus::Verifying).await;
+    assert_one_retry(&l, pipeline);
+}
+
 on_both_databases!(
     every_route_takes_only_its_own_token,
     admin_routes_are_off_without_the_admin_token,
     cli_approval_is_one_vote_and_never_runs_twice,
+    cli_approval_starts_the_fix_without_waiting_for_it,
     cli_rejection_obeys_who_may_decide,
     chat_silence_needs_an_admin,
 );
