@@ -216,6 +216,29 @@ impl HealingService {
                 self.inner.metrics.healing("vote_refused");
                 tell(outcome.decision.explain()).await;
             }
+            Ruling::Counted { .. } | Ruling::Rejected | Ruling::Approved => {
+                let rejected = format!("plan rejected by {}", vote.approver.key());
+                self.act_on_ruling(incident_id, request_id, &outcome.decision, &who, &rejected)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a ruling that counted does, wherever the vote came from: an
+    /// approval short of the quorum is said in the thread, a rejection
+    /// reopens the incident with `rejected_note`, and the approval that
+    /// completes the quorum moves the incident to remediating and starts
+    /// the plan in a task of its own. Other rulings do nothing here.
+    pub(super) async fn act_on_ruling(
+        &self,
+        incident_id: i64,
+        request_id: i64,
+        ruling: &Ruling,
+        voter: &str,
+        rejected_note: &str,
+    ) -> Result<(), HealingError> {
+        match ruling {
             Ruling::Counted {
                 approved_so_far,
                 required,
@@ -224,18 +247,14 @@ impl HealingService {
                     incident_id,
                     "Approval counted",
                     Severity::Info,
-                    format!("{who} approved: {approved_so_far} of {required} approvals. Nothing runs until all are in."),
+                    format!("{voter} approved: {approved_so_far} of {required} approvals. Nothing runs until all are in."),
                 )
                 .await;
             }
             Ruling::Rejected => {
                 self.inner.metrics.healing("rejected");
-                self.status(
-                    incident_id,
-                    IncidentStatus::Open,
-                    Some(&format!("plan rejected by {}", vote.approver.key())),
-                )
-                .await?;
+                self.status(incident_id, IncidentStatus::Open, Some(rejected_note))
+                    .await?;
             }
             Ruling::Approved => {
                 self.inner.metrics.healing("approved");
@@ -258,6 +277,7 @@ impl HealingService {
                 // back to the healing task.
                 self.spawn_execution(incident_id, request_id, true);
             }
+            _ => {}
         }
         Ok(())
     }

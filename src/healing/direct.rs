@@ -133,51 +133,20 @@ impl HealingService {
             .map(|r| format!(" ({})", r.trim()))
             .unwrap_or_default();
         match &outcome.decision {
-            Ruling::Counted {
-                approved_so_far,
-                required,
-            } => {
-                self.say(
+            Ruling::Counted { .. } | Ruling::Rejected | Ruling::Approved => {
+                let rejected = format!(
+                    "plan rejected by {voter} via {}{because}",
+                    decision.via.as_str()
+                );
+                self.act_on_ruling(
                     incident_id,
-                    "Approval counted",
-                    Severity::Info,
-                    format!("{voter} approved through the admin API: {approved_so_far} of {required} approvals. Nothing runs until all are in."),
-                )
-                .await;
-            }
-            Ruling::Rejected => {
-                self.inner.metrics.healing("rejected");
-                self.status(
-                    incident_id,
-                    IncidentStatus::Open,
-                    Some(&format!(
-                        "plan rejected by {voter} via {}{because}",
-                        decision.via.as_str()
-                    )),
+                    request.id,
+                    &outcome.decision,
+                    &format!("{voter} (through the admin API)"),
+                    &rejected,
                 )
                 .await
                 .map_err(DirectDecisionError::from)?;
-            }
-            Ruling::Approved => {
-                self.inner.metrics.healing("approved");
-                let approvers: Vec<String> = store
-                    .approval_votes(request.id)
-                    .await?
-                    .into_iter()
-                    .filter(|v| v.effective && v.vote.choice == Choice::Approve)
-                    .map(|v| v.vote.approver.key())
-                    .collect();
-                self.status(
-                    incident_id,
-                    IncidentStatus::Remediating,
-                    Some(&format!("approved by {}", approvers.join(", "))),
-                )
-                .await
-                .map_err(DirectDecisionError::from)?;
-                // As for a decision in chat, the steps run in a task of
-                // their own: the caller hears that the fix started, and its
-                // outcome goes to the thread.
-                self.spawn_execution(incident_id, request.id, true);
             }
             Ruling::NotAllowed { .. }
             | Ruling::Expired
