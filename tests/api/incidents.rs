@@ -193,11 +193,16 @@ pub async fn slack_post(
 
 /// A signed `/medic TEXT` slash command; returns Slack's JSON answer.
 pub async fn slash(app: &TestApp, text: &str, trigger: &str) -> Value {
+    slash_as(app, "U0PERSON", text, trigger).await
+}
+
+/// `/medic TEXT` from `user` in the Slack channel.
+pub async fn slash_as(app: &TestApp, user: &str, text: &str, trigger: &str) -> Value {
     let form = serde_urlencoded::to_string([
         ("token", "x"),
         ("team_id", "T0001"),
         ("channel_id", SLACK_CHANNEL),
-        ("user_id", "U0PERSON"),
+        ("user_id", user),
         ("command", "/medic"),
         ("text", text),
         ("response_url", "https://hooks.slack.com/commands/1/2"),

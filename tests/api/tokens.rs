@@ -18,7 +18,7 @@ use crate::helpers::{
     loaded, spawn_app, spawn_app_with_secrets, test_secrets, Db, TestApp, TestDb, ADMIN_TOKEN,
     INGEST_TOKEN, READ_TOKEN,
 };
-use crate::incidents::{chat_app_with, slack_post, SLACK_CHANNEL};
+use crate::incidents::{chat_app_with, slash_as};
 use crate::on_both_databases;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,30 +392,6 @@ async fn cli_rejection_obeys_who_may_decide(db: Db) {
         && e.actor == "cli:alice"
         && e.detail["reason"] == "wrong stage"
         && e.detail["via"] == "cli"));
-}
-
-/// `/medic TEXT` from `user` in the Slack channel.
-async fn slash_as(app: &TestApp, user: &str, text: &str, trigger: &str) -> Value {
-    let form = serde_urlencoded::to_string([
-        ("token", "x"),
-        ("team_id", "T0001"),
-        ("channel_id", SLACK_CHANNEL),
-        ("user_id", user),
-        ("command", "/medic"),
-        ("text", text),
-        ("response_url", "https://hooks.slack.com/commands/1/2"),
-        ("trigger_id", trigger),
-    ])
-    .unwrap();
-    let res = slack_post(
-        app,
-        "/slack/commands",
-        "application/x-www-form-urlencoded",
-        form.into_bytes(),
-    )
-    .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    res.json().await.unwrap()
 }
 
 async fn chat_silence_needs_an_admin(db: Db) {
