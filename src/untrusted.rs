@@ -194,6 +194,9 @@ impl Parser {
         if self == Parser::Config {
             seeds.push(crate::config::STARTER_TOML.as_bytes().to_vec());
         }
+        // Inputs that once crashed it, as they were found.
+        let saved = fixtures.join("fuzz-regressions").join(self.name());
+        seeds.extend(files_in(&saved).iter().filter_map(|p| std::fs::read(p).ok()));
         seeds
     }
 }
@@ -220,6 +223,21 @@ fn runs_of(runs: Vec<Run>) -> usize {
         let _samples = run.metric_samples();
     }
     count
+}
+
+/// The directories directly in `dir`, sorted; none when it is missing.
+#[cfg(test)]
+fn dirs_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
 }
 
 /// The regular files directly in `dir`, sorted; none when it is missing.

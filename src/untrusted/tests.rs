@@ -41,6 +41,25 @@ fn every_parser_has_seeds_and_accepts_one_of_them() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// Inputs a fuzz target once crashed on, kept under
+/// `tests/fixtures/fuzz-regressions/<parser name>/`: each must now be fed
+/// without a panic. A crash found by `cargo fuzz` is added there.
+#[test]
+fn saved_crash_inputs_no_longer_panic() {
+    let root = fixtures().join("fuzz-regressions");
+    let mut fed = 0;
+    for dir in super::dirs_in(&root) {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let parser = Parser::from_name(name)
+            .unwrap_or_else(|| panic!("{}: no parser is named {name}", dir.display()));
+        for file in super::files_in(&dir) {
+            parser.feed(&std::fs::read(&file).unwrap());
+            fed += 1;
+        }
+    }
+    assert!(fed > 0, "no saved inputs under {}", root.display());
+}
+
 #[test]
 fn names_round_trip() {
     for &parser in Parser::ALL {

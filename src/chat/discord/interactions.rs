@@ -50,9 +50,60 @@ pub fn parse(body: &[u8], api_url: &str) -> Result<InteractionRequest, Interacti
     if value.get("type").and_then(Value::as_u64) == Some(1) {
         return Ok(InteractionRequest::Ping);
     }
+    check_image_hashes(&value, &mut String::new())?;
     let interaction: Interaction =
         serde_json::from_value(value).map_err(|e| InteractionError::Shape(e.to_string()))?;
     Ok(from_interaction(&interaction, api_url))
+}
+
+/// The fields Discord fills with an image hash (32 hex digits, or `a_` and
+/// 32 for an animated image).
+const IMAGE_HASH_FIELDS: &[&str] = &[
+    "asset",
+    "avatar",
+    "badge",
+    "banner",
+    "cover_image",
+    "discovery_splash",
+    "icon",
+    "icon_hash",
+    "image",
+    "splash",
+];
+
+/// Refuses an image hash that is not ASCII before serenity reads it: its
+/// parser slices the text two bytes at a time and panics inside a
+/// multi-byte character. Discord sends only hex digits there, so such a
+/// body is malformed. `at` is the JSON path so far, for the error.
+fn check_image_hashes(value: &Value, at: &mut String) -> Result<(), InteractionError> {
+    let len = at.len();
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                at.push('.');
+                at.push_str(key);
+                if let Value::String(text) = inner {
+                    if !text.is_ascii() && IMAGE_HASH_FIELDS.contains(&key.as_str()) {
+                        return Err(InteractionError::Shape(format!(
+                            "`{}` is not an image hash (only hex digits are)",
+                            at.trim_start_matches('.')
+                        )));
+                    }
+                }
+                check_image_hashes(inner, at)?;
+                at.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, inner) in items.iter().enumerate() {
+                at.push_str(&format!("[{i}]"));
+                check_image_hashes(inner, at)?;
+                at.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Translates a serenity interaction (also what the gateway delivers).
@@ -163,5 +214,42 @@ pub fn component_response(reply: Option<&ChatReply>, links: &LinkPolicy) -> Valu
     match reply {
         Some(reply) => message(reply, links),
         None => json!({ "type": DEFERRED_UPDATE_MESSAGE }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The button press fixture, with the presser's `avatar` set.
+    fn button_press(avatar: &str) -> Vec<u8> {
+        let mut body: Value = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/discord/message_component.json"
+        ))
+        .unwrap();
+        body["member"]["user"]["avatar"] = avatar.into();
+        serde_json::to_vec(&body).unwrap()
+    }
+
+    #[test]
+    fn a_button_press_with_a_hex_avatar_is_a_component() {
+        let body = button_press("a_d5efa99b3eeaa7dd4ecca82f5692432a");
+        let parsed = parse(&body, "http://127.0.0.1:9/api/v10").unwrap();
+        assert!(
+            matches!(parsed, InteractionRequest::Component(_)),
+            "{parsed:?}"
+        );
+    }
+
+    #[test]
+    fn a_multibyte_image_hash_is_refused_not_a_panic() {
+        // 34 bytes, with a two-byte character across an even offset.
+        let avatar = "a_d5efa99b3eeaa7dd4\u{29e}cca82f5692432";
+        assert_eq!(avatar.len(), 34);
+        let err = parse(&button_press(avatar), "http://127.0.0.1:9/api/v10").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not a Discord interaction pipemedic understands: `member.user.avatar` is not an image hash (only hex digits are)"
+        );
     }
 }
