@@ -196,7 +196,11 @@ impl Parser {
         }
         // Inputs that once crashed it, as they were found.
         let saved = fixtures.join("fuzz-regressions").join(self.name());
-        seeds.extend(files_in(&saved).iter().filter_map(|p| std::fs::read(p).ok()));
+        seeds.extend(
+            files_in(&saved)
+                .iter()
+                .filter_map(|p| std::fs::read(p).ok()),
+        );
         seeds
     }
 }

@@ -15,6 +15,7 @@
 mod approvals;
 mod detection;
 mod incidents;
+mod outbox;
 mod plans;
 mod write;
 
@@ -33,9 +34,8 @@ pub use approvals::{
     StoredRequest, StoredVote,
 };
 pub use detection::StoredModel;
-pub use incidents::{
-    NewIncident, NewOutbox, OutboxKind, OutboxRow, OutboxStatus, Silence, StoredDecision,
-};
+pub use incidents::{NewIncident, Silence, StoredDecision};
+pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
 pub use write::{RunOutcome, Upserted, WriteTx};
 
