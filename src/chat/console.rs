@@ -206,7 +206,7 @@ pub fn render(message: &ChatMessage, reference: &MessageRef) -> String {
         out.push_str(&format!("│ {}\n", plain(line)));
     }
     for (name, value) in &message.fields {
-        out.push_str(&format!("│ {name}: {}\n", plain(value)));
+        out.push_str(&format!("│ {}: {}\n", plain(name), plain(value)));
     }
     if let Some(url) = &message.image_url {
         out.push_str(&format!("│ image: {url}\n"));
@@ -330,6 +330,7 @@ mod tests {
             "**Retry** the Test stage",
         )
         .field("Risk", "low")
+        .field(crate::chat::cards::inert("test_failure_rate"), "0.04")
         .button(Choice::Approve, "plan-7")
         .button(Choice::Reject, "plan-7")
         .footer("pipemedic")
@@ -347,6 +348,8 @@ mod tests {
         );
         assert!(text.contains("│ Retry the Test stage"), "{text}");
         assert!(text.contains("│ Risk: low"), "{text}");
+        // Field names are chat markup too: escapes resolved.
+        assert!(text.contains("│ test_failure_rate: 0.04"), "{text}");
         assert!(
             text.contains("[Approve] [Reject]  type `approve 1` or `reject 1`"),
             "{text}"
