@@ -111,15 +111,7 @@ async fn the_model_answers_from_tool_results(db: Db) {
     assert!(results[0].2.contains("0.8571"), "{}", results[0].2);
     assert!(results[1].2.contains("\"summary_run_id\":\"237\""));
     // Tokens are counted.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("pipemedic_ask_tokens_total{direction=\"input\"} 2003"),
         "{metrics}"

@@ -448,15 +448,7 @@ async fn serve_polls_in_the_background_and_survives_an_unreachable_endpoint(db: 
     .unwrap();
     let mut reported = false;
     for _ in 0..100 {
-        let metrics = down
-            .http
-            .get(down.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = down.metrics_text().await;
         if metrics.contains("pipemedic_poll_errors_total{pipeline=\"unreachable\"}") {
             reported = true;
             break;

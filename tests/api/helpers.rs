@@ -158,6 +158,18 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Moves the app's clock forward.
     pub fn clock_advance_minutes(&self, minutes: i64) {
         self.clock.advance(chrono::Duration::minutes(minutes));

@@ -100,15 +100,7 @@ async fn rejections_are_json_and_store_nothing(db: Db) {
     assert_eq!(body["code"], "too_large");
 
     assert_eq!(app.store.count_runs().await.unwrap(), 0);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(
             "pipemedic_requests_rejected_total{route=\"/v1/runs\",reason=\"unauthorized\"} 2"
@@ -190,15 +182,7 @@ async fn liveness_metrics_and_unknown_routes(db: Db) {
     let res = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     app.post_runs(design_run("1").to_string()).await;
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(metrics
         .contains("pipemedic_runs_ingested_total{source=\"generic\",outcome=\"inserted\"} 1"));
     assert!(metrics.contains("pipemedic_http_request_duration_seconds_count{route=\"/v1/runs\"} 1"));

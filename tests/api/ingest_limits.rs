@@ -2,12 +2,11 @@
 //! (422 naming the field and the limit, nothing stored), delivery ids are
 //! capped, and request-named event types cannot grow `/metrics`.
 
-use pipemedic::ingest::signature::sign_github;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    spawn_app_with, t, Db, TestApp, TestDb, AWS_SECRET, GITHUB_SECRET, GITLAB_TOKEN, INGEST_TOKEN,
+    spawn_app_with, t, Db, TestApp, TestDb, AWS_SECRET, GITLAB_TOKEN, INGEST_TOKEN,
 };
 
 const RUN_COMPLETED: &str = include_str!("../fixtures/github/workflow_run-completed-failure.json");
@@ -120,19 +119,7 @@ async fn absurd_values_names_and_timestamps_are_refused(db: Db) {
 }
 
 async fn github(app: &TestApp, event: &str, delivery: &str, body: &str) -> reqwest::Response {
-    app.http
-        .post(app.url("/v1/webhooks/github"))
-        .header("content-type", "application/json")
-        .header("x-github-event", event)
-        .header("x-github-delivery", delivery)
-        .header(
-            "x-hub-signature-256",
-            sign_github(GITHUB_SECRET.as_bytes(), body.as_bytes()),
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
+    crate::webhooks::github(app, event, delivery, body, crate::webhooks::signed(body)).await
 }
 
 async fn gitlab(app: &TestApp, uuid: &str, body: &str) -> reqwest::Response {
@@ -149,13 +136,7 @@ async fn gitlab(app: &TestApp, uuid: &str, body: &str) -> reqwest::Response {
 }
 
 async fn aws(app: &TestApp, event: &Value) -> reqwest::Response {
-    app.http
-        .post(app.url("/v1/webhooks/aws"))
-        .header("x-pipemedic-secret", AWS_SECRET)
-        .json(event)
-        .send()
-        .await
-        .unwrap()
+    crate::webhooks::aws(app, event, AWS_SECRET).await
 }
 
 async fn webhooks_apply_the_run_validation(db: Db) {
@@ -232,29 +213,18 @@ async fn overlong_delivery_ids_are_refused(db: Db) {
     assert_eq!(app.store.count_runs().await.unwrap(), 1);
 }
 
-async fn metrics_text(app: &TestApp) -> String {
-    app.http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 async fn unknown_event_headers_do_not_grow_metrics(db: Db) {
     let app = app(db).await;
     github(&app, "ping", "p-0", PING).await;
     github(&app, "random-event-first", "p-first", PING).await;
     // The first scrape adds the histogram of `/metrics` itself.
-    metrics_text(&app).await;
-    let before = metrics_text(&app).await.len();
+    app.metrics_text().await;
+    let before = app.metrics_text().await.len();
     for i in 0..200 {
         let res = github(&app, &format!("random-event-{i}"), &format!("p-{i}"), PING).await;
         assert_eq!(res.status(), StatusCode::ACCEPTED);
     }
-    let after = metrics_text(&app).await;
+    let after = app.metrics_text().await;
     assert!(!after.contains("random-event"), "{after}");
     assert!(
         after.contains("pipemedic_events_ignored_total{source=\"github\",event=\"other\"} 201"),

@@ -64,15 +64,7 @@ async fn history(app: &TestApp) {
 }
 
 async fn fallbacks(app: &TestApp, reason: &str) -> u64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let prefix = format!("pipemedic_detector_fallbacks_total{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

@@ -158,15 +158,7 @@ async fn offline_ask_never_shows_a_secret_from_a_stored_log(db: Db) {
     assert_hidden(&forms, &stored, "the stored run");
     assert!(stored.contains("3f786850e387550fdab836ed7e6dc881de23001b"));
     // Every one was counted, by kind.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let counted: u64 = metrics
         .lines()
         .filter(|l| l.starts_with("pipemedic_redactions_total{"))
@@ -249,14 +241,7 @@ async fn an_execution_in_assembly_is_kept_without_secrets(db: Db) {
     });
     // The execution is still running after these: nothing is stored as a run yet.
     for event in [&events[0], &events[1], &events[2], &source_done] {
-        let res = app
-            .http
-            .post(app.url("/v1/webhooks/aws"))
-            .header("x-pipemedic-secret", crate::helpers::AWS_SECRET)
-            .json(event)
-            .send()
-            .await
-            .unwrap();
+        let res = crate::webhooks::aws(&app, event, crate::helpers::AWS_SECRET).await;
         assert!(res.status().is_success(), "{}", res.text().await.unwrap());
     }
     let execution = events[0]["detail"]["execution-id"].as_str().unwrap();

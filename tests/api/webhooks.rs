@@ -15,7 +15,7 @@ const CP_FAILED: &str = include_str!("../fixtures/aws/codepipeline-failed-execut
 const CB_STANDALONE: &str = include_str!("../fixtures/aws/codebuild-standalone-succeeded.json");
 const GL_PIPELINE: &str = include_str!("../fixtures/gitlab/pipeline-failed.json");
 
-async fn github(
+pub(crate) async fn github(
     app: &TestApp,
     event: &str,
     delivery: &str,
@@ -35,7 +35,7 @@ async fn github(
     req.send().await.unwrap()
 }
 
-fn signed(body: &str) -> Option<String> {
+pub(crate) fn signed(body: &str) -> Option<String> {
     Some(sign_github(GITHUB_SECRET.as_bytes(), body.as_bytes()))
 }
 
@@ -168,15 +168,7 @@ async fn github_ping_unknown_and_malformed(db: Db) {
     let res = github(&app, "workflow_run", "p-5", &huge, signed(&huge)).await;
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(app.store.count_runs().await.unwrap(), 0);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("pipemedic_events_ignored_total{source=\"github\",event=\"ping\"} 1"),
         "{metrics}"
@@ -187,7 +179,7 @@ async fn github_ping_unknown_and_malformed(db: Db) {
     );
 }
 
-async fn aws(app: &TestApp, event: &Value, secret: &str) -> reqwest::Response {
+pub(crate) async fn aws(app: &TestApp, event: &Value, secret: &str) -> reqwest::Response {
     app.http
         .post(app.url("/v1/webhooks/aws"))
         .header("x-pipemedic-secret", secret)
