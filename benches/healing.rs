@@ -9,17 +9,14 @@
 //! starts once the step is `running` in the store. Prints both rates (the
 //! median of three 5 s rounds each) and their ratio (the aim: within 20%).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pipemedic::config::{self, Env, Loaded, Secret, Secrets};
 use pipemedic::startup::Application;
 use pipemedic::store::{ExecutionState, Store};
 
-const TOKEN: &str = "bench-token";
-const CLIENTS: usize = 64;
-const MEASURE: Duration = Duration::from_secs(5);
+mod support;
+use support::{drive, loaded, run_json, CLIENTS, MEASURE, TOKEN};
+
 /// Measurements of each kind; the median is reported.
 const ROUNDS: u64 = 3;
 const PIPELINE: &str = "bench-heal";
@@ -42,47 +39,24 @@ actions:
 Takes almost five minutes.
 "#;
 
-fn run_json(pipeline: usize, id: u64) -> serde_json::Value {
-    serde_json::json!({
-        "pipeline": format!("service-{pipeline:03}"), "run_id": format!("r{id}"), "status": "succeeded",
-        "started_at": "2026-11-20T10:00:00Z", "finished_at": "2026-11-20T10:07:12Z",
-        "stage": "Test", "commit": "a1b2c3d",
-        "tests": {"total": 812, "failed": 3, "skipped": 4},
-        "resources": {"cpu_peak_pct": 73.5, "mem_peak_mb": 2100},
-        "metrics": {"bundle_kb": 512.0}
-    })
-}
-
-/// Runs `CLIENTS` concurrent loops for `MEASURE`; returns runs per second.
+/// Runs `CLIENTS` concurrent posters for `MEASURE`, run ids from `offset`
+/// on; returns runs per second.
 async fn ingest_rate(http: &reqwest::Client, base: &str, offset: u64) -> f64 {
-    let counter = Arc::new(AtomicU64::new(offset));
-    let items = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + MEASURE;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..CLIENTS {
-        let (counter, items, http) = (counter.clone(), items.clone(), http.clone());
-        let url = format!("{base}/v1/runs");
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                let ok = http
-                    .post(&url)
-                    .bearer_auth(TOKEN)
-                    .json(&run_json(c, n))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if ok {
-                    items.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    items.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    let (http, url) = (http.clone(), format!("{base}/v1/runs"));
+    drive(offset, move |n| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let ok = http
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .json(&run_json((n % CLIENTS as u64) as usize, n))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            u64::from(ok)
+        }
+    })
+    .await
 }
 
 async fn post(http: &reqwest::Client, base: &str, body: serde_json::Value) {
@@ -145,23 +119,12 @@ async fn main() {
     std::fs::write(playbooks.join("slow-fix.md"), PLAYBOOK).expect("playbook");
     let url = format!("sqlite://{}/bench.db", dir.path().display());
 
-    let mut cfg = config::from_sources(None, None, &Env::new()).expect("config");
-    cfg.server.listen = "127.0.0.1:0".into();
-    cfg.store.url = url.clone();
-    cfg.server.max_body_bytes = 4 * 1024 * 1024;
-    cfg.planner.plan_incidents = true;
-    cfg.planner.playbooks_dir = playbooks.display().to_string();
-    cfg.planner.prompts_dir = format!("{}/prompts", env!("CARGO_MANIFEST_DIR"));
-    cfg.approvals.auto_remediation = true;
-    let loaded = Loaded {
-        config: cfg,
-        secrets: Secrets {
-            ingest_token: Some(Secret::new(TOKEN)),
-            ..Secrets::default()
-        },
-        source: None,
-    };
-    let app = Application::build(loaded).await.expect("app builds");
+    let mut config = loaded(&url);
+    config.config.planner.plan_incidents = true;
+    config.config.planner.playbooks_dir = playbooks.display().to_string();
+    config.config.planner.prompts_dir = format!("{}/prompts", env!("CARGO_MANIFEST_DIR"));
+    config.config.approvals.auto_remediation = true;
+    let app = Application::build(config).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
     let stop = app.shutdown_token();

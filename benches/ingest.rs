@@ -9,73 +9,19 @@
 //! First, the cost of the run limits check ([`pipemedic::domain::Run::validate`])
 //! on a run with the most stages accepted, as a ratio to a one-stage run.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use pipemedic::config::{self, Env, Loaded, Secret, Secrets};
 use pipemedic::startup::Application;
 
-const TOKEN: &str = "bench-token";
-const CLIENTS: usize = 64;
-const MEASURE: Duration = Duration::from_secs(5);
-
-fn run_json(pipeline: usize, id: u64) -> serde_json::Value {
-    serde_json::json!({
-        "pipeline": format!("service-{pipeline:03}"), "run_id": format!("r{id}"), "status": "succeeded",
-        "started_at": "2026-11-20T10:00:00Z", "finished_at": "2026-11-20T10:07:12Z",
-        "stage": "Test", "commit": "a1b2c3d",
-        "tests": {"total": 812, "failed": 3, "skipped": 4},
-        "resources": {"cpu_peak_pct": 73.5, "mem_peak_mb": 2100},
-        "metrics": {"bundle_kb": 512.0}
-    })
-}
+mod support;
+use support::{drive, loaded, run_json, CLIENTS, MEASURE, TOKEN};
 
 async fn start(url: &str) -> (String, tokio_util::sync::CancellationToken) {
-    let mut cfg = config::from_sources(None, None, &Env::new()).expect("config");
-    cfg.server.listen = "127.0.0.1:0".into();
-    cfg.store.url = url.to_string();
-    cfg.server.max_body_bytes = 4 * 1024 * 1024;
-    let loaded = Loaded {
-        config: cfg,
-        secrets: Secrets {
-            ingest_token: Some(Secret::new(TOKEN)),
-            ..Secrets::default()
-        },
-        source: None,
-    };
-    let app = Application::build(loaded).await.expect("app builds");
+    let app = Application::build(loaded(url)).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let stop = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
     (base, stop)
-}
-
-/// Runs `CLIENTS` concurrent loops for `MEASURE`; returns items per second.
-async fn drive<F, Fut>(make: F) -> f64
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = u64> + Send,
-{
-    let make = Arc::new(make);
-    let counter = Arc::new(AtomicU64::new(0));
-    let items = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + MEASURE;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
-        let (make, counter, items) = (make.clone(), counter.clone(), items.clone());
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                items.fetch_add(make(n).await, Ordering::Relaxed);
-            }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    items.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
 fn peak_rss_mb() -> f64 {
@@ -97,7 +43,7 @@ async fn bench_backend(name: &str, url: &str) {
         .expect("client");
 
     let (c, b) = (client.clone(), base.clone());
-    let healthz = drive(move |_| {
+    let healthz = drive(0, move |_| {
         let (c, b) = (c.clone(), b.clone());
         async move {
             let ok = c
@@ -111,7 +57,7 @@ async fn bench_backend(name: &str, url: &str) {
     .await;
 
     let (c, b) = (client.clone(), base.clone());
-    let single = drive(move |n| {
+    let single = drive(0, move |n| {
         let (c, b) = (c.clone(), b.clone());
         async move {
             let body = run_json((n % 50) as usize, n).to_string();
@@ -129,7 +75,7 @@ async fn bench_backend(name: &str, url: &str) {
 
     const BATCH: u64 = 100;
     let (c, b) = (client.clone(), base.clone());
-    let batched = drive(move |n| {
+    let batched = drive(0, move |n| {
         let (c, b) = (c.clone(), b.clone());
         async move {
             let runs: Vec<_> = (0..BATCH)
