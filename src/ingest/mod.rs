@@ -352,7 +352,8 @@ async fn writer(
     }
 }
 
-/// Commits a group of calls whose runs are already redacted.
+/// Commits a group of calls whose runs are already checked
+/// ([`IngestService::accept_runs`]) and redacted.
 async fn write_group(
     store: &Store,
     group: &[Job],
@@ -397,14 +398,14 @@ pub async fn store_runs(
     store_redacted(tx, source, runs, now).await
 }
 
-/// [`store_runs`] for runs [`redaction::RunRedaction::apply`] has seen.
+/// [`store_runs`] for runs [`check_runs`] passed and
+/// [`redaction::RunRedaction::apply`] has seen.
 async fn store_redacted(
     tx: &mut WriteTx,
     source: RunSource,
     runs: &[Run],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<Accepted>, IngestError> {
-    check_runs(runs, now)?;
     let mut accepted = Vec::with_capacity(runs.len());
     for run in runs {
         let up = tx.upsert_run(run, source, now).await?;
