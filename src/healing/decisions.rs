@@ -218,15 +218,22 @@ impl HealingService {
             }
             Ruling::Counted { .. } | Ruling::Rejected | Ruling::Approved => {
                 let rejected = format!("plan rejected by {}", vote.approver.key());
-                self.act_on_ruling(incident_id, request_id, &outcome.decision, &who, &rejected)
-                    .await?;
+                self.act_on_ruling(
+                    incident_id,
+                    request_id,
+                    &outcome.decision,
+                    &format!("{who} approved"),
+                    &rejected,
+                )
+                .await?;
             }
         }
         Ok(())
     }
 
     /// What a ruling that counted does, wherever the vote came from: an
-    /// approval short of the quorum is said in the thread, a rejection
+    /// approval short of the quorum is said in the thread (`approved` says
+    /// who and how, e.g. "<@U1> approved"), a rejection
     /// reopens the incident with `rejected_note`, and the approval that
     /// completes the quorum moves the incident to remediating and starts
     /// the plan in a task of its own. Other rulings do nothing here.
@@ -235,7 +242,7 @@ impl HealingService {
         incident_id: i64,
         request_id: i64,
         ruling: &Ruling,
-        voter: &str,
+        approved: &str,
         rejected_note: &str,
     ) -> Result<(), HealingError> {
         match ruling {
@@ -247,7 +254,7 @@ impl HealingService {
                     incident_id,
                     "Approval counted",
                     Severity::Info,
-                    format!("{voter} approved: {approved_so_far} of {required} approvals. Nothing runs until all are in."),
+                    format!("{approved}: {approved_so_far} of {required} approvals. Nothing runs until all are in."),
                 )
                 .await;
             }

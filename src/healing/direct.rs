@@ -142,7 +142,7 @@ impl HealingService {
                     incident_id,
                     request.id,
                     &outcome.decision,
-                    &format!("{voter} (through the admin API)"),
+                    &format!("{voter} approved through the admin API"),
                     &rejected,
                 )
                 .await
