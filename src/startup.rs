@@ -192,7 +192,7 @@ impl Application {
         let sagemaker = match loaded.config.detector.backend {
             DetectorBackend::Embedded => None,
             DetectorBackend::Sagemaker => {
-                let clients = aws.load().await;
+                let clients = aws.clients().await;
                 Some(Arc::new(SagemakerScorer::new(
                     &clients.sagemaker(),
                     ScorerSettings::from_config(&loaded.config.detector, aws.initial_backoff),
@@ -238,7 +238,7 @@ impl Application {
         });
         let bedrock = match loaded.config.ask.backend {
             crate::config::AskBackend::Offline => None,
-            crate::config::AskBackend::Bedrock => Some(aws.load().await.bedrock()),
+            crate::config::AskBackend::Bedrock => Some(aws.clients().await.bedrock()),
         };
         let asker = Arc::new(crate::ask::Asker::from_config(
             &loaded.config,
@@ -401,8 +401,12 @@ async fn build_healing(
     aws: &AwsSettings,
 ) -> Result<(PlanService, Arc<ApprovalService>), StartupError> {
     let config = &loaded.config;
-    let clients = aws.load().await;
-    let bedrock = (config.planner.backend == PlannerBackend::Bedrock).then(|| clients.bedrock());
+    // AWS is loaded here only for the Bedrock planner; the CodePipeline
+    // executors load it on their first action.
+    let bedrock = match config.planner.backend {
+        PlannerBackend::Bedrock => Some(aws.clients().await.bedrock()),
+        PlannerBackend::Offline => None,
+    };
     let planner = PlanService::from_config(
         config,
         store.clone(),
@@ -410,10 +414,10 @@ async fn build_healing(
         clock.clone(),
         bedrock,
     )?;
-    let registry = ExecutorRegistry::from_config(
+    let registry = ExecutorRegistry::from_settings(
         config,
         &loaded.secrets,
-        &clients,
+        aws,
         &crate::config::process_env(),
     )?;
     let approvals = ApprovalService::new(

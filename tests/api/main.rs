@@ -9,6 +9,7 @@ mod approvals;
 mod approvals_store;
 mod ask;
 mod ask_model;
+mod aws_lazy;
 mod chat_commands;
 mod chat_discord;
 mod chat_outbox;
