@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use super::schema::CHAT_PLATFORMS;
 use super::{
     redact_url, AskBackend, Config, ConfigProblem, DetectorBackend, PlannerBackend,
-    APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES,
+    APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES, PAGING_PROVIDERS,
 };
 
 impl Config {
@@ -33,6 +33,7 @@ impl Config {
         remediate(self, &mut bad);
         approvals(self, &mut bad);
         api_urls(self, &mut bad);
+        paging(self, &mut bad);
         problems
     }
 }
@@ -438,6 +439,33 @@ fn api_urls(config: &Config, bad: &mut impl FnMut(&str, String)) {
         let is_http = value.starts_with("http://") || value.starts_with("https://");
         let may_be_empty = optional && value.is_empty();
         if !(is_http || may_be_empty) {
+            bad(
+                key,
+                format!("{:?} must be an http:// or https:// URL", redact_url(value)),
+            );
+        }
+    }
+}
+
+/// The paging provider and its endpoints (whose credentials are secrets,
+/// checked at start).
+fn paging(config: &Config, bad: &mut impl FnMut(&str, String)) {
+    let paging = &config.paging;
+    if !(paging.provider.is_empty() || PAGING_PROVIDERS.contains(&paging.provider.as_str())) {
+        bad(
+            "paging.provider",
+            format!(
+                "{:?} must be one of {} (or empty: nobody is paged)",
+                paging.provider,
+                PAGING_PROVIDERS.join(", ")
+            ),
+        );
+    }
+    for (key, value) in [
+        ("paging.pagerduty.events_url", &paging.pagerduty.events_url),
+        ("paging.opsgenie.api_url", &paging.opsgenie.api_url),
+    ] {
+        if !(value.starts_with("http://") || value.starts_with("https://")) {
             bad(
                 key,
                 format!("{:?} must be an http:// or https:// URL", redact_url(value)),

@@ -16,6 +16,7 @@ mod approvals;
 mod detection;
 mod incidents;
 mod outbox;
+mod paging;
 mod plans;
 mod write;
 
@@ -36,6 +37,7 @@ pub use approvals::{
 pub use detection::StoredModel;
 pub use incidents::{NewIncident, Silence, StoredDecision};
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
+pub use paging::{NewPage, PageAction, PageStatus, StoredPage};
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
 pub use write::{RunOutcome, Upserted, WriteTx};
 
