@@ -445,6 +445,29 @@ mod tests {
     }
 
     #[test]
+    fn link_templates_are_checked_with_sample_facts() {
+        let text = "[[chat.routes]]\npipelines = \"*\"\nplatform = \"slack\"\nchannel = \"C1\"\n\
+                    links = [{ label = \"Dashboard\", url = \"https://grafana.example/d/ci?var-p={{pipeline}}&from={{from_ms}}&to={{to_ms}}\" }]\n";
+        let c = from_sources(Some(text), None, &Env::new()).unwrap();
+        assert_eq!(c.chat.routes[0].links[0].label, "Dashboard");
+        let bad = "[[chat.routes]]\npipelines = \"*\"\nplatform = \"slack\"\nchannel = \"C1\"\n\
+                   links = [{ label = \"ok\", url = \"https://x.example/{{pipeline}}\" }, { label = \"Dash\", url = \"grafana/d/{{pipeline}}\" }]\n\
+                   [chat.default_route]\nplatform = \"slack\"\nchannel = \"C2\"\n\
+                   links = [{ label = \"\", url = \"https://x.example/\" }, { label = \"x\", url = \"https://{{pipeline}}.example/\" }]\n";
+        let err = from_sources(Some(bad), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "chat.routes[0].links[1].url",
+                "chat.default_route.links[0].label",
+                "chat.default_route.links[1].url",
+            ]
+        );
+        assert!(err.problems[0].message.contains("not an absolute http"));
+    }
+
+    #[test]
     fn starter_file_is_valid() {
         from_sources(Some(STARTER_TOML), Some("starter"), &Env::new()).unwrap();
     }
@@ -456,6 +479,7 @@ mod tests {
             pipelines: "payments-*".into(),
             platform: "slack".into(),
             channel: "C1".into(),
+            links: Vec::new(),
         });
         let text = c.to_redacted_toml();
         assert!(!text.starts_with("# cannot render"), "{text}");

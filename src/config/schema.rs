@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::detection::{self, MetricRuleConfig, PipelineRulesConfig};
+use crate::domain::LinkTemplate;
 use crate::playbooks::CiSystem;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -309,6 +310,10 @@ pub struct ChatRoute {
     pub platform: String,
     /// Slack channel id (`C0123…`) or Discord channel id.
     pub channel: String,
+    /// Links shown on these pipelines' alerts (a dashboard, a runbook),
+    /// with incident facts filled in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkTemplate>,
 }
 
 /// The route of pipelines no `[[chat.routes]]` entry matches; empty
@@ -318,6 +323,8 @@ pub struct ChatRoute {
 pub struct DefaultRoute {
     pub platform: String,
     pub channel: String,
+    /// Links shown on the alerts of pipelines this route takes.
+    pub links: Vec<LinkTemplate>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -34,6 +34,7 @@ impl Config {
         approvals(self, &mut bad);
         api_urls(self, &mut bad);
         paging(self, &mut bad);
+        links(self, &mut bad);
         problems
     }
 }
@@ -470,6 +471,28 @@ fn paging(config: &Config, bad: &mut impl FnMut(&str, String)) {
                 key,
                 format!("{:?} must be an http:// or https:// URL", redact_url(value)),
             );
+        }
+    }
+}
+
+/// Link templates of the chat routes: a label, and an absolute http(s) URL
+/// once sample incident facts are filled in.
+fn links(config: &Config, bad: &mut impl FnMut(&str, String)) {
+    let routes = config
+        .chat
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("chat.routes[{i}].links"), &r.links))
+        .chain(std::iter::once((
+            "chat.default_route.links".to_string(),
+            &config.chat.default_route.links,
+        )));
+    for (prefix, links) in routes {
+        for (j, link) in links.iter().enumerate() {
+            if let Err((field, e)) = crate::domain::check_link_template(link) {
+                bad(&format!("{prefix}[{j}].{field}"), e.to_string());
+            }
         }
     }
 }

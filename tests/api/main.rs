@@ -28,6 +28,7 @@ mod incidents;
 mod ingest_generic;
 mod ingest_limits;
 mod lifecycle;
+mod links;
 mod paging;
 mod planner;
 mod remediate;
