@@ -400,7 +400,69 @@ async fn two_fixes_that_did_not_heal_page_the_on_call(db: Db) {
     .await;
 }
 
+async fn a_page_its_process_left_mid_call_is_sent_once_by_another(db: Db) {
+    let pd = FakePagerDuty::start().await;
+    let Some(l) = pagerduty_app(db, &pd).await else {
+        return;
+    };
+    let app = &l.h.app;
+    let id = until_plan_offered(&l, PIPELINE).await;
+    // The first attempt is throttled for a minute.
+    pd.throttle_next(Some("60"));
+    expire(&l, id).await;
+    wait_until("the throttled attempt", || pd.calls().len() == 1).await;
+    let page = loop {
+        let pages = app.store.pages_for_incident(id).await.unwrap();
+        if pages[0].status == PageStatus::Pending && pages[0].attempts == 1 {
+            break pages[0].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // A process claims it when it is due and stops before settling it.
+    let due = page.next_attempt_at;
+    let mut tx = app.store.begin_write().await.unwrap();
+    let claimed = tx
+        .claim_page(page.id, "crashed-replica", due, due - Duration::minutes(2))
+        .await
+        .unwrap();
+    assert!(claimed.is_some());
+    tx.commit().await.unwrap();
+    // While its claim is fresh nobody else sends it.
+    app.clock.set(due + Duration::seconds(30));
+    assert_eq!(app.healing.paging().deliver_due().await.unwrap(), 0);
+    assert_eq!(pd.calls().len(), 1);
+    // Once the claim is abandoned, two replicas at once send it once.
+    app.clock.set(due + Duration::minutes(3));
+    let other = app.healing.paging().clone().with_process_id("replica-b");
+    let (a, b) = tokio::join!(app.healing.paging().deliver_due(), other.deliver_due());
+    a.unwrap();
+    b.unwrap();
+    wait_until("the trigger accepted", || pd.calls().len() >= 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(pd.calls().len(), 2);
+    let key = format!("pipemedic-incident-{id}");
+    assert_eq!(pd.alerts()[&key].triggers, 1);
+    let pages = app.store.pages_for_incident(id).await.unwrap();
+    assert_eq!(pages[0].status, PageStatus::Sent);
+    assert_ne!(pages[0].claimed_by.as_deref(), Some("crashed-replica"));
+    // The stopped process's late report changes nothing.
+    let mut tx = app.store.begin_write().await.unwrap();
+    assert!(!tx
+        .settle_page(
+            page.id,
+            "crashed-replica",
+            PageStatus::Dead,
+            Some("late"),
+            app.clock.now()
+        )
+        .await
+        .unwrap());
+    drop(tx);
+    assert_eq!(audit_kinds(app, "page.sent").await.len(), 1);
+}
+
 on_both_databases!(
+    a_page_its_process_left_mid_call_is_sent_once_by_another,
     a_plan_unapproved_at_half_its_expiry_is_reminded_once,
     an_expired_plan_pages_pagerduty_once_and_the_heal_resolves_it,
     a_refused_page_is_reported_once_and_never_retried,
