@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::chat::outbox::{self, OutboxSignal};
+use crate::chat::routing::Routes;
 use crate::chat::{ChatMessage, Severity};
 use crate::clock::Clock;
 use crate::config::{Config, Secrets};
@@ -171,8 +172,15 @@ pub struct PageEvent {
 }
 
 impl PageEvent {
-    /// The event for paging about `incident` because of `reason`.
-    pub fn for_incident(incident: &Incident, reason: &str, public_url: &str) -> Self {
+    /// The event for paging about `incident` because of `reason`, with
+    /// `extra` links (the route's dashboards and runbooks) after the
+    /// incident's own.
+    pub fn for_incident(
+        incident: &Incident,
+        reason: &str,
+        public_url: &str,
+        extra: Vec<PageLink>,
+    ) -> Self {
         let run = &incident.latest_run;
         let summary = format!(
             "pipemedic: {} incident #{} needs a person: {reason}",
@@ -220,6 +228,7 @@ impl PageEvent {
                 });
             }
         }
+        links.extend(extra);
         Self {
             summary: clip(&summary, 1000),
             source: incident.pipeline.clone(),
@@ -359,13 +368,15 @@ pub(crate) fn send_error(provider: &'static str, e: &reqwest::Error) -> PageErro
 }
 
 /// When and how hard to page, from `[paging]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PagingSettings {
     pub on_expiry: bool,
     /// Page once this many fixes did not heal one incident (0: never).
     pub not_healed_times: u32,
     /// pipemedic's public URL, for the incident link in pages.
     pub public_url: String,
+    /// The chat routes, whose links (dashboards, runbooks) go with a page.
+    pub routes: Routes,
 }
 
 impl PagingSettings {
@@ -374,6 +385,7 @@ impl PagingSettings {
             on_expiry: config.paging.on_expiry,
             not_healed_times: config.paging.not_healed_times,
             public_url: config.server.public_url.clone(),
+            routes: Routes::from_config(&config.chat),
         }
     }
 }
@@ -495,7 +507,15 @@ impl PagingService {
             return Ok(false);
         };
         let now = self.inner.clock.now();
-        let event = PageEvent::for_incident(incident, reason, &self.inner.settings.public_url);
+        let settings = &self.inner.settings;
+        let links = crate::chat::links::render(settings.routes.links(&incident.pipeline), incident)
+            .into_iter()
+            .map(|l| PageLink {
+                text: l.label,
+                href: l.url,
+            })
+            .collect();
+        let event = PageEvent::for_incident(incident, reason, &settings.public_url, links);
         let page = NewPage {
             incident_id: incident.id,
             action: PageAction::Trigger,

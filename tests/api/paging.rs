@@ -112,6 +112,12 @@ async fn pagerduty_app(db: Db, pd: &FakePagerDuty) -> Option<Loop> {
     loop_app_with(db, PLAYBOOK, move |c| {
         c.paging.provider = "pagerduty".into();
         c.paging.pagerduty.events_url = url;
+        for route in &mut c.chat.routes {
+            route.links = vec![pipemedic::domain::LinkTemplate {
+                label: "Dashboard".into(),
+                url: "https://grafana.example/d/ci?var-pipeline={{pipeline}}".into(),
+            }];
+        }
     })
     .await
 }
@@ -165,6 +171,13 @@ async fn an_expired_plan_pages_pagerduty_once_and_the_heal_resolves_it(db: Db) {
     assert_eq!(payload["component"], "Test");
     assert_eq!(payload["custom_details"]["incident"], id.to_string());
     assert_eq!(payload["custom_details"]["pipeline"], PIPELINE);
+    // The run's logs and the route's dashboard go with the page.
+    let links = event["links"].as_array().unwrap();
+    assert_eq!(links[0]["text"], "Logs");
+    assert_eq!(
+        links.last().unwrap(),
+        &json!({"href": "https://grafana.example/d/ci?var-pipeline=checkout-service", "text": "Dashboard"})
+    );
     // The routing key is in its field and nowhere else.
     let mut rest = event.clone();
     rest.as_object_mut().unwrap().remove("routing_key");
@@ -335,6 +348,11 @@ async fn opsgenie_is_paged_with_the_alias_after_a_rate_limit_and_closed_when_hea
     assert_eq!(close.json()["source"], "pipemedic");
     assert_eq!(og.alerts()[&key].status, "closed");
     assert_eq!(og.alerts()[&key].count, 1);
+    // Settled in the transaction that says so in the thread.
+    wait_until("the close in the thread", || {
+        thread_lines(&l, "Resolved the on-call page (Opsgenie)") == 1
+    })
+    .await;
     let resolve = app
         .store
         .pages_for_incident(id)
@@ -437,7 +455,10 @@ async fn a_page_its_process_left_mid_call_is_sent_once_by_another(db: Db) {
     let (a, b) = tokio::join!(app.healing.paging().deliver_due(), other.deliver_due());
     a.unwrap();
     b.unwrap();
-    wait_until("the trigger accepted", || pd.calls().len() >= 2).await;
+    wait_until("the page in the thread", || {
+        thread_lines(&l, "Paged on-call (PagerDuty)") == 1
+    })
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(pd.calls().len(), 2);
     let key = format!("pipemedic-incident-{id}");
