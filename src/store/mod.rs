@@ -17,6 +17,7 @@ pub mod backup;
 mod detection;
 mod incidents;
 mod outbox;
+mod paging;
 mod plans;
 mod schema;
 mod write;
@@ -38,6 +39,7 @@ pub use approvals::{
 pub use detection::StoredModel;
 pub use incidents::{NewIncident, Silence, StoredDecision};
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
+pub use paging::{NewPage, PageAction, PageStatus, StoredPage};
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
 pub use schema::SchemaStatus;
 pub use write::{RunOutcome, Upserted, WriteTx};

@@ -31,6 +31,8 @@ mod incidents;
 mod ingest_generic;
 mod ingest_limits;
 mod lifecycle;
+mod links;
+mod paging;
 mod planner;
 mod readiness;
 mod remediate;
