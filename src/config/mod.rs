@@ -30,10 +30,10 @@ pub use load::{
 };
 pub use schema::{
     ApprovalsConfig, AskBackend, AskConfig, AwsConfig, AwsEndpoints, ChatConfig, ChatRoute,
-    CodePipelineConfig, DefaultRoute, DetectorBackend, DetectorConfig, DiscordConfig, GithubConfig,
-    IncidentsConfig, IngestConfig, PlannerBackend, PlannerConfig, RemediateConfig, SecretFiles,
-    ServerConfig, SlackConfig, StoreConfig, UnknownIdentity, APPROVER_MEMBER_PREFIXES,
-    MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES,
+    CodePipelineConfig, ConsoleConfig, DefaultRoute, DetectorBackend, DetectorConfig,
+    DiscordConfig, GithubConfig, IncidentsConfig, IngestConfig, PlannerBackend, PlannerConfig,
+    RemediateConfig, SecretFiles, ServerConfig, SlackConfig, StoreConfig, UnknownIdentity,
+    APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES,
 };
 pub use secrets::{Secret, Secrets};
 
@@ -59,6 +59,7 @@ pub struct Config {
     pub remediate: RemediateConfig,
     pub approvals: ApprovalsConfig,
     pub secrets: SecretFiles,
+    pub console: ConsoleConfig,
 }
 
 impl Config {
