@@ -19,6 +19,7 @@ mod chat_support;
 mod ci_eval;
 mod cli_json;
 mod codepipeline_poll;
+mod console;
 mod demo;
 mod detection;
 mod edge;

@@ -314,7 +314,7 @@ struct RunRow {
     tests: String,
     abnormal: bool,
     grade: String,
-    log: Option<String>,
+    excerpt: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -431,7 +431,7 @@ fn run_row(r: &GradedRun) -> RunRow {
         }),
         abnormal: r.is_abnormal(),
         grade: r.grade.map_or("not scored".into(), |g| format!("{g:.2}")),
-        log: run
+        excerpt: run
             .log_excerpt
             .as_deref()
             .filter(|l| !l.trim().is_empty())
@@ -648,7 +648,7 @@ struct IncidentPage {
     stage: String,
     commit: String,
     author: String,
-    log: Option<String>,
+    excerpt: Option<String>,
     deviations: Vec<DeviationRow>,
     why: Vec<String>,
     chart: String,
@@ -713,7 +713,7 @@ pub(super) async fn incident(
             stage: run.stage.clone().unwrap_or_default(),
             commit: run.commit.clone().unwrap_or_default(),
             author: run.commit_author.clone().unwrap_or_default(),
-            log: run
+            excerpt: run
                 .log_excerpt
                 .as_deref()
                 .filter(|l| !l.trim().is_empty())
