@@ -71,6 +71,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     config: IncidentsConfig,
+    /// `server.public_url`, for links to the web console on alert cards.
+    public_url: String,
     routes: Routes,
     /// Platforms with a configured adapter; routes to others are not posted.
     platforms: Vec<Platform>,
@@ -121,6 +123,7 @@ impl IncidentService {
                 clock,
                 metrics,
                 config: config.incidents.clone(),
+                public_url: config.server.public_url.clone(),
                 routes: Routes::from_config(&config.chat),
                 platforms,
                 signal,
@@ -239,7 +242,7 @@ impl IncidentService {
                     .ok_or(IncidentError::NotFound(current.id))?;
                 if !incident.silenced {
                     if let Some((platform, channel)) = &incident.route {
-                        let card = OutboxPayload::message(cards::incident_card(&incident), None);
+                        let card = OutboxPayload::message(self.alert_card(&incident), None);
                         outbox::queue(
                             &mut tx,
                             Some(incident.id),
@@ -298,7 +301,7 @@ impl IncidentService {
             .await?;
         if let Some(route) = &route {
             let incident = tx.incident(id).await?.ok_or(IncidentError::NotFound(id))?;
-            let card = OutboxPayload::message(cards::incident_card(&incident), None);
+            let card = OutboxPayload::message(self.alert_card(&incident), None);
             outbox::queue(
                 &mut tx,
                 Some(id),
@@ -450,6 +453,21 @@ impl IncidentService {
     }
 
     /// The incident settings (grouping window, chart history).
+    /// `server.public_url` (empty when not set).
+    pub fn public_url(&self) -> &str {
+        &self.inner.public_url
+    }
+
+    /// The alert card of `incident`, linking to its console page when
+    /// `server.public_url` is set.
+    fn alert_card(&self, incident: &Incident) -> crate::chat::ChatMessage {
+        cards::with_console_link(
+            cards::incident_card(incident),
+            &self.inner.public_url,
+            incident.id,
+        )
+    }
+
     pub fn config(&self) -> &IncidentsConfig {
         &self.inner.config
     }
@@ -497,7 +515,7 @@ impl IncidentService {
         let Some((platform, channel)) = &incident.route else {
             return Ok(());
         };
-        let card = OutboxPayload::message(cards::incident_card(incident), None);
+        let card = OutboxPayload::message(self.alert_card(incident), None);
         outbox::queue(
             tx,
             Some(incident.id),

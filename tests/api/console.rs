@@ -609,4 +609,34 @@ on_both_databases!(
     tampered_and_expired_cookies_are_refused,
     every_page_renders_signed_in,
     a_trusted_proxy_names_the_viewer,
+    alerts_link_to_the_incident_page,
 );
+
+/// With `server.public_url` set, the alert posted to chat links to the
+/// incident's console page (as a live link: the host is pipemedic's own).
+async fn alerts_link_to_the_incident_page(db: Db) {
+    use crate::incidents::{abnormal, chat_app_with, history, send, wait_until, SLACK_CHANNEL};
+    let Some(h) = chat_app_with(db, |c| {
+        c.server.public_url = "https://pipemedic.example.com/".into();
+    })
+    .await
+    else {
+        return;
+    };
+    let pipeline = crate::incidents::PIPELINE;
+    history(&h.app, pipeline).await;
+    send(&h.app, abnormal(&h.app, pipeline, "r1").await).await;
+    wait_until("the slack alert", || {
+        !h.slack.messages(SLACK_CHANNEL).is_empty()
+    })
+    .await;
+    let alert = &h.slack.messages(SLACK_CHANNEL)[0];
+    let blocks = alert.blocks.to_string();
+    let id = h.app.store.incidents(false, None, 1).await.unwrap()[0].id;
+    assert!(
+        blocks.contains(&format!(
+            "<https://pipemedic.example.com/ui/incidents/{id}|incident page>"
+        )),
+        "{blocks}"
+    );
+}
