@@ -20,6 +20,7 @@ mod ci_eval;
 mod cli_json;
 mod codepipeline_poll;
 mod console;
+mod console_browser;
 mod demo;
 mod detection;
 mod edge;

@@ -161,11 +161,19 @@ impl Auth {
         )
     }
 
-    /// Whether a form post comes from this site: without an `Origin` header
-    /// (older browsers, non-browser clients) it is let through, the cookie
-    /// being `SameSite=Strict`; with one, it must be `server.public_url`'s
-    /// origin or the origin of the `Host` the request was sent to.
+    /// Whether a form post comes from this site. Browsers that send
+    /// `Sec-Fetch-Site` are believed: `same-origin` (or `none`, typed by
+    /// the person) passes, anything else does not. Otherwise an `Origin`
+    /// header must be `server.public_url`'s origin or the origin of the
+    /// `Host` the request was sent to; `Origin: null` is refused (under
+    /// `Referrer-Policy: no-referrer` browsers send it for their own forms,
+    /// but those browsers send `Sec-Fetch-Site` too). With neither header
+    /// (older browsers, non-browser clients) the post passes, the session
+    /// cookie being `SameSite=Strict`.
     pub fn same_origin(&self, headers: &HeaderMap) -> bool {
+        if let Some(site) = headers.get("sec-fetch-site") {
+            return matches!(site.to_str(), Ok("same-origin") | Ok("none"));
+        }
         let Some(origin) = headers.get(header::ORIGIN) else {
             return true;
         };
@@ -282,6 +290,15 @@ mod tests {
             ("host", "127.0.0.1:8080")
         ])));
         assert!(!a.same_origin(&headers(&[("origin", "null"), ("host", "x")])));
+        assert!(a.same_origin(&headers(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(!a.same_origin(&headers(&[
+            ("origin", "https://pm.example.com"),
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(!a.same_origin(&headers(&[("sec-fetch-site", "same-site")])));
     }
 
     #[test]
