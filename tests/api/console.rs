@@ -602,6 +602,51 @@ fn console_settings_are_validated() {
     );
 }
 
+/// Runs and the charts are paginated: 50 a page, newest first, one chart
+/// point per run on the page.
+async fn runs_are_paginated(db: Db) {
+    let Some(app) = spawn_app_with(db, |_| {}).await else {
+        return;
+    };
+    let now = pipemedic::clock::Clock::now(app.clock.as_ref());
+    let mut tx = app.store.begin_write().await.unwrap();
+    for i in 0..55 {
+        let finished = now - Duration::minutes(60 * (55 - i));
+        let mut run = Run::new("long", format!("L-{i:02}"), RunStatus::Succeeded);
+        run.started_at = Some(finished - Duration::seconds(300 + i));
+        run.finished_at = Some(finished);
+        tx.upsert_run(&run, RunSource::Generic, finished)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let cookie = session_cookie(&sign_in(&app, READ_TOKEN).await);
+    // Attribute values come back with `=` written as `&#x3D;`.
+    let first = get(&app, "/ui/pipelines/long", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap()
+        .replace("&#x3D;", "=");
+    let chart = |page: &str| {
+        let from = page.find("<svg class=\"chart\"").expect("a chart");
+        let to = from + page[from..].find("</svg>").unwrap();
+        page[from..to].matches("<circle").count()
+    };
+    assert_eq!(chart(&first), 50);
+    assert!(first.contains("L-54") && !first.contains(">L-04<"));
+    assert!(first.contains("href=\"/ui/pipelines/long?page=2\""));
+    let second = get(&app, "/ui/pipelines/long?page=2", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap()
+        .replace("&#x3D;", "=");
+    assert_eq!(chart(&second), 5);
+    assert!(second.contains(">L-00<") && !second.contains("?page=3"));
+    assert!(second.contains("href=\"/ui/pipelines/long?page=1\""));
+}
+
 on_both_databases!(
     signed_out_pages_redirect_to_sign_in,
     the_read_token_signs_in_and_nothing_else_does,
@@ -610,6 +655,7 @@ on_both_databases!(
     every_page_renders_signed_in,
     a_trusted_proxy_names_the_viewer,
     alerts_link_to_the_incident_page,
+    runs_are_paginated,
 );
 
 /// With `server.public_url` set, the alert posted to chat links to the
