@@ -30,10 +30,17 @@ const AUDIT_PER_PAGE: i64 = 100;
 const AUDIT_DOWNLOAD_MAX: i64 = 10_000;
 /// Points of an overview sparkline.
 const SPARK_RUNS: i64 = 40;
-/// Characters of a log excerpt shown (its tail).
-const LOG_CHARS: usize = 600;
+/// Characters of a run's log excerpt shown on the pipeline page (its tail;
+/// escaping can make each character several bytes, and a page has 50).
+const LOG_CHARS: usize = 240;
+/// Characters of the log excerpt shown on an incident's page.
+const INCIDENT_LOG_CHARS: usize = 2_400;
+/// Open incidents listed on the overview (the incidents page has them all).
+const OVERVIEW_OPEN: usize = 25;
+/// Audit entries of an incident's timeline shown (the latest).
+const TIMELINE_MAX: usize = 100;
 /// Characters of an audit entry's detail shown in the table.
-const DETAIL_CHARS: usize = 400;
+const DETAIL_CHARS: usize = 300;
 
 fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
@@ -178,6 +185,8 @@ struct Overview {
     title: &'static str,
     who: Who,
     open: Vec<IncidentRow>,
+    /// Open incidents not listed here (see `/ui/incidents?status=active`).
+    open_more: usize,
     pipelines: Vec<PipelineRow>,
     pipeline_count: usize,
     pager: Pager,
@@ -192,12 +201,13 @@ pub(super) async fn overview(
     let store = &state.app.store;
     let now = state.app.clock.now();
     let page = page_number(q.page);
-    let open: Vec<IncidentRow> = store
-        .incidents(true, None, 100)
-        .await?
-        .iter()
-        .map(IncidentRow::from)
-        .collect();
+    let (open, open_total) = store
+        .incidents_page(IncidentFilter::Active, None, 0, OVERVIEW_OPEN as i64)
+        .await?;
+    let open: Vec<IncidentRow> = open.iter().map(IncidentRow::from).collect();
+    let open_more = usize::try_from(open_total)
+        .unwrap_or(0)
+        .saturating_sub(open.len());
     let names = store.pipelines().await?;
     let abnormal = store.abnormal_counts_since(now - Duration::days(7)).await?;
     let from = ((page - 1) * PIPELINES_PER_PAGE) as usize;
@@ -237,6 +247,7 @@ pub(super) async fn overview(
             title: "Overview",
             who: Who::from(&viewer),
             open,
+            open_more,
             pipelines,
             pipeline_count: names.len(),
             pager: Pager::new("/ui", &[], page, has_next),
@@ -655,6 +666,9 @@ struct IncidentPage {
     plans: Vec<PlanView>,
     approvals: Vec<ApprovalView>,
     timeline: Vec<TimelineRow>,
+    /// Earlier entries left out (the audit page has them).
+    timeline_earlier: usize,
+    audit_href: String,
 }
 
 /// `GET /ui/incidents/{id}`: the whole story of one incident.
@@ -680,7 +694,9 @@ pub(super) async fn incident(
             .iter()
             .map(|a| format!("approval_request:{}", a.request.id)),
     );
-    let timeline = store.audit_for(&subjects).await?;
+    let mut timeline = store.audit_for(&subjects).await?;
+    let timeline_earlier = timeline.len().saturating_sub(TIMELINE_MAX);
+    timeline.drain(..timeline_earlier);
     let until = incident.updated_at + Duration::days(1);
     let mut history: Vec<GradedRun> = store
         .runs_page(&incident.pipeline, 0, 200)
@@ -717,7 +733,7 @@ pub(super) async fn incident(
                 .log_excerpt
                 .as_deref()
                 .filter(|l| !l.trim().is_empty())
-                .map(|l| tail(l, LOG_CHARS * 4)),
+                .map(|l| tail(l, INCIDENT_LOG_CHARS)),
             deviations: incident
                 .verdict
                 .deviations
@@ -766,6 +782,8 @@ pub(super) async fn incident(
                 })
                 .collect(),
             timeline: timeline.iter().map(TimelineRow::from).collect(),
+            timeline_earlier,
+            audit_href: format!("/ui/audit?subject=incident%2F{id}"),
             incident: IncidentRow::from(&incident),
         },
     ))
