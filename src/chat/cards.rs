@@ -131,6 +131,24 @@ pub fn incident_card(incident: &Incident) -> ChatMessage {
     ))
 }
 
+/// The web console's page of incident `incident_id` under `public_url`
+/// (`server.public_url`); `None` when it is not set.
+pub fn console_url(public_url: &str, incident_id: i64) -> Option<String> {
+    let base = public_url.trim().trim_end_matches('/');
+    (!base.is_empty()).then(|| format!("{base}/ui/incidents/{incident_id}"))
+}
+
+/// `card` with a link to the incident's console page at the end of its
+/// text, when `public_url` is set (the link is pipemedic's own, so it
+/// stays live under the chat link policy).
+pub fn with_console_link(mut card: ChatMessage, public_url: &str, incident_id: i64) -> ChatMessage {
+    if let Some(url) = console_url(public_url, incident_id) {
+        card.text
+            .push_str(&format!("\n{}", markup::link("incident page", &url)));
+    }
+    card
+}
+
 /// A short thread line: a status change, with an optional note.
 pub fn status_line(incident_id: i64, status: IncidentStatus, note: Option<&str>) -> ChatMessage {
     let text = match note {
@@ -370,5 +388,15 @@ mod tests {
             dismissed: None,
         };
         assert_eq!(deviation_line(&d), "910 vs 431 expected (↑, 72%)");
+    }
+
+    #[test]
+    fn cards_link_to_the_console_only_with_a_public_url() {
+        let card = ChatMessage::new("t", Severity::Info, "body");
+        let linked = with_console_link(card.clone(), "https://pm.example.com/", 7);
+        assert!(linked
+            .text
+            .contains("https://pm.example.com/ui/incidents/7"));
+        assert_eq!(with_console_link(card, "  ", 7).text, "body");
     }
 }

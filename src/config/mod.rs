@@ -30,11 +30,11 @@ pub use load::{
 };
 pub use schema::{
     ApprovalsConfig, AskBackend, AskConfig, AwsConfig, AwsEndpoints, ChatConfig, ChatRoute,
-    CodePipelineConfig, DefaultRoute, DetectorBackend, DetectorConfig, DiscordConfig, GithubConfig,
-    IncidentsConfig, IngestConfig, OpsgenieConfig, PagerDutyConfig, PagingConfig, PlannerBackend,
-    PlannerConfig, RemediateConfig, SecretFiles, ServerConfig, SlackConfig, StoreConfig,
-    UnknownIdentity, APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES,
-    PAGING_PROVIDERS,
+    CodePipelineConfig, ConsoleConfig, DefaultRoute, DetectorBackend, DetectorConfig,
+    DiscordConfig, GithubConfig, IncidentsConfig, IngestConfig, OpsgenieConfig, PagerDutyConfig,
+    PagingConfig, PlannerBackend, PlannerConfig, RemediateConfig, SecretFiles, ServerConfig,
+    SlackConfig, StoreConfig, UnknownIdentity, APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S,
+    MAX_EXPIRY_MINUTES, PAGING_PROVIDERS,
 };
 pub use secrets::{Secret, Secrets};
 
@@ -61,6 +61,7 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     pub paging: PagingConfig,
     pub secrets: SecretFiles,
+    pub console: ConsoleConfig,
 }
 
 impl Config {

@@ -622,3 +622,31 @@ pub struct SecretFiles {
     pub pagerduty_routing_key_file: String,
     pub opsgenie_api_key_file: String,
 }
+
+/// The read-only web console under `/ui`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Hours a console session lasts after signing in (1 to 168).
+    pub session_hours: u32,
+    /// Directory of console templates (`*.hbs`, by file stem); any template
+    /// it lacks is the one built into pipemedic. Empty: built-in only.
+    pub templates_dir: String,
+    /// A header set by an authenticating proxy (oauth2-proxy's
+    /// `X-Forwarded-User`) that names the person; empty turns the mode off.
+    pub trusted_proxy_header: String,
+    /// Peer addresses (CIDR or single addresses) whose
+    /// `trusted_proxy_header` is believed; from anywhere else it is ignored.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            session_hours: 12,
+            templates_dir: String::new(),
+            trusted_proxy_header: String::new(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}

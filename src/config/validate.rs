@@ -35,6 +35,7 @@ impl Config {
         api_urls(self, &mut bad);
         paging(self, &mut bad);
         links(self, &mut bad);
+        console(self, &mut bad);
         problems
     }
 }
@@ -493,6 +494,41 @@ fn links(config: &Config, bad: &mut impl FnMut(&str, String)) {
             if let Err((field, e)) = crate::domain::check_link_template(link) {
                 bad(&format!("{prefix}[{j}].{field}"), e.to_string());
             }
+        }
+    }
+}
+
+/// The console's session lifetime and trusted-proxy settings.
+fn console(config: &Config, bad: &mut impl FnMut(&str, String)) {
+    let console = &config.console;
+    if !(1..=168).contains(&console.session_hours) {
+        bad("console.session_hours", "must be 1 to 168".into());
+    }
+    for (i, entry) in console.trusted_proxies.iter().enumerate() {
+        let entry = entry.trim();
+        let parses =
+            entry.parse::<ipnet::IpNet>().is_ok() || entry.parse::<std::net::IpAddr>().is_ok();
+        if !parses {
+            bad(
+                &format!("console.trusted_proxies[{i}]"),
+                format!("{entry:?} is not an address or CIDR range (10.0.0.0/8)"),
+            );
+        }
+    }
+    let header = console.trusted_proxy_header.trim();
+    if !header.is_empty() {
+        if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            bad(
+                "console.trusted_proxy_header",
+                format!("{header:?} is not a valid header name"),
+            );
+        }
+        if console.trusted_proxies.is_empty() {
+            bad(
+                "console.trusted_proxies",
+                "is required when console.trusted_proxy_header is set (the proxies' addresses)"
+                    .into(),
+            );
         }
     }
 }

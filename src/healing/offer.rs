@@ -98,8 +98,12 @@ impl HealingService {
             Err(e) => return Err(e.into()),
         };
         self.inner.metrics.healing("plan_offered");
-        let card = plan_card(incident_id, &validated, &opened)
-            .links(self.playbook_links(&incident, &validated));
+        let card = chat::cards::with_console_link(
+            plan_card(incident_id, &validated, &opened)
+                .links(self.playbook_links(&incident, &validated)),
+            self.inner.incidents.public_url(),
+            incident_id,
+        );
         if let Err(e) = self.inner.incidents.post_in_thread(incident_id, card).await {
             tracing::warn!(incident_id, error = %e, "Cannot queue the plan.");
         }

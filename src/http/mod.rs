@@ -5,6 +5,7 @@
 //! requests and counts rejections. The handlers in [`routes`] call the
 //! capabilities' services; no capability knows this module or [`AppState`].
 
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::incidents::router())
         .merge(routes::ask::router())
         .merge(routes::admin::router())
+        .merge(console::router(&state, &rate_limit))
         .merge(
             rate_limit.apply(
                 routes::slack::router()

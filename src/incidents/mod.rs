@@ -71,6 +71,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     config: IncidentsConfig,
+    /// `server.public_url`, for links to the web console on alert cards.
+    public_url: String,
     routes: Routes,
     /// Platforms with a configured adapter; routes to others are not posted.
     platforms: Vec<Platform>,
@@ -121,6 +123,7 @@ impl IncidentService {
                 clock,
                 metrics,
                 config: config.incidents.clone(),
+                public_url: config.server.public_url.clone(),
                 routes: Routes::from_config(&config.chat),
                 platforms,
                 signal,
@@ -449,10 +452,20 @@ impl IncidentService {
         .await
     }
 
-    /// The alert card of `incident`, with the links of its route.
+    /// The alert card of `incident`, with the links of its route, and a
+    /// link to its console page when `server.public_url` is set.
     fn card(&self, incident: &Incident) -> ChatMessage {
         let links = self.inner.routes.links(&incident.pipeline);
-        cards::incident_card(incident).links(crate::chat::links::render(links, incident))
+        cards::with_console_link(
+            cards::incident_card(incident).links(crate::chat::links::render(links, incident)),
+            &self.inner.public_url,
+            incident.id,
+        )
+    }
+
+    /// `server.public_url` (empty when not set).
+    pub fn public_url(&self) -> &str {
+        &self.inner.public_url
     }
 
     /// The incident settings (grouping window, chart history).

@@ -14,6 +14,7 @@
 
 mod approvals;
 pub mod backup;
+mod console;
 mod detection;
 mod incidents;
 mod outbox;
@@ -36,6 +37,7 @@ pub use approvals::{
     ExecutionState, IncidentApproval, NewApprovalRequest, NewExecution, StoredExecution,
     StoredRequest, StoredVote,
 };
+pub use console::{AuditFilter, GradedRun, IncidentFilter};
 pub use detection::StoredModel;
 pub use incidents::{NewIncident, Silence, StoredDecision};
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
@@ -360,7 +362,7 @@ impl Store {
     }
 }
 
-fn audit_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEntry, StoreError> {
+pub(crate) fn audit_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEntry, StoreError> {
     let detail: String = r.get(5);
     Ok(AuditEntry {
         id: r.get(0),

@@ -19,6 +19,8 @@ mod chat_support;
 mod ci_eval;
 mod cli_json;
 mod codepipeline_poll;
+mod console;
+mod console_browser;
 mod demo;
 mod detection;
 mod edge;
