@@ -56,13 +56,16 @@
 //! (what a run means), `offer` (plan → request → thread), `decisions`
 //! (votes from chat), `direct` (votes through the admin API: `pipemedic
 //! approve|reject`), `execution` (approved steps in their own tasks),
-//! `sweep` (expiry, due steps, recovery) and `messages` (text).
+//! `sweep` (expiry, due steps, recovery), `record` (healed or not healed:
+//! the last transition of a plan's outcome, and the autonomy it revokes)
+//! and `messages` (text).
 
 mod decisions;
 mod direct;
 mod execution;
 mod messages;
 mod offer;
+mod record;
 mod service;
 mod sweep;
 mod verification;

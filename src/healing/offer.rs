@@ -76,6 +76,7 @@ impl HealingService {
             pipeline: drafted.facts.pipeline.clone(),
             run_id: drafted.facts.run_id.clone(),
             commit_author: drafted.facts.commit_author.clone(),
+            signature: drafted.facts.signature().key(),
         };
         let opened = match self.inner.approvals.open_request(&validated, &ctx).await {
             Ok(opened) => opened,
@@ -98,17 +99,18 @@ impl HealingService {
             Err(e) => return Err(e.into()),
         };
         self.inner.metrics.healing("plan_offered");
-        let card = plan_card(incident_id, &validated, &opened);
+        let card = plan_card(incident_id, &validated, &opened, &drafted.facts);
         if let Err(e) = self.inner.incidents.post_in_thread(incident_id, card).await {
             tracing::warn!(incident_id, error = %e, "Cannot queue the plan.");
         }
         if opened.automatic {
-            self.status(
-                incident_id,
-                IncidentStatus::Remediating,
-                Some("automatic remediation: every step is low risk and needs no approval"),
-            )
-            .await?;
+            let note = match &opened.earned {
+                Some(why) => format!("earned autonomy, no approval waited for: {why}"),
+                None => "automatic remediation: every step is low risk and needs no approval"
+                    .to_string(),
+            };
+            self.status(incident_id, IncidentStatus::Remediating, Some(&note))
+                .await?;
             self.spawn_execution(incident_id, opened.id, true);
         } else {
             self.status(incident_id, IncidentStatus::AwaitingApproval, None)

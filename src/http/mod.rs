@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rate_limit.apply(routes::webhooks::router()))
         .merge(routes::health::router())
         .merge(routes::incidents::router())
+        .merge(routes::outcomes::router())
         .merge(routes::ask::router())
         .merge(routes::admin::router())
         .merge(

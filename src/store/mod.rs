@@ -1,5 +1,6 @@
 //! The store: runs, metric samples, processed event ids, ingest state,
-//! approval requests, votes and executions, and the audit log, on SQLite (embedded default: one file, WAL, durable commits) or
+//! approval requests, votes and executions, plan outcomes and autonomy
+//! stops, and the audit log, on SQLite (embedded default: one file, WAL, durable commits) or
 //! PostgreSQL (several replicas sharing one database), chosen by URL.
 //!
 //! One implementation serves both backends through sqlx's `Any` driver with
@@ -16,6 +17,7 @@ mod approvals;
 mod detection;
 mod incidents;
 mod outbox;
+mod outcomes;
 mod plans;
 mod write;
 
@@ -36,6 +38,7 @@ pub use approvals::{
 pub use detection::StoredModel;
 pub use incidents::{NewIncident, Silence, StoredDecision};
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
+pub use outcomes::{fate_of_status, AutonomyStop, NewOutcome, OfferedPlan};
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
 pub use write::{RunOutcome, Upserted, WriteTx};
 

@@ -287,8 +287,8 @@ pub fn components(message: &ChatMessage) -> Vec<CreateActionRow> {
                 crate::domain::Choice::Approve => ButtonStyle::Success,
                 crate::domain::Choice::Reject => ButtonStyle::Danger,
             };
-            CreateButton::new(custom_id(super::action_id(b.decision), &b.value))
-                .label(b.decision.label())
+            CreateButton::new(custom_id(b.action_id(), &b.value))
+                .label(b.label())
                 .style(style)
         })
         .collect();
