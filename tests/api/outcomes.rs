@@ -759,12 +759,11 @@ async fn an_earned_fix_runs_once_is_revoked_and_stopped_from_chat(db: Db) {
 }
 
 async fn the_demo_keeps_its_store(db: Db) {
-    if db == Db::Postgres {
-        // The demo's store URL is any store; SQLite is what users pass.
+    // A fresh database of its own: a SQLite file, or a PostgreSQL schema.
+    let Some(test_db) = TestDb::new(db).await else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    };
+    let url = test_db.url.clone();
     let summary = pipemedic::demo::run(pipemedic::demo::DemoOptions {
         yes: true,
         planner: pipemedic::demo::DemoPlanner::Offline,
