@@ -7,6 +7,17 @@
 //! ([`WriteTx::advance_outcomes`]), so a repeated or late write changes
 //! nothing. Reads build [`TrackRecord`]s with the pure aggregation in
 //! [`crate::domain`].
+//!
+//! Why rows written at each transition rather than a query over plans,
+//! approval requests, executions and the audit log: the facts a record
+//! needs live in four places with different keys (a plan's playbook and
+//! action are inside its JSON, the signature in the run's verdict, healed
+//! only in an incident's status note), and a request's status is
+//! overwritten as it moves (an executed request that later failed to heal
+//! looks like any other `done` one). Writing the row in the same
+//! transaction as the change it records means the record can never
+//! disagree with the request, survives the pruning of other tables, and
+//! reads in one indexed query per pipeline, which every plan draft does.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;

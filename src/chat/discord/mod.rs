@@ -533,4 +533,21 @@ mod tests {
             ("pipemedic_reject".to_string(), "plan-9".to_string())
         );
     }
+
+    #[test]
+    fn the_stop_automatic_runs_button_has_its_own_id_and_label() {
+        let message = ChatMessage::new("Plan", Severity::Info, "ran on its own")
+            .control_button(crate::chat::ButtonControl::StopAutomatic, "request:12");
+        let rows = serde_json::to_value(components(&message)).unwrap();
+        let button = &rows[0]["components"][0];
+        assert_eq!(button["custom_id"], "pipemedic_stop_auto:request:12");
+        assert_eq!(button["label"], "Stop automatic runs");
+        assert_eq!(
+            split_custom_id("pipemedic_stop_auto:request:12"),
+            (
+                crate::chat::STOP_AUTOMATIC_ACTION_ID.to_string(),
+                "request:12".to_string()
+            )
+        );
+    }
 }
