@@ -859,7 +859,58 @@ async fn stop_auto_and_resume_auto_from_a_slash_command(db: Db) {
         .any(|e| e.kind == "autonomy.resumed" && e.actor == "slack:U0PERSON"));
 }
 
+async fn a_rejection_through_the_admin_api_keeps_its_reason(db: Db) {
+    // The operator is in the SRE group the playbook asks approvals from.
+    let Some(l) = loop_app_with(db, PLAYBOOK, |c| {
+        if let Some(sre) = c.approvals.groups.get_mut("sre") {
+            sre.push("cli:alice".into());
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let app = &l.h.app;
+    let id = crate::healing::until_plan_offered(&l, PIPELINE).await;
+    let incident = app.store.incident(id).await.unwrap().unwrap();
+    let plan = app.store.plans_for_incident(&incident).await.unwrap()[0].id;
+    let res = app
+        .http
+        .post(app.url(&format!("/v1/plans/{plan}/reject")))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .json(&json!({"as": "alice", "reason": "not flaky: the commit broke it"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["ruling"]["decision"], "rejected", "{body}");
+    let request = app
+        .store
+        .approval_requests_for_incident(&id.to_string())
+        .await
+        .unwrap()[0]
+        .id;
+    let rows = app.store.request_outcomes(request).await.unwrap();
+    assert_eq!(rows[0].fate, Fate::Rejected);
+    assert_eq!(
+        rows[0].reason.as_deref(),
+        Some("not flaky: the commit broke it")
+    );
+    let record = app
+        .store
+        .track_record(PIPELINE, "failed-test-stage", "retry-tests")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.sentence(),
+        "offered once on checkout-service, never verified yet; rejected once: 'not flaky: the commit broke it'"
+    );
+}
+
 on_both_databases!(
+    a_rejection_through_the_admin_api_keeps_its_reason,
     stop_auto_and_resume_auto_from_a_slash_command,
     each_fate_is_recorded,
     autonomy_is_earned_at_the_threshold_revoked_and_stopped,
