@@ -105,7 +105,10 @@ impl HealingService {
         }
         if opened.automatic {
             let note = match &opened.earned {
-                Some(why) => format!("earned autonomy, no approval waited for: {why}"),
+                Some(why) => {
+                    self.inner.metrics.healing("autonomy_used");
+                    format!("earned autonomy, no approval waited for: {why}")
+                }
                 None => "automatic remediation: every step is low risk and needs no approval"
                     .to_string(),
             };

@@ -98,6 +98,7 @@ impl HealingService {
         }
         tx.commit().await?;
         for why in revoked {
+            self.inner.metrics.healing("autonomy_revoked");
             self.say(
                 incident.id,
                 "Autonomy revoked",
