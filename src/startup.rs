@@ -192,7 +192,7 @@ impl Application {
         let sagemaker = match loaded.config.detector.backend {
             DetectorBackend::Embedded => None,
             DetectorBackend::Sagemaker => {
-                let clients = aws.load().await;
+                let clients = aws.clients().await;
                 Some(Arc::new(SagemakerScorer::new(
                     &clients.sagemaker(),
                     ScorerSettings::from_config(&loaded.config.detector, aws.initial_backoff),
@@ -238,7 +238,7 @@ impl Application {
         });
         let bedrock = match loaded.config.ask.backend {
             crate::config::AskBackend::Offline => None,
-            crate::config::AskBackend::Bedrock => Some(aws.load().await.bedrock()),
+            crate::config::AskBackend::Bedrock => Some(aws.clients().await.bedrock()),
         };
         let asker = Arc::new(crate::ask::Asker::from_config(
             &loaded.config,
@@ -262,6 +262,7 @@ impl Application {
             GroupLookup::new(platforms.clone()),
         ));
         let chat = chat.with_sink(Arc::new(sink));
+        let shutdown = CancellationToken::new();
         let state = AppState {
             config: Arc::new(loaded.config),
             secrets: Arc::new(loaded.secrets),
@@ -274,6 +275,7 @@ impl Application {
             incidents,
             healing,
             asker,
+            shutdown: shutdown.clone(),
         };
         let listener = TcpListener::bind(addr)
             .await
@@ -282,7 +284,7 @@ impl Application {
             listener,
             state,
             tracker: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             platforms,
             outbox_signal,
             receivers,
@@ -308,7 +310,8 @@ impl Application {
         self.shutdown.clone()
     }
 
-    /// Serves until the shutdown token is cancelled, then lets in-flight
+    /// Serves until the shutdown token is cancelled, then keeps serving for
+    /// `server.drain_s` while `/readyz` answers 503, then lets in-flight
     /// requests finish (up to `server.shutdown_grace_s`) and stops the
     /// background tasks. Raises the open-file limit and caps connections
     /// below it first (see [`crate::http::serve`]).
@@ -323,6 +326,10 @@ impl Application {
             receivers,
         } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_s);
+        let drain = Duration::from_secs(state.config.server.drain_s);
+        // What the listener and the background tasks obey: cancelled after
+        // the drain that follows `shutdown`.
+        let stop = CancellationToken::new();
         let store = state.store.clone();
         let ingest = state.ingest.clone();
         crate::ingest::start_background(
@@ -330,7 +337,7 @@ impl Application {
             &state.aws,
             state.ingest.clone(),
             &tracker,
-            &shutdown,
+            &stop,
         );
         start_chat(
             &state,
@@ -338,7 +345,7 @@ impl Application {
             &outbox_signal,
             receivers,
             &tracker,
-            &shutdown,
+            &stop,
         );
         let limits =
             ConnectionLimits::at_start(&state.config.server, state.config.store.max_connections);
@@ -349,9 +356,17 @@ impl Application {
             listener,
             app,
             limits,
-            shutdown.clone(),
+            stop.clone(),
         ));
         shutdown.cancelled().await;
+        if !drain.is_zero() {
+            tracing::info!(
+                drain_s = drain.as_secs(),
+                "Shutdown begun; not ready, still serving while load balancers drain."
+            );
+            tokio::time::sleep(drain).await;
+        }
+        stop.cancel();
         tracing::info!(
             grace_s = grace.as_secs(),
             "Shutting down; finishing in-flight requests."
@@ -386,8 +401,12 @@ async fn build_healing(
     aws: &AwsSettings,
 ) -> Result<(PlanService, Arc<ApprovalService>), StartupError> {
     let config = &loaded.config;
-    let clients = aws.load().await;
-    let bedrock = (config.planner.backend == PlannerBackend::Bedrock).then(|| clients.bedrock());
+    // AWS is loaded here only for the Bedrock planner; the CodePipeline
+    // executors load it on their first action.
+    let bedrock = match config.planner.backend {
+        PlannerBackend::Bedrock => Some(aws.clients().await.bedrock()),
+        PlannerBackend::Offline => None,
+    };
     let planner = PlanService::from_config(
         config,
         store.clone(),
@@ -395,10 +414,10 @@ async fn build_healing(
         clock.clone(),
         bedrock,
     )?;
-    let registry = ExecutorRegistry::from_config(
+    let registry = ExecutorRegistry::from_settings(
         config,
         &loaded.secrets,
-        &clients,
+        aws,
         &crate::config::process_env(),
     )?;
     let approvals = ApprovalService::new(

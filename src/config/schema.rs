@@ -18,6 +18,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long graceful shutdown waits for in-flight requests.
     pub shutdown_grace_s: u64,
+    /// Seconds between the start of shutdown and the listener closing:
+    /// `/readyz` answers 503 while requests are still served, so a load
+    /// balancer stops sending traffic before connections are refused.
+    pub drain_s: u64,
     /// Base URL people use to reach this server (for links in chat).
     pub public_url: String,
     /// Seconds a connection may take to send a request's headers. The
@@ -45,6 +49,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_s: 20,
+            drain_s: 0,
             public_url: String::new(),
             header_timeout_s: 10.0,
             body_timeout_s: 30.0,

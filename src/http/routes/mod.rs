@@ -8,6 +8,7 @@ pub mod discord;
 pub mod health;
 pub mod incidents;
 pub mod outcomes;
+pub mod ready;
 pub mod runs;
 pub mod slack;
 pub mod webhooks;
