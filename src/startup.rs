@@ -64,6 +64,8 @@ pub enum StartupError {
     Ask(#[from] crate::ask::AskSetupError),
     #[error("planner.redact_patterns: {0}")]
     Redact(#[from] crate::redact::RedactError),
+    #[error("cannot set up paging: {0}")]
+    Paging(#[from] crate::paging::PagingSetupError),
 }
 
 /// Routes that accept requests without a credential when its secret is
@@ -221,6 +223,14 @@ impl Application {
             Arc::new(redactor),
         ));
         let (planner, approvals) = build_healing(&loaded, &store, &metrics, &clock, &aws).await?;
+        let paging = crate::paging::PagingService::new(
+            store.clone(),
+            clock.clone(),
+            metrics.clone(),
+            crate::paging::pager_from_config(&loaded.config, &loaded.secrets)?,
+            crate::paging::PagingSettings::from_config(&loaded.config),
+            outbox_signal.clone(),
+        );
         let healing = HealingService::new(HealingParts {
             store: store.clone(),
             clock: clock.clone(),
@@ -235,6 +245,7 @@ impl Application {
                 loaded.config.approvals.identities.clone(),
             ),
             decisions: decisions_tx,
+            paging,
         });
         let bedrock = match loaded.config.ask.backend {
             crate::config::AskBackend::Offline => None,
@@ -448,6 +459,7 @@ fn start_chat(
     state
         .healing
         .start(receivers.handled, receivers.decisions, tracker, shutdown);
+    state.healing.paging().start(tracker, shutdown);
     crate::chat::outbox::start(
         &crate::chat::outbox::Workers {
             store: state.store.clone(),

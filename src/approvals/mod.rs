@@ -24,9 +24,9 @@ pub mod service;
 
 pub use autonomy::{earned_autonomy, EarnedAutonomy};
 pub use policy::{
-    author_exclusion, candidate_groups, decide, is_automatic, not_allowed_reason, requirement,
-    ApprovalSettings, Approver, Choice, RequestStatus, RequestView, Requirement, Ruling,
-    StepPolicy, Via, Vote,
+    author_exclusion, candidate_groups, decide, is_automatic, not_allowed_reason, outstanding,
+    requirement, ApprovalSettings, Approver, Choice, Outstanding, RequestStatus, RequestView,
+    Requirement, Ruling, StepPolicy, Via, Vote,
 };
 pub use service::{
     ApprovalError, ApprovalService, OpenedRequest, RequestContext, StepReport, VoteOutcome,

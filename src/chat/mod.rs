@@ -24,6 +24,7 @@ pub mod console;
 pub mod discord;
 pub mod emoji;
 mod identity;
+pub mod links;
 pub mod markup;
 pub mod outbox;
 pub mod routing;
@@ -147,6 +148,16 @@ impl ChatButton {
     }
 }
 
+/// A link under a message (a dashboard, a runbook): a URL button on Slack,
+/// a link button on Discord, a line on the console. Only pipemedic's own
+/// configuration and playbooks make these ([`links`]), never a payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatLink {
+    pub label: String,
+    /// An absolute http(s) URL.
+    pub url: String,
+}
+
 /// A platform-neutral message card.
 ///
 /// Every text (title, text, field names and values, footer) is the
@@ -166,6 +177,9 @@ pub struct ChatMessage {
     pub image_url: Option<String>,
     pub buttons: Vec<ChatButton>,
     pub footer: Option<String>,
+    /// Links shown under the card.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<ChatLink>,
 }
 
 impl ChatMessage {
@@ -204,6 +218,12 @@ impl ChatMessage {
 
     pub fn footer(mut self, footer: impl Into<String>) -> Self {
         self.footer = Some(footer.into());
+        self
+    }
+
+    /// The same card with `links` under it.
+    pub fn links(mut self, links: impl IntoIterator<Item = ChatLink>) -> Self {
+        self.links.extend(links);
         self
     }
 

@@ -8,6 +8,7 @@
 mod allowlist;
 mod approval;
 mod incident;
+mod links;
 mod message;
 mod outcome;
 mod run;
@@ -18,6 +19,10 @@ mod verdict;
 pub use allowlist::{check_allowlist_entry, restricted_address, HttpAllowlist};
 pub use approval::{ApprovalPolicy, Approver, Choice, RequestStatus, Risk, StepPolicy, Via, Vote};
 pub use incident::{Incident, IncidentSeverity, IncidentStatus};
+pub use links::{
+    check_link_template, render_link, sample_link_facts, LinkError, LinkFacts, LinkTemplate,
+    LINK_FACTS,
+};
 pub use message::{MessageRef, Platform};
 pub use outcome::{
     autonomy, times, AutoAfter, Autonomy, Fate, OutcomeRow, Signature, SignatureRecord, TrackRecord,
