@@ -90,6 +90,9 @@
 //! incident opened --(healing: PlanService, ApprovalService)--> plan + Approve/Reject in the thread
 //!        next run --(healing)--> resolved (normal) or not healed → next plan
 //! approved ActionCall --(ExecutorRegistry: describe = dry run, execute once)--> ExecutionOutcome
+//! request status change --(same transaction)--> plan_outcomes row (offered … executed / failed)
+//!        next run --(healing)--> healed / not healed --> track record (domain::TrackRecord)
+//!        --> plan facts (prompt, offline ranking), plan cards, earned autonomy (approvals)
 //! ```
 //!
 //! ## Testing

@@ -10,16 +10,19 @@
 //! [`Ruling`] and [`StepReport`]s; they decide nothing themselves.
 //!
 //! ```text
-//! ValidatedPlan + RequestContext --open_request--> request (pending, dry runs stored)
+//! ValidatedPlan + RequestContext --open_request--> request (pending, dry runs stored, one outcome row per step)
+//!     earned autonomy (auto_after met on the pipeline) --> request approved at once, audited why
 //! Vote --decide_vote--> decide(policy) --Approved--> (caller's own task) execute: claim step -> registry -> outcome
 //! clock --expire_due--> expired        newer run --supersede--> stale
 //! start / sweep --recover_in_flight--> running steps whose heartbeat went quiet -> unknown (reported)
 //! ```
 
+mod autonomy;
 pub mod policy;
 mod report;
 pub mod service;
 
+pub use autonomy::{earned_autonomy, EarnedAutonomy};
 pub use policy::{
     author_exclusion, candidate_groups, decide, is_automatic, not_allowed_reason, outstanding,
     requirement, ApprovalSettings, Approver, Choice, Outstanding, RequestStatus, RequestView,

@@ -26,18 +26,22 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::autonomy::earned_autonomy;
 use super::policy::{
     admin_token_counted, decide, is_automatic, ApprovalSettings, RequestStatus, RequestView,
     Ruling, StepPolicy, Vote,
 };
 use super::report::{error_detail, report};
 use crate::clock::Clock;
+use crate::domain::Signature;
 use crate::plan::ValidatedPlan;
 use crate::remediate::{
     ActionCall, ExecError, ExecutionOutcome, ExecutionStatus, ExecutorRegistry,
 };
 use crate::store::Store;
-use crate::store::{ExecutionState, NewApprovalRequest, NewExecution, StoreError, WriteTx};
+use crate::store::{
+    ExecutionState, NewApprovalRequest, NewExecution, NewOutcome, OfferedPlan, StoreError, WriteTx,
+};
 
 /// Actor of the audit entries pipemedic writes on its own behalf.
 const SYSTEM_ACTOR: &str = "pipemedic";
@@ -80,6 +84,9 @@ pub struct RequestContext {
     pub run_id: String,
     /// The author of the commit the run built.
     pub commit_author: Option<String>,
+    /// The failure the plan is offered for ([`crate::domain::Signature::key`]),
+    /// kept with each step's outcome.
+    pub signature: String,
 }
 
 /// One step as chat shows it.
@@ -107,6 +114,9 @@ pub struct OpenedRequest {
     pub expires_at: DateTime<Utc>,
     /// Each step's dry run.
     pub steps: Vec<StepReport>,
+    /// Why it runs without votes when that is earned autonomy (its fixes'
+    /// record on the pipeline); `None` otherwise.
+    pub earned: Option<String>,
 }
 
 /// What recording a vote did.
@@ -256,7 +266,19 @@ impl ApprovalService {
                 dry_run,
             });
         }
-        let automatic = is_automatic(&policies, &self.settings);
+        let earned = if is_automatic(&policies, &self.settings) {
+            None
+        } else {
+            earned_autonomy(
+                &self.store,
+                self.settings.auto_remediation,
+                plan,
+                &ctx.pipeline,
+                &Signature::parse(&ctx.signature),
+            )
+            .await?
+        };
+        let automatic = is_automatic(&policies, &self.settings) || earned.is_some();
         let now = self.clock.now();
         let expires_at = now + self.settings.expiry;
         let new = NewApprovalRequest {
@@ -276,6 +298,25 @@ impl ApprovalService {
         };
         let mut tx = self.store.begin_write().await?;
         let id = tx.create_approval_request(&new, &executions).await?;
+        let offered = OfferedPlan {
+            request_id: id,
+            incident_id: ctx.incident_ref.parse().ok(),
+            plan_id: ctx.plan_ref.as_deref().and_then(|p| p.parse().ok()),
+            pipeline: ctx.pipeline.clone(),
+            signature: ctx.signature.clone(),
+            automatic,
+        };
+        let outcome_steps: Vec<NewOutcome> = plan
+            .steps
+            .iter()
+            .zip(&policies)
+            .map(|(step, policy)| NewOutcome {
+                step_no: policy.step_no,
+                playbook: step.playbook.clone(),
+                action: step.action.clone(),
+            })
+            .collect();
+        tx.record_offered(&offered, &outcome_steps, now).await?;
         tx.audit(
             now,
             "approval.requested",
@@ -289,7 +330,18 @@ impl ApprovalService {
             }),
         )
         .await?;
-        if automatic {
+        if let Some(earned) = &earned {
+            tx.audit(
+                now,
+                "approval.decision",
+                &subject(id),
+                SYSTEM_ACTOR,
+                &json!({"decision": "approved", "via": "earned_autonomy",
+                        "why": format!("approvals.auto_remediation is on, every step is low risk, and the record earned it: {}", earned.why),
+                        "pipeline": ctx.pipeline}),
+            )
+            .await?;
+        } else if automatic {
             tx.audit(
                 now,
                 "approval.decision",
@@ -307,6 +359,7 @@ impl ApprovalService {
             automatic,
             expires_at,
             steps: self.steps(id).await?,
+            earned: earned.map(|e| e.why),
         })
     }
 
@@ -460,6 +513,8 @@ impl ApprovalService {
     ) -> Result<bool, ApprovalError> {
         let moved = tx.set_request_status(request_id, from, to, now).await?;
         if moved {
+            // The steps' outcomes follow the request, in the same transaction.
+            tx.outcomes_follow_status(request_id, to, now).await?;
             tx.audit(
                 now,
                 "approval.status",
@@ -671,6 +726,8 @@ impl ApprovalService {
         let ids = tx.expire_due(now).await?;
         for id in &ids {
             tx.skip_planned_executions(*id, now).await?;
+            tx.outcomes_follow_status(*id, RequestStatus::Expired, now)
+                .await?;
             tx.audit(
                 now,
                 "approval.status",
@@ -699,6 +756,8 @@ impl ApprovalService {
         let ids = tx.supersede(pipeline, newer_run_id, now).await?;
         for id in &ids {
             tx.skip_planned_executions(*id, now).await?;
+            tx.outcomes_follow_status(*id, RequestStatus::Stale, now)
+                .await?;
             tx.audit(
                 now,
                 "approval.status",

@@ -7,7 +7,10 @@
 
 use crate::chat::markup::{self, text as inert_text};
 use crate::chat::{ChatMessage, Severity};
-use crate::domain::{Direction, Incident, IncidentSeverity, IncidentStatus, MetricDeviation};
+use crate::domain::{
+    times, Direction, Incident, IncidentSeverity, IncidentStatus, MetricDeviation, Signature,
+    TrackRecord,
+};
 
 /// The chat severity of an incident: its grade while it is ongoing, green
 /// once resolved, neutral once dismissed.
@@ -399,4 +402,55 @@ mod tests {
             .contains("https://pm.example.com/ui/incidents/7"));
         assert_eq!(with_console_link(card, "  ", 7).text, "body");
     }
+}
+
+/// One fix of a plan with what the record says about it, for
+/// [`track_record_text`].
+#[derive(Debug, Clone, Copy)]
+pub struct FixOnCard<'a> {
+    pub playbook: &'a str,
+    pub action: &'a str,
+    /// Its record on the pipeline (`None`: never offered there before).
+    pub record: Option<&'a TrackRecord>,
+}
+
+/// The track record part of a plan card: one line per fix ("healed 4 of 5
+/// times on checkout-service, median 22 min; rejected once: 'not
+/// flaky'"), and a warning for a fix that did not heal the pipeline twice
+/// or more for this same failure (`signature`). Every value is inert.
+pub fn track_record_text(pipeline: &str, signature: &Signature, fixes: &[FixOnCard<'_>]) -> String {
+    let mut out = String::from("**Track record:**\n");
+    for fix in fixes {
+        let name = inert_text(&format!("{}/{}", fix.playbook, fix.action));
+        let said = match fix.record {
+            Some(record) => inert_text(&record.sentence()),
+            None => format!("never offered on {} before", inert_text(pipeline)),
+        };
+        out.push_str(&format!("- `{name}`: {said}\n"));
+    }
+    for fix in fixes {
+        let Some(record) = fix.record else { continue };
+        let failed = record.not_healed_for(signature);
+        if failed >= 2 {
+            out.push_str(&format!(
+                "⚠️ **Warning:** `{}` did not heal {} {} before for this same failure ({}). Approve it again only if something changed.\n",
+                inert_text(&format!("{}/{}", fix.playbook, fix.action)),
+                inert_text(pipeline),
+                times(failed),
+                inert_text(&signature.describe())
+            ));
+        }
+    }
+    out
+}
+
+/// The line under a plan that runs without waiting for votes because its
+/// fixes earned it (`why`, from the record), with how to stop that.
+pub fn earned_autonomy_text(pipeline: &str, why: &str) -> String {
+    format!(
+        "🤖 **Running without waiting for approval** (earned autonomy): {}.\nTo stop automatic runs on {}, press **Stop automatic runs** or send `/medic stop-auto {}`.\n",
+        inert_text(why),
+        inert_text(pipeline),
+        inert_text(pipeline)
+    )
 }

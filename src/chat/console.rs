@@ -151,9 +151,14 @@ impl ConsoleChat {
         let messages = self.messages.lock().unwrap_or_else(|p| p.into_inner());
         let (message, content) = messages.iter().rev().find(|(r, m)| {
             target.is_none_or(|t| r.ts_or_id == t)
-                && m.buttons.iter().any(|b| b.decision == decision)
+                && m.buttons
+                    .iter()
+                    .any(|b| b.decision == decision && b.control.is_none())
         })?;
-        let button = content.buttons.iter().find(|b| b.decision == decision)?;
+        let button = content
+            .buttons
+            .iter()
+            .find(|b| b.decision == decision && b.control.is_none())?;
         Some(ChatEvent::Button {
             platform: Platform::Console,
             event_id: event_id.to_string(),
@@ -215,12 +220,20 @@ pub fn render(message: &ChatMessage, reference: &MessageRef) -> String {
         let buttons: Vec<String> = message
             .buttons
             .iter()
-            .map(|b| format!("[{}]", b.decision.label()))
+            .map(|b| format!("[{}]", b.label()))
             .collect();
+        let votes = message.buttons.iter().any(|b| b.control.is_none());
         out.push_str(&format!(
-            "│ {}  type `approve {id}` or `reject {id}`\n",
+            "│ {}  {}\n",
             buttons.join(" "),
-            id = reference.ts_or_id
+            if votes {
+                format!(
+                    "type `approve {id}` or `reject {id}`",
+                    id = reference.ts_or_id
+                )
+            } else {
+                "type `/medic stop-auto PIPELINE`".to_string()
+            }
         ));
     }
     for link in &message.links {

@@ -112,6 +112,40 @@ pub fn choice_from_emoji(emoji: &str) -> Option<Choice> {
 pub struct ChatButton {
     pub decision: Choice,
     pub value: String,
+    /// Set on a button that is no vote: what it controls. Its `decision`
+    /// then only picks the style (reject: the cautious colour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ButtonControl>,
+}
+
+/// A button that is no vote on a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ButtonControl {
+    /// Stop automatic runs (earned autonomy) on the plan's pipeline; the
+    /// value is `request:ID` of the plan that ran on its own.
+    StopAutomatic,
+}
+
+/// The `action_id` of the Stop automatic runs button.
+pub const STOP_AUTOMATIC_ACTION_ID: &str = "pipemedic_stop_auto";
+
+impl ChatButton {
+    /// The `action_id` the platforms carry back when it is pressed.
+    pub fn action_id(&self) -> &'static str {
+        match self.control {
+            Some(ButtonControl::StopAutomatic) => STOP_AUTOMATIC_ACTION_ID,
+            None => action_id(self.decision),
+        }
+    }
+
+    /// What the button says.
+    pub fn label(&self) -> &'static str {
+        match self.control {
+            Some(ButtonControl::StopAutomatic) => "Stop automatic runs",
+            None => self.decision.label(),
+        }
+    }
 }
 
 /// A link under a message (a dashboard, a runbook): a URL button on Slack,
@@ -167,6 +201,17 @@ impl ChatMessage {
         self.buttons.push(ChatButton {
             decision,
             value: value.into(),
+            control: None,
+        });
+        self
+    }
+
+    /// Adds a button that is no vote (see [`ButtonControl`]).
+    pub fn control_button(mut self, control: ButtonControl, value: impl Into<String>) -> Self {
+        self.buttons.push(ChatButton {
+            decision: Choice::Reject,
+            value: value.into(),
+            control: Some(control),
         });
         self
     }

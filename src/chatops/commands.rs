@@ -26,6 +26,10 @@ pub enum Command {
         pipeline: String,
         metric: Option<String>,
     },
+    /// `stop-auto PIPELINE`: no more automatic runs (earned autonomy) on it.
+    StopAuto(String),
+    /// `resume-auto PIPELINE`: fixes that earned autonomy may run on it again.
+    ResumeAuto(String),
     /// `ask QUESTION`, or a mention or direct message that is no command.
     Ask(String),
     /// `help`
@@ -42,9 +46,11 @@ pub const HELP: &str = "**pipemedic commands** (as `/medic …` or by mentioning
 - `silence PIPELINE DURATION`: post no alerts for a pipeline (glob) for a while, e.g. `silence payments-* 2h`\n\
 - `unsilence PIPELINE`: end that silence\n\
 - `accept-baseline PIPELINE [METRIC]`: the current level is the new normal\n\
+- `stop-auto PIPELINE`: stop fixes that earned autonomy from running on a pipeline without approval\n\
+- `resume-auto PIPELINE`: let them run on their own again\n\
 - `ask QUESTION`: a plain-language question, e.g. `ask which pipelines got slower this week?` (or just mention the bot with it)\n\
 - `help`: this text\n\
-Answers cover the pipelines routed to this channel. `silence`, `unsilence` and `accept-baseline` are for the admins named in `chat.admins`.\n\
+Answers cover the pipelines routed to this channel. `silence`, `unsilence`, `accept-baseline` and `resume-auto` are for the admins named in `chat.admins`.\n\
 React ✅ or ❌ on an incident's plan to approve or reject it.";
 
 /// Parses `30m`, `2h`, `1d`, `1w` (a positive whole number and a unit).
@@ -91,6 +97,8 @@ pub fn parse(text: &str) -> Command {
             )),
         },
         ("unsilence", [pipeline]) => Command::Unsilence(pipeline.to_string()),
+        ("stop-auto", [pipeline]) => Command::StopAuto(pipeline.to_string()),
+        ("resume-auto", [pipeline]) => Command::ResumeAuto(pipeline.to_string()),
         ("ask", []) => Command::Unknown(
             "`ask` needs a question, e.g. `ask how is checkout-service doing?`".to_string(),
         ),
@@ -103,9 +111,11 @@ pub fn parse(text: &str) -> Command {
             pipeline: pipeline.to_string(),
             metric: Some(metric.to_string()),
         },
-        ("health" | "incidents" | "incident" | "silence" | "unsilence" | "accept-baseline", _) => {
-            Command::Unknown(format!("`{head}` takes other arguments."))
-        }
+        (
+            "health" | "incidents" | "incident" | "silence" | "unsilence" | "accept-baseline"
+            | "stop-auto" | "resume-auto",
+            _,
+        ) => Command::Unknown(format!("`{head}` takes other arguments.")),
         _ => Command::Unknown(format!("I don't know `{}`.", words.join(" "))),
     }
 }
@@ -126,7 +136,9 @@ pub fn parse_message(text: &str) -> Command {
     }
     let head = words.first().map(|w| w.to_ascii_lowercase());
     match head.as_deref() {
-        Some("silence" | "unsilence" | "accept-baseline" | "ask") => command,
+        Some("silence" | "unsilence" | "accept-baseline" | "stop-auto" | "resume-auto" | "ask") => {
+            command
+        }
         Some(_) => Command::Ask(words.join(" ")),
         None => Command::Help,
     }
@@ -179,6 +191,12 @@ mod tests {
             }
         );
         assert_eq!(parse("unsilence x"), Command::Unsilence("x".into()));
+        assert_eq!(
+            parse("/medic stop-auto checkout-service"),
+            Command::StopAuto("checkout-service".into())
+        );
+        assert!(matches!(parse("stop-auto"), Command::Unknown(_)));
+        assert_eq!(parse("resume-auto x"), Command::ResumeAuto("x".into()));
         assert_eq!(
             parse("accept-baseline x duration_s"),
             Command::AcceptBaseline {

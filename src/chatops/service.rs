@@ -112,6 +112,18 @@ impl ChatService {
         self
     }
 
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(super) fn incidents(&self) -> &IncidentService {
+        &self.incidents
+    }
+
+    pub(super) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// What `origin` may see.
     pub fn visibility(&self, origin: &Origin<'_>) -> Visibility {
         // Slack direct-message channel ids start with D.
@@ -189,7 +201,8 @@ impl ChatService {
         let visibility = self.visibility(origin);
         if let Command::Silence { pipeline, .. }
         | Command::Unsilence(pipeline)
-        | Command::AcceptBaseline { pipeline, .. } = &command
+        | Command::AcceptBaseline { pipeline, .. }
+        | Command::ResumeAuto(pipeline) = &command
         {
             if visibility.sees(pipeline) {
                 if let Some(refusal) = self.admin_refusal(origin, pipeline).await? {
@@ -274,6 +287,8 @@ impl ChatService {
             Command::Silence { pipeline, .. }
             | Command::Unsilence(pipeline)
             | Command::AcceptBaseline { pipeline, .. }
+            | Command::StopAuto(pipeline)
+            | Command::ResumeAuto(pipeline)
                 if !visibility.sees(&pipeline) =>
             {
                 Visibility::refusal(&pipeline).into()
@@ -286,6 +301,35 @@ impl ChatService {
                     until.format("%Y-%m-%d %H:%M UTC")
                 )
                 .into()
+            }
+            Command::StopAuto(pipeline) => {
+                let fresh = super::autonomy::stop_automatic(
+                    &self.store,
+                    &pipeline,
+                    &actor,
+                    &format!("{platform} command"),
+                    now,
+                )
+                .await?;
+                super::autonomy::stopped_text(&pipeline, user, fresh).into()
+            }
+            Command::ResumeAuto(pipeline) => {
+                let resumed = super::autonomy::resume_automatic(
+                    &self.store,
+                    &pipeline,
+                    &actor,
+                    &format!("{platform} command"),
+                    now,
+                )
+                .await?;
+                if resumed {
+                    format!(
+                        "Fixes that earned autonomy may run on `{pipeline}` on their own again."
+                    )
+                    .into()
+                } else {
+                    format!("Automatic runs on `{pipeline}` were not stopped.").into()
+                }
             }
             Command::Unsilence(pipeline) => {
                 let ended = admin::unsilence(&self.store, &pipeline, &actor, "chat", now).await?;
@@ -347,7 +391,7 @@ impl ChatService {
         .await?;
         tracing::info!(platform = %origin.platform, user = %origin.user, pipeline, "Chat admin command refused.");
         Ok(Some(format!(
-            "Sorry, only pipemedic admins may silence, unsilence or accept a baseline from chat: {why}. Please ask one of them."
+            "Sorry, only pipemedic admins may silence, unsilence, accept a baseline or resume automatic runs from chat: {why}. Please ask one of them."
         )))
     }
 
@@ -580,6 +624,11 @@ impl ChatService {
                     self.hand_on(&event, id).await;
                 }
                 Ok(None)
+            }
+            ChatEvent::Button {
+                action_id, value, ..
+            } if action_id == crate::chat::STOP_AUTOMATIC_ACTION_ID => {
+                self.stop_button(&event, value).await
             }
             ChatEvent::Button { .. } => {
                 let Some(id) = self.record_decision(&event).await? else {

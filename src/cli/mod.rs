@@ -7,7 +7,7 @@
 //! commands live in one file per group: `serve` (serve, demo), `ingest`
 //! (ingest, check), `detection` (score, train, backtest, accept-baseline),
 //! `query` (health, ask, audit), `incidents` (plan, incidents, approve,
-//! reject), `config_cmd` (init,
+//! reject), `outcomes` (each fix's track record), `config_cmd` (init,
 //! config check, playbooks check) and `backup`.
 //!
 //! Every argument has help text (a test walks the command tree).
@@ -17,6 +17,7 @@ mod config_cmd;
 mod detection;
 mod incidents;
 mod ingest;
+mod outcomes;
 mod query;
 mod serve;
 
@@ -67,6 +68,9 @@ pub enum Command {
         /// Use the rule-based planner even when AWS credentials are set.
         #[arg(long)]
         offline: bool,
+        /// Keep the demo's database at this store URL (e.g. sqlite:///tmp/demo.db) instead of a temporary file, so `serve`, `health`, `ask` and `outcomes` can be tried on it afterwards.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Backfill runs from a JSON Lines (one Run per line) or CSV file.
     #[command(after_help = INGEST_HELP)]
@@ -231,6 +235,18 @@ pub enum Command {
         /// What to do with the configuration.
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Each fix's track record per pipeline and playbook action: offered, approved, rejected, expired, healed, not healed, median minutes to heal.
+    #[command(
+        after_help = "Reads the store named by the configuration directly; no server or token is needed.\nExample: pipemedic outcomes --pipeline checkout-service --json"
+    )]
+    Outcomes {
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Print JSON: {"outcomes": [{"pipeline", "playbook", "action", "offered", "approved", "rejected", "expired", "healed", "not_healed", "median_minutes_to_heal", ...}]} (the body of GET /v1/outcomes).
+        #[arg(long)]
+        json: bool,
     },
     /// Copy the embedded SQLite store to FILE while the server runs (an online, consistent copy).
     #[command(after_help = BACKUP_HELP)]
@@ -441,13 +457,17 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
             health(config_path.as_deref(), &env, pipeline, json).await
         }
         Command::Audit { since } => audit(config_path.as_deref(), &env, &since).await,
-        Command::Demo { yes, offline } => {
+        Command::Demo {
+            yes,
+            offline,
+            store,
+        } => {
             let planner = if offline {
                 crate::demo::DemoPlanner::Offline
             } else {
                 crate::demo::DemoPlanner::from_env(&env)
             };
-            demo(yes, planner).await
+            demo(yes, planner, store).await
         }
         Command::Train { pipeline } => train(config_path.as_deref(), &env, pipeline).await,
         Command::Score {
@@ -520,6 +540,9 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
             dry_run,
             json,
         } => plan(config_path.as_deref(), &env, &incident, dry_run, json).await,
+        Command::Outcomes { pipeline, json } => {
+            outcomes::outcomes(config_path.as_deref(), &env, pipeline.as_deref(), json).await
+        }
     };
     match result {
         Ok(()) => Exit::Ok,

@@ -26,8 +26,21 @@ pub(super) async fn serve(path: Option<&Path>, env: &Env) -> Result<(), Exit> {
         .map_err(|e| Exit::Failure(e.into()))
 }
 
-pub(super) async fn demo(yes: bool, planner: crate::demo::DemoPlanner) -> Result<(), Exit> {
-    match crate::demo::run(crate::demo::DemoOptions { yes, planner }).await {
+pub(super) async fn demo(
+    yes: bool,
+    planner: crate::demo::DemoPlanner,
+    store: Option<String>,
+) -> Result<(), Exit> {
+    if let Some(url) = store.as_deref() {
+        crate::demo::check_store_url(url).map_err(|e| Exit::BadInput(e.to_string()))?;
+    }
+    match crate::demo::run(crate::demo::DemoOptions {
+        yes,
+        planner,
+        store,
+    })
+    .await
+    {
         Ok(summary) => {
             let healed = summary
                 .incidents
@@ -41,6 +54,7 @@ pub(super) async fn demo(yes: bool, planner: crate::demo::DemoPlanner) -> Result
             }
             Ok(())
         }
+        Err(e @ crate::demo::DemoError::BadStore { .. }) => Err(Exit::BadInput(e.to_string())),
         Err(e) => Err(Exit::Failure(e.into())),
     }
 }

@@ -13,7 +13,11 @@
 //! model fails) is offered in the thread, the demo's people press its
 //! buttons (asked on the terminal, or `--yes`), the fix runs once against
 //! the stand-in, and the next run, normal, resolves the incident. A summary
-//! ends it.
+//! ends it, with each plan's track record.
+//!
+//! With `--store URL` the database is kept at that URL (an empty store:
+//! the demo refuses one that already holds runs) so that `serve`,
+//! `health`, `ask` and `outcomes` can be tried on it afterwards.
 //!
 //! The demo drives the same services `serve` uses; it only plays the part
 //! of the CI system and of the people in the channel.
@@ -56,6 +60,39 @@ pub enum DemoError {
     NotDetected(String),
     #[error("the demo waited in vain for {0}")]
     Stuck(String),
+    #[error("--store {url}: {why}")]
+    BadStore { url: String, why: String },
+}
+
+/// Whether `url` can be a demo store: `sqlite:` or `postgres://`.
+pub fn check_store_url(url: &str) -> Result<(), DemoError> {
+    let url = url.trim();
+    if url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+    {
+        Ok(())
+    } else {
+        Err(DemoError::BadStore {
+            url: crate::config::redact_url(url),
+            why: "expected sqlite://PATH or postgres://…".to_string(),
+        })
+    }
+}
+
+/// Opens the store the demo keeps and checks that it holds no runs (the
+/// demo replays a fixed day; runs already there would hide its problems).
+async fn check_store_is_empty(url: &str) -> Result<(), DemoError> {
+    let store = crate::store::Store::connect(url, 2).await?;
+    let runs = store.count_runs().await;
+    store.close().await;
+    match runs? {
+        0 => Ok(()),
+        n => Err(DemoError::BadStore {
+            url: crate::config::redact_url(url),
+            why: format!("the store already holds {n} runs; the demo needs an empty store (delete the file or name another)"),
+        }),
+    }
 }
 
 /// What happened, for the summary and for tests.
@@ -82,6 +119,8 @@ pub struct IncidentSummary {
     pub action: Option<String>,
     pub action_result: Option<String>,
     pub recovered_after_min: Option<i64>,
+    /// The track record of each fix of the plan offered, in words.
+    pub track_record: Vec<String>,
 }
 
 /// Options of a demo run.
@@ -90,6 +129,8 @@ pub struct DemoOptions {
     /// Approve every plan as the demo users instead of asking.
     pub yes: bool,
     pub planner: DemoPlanner,
+    /// Keep the database at this store URL (`None`: a temporary file).
+    pub store: Option<String>,
 }
 
 /// Who drafts the demo's plans.
@@ -149,12 +190,25 @@ fn say(line: &str) {
 /// Runs the demo to the end.
 pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     let dir = tempfile::tempdir().map_err(setup)?;
-    let db = dir.path().join("pipemedic-demo.db");
+    let (store_url, kept) = match &options.store {
+        Some(url) => {
+            check_store_url(url)?;
+            check_store_is_empty(url).await?;
+            (url.trim().to_string(), true)
+        }
+        None => (
+            format!(
+                "sqlite://{}",
+                dir.path().join("pipemedic-demo.db").display()
+            ),
+            false,
+        ),
+    };
     let standin = FakeCodePipeline::start().await;
 
     let mut config = config::from_sources(None, None, &Env::new()).map_err(setup)?;
     config.server.listen = "127.0.0.1:0".into();
-    config.store.url = format!("sqlite://{}", db.display());
+    config.store.url = store_url.clone();
     config.chat.default_route.platform = "console".into();
     config.chat.default_route.channel = "#pipeline-alerts".into();
     config.chat.outbox_poll_ms = 50;
@@ -227,7 +281,15 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     } else {
         "pipemedic demo: the whole loop on this machine, no credentials needed."
     });
-    say(&format!("  store: {} (temporary)", db.display()));
+    say(&format!(
+        "  store: {} ({})",
+        crate::config::redact_url(&store_url),
+        if kept {
+            "kept; try `pipemedic outcomes` on it afterwards"
+        } else {
+            "temporary"
+        }
+    ));
     say(&format!(
         "  CodePipeline: local stand-in at {} via the AWS SDK",
         standin.url()
@@ -360,6 +422,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     }
 
     wait_for_outbox(&state).await;
+    for incident in &mut summary.incidents {
+        incident.track_record = track_record_of(&state, incident.incident_id).await?;
+    }
     for call in standin.calls() {
         *summary
             .codepipeline_calls
@@ -370,6 +435,37 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     let _ = server.await;
     print_summary(&summary);
     Ok(summary)
+}
+
+/// The track record, in words, of each fix offered for an incident.
+async fn track_record_of(
+    state: &crate::http::AppState,
+    incident_id: i64,
+) -> Result<Vec<String>, DemoError> {
+    let mut fixes: Vec<(String, String, String)> = Vec::new();
+    for request in state
+        .store
+        .approval_requests_for_incident(&incident_id.to_string())
+        .await?
+    {
+        for row in state.store.request_outcomes(request.id).await? {
+            let fix = (row.pipeline, row.playbook, row.action);
+            if !fixes.contains(&fix) {
+                fixes.push(fix);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (pipeline, playbook, action) in fixes {
+        if let Some(record) = state
+            .store
+            .track_record(&pipeline, &playbook, &action)
+            .await?
+        {
+            out.push(format!("{playbook}/{action}: {}", record.sentence()));
+        }
+    }
+    Ok(out)
 }
 
 /// Tells the CodePipeline stand-in about a run, as CodePipeline itself
@@ -622,6 +718,7 @@ async fn handle_incident(
         action: None,
         action_result: None,
         recovered_after_min: None,
+        track_record: Vec::new(),
     };
     // Healing stores a plan, then offers it (awaiting approval) or says
     // why it cannot (open).
@@ -762,6 +859,9 @@ fn print_summary(s: &DemoSummary) {
                 "     recovery verified: next run normal, {m} min after the failure"
             )),
             None => say("     recovery: not verified"),
+        }
+        for line in &i.track_record {
+            say(&format!("     track record: {line}"));
         }
     }
     let calls: Vec<String> = s

@@ -1,7 +1,8 @@
 //! Shared vocabulary of pipemedic: runs, metric samples, the names of the
 //! metric streams, verdicts and anomalies, incidents, approvals (choice,
 //! via, approver, vote, request status, step policy) and where a chat
-//! message lives, and cutting text to a size. Pure data and pure derivations; nothing here does I/O,
+//! message lives, what became of offered plans (outcomes, track records,
+//! earned autonomy), and cutting text to a size. Pure data and pure derivations; nothing here does I/O,
 //! and nothing here imports another module of the crate.
 
 mod allowlist;
@@ -9,6 +10,7 @@ mod approval;
 mod incident;
 mod links;
 mod message;
+mod outcome;
 mod run;
 mod run_limits;
 mod text;
@@ -22,6 +24,9 @@ pub use links::{
     LINK_FACTS,
 };
 pub use message::{MessageRef, Platform};
+pub use outcome::{
+    autonomy, times, AutoAfter, Autonomy, Fate, OutcomeRow, Signature, SignatureRecord, TrackRecord,
+};
 pub use run::{
     DeployMetrics, FieldError, MetricSample, ResourceMetrics, Run, RunSource, RunStatus,
     StageTiming, TestCounts, BUILTIN_METRICS,

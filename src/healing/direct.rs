@@ -117,7 +117,11 @@ impl HealingService {
             .map_err(HealingError::from)?;
         let voter = vote.approver.key();
         if let Some(reason) = decision.reason.as_deref().filter(|r| !r.trim().is_empty()) {
-            let tx = store.begin_write().await?;
+            let mut tx = store.begin_write().await?;
+            if decision.choice == Choice::Reject {
+                tx.record_rejection_reason(request.id, reason.trim())
+                    .await?;
+            }
             tx.commit_audited(
                 now,
                 "approval.reason",

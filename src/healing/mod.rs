@@ -58,7 +58,9 @@
 //! approve|reject`), `execution` (approved steps in their own tasks),
 //! `sweep` (expiry, due steps, recovery), `reminders` (one reminder at
 //! half a plan's expiry), `escalation` (when to page the on-call, and
-//! resolving the page) and `messages` (text).
+//! resolving the page), `record` (healed or not healed: the last
+//! transition of a plan's outcome, and the autonomy it revokes) and
+//! `messages` (text).
 
 mod decisions;
 mod direct;
@@ -66,6 +68,7 @@ mod escalation;
 mod execution;
 mod messages;
 mod offer;
+mod record;
 mod reminders;
 mod service;
 mod sweep;

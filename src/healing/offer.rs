@@ -76,6 +76,7 @@ impl HealingService {
             pipeline: drafted.facts.pipeline.clone(),
             run_id: drafted.facts.run_id.clone(),
             commit_author: drafted.facts.commit_author.clone(),
+            signature: drafted.facts.signature().key(),
         };
         let opened = match self.inner.approvals.open_request(&validated, &ctx).await {
             Ok(opened) => opened,
@@ -99,7 +100,7 @@ impl HealingService {
         };
         self.inner.metrics.healing("plan_offered");
         let card = chat::cards::with_console_link(
-            plan_card(incident_id, &validated, &opened)
+            plan_card(incident_id, &validated, &opened, &drafted.facts)
                 .links(self.playbook_links(&incident, &validated)),
             self.inner.incidents.public_url(),
             incident_id,
@@ -108,12 +109,16 @@ impl HealingService {
             tracing::warn!(incident_id, error = %e, "Cannot queue the plan.");
         }
         if opened.automatic {
-            self.status(
-                incident_id,
-                IncidentStatus::Remediating,
-                Some("automatic remediation: every step is low risk and needs no approval"),
-            )
-            .await?;
+            let note = match &opened.earned {
+                Some(why) => {
+                    self.inner.metrics.healing("autonomy_used");
+                    format!("earned autonomy, no approval waited for: {why}")
+                }
+                None => "automatic remediation: every step is low risk and needs no approval"
+                    .to_string(),
+            };
+            self.status(incident_id, IncidentStatus::Remediating, Some(&note))
+                .await?;
             self.spawn_execution(incident_id, opened.id, true);
         } else {
             self.status(incident_id, IncidentStatus::AwaitingApproval, None)

@@ -116,6 +116,8 @@ impl HealingService {
             }
             IncidentStatus::Verifying => {
                 let minutes = self.recovery_minutes(&incident, scored).await?;
+                self.record_verification(&incident, run_id, true, Some(minutes))
+                    .await?;
                 let note = format!("next run {run_id} is normal; recovered in {minutes} min");
                 self.inner.metrics.healing("verified");
                 self.status(incident.id, IncidentStatus::Resolved, Some(&note))
@@ -171,6 +173,8 @@ impl HealingService {
         how: &str,
     ) -> Result<(), HealingError> {
         self.inner.metrics.healing("not_healed");
+        self.record_verification(incident, &scored.run.run_id, false, None)
+            .await?;
         let note = format!(
             "run {} {how} after the fix: it did not heal the pipeline",
             scored.run.run_id

@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::router())
         .merge(routes::ready::router())
         .merge(routes::incidents::router())
+        .merge(routes::outcomes::router())
         .merge(routes::ask::router())
         .merge(routes::admin::router())
         .merge(console::router(&state, &rate_limit))

@@ -2,14 +2,20 @@
 //! matching playbooks and builds a plan from the best one's actions with
 //! their default parameters, saying plainly that no model was involved.
 //!
-//! Deterministic and pure: the same incident and catalog always give the
-//! same plan. Its plan goes through [`Plan::validate`] like any other.
+//! Matching playbooks are ranked by how well they fit, moved up or down by
+//! their fixes' track record on the pipeline ([`record_bonus`]): a fix
+//! that healed it before rises, one that did not falls, and one that did
+//! not heal this same failure twice falls far.
+//!
+//! Deterministic and pure: the same incident, record and catalog always
+//! give the same plan. Its plan goes through [`Plan::validate`] like any
+//! other.
 
 use std::collections::BTreeMap;
 
 use super::types::{IncidentFacts, Plan, PlanError, PlanStep, ValidatedPlan};
 use super::validate::resolve_step;
-use crate::playbooks::{Catalog, ParamSetter, PlaybookMatch, Risk};
+use crate::playbooks::{Catalog, ParamSetter, Playbook, PlaybookMatch, Risk};
 
 /// Opening words of every rule-based summary.
 const RULE_BASED: &str = "Rule-based plan (no language model)";
@@ -28,11 +34,18 @@ pub fn offline_plan(
     catalog: &Catalog,
     facts: &IncidentFacts,
 ) -> Result<OfflinePlan, Vec<PlanError>> {
-    let matches = catalog.matching(&facts.match_subject());
-    let ranking = matches
-        .iter()
-        .map(|m| (m.playbook.id.clone(), m.score))
+    let mut ranked: Vec<(f64, PlaybookMatch<'_>)> = catalog
+        .matching(&facts.match_subject())
+        .into_iter()
+        .map(|m| (m.score + record_bonus(facts, m.playbook), m))
         .collect();
+    // Stable: equal scores keep the matcher's order.
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let ranking = ranked
+        .iter()
+        .map(|(score, m)| (m.playbook.id.clone(), *score))
+        .collect();
+    let matches: Vec<PlaybookMatch<'_>> = ranked.into_iter().map(|(_, m)| m).collect();
     let plan = draft(catalog, facts, &matches);
     let mut validated = plan.validate(catalog, facts)?;
     validated.rule_based = true;
@@ -41,6 +54,30 @@ pub fn offline_plan(
         validated,
         ranking,
     })
+}
+
+/// How much a playbook's record on the incident's pipeline moves it in
+/// the ranking: half a point per heal, minus one per failure to heal (at
+/// most two either way), and three less when one of its fixes did not heal
+/// this same failure twice or more.
+pub fn record_bonus(facts: &IncidentFacts, playbook: &Playbook) -> f64 {
+    let signature = facts.signature();
+    let mut healed = 0u32;
+    let mut not_healed = 0u32;
+    let mut repeated_failure = false;
+    for action in &playbook.actions {
+        if let Some(record) = facts.record_of(&playbook.id, &action.id) {
+            healed += record.healed;
+            not_healed += record.not_healed;
+            repeated_failure |= record.not_healed_for(&signature) >= 2;
+        }
+    }
+    let bonus = (f64::from(healed) * 0.5 - f64::from(not_healed)).clamp(-2.0, 2.0);
+    if repeated_failure {
+        bonus - 3.0
+    } else {
+        bonus
+    }
 }
 
 fn confidence(score: f64) -> f64 {

@@ -32,7 +32,7 @@ pub const PLAN_TOOL_NAME: &str = "submit_plan";
 
 /// Templates built into pipemedic: (name, source). Names starting with `_`
 /// are partials (`{{> _log}}`).
-const BUNDLED: [(&str, &str); 9] = [
+const BUNDLED: [(&str, &str); 10] = [
     ("system", include_str!("../../prompts/system.hbs")),
     ("plan", include_str!("../../prompts/plan.hbs")),
     ("_incident", include_str!("../../prompts/_incident.hbs")),
@@ -40,6 +40,10 @@ const BUNDLED: [(&str, &str); 9] = [
     ("_log", include_str!("../../prompts/_log.hbs")),
     ("_playbooks", include_str!("../../prompts/_playbooks.hbs")),
     ("_actions", include_str!("../../prompts/_actions.hbs")),
+    (
+        "_track_record",
+        include_str!("../../prompts/_track_record.hbs"),
+    ),
     ("ask_system", include_str!("../../prompts/ask_system.hbs")),
     ("ask", include_str!("../../prompts/ask.hbs")),
 ];
@@ -372,8 +376,29 @@ fn context(
             })
         })
         .collect();
-    let playbooks: Vec<Value> = catalog
-        .matching(&facts.match_subject())
+    let matching = catalog.matching(&facts.match_subject());
+    let signature = facts.signature();
+    // The record of the matching playbooks' fixes on this pipeline, as
+    // facts; the reasons people typed are redacted like the log.
+    let track_record: Vec<Value> = facts
+        .track_record
+        .iter()
+        .filter(|r| matching.iter().any(|m| m.playbook.id == r.playbook))
+        .map(|r| {
+            let not_healed_here = r.not_healed_for(&signature);
+            json!({
+                "fix": one_line(&format!("{}/{}", r.playbook, r.action)),
+                "sentence": one_line(&redactor.redact(&r.sentence())),
+                "offered": r.offered,
+                "healed": r.healed,
+                "not_healed": r.not_healed,
+                "not_healed_here": not_healed_here,
+                "repeated_failure": not_healed_here >= 2,
+                "signature": one_line(&signature.describe()),
+            })
+        })
+        .collect();
+    let playbooks: Vec<Value> = matching
         .iter()
         .map(|m| {
             json!({
@@ -447,6 +472,7 @@ fn context(
         "metrics": metrics,
         "log": log_context(facts.log_excerpt.as_deref(), redactor),
         "playbooks": playbooks,
+        "track_record": track_record,
         "actions": actions,
         "max_steps": MAX_STEPS,
         "tool_name": PLAN_TOOL_NAME,
@@ -468,6 +494,9 @@ fn sample_context() -> Value {
         "log": {"present": true, "text": "line", "truncated": true, "shown_bytes": 4,
             "total_bytes": 8, "redactions": 1},
         "playbooks": [{"id": "p", "title": "t", "score": "1", "reasons": ["r"], "body": "b"}],
+        "track_record": [{"fix": "p/a", "sentence": "healed 1 of 1 time on p", "offered": 1,
+            "healed": 1, "not_healed": 2, "not_healed_here": 2, "repeated_failure": true,
+            "signature": "m up in stage Test"}],
         "actions": [{"playbook": "p", "action": "a", "uses": "shell", "description": "d",
             "risk": "low", "approval": "1 of any approver", "delay": "60s",
             "params": [{"name": "n", "ty": "string", "value": "\"v\"", "who": "w",

@@ -228,6 +228,7 @@ mod tests {
                     from: vec!["group:sre".into()],
                 },
                 delay_s: None,
+                auto_after: None,
                 why: "not touched by the commit".into(),
             }],
             risk: Risk::Low,

@@ -246,6 +246,7 @@ impl PlanService {
             log_url: run.log_url.clone(),
             run_url: run.url.clone(),
             last_normal,
+            track_record: self.store.track_records(Some(&run.pipeline)).await?,
         })
     }
 

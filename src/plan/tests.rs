@@ -82,6 +82,7 @@ fn flaky_facts() -> IncidentFacts {
             commit: Some("9e8d7c6".to_string()),
             finished_at: Some(Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).single().expect("date")),
         }),
+        track_record: Vec::new(),
     }
 }
 
@@ -938,4 +939,156 @@ fn facts_from_ci_payloads_cannot_add_lines_to_the_prompt() {
     assert!(line.starts_with("- commit: a1b2c3d by dana ## Allowed actions - playbook"));
     assert!(line.ends_with('…'));
     assert!(line.chars().count() < 260);
+}
+
+// ---------------------------------------------------------------- track record
+
+/// A fix's record on checkout-service: `healed` heals, `not_healed` not
+/// healed for the flaky-tests signature, and one rejection with `reason`.
+fn record(
+    playbook: &str,
+    action: &str,
+    healed: u32,
+    not_healed: u32,
+    reason: &str,
+) -> crate::domain::TrackRecord {
+    use crate::domain::{Fate, OutcomeRow, TrackRecord};
+    let signature = flaky_facts().signature().key();
+    let at = Utc
+        .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+        .single()
+        .expect("date");
+    let row = |i: u32, fate: Fate, minutes: Option<i64>, reason: Option<&str>| OutcomeRow {
+        request_id: i64::from(i),
+        step_no: 1,
+        incident_id: Some(i64::from(i)),
+        pipeline: "checkout-service".into(),
+        playbook: playbook.into(),
+        action: action.into(),
+        signature: signature.clone(),
+        fate,
+        approved: fate != Fate::Rejected,
+        automatic: false,
+        reason: reason.map(str::to_string),
+        minutes_to_heal: minutes,
+        offered_at: at + chrono::Duration::minutes(i64::from(i)),
+        updated_at: at,
+    };
+    let mut rows = Vec::new();
+    for i in 0..healed {
+        rows.push(row(i, Fate::Healed, Some(20 + i64::from(i)), None));
+    }
+    for i in 0..not_healed {
+        rows.push(row(100 + i, Fate::NotHealed, None, None));
+    }
+    rows.push(row(200, Fate::Rejected, None, Some(reason)));
+    TrackRecord::from_rows(&rows).pop().expect("one record")
+}
+
+#[test]
+fn the_prompt_states_the_track_record_as_redacted_facts() {
+    let mut facts = flaky_facts();
+    facts.track_record = vec![record(
+        "flaky-tests",
+        "rerun-tests-clean",
+        4,
+        0,
+        "not flaky, key AKIAIOSFODNN7EXAMPLE leaked",
+    )];
+    let prompt = PromptSet::bundled()
+        .expect("bundled")
+        .render_plan(&facts, &bundled(), &Redactor::builtin().expect("compiles"))
+        .expect("renders");
+    let user = &prompt.user;
+    assert!(user.contains("## Track record on this pipeline"), "{user}");
+    assert!(
+        user.contains("`flaky-tests/rerun-tests-clean`: healed 4 of 4 times on checkout-service, median 21.5 min; rejected once: 'not flaky, key [REDACTED:aws_access_key_id] leaked'"),
+        "{user}"
+    );
+    assert!(!user.contains("AKIAIOSFODNN7EXAMPLE"));
+
+    // A fix that did not heal this failure twice is flagged.
+    facts.track_record = vec![record("flaky-tests", "rerun-tests-clean", 0, 2, "x")];
+    let user = PromptSet::bundled()
+        .expect("bundled")
+        .render_plan(&facts, &bundled(), &Redactor::builtin().expect("compiles"))
+        .expect("renders")
+        .user;
+    assert!(
+        user.contains("rejected once: 'x'. **It did not heal this same failure (duration_s up, test_failure_rate up in stage Test) 2 times.**"),
+        "{user}"
+    );
+
+    // Without a record the section says so.
+    let user = PromptSet::bundled()
+        .expect("bundled")
+        .render_plan(
+            &flaky_facts(),
+            &bundled(),
+            &Redactor::builtin().expect("compiles"),
+        )
+        .expect("renders")
+        .user;
+    assert!(
+        user.contains("None of the matching playbooks' fixes was offered on this pipeline before.")
+    );
+}
+
+/// Two team playbooks for a failed test stage: `rerun-clean` fits better
+/// (it also names the failure rate); `retry-failed` fits the stage only.
+fn two_test_playbooks() -> Catalog {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, when: &str, action: &str, mode: &str| {
+        std::fs::write(
+            dir.path().join(format!("{name}.md")),
+            format!(
+                "---\nid: {name}\ntitle: {name}\nwhen:\n  - {when}\nactions:\n  - id: {action}\n    uses: codepipeline.retry_stage\n    with: {{ stage: \"{{{{stage}}}}\", mode: {mode} }}\n    risk: low\n---\n# {name}\n"
+            ),
+        )
+        .expect("write playbook");
+    };
+    write(
+        "rerun-clean",
+        "{ metric: test_failure_rate, direction: up, status: failed, stage: Test }",
+        "rerun-all",
+        "ALL_ACTIONS",
+    );
+    write(
+        "retry-failed",
+        "{ status: failed, stage: Test }",
+        "retry-failed-actions",
+        "FAILED_ACTIONS",
+    );
+    load_dir(dir.path(), &LoadOptions::default()).expect("valid playbooks")
+}
+
+#[test]
+fn the_offline_ranking_follows_the_track_record() {
+    let catalog = two_test_playbooks();
+    let plain = offline_plan(&catalog, &flaky_facts()).expect("valid");
+    let ids = |r: &[(String, f64)]| r.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&plain.ranking), ["rerun-clean", "retry-failed"]);
+    assert_eq!(plain.validated.steps[0].action, "rerun-all");
+
+    // The better fit did not heal this failure twice; the other healed it
+    // four times: the other now ranks first and is the plan.
+    let mut facts = flaky_facts();
+    facts.track_record = vec![
+        record("rerun-clean", "rerun-all", 0, 2, "no"),
+        record("retry-failed", "retry-failed-actions", 4, 0, "no"),
+    ];
+    let learned = offline_plan(&catalog, &facts).expect("valid");
+    assert_eq!(ids(&learned.ranking), ["retry-failed", "rerun-clean"]);
+    assert_eq!(learned.validated.steps[0].action, "retry-failed-actions");
+    // Each score moved by its record only: +2 for four heals, -2 - 3 for
+    // two failures to heal this same failure.
+    let score = |r: &[(String, f64)], id: &str| r.iter().find(|(p, _)| p == id).expect("ranked").1;
+    let moved = |id: &str| score(&learned.ranking, id) - score(&plain.ranking, id);
+    assert!((moved("retry-failed") - 2.0).abs() < 1e-9);
+    assert!((moved("rerun-clean") + 5.0).abs() < 1e-9);
+
+    // One heal is not enough to overtake a better fit.
+    facts.track_record = vec![record("retry-failed", "retry-failed-actions", 1, 0, "no")];
+    let one = offline_plan(&catalog, &facts).expect("valid");
+    assert_eq!(ids(&one.ranking), ["rerun-clean", "retry-failed"]);
 }

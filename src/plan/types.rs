@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::domain::{MetricDeviation, RunSource, RunStatus};
+use crate::domain::{AutoAfter, MetricDeviation, RunSource, RunStatus, Signature, TrackRecord};
 use crate::playbooks::{ActionKind, ApprovalPolicy, CiSystem, MatchSubject, Risk};
 
 /// Most steps a plan may have.
@@ -72,9 +72,26 @@ pub struct IncidentFacts {
     /// The last normal run, for "what changed since".
     #[serde(default)]
     pub last_normal: Option<LastNormalRun>,
+    /// What became of the fixes offered on this pipeline before, one record
+    /// per playbook action (empty when none was ever offered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_record: Vec<TrackRecord>,
 }
 
 impl IncidentFacts {
+    /// The failure this incident is: its stage and the metrics that are
+    /// off, with their direction.
+    pub fn signature(&self) -> Signature {
+        Signature::new(self.stage.as_deref(), &self.metrics)
+    }
+
+    /// The record of one playbook action on this pipeline, if it has one.
+    pub fn record_of(&self, playbook: &str, action: &str) -> Option<&TrackRecord> {
+        self.track_record
+            .iter()
+            .find(|r| r.playbook == playbook && r.action == action)
+    }
+
     /// What playbook matching looks at.
     pub fn match_subject(&self) -> MatchSubject<'_> {
         MatchSubject {
@@ -184,6 +201,10 @@ pub struct ValidatedStep {
     /// Seconds to wait after approval before running ("retry later").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_s: Option<u64>,
+    /// When the action may run without a person (the playbook's
+    /// `auto_after`), once its record on the pipeline earned it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_after: Option<AutoAfter>,
     pub why: String,
 }
 

@@ -301,6 +301,7 @@ pub(crate) fn resolve_step(
         risk: action.risk,
         approval: action.approval.clone(),
         delay_s: action.delay.map(|d| d.as_secs()),
+        auto_after: action.auto_after,
         why: String::new(),
     })
 }

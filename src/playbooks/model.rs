@@ -16,7 +16,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::domain::{ApprovalPolicy, Risk};
+pub use crate::domain::{ApprovalPolicy, AutoAfter, Risk};
 use crate::domain::{Direction, HttpAllowlist, RunStatus};
 
 /// The incident facts a template in a playbook's `with:` may name, and
@@ -427,6 +427,9 @@ pub struct ActionDecl {
     /// `shell` only: incident facts that may fill an argument starting
     /// with `-` (an option). Any other fact that would is refused.
     pub flags: Vec<String>,
+    /// When the action may run without a person on a pipeline where its
+    /// record earned it (`auto_after: {healed: 5, rate: 0.9}`; low risk only).
+    pub auto_after: Option<AutoAfter>,
     /// Line of the action in its file.
     pub line: usize,
 }

@@ -577,6 +577,74 @@ fn every_action_kind_has_a_consistent_parameter_schema() {
 }
 
 #[test]
+fn auto_after_is_validated_with_file_line_and_field() {
+    let text = |auto: &str, risk: &str| {
+        format!("---\nid: earn\ntitle: Earned\nwhen: {{ status: failed }}\nactions:\n  - id: retry\n    uses: codepipeline.retry_stage\n    risk: {risk}\n    auto_after: {auto}\n---\nRunbook.\n")
+    };
+    let ok = parse_playbook(
+        Path::new("earn.md"),
+        &text("{ healed: 5, rate: 0.9 }", "low"),
+        &LoadOptions::default(),
+    )
+    .expect("valid");
+    assert_eq!(
+        ok.actions[0].auto_after,
+        Some(crate::domain::AutoAfter {
+            healed: 5,
+            rate: 0.9
+        })
+    );
+    let errors_of = |auto: &str, risk: &str| -> Vec<(String, usize, String, String)> {
+        parse_playbook(
+            Path::new("earn.md"),
+            &text(auto, risk),
+            &LoadOptions::default(),
+        )
+        .expect_err("invalid")
+        .into_iter()
+        .map(|e| (e.file.display().to_string(), e.line, e.field, e.message))
+        .collect()
+    };
+    assert_eq!(
+        errors_of("{ healed: 0, rate: 1.5 }", "low"),
+        vec![
+            (
+                "earn.md".to_string(),
+                9,
+                "actions[0].auto_after.healed".to_string(),
+                "expected a whole number 1 to 1000, found 0".to_string()
+            ),
+            (
+                "earn.md".to_string(),
+                9,
+                "actions[0].auto_after.rate".to_string(),
+                "expected a number greater than 0 and at most 1, found 1.5".to_string()
+            ),
+        ]
+    );
+    let missing = errors_of("{ healed: 3, often: yes }", "low");
+    let fields: Vec<&str> = missing.iter().map(|e| e.2.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["actions[0].auto_after.often", "actions[0].auto_after"],
+        "{missing:?}"
+    );
+    assert!(missing[1].3.starts_with("missing `rate`"), "{missing:?}");
+    let high = errors_of("{ healed: 3, rate: 0.9 }", "high");
+    assert_eq!(high.len(), 1, "{high:?}");
+    assert_eq!(high[0].2, "actions[0].auto_after");
+    assert_eq!(
+        high[0].3,
+        "only low-risk actions may earn autonomy; this action is high risk"
+    );
+    let scalar = errors_of("5", "low");
+    assert_eq!(scalar[0].2, "actions[0].auto_after");
+    assert!(scalar[0]
+        .3
+        .starts_with("expected a mapping like {healed: 5, rate: 0.9}"));
+}
+
+#[test]
 fn links_are_read_and_bad_ones_are_placed_at_their_line() {
     let text = "---\nid: runbook-links\ntitle: With links\nwhen: { status: failed }\nlinks:\n  - { label: Runbook, url: \"https://wiki.example/runbooks/{{pipeline}}\" }\n  - { label: Bad, url: \"https://{{pipeline}}.example/\" }\n---\n# Runbook\nRead it.\n";
     let errors = parse_playbook(Path::new("links.md"), text, &LoadOptions::default())

@@ -1,5 +1,6 @@
 //! The store: runs, metric samples, processed event ids, ingest state,
-//! approval requests, votes and executions, and the audit log, on SQLite (embedded default: one file, WAL, durable commits) or
+//! approval requests, votes and executions, plan outcomes and autonomy
+//! stops, and the audit log, on SQLite (embedded default: one file, WAL, durable commits) or
 //! PostgreSQL (several replicas sharing one database), chosen by URL.
 //!
 //! One implementation serves both backends through sqlx's `Any` driver with
@@ -18,6 +19,7 @@ mod console;
 mod detection;
 mod incidents;
 mod outbox;
+mod outcomes;
 mod paging;
 mod plans;
 mod schema;
@@ -41,6 +43,7 @@ pub use console::{AuditFilter, GradedRun, IncidentFilter};
 pub use detection::StoredModel;
 pub use incidents::{NewIncident, Silence, StoredDecision};
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
+pub use outcomes::{fate_of_status, AutonomyStop, NewOutcome, OfferedPlan};
 pub use paging::{NewPage, PageAction, PageStatus, StoredPage};
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
 pub use schema::SchemaStatus;

@@ -141,6 +141,7 @@ fn facts() -> IncidentFacts {
         log_url: None,
         run_url: None,
         last_normal: None,
+        track_record: Vec::new(),
     }
 }
 
@@ -174,6 +175,7 @@ fn ctx() -> RequestContext {
         pipeline: PIPELINE.to_string(),
         run_id: EXECUTION.to_string(),
         commit_author: Some("dana".to_string()),
+        signature: String::new(),
     }
 }
 

@@ -43,6 +43,7 @@ async fn the_demo_closes_the_whole_loop() {
     let summary = pipemedic::demo::run(DemoOptions {
         yes: true,
         planner: DemoPlanner::Offline,
+        store: None,
     })
     .await
     .expect("demo runs");
@@ -67,6 +68,7 @@ async fn the_demo_plans_with_bedrock_and_falls_back_to_rules() {
         planner: DemoPlanner::Bedrock {
             endpoint: Some(bedrock.url()),
         },
+        store: None,
     })
     .await
     .expect("demo runs");

@@ -304,8 +304,8 @@ fn decision_row(message: &ChatMessage) -> Vec<CreateActionRow> {
                 crate::domain::Choice::Approve => ButtonStyle::Success,
                 crate::domain::Choice::Reject => ButtonStyle::Danger,
             };
-            CreateButton::new(custom_id(super::action_id(b.decision), &b.value))
-                .label(b.decision.label())
+            CreateButton::new(custom_id(b.action_id(), &b.value))
+                .label(b.label())
                 .style(style)
         })
         .collect();
@@ -565,6 +565,23 @@ mod tests {
         assert_eq!(
             split_custom_id("pipemedic_reject:plan-9"),
             ("pipemedic_reject".to_string(), "plan-9".to_string())
+        );
+    }
+
+    #[test]
+    fn the_stop_automatic_runs_button_has_its_own_id_and_label() {
+        let message = ChatMessage::new("Plan", Severity::Info, "ran on its own")
+            .control_button(crate::chat::ButtonControl::StopAutomatic, "request:12");
+        let rows = serde_json::to_value(components(&message)).unwrap();
+        let button = &rows[0]["components"][0];
+        assert_eq!(button["custom_id"], "pipemedic_stop_auto:request:12");
+        assert_eq!(button["label"], "Stop automatic runs");
+        assert_eq!(
+            split_custom_id("pipemedic_stop_auto:request:12"),
+            (
+                crate::chat::STOP_AUTOMATIC_ACTION_ID.to_string(),
+                "request:12".to_string()
+            )
         );
     }
 }

@@ -223,13 +223,11 @@ pub fn blocks(message: &ChatMessage, links: &LinkPolicy) -> Vec<SlackBlock> {
                     Choice::Approve => SlackBlockButtonStyle::Primary,
                     Choice::Reject => SlackBlockButtonStyle::Danger,
                 };
-                SlackBlockButtonElement::new(
-                    SlackBlockPlainText::new(b.decision.label().to_string()).into(),
-                )
-                .with_action_id(SlackActionId(super::action_id(b.decision).to_string()))
-                .with_value(b.value.clone())
-                .with_style(style)
-                .into()
+                SlackBlockButtonElement::new(SlackBlockPlainText::new(b.label().to_string()).into())
+                    .with_action_id(SlackActionId(b.action_id().to_string()))
+                    .with_value(b.value.clone())
+                    .with_style(style)
+                    .into()
             })
             .collect();
         blocks.push(

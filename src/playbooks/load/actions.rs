@@ -13,7 +13,7 @@ use super::LoadOptions;
 use crate::playbooks::locate::{locate, path_segments};
 use crate::playbooks::model::{
     escape_for, leading_fact, render_template_escaped, sample_template_context, url_allowed,
-    ActionDecl, ActionKind, ApprovalPolicy, ParamSpec, ParamType, Risk, TemplateEscape,
+    ActionDecl, ActionKind, ApprovalPolicy, AutoAfter, ParamSpec, ParamType, Risk, TemplateEscape,
     TEMPLATE_FACTS,
 };
 
@@ -123,6 +123,10 @@ pub(super) fn action(
     if let Some(kind) = kind {
         flag_checks(path, kind, &raw, errors);
     }
+    let auto_after = raw
+        .auto_after
+        .as_ref()
+        .and_then(|y| auto_after(y, &format!("{path}.auto_after"), risk, errors));
     let (kind, risk) = (kind?, risk?);
     let approval = own_approval
         .or_else(|| default_approval.cloned())
@@ -151,7 +155,107 @@ pub(super) fn action(
         delay,
         description: raw.description,
         flags: raw.flags,
+        auto_after,
     })
+}
+
+/// Most heals `auto_after` may ask for.
+const MAX_AUTO_AFTER_HEALED: u64 = 1000;
+
+/// `auto_after: {healed: N, rate: R}`: N whole heals (1 to 1000) and a
+/// rate in (0, 1]; only on a low-risk action.
+fn auto_after(
+    value: &Yaml,
+    field: &str,
+    risk: Option<Risk>,
+    errors: &mut Errors<'_>,
+) -> Option<AutoAfter> {
+    let Some(map) = value.as_mapping() else {
+        errors.push(
+            field,
+            format!(
+                "expected a mapping like {{healed: 5, rate: 0.9}}, found {}",
+                yaml_kind(value)
+            ),
+        );
+        return None;
+    };
+    let before = errors.list.len();
+    for key in map.keys() {
+        match key.as_str() {
+            Some("healed" | "rate") => {}
+            Some(other) => errors.push(
+                &format!("{field}.{other}"),
+                format!("unknown key `{other}`; auto_after takes healed and rate"),
+            ),
+            None => errors.push(field, "keys must be healed and rate"),
+        }
+    }
+    let healed = match map.get("healed") {
+        None => {
+            errors.push(
+                field,
+                "missing `healed`: how many heals earn autonomy (1 to 1000)",
+            );
+            None
+        }
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_AUTO_AFTER_HEALED).contains(&n) => u32::try_from(n).ok(),
+            _ => {
+                errors.push(
+                    &format!("{field}.healed"),
+                    format!(
+                        "expected a whole number 1 to {MAX_AUTO_AFTER_HEALED}, found {}",
+                        yaml_text(v)
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let rate = match map.get("rate") {
+        None => {
+            errors.push(
+                field,
+                "missing `rate`: the share of verified runs that must have healed, in (0, 1]",
+            );
+            None
+        }
+        Some(v) => match v.as_f64() {
+            Some(r) if r > 0.0 && r <= 1.0 => Some(r),
+            _ => {
+                errors.push(
+                    &format!("{field}.rate"),
+                    format!(
+                        "expected a number greater than 0 and at most 1, found {}",
+                        yaml_text(v)
+                    ),
+                );
+                None
+            }
+        },
+    };
+    if risk == Some(Risk::High) {
+        errors.push(
+            field,
+            "only low-risk actions may earn autonomy; this action is high risk",
+        );
+    }
+    if errors.list.len() != before {
+        return None;
+    }
+    Some(AutoAfter {
+        healed: healed?,
+        rate: rate?,
+    })
+}
+
+fn yaml_text(v: &Yaml) -> String {
+    match v {
+        Yaml::String(s) => format!("`{s}`"),
+        Yaml::Number(n) => n.to_string(),
+        other => yaml_kind(other).to_string(),
+    }
 }
 
 /// `flags:` names incident facts that start an argument of a `shell`

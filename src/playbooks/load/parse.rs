@@ -83,6 +83,7 @@ pub(super) struct RawAction {
     pub(super) description: Option<String>,
     #[serde(default)]
     pub(super) flags: Vec<String>,
+    pub(super) auto_after: Option<Yaml>,
 }
 
 /// Collects errors for one file, placing each at its field's line.
