@@ -27,6 +27,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::config::{AwsConfig, AwsEndpoints};
 
+pub mod iam;
+
 /// Attempts per call, first one included (the SDK's standard retry mode).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Time allowed to open a connection.
