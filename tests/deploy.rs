@@ -828,3 +828,69 @@ fn the_eventbridge_template_sends_the_secret_header_and_the_events_pipemedic_rea
         ["ApiDestination", "Arn"]
     );
 }
+
+/// Whether `arn` is an instance of `form`: its placeholders filled in
+/// (a pipeline or stage name never contains `/`).
+fn arn_fits(form: ArnForm, arn: &str) -> bool {
+    let mut pattern = regex::escape(form.template());
+    for (placeholder, filled) in [
+        ("REGION", "[a-z0-9-]+|REGION"),
+        ("ACCOUNT", "[0-9]{12}|ACCOUNT"),
+        ("PIPELINE", "[^/]+"),
+        ("STAGE", "[^/]+"),
+        ("MODEL_ID", "[^/]+"),
+        ("ENDPOINT_NAME", "[^/]+"),
+    ] {
+        pattern = pattern.replace(placeholder, &format!("(?:{filled})"));
+    }
+    regex::Regex::new(&format!("^{pattern}$"))
+        .expect("a pattern")
+        .is_match(arn)
+}
+
+#[test]
+fn the_readme_policies_grant_only_what_the_code_declares() {
+    let readme = read("README.md");
+    let declared = pipemedic::iam::all_grants();
+    let mut checked = 0;
+    for block in readme.split("```json").skip(1) {
+        let body = block.split("```").next().expect("a closed block");
+        if !body.contains("\"Action\"") {
+            continue;
+        }
+        let policy: Json =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("README policy {body}: {e}"));
+        for statement in policy["Statement"].as_array().expect("Statement") {
+            let list = |key: &str| -> Vec<String> {
+                match &statement[key] {
+                    Json::String(s) => vec![s.clone()],
+                    Json::Array(a) => a
+                        .iter()
+                        .map(|v| v.as_str().expect("a string").to_string())
+                        .collect(),
+                    other => panic!("README: {key} is {other}"),
+                }
+            };
+            for action in list("Action") {
+                for resource in list("Resource") {
+                    assert!(
+                        declared
+                            .iter()
+                            .any(|g| g.action == action && arn_fits(g.resource, &resource)),
+                        "README grants {action} on {resource}, which no AWS call declares"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 10, "README policies found: {checked}");
+    assert!(!arn_fits(
+        ArnForm::CodePipelinePipeline,
+        "arn:aws:codepipeline:eu-west-1:123456789012:checkout/Deploy"
+    ));
+    assert!(arn_fits(
+        ArnForm::CodePipelineStage,
+        "arn:aws:codepipeline:eu-west-1:123456789012:checkout/Deploy"
+    ));
+}
