@@ -11,6 +11,9 @@
 //! [`AwsSettings::with_static_credentials`], which also stops the loader
 //! from reading the host's environment and profile files.
 //!
+//! The IAM vocabulary ([`iam`]) names what each call needs; the modules
+//! that make the calls declare it.
+//!
 //! This module builds clients only; it must not call any service.
 
 use std::fmt;
