@@ -11,12 +11,20 @@
 //! [`AwsSettings::with_static_credentials`], which also stops the loader
 //! from reading the host's environment and profile files.
 //!
+//! Loading is lazy and happens once: nothing is read from the host's AWS
+//! environment (and no instance-metadata request is made, which the chain
+//! does to find a region) until a feature that needs AWS asks for a client
+//! ([`AwsSettings::clients`], or a [`LazyClient`] on its first call). A
+//! configuration that uses no AWS never loads it.
+//!
 //! The IAM vocabulary ([`iam`]) names what each call needs; the modules
 //! that make the calls declare it.
 //!
 //! This module builds clients only; it must not call any service.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -57,6 +65,10 @@ pub struct AwsSettings {
     pub initial_backoff: Duration,
     pub connect_timeout: Duration,
     pub operation_timeout: Duration,
+    /// The configuration [`AwsSettings::clients`] loaded, shared by clones.
+    loaded: Arc<tokio::sync::OnceCell<AwsClients>>,
+    /// How many times these settings (or a clone) loaded a configuration.
+    loads: Arc<AtomicUsize>,
 }
 
 impl fmt::Debug for AwsSettings {
@@ -91,6 +103,8 @@ impl Default for AwsSettings {
             initial_backoff: Duration::from_secs(1),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            loaded: Arc::default(),
+            loads: Arc::default(),
         }
     }
 }
@@ -115,10 +129,27 @@ impl AwsSettings {
         self
     }
 
-    /// Loads the shared SDK configuration and returns the client factory.
-    /// Loading never calls a service; with the chain it may read the
-    /// environment, profile files or instance metadata (for the region).
+    /// The client factory, loaded on the first call and shared by every
+    /// clone of these settings afterwards (one load per process). Change
+    /// the settings' fields before the first call, not after.
+    pub async fn clients(&self) -> AwsClients {
+        self.loaded.get_or_init(|| self.load()).await.clone()
+    }
+
+    /// How many times these settings (or a clone) loaded an SDK
+    /// configuration: 0 means nothing was read from the host's AWS
+    /// environment and no instance-metadata request was made.
+    pub fn loads(&self) -> usize {
+        self.loads.load(Ordering::Relaxed)
+    }
+
+    /// Loads a fresh SDK configuration and returns the client factory
+    /// (see [`AwsSettings::clients`] for the shared one). Loading never
+    /// calls a service; with the chain it may read the environment,
+    /// profile files or instance metadata (for the region).
     pub async fn load(&self) -> AwsClients {
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(settings = ?self, "Loading the AWS configuration.");
         let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::Ring,
@@ -197,6 +228,58 @@ impl AwsClients {
             builder = builder.endpoint_url(url);
         }
         aws_sdk_sagemakerruntime::Client::from_conf(builder.build())
+    }
+}
+
+/// A client built on its first use, from settings whose configuration is
+/// loaded only then ([`AwsSettings::clients`]); cheap to clone, and clones
+/// share the client.
+#[derive(Clone)]
+pub struct LazyClient<C> {
+    settings: AwsSettings,
+    build: fn(&AwsClients) -> C,
+    client: Arc<tokio::sync::OnceCell<C>>,
+}
+
+impl<C> fmt::Debug for LazyClient<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyClient")
+            .field("built", &self.client.initialized())
+            .finish()
+    }
+}
+
+impl<C: Clone> LazyClient<C> {
+    /// A client that `build` makes from `settings` when first needed, e.g.
+    /// `LazyClient::new(&settings, AwsClients::codepipeline)`.
+    pub fn new(settings: &AwsSettings, build: fn(&AwsClients) -> C) -> Self {
+        Self {
+            settings: settings.clone(),
+            build,
+            client: Arc::default(),
+        }
+    }
+
+    /// A client built now from configuration already loaded.
+    pub fn from_clients(clients: &AwsClients, build: fn(&AwsClients) -> C) -> Self {
+        Self {
+            settings: AwsSettings::default(),
+            build,
+            client: Arc::new(tokio::sync::OnceCell::new_with(Some(build(clients)))),
+        }
+    }
+
+    /// The client, loading the configuration and building it on first use.
+    pub async fn get(&self) -> C {
+        self.client
+            .get_or_init(|| async { (self.build)(&self.settings.clients().await) })
+            .await
+            .clone()
+    }
+
+    /// Whether the client exists yet (nothing was loaded before).
+    pub fn is_built(&self) -> bool {
+        self.client.initialized()
     }
 }
 
@@ -385,5 +468,27 @@ mod tests {
         );
         let _ = clients.bedrock();
         let _ = clients.sagemaker();
+    }
+
+    #[tokio::test]
+    async fn nothing_loads_until_a_client_is_used_and_then_once() {
+        let settings = AwsSettings::default().with_static_credentials(
+            Credentials::new("AKIDTEST", "test-secret", None, None, "tests"),
+            "eu-west-1",
+        );
+        let lazy = LazyClient::new(&settings, AwsClients::codepipeline);
+        let copy = lazy.clone();
+        assert_eq!(settings.loads(), 0);
+        assert!(!lazy.is_built());
+        let client = lazy.get().await;
+        assert_eq!(
+            client.config().region().map(|r| r.as_ref()),
+            Some("eu-west-1")
+        );
+        let _ = copy.get().await;
+        let _ = settings.clients().await;
+        let _ = settings.clone().clients().await;
+        assert_eq!(settings.loads(), 1, "one load shared by every clone");
+        assert!(copy.is_built());
     }
 }

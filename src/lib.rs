@@ -22,7 +22,7 @@
 //!                  └─ chatops                commands, decisions, questions from chat
 //!                      └─ healing            plan → offer → decisions → run once → verify
 //!                          └─ incidents · ingest
-//!                              └─ plan · approvals · remediate · ask · scoring · health · charts
+//!                              └─ plan · approvals · remediate · ask · scoring · health · charts · paging
 //!                                  └─ chat (port + adapters, outbox, cards, routing) · store · playbooks
 //!                                     · detect · aws · bedrock · config · standin · metrics · telemetry
 //!                                      └─ domain · clock · redact   shared vocabulary, no I/O
@@ -55,6 +55,7 @@
 //! | [`plan`] | remediation plans: facts, prompts, validation, the offline and Bedrock planners, the plan service (store + audit), chat text |
 //! | [`approvals`] | approval policy (pure), votes, expiry, staleness and exactly-once execution of approved steps |
 //! | [`remediate`] | the executors of approved actions (CodePipeline, GitHub, http, shell) and their dry runs |
+//! | [`paging`] | paging the on-call person through PagerDuty or Opsgenie: the durable, exactly-once queue of triggers and resolves |
 //! | [`ask`] | plain-language questions: the offline parser, read-only query tools, the Bedrock tool loop with its number check, per-channel visibility, and [`ask::Asker`], the one entry point for CLI, HTTP and chat |
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`incidents`] | abnormal runs → incidents (grouping, silences, status) → queued chat alerts |
@@ -121,6 +122,7 @@ pub mod iam;
 pub mod incidents;
 pub mod ingest;
 pub mod metrics;
+pub mod paging;
 pub mod plan;
 pub mod playbooks;
 pub mod redact;

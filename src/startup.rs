@@ -64,6 +64,8 @@ pub enum StartupError {
     Ask(#[from] crate::ask::AskSetupError),
     #[error("planner.redact_patterns: {0}")]
     Redact(#[from] crate::redact::RedactError),
+    #[error("cannot set up paging: {0}")]
+    Paging(#[from] crate::paging::PagingSetupError),
 }
 
 /// Routes that accept requests without a credential when its secret is
@@ -192,7 +194,7 @@ impl Application {
         let sagemaker = match loaded.config.detector.backend {
             DetectorBackend::Embedded => None,
             DetectorBackend::Sagemaker => {
-                let clients = aws.load().await;
+                let clients = aws.clients().await;
                 Some(Arc::new(SagemakerScorer::new(
                     &clients.sagemaker(),
                     ScorerSettings::from_config(&loaded.config.detector, aws.initial_backoff),
@@ -221,6 +223,14 @@ impl Application {
             Arc::new(redactor),
         ));
         let (planner, approvals) = build_healing(&loaded, &store, &metrics, &clock, &aws).await?;
+        let paging = crate::paging::PagingService::new(
+            store.clone(),
+            clock.clone(),
+            metrics.clone(),
+            crate::paging::pager_from_config(&loaded.config, &loaded.secrets)?,
+            crate::paging::PagingSettings::from_config(&loaded.config),
+            outbox_signal.clone(),
+        );
         let healing = HealingService::new(HealingParts {
             store: store.clone(),
             clock: clock.clone(),
@@ -235,10 +245,11 @@ impl Application {
                 loaded.config.approvals.identities.clone(),
             ),
             decisions: decisions_tx,
+            paging,
         });
         let bedrock = match loaded.config.ask.backend {
             crate::config::AskBackend::Offline => None,
-            crate::config::AskBackend::Bedrock => Some(aws.load().await.bedrock()),
+            crate::config::AskBackend::Bedrock => Some(aws.clients().await.bedrock()),
         };
         let asker = Arc::new(crate::ask::Asker::from_config(
             &loaded.config,
@@ -262,6 +273,7 @@ impl Application {
             GroupLookup::new(platforms.clone()),
         ));
         let chat = chat.with_sink(Arc::new(sink));
+        let shutdown = CancellationToken::new();
         let state = AppState {
             config: Arc::new(loaded.config),
             secrets: Arc::new(loaded.secrets),
@@ -274,6 +286,7 @@ impl Application {
             incidents,
             healing,
             asker,
+            shutdown: shutdown.clone(),
         };
         let listener = TcpListener::bind(addr)
             .await
@@ -282,7 +295,7 @@ impl Application {
             listener,
             state,
             tracker: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             platforms,
             outbox_signal,
             receivers,
@@ -308,7 +321,8 @@ impl Application {
         self.shutdown.clone()
     }
 
-    /// Serves until the shutdown token is cancelled, then lets in-flight
+    /// Serves until the shutdown token is cancelled, then keeps serving for
+    /// `server.drain_s` while `/readyz` answers 503, then lets in-flight
     /// requests finish (up to `server.shutdown_grace_s`) and stops the
     /// background tasks. Raises the open-file limit and caps connections
     /// below it first (see [`crate::http::serve`]).
@@ -323,6 +337,10 @@ impl Application {
             receivers,
         } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_s);
+        let drain = Duration::from_secs(state.config.server.drain_s);
+        // What the listener and the background tasks obey: cancelled after
+        // the drain that follows `shutdown`.
+        let stop = CancellationToken::new();
         let store = state.store.clone();
         let ingest = state.ingest.clone();
         crate::ingest::start_background(
@@ -330,7 +348,7 @@ impl Application {
             &state.aws,
             state.ingest.clone(),
             &tracker,
-            &shutdown,
+            &stop,
         );
         start_chat(
             &state,
@@ -338,7 +356,7 @@ impl Application {
             &outbox_signal,
             receivers,
             &tracker,
-            &shutdown,
+            &stop,
         );
         let limits =
             ConnectionLimits::at_start(&state.config.server, state.config.store.max_connections);
@@ -349,9 +367,17 @@ impl Application {
             listener,
             app,
             limits,
-            shutdown.clone(),
+            stop.clone(),
         ));
         shutdown.cancelled().await;
+        if !drain.is_zero() {
+            tracing::info!(
+                drain_s = drain.as_secs(),
+                "Shutdown begun; not ready, still serving while load balancers drain."
+            );
+            tokio::time::sleep(drain).await;
+        }
+        stop.cancel();
         tracing::info!(
             grace_s = grace.as_secs(),
             "Shutting down; finishing in-flight requests."
@@ -386,8 +412,12 @@ async fn build_healing(
     aws: &AwsSettings,
 ) -> Result<(PlanService, Arc<ApprovalService>), StartupError> {
     let config = &loaded.config;
-    let clients = aws.load().await;
-    let bedrock = (config.planner.backend == PlannerBackend::Bedrock).then(|| clients.bedrock());
+    // AWS is loaded here only for the Bedrock planner; the CodePipeline
+    // executors load it on their first action.
+    let bedrock = match config.planner.backend {
+        PlannerBackend::Bedrock => Some(aws.clients().await.bedrock()),
+        PlannerBackend::Offline => None,
+    };
     let planner = PlanService::from_config(
         config,
         store.clone(),
@@ -395,10 +425,10 @@ async fn build_healing(
         clock.clone(),
         bedrock,
     )?;
-    let registry = ExecutorRegistry::from_config(
+    let registry = ExecutorRegistry::from_settings(
         config,
         &loaded.secrets,
-        &clients,
+        aws,
         &crate::config::process_env(),
     )?;
     let approvals = ApprovalService::new(
@@ -429,6 +459,7 @@ fn start_chat(
     state
         .healing
         .start(receivers.handled, receivers.decisions, tracker, shutdown);
+    state.healing.paging().start(tracker, shutdown);
     crate::chat::outbox::start(
         &crate::chat::outbox::Workers {
             store: state.store.clone(),

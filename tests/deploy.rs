@@ -18,7 +18,7 @@ use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 
 use pipemedic::aws::iam::{ArnForm, IamGrant};
-use pipemedic::aws::AwsSettings;
+use pipemedic::aws::{AwsClients, AwsSettings, LazyClient};
 use pipemedic::clock::ManualClock;
 use pipemedic::config::{AwsConfig, Env, Secrets};
 use pipemedic::iam::Feature;
@@ -718,7 +718,7 @@ async fn the_codepipeline_calls_made_are_the_ones_declared() {
 
     // Each remediation action kind, with the parameters that make it call
     // the most (a rollback without a target looks one up).
-    let client = clients.codepipeline();
+    let client = LazyClient::from_clients(&clients, AwsClients::codepipeline);
     let mut all_seen = BTreeSet::new();
     for executor in CodePipelineExecutor::all(&client) {
         let params = match executor.kind() {

@@ -40,6 +40,7 @@ const LAYERS: &[&[&str]] = &[
         "scoring",
         "health",
         "charts",
+        "paging",
     ],
     &[
         "chat",

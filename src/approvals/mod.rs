@@ -21,9 +21,9 @@ mod report;
 pub mod service;
 
 pub use policy::{
-    author_exclusion, candidate_groups, decide, is_automatic, not_allowed_reason, requirement,
-    ApprovalSettings, Approver, Choice, RequestStatus, RequestView, Requirement, Ruling,
-    StepPolicy, Via, Vote,
+    author_exclusion, candidate_groups, decide, is_automatic, not_allowed_reason, outstanding,
+    requirement, ApprovalSettings, Approver, Choice, Outstanding, RequestStatus, RequestView,
+    Requirement, Ruling, StepPolicy, Via, Vote,
 };
 pub use service::{
     ApprovalError, ApprovalService, OpenedRequest, RequestContext, StepReport, VoteOutcome,

@@ -102,10 +102,12 @@ mod tests {
                 pipelines: "payments-*".into(),
                 platform: "slack".into(),
                 channel: "CPAY".into(),
+                links: Vec::new(),
             }],
             default_route: DefaultRoute {
                 platform: "slack".into(),
                 channel: "CALL".into(),
+                links: Vec::new(),
             },
             open_channels: open.iter().map(|s| s.to_string()).collect(),
             ..ChatConfig::default()

@@ -223,6 +223,9 @@ pub fn render(message: &ChatMessage, reference: &MessageRef) -> String {
             id = reference.ts_or_id
         ));
     }
+    for link in &message.links {
+        out.push_str(&format!("│ 🔗 {}: {}\n", plain(&link.label), link.url));
+    }
     match &message.footer {
         Some(footer) => out.push_str(&format!("└─ {}\n", plain(footer))),
         None => out.push_str("└─\n"),
@@ -322,6 +325,23 @@ impl ChatPlatform for ConsoleChat {
 mod tests {
     use super::*;
     use crate::chat::{ChatReply, Severity};
+
+    #[test]
+    fn links_are_lines() {
+        let message = ChatMessage::new("t", Severity::Info, "x").links([crate::chat::ChatLink {
+            label: "Dashboard".into(),
+            url: "https://grafana.example/d/ci".into(),
+        }]);
+        let reference = MessageRef {
+            platform: Platform::Console,
+            channel: "c".into(),
+            ts_or_id: "1".into(),
+            thread: None,
+        };
+        assert!(
+            render(&message, &reference).contains("│ 🔗 Dashboard: https://grafana.example/d/ci\n")
+        );
+    }
 
     fn alert() -> ChatMessage {
         ChatMessage::new(

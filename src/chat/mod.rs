@@ -24,6 +24,7 @@ pub mod console;
 pub mod discord;
 pub mod emoji;
 mod identity;
+pub mod links;
 pub mod markup;
 pub mod outbox;
 pub mod routing;
@@ -113,6 +114,16 @@ pub struct ChatButton {
     pub value: String,
 }
 
+/// A link under a message (a dashboard, a runbook): a URL button on Slack,
+/// a link button on Discord, a line on the console. Only pipemedic's own
+/// configuration and playbooks make these ([`links`]), never a payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatLink {
+    pub label: String,
+    /// An absolute http(s) URL.
+    pub url: String,
+}
+
 /// A platform-neutral message card.
 ///
 /// Every text (title, text, field names and values, footer) is the
@@ -132,6 +143,9 @@ pub struct ChatMessage {
     pub image_url: Option<String>,
     pub buttons: Vec<ChatButton>,
     pub footer: Option<String>,
+    /// Links shown under the card.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<ChatLink>,
 }
 
 impl ChatMessage {
@@ -159,6 +173,12 @@ impl ChatMessage {
 
     pub fn footer(mut self, footer: impl Into<String>) -> Self {
         self.footer = Some(footer.into());
+        self
+    }
+
+    /// The same card with `links` under it.
+    pub fn links(mut self, links: impl IntoIterator<Item = ChatLink>) -> Self {
+        self.links.extend(links);
         self
     }
 

@@ -1,10 +1,12 @@
 //! Which chat channel a pipeline's alerts go to (`[[chat.routes]]`, first
-//! match wins, then `chat.default_route`) and whether a silence covers it.
+//! match wins, then `chat.default_route`), which links its alerts show, and
+//! whether a silence covers it.
 //! Pure matching over configuration and stored silences.
 
 use globset::{Glob, GlobMatcher};
 
 use crate::config::ChatConfig;
+use crate::domain::LinkTemplate;
 use crate::store::Silence;
 
 /// A platform and channel to post to.
@@ -19,32 +21,57 @@ pub struct Route {
 pub struct Routes {
     routes: Vec<(GlobMatcher, Route)>,
     default: Option<Route>,
+    /// The link templates of each route (same order), then the default's.
+    links: Vec<Vec<LinkTemplate>>,
+    default_links: Vec<LinkTemplate>,
 }
 
 impl Routes {
     /// Compiles the configured routes (validation already refused bad globs;
     /// any left are skipped).
     pub fn from_config(config: &ChatConfig) -> Self {
-        let routes = config
+        let (routes, links) = config
             .routes
             .iter()
             .filter_map(|r| {
                 let glob = Glob::new(&r.pipelines).ok()?.compile_matcher();
                 Some((
-                    glob,
-                    Route {
-                        platform: r.platform.clone(),
-                        channel: r.channel.clone(),
-                    },
+                    (
+                        glob,
+                        Route {
+                            platform: r.platform.clone(),
+                            channel: r.channel.clone(),
+                        },
+                    ),
+                    r.links.clone(),
                 ))
             })
-            .collect();
+            .unzip();
         let d = &config.default_route;
         let default = (!d.platform.is_empty() && !d.channel.is_empty()).then(|| Route {
             platform: d.platform.clone(),
             channel: d.channel.clone(),
         });
-        Self { routes, default }
+        Self {
+            routes,
+            default,
+            links,
+            default_links: d.links.clone(),
+        }
+    }
+
+    /// The link templates of the route `pipeline`'s alerts take (none when
+    /// no route takes them).
+    pub fn links(&self, pipeline: &str) -> &[LinkTemplate] {
+        match self
+            .routes
+            .iter()
+            .position(|(glob, _)| glob.is_match(pipeline))
+        {
+            Some(i) => self.links.get(i).map_or(&[], Vec::as_slice),
+            None if self.default.is_some() => &self.default_links,
+            None => &[],
+        }
     }
 
     /// Where `pipeline`'s alerts go, if anywhere.
@@ -81,11 +108,13 @@ mod tests {
                     pipelines: "payments-*".into(),
                     platform: "slack".into(),
                     channel: "C1".into(),
+                    links: Vec::new(),
                 },
                 ChatRoute {
                     pipelines: "*".into(),
                     platform: "discord".into(),
                     channel: "42".into(),
+                    links: Vec::new(),
                 },
             ],
             ..ChatConfig::default()
@@ -99,6 +128,7 @@ mod tests {
             default_route: DefaultRoute {
                 platform: "slack".into(),
                 channel: "C9".into(),
+                links: Vec::new(),
             },
             ..ChatConfig::default()
         });

@@ -1,5 +1,6 @@
 //! Setting up: `pipemedic init` (the starter file), `pipemedic config
-//! check` and `pipemedic playbooks check`.
+//! check` and `pipemedic playbooks check`, each as text or (`--json`) as
+//! one JSON object whose shape the command's help documents.
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +23,58 @@ pub(super) fn init(path: &Path, force: bool) -> Result<(), Exit> {
     Ok(())
 }
 
-pub(super) fn config_check(path: Option<&Path>, env: &Env) -> Result<(), Exit> {
+/// Prints one JSON object on stdout.
+fn print_json(value: &serde_json::Value) -> Result<(), Exit> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Exit::Failure(e.into()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `pipemedic config check --json`: the result as one object; with
+/// problems, `ok` is false, `problems` lists them all and the exit is 2.
+fn config_check_json(path: Option<&Path>, env: &Env) -> Result<(), Exit> {
+    let file = config::resolve_path(path, env);
+    let source = file.as_ref().map(|p| p.display().to_string());
+    let loaded = match config::load(file.as_deref(), env) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let problems: Vec<serde_json::Value> = e
+                .problems
+                .iter()
+                .map(|p| serde_json::json!({"key": p.key, "message": p.message}))
+                .collect();
+            print_json(&serde_json::json!({
+                "ok": false,
+                "source": source,
+                "problems": problems,
+            }))?;
+            return Err(Exit::BadInput(e.to_string()));
+        }
+    };
+    // The redacted TOML is the one rendering that masks every secret-bearing
+    // value; the JSON is made from it so both show the same.
+    let shown: toml::Value = toml::from_str(&loaded.config.to_redacted_toml())
+        .map_err(|e| Exit::Failure(anyhow::anyhow!("cannot render the configuration: {e}")))?;
+    let secrets: serde_json::Map<String, serde_json::Value> = loaded
+        .secrets
+        .summary()
+        .into_iter()
+        .map(|(name, set)| (name.to_string(), serde_json::Value::Bool(set)))
+        .collect();
+    print_json(&serde_json::json!({
+        "ok": true,
+        "source": loaded.source.as_ref().map(|p| p.display().to_string()),
+        "config": serde_json::to_value(&shown).map_err(|e| Exit::Failure(e.into()))?,
+        "secrets": secrets,
+        "unauthenticated_routes": crate::startup::unauthenticated_routes(&loaded),
+        "problems": [],
+    }))
+}
+
+pub(super) fn config_check(path: Option<&Path>, env: &Env, json: bool) -> Result<(), Exit> {
+    if json {
+        return config_check_json(path, env);
+    }
     let loaded = load_config(path, env)?;
     println!(
         "# effective configuration (source: {})",
@@ -52,6 +104,7 @@ pub(super) fn playbooks_check(
     path: Option<&Path>,
     env: &Env,
     dir: Option<&Path>,
+    json: bool,
 ) -> Result<(), Exit> {
     let loaded = load_config(path, env)?;
     let dir = dir.map_or_else(
@@ -62,11 +115,40 @@ pub(super) fn playbooks_check(
         http_allowed_hosts: loaded.config.remediate.http_allowlist.clone(),
     };
     let report = crate::playbooks::check_dir(&dir, &options);
-    for e in &report.errors {
-        println!("{e}");
+    if json {
+        let playbooks: Vec<serde_json::Value> = report
+            .valid
+            .iter()
+            .map(|(id, file)| serde_json::json!({"id": id, "file": file.display().to_string()}))
+            .collect();
+        let errors: Vec<serde_json::Value> = report
+            .errors
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "file": e.file.display().to_string(),
+                    "line": e.line,
+                    "field": e.field,
+                    "message": e.message,
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "ok": report.errors.is_empty(),
+            "dir": dir.display().to_string(),
+            "files": report.files,
+            "playbooks": playbooks,
+            "errors": errors,
+        }))?;
+    } else {
+        for e in &report.errors {
+            println!("{e}");
+        }
     }
     if report.errors.is_empty() {
-        println!("{}: {} playbooks OK", dir.display(), report.valid.len());
+        if !json {
+            println!("{}: {} playbooks OK", dir.display(), report.valid.len());
+        }
         Ok(())
     } else {
         Err(Exit::BadInput(format!(

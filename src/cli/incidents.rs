@@ -9,13 +9,38 @@ use super::{load_config, open_store, DecideArgs, Exit};
 use crate::config::{self, Env};
 use crate::domain::{Choice, IncidentStatus};
 
-/// `pipemedic plan INCIDENT [--dry-run]`: drafts a plan with the configured
-/// planner and prints it; exit 1 when no valid plan came out.
+/// What `pipemedic plan --json` prints (the shape is in the command's help
+/// and the README).
+fn plan_json(id: i64, drafted: &crate::plan::DraftedPlan) -> serde_json::Value {
+    use crate::plan::PlanOutcome;
+    let (status, plan, errors) = match &drafted.outcome {
+        PlanOutcome::Valid { validated, .. } => (
+            "valid",
+            serde_json::to_value(validated).unwrap_or(serde_json::Value::Null),
+            Vec::new(),
+        ),
+        PlanOutcome::Invalid { errors, .. } => ("invalid", serde_json::Value::Null, errors.clone()),
+    };
+    serde_json::json!({
+        "incident": id,
+        "plan_id": drafted.id,
+        "planner": drafted.backend,
+        "status": status,
+        "plan": plan,
+        "errors": errors,
+        "attempts": drafted.attempts.len(),
+        "usage": {"input": drafted.usage.input, "output": drafted.usage.output},
+    })
+}
+
+/// `pipemedic plan INCIDENT [--dry-run] [--json]`: drafts a plan with the
+/// configured planner and prints it; exit 1 when no valid plan came out.
 pub(super) async fn plan(
     path: Option<&Path>,
     env: &Env,
     incident: &str,
     dry_run: bool,
+    json: bool,
 ) -> Result<(), Exit> {
     use crate::plan::{PlanService, PlanServiceError};
     let id: i64 = incident
@@ -27,7 +52,7 @@ pub(super) async fn plan(
     let store = open_store(&loaded).await?;
     let bedrock = if loaded.config.planner.backend == config::PlannerBackend::Bedrock {
         let aws = crate::aws::AwsSettings::from_config(&loaded.config.aws)
-            .load()
+            .clients()
             .await;
         Some(aws.bedrock())
     } else {
@@ -64,7 +89,13 @@ pub(super) async fn plan(
         }
         other => Exit::Failure(other.into()),
     })?;
-    print!("{}", crate::plan::render_report(&drafted));
+    if json {
+        let text = serde_json::to_string_pretty(&plan_json(id, &drafted))
+            .map_err(|e| Exit::Failure(e.into()))?;
+        println!("{text}");
+    } else {
+        print!("{}", crate::plan::render_report(&drafted));
+    }
     if drafted.outcome.is_valid() {
         Ok(())
     } else {

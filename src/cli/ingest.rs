@@ -8,12 +8,52 @@ use chrono::Utc;
 use super::{load_config, open_store, CheckArgs, Exit};
 use crate::config::Env;
 
+/// How `pipemedic ingest` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct IngestOptions {
+    /// Validate and report, store nothing.
+    pub dry_run: bool,
+    /// Store the valid lines even when some are invalid.
+    pub skip_invalid: bool,
+    /// One JSON object on stdout instead of text and a progress bar.
+    pub json: bool,
+}
+
+/// What `pipemedic ingest --json` prints (the shape is in the command's
+/// help and the README).
+#[derive(Debug, serde::Serialize)]
+struct IngestReport<'a> {
+    file: String,
+    dry_run: bool,
+    stored: bool,
+    lines_valid: usize,
+    lines_invalid: usize,
+    inserted: usize,
+    updated: usize,
+    duplicates: usize,
+    problems: Vec<Problem<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Problem<'a> {
+    line: usize,
+    field: &'a str,
+    message: &'a str,
+}
+
+impl IngestReport<'_> {
+    fn print(&self) -> Result<(), Exit> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Exit::Failure(e.into()))?;
+        println!("{text}");
+        Ok(())
+    }
+}
+
 pub(super) async fn ingest(
     path: Option<&Path>,
     env: &Env,
     file: &Path,
-    dry_run: bool,
-    skip_invalid: bool,
+    options: IngestOptions,
 ) -> Result<(), Exit> {
     use crate::ingest::backfill::{self, Format};
     let text = std::fs::read_to_string(file)
@@ -22,22 +62,46 @@ pub(super) async fn ingest(
     let now = crate::clock::Clock::now(clock.as_ref());
     let (runs, errors) = backfill::parse_file(&text, Format::of(file), now);
     const SHOWN: usize = 50;
-    for e in errors.iter().take(SHOWN) {
-        eprintln!("{}:{e}", file.display());
-    }
-    if errors.len() > SHOWN {
-        eprintln!("... and {} more problems", errors.len() - SHOWN);
+    if !options.json {
+        for e in errors.iter().take(SHOWN) {
+            eprintln!("{}:{e}", file.display());
+        }
+        if errors.len() > SHOWN {
+            eprintln!("... and {} more problems", errors.len() - SHOWN);
+        }
     }
     let bad_lines = {
         let mut lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         lines.dedup();
         lines.len()
     };
-    if dry_run {
-        println!(
-            "dry run: {} valid runs, {bad_lines} invalid lines, nothing stored",
-            runs.len()
-        );
+    let mut report = IngestReport {
+        file: file.display().to_string(),
+        dry_run: options.dry_run,
+        stored: false,
+        lines_valid: runs.len(),
+        lines_invalid: bad_lines,
+        inserted: 0,
+        updated: 0,
+        duplicates: 0,
+        problems: errors
+            .iter()
+            .map(|e| Problem {
+                line: e.line,
+                field: &e.error.field,
+                message: &e.error.message,
+            })
+            .collect(),
+    };
+    if options.dry_run {
+        if options.json {
+            report.print()?;
+        } else {
+            println!(
+                "dry run: {} valid runs, {bad_lines} invalid lines, nothing stored",
+                runs.len()
+            );
+        }
         return if errors.is_empty() {
             Ok(())
         } else {
@@ -47,7 +111,10 @@ pub(super) async fn ingest(
             )))
         };
     }
-    if !errors.is_empty() && !skip_invalid {
+    if !errors.is_empty() && !options.skip_invalid {
+        if options.json {
+            report.print()?;
+        }
         return Err(Exit::BadInput(format!(
             "{} has {bad_lines} invalid lines; nothing stored (fix them, or pass --skip-invalid to store the valid ones)",
             file.display()
@@ -64,7 +131,11 @@ pub(super) async fn ingest(
         None,
         std::sync::Arc::new(redactor),
     );
-    let bar = indicatif::ProgressBar::new(runs.len() as u64);
+    let bar = if options.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(runs.len() as u64)
+    };
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{spinner} storing runs [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
@@ -77,6 +148,15 @@ pub(super) async fn ingest(
         .map_err(|e| Exit::Failure(e.into()))?;
     bar.finish_and_clear();
     summary.lines_invalid = bad_lines;
+    store.close().await;
+    if options.json {
+        report.stored = true;
+        report.lines_valid = summary.lines_valid;
+        report.inserted = summary.inserted;
+        report.updated = summary.updated;
+        report.duplicates = summary.duplicates;
+        return report.print();
+    }
     println!(
         "{}: {} runs read, {} inserted, {} updated, {} already stored, {} invalid lines skipped",
         file.display(),
@@ -86,7 +166,6 @@ pub(super) async fn ingest(
         summary.duplicates,
         summary.lines_invalid
     );
-    store.close().await;
     Ok(())
 }
 

@@ -7,9 +7,12 @@
 //! commands live in one file per group: `serve` (serve, demo), `ingest`
 //! (ingest, check), `detection` (score, train, backtest, accept-baseline),
 //! `query` (health, ask, audit), `incidents` (plan, incidents, approve,
-//! reject) and `config_cmd` (init,
-//! config check, playbooks check).
+//! reject), `config_cmd` (init,
+//! config check, playbooks check) and `backup`.
+//!
+//! Every argument has help text (a test walks the command tree).
 
+mod backup;
 mod config_cmd;
 mod detection;
 mod incidents;
@@ -47,6 +50,7 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -65,6 +69,7 @@ pub enum Command {
         offline: bool,
     },
     /// Backfill runs from a JSON Lines (one Run per line) or CSV file.
+    #[command(after_help = INGEST_HELP)]
     Ingest {
         /// The file: `.csv` is read as CSV with a header, anything else as JSON Lines.
         file: PathBuf,
@@ -74,6 +79,9 @@ pub enum Command {
         /// Store the valid lines even when some lines are invalid.
         #[arg(long)]
         skip_invalid: bool,
+        /// Print the summary as JSON on stdout (see below); no progress bar.
+        #[arg(long)]
+        json: bool,
     },
     /// Rebuild detection models from stored history (skipping runs graded abnormal).
     #[command(
@@ -114,6 +122,7 @@ pub enum Command {
     },
     /// Declare a pipeline's current level normal (all metrics, or one): alerts for it stop at once.
     AcceptBaseline {
+        /// The pipeline, as pipemedic names it.
         pipeline: String,
         /// One metric, e.g. duration_s (default: all).
         metric: Option<String>,
@@ -150,6 +159,7 @@ pub enum Command {
     },
     /// Playbook tools.
     Playbooks {
+        /// What to do with playbooks.
         #[command(subcommand)]
         command: PlaybooksCommand,
     },
@@ -196,10 +206,16 @@ pub enum Command {
     #[command(after_help = DECIDE_HELP)]
     Reject(DecideArgs),
     /// Draft (or redraft) a remediation plan for a stored incident and print it.
+    #[command(after_help = PLAN_HELP)]
     Plan {
+        /// The incident's number (`7` or `#7`, from `pipemedic incidents`).
         incident: String,
+        /// Draft and print the plan without storing it or offering it for approval.
         #[arg(long)]
         dry_run: bool,
+        /// Print the plan as JSON on stdout (see below).
+        #[arg(long)]
+        json: bool,
     },
     /// Write a commented starter pipemedic.toml.
     Init {
@@ -212,10 +228,26 @@ pub enum Command {
     },
     /// Configuration tools.
     Config {
+        /// What to do with the configuration.
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Copy the embedded SQLite store to FILE while the server runs (an online, consistent copy).
+    #[command(after_help = BACKUP_HELP)]
+    Backup {
+        /// Where to write the copy (refused if it exists, unless --force).
+        file: PathBuf,
+        /// Replace FILE if it exists (the old file stays whole until the new copy is complete).
+        #[arg(long)]
+        force: bool,
+    },
 }
+
+const INGEST_HELP: &str = "--json prints one object: {\"file\", \"dry_run\", \"stored\", \"lines_valid\", \"lines_invalid\", \"inserted\", \"updated\", \"duplicates\", \"problems\": [{\"line\", \"field\", \"message\"}]} (counts are 0 when nothing was stored; exit 2 when lines are invalid and nothing was stored).";
+
+const PLAN_HELP: &str = "--json prints one object: {\"incident\", \"plan_id\" (null for --dry-run), \"planner\", \"status\" (valid or invalid), \"plan\" (the validated plan, null when invalid), \"errors\", \"attempts\", \"usage\": {\"input\", \"output\"}}.\nExit codes: 0 a valid plan, 1 no valid plan or a runtime failure, 2 bad input (no such incident).";
+
+const BACKUP_HELP: &str = "The copy is made with SQLite's VACUUM INTO, checked with PRAGMA integrity_check, and only then takes FILE's name.\nRestore: stop pipemedic, copy FILE over the store's file (store.url), delete any leftover <store>-wal and <store>-shm files, start pipemedic.\nA PostgreSQL store is refused: back it up with pg_dump.\nExample: pipemedic backup /var/backups/pipemedic-$(date +%F).db";
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -237,31 +269,43 @@ pub struct CheckArgs {
     /// Build duration in seconds (ends now unless --finished-at).
     #[arg(long)]
     pub duration_s: Option<f64>,
+    /// When the build started (RFC 3339).
     #[arg(long)]
     pub started_at: Option<DateTime<Utc>>,
+    /// When the build finished (RFC 3339; default: now).
     #[arg(long)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// The stage or job the build ran (e.g. Test).
     #[arg(long)]
     pub stage: Option<String>,
+    /// The commit built (default: from the CI's variables).
     #[arg(long)]
     pub commit: Option<String>,
+    /// Tests run.
     #[arg(long)]
     pub tests_total: Option<u64>,
+    /// Tests that failed.
     #[arg(long)]
     pub tests_failed: Option<u64>,
+    /// Tests skipped.
     #[arg(long)]
     pub tests_skipped: Option<u64>,
+    /// Peak CPU use, in percent.
     #[arg(long)]
     pub cpu_peak_pct: Option<f64>,
+    /// Peak memory use, in MB.
     #[arg(long)]
     pub mem_peak_mb: Option<f64>,
+    /// Error rate after a deploy, 0 to 1.
     #[arg(long)]
     pub error_rate: Option<f64>,
+    /// 95th percentile latency after a deploy, in ms.
     #[arg(long)]
     pub latency_p95_ms: Option<f64>,
     /// A custom metric, NAME=VALUE (repeatable).
     #[arg(long = "metric", value_name = "NAME=VALUE")]
     pub metrics: Vec<String>,
+    /// Link to the build's log (shown in alerts).
     #[arg(long)]
     pub log_url: Option<String>,
     /// Fail (exit 1) when the server cannot be reached, instead of warning.
@@ -309,14 +353,30 @@ pub struct DecideArgs {
 #[derive(Debug, Subcommand)]
 pub enum PlaybooksCommand {
     /// Validate playbooks; errors name file, line and field.
-    Check { dir: Option<PathBuf> },
+    #[command(after_help = PLAYBOOKS_CHECK_HELP)]
+    Check {
+        /// The directory of playbooks (default: planner.playbooks_dir).
+        dir: Option<PathBuf>,
+        /// Print the report as JSON on stdout (see below).
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+const PLAYBOOKS_CHECK_HELP: &str = "--json prints one object: {\"ok\", \"dir\", \"files\", \"playbooks\": [{\"id\", \"file\"}], \"errors\": [{\"file\", \"line\", \"field\", \"message\"}]}.\nExit codes: 0 every playbook is valid, 2 any problem.";
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the effective configuration (secrets redacted) and every problem at once.
-    Check,
+    #[command(after_help = CONFIG_CHECK_HELP)]
+    Check {
+        /// Print the result as JSON on stdout (see below).
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+const CONFIG_CHECK_HELP: &str = "--json prints one object: {\"ok\", \"source\" (the file, or null for built-in defaults), \"config\" (the effective configuration, URLs' passwords masked; absent when not ok), \"secrets\": {VARIABLE: true when set}, \"unauthenticated_routes\", \"problems\": [{\"key\", \"message\"}]}.\nExit codes: 0 no problem, 2 any problem.";
 
 /// How a command ended.
 #[derive(Debug)]
@@ -359,13 +419,24 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
         Command::Serve => serve(config_path.as_deref(), &env).await,
         Command::Init { path, force } => init(&path, force),
         Command::Config {
-            command: ConfigCommand::Check,
-        } => config_check(config_path.as_deref(), &env),
+            command: ConfigCommand::Check { json },
+        } => config_check(config_path.as_deref(), &env, json),
         Command::Ingest {
             file,
             dry_run,
             skip_invalid,
-        } => ingest(config_path.as_deref(), &env, &file, dry_run, skip_invalid).await,
+            json,
+        } => {
+            let options = ingest::IngestOptions {
+                dry_run,
+                skip_invalid,
+                json,
+            };
+            ingest(config_path.as_deref(), &env, &file, options).await
+        }
+        Command::Backup { file, force } => {
+            backup::backup(config_path.as_deref(), &env, &file, force).await
+        }
         Command::Health { pipeline, json } => {
             health(config_path.as_deref(), &env, pipeline, json).await
         }
@@ -415,8 +486,8 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
             ask(config_path.as_deref(), &env, &question, json, at).await
         }
         Command::Playbooks {
-            command: PlaybooksCommand::Check { dir },
-        } => playbooks_check(config_path.as_deref(), &env, dir.as_deref()),
+            command: PlaybooksCommand::Check { dir, json },
+        } => playbooks_check(config_path.as_deref(), &env, dir.as_deref(), json),
         Command::Backtest {
             since,
             pipeline,
@@ -444,9 +515,11 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
         Command::Reject(args) => {
             incidents::decide(&args, crate::domain::Choice::Reject, &env).await
         }
-        Command::Plan { incident, dry_run } => {
-            plan(config_path.as_deref(), &env, &incident, dry_run).await
-        }
+        Command::Plan {
+            incident,
+            dry_run,
+            json,
+        } => plan(config_path.as_deref(), &env, &incident, dry_run, json).await,
     };
     match result {
         Ok(()) => Exit::Ok,

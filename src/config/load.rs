@@ -224,6 +224,7 @@ fn apply_section(
         "aws" => config.aws = parse(section, value)?,
         "remediate" => config.remediate = parse(section, value)?,
         "approvals" => config.approvals = parse(section, value)?,
+        "paging" => config.paging = parse(section, value)?,
         "secrets" => config.secrets = parse(section, value)?,
         // Unknown sections were already reported by `unknown_keys`.
         _ => {}

@@ -31,9 +31,10 @@ pub use load::{
 pub use schema::{
     ApprovalsConfig, AskBackend, AskConfig, AwsConfig, AwsEndpoints, ChatConfig, ChatRoute,
     CodePipelineConfig, DefaultRoute, DetectorBackend, DetectorConfig, DiscordConfig, GithubConfig,
-    IncidentsConfig, IngestConfig, PlannerBackend, PlannerConfig, RemediateConfig, SecretFiles,
-    ServerConfig, SlackConfig, StoreConfig, UnknownIdentity, APPROVER_MEMBER_PREFIXES,
-    MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES,
+    IncidentsConfig, IngestConfig, OpsgenieConfig, PagerDutyConfig, PagingConfig, PlannerBackend,
+    PlannerConfig, RemediateConfig, SecretFiles, ServerConfig, SlackConfig, StoreConfig,
+    UnknownIdentity, APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES,
+    PAGING_PROVIDERS,
 };
 pub use secrets::{Secret, Secrets};
 
@@ -58,6 +59,7 @@ pub struct Config {
     pub aws: AwsConfig,
     pub remediate: RemediateConfig,
     pub approvals: ApprovalsConfig,
+    pub paging: PagingConfig,
     pub secrets: SecretFiles,
 }
 
@@ -415,6 +417,57 @@ mod tests {
     }
 
     #[test]
+    fn paging_keys_have_defaults_and_are_validated() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert_eq!(c.paging.provider, "");
+        assert!(c.paging.on_expiry);
+        assert_eq!(c.paging.not_healed_times, 2);
+        assert_eq!(
+            c.paging.pagerduty.events_url,
+            "https://events.pagerduty.com"
+        );
+        assert_eq!(c.paging.opsgenie.api_url, "https://api.opsgenie.com");
+        let c = from_sources(
+            Some("[paging]\nprovider = \"opsgenie\"\n[paging.opsgenie]\napi_url = \"https://api.eu.opsgenie.com\"\n"),
+            None,
+            &env(&[("PIPEMEDIC_PAGING__PAGERDUTY__EVENTS_URL", "http://127.0.0.1:9")]),
+        )
+        .unwrap();
+        assert_eq!(c.paging.provider, "opsgenie");
+        assert_eq!(c.paging.opsgenie.api_url, "https://api.eu.opsgenie.com");
+        assert_eq!(c.paging.pagerduty.events_url, "http://127.0.0.1:9");
+        let text = "[paging]\nprovider = \"pagertree\"\n[paging.pagerduty]\nevents_url = \"events.pagerduty.com\"\n";
+        let err = from_sources(Some(text), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["paging.provider", "paging.pagerduty.events_url"]);
+        let bad = "[paging]\nrouting_key = \"abc\"\n";
+        assert!(from_sources(Some(bad), None, &Env::new()).is_err());
+    }
+
+    #[test]
+    fn link_templates_are_checked_with_sample_facts() {
+        let text = "[[chat.routes]]\npipelines = \"*\"\nplatform = \"slack\"\nchannel = \"C1\"\n\
+                    links = [{ label = \"Dashboard\", url = \"https://grafana.example/d/ci?var-p={{pipeline}}&from={{from_ms}}&to={{to_ms}}\" }]\n";
+        let c = from_sources(Some(text), None, &Env::new()).unwrap();
+        assert_eq!(c.chat.routes[0].links[0].label, "Dashboard");
+        let bad = "[[chat.routes]]\npipelines = \"*\"\nplatform = \"slack\"\nchannel = \"C1\"\n\
+                   links = [{ label = \"ok\", url = \"https://x.example/{{pipeline}}\" }, { label = \"Dash\", url = \"grafana/d/{{pipeline}}\" }]\n\
+                   [chat.default_route]\nplatform = \"slack\"\nchannel = \"C2\"\n\
+                   links = [{ label = \"\", url = \"https://x.example/\" }, { label = \"x\", url = \"https://{{pipeline}}.example/\" }]\n";
+        let err = from_sources(Some(bad), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "chat.routes[0].links[1].url",
+                "chat.default_route.links[0].label",
+                "chat.default_route.links[1].url",
+            ]
+        );
+        assert!(err.problems[0].message.contains("not an absolute http"));
+    }
+
+    #[test]
     fn starter_file_is_valid() {
         from_sources(Some(STARTER_TOML), Some("starter"), &Env::new()).unwrap();
     }
@@ -426,6 +479,7 @@ mod tests {
             pipelines: "payments-*".into(),
             platform: "slack".into(),
             channel: "C1".into(),
+            links: Vec::new(),
         });
         let text = c.to_redacted_toml();
         assert!(!text.starts_with("# cannot render"), "{text}");

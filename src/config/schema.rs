@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::detection::{self, MetricRuleConfig, PipelineRulesConfig};
+use crate::domain::LinkTemplate;
 use crate::playbooks::CiSystem;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -18,6 +19,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long graceful shutdown waits for in-flight requests.
     pub shutdown_grace_s: u64,
+    /// Seconds between the start of shutdown and the listener closing:
+    /// `/readyz` answers 503 while requests are still served, so a load
+    /// balancer stops sending traffic before connections are refused.
+    pub drain_s: u64,
     /// Base URL people use to reach this server (for links in chat).
     pub public_url: String,
     /// Seconds a connection may take to send a request's headers. The
@@ -45,6 +50,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_s: 20,
+            drain_s: 0,
             public_url: String::new(),
             header_timeout_s: 10.0,
             body_timeout_s: 30.0,
@@ -309,6 +315,10 @@ pub struct ChatRoute {
     pub platform: String,
     /// Slack channel id (`C0123…`) or Discord channel id.
     pub channel: String,
+    /// Links shown on these pipelines' alerts (a dashboard, a runbook),
+    /// with incident facts filled in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkTemplate>,
 }
 
 /// The route of pipelines no `[[chat.routes]]` entry matches; empty
@@ -318,6 +328,8 @@ pub struct ChatRoute {
 pub struct DefaultRoute {
     pub platform: String,
     pub channel: String,
+    /// Links shown on the alerts of pipelines this route takes.
+    pub links: Vec<LinkTemplate>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -525,6 +537,71 @@ impl Default for ApprovalsConfig {
     }
 }
 
+/// Paging the on-call person (`[paging]`): when a plan expires without
+/// enough approvals, or when fixes did not heal an incident
+/// `not_healed_times` times, through PagerDuty's Events API v2 or
+/// Opsgenie's Alert API; resolved when the incident closes. The
+/// credentials are secrets (`PIPEMEDIC_PAGERDUTY_ROUTING_KEY`,
+/// `PIPEMEDIC_OPSGENIE_API_KEY`), never keys of this section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagingConfig {
+    /// `pagerduty`, `opsgenie`, or empty: nobody is paged.
+    pub provider: String,
+    /// Page when a plan expires without enough approvals.
+    pub on_expiry: bool,
+    /// Page when this many fixes did not heal one incident (0: never).
+    pub not_healed_times: u32,
+    pub pagerduty: PagerDutyConfig,
+    pub opsgenie: OpsgenieConfig,
+}
+
+impl Default for PagingConfig {
+    fn default() -> Self {
+        Self {
+            provider: String::new(),
+            on_expiry: true,
+            not_healed_times: 2,
+            pagerduty: PagerDutyConfig::default(),
+            opsgenie: OpsgenieConfig::default(),
+        }
+    }
+}
+
+/// The paging providers `paging.provider` may name.
+pub const PAGING_PROVIDERS: [&str; 2] = ["pagerduty", "opsgenie"];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagerDutyConfig {
+    /// Events API v2 base URL; events go to `{events_url}/v2/enqueue`.
+    pub events_url: String,
+}
+
+impl Default for PagerDutyConfig {
+    fn default() -> Self {
+        Self {
+            events_url: "https://events.pagerduty.com".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsgenieConfig {
+    /// Alert API base URL (`https://api.eu.opsgenie.com` for EU accounts);
+    /// alerts go to `{api_url}/v2/alerts`.
+    pub api_url: String,
+}
+
+impl Default for OpsgenieConfig {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.opsgenie.com".into(),
+        }
+    }
+}
+
 /// Files that hold secrets, as an alternative to the environment variables.
 /// The environment variable (or its `_FILE` form) wins over these.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -542,4 +619,6 @@ pub struct SecretFiles {
     pub discord_token_file: String,
     pub discord_public_key_file: String,
     pub github_token_file: String,
+    pub pagerduty_routing_key_file: String,
+    pub opsgenie_api_key_file: String,
 }

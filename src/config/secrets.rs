@@ -55,6 +55,10 @@ pub struct Secrets {
     pub discord_public_key: Option<Secret>,
     /// Token for the GitHub REST API (remediation: re-running failed jobs).
     pub github_token: Option<Secret>,
+    /// The routing key of a PagerDuty Events API v2 integration.
+    pub pagerduty_routing_key: Option<Secret>,
+    /// The API key of an Opsgenie API integration.
+    pub opsgenie_api_key: Option<Secret>,
 }
 
 /// (variable, the `[secrets]` key for its file, field accessor) for each secret.
@@ -65,7 +69,7 @@ type Slot = (
     fn(&SecretFiles) -> &str,
 );
 
-const SLOTS: [Slot; 12] = [
+const SLOTS: [Slot; 14] = [
     (
         "PIPEMEDIC_INGEST_TOKEN",
         "secrets.ingest_token_file",
@@ -137,6 +141,18 @@ const SLOTS: [Slot; 12] = [
         "secrets.github_token_file",
         |s| &mut s.github_token,
         |f| &f.github_token_file,
+    ),
+    (
+        "PIPEMEDIC_PAGERDUTY_ROUTING_KEY",
+        "secrets.pagerduty_routing_key_file",
+        |s| &mut s.pagerduty_routing_key,
+        |f| &f.pagerduty_routing_key_file,
+    ),
+    (
+        "PIPEMEDIC_OPSGENIE_API_KEY",
+        "secrets.opsgenie_api_key_file",
+        |s| &mut s.opsgenie_api_key,
+        |f| &f.opsgenie_api_key_file,
     ),
 ];
 
@@ -271,6 +287,40 @@ mod tests {
         assert!(summary.contains(&("PIPEMEDIC_INGEST_TOKEN", false)));
         let debug = format!("{s:?}");
         assert!(!debug.contains("rd-123") && !debug.contains("adm-file"));
+    }
+
+    #[test]
+    fn paging_keys_from_the_environment_or_files_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("og");
+        std::fs::write(&path, "og-key-from-file\n").unwrap();
+        let env: Env = [
+            (
+                "PIPEMEDIC_PAGERDUTY_ROUTING_KEY".to_string(),
+                "pd-routing-key".to_string(),
+            ),
+            (
+                "PIPEMEDIC_OPSGENIE_API_KEY_FILE".to_string(),
+                path.display().to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let s = Secrets::resolve(&SecretFiles::default(), &env).unwrap();
+        assert_eq!(
+            s.pagerduty_routing_key.as_ref().unwrap().expose(),
+            "pd-routing-key"
+        );
+        assert_eq!(
+            s.opsgenie_api_key.as_ref().unwrap().expose(),
+            "og-key-from-file"
+        );
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("pd-routing-key") && !debug.contains("og-key-from-file"));
+        assert!(s
+            .summary()
+            .contains(&("PIPEMEDIC_PAGERDUTY_ROUTING_KEY", true)));
+        assert!(s.summary().contains(&("PIPEMEDIC_OPSGENIE_API_KEY", true)));
     }
 
     #[test]

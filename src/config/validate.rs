@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use super::schema::CHAT_PLATFORMS;
 use super::{
     redact_url, AskBackend, Config, ConfigProblem, DetectorBackend, PlannerBackend,
-    APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES,
+    APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES, PAGING_PROVIDERS,
 };
 
 impl Config {
@@ -33,6 +33,8 @@ impl Config {
         remediate(self, &mut bad);
         approvals(self, &mut bad);
         api_urls(self, &mut bad);
+        paging(self, &mut bad);
+        links(self, &mut bad);
         problems
     }
 }
@@ -442,6 +444,55 @@ fn api_urls(config: &Config, bad: &mut impl FnMut(&str, String)) {
                 key,
                 format!("{:?} must be an http:// or https:// URL", redact_url(value)),
             );
+        }
+    }
+}
+
+/// The paging provider and its endpoints (whose credentials are secrets,
+/// checked at start).
+fn paging(config: &Config, bad: &mut impl FnMut(&str, String)) {
+    let paging = &config.paging;
+    if !(paging.provider.is_empty() || PAGING_PROVIDERS.contains(&paging.provider.as_str())) {
+        bad(
+            "paging.provider",
+            format!(
+                "{:?} must be one of {} (or empty: nobody is paged)",
+                paging.provider,
+                PAGING_PROVIDERS.join(", ")
+            ),
+        );
+    }
+    for (key, value) in [
+        ("paging.pagerduty.events_url", &paging.pagerduty.events_url),
+        ("paging.opsgenie.api_url", &paging.opsgenie.api_url),
+    ] {
+        if !(value.starts_with("http://") || value.starts_with("https://")) {
+            bad(
+                key,
+                format!("{:?} must be an http:// or https:// URL", redact_url(value)),
+            );
+        }
+    }
+}
+
+/// Link templates of the chat routes: a label, and an absolute http(s) URL
+/// once sample incident facts are filled in.
+fn links(config: &Config, bad: &mut impl FnMut(&str, String)) {
+    let routes = config
+        .chat
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("chat.routes[{i}].links"), &r.links))
+        .chain(std::iter::once((
+            "chat.default_route.links".to_string(),
+            &config.chat.default_route.links,
+        )));
+    for (prefix, links) in routes {
+        for (j, link) in links.iter().enumerate() {
+            if let Err((field, e)) = crate::domain::check_link_template(link) {
+                bad(&format!("{prefix}[{j}].{field}"), e.to_string());
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 mod allowlist;
 mod approval;
 mod incident;
+mod links;
 mod message;
 mod run;
 mod run_limits;
@@ -16,6 +17,10 @@ mod verdict;
 pub use allowlist::{check_allowlist_entry, restricted_address, HttpAllowlist};
 pub use approval::{ApprovalPolicy, Approver, Choice, RequestStatus, Risk, StepPolicy, Via, Vote};
 pub use incident::{Incident, IncidentSeverity, IncidentStatus};
+pub use links::{
+    check_link_template, render_link, sample_link_facts, LinkError, LinkFacts, LinkTemplate,
+    LINK_FACTS,
+};
 pub use message::{MessageRef, Platform};
 pub use run::{
     DeployMetrics, FieldError, MetricSample, ResourceMetrics, Run, RunSource, RunStatus,

@@ -56,13 +56,17 @@
 //! (what a run means), `offer` (plan → request → thread), `decisions`
 //! (votes from chat), `direct` (votes through the admin API: `pipemedic
 //! approve|reject`), `execution` (approved steps in their own tasks),
-//! `sweep` (expiry, due steps, recovery) and `messages` (text).
+//! `sweep` (expiry, due steps, recovery), `reminders` (one reminder at
+//! half a plan's expiry), `escalation` (when to page the on-call, and
+//! resolving the page) and `messages` (text).
 
 mod decisions;
 mod direct;
+mod escalation;
 mod execution;
 mod messages;
 mod offer;
+mod reminders;
 mod service;
 mod sweep;
 mod verification;
@@ -87,6 +91,7 @@ use crate::domain::Platform;
 use crate::domain::{Incident, IncidentStatus, RunStatus, ScoredRun};
 use crate::incidents::{Handled, HandledRun, IncidentError, IncidentService};
 use crate::metrics::Metrics;
+use crate::paging::PagingService;
 use crate::plan::{render_for_chat, PlanOutcome, PlanService, PlanServiceError};
 use crate::store::{ExecutionState, Store, StoreError};
 use messages::{invalid_plan_text, mention, plan_card, request_of_value, steps_text};
@@ -158,6 +163,8 @@ struct Inner {
     ran_rx: std::sync::Mutex<Option<mpsc::Receiver<StepsRan>>>,
     /// Where execution tasks are tracked (set by `start`).
     tracker: std::sync::OnceLock<TaskTracker>,
+    /// Pages the on-call person (a no-op without `[paging]`).
+    paging: PagingService,
 }
 
 /// An execution task's report to the healing task.
@@ -191,6 +198,8 @@ pub struct HealingParts {
     pub identities: IdentityLookup,
     /// Where stored chat decisions are queued for the healing task.
     pub decisions: mpsc::Sender<DecisionEvent>,
+    /// Pages the on-call person when a plan expires or fixes keep failing.
+    pub paging: PagingService,
 }
 
 /// The healing loop; cheap to clone.

@@ -98,7 +98,8 @@ impl HealingService {
             Err(e) => return Err(e.into()),
         };
         self.inner.metrics.healing("plan_offered");
-        let card = plan_card(incident_id, &validated, &opened);
+        let card = plan_card(incident_id, &validated, &opened)
+            .links(self.playbook_links(&incident, &validated));
         if let Err(e) = self.inner.incidents.post_in_thread(incident_id, card).await {
             tracing::warn!(incident_id, error = %e, "Cannot queue the plan.");
         }
@@ -115,6 +116,24 @@ impl HealingService {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The links of the playbooks the plan's steps come from, each
+    /// playbook once, rendered with the incident's facts.
+    fn playbook_links(
+        &self,
+        incident: &Incident,
+        validated: &crate::plan::ValidatedPlan,
+    ) -> Vec<chat::ChatLink> {
+        let catalog = self.inner.planner.catalog();
+        let mut seen = std::collections::BTreeSet::new();
+        validated
+            .steps
+            .iter()
+            .filter(|step| seen.insert(step.playbook.clone()))
+            .filter_map(|step| catalog.get(&step.playbook))
+            .flat_map(|playbook| chat::links::render(&playbook.links, incident))
+            .collect()
     }
 
     pub(super) async fn no_plan(

@@ -18,6 +18,7 @@ impl HealingService {
             groups,
             identities,
             decisions,
+            paging,
         } = parts;
         let (ran, ran_rx) = mpsc::channel(QUEUE);
         Self {
@@ -36,12 +37,18 @@ impl HealingService {
                 ran,
                 ran_rx: std::sync::Mutex::new(Some(ran_rx)),
                 tracker: std::sync::OnceLock::new(),
+                paging,
             }),
         }
     }
 
     pub fn approvals(&self) -> &Arc<ApprovalService> {
         &self.inner.approvals
+    }
+
+    /// The paging service (started with the healing task's siblings).
+    pub fn paging(&self) -> &PagingService {
+        &self.inner.paging
     }
 
     /// Hands a stored chat decision to the healing task.
@@ -139,10 +146,14 @@ impl HealingService {
         status: IncidentStatus,
         note: Option<&str>,
     ) -> Result<Incident, HealingError> {
-        Ok(self
+        let incident = self
             .inner
             .incidents
             .set_status(incident_id, status, note, ACTOR)
-            .await?)
+            .await?;
+        if matches!(status, IncidentStatus::Resolved | IncidentStatus::Dismissed) {
+            self.unpage(incident_id, status).await;
+        }
+        Ok(incident)
     }
 }

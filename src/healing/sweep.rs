@@ -5,10 +5,13 @@
 use super::*;
 
 impl HealingService {
-    /// Expires plans nobody approved in time and starts delayed steps that
-    /// are due (in tasks of their own), saying so in their threads.
+    /// Reminds about plans unapproved at half their expiry, expires plans
+    /// nobody approved in time (paging the on-call when configured) and
+    /// starts delayed steps that are due (in tasks of their own), saying so
+    /// in their threads.
     pub async fn sweep(&self) -> Result<(), HealingError> {
         self.recover().await?;
+        self.remind_due().await?;
         for id in self.inner.approvals.expire_due().await? {
             self.inner.metrics.healing("expired");
             let Some(incident_id) = self.incident_of_request(id).await? else {
@@ -24,7 +27,10 @@ impl HealingService {
                     .await?;
                 }
             }
+            self.page_on_expiry(incident_id).await?;
         }
+        // Paged incidents people closed in chat or through the API.
+        self.inner.paging.resolve_closed().await?;
         // Delayed steps that are due, and requests approved just before
         // their process stopped: each in a task of its own.
         for id in self.inner.store.approved_request_ids().await? {

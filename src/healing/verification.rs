@@ -177,6 +177,8 @@ impl HealingService {
         );
         self.status(incident.id, IncidentStatus::Open, Some(&note))
             .await?;
+        self.page_if_not_healed(incident, &scored.run.run_id)
+            .await?;
         self.plan(incident.id, Some(scored)).await
     }
 }

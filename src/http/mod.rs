@@ -49,6 +49,8 @@ pub struct AppState {
     pub healing: crate::healing::HealingService,
     /// Answers questions (the same for HTTP, chat and the CLI).
     pub asker: Arc<crate::ask::Asker>,
+    /// Cancelled when shutdown begins (`/readyz` answers 503 from then on).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The full router with every route of the design that is built. The
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::runs::router())
         .merge(rate_limit.apply(routes::webhooks::router()))
         .merge(routes::health::router())
+        .merge(routes::ready::router())
         .merge(routes::incidents::router())
         .merge(routes::ask::router())
         .merge(routes::admin::router())

@@ -239,7 +239,7 @@ impl IncidentService {
                     .ok_or(IncidentError::NotFound(current.id))?;
                 if !incident.silenced {
                     if let Some((platform, channel)) = &incident.route {
-                        let card = OutboxPayload::message(cards::incident_card(&incident), None);
+                        let card = OutboxPayload::message(self.card(&incident), None);
                         outbox::queue(
                             &mut tx,
                             Some(incident.id),
@@ -298,7 +298,7 @@ impl IncidentService {
             .await?;
         if let Some(route) = &route {
             let incident = tx.incident(id).await?.ok_or(IncidentError::NotFound(id))?;
-            let card = OutboxPayload::message(cards::incident_card(&incident), None);
+            let card = OutboxPayload::message(self.card(&incident), None);
             outbox::queue(
                 &mut tx,
                 Some(id),
@@ -449,6 +449,12 @@ impl IncidentService {
         .await
     }
 
+    /// The alert card of `incident`, with the links of its route.
+    fn card(&self, incident: &Incident) -> ChatMessage {
+        let links = self.inner.routes.links(&incident.pipeline);
+        cards::incident_card(incident).links(crate::chat::links::render(links, incident))
+    }
+
     /// The incident settings (grouping window, chart history).
     pub fn config(&self) -> &IncidentsConfig {
         &self.inner.config
@@ -497,7 +503,7 @@ impl IncidentService {
         let Some((platform, channel)) = &incident.route else {
             return Ok(());
         };
-        let card = OutboxPayload::message(cards::incident_card(incident), None);
+        let card = OutboxPayload::message(self.card(incident), None);
         outbox::queue(
             tx,
             Some(incident.id),

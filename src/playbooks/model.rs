@@ -489,6 +489,9 @@ pub struct Playbook {
     /// Any of these alternatives may match.
     pub when: Vec<Condition>,
     pub actions: Vec<ActionDecl>,
+    /// Links shown on plans that use this playbook (`links:` in the front
+    /// matter: `{label, url}` templates, checked when loaded).
+    pub links: Vec<crate::domain::LinkTemplate>,
     /// The Markdown runbook below the front matter.
     pub body: String,
     pub file: PathBuf,

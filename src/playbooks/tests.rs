@@ -34,7 +34,7 @@ const BROKEN: [(&str, usize, &str, &str); 20] = [
     ("shell-via-sh.md", 9, "actions[0].with.argv[0]", "`sh` is a shell; write the command itself as argv, without a shell"),
     ("template-unknown-fact.md", 10, "actions[0].with.reason", "template does not render: `log_excerpt` is not an incident fact; templates may use only incident_id, pipeline, run_id, status, stage, commit, commit_author, attempt, execution_id, log_url, run_url, last_normal_run_id, last_normal_commit"),
     ("unclosed-front-matter.md", 1, "front matter", "the front matter is not closed by a `---` line"),
-    ("unknown-field.md", 4, "trigger", "unknown field `trigger`, expected one of `id`, `title`, `when`, `actions`, `approval`"),
+    ("unknown-field.md", 4, "trigger", "unknown field `trigger`, expected one of `id`, `title`, `when`, `actions`, `approval`, `links`"),
     ("unknown-param.md", 8, "actions[0].with.force", "`codepipeline.retry_stage` takes no parameter `force`; it accepts: stage, mode"),
     ("unknown-uses.md", 7, "actions[0].uses", "unknown action kind `codepipeline.restart`; known kinds: codepipeline.retry_stage, codepipeline.rollback_stage, codepipeline.start_execution, codepipeline.stop_execution, github.rerun_failed_jobs, http, shell"),
     ("unquoted-template.md", 9, "actions[0].with.stage", "expected a string, found a mapping; quote templates: \"{{stage}}\""),
@@ -574,4 +574,26 @@ fn every_action_kind_has_a_consistent_parameter_schema() {
     assert!(!ActionKind::CodepipelineRetryStage.applies_to(CiSystem::GithubActions));
     assert!(ActionKind::GithubRerunFailedJobs.applies_to(CiSystem::GithubActions));
     assert!(ActionKind::Shell.applies_to(CiSystem::Gitlab));
+}
+
+#[test]
+fn links_are_read_and_bad_ones_are_placed_at_their_line() {
+    let text = "---\nid: runbook-links\ntitle: With links\nwhen: { status: failed }\nlinks:\n  - { label: Runbook, url: \"https://wiki.example/runbooks/{{pipeline}}\" }\n  - { label: Bad, url: \"https://{{pipeline}}.example/\" }\n---\n# Runbook\nRead it.\n";
+    let errors = parse_playbook(Path::new("links.md"), text, &LoadOptions::default())
+        .expect_err("a link with a placeholder in its host");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "links[1].url");
+    assert_eq!(errors[0].line, 7);
+    assert!(
+        errors[0].message.contains("scheme or host"),
+        "{}",
+        errors[0].message
+    );
+    let good = text.replace(
+        "https://{{pipeline}}.example/",
+        "https://grafana.example/d/x?from={{from_ms}}",
+    );
+    let playbook = parse_playbook(Path::new("links.md"), &good, &LoadOptions::default()).unwrap();
+    assert_eq!(playbook.links.len(), 2);
+    assert_eq!(playbook.links[0].label, "Runbook");
 }

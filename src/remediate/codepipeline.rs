@@ -23,6 +23,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Deserialize;
+
+use crate::aws::LazyClient;
 use serde_json::{json, Value};
 
 use super::{json_object, ActionCall, ActionKind, ExecError, ExecutionOutcome, ExecutionStatus};
@@ -80,12 +82,13 @@ const TARGET_LOOKUP_PAGES: usize = 5;
 #[derive(Debug, Clone)]
 pub struct CodePipelineExecutor {
     kind: ActionKind,
-    client: Client,
+    /// Built on the first call: AWS is loaded only when a fix runs.
+    client: LazyClient<Client>,
 }
 
 impl CodePipelineExecutor {
     /// The executor of `kind`; `None` when `kind` is not a CodePipeline action.
-    pub fn new(kind: ActionKind, client: Client) -> Option<Self> {
+    pub fn new(kind: ActionKind, client: LazyClient<Client>) -> Option<Self> {
         matches!(
             kind,
             ActionKind::CodepipelineRetryStage
@@ -105,7 +108,7 @@ impl CodePipelineExecutor {
     }
 
     /// One executor for each CodePipeline action kind, sharing `client`.
-    pub fn all(client: &Client) -> Vec<Self> {
+    pub fn all(client: &LazyClient<Client>) -> Vec<Self> {
         ActionKind::ALL
             .into_iter()
             .filter_map(|kind| Self::new(kind, client.clone()))
@@ -127,7 +130,7 @@ impl CodePipelineExecutor {
         else {
             return Ok(call.clone());
         };
-        let target = last_succeeded_execution(&self.client, &pipeline, &stage, &call.run_id)
+        let target = last_succeeded_execution(&self.client.get().await, &pipeline, &stage, &call.run_id)
             .await?
             .ok_or_else(|| {
                 ExecError::bad(
@@ -463,6 +466,8 @@ impl super::Executor for CodePipelineExecutor {
             } => {
                 let out = self
                     .client
+                    .get()
+                    .await
                     .retry_stage_execution()
                     .pipeline_name(&pipeline)
                     .stage_name(&stage)
@@ -486,6 +491,8 @@ impl super::Executor for CodePipelineExecutor {
                 let target = target.unwrap_or_default();
                 let out = self
                     .client
+                    .get()
+                    .await
                     .rollback_stage()
                     .pipeline_name(&pipeline)
                     .stage_name(&stage)
@@ -505,6 +512,8 @@ impl super::Executor for CodePipelineExecutor {
             Request::Start { pipeline, token } => {
                 let out = self
                     .client
+                    .get()
+                    .await
                     .start_pipeline_execution()
                     .name(&pipeline)
                     .set_client_request_token(token)
@@ -529,6 +538,8 @@ impl super::Executor for CodePipelineExecutor {
             } => {
                 let out = self
                     .client
+                    .get()
+                    .await
                     .stop_pipeline_execution()
                     .pipeline_name(&pipeline)
                     .pipeline_execution_id(&execution_id)
@@ -556,6 +567,7 @@ impl super::Executor for CodePipelineExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::AwsClients;
     use crate::remediate::Executor;
 
     async fn executor(kind: ActionKind) -> CodePipelineExecutor {
@@ -564,7 +576,8 @@ mod tests {
             "us-east-1",
         );
         settings.endpoints.codepipeline = "http://127.0.0.1:9".into();
-        CodePipelineExecutor::new(kind, settings.load().await.codepipeline()).unwrap()
+        CodePipelineExecutor::new(kind, LazyClient::new(&settings, AwsClients::codepipeline))
+            .unwrap()
     }
 
     fn call(kind: ActionKind, params: Value) -> ActionCall {

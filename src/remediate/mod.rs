@@ -37,7 +37,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::aws::{AwsClients, ErrorClass};
+use crate::aws::{AwsClients, AwsSettings, ErrorClass, LazyClient};
 use crate::config::{Config, Env, Secrets};
 
 /// Largest captured response or output kept with an outcome, per stream.
@@ -252,8 +252,30 @@ impl ExecutorRegistry {
         aws: &AwsClients,
         env: &Env,
     ) -> Result<Self, ExecError> {
+        let client = LazyClient::from_clients(aws, AwsClients::codepipeline);
+        Self::with_codepipeline(config, secrets, client, env)
+    }
+
+    /// Like [`ExecutorRegistry::from_config`], with the CodePipeline client
+    /// built from `aws` on the first CodePipeline action: a server whose
+    /// fixes never touch CodePipeline never loads the AWS configuration.
+    pub fn from_settings(
+        config: &Config,
+        secrets: &Secrets,
+        aws: &AwsSettings,
+        env: &Env,
+    ) -> Result<Self, ExecError> {
+        let client = LazyClient::new(aws, AwsClients::codepipeline);
+        Self::with_codepipeline(config, secrets, client, env)
+    }
+
+    fn with_codepipeline(
+        config: &Config,
+        secrets: &Secrets,
+        client: LazyClient<aws_sdk_codepipeline::Client>,
+        env: &Env,
+    ) -> Result<Self, ExecError> {
         let mut registry = Self::new();
-        let client = aws.codepipeline();
         for executor in codepipeline::CodePipelineExecutor::all(&client) {
             registry.register(Arc::new(executor));
         }

@@ -13,10 +13,13 @@
 //! avoids lock-upgrade failures), so one SQLite file belongs to one process.
 
 mod approvals;
+pub mod backup;
 mod detection;
 mod incidents;
 mod outbox;
+mod paging;
 mod plans;
+mod schema;
 mod write;
 
 use std::str::FromStr;
@@ -36,7 +39,9 @@ pub use approvals::{
 pub use detection::StoredModel;
 pub use incidents::{NewIncident, Silence, StoredDecision};
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
+pub use paging::{NewPage, PageAction, PageStatus, StoredPage};
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
+pub use schema::SchemaStatus;
 pub use write::{RunOutcome, Upserted, WriteTx};
 
 /// Which database the store talks to.
@@ -159,26 +164,15 @@ impl Store {
                 })
             });
         }
-        let pool =
-            pool_options
-                .connect_with(options)
-                .await
-                .map_err(|source| StoreError::Connect {
-                    url: shown.clone(),
-                    source,
-                })?;
-        match backend {
-            Backend::Sqlite => {
-                sqlx::migrate!("src/store/migrations/sqlite")
-                    .run(&pool)
-                    .await?
-            }
-            Backend::Postgres => {
-                sqlx::migrate!("src/store/migrations/postgres")
-                    .run(&pool)
-                    .await?
-            }
-        }
+        let pool = pool_options
+            .connect_with(options.clone())
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: shown.clone(),
+                source,
+            })?;
+        // On PostgreSQL, under the migration lock (see `schema`).
+        schema::migrate(&pool, backend, &options, &shown).await?;
         Ok(Self {
             pool,
             backend,

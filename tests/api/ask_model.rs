@@ -424,11 +424,13 @@ async fn slack_app(db: Db, adjust: impl FnOnce(&mut Config)) -> Option<(TestApp,
                     pipelines: "payments*".into(),
                     platform: "slack".into(),
                     channel: PAYMENTS_CHANNEL.into(),
+                    links: Vec::new(),
                 },
                 ChatRoute {
                     pipelines: "*".into(),
                     platform: "slack".into(),
                     channel: TEAM_CHANNEL.into(),
+                    links: Vec::new(),
                 },
             ];
             adjust(c);

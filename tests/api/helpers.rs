@@ -19,6 +19,10 @@ pub const GITHUB_SECRET: &str = "test-github-secret";
 pub const AWS_SECRET: &str = "test-aws-secret";
 pub const GITLAB_TOKEN: &str = "test-gitlab-token";
 pub const SLACK_SIGNING_SECRET: &str = "test-slack-signing-secret";
+/// The PagerDuty routing key and Opsgenie API key of the test secrets
+/// (used only when a test turns `[paging]` on).
+pub const PAGERDUTY_ROUTING_KEY: &str = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32";
+pub const OPSGENIE_API_KEY: &str = "0p5g3n1e-test-api-key-9f8e7d6c";
 /// Seed of the Ed25519 key that signs Discord interactions in tests.
 pub const DISCORD_KEY_SEED: [u8; 32] = [7; 32];
 
@@ -123,6 +127,8 @@ pub fn test_secrets() -> Secrets {
                 .verifying_key()
                 .to_bytes(),
         ))),
+        pagerduty_routing_key: Some(Secret::new(PAGERDUTY_ROUTING_KEY)),
+        opsgenie_api_key: Some(Secret::new(OPSGENIE_API_KEY)),
         ..Secrets::default()
     }
 }

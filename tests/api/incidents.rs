@@ -57,11 +57,13 @@ pub async fn chat_app_with(
                     pipelines: "payments-*".into(),
                     platform: "discord".into(),
                     channel: DISCORD_CHANNEL.into(),
+                    links: Vec::new(),
                 },
                 ChatRoute {
                     pipelines: "*".into(),
                     platform: "slack".into(),
                     channel: SLACK_CHANNEL.into(),
+                    links: Vec::new(),
                 },
             ];
             adjust(c);

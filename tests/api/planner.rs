@@ -125,7 +125,7 @@ fn run_json(i: u32, failed: u64, status: &str, log: Option<&str>) -> Value {
 
 /// 100 normal runs, then a failed test stage with a flaky-test spike:
 /// returns the anomaly id detection opened.
-async fn flaky_anomaly(app: &TestApp, log: &str) -> i64 {
+pub(crate) async fn flaky_anomaly(app: &TestApp, log: &str) -> i64 {
     let runs: Vec<Value> = (0..100)
         .map(|i| run_json(i, u64::from(i % 3), "succeeded", None))
         .collect();
@@ -141,7 +141,7 @@ async fn flaky_anomaly(app: &TestApp, log: &str) -> i64 {
         .unwrap_or_else(|| panic!("no anomaly opened: {body}"))
 }
 
-const FLAKY_LOG: &str = "[Test] CartServiceTest.testApplyCoupon FAILED (flaky: timed out waiting for element #coupon)\n[Test] 812 tests, 37 failed\n";
+pub(crate) const FLAKY_LOG: &str = "[Test] CartServiceTest.testApplyCoupon FAILED (flaky: timed out waiting for element #coupon)\n[Test] 812 tests, 37 failed\n";
 
 struct Planner {
     service: PlanService,

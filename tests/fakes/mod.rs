@@ -9,5 +9,7 @@ pub mod bedrock;
 pub mod codepipeline;
 pub mod discord;
 pub mod github;
+pub mod opsgenie;
+pub mod pagerduty;
 pub mod sagemaker;
 pub mod slack;

@@ -427,5 +427,9 @@ pub fn admin_token_counted(counted: &[Vote], vote: &Vote) -> Option<Ruling> {
         })
 }
 
+mod outstanding;
+
+pub use outstanding::{outstanding, Outstanding};
+
 #[cfg(test)]
 mod tests;

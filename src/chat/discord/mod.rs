@@ -273,8 +273,25 @@ fn no_mentions() -> CreateAllowedMentions {
     CreateAllowedMentions::new()
 }
 
-/// The Approve / Reject buttons of a message, as one action row.
+/// The Approve / Reject buttons of a message as one action row, and its
+/// links as link buttons in another.
 pub fn components(message: &ChatMessage) -> Vec<CreateActionRow> {
+    let mut rows = decision_row(message);
+    let links: Vec<CreateButton> = message
+        .links
+        .iter()
+        .filter(|l| l.url.starts_with("https://") || l.url.starts_with("http://"))
+        .take(5)
+        .map(|l| CreateButton::new_link(&l.url).label(truncate(&markup::to_plain(&l.label), 80)))
+        .collect();
+    if !links.is_empty() {
+        rows.push(CreateActionRow::Buttons(links));
+    }
+    rows
+}
+
+/// The Approve / Reject buttons of a message, as one action row.
+fn decision_row(message: &ChatMessage) -> Vec<CreateActionRow> {
     if message.buttons.is_empty() {
         return Vec::new();
     }
@@ -507,6 +524,23 @@ mod tests {
             "http://127.0.0.1:4000"
         );
         assert!(proxy_base("discord.com").is_err());
+    }
+
+    #[test]
+    fn links_are_link_buttons_in_their_own_row() {
+        let message = ChatMessage::new("t", Severity::Info, "x")
+            .button(Choice::Approve, "request:1")
+            .links([crate::chat::ChatLink {
+                label: "Dashboard".into(),
+                url: "https://grafana.example/d/ci?from=1&to=2".into(),
+            }]);
+        let rows = serde_json::to_value(components(&message)).unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), 2);
+        let link = &rows[1]["components"][0];
+        assert_eq!(link["style"], 5);
+        assert_eq!(link["url"], "https://grafana.example/d/ci?from=1&to=2");
+        assert_eq!(link["label"], "Dashboard");
+        assert!(link.get("custom_id").is_none());
     }
 
     #[test]

@@ -238,6 +238,28 @@ pub fn blocks(message: &ChatMessage, links: &LinkPolicy) -> Vec<SlackBlock> {
                 .into(),
         );
     }
+    let link_buttons: Vec<SlackActionBlockElement> = message
+        .links
+        .iter()
+        .filter_map(|l| Some((l, l.url.parse().ok()?)))
+        .take(25)
+        .enumerate()
+        .map(|(i, (l, url))| {
+            SlackBlockButtonElement::new(
+                SlackBlockPlainText::new(truncate(&plain(&l.label), 75)).into(),
+            )
+            .with_action_id(SlackActionId(format!("pipemedic_link_{i}")))
+            .with_url(url)
+            .into()
+        })
+        .collect();
+    if !link_buttons.is_empty() {
+        blocks.push(
+            SlackActionsBlock::new(link_buttons)
+                .with_block_id(SlackBlockId("pipemedic_links".into()))
+                .into(),
+        );
+    }
     if let Some(footer) = &message.footer {
         blocks.push(
             SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
@@ -436,6 +458,25 @@ impl ChatPlatform for SlackChat {
 mod tests {
     use super::*;
     use crate::chat::Severity;
+
+    #[test]
+    fn links_are_url_buttons() {
+        let message = ChatMessage::new("t", Severity::Info, "x").links([crate::chat::ChatLink {
+            label: "Runbook".into(),
+            url: "https://wiki.example/runbooks/checkout?a=1".into(),
+        }]);
+        let json = serde_json::to_value(blocks(&message, &LinkPolicy::default())).unwrap();
+        let actions = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["block_id"] == "pipemedic_links")
+            .unwrap();
+        let button = &actions["elements"][0];
+        assert_eq!(button["url"], "https://wiki.example/runbooks/checkout?a=1");
+        assert_eq!(button["text"]["text"], "Runbook");
+        assert_eq!(button["action_id"], "pipemedic_link_0");
+    }
 
     #[test]
     fn cards_render_as_block_kit() {

@@ -7,6 +7,7 @@ pub mod ask;
 pub mod discord;
 pub mod health;
 pub mod incidents;
+pub mod ready;
 pub mod runs;
 pub mod slack;
 pub mod webhooks;

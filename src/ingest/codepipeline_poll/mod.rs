@@ -753,7 +753,7 @@ pub fn start(
     tracker.spawn(async move {
         let clients = tokio::select! {
             _ = shutdown.cancelled() => return,
-            clients = settings.load() => clients,
+            clients = settings.clients() => clients,
         };
         let poller = CodePipelinePoller::new(&clients, ingest, pipelines);
         tracing::info!(

@@ -13,6 +13,7 @@ use super::actions::action;
 use super::fields::{approval, condition};
 use super::front_matter::{split_front_matter, yaml_error};
 use super::{LoadOptions, PlaybookError};
+use crate::domain::{check_link_template, LinkTemplate};
 use crate::playbooks::locate::{locate, path_segments};
 use crate::playbooks::model::Playbook;
 
@@ -26,6 +27,10 @@ struct RawPlaybook {
     actions: Vec<RawAction>,
     #[serde(default)]
     approval: Option<Yaml>,
+    /// Links shown on plans that use this playbook (a runbook, a
+    /// dashboard), with incident facts filled in.
+    #[serde(default)]
+    links: Vec<LinkTemplate>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +190,12 @@ pub fn parse_playbook(
         }
     }
 
+    for (i, link) in raw.links.iter().enumerate() {
+        if let Err((field, e)) = check_link_template(link) {
+            errors.push(&format!("links[{i}].{field}"), e.to_string());
+        }
+    }
+
     if front.body.trim().is_empty() {
         errors.list.push(PlaybookError {
             file: file.to_path_buf(),
@@ -200,6 +211,7 @@ pub fn parse_playbook(
             title: raw.title,
             when: conditions,
             actions,
+            links: raw.links,
             body: front.body.trim().to_string(),
             file: file.to_path_buf(),
         })
