@@ -17,6 +17,9 @@
 //! ([`AwsSettings::clients`], or a [`LazyClient`] on its first call). A
 //! configuration that uses no AWS never loads it.
 //!
+//! The IAM vocabulary ([`iam`]) names what each call needs; the modules
+//! that make the calls declare it.
+//!
 //! This module builds clients only; it must not call any service.
 
 use std::fmt;
@@ -34,6 +37,8 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::config::{AwsConfig, AwsEndpoints};
+
+pub mod iam;
 
 /// Attempts per call, first one included (the SDK's standard retry mode).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;

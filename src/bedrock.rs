@@ -15,7 +15,16 @@ use aws_smithy_types::{Document, Number};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::aws::iam::{ArnForm, IamGrant};
 use crate::aws::ErrorClass;
+
+/// What [`converse`] needs from IAM: Converse is allowed by
+/// `bedrock:InvokeModel` on the model it names (the planner's and, when it
+/// differs, the one `ask` uses).
+pub const IAM: &[IamGrant] = &[IamGrant::new(
+    "bedrock:InvokeModel",
+    ArnForm::BedrockFoundationModel,
+)];
 
 /// Tokens a model consumed and produced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

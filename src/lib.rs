@@ -17,7 +17,7 @@
 //! main (the binary)
 //!  └─ cli                                   the command line
 //!      └─ demo · evaluate · check · untrusted   whole programs on the application; every untrusted-input parser by name
-//!          └─ startup                        makes every channel, builds and runs the services
+//!          └─ startup · iam                  makes every channel, builds and runs the services; the AWS grants by feature
 //!              └─ http                       the edge: router, extractors, error table, handlers
 //!                  └─ chatops                commands, decisions, questions from chat
 //!                      └─ healing            plan → offer → decisions → run once → verify
@@ -63,6 +63,7 @@
 //! | [`chatops`] | the application behind chat: commands, decisions handed to healing, questions handed to ask |
 //! | [`http`] | the router, application state, extractors, the error table and its one shape, the request and connection limits, the accept loop and every handler |
 //! | [`startup`] | wiring (every channel made here) and graceful shutdown |
+//! | [`iam`] | the AWS permissions by feature, collected from the `IAM` grants each AWS caller declares; the policy files under `deploy/aws/` are tested against it |
 //! | [`evaluate`] | detection quality on CI-shaped histories: the seeded, labelled corpus and its scoring (pure), and the driver that posts it through `POST /v1/runs` (`examples/ci_eval.rs`) |
 //! | [`check`] | the post-build check client (`pipemedic check`) |
 //! | [`demo`] | `pipemedic demo`: the whole loop locally with generated history |
@@ -120,6 +121,7 @@ pub mod evaluate;
 pub mod healing;
 pub mod health;
 pub mod http;
+pub mod iam;
 pub mod incidents;
 pub mod ingest;
 pub mod metrics;

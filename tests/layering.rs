@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["cli"],
     // Whole programs built on the running application.
     &["demo", "evaluate", "check", "untrusted"],
-    &["startup"],
+    &["startup", "iam"],
     // The edge: router, extractors, error table.
     &["http"],
     // The application behind chat: commands, decisions, questions.

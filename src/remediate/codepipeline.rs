@@ -28,6 +28,47 @@ use crate::aws::LazyClient;
 use serde_json::{json, Value};
 
 use super::{json_object, ActionCall, ActionKind, ExecError, ExecutionOutcome, ExecutionStatus};
+use crate::aws::iam::{ArnForm, IamGrant};
+
+/// What each action kind's calls need from IAM, by kind. The stage
+/// operations are allowed on the stage (`PIPELINE/STAGE`), the others on
+/// the pipeline. A test runs every kind against the CodePipeline
+/// stand-in and compares the operations it sees with this list.
+pub const IAM: &[(ActionKind, IamGrant)] = &[
+    (
+        ActionKind::CodepipelineRetryStage,
+        IamGrant::new(
+            "codepipeline:RetryStageExecution",
+            ArnForm::CodePipelineStage,
+        ),
+    ),
+    (
+        ActionKind::CodepipelineRollbackStage,
+        IamGrant::new("codepipeline:RollbackStage", ArnForm::CodePipelineStage),
+    ),
+    // The rollback target, when the step names none.
+    (
+        ActionKind::CodepipelineRollbackStage,
+        IamGrant::new(
+            "codepipeline:ListPipelineExecutions",
+            ArnForm::CodePipelinePipeline,
+        ),
+    ),
+    (
+        ActionKind::CodepipelineStartExecution,
+        IamGrant::new(
+            "codepipeline:StartPipelineExecution",
+            ArnForm::CodePipelinePipeline,
+        ),
+    ),
+    (
+        ActionKind::CodepipelineStopExecution,
+        IamGrant::new(
+            "codepipeline:StopPipelineExecution",
+            ArnForm::CodePipelinePipeline,
+        ),
+    ),
+];
 
 /// The default `reason` of a stop.
 pub const DEFAULT_STOP_REASON: &str = "Stopped by pipemedic after approval";
@@ -56,6 +97,14 @@ impl CodePipelineExecutor {
                 | ActionKind::CodepipelineStopExecution
         )
         .then_some(Self { kind, client })
+    }
+
+    /// The IAM grants this executor's calls need (from [`IAM`]).
+    pub fn iam(&self) -> Vec<IamGrant> {
+        IAM.iter()
+            .filter(|(kind, _)| *kind == self.kind)
+            .map(|(_, grant)| *grant)
+            .collect()
     }
 
     /// One executor for each CodePipeline action kind, sharing `client`.

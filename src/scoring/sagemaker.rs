@@ -23,9 +23,17 @@ use aws_sdk_sagemakerruntime::primitives::Blob;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::aws::iam::{ArnForm, IamGrant};
 use crate::aws::{classify, describe, ErrorClass};
 use crate::clock::Clock;
 use crate::config::DetectorConfig;
+
+/// What scoring needs from IAM: `InvokeEndpoint` on the configured
+/// endpoint (`detector.sagemaker_endpoint`).
+pub const IAM: &[IamGrant] = &[IamGrant::new(
+    "sagemaker:InvokeEndpoint",
+    ArnForm::SageMakerEndpoint,
+)];
 
 /// Why scoring through SageMaker failed.
 #[derive(Debug, thiserror::Error)]

@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{store_runs, Accepted, IngestError, IngestService};
+use crate::aws::iam::{ArnForm, IamGrant};
 use crate::aws::{AwsClients, AwsSettings, ErrorClass};
 use crate::domain::{Run, RunSource, RunStatus, StageTiming};
 use crate::store::StoreError;
@@ -57,6 +58,22 @@ pub const INITIAL_LOOKBACK: chrono::Duration = chrono::Duration::days(7);
 /// An execution still in progress after this long no longer holds the
 /// horizon back (CodePipeline's longest action timeout is 7 days).
 pub const MAX_PENDING_AGE: chrono::Duration = chrono::Duration::days(8);
+/// What polling needs from IAM: the three read calls, on each polled
+/// pipeline.
+pub const IAM: &[IamGrant] = &[
+    IamGrant::new(
+        "codepipeline:ListPipelineExecutions",
+        ArnForm::CodePipelinePipeline,
+    ),
+    IamGrant::new(
+        "codepipeline:GetPipelineExecution",
+        ArnForm::CodePipelinePipeline,
+    ),
+    IamGrant::new(
+        "codepipeline:ListActionExecutions",
+        ArnForm::CodePipelinePipeline,
+    ),
+];
 /// Page size of the list calls (the API's maximum).
 const PAGE_SIZE: i32 = 100;
 /// Longest commit message kept with a run.
