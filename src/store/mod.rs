@@ -14,6 +14,7 @@
 
 mod approvals;
 mod detection;
+mod gauges;
 mod incidents;
 mod outbox;
 mod plans;
@@ -34,6 +35,7 @@ pub use approvals::{
     StoredRequest, StoredVote,
 };
 pub use detection::StoredModel;
+pub use gauges::{OutboxBacklog, WorkInFlight};
 pub use incidents::{NewIncident, Silence, StoredDecision};
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
