@@ -28,6 +28,7 @@ mod incidents;
 mod ingest_generic;
 mod ingest_limits;
 mod lifecycle;
+mod metrics;
 mod planner;
 mod remediate;
 mod sagemaker;
