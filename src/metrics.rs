@@ -1,43 +1,118 @@
-//! Process metrics in the Prometheus text format, served at `/metrics`:
-//! runs ingested by source and outcome, requests rejected by reason, events
-//! acknowledged but ignored, detector fallbacks from SageMaker to the
-//! embedded forest, secrets redacted at ingest by kind, and a request
-//! latency histogram per route.
-//! A small hand-written registry: counters and one histogram family.
+//! Operational metrics in the Prometheus text format (version 0.0.4),
+//! served at `/metrics`, on the `prometheus-client` registry.
 //!
-//! Label values come from code, configuration or matched route paths, never
-//! straight from a request: event types named by a request header or body
-//! are mapped onto a fixed set first ([`event_label`]), so a caller cannot
-//! grow the label set.
+//! What is measured:
+//!
+//! - counters of the application's events, one family per entry of
+//!   `COUNTERS` (runs ingested, requests rejected, events ignored,
+//!   detector fallbacks, redactions, healing steps, chat deliveries, ...);
+//! - every HTTP request, by method, matched route template and status: a
+//!   counter and a latency histogram (recorded by the HTTP edge);
+//! - the model cache of the detection shards: hits, misses, loads and the
+//!   models held;
+//! - the work in flight, read from the store when `/metrics` is scraped
+//!   ([`store_gauges`]): incidents not closed by status, chat outbox depth
+//!   and the age of its oldest row per platform, approvals pending;
+//! - `pipemedic_build_info` and the process's own figures ([`process`]).
+//!
+//! The names predate the registry and are kept: a counter's exported name
+//! ends in `_total` (the registry adds the suffix to the registered name),
+//! label names and their order are unchanged. [`exposition`] reads the text
+//! back, strictly, for [`Metrics::counter`] and the tests.
+//!
+//! Label values come from code, configuration or matched route templates,
+//! never straight from a request: event types named by a request header or
+//! body are mapped onto a fixed set first ([`event_label`]), HTTP methods
+//! outside the standard ones count as `other`, and a request that matched
+//! no route is labelled [`UNMATCHED_ROUTE`], so a caller cannot grow the
+//! label set.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+pub mod exposition;
+pub mod process;
+pub mod store_gauges;
+
+use std::collections::HashMap;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds (seconds) of the request latency histogram buckets.
-const LATENCY_BUCKETS: [f64; 12] = [
+pub const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// The route label of a request that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The labels of a counter of `COUNTERS`, in the order they are written.
 type Labels = Vec<(&'static str, String)>;
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// The labels of an HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    /// The matched route template (`/v1/pipelines/{name}/health`).
+    route: String,
+    method: &'static str,
+    status: u16,
 }
 
-#[derive(Default)]
-struct Inner {
-    counters: BTreeMap<(&'static str, Labels), u64>,
-    latency: BTreeMap<String, Histogram>,
+/// One label with a value fixed in code.
+type Fixed = [(&'static str, &'static str); 1];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
 }
 
-/// The registry; cheap to share behind an `Arc`.
-#[derive(Default)]
+/// The methods kept as labels; any other counts as `other`.
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+/// The label of an HTTP method: itself when standard, otherwise `other`.
+pub fn method_label(method: &str) -> &'static str {
+    METHODS
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or("other")
+}
+
+/// The registry and a handle on every metric; cheap to share behind an
+/// `Arc`. Recording takes no lock shared by all metrics: each family has
+/// its own read-mostly map and each value is atomic.
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    registry: Registry,
+    counters: HashMap<&'static str, Family<Labels, Counter>>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    model_hits: Counter,
+    model_misses: Counter,
+    model_loads: Family<Fixed, Counter>,
+    models_cached: Gauge,
+    store: store_gauges::StoreGauges,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The help text as the registry wants it: it adds the final full stop.
+fn help(text: &str) -> &str {
+    text.strip_suffix('.').unwrap_or(text)
 }
 
 /// Counter families with their help text.
@@ -102,12 +177,107 @@ const COUNTERS: [(&str, &str); 14] = [
 
 impl Metrics {
     pub fn new() -> Self {
-        Self::default()
+        let mut registry = Registry::default();
+        let mut counters = HashMap::new();
+        for (name, text) in COUNTERS {
+            let family = Family::<Labels, Counter>::default();
+            // The registry adds `_total` to a counter's name.
+            registry.register(
+                name.strip_suffix("_total").unwrap_or(name),
+                help(text),
+                family.clone(),
+            );
+            counters.insert(name, family);
+        }
+
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "pipemedic_http_requests",
+            "HTTP requests answered, by matched route template, method and status",
+            requests.clone(),
+        );
+        let latency: Family<RequestLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "pipemedic_http_request_duration_seconds",
+            "HTTP request latency in seconds, by matched route template, method and status",
+            latency.clone(),
+        );
+
+        let model_hits = Counter::default();
+        registry.register(
+            "pipemedic_model_cache_hits",
+            "Runs whose pipeline model was already in the detection cache",
+            model_hits.clone(),
+        );
+        let model_misses = Counter::default();
+        registry.register(
+            "pipemedic_model_cache_misses",
+            "Runs whose pipeline model had to be loaded into the detection cache",
+            model_misses.clone(),
+        );
+        let model_loads = Family::<Fixed, Counter>::default();
+        registry.register(
+            "pipemedic_model_loads",
+            "Pipeline models brought into the detection cache, by where from (stored: a saved model; new: none was saved; rebuilt: the saved one was unreadable or of an old format)",
+            model_loads.clone(),
+        );
+        let models_cached = Gauge::default();
+        registry.register(
+            "pipemedic_models_cached",
+            "Pipeline models held in memory by the detection shards",
+            models_cached.clone(),
+        );
+
+        let store = store_gauges::StoreGauges::register(&mut registry);
+
+        let build = Family::<[(&'static str, &'static str); 5], Gauge>::default();
+        registry.register(
+            "pipemedic_build_info",
+            "Always 1, labelled with the build: version, revision (PIPEMEDIC_BUILD_REVISION at build time, else unknown), os, arch and profile",
+            build.clone(),
+        );
+        build
+            .get_or_create(&[
+                ("version", env!("CARGO_PKG_VERSION")),
+                (
+                    "revision",
+                    option_env!("PIPEMEDIC_BUILD_REVISION").unwrap_or("unknown"),
+                ),
+                ("os", std::env::consts::OS),
+                ("arch", std::env::consts::ARCH),
+                (
+                    "profile",
+                    if cfg!(debug_assertions) {
+                        "debug"
+                    } else {
+                        "release"
+                    },
+                ),
+            ])
+            .set(1);
+        registry.register_collector(Box::new(process::ProcessCollector));
+
+        Self {
+            registry,
+            counters,
+            requests,
+            latency,
+            model_hits,
+            model_misses,
+            model_loads,
+            models_cached,
+            store,
+        }
     }
 
     fn add(&self, name: &'static str, labels: Labels, by: u64) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        *inner.counters.entry((name, labels)).or_default() += by;
+        match self.counters.get(name) {
+            Some(family) => {
+                family.get_or_create(&labels).inc_by(by);
+            }
+            None => debug_assert!(false, "counter {name} is not in COUNTERS"),
+        }
     }
 
     pub fn run_ingested(&self, source: &str, outcome: &str) {
@@ -242,96 +412,64 @@ impl Metrics {
         self.add("pipemedic_redactions_total", vec![("kind", kind.into())], n);
     }
 
-    /// Records one request's latency for a route (the matched path).
-    pub fn observe_request(&self, route: &str, seconds: f64) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let h = inner.latency.entry(route.to_string()).or_default();
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += seconds;
+    /// Records one answered HTTP request. `route` is the matched route
+    /// template, or [`UNMATCHED_ROUTE`]; never a raw path.
+    pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            route: route.to_string(),
+            method: method_label(method),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(seconds);
     }
 
-    /// Current value of one counter (for tests and summaries).
+    /// A run's pipeline model was in the detection cache.
+    pub fn model_cache_hit(&self) {
+        self.model_hits.inc();
+    }
+
+    /// A run's pipeline model was not in the detection cache.
+    pub fn model_cache_miss(&self) {
+        self.model_misses.inc();
+    }
+
+    /// A model was brought into the cache; `from` is `stored`, `new` or
+    /// `rebuilt` (see `pipemedic_model_loads_total`).
+    pub fn model_loaded(&self, from: &'static str) {
+        self.model_loads.get_or_create(&[("from", from)]).inc();
+    }
+
+    /// The models held by one detection shard changed by `delta`.
+    pub fn models_cached_changed(&self, delta: i64) {
+        self.models_cached.inc_by(delta);
+    }
+
+    /// Current value of one counter of `COUNTERS` (or of the request
+    /// counter), summed over the series whose labels include `labels` (for
+    /// tests and summaries). Reads the exposition back, so it is not for
+    /// hot paths.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner
-            .counters
+        let families = exposition::parse(&self.render()).unwrap_or_default();
+        let total: f64 = families
             .iter()
-            .filter(|((n, l), _)| {
-                *n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
-            .map(|(_, v)| *v)
-            .sum()
+            .flat_map(|f| &f.samples)
+            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
+            .map(|s| s.value)
+            .sum();
+        total as u64
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition (version 0.0.4). The store gauges
+    /// hold the values of the last [`Metrics::refresh_store_gauges`].
     pub fn render(&self) -> String {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        for (family, help) in COUNTERS {
-            let _ = writeln!(out, "# HELP {family} {help}");
-            let _ = writeln!(out, "# TYPE {family} counter");
-            for ((name, labels), value) in &inner.counters {
-                if *name == family {
-                    let _ = writeln!(out, "{family}{} {value}", render_labels(labels, None));
-                }
-            }
-        }
-        let family = "pipemedic_http_request_duration_seconds";
-        let _ = writeln!(out, "# HELP {family} HTTP request latency by route.");
-        let _ = writeln!(out, "# TYPE {family} histogram");
-        for (route, h) in &inner.latency {
-            let labels = vec![("route", route.clone())];
-            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{family}_bucket{} {}",
-                    render_labels(&labels, Some(&bound.to_string())),
-                    h.buckets[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{family}_bucket{} {}",
-                render_labels(&labels, Some("+Inf")),
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "{family}_sum{} {}",
-                render_labels(&labels, None),
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "{family}_count{} {}",
-                render_labels(&labels, None),
-                h.count
-            );
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::warn!(error = %e, "Metrics could not be written.");
         }
         out
-    }
-}
-
-fn render_labels(labels: &[(&'static str, String)], le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
     }
 }
 
@@ -407,15 +545,17 @@ pub fn event_label<'a>(source: &str, event: &'a str) -> &'a str {
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{IncidentStatus, Platform};
+    use crate::store::{OutboxBacklog, WorkInFlight};
+
+    fn lines_of<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+        let mut lines: Vec<_> = text.lines().filter(|l| l.starts_with(prefix)).collect();
+        lines.sort_unstable();
+        lines
+    }
 
     #[test]
     fn renders_counters_and_histogram() {
@@ -423,26 +563,49 @@ mod tests {
         m.run_ingested("github", "inserted");
         m.run_ingested("github", "inserted");
         m.request_rejected("/v1/runs", "bad \"token\"");
-        m.observe_request("/v1/runs", 0.003);
+        m.http_request("POST", "/v1/runs", 200, 0.003);
         m.planner_tokens(1200, 300);
         m.planner_tokens(800, 100);
         m.plan_drafted("bedrock", "valid");
         let text = m.render();
-        assert!(text.contains("pipemedic_planner_tokens_total{direction=\"input\"} 2000"));
-        assert!(text.contains("pipemedic_planner_tokens_total{direction=\"output\"} 400"));
-        assert!(text.contains("pipemedic_plans_total{backend=\"bedrock\",outcome=\"valid\"} 1"));
+        assert!(text.contains("# TYPE pipemedic_runs_ingested_total counter\n"));
+        assert!(text.contains("pipemedic_planner_tokens_total{direction=\"input\"} 2000\n"));
+        assert!(text.contains("pipemedic_planner_tokens_total{direction=\"output\"} 400\n"));
+        assert!(text.contains("pipemedic_plans_total{backend=\"bedrock\",outcome=\"valid\"} 1\n"));
         assert!(text
-            .contains("pipemedic_runs_ingested_total{source=\"github\",outcome=\"inserted\"} 2"));
+            .contains("pipemedic_runs_ingested_total{source=\"github\",outcome=\"inserted\"} 2\n"));
         assert!(text.contains("reason=\"bad \\\"token\\\"\""));
-        assert!(text.contains(
-            "pipemedic_http_request_duration_seconds_bucket{route=\"/v1/runs\",le=\"0.0025\"} 0"
-        ));
-        assert!(text.contains(
-            "pipemedic_http_request_duration_seconds_bucket{route=\"/v1/runs\",le=\"0.005\"} 1"
-        ));
+        let series = "route=\"/v1/runs\",method=\"POST\",status=\"200\"";
+        assert!(text.contains(&format!("pipemedic_http_requests_total{{{series}}} 1\n")));
+        assert!(text.contains(&format!(
+            "pipemedic_http_request_duration_seconds_bucket{{{series},le=\"0.0025\"}} 0\n"
+        )));
+        assert!(text.contains(&format!(
+            "pipemedic_http_request_duration_seconds_bucket{{{series},le=\"0.005\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "pipemedic_http_request_duration_seconds_count{{{series}}} 1\n"
+        )));
         assert_eq!(
             m.counter("pipemedic_runs_ingested_total", &[("source", "github")]),
             2
+        );
+        assert_eq!(
+            m.counter("pipemedic_http_requests_total", &[("route", "/v1/runs")]),
+            1
+        );
+    }
+
+    #[test]
+    fn request_labels_are_bounded() {
+        let m = Metrics::new();
+        for i in 0..500 {
+            m.http_request(&format!("X-{i}"), UNMATCHED_ROUTE, 405, 0.001);
+        }
+        let text = m.render();
+        assert_eq!(
+            lines_of(&text, "pipemedic_http_requests_total{"),
+            ["pipemedic_http_requests_total{route=\"unmatched\",method=\"other\",status=\"405\"} 500"]
         );
     }
 
@@ -458,12 +621,8 @@ mod tests {
         m.event_ignored("aws", "CodeBuild Build Phase Change");
         m.event_ignored("aws", "Some\nOther \"Type\"");
         let text = m.render();
-        let lines: Vec<_> = text
-            .lines()
-            .filter(|l| l.starts_with("pipemedic_events_ignored_total{"))
-            .collect();
         assert_eq!(
-            lines,
+            lines_of(&text, "pipemedic_events_ignored_total{"),
             [
                 "pipemedic_events_ignored_total{source=\"aws\",event=\"CodeBuild Build Phase Change\"} 1",
                 "pipemedic_events_ignored_total{source=\"aws\",event=\"other\"} 1",
@@ -473,5 +632,103 @@ mod tests {
                 "pipemedic_events_ignored_total{source=\"gitlab\",event=\"other\"} 1",
             ]
         );
+    }
+
+    #[test]
+    fn every_family_is_declared_once_with_help_and_type() {
+        let m = Metrics::new();
+        m.run_ingested("generic", "inserted");
+        m.healing("approved");
+        m.redactions("password", 2);
+        m.http_request("GET", "/healthz", 200, 0.0004);
+        m.http_request("GET", UNMATCHED_ROUTE, 404, 0.02);
+        m.model_cache_miss();
+        m.model_loaded("new");
+        m.models_cached_changed(1);
+        let families = exposition::parse(&m.render()).expect("a valid exposition");
+        let names: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
+        // A labelled family appears once it has a series.
+        for name in [
+            "pipemedic_runs_ingested_total",
+            "pipemedic_healing_total",
+            "pipemedic_redactions_total",
+            "pipemedic_http_requests_total",
+            "pipemedic_http_request_duration_seconds",
+            "pipemedic_model_cache_hits_total",
+            "pipemedic_model_cache_misses_total",
+            "pipemedic_model_loads_total",
+            "pipemedic_models_cached",
+            "pipemedic_approvals_pending",
+            "pipemedic_build_info",
+        ] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        assert!(families.iter().all(|f| !f.help.is_empty()));
+        let build = families
+            .iter()
+            .find(|f| f.name == "pipemedic_build_info")
+            .unwrap();
+        assert_eq!(build.samples.len(), 1);
+        assert_eq!(build.samples[0].value, 1.0);
+        assert_eq!(
+            build.samples[0].label("version"),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+        if cfg!(target_os = "linux") {
+            for name in [
+                "process_cpu_seconds_total",
+                "process_resident_memory_bytes",
+                "process_open_fds",
+                "process_start_time_seconds",
+            ] {
+                let family = families.iter().find(|f| f.name == name);
+                assert!(family.is_some_and(|f| f.samples.len() == 1), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn store_gauges_show_the_last_reading() {
+        let m = Metrics::new();
+        let now: chrono::DateTime<chrono::Utc> = "2026-11-25T12:00:00Z".parse().unwrap();
+        let work = WorkInFlight {
+            incidents: vec![
+                (IncidentStatus::Open, 2),
+                (IncidentStatus::AwaitingApproval, 1),
+            ],
+            outbox: vec![
+                OutboxBacklog {
+                    platform: Platform::Slack,
+                    pending: 3,
+                    oldest_queued_at: Some(now - chrono::Duration::milliseconds(90_500)),
+                },
+                OutboxBacklog {
+                    platform: Platform::Discord,
+                    pending: 0,
+                    oldest_queued_at: None,
+                },
+            ],
+            approvals_pending: 4,
+        };
+        m.set_store_gauges(&work, now);
+        let text = m.render();
+        assert!(text.contains("pipemedic_incidents_open{status=\"open\"} 2\n"));
+        assert!(text.contains("pipemedic_incidents_open{status=\"awaiting_approval\"} 1\n"));
+        assert!(text.contains("pipemedic_chat_outbox_depth{platform=\"slack\"} 3\n"));
+        assert!(text.contains("pipemedic_chat_outbox_depth{platform=\"discord\"} 0\n"));
+        assert!(
+            text.contains("pipemedic_chat_outbox_oldest_age_seconds{platform=\"slack\"} 90.5\n")
+        );
+        assert!(
+            text.contains("pipemedic_chat_outbox_oldest_age_seconds{platform=\"discord\"} 0.0\n")
+        );
+        assert!(text.contains("pipemedic_approvals_pending 4\n"));
+    }
+
+    #[test]
+    fn methods_outside_the_standard_set_are_other() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("PURGE"), "other");
+        assert_eq!(method_label("get"), "other");
     }
 }

@@ -1,24 +1,24 @@
 //! The HTTP edge, the top of the library: the router, the application
 //! state, the extractors ([`extract`]), the error table ([`error`]) and its
 //! one shape for every refusal ([`shape`]), the request limits
-//! ([`limits`]), the accept loop ([`serve`]) and the middleware that times
-//! requests and counts rejections. The handlers in [`routes`] call the
+//! ([`limits`]), the accept loop ([`serve`]) and the middleware that
+//! counts, times and logs every request ([`observe`]). The handlers in [`routes`] call the
 //! capabilities' services; no capability knows this module or [`AppState`].
 
 pub mod console;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod observe;
 pub mod routes;
 pub mod serve;
 pub mod shape;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
@@ -80,13 +80,16 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(observe::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(shape::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body));
     limits::with_timeouts(routes, server)
         .layer(middleware::from_fn(shape::json_errors))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .with_state(state)
 }
 
@@ -94,34 +97,6 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        state.metrics.render(),
-    )
-}
-
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
-}
-
-/// Times every request by matched route and counts rejected ones by reason.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    state
-        .metrics
-        .observe_request(&route, started.elapsed().as_secs_f64());
-    if let Some(code) = response.extensions().get::<ErrorCode>() {
-        state.metrics.request_rejected(&route, code.as_str());
-    }
-    response
 }

@@ -3,6 +3,10 @@
 //! memory. A model is saved every `SAVE_EVERY` updates, when it leaves the
 //! cache, and on shutdown; on load it catches up on the runs stored after
 //! the last one it learned, so nothing is lost between saves.
+//!
+//! The cache's hits, misses and loads, and the models it holds, are counted
+//! in the metrics (`pipemedic_model_cache_*`, `pipemedic_model_loads_total`,
+//! `pipemedic_models_cached`).
 
 use std::num::NonZeroUsize;
 
@@ -12,6 +16,7 @@ use std::sync::Arc;
 
 use super::pipeline::{PipelineModel, MODEL_VERSION};
 use crate::config::DetectorConfig;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, StoredModel};
 
 /// Updates between saves of a cached model. A full model is a few MB of
@@ -31,14 +36,29 @@ pub struct ModelBank {
     store: Store,
     cache: LruCache<String, Entry>,
     config: Arc<DetectorConfig>,
+    metrics: Arc<Metrics>,
 }
 
 impl ModelBank {
-    pub fn new(store: Store, capacity: usize, config: Arc<DetectorConfig>) -> Self {
+    pub fn new(
+        store: Store,
+        capacity: usize,
+        config: Arc<DetectorConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             store,
             cache: LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN)),
             config,
+            metrics,
+        }
+    }
+
+    /// Reports a change in the number of cached models.
+    fn cached_changed(&self, before: usize) {
+        let delta = self.cache.len() as i64 - before as i64;
+        if delta != 0 {
+            self.metrics.models_cached_changed(delta);
         }
     }
 
@@ -55,12 +75,17 @@ impl ModelBank {
     /// Runs with row id `>= before_pk` are not replayed (the caller is about
     /// to feed them).
     pub async fn get(&mut self, pipeline: &str, before_pk: i64) -> Result<&mut Entry, StoreError> {
-        if !self.cache.contains(pipeline) {
+        if self.cache.contains(pipeline) {
+            self.metrics.model_cache_hit();
+        } else {
+            self.metrics.model_cache_miss();
             let model = self.load(pipeline, before_pk).await?;
-            if let Some((evicted_name, evicted)) = self
+            let before = self.cache.len();
+            let evicted = self
                 .cache
-                .push(pipeline.to_string(), Entry { model, unsaved: 0 })
-            {
+                .push(pipeline.to_string(), Entry { model, unsaved: 0 });
+            self.cached_changed(before);
+            if let Some((evicted_name, evicted)) = evicted {
                 if evicted_name != pipeline && evicted.unsaved > 0 {
                     save(&self.store, &evicted_name, &evicted.model).await?;
                 }
@@ -75,13 +100,16 @@ impl ModelBank {
     }
 
     async fn load(&self, pipeline: &str, before_pk: i64) -> Result<PipelineModel, StoreError> {
-        let mut model = match self.store.load_model(pipeline).await? {
+        let (mut model, from) = match self.store.load_model(pipeline).await? {
             Some(stored) if stored.version == MODEL_VERSION => {
                 match serde_json::from_str::<PipelineModel>(&stored.state) {
-                    Ok(m) => m,
+                    Ok(m) => (m, "stored"),
                     Err(e) => {
                         tracing::warn!(pipeline, error = %e, "Saved model unreadable; rebuilding from history.");
-                        PipelineModel::new(pipeline, self.config.sensitivity)
+                        (
+                            PipelineModel::new(pipeline, self.config.sensitivity),
+                            "rebuilt",
+                        )
                     }
                 }
             }
@@ -91,9 +119,12 @@ impl ModelBank {
                     version = stored.version,
                     "Saved model has an old format; rebuilding from history."
                 );
-                PipelineModel::new(pipeline, self.config.sensitivity)
+                (
+                    PipelineModel::new(pipeline, self.config.sensitivity),
+                    "rebuilt",
+                )
             }
-            None => PipelineModel::new(pipeline, self.config.sensitivity),
+            None => (PipelineModel::new(pipeline, self.config.sensitivity), "new"),
         };
         let missed = self
             .store
@@ -109,6 +140,7 @@ impl ModelBank {
         if replayed > 0 {
             tracing::info!(pipeline, replayed, "Model caught up on stored runs.");
         }
+        self.metrics.model_loaded(from);
         Ok(model)
     }
 
@@ -141,9 +173,21 @@ impl ModelBank {
         model: PipelineModel,
     ) -> Result<(), StoreError> {
         save(&self.store, pipeline, &model).await?;
+        let before = self.cache.len();
         self.cache
             .put(pipeline.to_string(), Entry { model, unsaved: 0 });
+        self.cached_changed(before);
         Ok(())
+    }
+}
+
+impl Drop for ModelBank {
+    /// The models leave memory with the bank.
+    fn drop(&mut self) {
+        let held = self.cache.len() as i64;
+        if held > 0 {
+            self.metrics.models_cached_changed(-held);
+        }
     }
 }
 

@@ -112,7 +112,8 @@ impl DetectionService {
         let senders = (0..shards)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(1024);
-                let bank = ModelBank::new(store.clone(), per_shard, detector.clone());
+                let bank =
+                    ModelBank::new(store.clone(), per_shard, detector.clone(), metrics.clone());
                 tokio::spawn(shard(
                     store.clone(),
                     bank,

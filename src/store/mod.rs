@@ -17,6 +17,7 @@ mod approvals;
 pub mod backup;
 mod console;
 mod detection;
+mod gauges;
 mod incidents;
 mod outbox;
 mod outcomes;
@@ -41,6 +42,7 @@ pub use approvals::{
 };
 pub use console::{AuditFilter, GradedRun, IncidentFilter};
 pub use detection::StoredModel;
+pub use gauges::{OutboxBacklog, WorkInFlight};
 pub use incidents::{NewIncident, Silence, StoredDecision};
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
 pub use outcomes::{fate_of_status, AutonomyStop, NewOutcome, OfferedPlan};

@@ -185,7 +185,9 @@ async fn liveness_metrics_and_unknown_routes(db: Db) {
     let metrics = app.metrics_text().await;
     assert!(metrics
         .contains("pipemedic_runs_ingested_total{source=\"generic\",outcome=\"inserted\"} 1"));
-    assert!(metrics.contains("pipemedic_http_request_duration_seconds_count{route=\"/v1/runs\"} 1"));
+    assert!(metrics.contains(
+        "pipemedic_http_request_duration_seconds_count{route=\"/v1/runs\",method=\"POST\",status=\"200\"} 1"
+    ));
     let res = app.http.get(app.url("/nowhere")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let body: Value = res.json().await.unwrap();

@@ -34,6 +34,7 @@ mod ingest_generic;
 mod ingest_limits;
 mod lifecycle;
 mod links;
+mod metrics;
 mod outcomes;
 mod paging;
 mod planner;
