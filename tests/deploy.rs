@@ -312,10 +312,31 @@ fn the_service_and_the_disruption_budget_select_the_pods() {
 }
 
 /// Metric families the registry exports, with the series names a
-/// histogram adds.
+/// histogram adds. A family is written once it has a sample, so each
+/// recorder is called once first.
 fn exported_metric_names() -> BTreeSet<String> {
+    let metrics = Metrics::new();
+    metrics.run_ingested("generic", "inserted");
+    metrics.request_rejected("/v1/runs", "unauthorized");
+    metrics.event_ignored("github", "ping");
+    metrics.poll_error("p");
+    metrics.handoff_dropped("scored");
+    metrics.background_error("t");
+    metrics.chat_delivery("slack", "sent");
+    metrics.healing("plan_offered");
+    metrics.plan_drafted("offline", "valid");
+    metrics.detector_fallback("error");
+    metrics.planner_tokens(1, 1);
+    metrics.ask_tokens(1, 1);
+    metrics.ask_answered("offline", "answered");
+    metrics.redactions("password", 1);
+    metrics.http_request("GET", "/healthz", 200, 0.001);
+    metrics.model_cache_hit();
+    metrics.model_cache_miss();
+    metrics.model_loaded("new");
+    metrics.models_cached_changed(1);
     let mut names = BTreeSet::new();
-    for line in Metrics::new().render().lines() {
+    for line in metrics.render().lines() {
         let Some(rest) = line.strip_prefix("# TYPE ") else {
             continue;
         };
