@@ -434,7 +434,20 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     stop.cancel();
     let _ = server.await;
     print_summary(&summary);
+    if kept {
+        say(&browse_hint(&store_url));
+    }
     Ok(summary)
+}
+
+/// How to look at a kept demo store afterwards: `serve` on it, then the
+/// web console.
+fn browse_hint(store_url: &str) -> String {
+    format!(
+        "Browse it: PIPEMEDIC_STORE__URL={} PIPEMEDIC_READ_TOKEN=<a token you choose> pipemedic serve, \
+         then open http://127.0.0.1:8080/ui and sign in with that token.",
+        crate::config::redact_url(store_url)
+    )
 }
 
 /// The track record, in words, of each fix offered for an incident.

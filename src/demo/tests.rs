@@ -36,3 +36,12 @@ fn each_run_gets_fresh_secrets() {
     assert_eq!(a.expose().len(), 32);
     assert_ne!(a.expose(), b.expose());
 }
+
+#[test]
+fn a_kept_store_is_browsed_through_serve_and_the_console_without_its_password() {
+    let hint = browse_hint("postgres://demo:hunter2@db.example:5432/pm");
+    assert!(hint.contains("pipemedic serve"), "{hint}");
+    assert!(hint.contains("/ui"), "{hint}");
+    assert!(hint.contains("db.example:5432/pm"), "{hint}");
+    assert!(!hint.contains("hunter2"), "{hint}");
+}
