@@ -95,6 +95,8 @@ pub struct Metrics {
     model_misses: Counter,
     model_loads: Family<Fixed, Counter>,
     models_cached: Gauge,
+    leases_held: Gauge,
+    verdict_wait: Family<Fixed, Histogram, fn() -> Histogram>,
     store: store_gauges::StoreGauges,
 }
 
@@ -116,7 +118,7 @@ fn help(text: &str) -> &str {
 }
 
 /// Counter families with their help text.
-const COUNTERS: [(&str, &str); 14] = [
+const COUNTERS: [(&str, &str); 16] = [
     (
         "pipemedic_handoffs_dropped_total",
         "Stored runs whose hand-off to the next stage was dropped because its queue was full, by queue (scored: detection to incidents; handled: incidents to healing).",
@@ -172,6 +174,14 @@ const COUNTERS: [(&str, &str); 14] = [
     (
         "pipemedic_detector_fallbacks_total",
         "Runs scored by the embedded forest instead of SageMaker, by reason (error, circuit_open).",
+    ),
+    (
+        "pipemedic_scoring_leases_total",
+        "Pipeline leases changing hands at this replica (PostgreSQL), by event (acquired: nobody held it; taken_over: its holder let it lapse; lost: another replica took it; released: given up at shutdown).",
+    ),
+    (
+        "pipemedic_scoring_handoffs_total",
+        "Runs that went through the scoring queue (PostgreSQL), by role (local: received and scored here; for_peer: scored here for the replica that received it; handed_off: received here, scored by the owner; timed_out: received here, no verdict in time).",
     ),
 ];
 
@@ -229,6 +239,20 @@ impl Metrics {
             models_cached.clone(),
         );
 
+        let leases_held = Gauge::default();
+        registry.register(
+            "pipemedic_scoring_leases_held",
+            "Pipelines this replica owns (scores) under a lease (PostgreSQL)",
+            leases_held.clone(),
+        );
+        let verdict_wait: Family<Fixed, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "pipemedic_scoring_verdict_wait_seconds",
+            "Seconds from queuing a received run for scoring to its verdict at the receiving replica (PostgreSQL), by path (local: this replica owns the pipeline; handoff: another replica scored it)",
+            verdict_wait.clone(),
+        );
+
         let store = store_gauges::StoreGauges::register(&mut registry);
 
         let build = Family::<[(&'static str, &'static str); 5], Gauge>::default();
@@ -267,6 +291,8 @@ impl Metrics {
             model_misses,
             model_loads,
             models_cached,
+            leases_held,
+            verdict_wait,
             store,
         }
     }
@@ -438,6 +464,39 @@ impl Metrics {
     /// `rebuilt` (see `pipemedic_model_loads_total`).
     pub fn model_loaded(&self, from: &'static str) {
         self.model_loads.get_or_create(&[("from", from)]).inc();
+    }
+
+    /// A pipeline lease changed hands here (`acquired`, `taken_over`,
+    /// `lost`, `released`).
+    pub fn scoring_lease(&self, event: &'static str) {
+        self.add(
+            "pipemedic_scoring_leases_total",
+            vec![("event", event.into())],
+            1,
+        );
+    }
+
+    /// The pipelines this replica holds leases on.
+    pub fn scoring_leases_held(&self, held: usize) {
+        self.leases_held.set(held as i64);
+    }
+
+    /// A run went through the scoring queue in `role` (`local`,
+    /// `for_peer`, `handed_off`, `timed_out`).
+    pub fn scoring_handoff(&self, role: &'static str) {
+        self.add(
+            "pipemedic_scoring_handoffs_total",
+            vec![("role", role.into())],
+            1,
+        );
+    }
+
+    /// A received run's verdict came back after `seconds` by `path`
+    /// (`local` or `handoff`).
+    pub fn scoring_verdict_wait(&self, path: &'static str, seconds: f64) {
+        self.verdict_wait
+            .get_or_create(&[("path", path)])
+            .observe(seconds);
     }
 
     /// The models held by one detection shard changed by `delta`.

@@ -37,6 +37,7 @@ use crate::ingest::IngestService;
 use crate::metrics::Metrics;
 use crate::plan::PlanService;
 use crate::remediate::ExecutorRegistry;
+use crate::scoring::ownership::OwnershipSettings;
 use crate::scoring::{DetectionService, DetectionSettings, SagemakerScorer, ScorerSettings};
 use crate::store::{Store, StoreError};
 
@@ -210,6 +211,8 @@ impl Application {
                 cache_models: loaded.config.detector.cache_models,
                 detector: loaded.config.detector.clone(),
                 sagemaker,
+                ownership: (store.backend() == crate::store::Backend::Postgres)
+                    .then(|| OwnershipSettings::from_config(&loaded.config.store)),
                 ..DetectionSettings::default()
             },
             Some(incidents.sender()),

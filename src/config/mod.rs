@@ -182,6 +182,23 @@ mod tests {
     }
 
     #[test]
+    fn replica_lease_settings_have_defaults_and_are_validated() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert_eq!(c.store.lease_seconds, 15);
+        assert_eq!(c.store.replica_id, "");
+        let ok = "[store]\nlease_seconds = 2\nreplica_id = \"pm-a.eu-1:7\"\n";
+        let c = from_sources(Some(ok), None, &Env::new()).unwrap();
+        assert_eq!(
+            (c.store.lease_seconds, c.store.replica_id.as_str()),
+            (2, "pm-a.eu-1:7")
+        );
+        let text = "[store]\nlease_seconds = 1\nreplica_id = \"a b\"\n";
+        let err = from_sources(Some(text), None, &Env::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["store.lease_seconds", "store.replica_id"]);
+    }
+
+    #[test]
     fn sagemaker_fallback_settings_have_defaults_and_are_validated() {
         let c = from_sources(None, None, &Env::new()).unwrap();
         assert_eq!(c.detector.sagemaker_max_failures, 3);

@@ -68,6 +68,14 @@ pub struct StoreConfig {
     /// `sqlite://path.db` (created on first start) or `postgres://...`.
     pub url: String,
     pub max_connections: u32,
+    /// Seconds a replica's ownership of a pipeline lasts unless renewed
+    /// (PostgreSQL with several replicas; renewed every third of it).
+    /// Another replica takes a pipeline over at most this long after its
+    /// owner stopped.
+    pub lease_seconds: u32,
+    /// This replica's name in the pipeline leases; must differ between
+    /// replicas. Empty: host name, process id and start time.
+    pub replica_id: String,
 }
 
 impl Default for StoreConfig {
@@ -75,6 +83,8 @@ impl Default for StoreConfig {
         Self {
             url: "sqlite://pipemedic.db".into(),
             max_connections: 8,
+            lease_seconds: 15,
+            replica_id: String::new(),
         }
     }
 }

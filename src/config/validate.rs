@@ -96,6 +96,23 @@ fn store(config: &Config, bad: &mut impl FnMut(&str, String)) {
     if config.store.max_connections == 0 {
         bad("store.max_connections", "must be at least 1".into());
     }
+    if !(2..=600).contains(&config.store.lease_seconds) {
+        bad(
+            "store.lease_seconds",
+            format!(
+                "{} must be between 2 and 600 (a lease is renewed every third of it)",
+                config.store.lease_seconds
+            ),
+        );
+    }
+    let id = &config.store.replica_id;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+    if id.len() > 64 || !id.chars().all(allowed) {
+        bad(
+            "store.replica_id",
+            format!("{id:?} must be up to 64 of A-Z, a-z, 0-9, '-', '_', '.', ':'"),
+        );
+    }
 }
 
 /// The batch limit and the retention of processed event ids.

@@ -166,6 +166,16 @@ impl ModelBank {
         Ok(())
     }
 
+    /// Drops a pipeline's cached model without saving it: another replica
+    /// may have scored its runs since (see `scoring::ownership`), so the
+    /// next run loads the stored model and catches up.
+    pub fn forget(&mut self, pipeline: &str) -> bool {
+        let before = self.cache.len();
+        let held = self.cache.pop(pipeline).is_some();
+        self.cached_changed(before);
+        held
+    }
+
     /// Replaces a pipeline's model (after a rebuild).
     pub async fn replace(
         &mut self,

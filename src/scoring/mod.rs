@@ -14,6 +14,7 @@
 
 pub mod bank;
 pub mod filter;
+pub mod ownership;
 pub mod pipeline;
 pub mod sagemaker;
 pub mod service;

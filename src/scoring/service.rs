@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bank::ModelBank;
+use super::ownership::{Ownership, OwnershipSettings};
 use super::pipeline::PipelineModel;
 use super::sagemaker::SagemakerScorer;
 use crate::clock::Clock;
@@ -39,6 +40,10 @@ pub struct DetectionSettings {
     /// Scores runs with a SageMaker endpoint when set (falling back to the
     /// embedded forest); the embedded forest alone when `None`.
     pub sagemaker: Option<Arc<SagemakerScorer>>,
+    /// Several replicas on PostgreSQL: runs are scored by their pipeline's
+    /// owner (see [`super::ownership`]). `None`: this process scores every
+    /// run it receives (SQLite, one process).
+    pub ownership: Option<OwnershipSettings>,
 }
 
 impl Default for DetectionSettings {
@@ -48,6 +53,7 @@ impl Default for DetectionSettings {
             cache_models: 250,
             detector: crate::config::DetectorConfig::default(),
             sagemaker: None,
+            ownership: None,
         }
     }
 }
@@ -71,12 +77,18 @@ enum Job {
     Flush {
         reply: oneshot::Sender<Result<usize, String>>,
     },
+    Forget {
+        pipeline: String,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Handle to the detection shards; cheap to clone.
 #[derive(Clone)]
 pub struct DetectionService {
     shards: Arc<Vec<mpsc::Sender<Job>>>,
+    /// Routes runs to their pipeline's owner (several replicas).
+    ownership: Option<Ownership>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +121,7 @@ impl DetectionService {
         let shards = settings.shards.max(1);
         let per_shard = (settings.cache_models / shards).max(1);
         let detector = Arc::new(settings.detector.clone());
+        let fence = settings.ownership.as_ref().map(|o| o.replica.clone());
         let senders = (0..shards)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(1024);
@@ -120,14 +133,25 @@ impl DetectionService {
                     metrics.clone(),
                     clock.clone(),
                     scored.clone(),
-                    settings.sagemaker.clone(),
+                    ShardScoring {
+                        sagemaker: settings.sagemaker.clone(),
+                        fence: fence.clone(),
+                    },
                     rx,
                 ));
                 tx
             })
             .collect();
-        Self {
+        let local = Self {
             shards: Arc::new(senders),
+            ownership: None,
+        };
+        match settings.ownership {
+            None => local,
+            Some(ownership) => Self {
+                shards: local.shards.clone(),
+                ownership: Some(Ownership::start(store, metrics, ownership, local)),
+            },
         }
     }
 
@@ -136,7 +160,21 @@ impl DetectionService {
     }
 
     /// Queues a stored run for scoring; the receiver gets its verdict.
+    /// With several replicas the run goes to its pipeline's owner, which
+    /// may be another replica.
     pub async fn submit(
+        &self,
+        run_pk: i64,
+        run: Run,
+    ) -> Result<oneshot::Receiver<Result<Verdict, String>>, DetectionError> {
+        match &self.ownership {
+            Some(ownership) => ownership.submit(run_pk, &run).await,
+            None => self.submit_here(run_pk, run).await,
+        }
+    }
+
+    /// Scores a stored run on this replica's shards.
+    pub(super) async fn submit_here(
         &self,
         run_pk: i64,
         run: Run,
@@ -205,6 +243,20 @@ impl DetectionService {
             .map_err(DetectionError::Failed)
     }
 
+    /// Drops a pipeline's cached model without saving it (this replica
+    /// took the pipeline over, or lost it).
+    pub(super) async fn forget(&self, pipeline: &str) -> Result<(), DetectionError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender(pipeline)
+            .send(Job::Forget {
+                pipeline: pipeline.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| DetectionError::Stopped)?;
+        answer.await.map_err(|_| DetectionError::Stopped)
+    }
+
     /// Saves every model with unsaved updates; returns how many were saved.
     pub async fn flush(&self) -> Result<usize, DetectionError> {
         let mut total = 0;
@@ -223,15 +275,23 @@ impl DetectionService {
     }
 }
 
+/// How a shard scores besides its model bank.
+struct ShardScoring {
+    sagemaker: Option<Arc<SagemakerScorer>>,
+    /// This replica's id when verdicts are written under a pipeline lease.
+    fence: Option<String>,
+}
+
 async fn shard(
     store: Store,
     mut bank: ModelBank,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     scored: Option<mpsc::Sender<ScoredRun>>,
-    sagemaker: Option<Arc<SagemakerScorer>>,
+    scoring: ShardScoring,
     mut rx: mpsc::Receiver<Job>,
 ) {
+    let ShardScoring { sagemaker, fence } = scoring;
     let mut flush_timer = tokio::time::interval(Duration::from_secs(60));
     flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut held: Option<Job> = None;
@@ -274,9 +334,24 @@ async fn shard(
                 };
                 let runs: Vec<(i64, &Run)> =
                     batch.iter().map(|(pk, run, _)| (*pk, &**run)).collect();
-                let result = score_batch(&store, &mut bank, clock.as_ref(), &scorers, &runs).await;
+                let result = score_batch(
+                    &store,
+                    &mut bank,
+                    clock.as_ref(),
+                    &scorers,
+                    &runs,
+                    fence.as_deref(),
+                )
+                .await;
                 match result {
                     Err(e) => {
+                        if fence.is_some() {
+                            // The models learned runs whose verdicts were
+                            // not stored; the next run reloads them.
+                            for (_, run, _) in &batch {
+                                bank.forget(&run.pipeline);
+                            }
+                        }
                         metrics.background_error("detection");
                         tracing::error!(runs = batch.len(), error = %e, "Scoring failed.");
                         let message = e.to_string();
@@ -340,6 +415,10 @@ async fn shard(
             Job::Flush { reply } => {
                 let _ = reply.send(bank.flush().await.map_err(|e| e.to_string()));
             }
+            Job::Forget { pipeline, reply } => {
+                bank.forget(&pipeline);
+                let _ = reply.send(());
+            }
         }
     }
     if let Err(e) = bank.flush().await {
@@ -353,12 +432,18 @@ const SCORE_BATCH: usize = 32;
 /// Scores runs in order (each with its pipeline's model), then stores every
 /// verdict and the anomaly records they open, extend or close in one
 /// transaction. Models are saved after the commit, never inside it.
+///
+/// With a `fence` (this replica's id, several replicas) the transaction
+/// first makes sure the replica still holds each pipeline's lease and keeps
+/// it from being taken over until the commit; otherwise nothing is stored
+/// and [`StoreError::LeaseLost`] is returned.
 async fn score_batch(
     store: &Store,
     bank: &mut ModelBank,
     clock: &dyn Clock,
     scorers: &Scorers<'_>,
     runs: &[(i64, &Run)],
+    fence: Option<&str>,
 ) -> Result<Vec<Verdict>, StoreError> {
     // 1. Decide, in memory.
     let mut decided: Vec<(Option<(i64, &Run)>, Verdict)> = Vec::with_capacity(runs.len());
@@ -403,6 +488,17 @@ async fn score_batch(
     // 2. Store, in one transaction.
     let now = clock.now();
     let mut tx = store.begin_write().await?;
+    if let Some(holder) = fence {
+        let pipelines: std::collections::BTreeSet<&str> = decided
+            .iter()
+            .filter_map(|(write, _)| write.map(|(_, run)| run.pipeline.as_str()))
+            .collect();
+        for pipeline in pipelines {
+            if !tx.hold_lease(pipeline, holder).await? {
+                return Err(StoreError::LeaseLost(pipeline.to_string()));
+            }
+        }
+    }
     for id in &resets_applied {
         tx.mark_baseline_reset_applied(*id).await?;
     }
@@ -451,6 +547,9 @@ async fn score_batch(
                 }
             }
             tx.set_verdict(run_pk, &verdict).await?;
+            if let Some(holder) = fence {
+                tx.mark_scored_by(run_pk, holder).await?;
+            }
         }
         verdicts.push(verdict);
     }

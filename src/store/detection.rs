@@ -192,7 +192,7 @@ impl WriteTx {
     /// Stores the verdict on its run.
     pub async fn set_verdict(&mut self, run_pk: i64, verdict: &Verdict) -> Result<(), StoreError> {
         let json = serde_json::to_string(verdict).map_err(|e| corrupt("verdict", e))?;
-        sqlx::query("UPDATE runs SET score = $1, grade = $2, verdict = $3 WHERE id = $4")
+        sqlx::query("UPDATE runs SET score = $1, grade = $2, verdict = $3, scored_times = scored_times + 1 WHERE id = $4")
             .bind(verdict.score)
             .bind(verdict.grade)
             .bind(json)

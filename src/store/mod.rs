@@ -19,6 +19,7 @@ mod console;
 mod detection;
 mod gauges;
 mod incidents;
+mod leases;
 mod outbox;
 mod outcomes;
 mod paging;
@@ -44,6 +45,7 @@ pub use console::{AuditFilter, GradedRun, IncidentFilter};
 pub use detection::StoredModel;
 pub use gauges::{OutboxBacklog, WorkInFlight};
 pub use incidents::{NewIncident, Silence, StoredDecision};
+pub use leases::{LeaseGrant, ScoringClaim, SCORING_CHANNEL, VERDICT_CHANNEL};
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
 pub use outcomes::{fate_of_status, AutonomyStop, NewOutcome, OfferedPlan};
 pub use paging::{NewPage, PageAction, PageStatus, StoredPage};
@@ -74,6 +76,8 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("stored data is corrupt ({what}): {detail}")]
     Corrupt { what: String, detail: String },
+    #[error("this replica no longer holds the lease of pipeline {0:?}; another one scores it")]
+    LeaseLost(String),
 }
 
 /// A run as stored, with its row id and ingest metadata.

@@ -40,6 +40,7 @@ mod paging;
 mod planner;
 mod readiness;
 mod remediate;
+mod replica_scoring;
 mod replicas;
 mod sagemaker;
 mod secrets;

@@ -1,0 +1,244 @@
+//! Store operations of pipeline ownership across replicas (PostgreSQL
+//! only): the lease that makes one replica the scorer of a pipeline, the
+//! queue through which other replicas hand it their runs, and the fence
+//! that keeps a replica whose lease has lapsed from writing verdicts.
+//!
+//! Every expiry is measured by the database's clock, so replicas whose
+//! clocks disagree still agree on who holds a lease. Wake-ups go through
+//! `NOTIFY` on [`SCORING_CHANNEL`] (a run was queued; payload: pipeline)
+//! and [`VERDICT_CHANNEL`] (a queued run was scored; payload: its row id),
+//! both sent by the transaction that made the change, so they arrive after
+//! it committed. Policy (when to renew, what to do on a lost lease) belongs
+//! to `scoring::ownership`, not here.
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{Backend, Store, StoreError, WriteTx};
+
+/// `NOTIFY` channel: a run was queued for scoring (payload: the pipeline).
+pub const SCORING_CHANNEL: &str = "pipemedic_scoring";
+/// `NOTIFY` channel: a queued run was scored (payload: the run's row id).
+pub const VERDICT_CHANNEL: &str = "pipemedic_verdicts";
+
+/// The database's clock in milliseconds since the epoch (PostgreSQL).
+const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
+/// The outcome of [`Store::acquire_lease`] when the lease was granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// Who held the lease before (it had lapsed, or it was this holder's
+    /// own); `None` when nobody ever held it.
+    pub previous: Option<String>,
+}
+
+/// Queued runs claimed by their pipelines' owner: the rows stay locked
+/// (other replicas skip them) until [`ScoringClaim::finish`] or until the
+/// claim is dropped, which rolls back and leaves them queued.
+pub struct ScoringClaim {
+    tx: Transaction<'static, Any>,
+    /// `(run row id, replica that queued it)`, in run order.
+    pub runs: Vec<(i64, String)>,
+}
+
+impl ScoringClaim {
+    /// Removes the scored runs from the queue, tells the replicas waiting
+    /// for them, and releases the claim (the others stay queued).
+    pub async fn finish(mut self, scored: &[i64]) -> Result<(), StoreError> {
+        // Need not wait for the disk: should this commit be lost, the rows
+        // come back queued and are dequeued unscored (their verdicts are
+        // stored, durably, by then).
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *self.tx)
+            .await?;
+        for run_pk in scored {
+            sqlx::query("DELETE FROM scoring_queue WHERE run_pk = $1")
+                .bind(*run_pk)
+                .execute(&mut *self.tx)
+                .await?;
+            sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS notified")
+                .bind(VERDICT_CHANNEL)
+                .bind(run_pk.to_string())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn postgres_only(backend: Backend, what: &str) -> Result<(), StoreError> {
+    match backend {
+        Backend::Postgres => Ok(()),
+        Backend::Sqlite => Err(StoreError::Corrupt {
+            what: what.into(),
+            detail: "pipeline leases need PostgreSQL; one SQLite process owns every pipeline"
+                .into(),
+        }),
+    }
+}
+
+impl Store {
+    /// Queues a stored run for its pipeline's owner and wakes the replicas
+    /// listening on [`SCORING_CHANNEL`]. Idempotent on the run.
+    pub async fn enqueue_scoring(
+        &self,
+        run_pk: i64,
+        pipeline: &str,
+        enqueued_by: &str,
+    ) -> Result<(), StoreError> {
+        postgres_only(self.backend(), "scoring_queue")?;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO scoring_queue (run_pk, pipeline, enqueued_by, enqueued_at_ms) \
+             VALUES ($1, $2, $3, {NOW_MS}) ON CONFLICT (run_pk) DO NOTHING"
+        ))
+        .bind(run_pk)
+        .bind(pipeline)
+        .bind(enqueued_by)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS notified")
+            .bind(SCORING_CHANNEL)
+            .bind(pipeline)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Grants `holder` the lease of `pipeline` for `lease_ms` when nobody
+    /// holds it, its holder let it lapse, or `holder` already has it;
+    /// `None` while another replica holds it.
+    pub async fn acquire_lease(
+        &self,
+        pipeline: &str,
+        holder: &str,
+        lease_ms: i64,
+    ) -> Result<Option<LeaseGrant>, StoreError> {
+        postgres_only(self.backend(), "pipeline_leases")?;
+        let row = sqlx::query(&format!(
+            "WITH prev AS (SELECT holder FROM pipeline_leases WHERE pipeline = $1) \
+             INSERT INTO pipeline_leases (pipeline, holder, expires_at_ms, acquired_at_ms) \
+             VALUES ($1, $2, {NOW_MS} + $3, {NOW_MS}) \
+             ON CONFLICT (pipeline) DO UPDATE SET holder = excluded.holder, \
+             expires_at_ms = excluded.expires_at_ms, acquired_at_ms = excluded.acquired_at_ms \
+             WHERE pipeline_leases.expires_at_ms <= {NOW_MS} OR pipeline_leases.holder = excluded.holder \
+             RETURNING (SELECT holder FROM prev)"
+        ))
+        .bind(pipeline)
+        .bind(holder)
+        .bind(lease_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| LeaseGrant {
+            previous: r.get::<Option<String>, _>(0),
+        }))
+    }
+
+    /// Extends every lease `holder` still has by `lease_ms`; returns those
+    /// pipelines. A lease another replica took over is not among them.
+    pub async fn renew_leases(
+        &self,
+        holder: &str,
+        lease_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        postgres_only(self.backend(), "pipeline_leases")?;
+        let rows = sqlx::query(&format!(
+            "UPDATE pipeline_leases SET expires_at_ms = {NOW_MS} + $2 WHERE holder = $1 RETURNING pipeline"
+        ))
+        .bind(holder)
+        .bind(lease_ms)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    /// Gives up every lease of `holder` (at shutdown, after its models were
+    /// saved), so another replica takes its pipelines at once.
+    pub async fn release_leases(&self, holder: &str) -> Result<u64, StoreError> {
+        postgres_only(self.backend(), "pipeline_leases")?;
+        Ok(sqlx::query("DELETE FROM pipeline_leases WHERE holder = $1")
+            .bind(holder)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+
+    /// Pipelines with queued runs whose lease is free or lapsed, at most
+    /// `limit`.
+    pub async fn orphaned_pipelines(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        postgres_only(self.backend(), "scoring_queue")?;
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT q.pipeline FROM scoring_queue q \
+             LEFT JOIN pipeline_leases l ON l.pipeline = q.pipeline \
+             WHERE l.pipeline IS NULL OR l.expires_at_ms <= {NOW_MS} \
+             ORDER BY q.pipeline LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    /// Claims up to `limit` queued runs of the pipelines `holder` holds, in
+    /// run order; rows another claim holds are skipped.
+    pub async fn claim_scoring(
+        &self,
+        holder: &str,
+        limit: i64,
+    ) -> Result<ScoringClaim, StoreError> {
+        postgres_only(self.backend(), "scoring_queue")?;
+        let mut tx = self.pool().begin().await?;
+        let rows = sqlx::query(
+            "SELECT q.run_pk, q.enqueued_by FROM scoring_queue q \
+             JOIN pipeline_leases l ON l.pipeline = q.pipeline AND l.holder = $1 \
+             ORDER BY q.run_pk LIMIT $2 FOR UPDATE OF q SKIP LOCKED",
+        )
+        .bind(holder)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let runs = rows
+            .iter()
+            .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1)))
+            .collect();
+        Ok(ScoringClaim { tx, runs })
+    }
+
+    /// Runs waiting in the scoring queue (all pipelines).
+    pub async fn scoring_queue_len(&self) -> Result<i64, StoreError> {
+        postgres_only(self.backend(), "scoring_queue")?;
+        let row = sqlx::query("SELECT COUNT(*) FROM scoring_queue")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.get::<i64, _>(0))
+    }
+}
+
+impl WriteTx {
+    /// The fence of a scoring transaction: true when `holder` holds a live
+    /// lease on `pipeline`, which then cannot be taken over before this
+    /// transaction ends (the lease row is locked `FOR SHARE`).
+    pub async fn hold_lease(&mut self, pipeline: &str, holder: &str) -> Result<bool, StoreError> {
+        postgres_only(self.backend(), "pipeline_leases")?;
+        let row = sqlx::query(&format!(
+            "SELECT holder FROM pipeline_leases WHERE pipeline = $1 AND holder = $2 \
+             AND expires_at_ms > {NOW_MS} FOR SHARE"
+        ))
+        .bind(pipeline)
+        .bind(holder)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Records which replica wrote the run's verdict.
+    pub async fn mark_scored_by(&mut self, run_pk: i64, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET scored_by = $1 WHERE id = $2")
+            .bind(holder)
+            .bind(run_pk)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
