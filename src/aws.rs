@@ -1,5 +1,5 @@
 //! AWS clients: the one place that builds the SDK clients pipemedic uses
-//! (CodePipeline, Bedrock Runtime, SageMaker Runtime) from `[aws]` in the
+//! (CodePipeline, Bedrock Runtime, SageMaker Runtime, S3) from `[aws]` in the
 //! configuration, and that classifies their errors as retryable or not.
 //!
 //! Every client shares one [`SdkConfig`]: the region (`aws.region`, else the
@@ -228,6 +228,16 @@ impl AwsClients {
             builder = builder.endpoint_url(url);
         }
         aws_sdk_sagemakerruntime::Client::from_conf(builder.build())
+    }
+
+    /// An S3 client; with an endpoint override, buckets are addressed
+    /// path-style (`ENDPOINT/BUCKET/KEY`), as S3-compatible stores expect.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let mut builder = aws_sdk_s3::config::Builder::from(&self.sdk);
+        if let Some(url) = endpoint(&self.endpoints.s3) {
+            builder = builder.endpoint_url(url).force_path_style(true);
+        }
+        aws_sdk_s3::Client::from_conf(builder.build())
     }
 }
 
@@ -468,6 +478,7 @@ mod tests {
         );
         let _ = clients.bedrock();
         let _ = clients.sagemaker();
+        let _ = clients.s3();
     }
 
     #[tokio::test]

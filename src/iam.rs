@@ -1,7 +1,7 @@
 //! The AWS permissions pipemedic needs, collected in one place: every
 //! module that calls AWS declares its grants beside its calls (`IAM`
 //! constants in `remediate::codepipeline`, `ingest::codepipeline_poll`,
-//! `bedrock` and `scoring::sagemaker`); this module groups them by the
+//! `bedrock`, `scoring::sagemaker` and `scoring::export`); this module groups them by the
 //! feature that turns them on ([`Feature`]), one least-privilege policy
 //! file each under `deploy/aws/`.
 //!
@@ -28,14 +28,18 @@ pub enum Feature {
     /// Scoring runs with a SageMaker RCF endpoint (`detector.backend` =
     /// `sagemaker`).
     SageMakerDetector,
+    /// Exporting history for training the SageMaker model
+    /// (`pipemedic export --to s3://BUCKET/PREFIX`).
+    SageMakerExport,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 4] = [
+    pub const ALL: [Feature; 5] = [
         Self::CodePipelinePolling,
         Self::CodePipelineRemediation,
         Self::Bedrock,
         Self::SageMakerDetector,
+        Self::SageMakerExport,
     ];
 
     /// The grants the feature's calls need, each once.
@@ -51,6 +55,7 @@ impl Feature {
                 .collect(),
             Self::Bedrock => crate::bedrock::IAM.iter().copied().collect(),
             Self::SageMakerDetector => crate::scoring::sagemaker::IAM.iter().copied().collect(),
+            Self::SageMakerExport => crate::scoring::export::IAM.iter().copied().collect(),
         }
     }
 
@@ -61,12 +66,15 @@ impl Feature {
             Self::CodePipelineRemediation => "deploy/aws/iam-codepipeline-remediate.json",
             Self::Bedrock => "deploy/aws/iam-bedrock.json",
             Self::SageMakerDetector => "deploy/aws/iam-sagemaker.json",
+            Self::SageMakerExport => "deploy/aws/iam-export.json",
         }
     }
 
     /// Whether `config` turns the feature on. Remediation is on whenever
     /// a playbook declares a `codepipeline.*` action, which the
-    /// configuration alone does not say, so it is reported as on.
+    /// configuration alone does not say, so it is reported as on. The
+    /// export is run by hand, to feed the SageMaker backend, so it goes
+    /// with that backend.
     pub fn enabled_by(self, config: &Config) -> bool {
         match self {
             Self::CodePipelinePolling => !config.codepipeline.poll_pipelines.is_empty(),
@@ -75,7 +83,9 @@ impl Feature {
                 config.planner.backend == PlannerBackend::Bedrock
                     || config.ask.backend == AskBackend::Bedrock
             }
-            Self::SageMakerDetector => config.detector.backend == DetectorBackend::Sagemaker,
+            Self::SageMakerDetector | Self::SageMakerExport => {
+                config.detector.backend == DetectorBackend::Sagemaker
+            }
         }
     }
 }

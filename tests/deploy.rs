@@ -1,7 +1,8 @@
 //! The deployment files, read as an orchestrator would read them: the
 //! Dockerfile, `deploy/compose.yaml`, the Kubernetes base and its
-//! monitoring component, the systemd unit, and the AWS policies and
-//! EventBridge template under `deploy/aws/`.
+//! monitoring component, the systemd unit, and the AWS policies, the
+//! EventBridge template and the SageMaker retraining pipeline under
+//! `deploy/aws/`.
 //!
 //! Each test parses the files (YAML through `serde_norway`, JSON through
 //! `serde_json`) and checks the properties the files promise against the
@@ -861,6 +862,8 @@ fn arn_fits(form: ArnForm, arn: &str) -> bool {
         ("STAGE", "[^/]+"),
         ("MODEL_ID", "[^/]+"),
         ("ENDPOINT_NAME", "[^/]+"),
+        ("BUCKET", "[a-z0-9.-]+"),
+        ("PREFIX", "[^*]+"),
     ] {
         pattern = pattern.replace(placeholder, &format!("(?:{filled})"));
     }
@@ -914,4 +917,186 @@ fn the_readme_policies_grant_only_what_the_code_declares() {
         ArnForm::CodePipelineStage,
         "arn:aws:codepipeline:eu-west-1:123456789012:checkout/Deploy"
     ));
+}
+
+// ---- SageMaker retraining ----------------------------------------------------
+
+/// Every `{"Get": …}` reference inside `value`.
+fn gets(value: &Json, out: &mut Vec<String>) {
+    match value {
+        Json::Object(map) => {
+            if let Some(Json::String(path)) = map.get("Get") {
+                out.push(path.clone());
+            }
+            map.values().for_each(|v| gets(v, out));
+        }
+        Json::Array(items) => items.iter().for_each(|v| gets(v, out)),
+        _ => {}
+    }
+}
+
+/// A pipeline expression with every parameter at its default value
+/// (`Std:Join` joined, `Get: Parameters.X` looked up).
+fn resolve(value: &Json, defaults: &BTreeMap<String, Json>) -> String {
+    match value {
+        Json::String(s) => s.clone(),
+        Json::Object(map) if map.contains_key("Std:Join") => {
+            let join = &map["Std:Join"];
+            let on = join["On"].as_str().expect("Std:Join On");
+            join["Values"]
+                .as_array()
+                .expect("Std:Join Values")
+                .iter()
+                .map(|v| resolve(v, defaults))
+                .collect::<Vec<_>>()
+                .join(on)
+        }
+        Json::Object(map) => {
+            let path = map["Get"].as_str().expect("a Get");
+            let name = path.strip_prefix("Parameters.").expect("a parameter");
+            resolve(&defaults[name], defaults)
+        }
+        other => panic!("not a string expression: {other}"),
+    }
+}
+
+#[test]
+fn the_retraining_pipeline_trains_on_the_export_and_updates_the_endpoint() {
+    use pipemedic::scoring::export::{self, Destination, Hyperparameters};
+
+    let file = "deploy/aws/sagemaker-retrain-pipeline.json";
+    let definition = json(file);
+    assert_eq!(definition["Version"], "2020-12-01");
+    let mut defaults = BTreeMap::new();
+    for p in definition["Parameters"].as_array().expect("Parameters") {
+        let name = p["Name"].as_str().expect("a parameter name").to_string();
+        assert!(
+            ["String", "Integer", "Float", "Boolean"].contains(&p["Type"].as_str().unwrap_or("")),
+            "{name}: {p}"
+        );
+        assert!(
+            defaults
+                .insert(name.clone(), p["DefaultValue"].clone())
+                .is_none(),
+            "{name} twice"
+        );
+    }
+    // Every reference names a declared parameter, an earlier step or the
+    // execution; every parameter is used.
+    let steps = definition["Steps"].as_array().expect("Steps");
+    let mut earlier: Vec<&str> = Vec::new();
+    let mut used = BTreeSet::new();
+    for step in steps {
+        let name = step["Name"].as_str().expect("a step name");
+        let mut refs = Vec::new();
+        gets(step, &mut refs);
+        for r in refs {
+            if let Some(p) = r.strip_prefix("Parameters.") {
+                assert!(defaults.contains_key(p), "{name}: {r} is not declared");
+                used.insert(p.to_string());
+            } else if let Some(path) = r.strip_prefix("Steps.") {
+                let target = path.split('.').next().unwrap_or_default();
+                assert!(
+                    earlier.contains(&target),
+                    "{name}: {r} is not an earlier step"
+                );
+                assert!(
+                    step["DependsOn"].is_null() || step["DependsOn"].is_array(),
+                    "{name}"
+                );
+            } else {
+                assert!(r.starts_with("Execution."), "{name}: {r}");
+            }
+        }
+        assert!(!earlier.contains(&name), "{name} twice");
+        earlier.push(name);
+    }
+    assert_eq!(used, defaults.keys().cloned().collect::<BTreeSet<_>>());
+
+    let of_type = |t: &str| -> &Json {
+        let found: Vec<&Json> = steps.iter().filter(|s| s["Type"] == t).collect();
+        assert_eq!(found.len(), 1, "one {t} step");
+        found[0]
+    };
+    // Training reads the export's rows with the manifest's settings.
+    let training = &of_type("Training")["Arguments"];
+    let channel = &training["InputDataConfig"][0];
+    let content_type = channel["ContentType"].as_str().expect("ContentType");
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    assert!(
+        content_type.contains("label_size=0"),
+        "no label column: {content_type}"
+    );
+    let source = &channel["DataSource"]["S3DataSource"];
+    assert_eq!(source["S3DataType"], "S3Prefix");
+    let rows = resolve(&source["S3Uri"], &defaults);
+    let bucket = resolve(
+        &serde_json::json!({"Get": "Parameters.ExportBucket"}),
+        &defaults,
+    );
+    let prefix = resolve(
+        &serde_json::json!({"Get": "Parameters.ExportPrefix"}),
+        &defaults,
+    );
+    let destination =
+        Destination::parse(&format!("s3://{bucket}/{prefix}")).expect("a destination");
+    assert_eq!(
+        rows,
+        format!("{}/", destination.location_of(export::ROWS_DIR))
+    );
+    assert!(
+        destination
+            .location_of(&export::rows_name("checkout-service"))
+            .starts_with(&rows),
+        "every pipeline's CSV is under the training channel"
+    );
+    let output = resolve(&training["OutputDataConfig"]["S3OutputPath"], &defaults);
+    assert!(
+        !output.starts_with(&rows),
+        "models are not written among the rows"
+    );
+    let expected = Hyperparameters::of_pipeline_models();
+    let h = &training["HyperParameters"];
+    assert_eq!(h["feature_dim"], expected.feature_dim.to_string());
+    assert_eq!(h["num_trees"], expected.num_trees.to_string());
+    assert_eq!(
+        h["num_samples_per_tree"],
+        expected.num_samples_per_tree.to_string()
+    );
+    let image = resolve(
+        &training["AlgorithmSpecification"]["TrainingImage"],
+        &defaults,
+    );
+    assert!(image.ends_with("/randomcutforest:1"), "{image}");
+
+    // The model serves the training's artifacts with the same image.
+    let model = &of_type("Model")["Arguments"]["PrimaryContainer"];
+    assert_eq!(
+        model["ModelDataUrl"]["Get"],
+        "Steps.TrainRcf.ModelArtifacts.S3ModelArtifacts"
+    );
+    assert_eq!(
+        model["Image"],
+        training["AlgorithmSpecification"]["TrainingImage"]
+    );
+
+    // The endpoint update hands the function every argument it reads.
+    let update = of_type("Lambda");
+    assert_eq!(
+        update["Arguments"]["model_name"]["Get"],
+        "Steps.CreateRcfModel.ModelName"
+    );
+    let function = read("deploy/aws/sagemaker-update-endpoint.py");
+    let arguments = update["Arguments"].as_object().expect("Arguments");
+    for key in arguments.keys() {
+        assert!(
+            function.contains(&format!("event[\"{key}\"]")),
+            "{key} is not read"
+        );
+    }
+    let read_keys = regex::Regex::new(r#"event\["([a-z_]+)"\]"#).expect("a pattern");
+    for key in read_keys.captures_iter(&function) {
+        assert!(arguments.contains_key(&key[1]), "{} is not passed", &key[1]);
+    }
+    assert!(function.contains("def handler(event, _context)"));
 }

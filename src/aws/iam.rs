@@ -25,19 +25,23 @@ pub enum ArnForm {
     /// A SageMaker endpoint: `arn:aws:sagemaker:REGION:ACCOUNT:endpoint/ENDPOINT_NAME`
     /// (IAM sees the endpoint name in lower case).
     SageMakerEndpoint,
+    /// An object under the export prefix of a bucket:
+    /// `arn:aws:s3:::BUCKET/PREFIX/*` (S3 ARNs have no region or account).
+    S3ExportObject,
 }
 
 impl ArnForm {
     /// Every form, in a fixed order.
-    pub const ALL: [ArnForm; 4] = [
+    pub const ALL: [ArnForm; 5] = [
         Self::CodePipelinePipeline,
         Self::CodePipelineStage,
         Self::BedrockFoundationModel,
         Self::SageMakerEndpoint,
+        Self::S3ExportObject,
     ];
 
     /// The ARN with upper-case placeholders (`REGION`, `ACCOUNT`,
-    /// `PIPELINE`, `STAGE`, `MODEL_ID`, `ENDPOINT_NAME`), as the policy
+    /// `PIPELINE`, `STAGE`, `MODEL_ID`, `ENDPOINT_NAME`, `BUCKET`, `PREFIX`), as the policy
     /// files under `deploy/aws/` write it.
     pub const fn template(self) -> &'static str {
         match self {
@@ -45,6 +49,7 @@ impl ArnForm {
             Self::CodePipelineStage => "arn:aws:codepipeline:REGION:ACCOUNT:PIPELINE/STAGE",
             Self::BedrockFoundationModel => "arn:aws:bedrock:REGION::foundation-model/MODEL_ID",
             Self::SageMakerEndpoint => "arn:aws:sagemaker:REGION:ACCOUNT:endpoint/ENDPOINT_NAME",
+            Self::S3ExportObject => "arn:aws:s3:::BUCKET/PREFIX/*",
         }
     }
 

@@ -55,7 +55,7 @@ pub(super) fn score(
     }
 }
 
-fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+pub(super) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(

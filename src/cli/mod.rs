@@ -6,7 +6,7 @@
 //! This file holds the clap definitions, [`Exit`] and the dispatch; the
 //! commands live in one file per group: `serve` (serve, demo), `ingest`
 //! (ingest, check), `detection` (score, train, backtest, accept-baseline),
-//! `query` (health, ask, audit), `incidents` (plan, incidents, approve,
+//! `export` (training data for SageMaker), `query` (health, ask, audit), `incidents` (plan, incidents, approve,
 //! reject), `outcomes` (each fix's track record), `config_cmd` (init,
 //! config check, playbooks check) and `backup`.
 //!
@@ -15,6 +15,7 @@
 mod backup;
 mod config_cmd;
 mod detection;
+mod export;
 mod incidents;
 mod ingest;
 mod outcomes;
@@ -95,6 +96,22 @@ pub enum Command {
         /// Only this pipeline.
         #[arg(long)]
         pipeline: Option<String>,
+    },
+    /// Write each pipeline's history as training rows for SageMaker's built-in Random Cut Forest, plus a manifest.
+    #[command(after_help = EXPORT_HELP)]
+    Export {
+        /// Where: s3://BUCKET/PREFIX, or file:DIR or a directory for air-gapped hosts.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Only this pipeline (repeatable; default: every stored pipeline).
+        #[arg(long)]
+        pipeline: Vec<String>,
+        /// Export rows of runs from here on (`90d`, `2w`, an RFC 3339 time); earlier runs still teach the normalisation. Default: all history.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print the manifest as JSON on stdout; no progress bar.
+        #[arg(long)]
+        json: bool,
     },
     /// Score a CSV series from stdin: `timestamp,value[,value...]` in, `timestamp,score,grade,expected...` out.
     #[command(
@@ -258,6 +275,8 @@ pub enum Command {
         force: bool,
     },
 }
+
+const EXPORT_HELP: &str = "Writes PREFIX/rows/<pipeline>.csv (text/csv, no header, one row of 24 values per run: the six modelled metrics of the last four runs, normalised and shingled exactly as the SageMaker backend sends them to InvokeEndpoint) and then PREFIX/manifest.json (feature names, normalisation, shingle size, feature_dim, hyperparameters, row counts and time range).\nRows of runs in warm-up or graded abnormal by the replay are left out.\nS3 needs s3:PutObject on arn:aws:s3:::BUCKET/PREFIX/* (deploy/aws/iam-export.json); credentials and region come from the standard AWS chain, the endpoint from aws.endpoints.s3.\nTrain with deploy/aws/sagemaker-retrain-pipeline.json (see README, \"Training the SageMaker model\").\nExit codes: 0 written, 1 the store or S3 failed (no such bucket, access denied), 2 bad --to, --since or --pipeline.\nExample: pipemedic export --to s3://ci-anomaly/pipemedic --since 90d";
 
 const INGEST_HELP: &str = "--json prints one object: {\"file\", \"dry_run\", \"stored\", \"lines_valid\", \"lines_invalid\", \"inserted\", \"updated\", \"duplicates\", \"problems\": [{\"line\", \"field\", \"message\"}]} (counts are 0 when nothing was stored; exit 2 when lines are invalid and nothing was stored).";
 
@@ -468,6 +487,20 @@ pub async fn run(cli: Cli, env: Env) -> Exit {
                 crate::demo::DemoPlanner::from_env(&env)
             };
             demo(yes, planner, store).await
+        }
+        Command::Export {
+            to,
+            pipeline,
+            since,
+            json,
+        } => {
+            let options = export::ExportOptions {
+                to,
+                pipelines: pipeline,
+                since,
+                json,
+            };
+            export::export(config_path.as_deref(), &env, options).await
         }
         Command::Train { pipeline } => train(config_path.as_deref(), &env, pipeline).await,
         Command::Score {

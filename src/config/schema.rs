@@ -443,6 +443,8 @@ pub struct AwsEndpoints {
     pub bedrock: String,
     pub sagemaker: String,
     pub codepipeline: String,
+    /// S3 (`pipemedic export`); an override is addressed path-style.
+    pub s3: String,
 }
 
 /// Limits on the remediation actions pipemedic runs once approved.

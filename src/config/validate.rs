@@ -453,6 +453,7 @@ fn api_urls(config: &Config, bad: &mut impl FnMut(&str, String)) {
             "aws.endpoints.codepipeline",
             &config.aws.endpoints.codepipeline,
         ),
+        ("aws.endpoints.s3", &config.aws.endpoints.s3),
     ] {
         let optional = key.starts_with("aws.");
         let is_http = value.starts_with("http://") || value.starts_with("https://");

@@ -9,10 +9,14 @@
 //! thresholds its scores; the embedded forest keeps learning and takes over
 //! when the endpoint fails.
 //!
+//! [`export`] writes each pipeline's history as the rows such an endpoint
+//! is trained on, normalised and shingled by the same model code.
+//!
 //! The detector itself (forest, threshold, grading) is [`crate::detect`],
 //! which is pure computation; this module does the I/O around it.
 
 pub mod bank;
+pub mod export;
 pub mod filter;
 pub mod ownership;
 pub mod pipeline;

@@ -24,6 +24,7 @@ mod console_browser;
 mod demo;
 mod detection;
 mod edge;
+mod export;
 mod handoffs;
 mod healing;
 mod healing_tasks;

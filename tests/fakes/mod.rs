@@ -11,5 +11,6 @@ pub mod discord;
 pub mod github;
 pub mod opsgenie;
 pub mod pagerduty;
+pub mod s3;
 pub mod sagemaker;
 pub mod slack;

@@ -94,7 +94,7 @@ pub const MIN_SLOT_RUNS: u64 = 10;
 
 /// Slowest adaptation of the normalisation (an exponential window of about
 /// this many runs).
-const SCALER_WINDOW: f64 = 128.0;
+pub const SCALER_WINDOW: f64 = 128.0;
 
 /// Smallest deviation used to normalise each metric: absolute floor and a
 /// fraction of the mean.
@@ -151,6 +151,20 @@ impl Scaler {
         self.mean += alpha * delta;
         self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
     }
+}
+
+/// How one modelled metric is normalised: a value `x` becomes
+/// `(x - mean) / deviation`, where `deviation` is the running deviation
+/// raised to its floors (`floor_abs`, `floor_rel` × |mean|).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricScale {
+    pub metric: &'static str,
+    pub mean: f64,
+    pub deviation: f64,
+    pub floor_abs: f64,
+    pub floor_rel: f64,
+    /// Runs that taught it.
+    pub runs: u64,
 }
 
 /// The slot of the week a run started in (0: weekday working hours,
@@ -238,6 +252,24 @@ impl PipelineModel {
 
     pub fn runs_seen(&self) -> u64 {
         self.runs_seen
+    }
+
+    /// How each modelled metric is normalised now (the pipeline's level,
+    /// before any weekly-rhythm adjustment), in [`BUILTIN_METRICS`] order.
+    pub fn normalisation(&self) -> Vec<MetricScale> {
+        BUILTIN_METRICS
+            .iter()
+            .zip(&self.scalers)
+            .enumerate()
+            .map(|(i, (metric, s))| MetricScale {
+                metric,
+                mean: s.mean,
+                deviation: s.scale(i),
+                floor_abs: FLOORS[i].0,
+                floor_rel: FLOORS[i].1,
+                runs: s.n,
+            })
+            .collect()
     }
 
     /// Whether the weekly rhythm is learned: the history spans
