@@ -67,6 +67,8 @@ pub enum StartupError {
     Redact(#[from] crate::redact::RedactError),
     #[error("cannot set up paging: {0}")]
     Paging(#[from] crate::paging::PagingSetupError),
+    #[error("console.templates_dir: {0}")]
+    ConsoleTemplates(#[from] crate::http::console::templates::TemplateError),
 }
 
 /// Routes that accept requests without a credential when its secret is
@@ -104,6 +106,7 @@ pub struct Application {
     platforms: Vec<Arc<dyn ChatPlatform>>,
     outbox_signal: OutboxSignal,
     receivers: Receivers,
+    console_templates: Arc<crate::http::console::templates::Templates>,
 }
 
 /// The receiving ends of the channels start-up made, until the tasks that
@@ -159,6 +162,9 @@ impl Application {
                 routes: open.join(", "),
             });
         }
+        let console_templates = Arc::new(crate::http::console::templates::Templates::from_config(
+            &loaded.config,
+        )?);
         for route in &open {
             tracing::warn!(
                 route,
@@ -302,6 +308,7 @@ impl Application {
             platforms,
             outbox_signal,
             receivers,
+            console_templates,
         })
     }
 
@@ -338,6 +345,7 @@ impl Application {
             platforms,
             outbox_signal,
             receivers,
+            console_templates,
         } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_s);
         let drain = Duration::from_secs(state.config.server.drain_s);
@@ -363,7 +371,7 @@ impl Application {
         );
         let limits =
             ConnectionLimits::at_start(&state.config.server, state.config.store.max_connections);
-        let app = crate::http::router(state);
+        let app = crate::http::router(state, console_templates);
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "Listening.");
         let server = tokio::spawn(crate::http::serve::serve(

@@ -55,6 +55,14 @@ fn config_check_json(path: Option<&Path>, env: &Env) -> Result<(), Exit> {
     // value; the JSON is made from it so both show the same.
     let shown: toml::Value = toml::from_str(&loaded.config.to_redacted_toml())
         .map_err(|e| Exit::Failure(anyhow::anyhow!("cannot render the configuration: {e}")))?;
+    if let Err(e) = crate::http::console::templates::Templates::from_config(&loaded.config) {
+        print_json(&serde_json::json!({
+            "ok": false,
+            "source": source,
+            "problems": [{"key": "console.templates_dir", "message": e.to_string()}],
+        }))?;
+        return Err(Exit::BadInput(format!("console.templates_dir: {e}")));
+    }
     let secrets: serde_json::Map<String, serde_json::Value> = loaded
         .secrets
         .summary()
@@ -76,6 +84,8 @@ pub(super) fn config_check(path: Option<&Path>, env: &Env, json: bool) -> Result
         return config_check_json(path, env);
     }
     let loaded = load_config(path, env)?;
+    crate::http::console::templates::Templates::from_config(&loaded.config)
+        .map_err(|e| Exit::BadInput(format!("console.templates_dir: {e}")))?;
     println!(
         "# effective configuration (source: {})",
         loaded

@@ -25,7 +25,7 @@ mod serve;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Env, Loaded};
@@ -594,24 +594,7 @@ async fn open_store(loaded: &Loaded) -> Result<crate::store::Store, Exit> {
 
 /// Parses `--since`: `90d`, `12h`, `30m`, `2w`, or an RFC 3339 time.
 pub fn parse_since(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or(now));
-    }
-    let (num, unit) = raw.split_at(raw.len().saturating_sub(1));
-    let n: i64 = num.parse().map_err(|_| {
-        format!("--since {raw:?}: expected like 90d, 12h, 30m, 2w or an RFC 3339 time")
-    })?;
-    let d = match unit {
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
-        "w" => Duration::weeks(n),
-        _ => return Err(format!("--since {raw:?}: unit must be m, h, d or w")),
-    };
-    Ok(now - d)
+    crate::clock::parse_point(raw, now).map_err(|e| format!("--since {e}"))
 }
 
 #[cfg(test)]
@@ -620,6 +603,7 @@ mod tests {
 
     #[test]
     fn since_forms() {
+        use chrono::Duration;
         let now: DateTime<Utc> = "2026-11-25T12:00:00Z".parse().unwrap();
         assert_eq!(parse_since("90d", now).unwrap(), now - Duration::days(90));
         assert_eq!(parse_since("12h", now).unwrap(), now - Duration::hours(12));

@@ -226,6 +226,7 @@ fn apply_section(
         "approvals" => config.approvals = parse(section, value)?,
         "paging" => config.paging = parse(section, value)?,
         "secrets" => config.secrets = parse(section, value)?,
+        "console" => config.console = parse(section, value)?,
         // Unknown sections were already reported by `unknown_keys`.
         _ => {}
     }

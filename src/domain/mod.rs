@@ -34,6 +34,6 @@ pub use run::{
 pub use run_limits::{MAX_CUSTOM_METRICS, MAX_NAME_CHARS, MAX_STAGES};
 pub use text::truncate;
 pub use verdict::{
-    amount, metric_label, Anomaly, AnomalyStatus, Direction, Dismissal, MetricDeviation, ScoredRun,
-    Verdict,
+    amount, metric_label, Anomaly, AnomalyStatus, Direction, Dismissal, Expectation,
+    MetricDeviation, ScoredRun, Verdict,
 };

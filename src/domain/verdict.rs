@@ -28,6 +28,18 @@ pub struct MetricDeviation {
     pub dismissed: Option<Dismissal>,
 }
 
+/// What detection expected of one metric at a run, before judging it: the
+/// usual value and the range within which a change would not count (the
+/// larger of the significance floor and the metric's materiality rule on
+/// either side). Charts draw it as the expected band.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Expectation {
+    pub metric: String,
+    pub usual: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
 /// Why an unusual metric does not make a run abnormal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +77,17 @@ pub struct Verdict {
     /// working hours or night); false until enough history exists.
     #[serde(default)]
     pub seasonal: bool,
+    /// What was expected of each modelled metric the run reported (empty
+    /// while warming up, and on runs scored before expectations were kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected: Vec<Expectation>,
+}
+
+impl Verdict {
+    /// The expectation for `metric`, when one was kept.
+    pub fn expectation(&self, metric: &str) -> Option<&Expectation> {
+        self.expected.iter().find(|e| e.metric == metric)
+    }
 }
 
 impl Verdict {

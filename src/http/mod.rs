@@ -57,8 +57,9 @@ pub struct AppState {
 /// The full router with every route of the design that is built. The
 /// webhook and chat routes, which anyone can reach before a signature is
 /// checked, share a per-address rate limit; every route has the body and
-/// request timeouts; every refusal is a JSON [`ApiError`].
-pub fn router(state: AppState) -> Router {
+/// request timeouts; every refusal is a JSON [`ApiError`]. The console
+/// renders with `console_templates`, loaded at start-up.
+pub fn router(state: AppState, console_templates: Arc<console::templates::Templates>) -> Router {
     let server = &state.config.server;
     let max_body = server.max_body_bytes;
     let rate_limit = limits::WebhookRateLimit::new(server);
@@ -71,7 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::outcomes::router())
         .merge(routes::ask::router())
         .merge(routes::admin::router())
-        .merge(console::router(&state, &rate_limit))
+        .merge(console::router(&state, console_templates, &rate_limit))
         .merge(
             rate_limit.apply(
                 routes::slack::router()

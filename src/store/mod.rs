@@ -41,7 +41,9 @@ pub use approvals::{
     ExecutionState, IncidentApproval, NewApprovalRequest, NewExecution, StoredExecution,
     StoredRequest, StoredVote,
 };
-pub use console::{AuditFilter, GradedRun, IncidentFilter};
+pub use console::{
+    AuditFilter, GradedRun, GradedSummary, IncidentFilter, IncidentSelection, OverviewRuns,
+};
 pub use detection::StoredModel;
 pub use gauges::{OutboxBacklog, WorkInFlight};
 pub use incidents::{NewIncident, Silence, StoredDecision};

@@ -491,7 +491,7 @@ async fn every_page_renders_signed_in(db: Db) {
     );
     assert_eq!(duration_chart.matches("point abnormal").count(), 1);
     assert!(
-        duration_chart.contains("class=\"band\""),
+        duration_chart.contains("class=\"band usual\""),
         "the usual range is drawn"
     );
     assert!(pipeline.contains("&lt;script&gt;alert(1)&lt;"));
@@ -650,7 +650,318 @@ async fn runs_are_paginated(db: Db) {
     assert!(second.contains("href=\"/ui/pipelines/long?page=1\""));
 }
 
+/// `since` and `until` bound when listed incidents were opened, written
+/// like the CLI's `--since`; the form keeps them, and a value that does not
+/// parse answers 400 naming the field, the form still filled in.
+async fn incidents_filter_by_time(db: Db) {
+    let Some(app) = spawn_app_with(db, |_| {}).await else {
+        return;
+    };
+    let id = seed(&app).await;
+    let cookie = session_cookie(&sign_in(&app, READ_TOKEN).await);
+    let page = |query: &'static str| {
+        let (app, cookie) = (&app, cookie.clone());
+        async move {
+            let res = get(app, &format!("/ui/incidents?{query}"), Some(&cookie)).await;
+            let status = res.status();
+            (status, res.text().await.unwrap().replace("&#x3D;", "="))
+        }
+    };
+    let link = format!("href=\"/ui/incidents/{id}\"");
+    // The incident was opened an hour before now.
+    for (query, listed) in [
+        ("since=2h", true),
+        ("since=30m", false),
+        ("until=30m", true),
+        ("until=2h", false),
+        ("since=1d&until=30m", true),
+        ("since=2000-01-01&until=2000-01-02", false),
+        ("since=2000-01-01T00:00:00Z", true),
+    ] {
+        let (status, body) = page(query).await;
+        assert_eq!(status, StatusCode::OK, "{query}");
+        assert_eq!(body.contains(&link), listed, "{query}");
+        assert!(
+            body.contains(if listed { "1 matching." } else { "0 matching." }),
+            "{query}"
+        );
+    }
+    let (_, kept) = page("since=1d&until=30m&status=active").await;
+    assert!(kept.contains("name=\"since\" value=\"1d\""), "{kept}");
+    assert!(kept.contains("name=\"until\" value=\"30m\""));
+    assert!(kept.contains("value=\"active\" selected"));
+
+    for (query, field, value) in [
+        ("since=soon", "since", "soon"),
+        ("since=1d&until=5y", "until", "5y"),
+        ("until=99999999999999d", "until", "99999999999999d"),
+    ] {
+        let (status, body) = page(query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            body.contains(&format!("Cannot filter: {field} &quot;{value}&quot;")),
+            "{query}: {body}"
+        );
+        assert!(
+            body.contains(&format!("name=\"{field}\" value=\"{value}\"")),
+            "{query}: the form keeps the value"
+        );
+        assert!(!body.contains(&link), "{query}: nothing listed");
+    }
+    let (status, body) = page("since=30m&until=2h").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("until &quot;2h&quot; is not after since &quot;30m&quot;"));
+}
+
+/// A custom template that does not compile stops start-up with its file
+/// and line, and `pipemedic config check` reports the same.
+#[tokio::test]
+async fn a_broken_custom_template_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("templates");
+    std::fs::create_dir(&templates).unwrap();
+    let file = templates.join("incidents.hbs");
+    std::fs::write(
+        &file,
+        "<h1>Incidents</h1>\n{{#each incidents}}\n<p>{{id}}</p>\n{{/if}}\n",
+    )
+    .unwrap();
+    let env = pipemedic::config::Env::new();
+    let mut config = pipemedic::config::from_sources(None, None, &env).unwrap();
+    config.server.listen = "127.0.0.1:0".into();
+    config.store.url = format!("sqlite://{}", dir.path().join("store.db").display());
+    config.console.templates_dir = templates.display().to_string();
+    let loaded = pipemedic::config::Loaded {
+        config,
+        secrets: pipemedic::config::Secrets::default(),
+        source: None,
+    };
+    let Err(e) = pipemedic::startup::Application::build(loaded).await else {
+        panic!("start-up accepted a broken template");
+    };
+    let text = e.to_string();
+    let at = format!("console.templates_dir: {}:4:", file.display());
+    assert!(text.starts_with(&at), "{text}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pipemedic"))
+        .args(["config", "check"])
+        .current_dir(dir.path())
+        .env_remove("PIPEMEDIC_CONFIG")
+        .env("PIPEMEDIC_CONSOLE__TEMPLATES_DIR", &templates)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "config check exits 2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&at), "{stderr}");
+
+    std::fs::write(&file, "<h1>Incidents</h1>\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pipemedic"))
+        .args(["config", "check"])
+        .current_dir(dir.path())
+        .env_remove("PIPEMEDIC_CONFIG")
+        .env("PIPEMEDIC_CONSOLE__TEMPLATES_DIR", &templates)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The pipeline page's band is what detection expected of each run, read
+/// from the stored verdicts, not the spread of the runs shown: runs of
+/// about 400 s whose stored expected range is 900 to 1,100 s get a band
+/// at 900 to 1,100 s.
+async fn the_chart_band_is_the_stored_expectation(db: Db) {
+    use pipemedic::domain::Expectation;
+    let Some(app) = spawn_app_with(db, |_| {}).await else {
+        return;
+    };
+    let now = pipemedic::clock::Clock::now(app.clock.as_ref());
+    let mut tx = app.store.begin_write().await.unwrap();
+    for i in 0..10i64 {
+        let finished = now - Duration::hours(10 - i);
+        let mut run = Run::new("banded", format!("b-{i}"), RunStatus::Succeeded);
+        run.started_at = Some(finished - Duration::seconds(400 + 4 * i));
+        run.finished_at = Some(finished);
+        let pk = tx
+            .upsert_run(&run, RunSource::Generic, finished)
+            .await
+            .unwrap()
+            .pk;
+        let v = Verdict {
+            expected: vec![Expectation {
+                metric: "duration_s".into(),
+                usual: 1000.0,
+                low: 900.0,
+                high: 1100.0,
+            }],
+            ..verdict(0.0, None)
+        };
+        tx.set_verdict(pk, &v).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let cookie = session_cookie(&sign_in(&app, READ_TOKEN).await);
+    let page = get(&app, "/ui/pipelines/banded", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap()
+        .replace("&#x3D;", "=");
+    // The y axis runs from 0 to 1,100 × 1.05 over 184 px from y = 12; the
+    // ten points from x = 64 to x = 708.
+    let py = |y: f64| format!("{:.1}", 12.0 + 184.0 - y / 1155.0 * 184.0);
+    let (hi, lo) = (py(1100.0), py(900.0));
+    let highs: Vec<String> = (0..10)
+        .map(|i| format!("{:.1},{hi}", 64.0 + 644.0 * f64::from(i) / 9.0))
+        .collect();
+    let mut outline = highs.clone();
+    outline.extend(
+        (0..10)
+            .rev()
+            .map(|i| format!("{:.1},{lo}", 64.0 + 644.0 * f64::from(i) / 9.0)),
+    );
+    let polygon = format!(
+        "<polygon class=\"band expected\" points=\"{} \"/>",
+        outline.join(" ")
+    );
+    assert!(
+        page.contains(&polygon),
+        "no band at 900 to 1,100 s in {page}"
+    );
+    assert!(page.contains("Shaded: the range detection expected at each run<"));
+    assert!(!page.contains("band usual"), "no percentile band");
+
+    // The seeded pipeline's verdicts kept no expectation: the percentiles
+    // of its runs are drawn, and the chart says so.
+    seed(&app).await;
+    let old = get(&app, "/ui/pipelines/checkout", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(old.contains("class=\"band usual\""));
+    assert!(old.contains("5th to 95th percentile of these runs (detection kept no expected range"));
+    assert!(!old.contains("band expected"));
+}
+
+/// Every page stays under 100 KB with each of its lists full and text that
+/// escaping inflates: 60 pipelines of 55 runs in the last week (a full
+/// overview page of sparklines), 50 runs on a pipeline's page with long
+/// logs of `<"&`, 30 incidents, and 150 audit entries about one incident.
+async fn full_pages_stay_under_100_kb(db: Db) {
+    let Some(app) = spawn_app_with(db, |_| {}).await else {
+        return;
+    };
+    let now = pipemedic::clock::Clock::now(app.clock.as_ref());
+    let hostile = "<\"&".repeat(1_000);
+    let mut tx = app.store.begin_write().await.unwrap();
+    let mut last = Vec::new();
+    for p in 0..60 {
+        let name = format!("pipeline-with-a-fairly-long-name-{p:03}");
+        for i in 0..55i64 {
+            let finished = now - Duration::hours(3 * (55 - i));
+            let failed = i % 9 == 8;
+            let mut run = Run::new(
+                name.as_str(),
+                format!("run-{i:03}"),
+                if failed {
+                    RunStatus::Failed
+                } else {
+                    RunStatus::Succeeded
+                },
+            );
+            run.started_at = Some(finished - Duration::seconds(400 + (i * 7) % 50));
+            run.finished_at = Some(finished);
+            run.stage = Some("IntegrationTest".into());
+            run.commit = Some(format!("{:040x}", p * 100 + i));
+            run.tests = Some(TestCounts {
+                total: 800,
+                failed: u64::from(failed) * 30,
+                skipped: 0,
+            });
+            run.log_excerpt = Some(hostile.clone());
+            let pk = tx
+                .upsert_run(&run, RunSource::Generic, finished)
+                .await
+                .unwrap()
+                .pk;
+            tx.set_verdict(pk, &verdict(if failed { 0.7 } else { 0.0 }, None))
+                .await
+                .unwrap();
+            if i == 54 && p < 30 {
+                last.push((name.clone(), pk, run, finished));
+            }
+        }
+    }
+    for (name, pk, run, at) in &last {
+        let v = verdict(0.7, None);
+        tx.insert_incident(
+            &NewIncident {
+                pipeline: name,
+                run_pk: *pk,
+                run,
+                verdict: &v,
+                route: None,
+                silenced: false,
+            },
+            *at,
+        )
+        .await
+        .unwrap();
+    }
+    for k in 0..150 {
+        tx.audit(
+            now - Duration::minutes(150 - k),
+            "incident_note",
+            "incident/1",
+            "U0ALICE",
+            &json!({"note": hostile}),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let cookie = session_cookie(&sign_in(&app, READ_TOKEN).await);
+    for (path, full) in [
+        (
+            "/ui",
+            "/ui/pipelines/pipeline-with-a-fairly-long-name-049\"",
+        ),
+        (
+            "/ui/pipelines/pipeline-with-a-fairly-long-name-007",
+            ">run-005<",
+        ),
+        ("/ui/incidents", "/ui/incidents/6\""),
+        ("/ui/incidents/1", "incident_note"),
+        ("/ui/audit", "incident_note"),
+    ] {
+        let res = get(&app, path, Some(&cookie)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let body = res.text().await.unwrap().replace("&#x3D;", "=");
+        assert!(body.contains(full), "{path} is not full: lacks {full:?}");
+        assert!(
+            body.len() < 100 * 1024,
+            "{path} is {} bytes, over 100 KB",
+            body.len()
+        );
+    }
+    // The overview's 60 pipelines are 50 on the first page, 10 on the next.
+    let overview = get(&app, "/ui", Some(&cookie)).await.text().await.unwrap();
+    assert_eq!(overview.matches("<svg class=\"spark\"").count(), 50);
+    let second = get(&app, "/ui?page=2", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(second.matches("<svg class=\"spark\"").count(), 10);
+}
+
 on_both_databases!(
+    the_chart_band_is_the_stored_expectation,
+    full_pages_stay_under_100_kb,
+    incidents_filter_by_time,
     signed_out_pages_redirect_to_sign_in,
     the_read_token_signs_in_and_nothing_else_does,
     an_https_public_url_makes_the_cookie_secure,

@@ -31,7 +31,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use self::auth::{Auth, Via, Viewer};
-use self::templates::{TemplateError, Templates, STYLESHEET};
+use self::templates::{Templates, STYLESHEET};
 use super::limits::WebhookRateLimit;
 use super::{ApiError, AppState, ErrorCode};
 
@@ -44,17 +44,13 @@ pub struct ConsoleState {
 }
 
 impl ConsoleState {
-    /// Builds the console from the application's configuration. Templates
-    /// come from `console.templates_dir` when set.
-    pub fn new(app: AppState) -> Result<Self, TemplateError> {
-        let dir = app.config.console.templates_dir.trim();
-        let dir = (!dir.is_empty()).then(|| std::path::PathBuf::from(dir));
-        let templates = Templates::load(dir.as_deref())?;
-        Ok(Self {
+    /// The console of `app` with `templates` (see [`Templates::from_config`]).
+    pub fn new(app: AppState, templates: Arc<Templates>) -> Self {
+        Self {
             auth: Arc::new(Auth::from_config(&app.config, &app.secrets)),
-            templates: Arc::new(templates),
+            templates,
             app,
-        })
+        }
     }
 
     /// Renders a page into an HTML answer.
@@ -69,18 +65,15 @@ impl ConsoleState {
     }
 }
 
-/// The console's routes. A broken template in `console.templates_dir` is
-/// reported and the built-in templates are used instead, so the API keeps
-/// serving. `POST /ui/login` shares the webhook routes' per-address limit.
-pub fn router(app: &AppState, rate_limit: &WebhookRateLimit) -> Router<AppState> {
-    let state = ConsoleState::new(app.clone()).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "Console templates did not load; using the built-in ones.");
-        ConsoleState {
-            app: app.clone(),
-            auth: Arc::new(Auth::from_config(&app.config, &app.secrets)),
-            templates: Arc::new(Templates::bundled()),
-        }
-    });
+/// The console's routes, rendering with `templates` (loaded at start-up,
+/// where a broken one stops the process). `POST /ui/login` shares the
+/// webhook routes' per-address limit.
+pub fn router(
+    app: &AppState,
+    templates: Arc<Templates>,
+    rate_limit: &WebhookRateLimit,
+) -> Router<AppState> {
+    let state = ConsoleState::new(app.clone(), templates);
     Router::new()
         .route("/ui", get(pages::overview))
         .route("/ui/", get(pages::overview))

@@ -4,6 +4,8 @@
 //! arrive as SVG text from [`super::svg`]; everything else is escaped by
 //! the template engine.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,10 +14,13 @@ use super::svg::{self, Point};
 use super::{ConsoleState, SignedIn, Who};
 use crate::domain::{Incident, IncidentStatus, MetricDeviation};
 use crate::http::shape::{JsonPath, JsonQuery};
-use crate::http::ApiError;
-use crate::store::{AuditEntry, AuditFilter, GradedRun, IncidentFilter, StoredPlan};
+use crate::http::{ApiError, ErrorCode};
+use crate::store::{
+    AuditEntry, AuditFilter, GradedRun, GradedSummary, IncidentFilter, IncidentSelection,
+    OverviewRuns, StoredPlan,
+};
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// Pipelines per overview page.
@@ -29,18 +34,18 @@ const AUDIT_PER_PAGE: i64 = 100;
 /// Most audit entries one JSON Lines download holds.
 const AUDIT_DOWNLOAD_MAX: i64 = 10_000;
 /// Points of an overview sparkline.
-const SPARK_RUNS: i64 = 40;
-/// Characters of a run's log excerpt shown on the pipeline page (its tail;
-/// escaping can make each character several bytes, and a page has 50).
-const LOG_CHARS: usize = 240;
-/// Characters of the log excerpt shown on an incident's page.
-const INCIDENT_LOG_CHARS: usize = 2_400;
+const SPARK_RUNS: usize = 40;
+/// Bytes of a run's log excerpt shown on the pipeline page, once escaped
+/// (its tail; a page has 50).
+const LOG_BYTES: usize = 1_000;
+/// Bytes of the log excerpt shown on an incident's page, once escaped.
+const INCIDENT_LOG_BYTES: usize = 12_000;
 /// Open incidents listed on the overview (the incidents page has them all).
 const OVERVIEW_OPEN: usize = 25;
 /// Audit entries of an incident's timeline shown (the latest).
-const TIMELINE_MAX: usize = 100;
-/// Characters of an audit entry's detail shown in the table.
-const DETAIL_CHARS: usize = 300;
+const TIMELINE_MAX: usize = 50;
+/// Bytes of an audit entry's detail shown in a table, once escaped.
+const DETAIL_BYTES: usize = 360;
 
 fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
@@ -54,22 +59,44 @@ fn secs(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{} s", svg::fmt_num(v)))
 }
 
-/// The last `max` characters of `text`, marked when cut.
-fn tail(text: &str, max: usize) -> String {
-    let count = text.chars().count();
-    if count <= max {
-        return text.to_string();
+/// Bytes `c` takes once the template engine has escaped it (it escapes
+/// `& < > " ' \` =`), so text from CI is cut by what it will weigh on the
+/// page, not by its length: a log of `"` is six times its length.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '<' | '>' => 4,
+        '&' => 5,
+        '"' | '\'' | '`' | '=' => 6,
+        c => c.len_utf8(),
     }
-    let kept: String = text.chars().skip(count - max).collect();
-    format!("…{kept}")
 }
 
-fn head(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
+/// The end of `text` that weighs at most `budget` bytes escaped, marked
+/// when cut.
+fn tail(text: &str, budget: usize) -> String {
+    let mut used = 0;
+    let mut start = text.len();
+    for (i, c) in text.char_indices().rev() {
+        used += escaped_len(c);
+        if used > budget {
+            return format!("…{}", &text[start..]);
+        }
+        start = i;
     }
-    let kept: String = text.chars().take(max).collect();
-    format!("{kept}…")
+    text.to_string()
+}
+
+/// The start of `text` that weighs at most `budget` bytes escaped, marked
+/// when cut.
+fn head(text: &str, budget: usize) -> String {
+    let mut used = 0;
+    for (i, c) in text.char_indices() {
+        used += escaped_len(c);
+        if used > budget {
+            return format!("{}…", &text[..i]);
+        }
+    }
+    text.to_string()
 }
 
 fn pretty(value: &Value) -> String {
@@ -192,7 +219,10 @@ struct Overview {
     pager: Pager,
 }
 
-/// `GET /ui`: open incidents first, then every pipeline's last 7 days.
+/// `GET /ui`: open incidents first, then every pipeline's last 7 days, a
+/// page of pipelines at a time. The page's pipelines are read with two
+/// queries in all (their runs, their incident counts), whatever their
+/// number.
 pub(super) async fn overview(
     State(state): State<ConsoleState>,
     SignedIn(viewer): SignedIn,
@@ -200,45 +230,34 @@ pub(super) async fn overview(
 ) -> Result<Response, ApiError> {
     let store = &state.app.store;
     let now = state.app.clock.now();
+    let week_ago = now - Duration::days(7);
     let page = page_number(q.page);
     let (open, open_total) = store
-        .incidents_page(IncidentFilter::Active, None, 0, OVERVIEW_OPEN as i64)
+        .incidents_page(
+            IncidentSelection::status(IncidentFilter::Active),
+            0,
+            OVERVIEW_OPEN as i64,
+        )
         .await?;
     let open: Vec<IncidentRow> = open.iter().map(IncidentRow::from).collect();
     let open_more = usize::try_from(open_total)
         .unwrap_or(0)
         .saturating_sub(open.len());
     let names = store.pipelines().await?;
-    let abnormal = store.abnormal_counts_since(now - Duration::days(7)).await?;
     let from = ((page - 1) * PIPELINES_PER_PAGE) as usize;
+    let shown: Vec<&String> = names
+        .iter()
+        .skip(from)
+        .take(PIPELINES_PER_PAGE as usize)
+        .collect();
     let mut pipelines = Vec::new();
-    for name in names.iter().skip(from).take(PIPELINES_PER_PAGE as usize) {
-        let active = store.count_active_incidents(name).await?;
-        let Some(health) = crate::health::pipeline_health(store, name, now, active).await? else {
-            continue;
-        };
-        let week_ago = now - Duration::days(7);
-        let mut recent: Vec<GradedRun> = store
-            .runs_page(name, 0, SPARK_RUNS)
-            .await?
-            .into_iter()
-            .filter(|r| run_time(r) >= week_ago)
-            .collect();
-        recent.reverse();
-        let points: Vec<Point> = recent.iter().filter_map(duration_point).collect();
-        pipelines.push(PipelineRow {
-            href: pipeline_href(name),
-            runs_7d: health.runs_7d,
-            abnormal_7d: abnormal.get(name).copied().unwrap_or(0),
-            success_7d: pct(health.success_rate_7d),
-            p50_7d: secs(health.duration_p50_s_7d),
-            last_run: health.last_run.as_ref().map_or("–".into(), |l| {
-                format!("{} {} at {}", l.run_id, l.status, when(l.finished_at))
-            }),
-            open_incidents: health.open_incidents,
-            spark: svg::sparkline(&points, &format!("{name}: duration of recent runs")),
-            name: name.clone(),
-        });
+    if let (Some(first), Some(last)) = (shown.first(), shown.last()) {
+        let mut runs = store.overview_runs(first, last, week_ago).await?;
+        let incidents = store.active_incident_counts(first, last).await?;
+        for name in shown {
+            let runs = runs.remove(name.as_str()).unwrap_or_default();
+            pipelines.push(pipeline_row(name, &runs, week_ago, now, &incidents));
+        }
     }
     let has_next = names.len() > from + PIPELINES_PER_PAGE as usize;
     Ok(state.page(
@@ -253,6 +272,57 @@ pub(super) async fn overview(
             pager: Pager::new("/ui", &[], page, has_next),
         },
     ))
+}
+
+/// One pipeline's line of the overview from its runs (the last week's,
+/// newest first, and the latest).
+fn pipeline_row(
+    name: &str,
+    runs: &OverviewRuns,
+    week_ago: DateTime<Utc>,
+    now: DateTime<Utc>,
+    incidents: &HashMap<String, u64>,
+) -> PipelineRow {
+    let week: Vec<&GradedSummary> = runs
+        .recent
+        .iter()
+        .filter(|r| r.summary.event_time >= week_ago && r.summary.event_time <= now)
+        .collect();
+    let stats = crate::health::window_stats(week.iter().map(|r| &r.summary));
+    let mut spark: Vec<Point> = week
+        .iter()
+        .take(SPARK_RUNS)
+        .filter_map(|r| {
+            Some(Point {
+                x: r.summary.event_time.timestamp_millis() as f64,
+                y: r.summary.duration_s?,
+                abnormal: r.grade.is_some_and(|g| g > 0.0),
+                label: String::new(),
+            })
+        })
+        .collect();
+    spark.reverse();
+    PipelineRow {
+        href: pipeline_href(name),
+        runs_7d: stats.runs,
+        abnormal_7d: week
+            .iter()
+            .filter(|r| r.grade.is_some_and(|g| g > 0.0))
+            .count() as u64,
+        success_7d: pct(stats.success_rate),
+        p50_7d: secs(crate::health::percentile(&stats.durations, 0.5).map(crate::health::round1)),
+        last_run: runs.latest.as_ref().map_or("–".into(), |l| {
+            format!(
+                "{} {} at {}",
+                l.summary.run_id,
+                l.summary.status,
+                when(l.summary.event_time)
+            )
+        }),
+        open_incidents: incidents.get(name).copied().unwrap_or(0),
+        spark: svg::sparkline(&spark, &format!("{name}: duration of recent runs")),
+        name: name.to_string(),
+    }
 }
 
 fn run_time(r: &GradedRun) -> DateTime<Utc> {
@@ -298,17 +368,29 @@ fn failure_point(r: &GradedRun) -> Option<Point> {
     })
 }
 
-/// The usual range of the normal points: 5th to 95th percentile (at least
-/// five points needed).
-fn usual_band(points: &[Point]) -> Option<(f64, f64)> {
-    let normal: Vec<f64> = points.iter().filter(|p| !p.abnormal).map(|p| p.y).collect();
-    if normal.len() < 5 {
-        return None;
-    }
-    Some((
-        crate::health::percentile(&normal, 0.05)?,
-        crate::health::percentile(&normal, 0.95)?,
-    ))
+/// The points of `runs` (oldest first) that `point` draws, and the band
+/// under them: what detection expected of `metric` at each run (times
+/// `scale`, the chart's unit), or when no run kept one, the percentiles
+/// of the points.
+fn series(
+    runs: &[GradedRun],
+    point: fn(&GradedRun) -> Option<Point>,
+    metric: &str,
+    scale: f64,
+) -> (Vec<Point>, Option<svg::Band>) {
+    let (points, expected): (Vec<Point>, Vec<Option<(f64, f64)>>) = runs
+        .iter()
+        .filter_map(|r| {
+            let e = r
+                .expected
+                .iter()
+                .find(|e| e.metric == metric)
+                .map(|e| (e.low * scale, e.high * scale));
+            Some((point(r)?, e))
+        })
+        .unzip();
+    let band = svg::Band::of(&points, expected);
+    (points, band)
 }
 
 // ---- one pipeline ----
@@ -371,20 +453,20 @@ pub(super) async fn pipeline(
         .await?;
     let rows: Vec<RunRow> = runs.iter().map(run_row).collect();
     runs.reverse();
-    let durations: Vec<Point> = runs.iter().filter_map(duration_point).collect();
-    let failures: Vec<Point> = runs.iter().filter_map(failure_point).collect();
+    let (durations, duration_band) = series(&runs, duration_point, "duration_s", 1.0);
+    let (failures, failure_band) = series(&runs, failure_point, "test_failure_rate", 100.0);
     let duration_chart = svg::history(&svg::History {
         title: &format!("{name}: duration per run"),
         unit: "s",
         points: &durations,
-        band: usual_band(&durations),
+        band: duration_band,
     });
     let failure_chart = (!failures.is_empty()).then(|| {
         svg::history(&svg::History {
             title: &format!("{name}: failed tests per run"),
             unit: "%",
             points: &failures,
-            band: usual_band(&failures),
+            band: failure_band,
         })
     });
     let incidents = store
@@ -446,7 +528,7 @@ fn run_row(r: &GradedRun) -> RunRow {
             .log_excerpt
             .as_deref()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| tail(l, LOG_CHARS)),
+            .map(|l| tail(l, LOG_BYTES)),
     }
 }
 
@@ -458,6 +540,12 @@ pub(super) struct IncidentsQuery {
     status: String,
     #[serde(default)]
     pipeline: String,
+    /// Opened at or after: `7d`, `12h`, a date or an RFC 3339 time.
+    #[serde(default)]
+    since: String,
+    /// Opened before, written the same way.
+    #[serde(default)]
+    until: String,
     page: Option<i64>,
 }
 
@@ -474,43 +562,87 @@ struct IncidentsPage {
     who: Who,
     statuses: Vec<StatusOption>,
     pipeline: String,
+    since: String,
+    until: String,
+    /// What is wrong with the filters (the page answers 400).
+    error: Option<String>,
     incidents: Vec<IncidentRow>,
     total: i64,
     pager: Pager,
 }
 
-/// `GET /ui/incidents?status=&pipeline=&page=`: newest first.
+/// The status filter as written in the query.
+fn status_filter(status: &str) -> Result<IncidentFilter<'static>, String> {
+    match status {
+        "" | "all" => Ok(IncidentFilter::All),
+        "active" => Ok(IncidentFilter::Active),
+        s => IncidentStatus::parse(s)
+            .map(|parsed| IncidentFilter::Status(parsed.as_str()))
+            .ok_or_else(|| {
+                format!("status {s:?} is not one of active, all, or an incident status")
+            }),
+    }
+}
+
+/// A time filter as written in the query (`None` when empty).
+fn time_filter(
+    field: &str,
+    raw: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, String> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    crate::clock::parse_point(raw, now)
+        .map(Some)
+        .map_err(|e| format!("{field} {e}"))
+}
+
+/// `GET /ui/incidents?status=&pipeline=&since=&until=&page=`: newest
+/// first. `since` and `until` bound when incidents were opened (`7d`,
+/// `12h`, a date or an RFC 3339 time); a value that does not parse answers
+/// 400 with the form, its values kept and the field named.
 pub(super) async fn incidents(
     State(state): State<ConsoleState>,
     SignedIn(viewer): SignedIn,
     JsonQuery(q): JsonQuery<IncidentsQuery>,
 ) -> Result<Response, ApiError> {
+    let now = state.app.clock.now();
     let status = q.status.trim();
-    let filter = match status {
-        "" | "all" => IncidentFilter::All,
-        "active" => IncidentFilter::Active,
-        s => match IncidentStatus::parse(s) {
-            Some(parsed) => IncidentFilter::Status(parsed.as_str()),
-            None => {
-                return Err(ApiError::new(
-                    crate::http::ErrorCode::InvalidParameter,
-                    format!("query: status {s:?} is not one of active, all, or an incident status"),
-                ))
-            }
-        },
-    };
     let pipeline = q.pipeline.trim();
+    let (since, until) = (q.since.trim(), q.until.trim());
+    let parsed = (|| {
+        let filter = status_filter(status)?;
+        let opened_since = time_filter("since", since, now)?;
+        let opened_before = time_filter("until", until, now)?;
+        if let (Some(a), Some(b)) = (opened_since, opened_before) {
+            if a >= b {
+                return Err(format!("until {until:?} is not after since {since:?}"));
+            }
+        }
+        Ok(IncidentSelection {
+            status: filter,
+            pipeline: (!pipeline.is_empty()).then_some(pipeline),
+            opened_since,
+            opened_before,
+        })
+    })();
     let page = page_number(q.page);
-    let (found, total) = state
-        .app
-        .store
-        .incidents_page(
-            filter,
-            (!pipeline.is_empty()).then_some(pipeline),
-            (page - 1) * INCIDENTS_PER_PAGE,
-            INCIDENTS_PER_PAGE,
-        )
-        .await?;
+    let (found, total, error) = match parsed {
+        Ok(selection) => {
+            let (found, total) = state
+                .app
+                .store
+                .incidents_page(
+                    selection,
+                    (page - 1) * INCIDENTS_PER_PAGE,
+                    INCIDENTS_PER_PAGE,
+                )
+                .await?;
+            (found, total, None)
+        }
+        Err(why) => (Vec::new(), 0, Some(why)),
+    };
     let mut statuses = vec![
         StatusOption {
             value: "all",
@@ -528,7 +660,8 @@ pub(super) async fn incidents(
         label: s.label(),
         selected: status == s.as_str(),
     }));
-    Ok(state.page(
+    let bad = error.is_some();
+    let mut response = state.page(
         "incidents",
         &IncidentsPage {
             title: "Incidents",
@@ -538,13 +671,29 @@ pub(super) async fn incidents(
             total,
             pager: Pager::new(
                 "/ui/incidents",
-                &[("status", status), ("pipeline", pipeline)],
+                &[
+                    ("status", status),
+                    ("pipeline", pipeline),
+                    ("since", since),
+                    ("until", until),
+                ],
                 page,
                 total > page * INCIDENTS_PER_PAGE,
             ),
             pipeline: pipeline.to_string(),
+            since: since.to_string(),
+            until: until.to_string(),
+            error,
         },
-    ))
+    );
+    if bad && response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        // Marks the page as already answered for the JSON error layer.
+        response
+            .extensions_mut()
+            .insert(ErrorCode::InvalidParameter);
+    }
+    Ok(response)
 }
 
 // ---- one incident ----
@@ -642,7 +791,7 @@ impl From<&AuditEntry> for TimelineRow {
             kind: e.kind.clone(),
             actor: e.actor.clone(),
             subject: e.subject.clone(),
-            detail: head(&e.detail.to_string(), DETAIL_CHARS),
+            detail: head(&e.detail.to_string(), DETAIL_BYTES),
         }
     }
 }
@@ -706,7 +855,7 @@ pub(super) async fn incident(
         .take(svg::MAX_POINTS.min(60))
         .collect();
     history.reverse();
-    let points: Vec<Point> = history.iter().filter_map(duration_point).collect();
+    let (points, band) = series(&history, duration_point, "duration_s", 1.0);
     let chart = svg::history(&svg::History {
         title: &format!(
             "{}: duration per run up to this incident",
@@ -714,7 +863,7 @@ pub(super) async fn incident(
         ),
         unit: "s",
         points: &points,
-        band: usual_band(&points),
+        band,
     });
     let run = &incident.latest_run;
     Ok(state.page(
@@ -733,7 +882,7 @@ pub(super) async fn incident(
                 .log_excerpt
                 .as_deref()
                 .filter(|l| !l.trim().is_empty())
-                .map(|l| tail(l, INCIDENT_LOG_CHARS)),
+                .map(|l| tail(l, INCIDENT_LOG_BYTES)),
             deviations: incident
                 .verdict
                 .deviations
@@ -971,4 +1120,20 @@ pub(super) async fn audit_jsonl(
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_cut_by_its_escaped_weight() {
+        assert_eq!(tail("abc", 3), "abc");
+        assert_eq!(tail("abcdef", 3), "…def");
+        // `"` weighs six bytes escaped: a budget of 13 keeps two.
+        assert_eq!(tail(&"\"".repeat(10), 13), format!("…{}", "\"".repeat(2)));
+        assert_eq!(head("<<<<", 9), "<<…");
+        assert_eq!(head("héllo", 3), "hé…");
+        assert_eq!(head("ok", 2), "ok");
+    }
 }

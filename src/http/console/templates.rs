@@ -1,7 +1,9 @@
 //! The console's handlebars templates (`templates/console/*.hbs`) and its
 //! stylesheet. Templates are read from `console.templates_dir` when set;
 //! any template the directory lacks is the copy built into pipemedic, so
-//! pages can be reworded without rebuilding. Strict mode, HTML escaping on:
+//! pages can be reworded without rebuilding. A template that does not
+//! compile stops start-up (and `pipemedic config check`) with its file,
+//! line and column. Strict mode, HTML escaping on:
 //! every `{{value}}` is escaped, and the only triple-stash (`{{{svg}}}`)
 //! takes charts built by [`super::svg`], which escapes its own text.
 
@@ -59,10 +61,24 @@ pub const STYLESHEET: &str = include_str!("../../../templates/console/console.cs
 pub enum TemplateError {
     #[error("{}: cannot read: {message}", file.display())]
     Read { file: PathBuf, message: String },
-    #[error("{}: {message}", file.display())]
-    Template { file: PathBuf, message: String },
+    #[error("{}{}: {message}", file.display(), position(*line, *column))]
+    Template {
+        file: PathBuf,
+        line: Option<usize>,
+        column: Option<usize>,
+        message: String,
+    },
     #[error("rendering console page `{name}`: {message}")]
     Render { name: String, message: String },
+}
+
+/// `:line:column` when known.
+fn position(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    }
 }
 
 /// The loaded console templates.
@@ -117,10 +133,18 @@ impl Templates {
             hb.register_template_string(name, text)
                 .map_err(|e| TemplateError::Template {
                     file: PathBuf::from(file),
-                    message: e.to_string(),
+                    line: e.pos().map(|p| p.0),
+                    column: e.pos().map(|p| p.1),
+                    message: e.reason().to_string(),
                 })?;
         }
         Ok(Self { hb })
+    }
+
+    /// The templates `config` names: `console.templates_dir` when set.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, TemplateError> {
+        let dir = config.console.templates_dir.trim();
+        Self::load((!dir.is_empty()).then(|| Path::new(dir)))
     }
 
     /// Renders page `name` from `context`.
@@ -131,5 +155,39 @@ impl Templates {
                 name: name.to_string(),
                 message: e.to_string(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_template_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("overview.hbs"),
+            "<h1>Overview</h1>\n<p>{{#if open}}unclosed</p>\n",
+        )
+        .unwrap();
+        let e = Templates::load(Some(dir.path())).unwrap_err();
+        let text = e.to_string();
+        let file = dir.path().join("overview.hbs").display().to_string();
+        assert!(text.starts_with(&format!("{file}:")), "{text}");
+        assert!(
+            matches!(e, TemplateError::Template { line: Some(l), .. } if l >= 2),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_directory_of_good_templates_replaces_only_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("login.hbs"), "custom {{title}}").unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let html = t
+            .render("login", &serde_json::json!({"title": "Sign in"}))
+            .unwrap();
+        assert_eq!(html, "custom Sign in");
     }
 }

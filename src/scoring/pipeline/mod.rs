@@ -65,7 +65,9 @@ use streak::Streak;
 
 use crate::config::{MetricRule, PipelineRules};
 use crate::detect::{Detector, DetectorConfig};
-use crate::domain::{Direction, Dismissal, MetricDeviation, Run, Verdict, BUILTIN_METRICS};
+use crate::domain::{
+    Direction, Dismissal, Expectation, MetricDeviation, Run, Verdict, BUILTIN_METRICS,
+};
 
 /// Format version of the serialised model; bump when the layout changes.
 pub const MODEL_VERSION: i64 = 1;
@@ -336,8 +338,15 @@ impl PipelineModel {
         if level.n == 0 {
             return 0.0;
         }
-        let expected = self.expected(ctx, i);
-        let spread = match (
+        (x - self.expected(ctx, i)) / self.spread(ctx, i)
+    }
+
+    /// One usual deviation of metric `i` for a run in `ctx`: with the
+    /// weekly rhythm learned, the slot's own (how much its runs vary around
+    /// the level), else the level's.
+    fn spread(&self, ctx: Context, i: usize) -> f64 {
+        let level = &self.scalers[i];
+        match (
             self.season(ctx, i),
             ctx.slot.and_then(|s| self.slots.get(s)),
         ) {
@@ -349,11 +358,40 @@ impl PipelineModel {
                 } else {
                     var.sqrt()
                 };
-                own.max(abs).max(rel * expected.abs())
+                own.max(abs).max(rel * self.expected(ctx, i).abs())
             }
             _ => level.scale(i),
-        };
-        (x - expected) / spread
+        }
+    }
+
+    /// What is expected of each metric the run reports, before it is
+    /// judged: the usual value and, on either side, the smallest change
+    /// that could count (at least [`MIN_SIGNIFICANCE`] deviations and the
+    /// metric's materiality rule). Built-in metrics are never negative.
+    fn expectations(
+        &self,
+        observed: &[Option<f64>],
+        ctx: Context,
+        rules: &PipelineRules,
+    ) -> Vec<Expectation> {
+        observed
+            .iter()
+            .enumerate()
+            .filter(|(i, v)| v.is_some() && self.scalers[*i].n > 0)
+            .map(|(i, _)| {
+                let usual = self.expected(ctx, i);
+                let rule: &MetricRule = &rules.metrics[i];
+                let margin = (MIN_SIGNIFICANCE * self.spread(ctx, i))
+                    .max(rule.min_delta)
+                    .max(rule.min_ratio * usual.abs());
+                Expectation {
+                    metric: BUILTIN_METRICS[i].to_string(),
+                    usual,
+                    low: (usual - margin).max(0.0),
+                    high: usual + margin,
+                }
+            })
+            .collect()
     }
 
     /// The usual value of `metric` for a run like `run` (its slot of the
@@ -438,6 +476,11 @@ impl PipelineModel {
         let observed = metric_values(run);
         let ctx = self.context(run, rules);
         let warming_up = self.runs_seen < WARM_UP_RUNS;
+        let expected = if warming_up {
+            Vec::new()
+        } else {
+            self.expectations(&observed, ctx, rules)
+        };
         let Some(point) = self.normalised(&observed, ctx) else {
             return Verdict {
                 warming_up,
@@ -502,6 +545,7 @@ impl PipelineModel {
             warming_up,
             seasonal: ctx.seasonal,
             dismissed,
+            expected,
             ..Verdict::default()
         };
         if abnormal {

@@ -55,6 +55,29 @@ fn learns_normal_flags_a_slow_flaky_run_and_names_the_metrics() {
 }
 
 #[test]
+fn verdicts_keep_what_was_expected_of_each_metric() {
+    let mut model = PipelineModel::new("checkout-service", 1.0);
+    let first = model.observe(&normal_run(0, 420.0, 1), &rules());
+    assert!(first.expected.is_empty(), "none while warming up");
+    for i in 1..120 {
+        model.observe(&normal_run(i, 420.0, 1), &rules());
+    }
+    let normal = model.observe(&normal_run(120, 420.0, 1), &rules());
+    let d = normal
+        .expectation("duration_s")
+        .expect("a duration expectation");
+    assert!((d.usual - 420.0).abs() < 20.0, "{d:?}");
+    // Duration's rule: 20% and 15 s at least, whichever is larger.
+    assert!(d.high - d.usual >= 0.2 * d.usual - 1e-9, "{d:?}");
+    assert!(d.low < d.usual && d.low >= 0.0, "{d:?}");
+    assert!(normal.expectation("test_failure_rate").is_some());
+    assert!(normal.expectation("error_rate").is_none(), "not reported");
+    let slow = model.observe(&normal_run(121, 1300.0, 1), &rules());
+    let d = slow.expectation("duration_s").unwrap();
+    assert!(slow.is_anomalous() && 1300.0 > d.high, "{slow:?}");
+}
+
+#[test]
 fn external_scores_are_thresholded_and_blame_the_metric_that_moved() {
     let mut model = PipelineModel::new("checkout-service", 1.0);
     // A stand-in scorer: distance of the newest duration from normal.
