@@ -1,7 +1,7 @@
 //! The AWS permissions pipemedic needs, collected in one place: every
 //! module that calls AWS declares its grants beside its calls (`IAM`
 //! constants in `remediate::codepipeline`, `ingest::codepipeline_poll`,
-//! `bedrock` and `scoring::sagemaker`); this module groups them by the
+//! `bedrock`, `scoring::sagemaker` and `evidence`); this module groups them by the
 //! feature that turns them on ([`Feature`]), one least-privilege policy
 //! file each under `deploy/aws/`.
 //!
@@ -28,14 +28,18 @@ pub enum Feature {
     /// Scoring runs with a SageMaker RCF endpoint (`detector.backend` =
     /// `sagemaker`).
     SageMakerDetector,
+    /// Reading a failing CodeBuild build's log and its CPU and memory for
+    /// an abnormal run (`[evidence]`).
+    CiEvidence,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 4] = [
+    pub const ALL: [Feature; 5] = [
         Self::CodePipelinePolling,
         Self::CodePipelineRemediation,
         Self::Bedrock,
         Self::SageMakerDetector,
+        Self::CiEvidence,
     ];
 
     /// The grants the feature's calls need, each once.
@@ -51,6 +55,7 @@ impl Feature {
                 .collect(),
             Self::Bedrock => crate::bedrock::IAM.iter().copied().collect(),
             Self::SageMakerDetector => crate::scoring::sagemaker::IAM.iter().copied().collect(),
+            Self::CiEvidence => crate::evidence::IAM.iter().copied().collect(),
         }
     }
 
@@ -61,6 +66,7 @@ impl Feature {
             Self::CodePipelineRemediation => "deploy/aws/iam-codepipeline-remediate.json",
             Self::Bedrock => "deploy/aws/iam-bedrock.json",
             Self::SageMakerDetector => "deploy/aws/iam-sagemaker.json",
+            Self::CiEvidence => "deploy/aws/iam-ci-evidence.json",
         }
     }
 
@@ -76,6 +82,7 @@ impl Feature {
                     || config.ask.backend == AskBackend::Bedrock
             }
             Self::SageMakerDetector => config.detector.backend == DetectorBackend::Sagemaker,
+            Self::CiEvidence => config.evidence.fetch_logs || config.evidence.codebuild_usage,
         }
     }
 }
@@ -122,7 +129,10 @@ mod tests {
     #[test]
     fn the_configuration_says_which_features_are_on() {
         let mut config = Config::default();
-        assert_eq!(needed(&config), [Feature::CodePipelineRemediation]);
+        assert_eq!(
+            needed(&config),
+            [Feature::CodePipelineRemediation, Feature::CiEvidence]
+        );
         config.codepipeline.poll_pipelines = vec!["checkout-service".into()];
         config.ask.backend = AskBackend::Bedrock;
         config.detector.backend = DetectorBackend::Sagemaker;

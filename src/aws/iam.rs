@@ -25,15 +25,23 @@ pub enum ArnForm {
     /// A SageMaker endpoint: `arn:aws:sagemaker:REGION:ACCOUNT:endpoint/ENDPOINT_NAME`
     /// (IAM sees the endpoint name in lower case).
     SageMakerEndpoint,
+    /// A CloudWatch Logs log group: `arn:aws:logs:REGION:ACCOUNT:log-group:LOG_GROUP`
+    /// (CodeBuild writes to `/aws/codebuild/PROJECT` unless told otherwise).
+    LogGroup,
+    /// Any resource: actions that IAM does not scope to a resource, such as
+    /// `cloudwatch:GetMetricData`.
+    Any,
 }
 
 impl ArnForm {
     /// Every form, in a fixed order.
-    pub const ALL: [ArnForm; 4] = [
+    pub const ALL: [ArnForm; 6] = [
         Self::CodePipelinePipeline,
         Self::CodePipelineStage,
         Self::BedrockFoundationModel,
         Self::SageMakerEndpoint,
+        Self::LogGroup,
+        Self::Any,
     ];
 
     /// The ARN with upper-case placeholders (`REGION`, `ACCOUNT`,
@@ -45,6 +53,8 @@ impl ArnForm {
             Self::CodePipelineStage => "arn:aws:codepipeline:REGION:ACCOUNT:PIPELINE/STAGE",
             Self::BedrockFoundationModel => "arn:aws:bedrock:REGION::foundation-model/MODEL_ID",
             Self::SageMakerEndpoint => "arn:aws:sagemaker:REGION:ACCOUNT:endpoint/ENDPOINT_NAME",
+            Self::LogGroup => "arn:aws:logs:REGION:ACCOUNT:log-group:LOG_GROUP",
+            Self::Any => "*",
         }
     }
 
@@ -98,7 +108,7 @@ mod tests {
             ArnForm::from_template("arn:aws:codepipeline:REGION:ACCOUNT:*"),
             None
         );
-        assert_eq!(ArnForm::from_template("*"), None);
+        assert_eq!(ArnForm::from_template("*"), Some(ArnForm::Any));
     }
 
     #[test]

@@ -24,6 +24,8 @@ mod console_browser;
 mod demo;
 mod detection;
 mod edge;
+#[cfg(feature = "ci-evidence")]
+mod evidence;
 mod handoffs;
 mod healing;
 mod healing_tasks;
