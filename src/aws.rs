@@ -1,5 +1,6 @@
 //! AWS clients: the one place that builds the SDK clients pipemedic uses
-//! (CodePipeline, Bedrock Runtime, SageMaker Runtime, S3) from `[aws]` in the
+//! (CodePipeline, Bedrock Runtime, SageMaker Runtime, S3; CloudWatch Logs and
+//! CloudWatch with the `ci-evidence` feature) from `[aws]` in the
 //! configuration, and that classifies their errors as retryable or not.
 //!
 //! Every client shares one [`SdkConfig`]: the region (`aws.region`, else the
@@ -238,6 +239,24 @@ impl AwsClients {
             builder = builder.endpoint_url(url).force_path_style(true);
         }
         aws_sdk_s3::Client::from_conf(builder.build())
+    }
+
+    #[cfg(feature = "ci-evidence")]
+    pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        let mut builder = aws_sdk_cloudwatchlogs::config::Builder::from(&self.sdk);
+        if let Some(url) = endpoint(&self.endpoints.logs) {
+            builder = builder.endpoint_url(url);
+        }
+        aws_sdk_cloudwatchlogs::Client::from_conf(builder.build())
+    }
+
+    #[cfg(feature = "ci-evidence")]
+    pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        let mut builder = aws_sdk_cloudwatch::config::Builder::from(&self.sdk);
+        if let Some(url) = endpoint(&self.endpoints.cloudwatch) {
+            builder = builder.endpoint_url(url);
+        }
+        aws_sdk_cloudwatch::Client::from_conf(builder.build())
     }
 }
 

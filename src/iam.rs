@@ -1,7 +1,7 @@
 //! The AWS permissions pipemedic needs, collected in one place: every
 //! module that calls AWS declares its grants beside its calls (`IAM`
 //! constants in `remediate::codepipeline`, `ingest::codepipeline_poll`,
-//! `bedrock`, `scoring::sagemaker` and `scoring::export`); this module groups them by the
+//! `bedrock`, `scoring::sagemaker`, `scoring::export` and `evidence`); this module groups them by the
 //! feature that turns them on ([`Feature`]), one least-privilege policy
 //! file each under `deploy/aws/`.
 //!
@@ -31,15 +31,19 @@ pub enum Feature {
     /// Exporting history for training the SageMaker model
     /// (`pipemedic export --to s3://BUCKET/PREFIX`).
     SageMakerExport,
+    /// Reading a failing CodeBuild build's log and its CPU and memory for
+    /// an abnormal run (`[evidence]`).
+    CiEvidence,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 5] = [
+    pub const ALL: [Feature; 6] = [
         Self::CodePipelinePolling,
         Self::CodePipelineRemediation,
         Self::Bedrock,
         Self::SageMakerDetector,
         Self::SageMakerExport,
+        Self::CiEvidence,
     ];
 
     /// The grants the feature's calls need, each once.
@@ -56,6 +60,7 @@ impl Feature {
             Self::Bedrock => crate::bedrock::IAM.iter().copied().collect(),
             Self::SageMakerDetector => crate::scoring::sagemaker::IAM.iter().copied().collect(),
             Self::SageMakerExport => crate::scoring::export::IAM.iter().copied().collect(),
+            Self::CiEvidence => crate::evidence::IAM.iter().copied().collect(),
         }
     }
 
@@ -67,6 +72,7 @@ impl Feature {
             Self::Bedrock => "deploy/aws/iam-bedrock.json",
             Self::SageMakerDetector => "deploy/aws/iam-sagemaker.json",
             Self::SageMakerExport => "deploy/aws/iam-export.json",
+            Self::CiEvidence => "deploy/aws/iam-ci-evidence.json",
         }
     }
 
@@ -86,6 +92,7 @@ impl Feature {
             Self::SageMakerDetector | Self::SageMakerExport => {
                 config.detector.backend == DetectorBackend::Sagemaker
             }
+            Self::CiEvidence => config.evidence.fetch_logs || config.evidence.codebuild_usage,
         }
     }
 }
@@ -132,7 +139,10 @@ mod tests {
     #[test]
     fn the_configuration_says_which_features_are_on() {
         let mut config = Config::default();
-        assert_eq!(needed(&config), [Feature::CodePipelineRemediation]);
+        assert_eq!(
+            needed(&config),
+            [Feature::CodePipelineRemediation, Feature::CiEvidence]
+        );
         config.codepipeline.poll_pipelines = vec!["checkout-service".into()];
         config.ask.backend = AskBackend::Bedrock;
         config.detector.backend = DetectorBackend::Sagemaker;

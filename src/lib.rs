@@ -22,7 +22,7 @@
 //!                  └─ chatops                commands, decisions, questions from chat
 //!                      └─ healing            plan → offer → decisions → run once → verify
 //!                          └─ incidents · ingest
-//!                              └─ plan · approvals · remediate · ask · scoring · health · charts · paging
+//!                              └─ plan · approvals · remediate · ask · scoring · health · charts · paging · evidence
 //!                                  └─ chat (port + adapters, outbox, cards, routing) · store · playbooks
 //!                                     · detect · aws · bedrock · config · standin · metrics · telemetry
 //!                                      └─ domain · clock · redact   shared vocabulary, no I/O
@@ -48,7 +48,7 @@
 //! | [`detect`] | the thresholded Random Cut Forest (pure computation) |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`telemetry`] | tracing set-up |
-//! | [`standin`] | local CodePipeline stand-in for the demo and tests |
+//! | [`standin`] | local CodePipeline, CloudWatch Logs and CloudWatch stand-ins for the demo and tests |
 //! | [`health`] | health summaries shared by the CLI, HTTP and chat |
 //! | [`charts`] | PNG charts of metric history for chat |
 //! | [`scoring`] | per-pipeline models, the model bank, scoring every finished run (embedded forest, or a SageMaker RCF endpoint with the forest as fallback) |
@@ -57,6 +57,7 @@
 //! | [`remediate`] | the executors of approved actions (CodePipeline, GitHub, http, shell) and their dry runs |
 //! | [`paging`] | paging the on-call person through PagerDuty or Opsgenie: the durable, exactly-once queue of triggers and resolves |
 //! | [`ask`] | plain-language questions: the offline parser, read-only query tools, the Bedrock tool loop with its number check, per-channel visibility, and [`ask::Asker`], the one entry point for CLI, HTTP and chat |
+//! | [`evidence`] | failing build logs and CodeBuild CPU/memory fetched from CloudWatch Logs and CloudWatch for abnormal runs |
 //! | [`ingest`] | the sources of runs: generic API, webhooks, polling, backfill |
 //! | [`incidents`] | abnormal runs → incidents (grouping, silences, status) → queued chat alerts |
 //! | [`healing`] | the loop of an incident: plan → offer for approval → decisions → run once → verify on the next run → resolved |
@@ -118,6 +119,7 @@ pub mod demo;
 pub mod detect;
 pub mod domain;
 pub mod evaluate;
+pub mod evidence;
 pub mod healing;
 pub mod health;
 pub mod http;

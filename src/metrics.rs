@@ -118,7 +118,7 @@ fn help(text: &str) -> &str {
 }
 
 /// Counter families with their help text.
-const COUNTERS: [(&str, &str); 16] = [
+const COUNTERS: [(&str, &str); 17] = [
     (
         "pipemedic_handoffs_dropped_total",
         "Stored runs whose hand-off to the next stage was dropped because its queue was full, by queue (scored: detection to incidents; handled: incidents to healing).",
@@ -170,6 +170,10 @@ const COUNTERS: [(&str, &str); 16] = [
     (
         "pipemedic_redactions_total",
         "Secrets hidden in CI text before it was stored, by kind (github_token, password, url_password, ...; a fixed set, custom for configured patterns).",
+    ),
+    (
+        "pipemedic_evidence_fetches_total",
+        "Evidence fetched for abnormal runs, by source (cloudwatch_logs, cloudwatch) and outcome (ok, empty, denied, not_found, throttled, timed_out, failed).",
     ),
     (
         "pipemedic_detector_fallbacks_total",
@@ -351,6 +355,15 @@ impl Metrics {
         self.add(
             "pipemedic_handoffs_dropped_total",
             vec![("queue", queue.into())],
+            1,
+        );
+    }
+
+    /// One evidence fetch for an abnormal run (see `pipemedic_evidence_fetches_total`).
+    pub fn evidence_fetch(&self, source: &str, outcome: &str) {
+        self.add(
+            "pipemedic_evidence_fetches_total",
+            vec![("source", source.into()), ("outcome", outcome.into())],
             1,
         );
     }

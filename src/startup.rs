@@ -223,14 +223,27 @@ impl Application {
             },
             Some(incidents.sender()),
         );
-        let redactor = crate::redact::Redactor::new(&loaded.config.planner.redact_patterns)?;
+        let redactor = Arc::new(crate::redact::Redactor::new(
+            &loaded.config.planner.redact_patterns,
+        )?);
         let ingest = Arc::new(IngestService::with_redactor(
             store.clone(),
             metrics.clone(),
             clock.clone(),
             Some(detection),
-            Arc::new(redactor),
+            redactor.clone(),
         ));
+        let evidence = (loaded.config.evidence.fetch_logs
+            || loaded.config.evidence.codebuild_usage)
+            .then(|| {
+                crate::evidence::EvidenceService::new(
+                    loaded.config.evidence.clone(),
+                    &aws,
+                    store.clone(),
+                    metrics.clone(),
+                    redactor.clone(),
+                )
+            });
         let (planner, approvals) = build_healing(&loaded, &store, &metrics, &clock, &aws).await?;
         let paging = crate::paging::PagingService::new(
             store.clone(),
@@ -255,6 +268,7 @@ impl Application {
             ),
             decisions: decisions_tx,
             paging,
+            evidence,
         });
         let bedrock = match loaded.config.ask.backend {
             crate::config::AskBackend::Offline => None,

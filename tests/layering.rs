@@ -41,6 +41,7 @@ const LAYERS: &[&[&str]] = &[
         "health",
         "charts",
         "paging",
+        "evidence",
     ],
     &[
         "chat",

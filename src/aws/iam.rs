@@ -28,16 +28,24 @@ pub enum ArnForm {
     /// An object under the export prefix of a bucket:
     /// `arn:aws:s3:::BUCKET/PREFIX/*` (S3 ARNs have no region or account).
     S3ExportObject,
+    /// A CloudWatch Logs log group: `arn:aws:logs:REGION:ACCOUNT:log-group:LOG_GROUP`
+    /// (CodeBuild writes to `/aws/codebuild/PROJECT` unless told otherwise).
+    LogGroup,
+    /// Any resource: actions that IAM does not scope to a resource, such as
+    /// `cloudwatch:GetMetricData`.
+    Any,
 }
 
 impl ArnForm {
     /// Every form, in a fixed order.
-    pub const ALL: [ArnForm; 5] = [
+    pub const ALL: [ArnForm; 7] = [
         Self::CodePipelinePipeline,
         Self::CodePipelineStage,
         Self::BedrockFoundationModel,
         Self::SageMakerEndpoint,
         Self::S3ExportObject,
+        Self::LogGroup,
+        Self::Any,
     ];
 
     /// The ARN with upper-case placeholders (`REGION`, `ACCOUNT`,
@@ -50,6 +58,8 @@ impl ArnForm {
             Self::BedrockFoundationModel => "arn:aws:bedrock:REGION::foundation-model/MODEL_ID",
             Self::SageMakerEndpoint => "arn:aws:sagemaker:REGION:ACCOUNT:endpoint/ENDPOINT_NAME",
             Self::S3ExportObject => "arn:aws:s3:::BUCKET/PREFIX/*",
+            Self::LogGroup => "arn:aws:logs:REGION:ACCOUNT:log-group:LOG_GROUP",
+            Self::Any => "*",
         }
     }
 
@@ -103,7 +113,7 @@ mod tests {
             ArnForm::from_template("arn:aws:codepipeline:REGION:ACCOUNT:*"),
             None
         );
-        assert_eq!(ArnForm::from_template("*"), None);
+        assert_eq!(ArnForm::from_template("*"), Some(ArnForm::Any));
     }
 
     #[test]

@@ -31,10 +31,10 @@ pub use load::{
 pub use schema::{
     ApprovalsConfig, AskBackend, AskConfig, AwsConfig, AwsEndpoints, ChatConfig, ChatRoute,
     CodePipelineConfig, ConsoleConfig, DefaultRoute, DetectorBackend, DetectorConfig,
-    DiscordConfig, GithubConfig, IncidentsConfig, IngestConfig, OpsgenieConfig, PagerDutyConfig,
-    PagingConfig, PlannerBackend, PlannerConfig, RemediateConfig, SecretFiles, ServerConfig,
-    SlackConfig, StoreConfig, UnknownIdentity, APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S,
-    MAX_EXPIRY_MINUTES, PAGING_PROVIDERS,
+    DiscordConfig, EvidenceConfig, GithubConfig, IncidentsConfig, IngestConfig, OpsgenieConfig,
+    PagerDutyConfig, PagingConfig, PlannerBackend, PlannerConfig, RemediateConfig, SecretFiles,
+    ServerConfig, SlackConfig, StoreConfig, UnknownIdentity, APPROVER_MEMBER_PREFIXES,
+    MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES, PAGING_PROVIDERS,
 };
 pub use secrets::{Secret, Secrets};
 
@@ -62,6 +62,7 @@ pub struct Config {
     pub paging: PagingConfig,
     pub secrets: SecretFiles,
     pub console: ConsoleConfig,
+    pub evidence: EvidenceConfig,
 }
 
 impl Config {

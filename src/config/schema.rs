@@ -445,6 +445,10 @@ pub struct AwsEndpoints {
     pub codepipeline: String,
     /// S3 (`pipemedic export`); an override is addressed path-style.
     pub s3: String,
+    /// CloudWatch Logs (failing CodeBuild logs, `[evidence]`).
+    pub logs: String,
+    /// CloudWatch (CodeBuild CPU and memory, `[evidence]`).
+    pub cloudwatch: String,
 }
 
 /// Limits on the remediation actions pipemedic runs once approved.
@@ -659,6 +663,34 @@ impl Default for ConsoleConfig {
             templates_dir: String::new(),
             trusted_proxy_header: String::new(),
             trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Evidence fetched for abnormal runs from where CI keeps it (`src/evidence/`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// Fetch the failing job's log of an abnormal run (CodeBuild through
+    /// CloudWatch Logs; GitHub Actions and GitLab through their APIs).
+    pub fetch_logs: bool,
+    /// Read a CodeBuild build's CPU and memory from CloudWatch when the run
+    /// did not report them.
+    pub codebuild_usage: bool,
+    /// Time allowed for all the fetches of one run, in seconds.
+    pub timeout_s: u64,
+    /// Most bytes of fetched log kept with the run (its tail and the lines
+    /// around errors).
+    pub max_excerpt_bytes: usize,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            fetch_logs: true,
+            codebuild_usage: true,
+            timeout_s: 20,
+            max_excerpt_bytes: 4096,
         }
     }
 }

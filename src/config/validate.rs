@@ -36,6 +36,7 @@ impl Config {
         paging(self, &mut bad);
         links(self, &mut bad);
         console(self, &mut bad);
+        evidence(self, &mut bad);
         problems
     }
 }
@@ -454,6 +455,8 @@ fn api_urls(config: &Config, bad: &mut impl FnMut(&str, String)) {
             &config.aws.endpoints.codepipeline,
         ),
         ("aws.endpoints.s3", &config.aws.endpoints.s3),
+        ("aws.endpoints.logs", &config.aws.endpoints.logs),
+        ("aws.endpoints.cloudwatch", &config.aws.endpoints.cloudwatch),
     ] {
         let optional = key.starts_with("aws.");
         let is_http = value.starts_with("http://") || value.starts_with("https://");
@@ -548,5 +551,26 @@ fn console(config: &Config, bad: &mut impl FnMut(&str, String)) {
                     .into(),
             );
         }
+    }
+}
+
+/// The bounds of the evidence fetches.
+fn evidence(config: &Config, bad: &mut impl FnMut(&str, String)) {
+    let e = &config.evidence;
+    if !(1..=120).contains(&e.timeout_s) {
+        bad(
+            "evidence.timeout_s",
+            format!("{} is out of range (1 to 120 seconds)", e.timeout_s),
+        );
+    }
+    if !(512..=crate::domain::MAX_LOG_EXCERPT).contains(&e.max_excerpt_bytes) {
+        bad(
+            "evidence.max_excerpt_bytes",
+            format!(
+                "{} is out of range (512 to {} bytes)",
+                e.max_excerpt_bytes,
+                crate::domain::MAX_LOG_EXCERPT
+            ),
+        );
     }
 }

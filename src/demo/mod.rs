@@ -22,6 +22,8 @@
 //! The demo drives the same services `serve` uses; it only plays the part
 //! of the CI system and of the people in the channel.
 
+#[cfg(feature = "ci-evidence")]
+mod evidence;
 pub mod history;
 
 use std::collections::BTreeMap;
@@ -103,6 +105,10 @@ pub struct DemoSummary {
     pub incidents: Vec<IncidentSummary>,
     /// Calls the CodePipeline stand-in received, by operation.
     pub codepipeline_calls: BTreeMap<String, usize>,
+    /// Calls the CloudWatch Logs stand-in received (the failing build's log).
+    pub logs_calls: BTreeMap<String, usize>,
+    /// Calls the CloudWatch stand-in received (the failing build's CPU and memory).
+    pub cloudwatch_calls: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -113,6 +119,8 @@ pub struct IncidentSummary {
     pub grade: f64,
     pub metrics: Vec<String>,
     pub plan: String,
+    /// The offered plan's suspected cause.
+    pub cause: String,
     /// Who drafted the plan offered: `bedrock` or `offline`.
     pub planner: String,
     pub approved_by: Vec<String>,
@@ -205,6 +213,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         ),
     };
     let standin = FakeCodePipeline::start().await;
+    #[cfg(feature = "ci-evidence")]
+    let evidence = evidence::Evidence::start().await;
 
     let mut config = config::from_sources(None, None, &Env::new()).map_err(setup)?;
     config.server.listen = "127.0.0.1:0".into();
@@ -217,6 +227,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
     // executions (the stand-in knows them).
     config.planner.generic_ci = crate::playbooks::CiSystem::Codepipeline;
     config.aws.endpoints.codepipeline = standin.url();
+    #[cfg(feature = "ci-evidence")]
+    evidence.configure(&mut config);
     let mut real_aws = false;
     if let DemoPlanner::Bedrock { endpoint } = &options.planner {
         config.planner.backend = config::PlannerBackend::Bedrock;
@@ -389,7 +401,14 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
                 .find(|(name, h, _)| *name == p.name && *h == hour);
             let shape = problem.map_or(Shape::Normal, |(_, _, s)| *s);
             n += 1;
-            let run = history::run(&p, n, start, shape, &mut rng);
+            #[allow(unused_mut)]
+            let mut run = history::run(&p, n, start, shape, &mut rng);
+            #[cfg(feature = "ci-evidence")]
+            if shape == Shape::FlakyTests {
+                // A CodeBuild build: its log and usage are where CodeBuild
+                // keeps them, and pipemedic fetches them.
+                evidence.move_to_codebuild(&mut run);
+            }
             register(&standin, &run);
             let verdict = ingest_one(&state, &run).await?;
             summary.replayed_runs += 1;
@@ -431,6 +450,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
             .entry(call.operation.clone())
             .or_default() += 1;
     }
+    #[cfg(feature = "ci-evidence")]
+    evidence.count_calls(&mut summary);
     stop.cancel();
     let _ = server.await;
     print_summary(&summary);
@@ -726,6 +747,7 @@ async fn handle_incident(
             .map(|d| d.metric.clone())
             .collect(),
         plan: String::new(),
+        cause: String::new(),
         planner: String::new(),
         approved_by: Vec::new(),
         action: None,
@@ -757,11 +779,13 @@ async fn handle_incident(
     {
         if let Some(stored) = state.store.plan(plan).await? {
             summary.planner = stored.backend.clone();
-            summary.plan = stored
+            if let Some(validated) = stored
                 .validated
                 .and_then(|v| serde_json::from_value::<crate::plan::ValidatedPlan>(v).ok())
-                .map(|v| v.summary)
-                .unwrap_or_default();
+            {
+                summary.plan = validated.summary;
+                summary.cause = validated.suspected_cause;
+            }
         }
     }
     let Some(request) = request.filter(|_| offered.status == IncidentStatus::AwaitingApproval)
@@ -853,6 +877,9 @@ fn print_summary(s: &DemoSummary) {
             i.metrics.join(", ")
         ));
         say(&format!("     plan ({}): {}", i.planner, i.plan));
+        if !i.cause.is_empty() {
+            say(&format!("     suspected cause: {}", i.cause));
+        }
         say(&format!(
             "     approved by: {}",
             if i.approved_by.is_empty() {
@@ -877,19 +904,21 @@ fn print_summary(s: &DemoSummary) {
             say(&format!("     track record: {line}"));
         }
     }
-    let calls: Vec<String> = s
-        .codepipeline_calls
-        .iter()
-        .map(|(op, n)| format!("{op} x{n}"))
-        .collect();
-    say(&format!(
-        "CodePipeline calls: {}",
-        if calls.is_empty() {
-            "none".into()
-        } else {
-            calls.join(", ")
-        }
-    ));
+    for (service, calls) in [
+        ("CodePipeline", &s.codepipeline_calls),
+        ("CloudWatch Logs", &s.logs_calls),
+        ("CloudWatch", &s.cloudwatch_calls),
+    ] {
+        let calls: Vec<String> = calls.iter().map(|(op, n)| format!("{op} x{n}")).collect();
+        say(&format!(
+            "{service} calls: {}",
+            if calls.is_empty() {
+                "none".into()
+            } else {
+                calls.join(", ")
+            }
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 mod allowlist;
 mod approval;
+mod excerpt;
 mod incident;
 mod links;
 mod message;
@@ -18,6 +19,7 @@ mod verdict;
 
 pub use allowlist::{check_allowlist_entry, restricted_address, HttpAllowlist};
 pub use approval::{ApprovalPolicy, Approver, Choice, RequestStatus, Risk, StepPolicy, Via, Vote};
+pub use excerpt::{bounded_excerpt, most_relevant_line};
 pub use incident::{Incident, IncidentSeverity, IncidentStatus};
 pub use links::{
     check_link_template, render_link, sample_link_facts, LinkError, LinkFacts, LinkTemplate,
@@ -29,7 +31,7 @@ pub use outcome::{
 };
 pub use run::{
     DeployMetrics, FieldError, MetricSample, ResourceMetrics, Run, RunSource, RunStatus,
-    StageTiming, TestCounts, BUILTIN_METRICS,
+    StageTiming, TestCounts, BUILTIN_METRICS, MAX_LOG_EXCERPT,
 };
 pub use run_limits::{MAX_CUSTOM_METRICS, MAX_NAME_CHARS, MAX_STAGES};
 pub use text::truncate;

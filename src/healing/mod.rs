@@ -168,6 +168,8 @@ struct Inner {
     tracker: std::sync::OnceLock<TaskTracker>,
     /// Pages the on-call person (a no-op without `[paging]`).
     paging: PagingService,
+    /// Fetches the failing build's log and usage of abnormal runs.
+    evidence: Option<crate::evidence::EvidenceService>,
 }
 
 /// An execution task's report to the healing task.
@@ -203,6 +205,9 @@ pub struct HealingParts {
     pub decisions: mpsc::Sender<DecisionEvent>,
     /// Pages the on-call person when a plan expires or fixes keep failing.
     pub paging: PagingService,
+    /// Fetches evidence (log, resource usage) of each run that opens or
+    /// extends an incident, before its plan; `None` fetches nothing.
+    pub evidence: Option<crate::evidence::EvidenceService>,
 }
 
 /// The healing loop; cheap to clone.

@@ -19,6 +19,7 @@ impl HealingService {
             identities,
             decisions,
             paging,
+            evidence,
         } = parts;
         let (ran, ran_rx) = mpsc::channel(QUEUE);
         Self {
@@ -38,6 +39,7 @@ impl HealingService {
                 ran_rx: std::sync::Mutex::new(Some(ran_rx)),
                 tracker: std::sync::OnceLock::new(),
                 paging,
+                evidence,
             }),
         }
     }

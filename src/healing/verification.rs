@@ -41,6 +41,9 @@ impl HealingService {
                 .await;
             }
         }
+        if let Handled::Opened(id) | Handled::Updated(id) = run.handled {
+            self.gather_evidence(id, scored.run_pk).await;
+        }
         match run.handled {
             Handled::Opened(id) => self.plan(id, None).await,
             Handled::Updated(id) => {
@@ -61,6 +64,27 @@ impl HealingService {
             }
             Handled::Ignored if !scored.verdict.is_anomalous() => self.on_normal_run(scored).await,
             Handled::Ignored => Ok(()),
+        }
+    }
+
+    /// Fetches and stores the evidence of an abnormal run before it is
+    /// planned for; says in the thread what could not be read (once per
+    /// incident). Never fails the incident.
+    async fn gather_evidence(&self, incident_id: i64, run_pk: i64) {
+        let Some(evidence) = &self.inner.evidence else {
+            return;
+        };
+        match evidence.gather(incident_id, run_pk).await {
+            Ok(notes) => {
+                for note in notes {
+                    self.say(incident_id, "Evidence not read", Severity::Warning, note)
+                        .await;
+                }
+            }
+            Err(e) => {
+                self.inner.metrics.background_error("evidence");
+                tracing::warn!(incident_id, error = %e, "Cannot store the run's evidence.");
+            }
         }
     }
 

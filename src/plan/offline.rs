@@ -154,9 +154,10 @@ fn draft(catalog: &Catalog, facts: &IncidentFacts, matches: &[PlaybookMatch<'_>]
                 names.join(", then ")
             ),
             suspected_cause: format!(
-                "{}: {}.{}",
+                "{}: {}.{}{}",
                 playbook.title,
                 m.reasons.join("; "),
+                log_quote(facts),
                 skipped_note(&skipped)
             ),
             confidence: confidence(m.score),
@@ -174,6 +175,23 @@ fn draft(catalog: &Catalog, facts: &IncidentFacts, matches: &[PlaybookMatch<'_>]
         steps: Vec::new(),
         risk: Risk::Low,
     }
+}
+
+/// Longest log line quoted in a suspected cause.
+const MAX_QUOTE_CHARS: usize = 240;
+
+/// The log's most telling error line, quoted (` The log says: "…".`), or
+/// nothing when the run has no log excerpt or no line looks like an error.
+fn log_quote(facts: &IncidentFacts) -> String {
+    facts
+        .log_excerpt
+        .as_deref()
+        .and_then(crate::domain::most_relevant_line)
+        .map(|line| {
+            let line = crate::domain::truncate(&line.replace(['"', '`'], "'"), MAX_QUOTE_CHARS);
+            format!(" The log says: \"{line}\".")
+        })
+        .unwrap_or_default()
 }
 
 fn skipped_note(skipped: &[String]) -> String {
@@ -216,9 +234,10 @@ fn explain_only(facts: &IncidentFacts, m: &PlaybookMatch<'_>, skipped: &[String]
             m.playbook.id, m.playbook.title
         ),
         suspected_cause: format!(
-            "{}: {}.{}",
+            "{}: {}.{}{}",
             m.playbook.title,
             m.reasons.join("; "),
+            log_quote(facts),
             skipped_note(skipped)
         ),
         confidence: confidence(m.score),

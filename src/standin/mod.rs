@@ -3,6 +3,8 @@
 //! format on 127.0.0.1 so the real client crate talks to it over real HTTP.
 //! Tests use them too. Never used by `serve`.
 
+#[cfg(feature = "ci-evidence")]
+pub mod cloudwatch;
 pub mod codepipeline;
 
 use std::net::SocketAddr;

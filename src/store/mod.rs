@@ -311,6 +311,22 @@ impl Store {
         row.as_ref().map(stored_from_row).transpose()
     }
 
+    /// Replaces the stored body of run `pk` with `run` (evidence added after
+    /// the run was stored: its log excerpt, its resource usage); the run's
+    /// identity and indexed columns stay as they were. Idempotent.
+    pub async fn replace_run_body(&self, pk: i64, run: &Run) -> Result<(), StoreError> {
+        let body = serde_json::to_string(run).map_err(|e| StoreError::Corrupt {
+            what: "run".into(),
+            detail: e.to_string(),
+        })?;
+        sqlx::query("UPDATE runs SET body = $1 WHERE id = $2")
+            .bind(body)
+            .bind(pk)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The metric samples of one series in `[from, to)`, oldest first.
     pub async fn samples(
         &self,

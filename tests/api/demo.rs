@@ -49,6 +49,24 @@ async fn the_demo_closes_the_whole_loop() {
     .expect("demo runs");
     assert_loop_closed(&summary);
     assert!(summary.incidents.iter().all(|i| i.planner == "offline"));
+    #[cfg(feature = "ci-evidence")]
+    {
+        // The failing CodeBuild build's log and usage were fetched through
+        // the SDK clients, and the plan quotes the log.
+        assert_eq!(
+            summary.logs_calls.get("GetLogEvents"),
+            Some(&1),
+            "{summary:#?}"
+        );
+        assert_eq!(summary.cloudwatch_calls.get("GetMetricData"), Some(&1));
+        assert!(
+            summary.incidents[0]
+                .cause
+                .contains("The log says: \"FAILED CheckoutFlowIT.placesOrder - timed out waiting for element #confirm"),
+            "{}",
+            summary.incidents[0].cause
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -264,6 +264,9 @@ pub async fn spawn_app_with_secrets(
     config.store.url = test_db.url.clone();
     // Each layer is tested on its own; the healing tests turn planning on.
     config.planner.plan_incidents = false;
+    // No test reaches AWS: evidence is tested against its stand-ins.
+    config.evidence.fetch_logs = false;
+    config.evidence.codebuild_usage = false;
     adjust(&mut config);
     let aws = test_aws_settings(&config.aws);
     let mut secrets = test_secrets();

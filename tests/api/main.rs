@@ -25,6 +25,8 @@ mod demo;
 mod detection;
 mod edge;
 mod export;
+#[cfg(feature = "ci-evidence")]
+mod evidence;
 mod handoffs;
 mod healing;
 mod healing_tasks;

@@ -1,0 +1,348 @@
+//! Evidence from where CI keeps it, fetched for abnormal runs only (cost
+//! and rate limits): the failing CodeBuild build's log from CloudWatch Logs
+//! and its CPU and memory from CloudWatch.
+//!
+//! [`EvidenceService::gather`] is called by the healing loop when a run
+//! opens or extends an incident, before the plan is drafted. It finds the
+//! build from the run's log link (the CloudWatch deep link CodeBuild's
+//! state-change event carries in `additional-information.logs`, which
+//! names the log group and stream; no `BatchGetBuilds` call is needed),
+//! reads the tail of its log (one `GetLogEvents`, at most 10,000 events or
+//! 1 MB), hides the secrets in the whole of it, keeps a bounded excerpt
+//! (the lines around errors and the tail, [`crate::domain::bounded_excerpt`])
+//! and stores it on the run, so the plan prompt, the alert thread, `ask`
+//! and the web console see it. When the run reported no CPU or memory,
+//! the build's peak `CPUUtilizedPercent` and `MemoryUtilized` are read with
+//! one `GetMetricData` call ([`cloudwatch::usage`] batches many builds
+//! into one call) and stored as its resources.
+//!
+//! Every fetch is bounded in time (`evidence.timeout_s`), retried by the
+//! SDK's own retry policy, and counted in
+//! `pipemedic_evidence_fetches_total{source, outcome}`. A missing
+//! permission or a deleted log is said once per incident in its thread
+//! (the returned notes) and never fails the incident; other failures are
+//! logged and counted.
+//!
+//! This module does not decide what is abnormal, does not plan and does
+//! not post: the caller says the notes.
+
+#[cfg(feature = "ci-evidence")]
+pub mod cloudwatch;
+pub mod codebuild;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::aws::iam::{ArnForm, IamGrant};
+use crate::aws::AwsSettings;
+use crate::config::EvidenceConfig;
+use crate::domain::{bounded_excerpt, ResourceMetrics};
+use crate::metrics::Metrics;
+use crate::redact::{Redactor, Tally};
+use crate::store::{Store, StoreError};
+
+pub use codebuild::{codebuild_of, CodeBuildRef};
+
+/// What the evidence calls need: reading a build's log events from its log
+/// group, and reading metric data (which IAM does not scope to a resource).
+pub const IAM: [IamGrant; 2] = [
+    IamGrant::new("logs:GetLogEvents", ArnForm::LogGroup),
+    IamGrant::new("cloudwatch:GetMetricData", ArnForm::Any),
+];
+
+/// Where a piece of evidence comes from (a label of the fetch metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A CodeBuild build's log in CloudWatch Logs.
+    CloudWatchLogs,
+    /// A CodeBuild build's resource usage in CloudWatch.
+    CloudWatch,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CloudWatchLogs => "cloudwatch_logs",
+            Self::CloudWatch => "cloudwatch",
+        }
+    }
+}
+
+/// Why a piece of evidence could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The credentials lack the permission (`AccessDenied*`, HTTP 403).
+    #[error("access denied: {0}")]
+    Denied(String),
+    /// The log (or its group) no longer exists (`ResourceNotFoundException`, HTTP 404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The service kept throttling through every retry.
+    #[error("throttled, after retries: {0}")]
+    Throttled(String),
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl FetchError {
+    /// The `outcome` label of the fetch metric.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Denied(_) => "denied",
+            Self::NotFound(_) => "not_found",
+            Self::Throttled(_) => "throttled",
+            Self::TimedOut(_) => "timed_out",
+            Self::Failed(_) => "failed",
+        }
+    }
+
+    /// Whether people should hear of it (it will not fix itself).
+    pub fn is_for_people(&self) -> bool {
+        matches!(self, Self::Denied(_) | Self::NotFound(_))
+    }
+
+    /// Classifies from the HTTP status and the service's error code (pure).
+    pub fn from_response(status: u16, code: Option<&str>, described: String) -> Self {
+        let code = code.unwrap_or("");
+        if status == 403 || code.starts_with("AccessDenied") || code == "UnauthorizedOperation" {
+            Self::Denied(described)
+        } else if status == 404 || code == "ResourceNotFoundException" {
+            Self::NotFound(described)
+        } else if crate::aws::classify_response(status, Some(code))
+            == crate::aws::ErrorClass::Throttling
+        {
+            Self::Throttled(described)
+        } else {
+            Self::Failed(described)
+        }
+    }
+}
+
+/// Notes per incident, remembered so that each is said once (per process).
+const MAX_REMEMBERED: usize = 10_000;
+
+/// Fetches and stores the evidence of abnormal runs; cheap to clone.
+#[derive(Clone)]
+pub struct EvidenceService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EvidenceConfig,
+    store: Store,
+    metrics: Arc<Metrics>,
+    redactor: Arc<Redactor>,
+    #[cfg(feature = "ci-evidence")]
+    logs: crate::aws::LazyClient<aws_sdk_cloudwatchlogs::Client>,
+    #[cfg(feature = "ci-evidence")]
+    cloudwatch: crate::aws::LazyClient<aws_sdk_cloudwatch::Client>,
+    reported: Mutex<HashSet<(i64, Source)>>,
+}
+
+impl std::fmt::Debug for EvidenceService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvidenceService")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EvidenceService {
+    /// The service; AWS is loaded only when a CodeBuild build's evidence
+    /// is first fetched.
+    pub fn new(
+        config: EvidenceConfig,
+        aws: &AwsSettings,
+        store: Store,
+        metrics: Arc<Metrics>,
+        redactor: Arc<Redactor>,
+    ) -> Self {
+        #[cfg(not(feature = "ci-evidence"))]
+        let _ = aws;
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                metrics,
+                redactor,
+                #[cfg(feature = "ci-evidence")]
+                logs: crate::aws::LazyClient::new(aws, crate::aws::AwsClients::logs),
+                #[cfg(feature = "ci-evidence")]
+                cloudwatch: crate::aws::LazyClient::new(aws, crate::aws::AwsClients::cloudwatch),
+                reported: Mutex::default(),
+            }),
+        }
+    }
+
+    fn deadline(&self) -> Duration {
+        Duration::from_secs(self.inner.config.timeout_s.max(1))
+    }
+
+    /// Whether `source`'s problem is yet to be said for `incident_id`
+    /// (and marks it said).
+    fn first_report(&self, incident_id: i64, source: Source) -> bool {
+        let Ok(mut reported) = self.inner.reported.lock() else {
+            return true;
+        };
+        if reported.len() >= MAX_REMEMBERED {
+            reported.clear();
+        }
+        reported.insert((incident_id, source))
+    }
+
+    fn counted<T>(&self, source: Source, result: &Result<T, FetchError>, empty: bool) {
+        let outcome = match result {
+            Ok(_) if empty => "empty",
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        self.inner.metrics.evidence_fetch(source.as_str(), outcome);
+    }
+
+    /// Fetches the evidence of stored run `run_pk`, which opened or
+    /// extended incident `incident_id`, and stores it on the run. Returns
+    /// the notes to say in the incident's thread (a missing permission or
+    /// a deleted log, once per incident). A run with no CodeBuild build
+    /// needs nothing and loads nothing. Errors only when the store fails.
+    #[tracing::instrument(skip(self), fields(source))]
+    pub async fn gather(&self, incident_id: i64, run_pk: i64) -> Result<Vec<String>, StoreError> {
+        let Some(stored) = self.inner.store.run_by_pk(run_pk).await? else {
+            return Ok(Vec::new());
+        };
+        let mut run = stored.run;
+        let Some(build) = codebuild_of(&run) else {
+            return Ok(Vec::new());
+        };
+        let mut notes = Vec::new();
+        let mut changed = false;
+        if self.inner.config.fetch_logs {
+            let deadline = self.deadline();
+            let result = tokio::time::timeout(deadline, self.fetch_log(&build))
+                .await
+                .unwrap_or(Err(FetchError::TimedOut(deadline)));
+            let empty = result.as_ref().is_ok_and(|l| l.trim().is_empty());
+            self.counted(Source::CloudWatchLogs, &result, empty);
+            match result {
+                Ok(log) if !empty => {
+                    let mut tally = Tally::default();
+                    let hidden = self.inner.redactor.redact_tally(&log, &mut tally);
+                    for (kind, n) in tally.iter() {
+                        self.inner.metrics.redactions(kind, n);
+                    }
+                    let excerpt = bounded_excerpt(&hidden, self.inner.config.max_excerpt_bytes);
+                    run.log_excerpt = Some(match run.log_excerpt.take() {
+                        Some(old) if !old.trim().is_empty() && !excerpt.contains(old.trim()) => {
+                            format!("{}\n{excerpt}", old.trim_end())
+                        }
+                        _ => excerpt,
+                    });
+                    changed = true;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(incident_id, build = %build.build_id, error = %e, "Cannot read the build's log.");
+                    if e.is_for_people() && self.first_report(incident_id, Source::CloudWatchLogs) {
+                        notes.push(format!(
+                            "The log of CodeBuild build `{}` could not be read from CloudWatch Logs \
+                             (group `{}`, stream `{}`): {e}. The incident goes on without it.",
+                            build.build_id, build.log_group, build.log_stream
+                        ));
+                    }
+                }
+            }
+        }
+        let reported = run
+            .resources
+            .is_some_and(|r| r.cpu_peak_pct.is_some() || r.mem_peak_mb.is_some());
+        if self.inner.config.codebuild_usage && !reported {
+            let deadline = self.deadline();
+            let window = codebuild::window_of(&run);
+            let result = tokio::time::timeout(deadline, self.fetch_usage(&build, window))
+                .await
+                .unwrap_or(Err(FetchError::TimedOut(deadline)));
+            let empty = result.as_ref().is_ok_and(|u| u.is_none());
+            self.counted(Source::CloudWatch, &result, empty);
+            match result {
+                Ok(Some(usage)) => {
+                    run.resources = Some(usage);
+                    changed = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(incident_id, build = %build.build_id, error = %e, "Cannot read the build's resource usage.");
+                    if e.is_for_people() && self.first_report(incident_id, Source::CloudWatch) {
+                        notes.push(format!(
+                            "The CPU and memory of CodeBuild build `{}` could not be read from CloudWatch: {e}. \
+                             The incident goes on without them.",
+                            build.build_id
+                        ));
+                    }
+                }
+            }
+        }
+        if changed {
+            run.normalise();
+            self.inner.store.replace_run_body(run_pk, &run).await?;
+            tracing::info!(incident_id, run_id = %run.run_id, build = %build.build_id, "Evidence stored with the run.");
+        }
+        Ok(notes)
+    }
+
+    #[cfg(feature = "ci-evidence")]
+    async fn fetch_log(&self, build: &CodeBuildRef) -> Result<String, FetchError> {
+        cloudwatch::log_tail(&self.inner.logs.get().await, build).await
+    }
+
+    #[cfg(not(feature = "ci-evidence"))]
+    async fn fetch_log(&self, _build: &CodeBuildRef) -> Result<String, FetchError> {
+        Err(FetchError::Failed(
+            "this build of pipemedic has no CloudWatch Logs client (feature `ci-evidence`)".into(),
+        ))
+    }
+
+    #[cfg(feature = "ci-evidence")]
+    async fn fetch_usage(
+        &self,
+        build: &CodeBuildRef,
+        window: codebuild::Window,
+    ) -> Result<Option<ResourceMetrics>, FetchError> {
+        let mut usage = cloudwatch::usage(
+            &self.inner.cloudwatch.get().await,
+            std::slice::from_ref(build),
+            window,
+        )
+        .await?;
+        Ok(usage.remove(&build.build_id))
+    }
+
+    #[cfg(not(feature = "ci-evidence"))]
+    async fn fetch_usage(
+        &self,
+        _build: &CodeBuildRef,
+        _window: codebuild::Window,
+    ) -> Result<Option<ResourceMetrics>, FetchError> {
+        Err(FetchError::Failed(
+            "this build of pipemedic has no CloudWatch client (feature `ci-evidence`)".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_from_status_and_code() {
+        let e = |s, c: &str| FetchError::from_response(s, Some(c), String::new());
+        assert_eq!(e(400, "AccessDeniedException").outcome(), "denied");
+        assert_eq!(e(403, "").outcome(), "denied");
+        assert_eq!(e(400, "ResourceNotFoundException").outcome(), "not_found");
+        assert_eq!(e(400, "ThrottlingException").outcome(), "throttled");
+        assert_eq!(e(500, "InternalFailure").outcome(), "failed");
+        assert!(e(403, "").is_for_people());
+        assert!(!e(400, "ThrottlingException").is_for_people());
+    }
+}
