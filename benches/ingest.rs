@@ -6,6 +6,10 @@
 //! ratio to a baseline measured in the same run: `GET /healthz` requests per
 //! second through the same server and client (the HTTP ceiling).
 //!
+//! After each backend's figures, the ceiling: the same rows stored durably
+//! through the same driver and write path, 100 per transaction, without
+//! HTTP or scoring.
+//!
 //! First, the cost of the run limits check ([`pipemedic::domain::Run::validate`])
 //! on a run with the most stages accepted, as a ratio to a one-stage run.
 
@@ -97,12 +101,52 @@ async fn bench_backend(name: &str, url: &str) {
     })
     .await;
     stop.cancel();
+    let ceiling = ceiling(url).await;
 
     println!(
         "{name:<10} healthz {healthz:>9.0} req/s | one run per request {single:>8.0} runs/s ({:.2}x healthz) | {BATCH} runs per request {batched:>8.0} runs/s ({:.2}x healthz)",
         single / healthz,
         batched / healthz
     );
+    println!(
+        "{name:<10} ceiling: durable inserts of the same rows, {BATCH} per transaction, no HTTP or scoring {ceiling:>8.0} runs/s ({:.2}x healthz)",
+        ceiling / healthz
+    );
+}
+
+/// Runs per second stored durably through the store's own write path
+/// ([`pipemedic::store::WriteTx::upsert_runs`]), 100 per transaction, one
+/// transaction after another: the ceiling of what ingest can reach.
+async fn ceiling(url: &str) -> f64 {
+    let store = pipemedic::store::Store::connect(url, 4)
+        .await
+        .expect("store opens");
+    let now = chrono::Utc::now();
+    let template: Vec<_> = (0..100)
+        .map(|i| {
+            pipemedic::ingest::generic::parse_one(run_json(i % 50, 0), "", now).expect("valid run")
+        })
+        .collect();
+    let started = Instant::now();
+    let mut stored = 0u64;
+    let mut n = 0u64;
+    while started.elapsed() < MEASURE {
+        let mut runs = template.clone();
+        for (i, run) in runs.iter_mut().enumerate() {
+            run.run_id = format!("r{}", 50_000_000 + n * 100 + i as u64);
+        }
+        let refs: Vec<_> = runs.iter().collect();
+        let mut tx = store.begin_write().await.expect("begin");
+        tx.upsert_runs(&refs, pipemedic::domain::RunSource::Generic, now)
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        stored += 100;
+        n += 1;
+    }
+    let rate = stored as f64 / started.elapsed().as_secs_f64();
+    store.close().await;
+    rate
 }
 
 /// Microseconds per [`pipemedic::domain::Run::validate`] call on a run with

@@ -80,23 +80,45 @@ pub(super) async fn train(
         .await
         .map_err(|e| Exit::Failure(e.into()))?;
     let bar = progress_bar(total.max(0) as u64, "learning runs");
-    let mut done = 0u64;
-    for name in &names {
-        let before = done;
-        let (model, report) =
-            crate::scoring::train::rebuild(&store, name, &loaded.config.detector, |n| {
-                bar.set_position(before + n as u64)
-            })
-            .await
+    // Pipelines are rebuilt on every core at once, each by one task; models
+    // are independent, so the order does not matter.
+    let started = std::time::Instant::now();
+    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let detector = std::sync::Arc::new(loaded.config.detector.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut names = names.into_iter();
+    let (mut pipelines, mut runs) = (0usize, 0usize);
+    loop {
+        while tasks.len() < parallel {
+            let Some(name) = names.next() else { break };
+            let (store, detector, bar) = (store.clone(), detector.clone(), bar.clone());
+            tasks.spawn(async move {
+                let mut seen = 0;
+                let (model, report) =
+                    crate::scoring::train::rebuild(&store, &name, &detector, |n| {
+                        bar.inc((n - seen) as u64);
+                        seen = n;
+                    })
+                    .await?;
+                if report.learned + report.skipped_abnormal > 0 {
+                    crate::scoring::bank::save(&store, &name, &model).await?;
+                }
+                Ok::<_, crate::store::StoreError>(report)
+            });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let report = joined
+            .map_err(|e| Exit::Failure(e.into()))?
             .map_err(|e| Exit::Failure(e.into()))?;
+        let name = &report.pipeline;
         if report.learned + report.skipped_abnormal == 0 {
             bar.suspend(|| eprintln!("{name}: no finished runs stored"));
             continue;
         }
-        done = before + (report.learned + report.skipped_abnormal) as u64;
-        crate::scoring::bank::save(&store, name, &model)
-            .await
-            .map_err(|e| Exit::Failure(e.into()))?;
+        pipelines += 1;
+        runs += report.learned + report.skipped_abnormal;
         bar.suspend(|| {
             println!(
                 "{name}: learned {} runs, skipped {} graded abnormal",
@@ -106,6 +128,10 @@ pub(super) async fn train(
     }
     bar.finish_and_clear();
     store.close().await;
+    eprintln!(
+        "trained {pipelines} pipelines on {runs} runs in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -143,7 +143,8 @@ pub(super) async fn ingest(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let mut summary = backfill::store_all(&service, &runs, |done| bar.set_position(done as u64))
+    let started = std::time::Instant::now();
+    let mut summary = backfill::store_all(&service, runs, |done| bar.set_position(done as u64))
         .await
         .map_err(|e| Exit::Failure(e.into()))?;
     bar.finish_and_clear();
@@ -157,14 +158,16 @@ pub(super) async fn ingest(
         report.duplicates = summary.duplicates;
         return report.print();
     }
+    let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{}: {} runs read, {} inserted, {} updated, {} already stored, {} invalid lines skipped",
+        "{}: {} runs read, {} inserted, {} updated, {} already stored, {} invalid lines skipped; stored in {seconds:.1} s ({:.0} runs/s)",
         file.display(),
         summary.lines_valid,
         summary.inserted,
         summary.updated,
         summary.duplicates,
-        summary.lines_invalid
+        summary.lines_invalid,
+        summary.lines_valid as f64 / seconds.max(1e-9)
     );
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! line) or CSV with a header. The whole file is validated first and every
 //! bad line is reported with its line number and field; nothing is stored
 //! unless the file is clean (or `--skip-invalid` is given). Valid runs are
-//! then stored in batches, each batch one transaction, with a progress bar.
+//! then stored in big batches, each batch one transaction of multi-row
+//! inserts, with a progress bar. Backfilled runs are stored, not scored:
+//! `pipemedic train` builds the models from the stored history.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,8 +18,13 @@ use crate::store::RunOutcome;
 
 use super::IngestService;
 
-/// Runs stored per transaction.
-const BATCH: usize = 500;
+/// Runs stored per transaction: big, so that a backfill costs few durable
+/// commits (multi-row inserts inside; see [`crate::store::WriteTx::upsert_runs`]).
+const BATCH: usize = 10_000;
+
+/// Batches handed to the writer before the first is answered, so the next
+/// one is ready when a commit ends.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// One bad line of the input file.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,11 +73,51 @@ pub fn parse_file(
     }
 }
 
+/// Lines parsed by one thread at least; smaller files are parsed on one.
+const LINES_PER_THREAD: usize = 20_000;
+
+/// Parses JSON Lines on every core, each thread a contiguous share of the
+/// lines; the results keep the file's order.
 fn parse_jsonl(text: &str, now: DateTime<Utc>) -> (Vec<(usize, Run)>, Vec<LineError>) {
-    let mut runs = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(lines.len() / LINES_PER_THREAD)
+        .max(1);
+    let share = lines.len().div_ceil(threads).max(1);
+    let parts: Vec<_> = std::thread::scope(|scope| {
+        let workers: Vec<_> = lines
+            .chunks(share)
+            .enumerate()
+            .map(|(k, chunk)| scope.spawn(move || parse_jsonl_lines(chunk, k * share, now)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut runs = Vec::with_capacity(lines.len());
     let mut errors = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
+    for (r, e) in parts {
+        runs.extend(r);
+        errors.extend(e);
+    }
+    (runs, errors)
+}
+
+/// Parses `lines`, the first of which is line `first + 1` of the file.
+fn parse_jsonl_lines(
+    lines: &[&str],
+    first: usize,
+    now: DateTime<Utc>,
+) -> (Vec<(usize, Run)>, Vec<LineError>) {
+    let mut runs = Vec::with_capacity(lines.len());
+    let mut errors = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let line_no = first + i + 1;
         if line.trim().is_empty() {
             continue;
         }
@@ -326,23 +373,31 @@ pub struct BackfillSummary {
     pub duplicates: usize,
 }
 
-/// Stores parsed runs in batches, calling `progress` with the number of runs
-/// done after each batch.
+/// Stores parsed runs in batches, each batch one transaction, in file
+/// order, calling `progress` with the number of runs done after each batch.
+/// Runs are stored, not scored: `pipemedic train` builds the models from
+/// them afterwards.
 pub async fn store_all(
     service: &IngestService,
-    runs: &[(usize, Run)],
+    runs: Vec<(usize, Run)>,
     mut progress: impl FnMut(usize),
 ) -> Result<BackfillSummary, super::IngestError> {
+    use futures::StreamExt;
     let mut summary = BackfillSummary {
         lines_valid: runs.len(),
         ..Default::default()
     };
     let mut done = 0;
-    for chunk in runs.chunks(BATCH) {
-        let batch: Vec<Run> = chunk.iter().map(|(_, r)| r.clone()).collect();
-        let report = service
-            .accept_runs(RunSource::Backfill, None, &batch, false)
-            .await?;
+    let mut batches = Vec::with_capacity(runs.len().div_ceil(BATCH));
+    let mut runs = runs.into_iter().map(|(_, r)| r).peekable();
+    while runs.peek().is_some() {
+        batches.push(runs.by_ref().take(BATCH).collect::<Vec<Run>>());
+    }
+    let mut stored = futures::stream::iter(batches)
+        .map(|batch| service.accept_owned_runs(RunSource::Backfill, None, batch, false))
+        .buffered(BATCHES_IN_FLIGHT);
+    while let Some(report) = stored.next().await {
+        let report = report?;
         for a in &report.runs {
             match a.outcome {
                 RunOutcome::Inserted => summary.inserted += 1,
@@ -350,7 +405,7 @@ pub async fn store_all(
                 RunOutcome::Duplicate => summary.duplicates += 1,
             }
         }
-        done += chunk.len();
+        done += report.runs.len();
         progress(done);
     }
     Ok(summary)

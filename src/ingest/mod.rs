@@ -226,13 +226,27 @@ impl IngestService {
         runs: &[Run],
         wait_for_verdicts: bool,
     ) -> Result<IngestReport, IngestError> {
+        self.accept_owned_runs(source, delivery_id, runs.to_vec(), wait_for_verdicts)
+            .await
+    }
+
+    /// [`IngestService::accept_runs`] for runs the caller hands over (no
+    /// copy: what backfills use).
+    pub async fn accept_owned_runs(
+        &self,
+        source: RunSource,
+        delivery_id: Option<&str>,
+        runs: Vec<Run>,
+        wait_for_verdicts: bool,
+    ) -> Result<IngestReport, IngestError> {
         // Checked here too so one bad call never fails a group commit.
-        check_runs(runs, self.clock.now())?;
+        check_runs(&runs, self.clock.now())?;
+        let n = runs.len();
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
             source,
             delivery_id: delivery_id.map(str::to_string),
-            runs: runs.to_vec(),
+            runs,
             reply,
         };
         let closed = || StoreError::Corrupt {
@@ -242,7 +256,7 @@ impl IngestService {
         self.jobs.send(job).await.map_err(|_| closed())?;
         let (mut report, pending) = answer.await.map_err(|_| closed())??;
         if report.duplicate_delivery {
-            return Ok(self.duplicate(source, delivery_id, runs.len()));
+            return Ok(self.duplicate(source, delivery_id, n));
         }
         self.count(source, &report.runs);
         if wait_for_verdicts {
@@ -360,25 +374,45 @@ async fn write_group(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<IngestReport>, IngestError> {
     let mut tx = store.begin_write().await?;
-    let mut reports = Vec::with_capacity(group.len());
+    // Deliveries first, in order: a redelivered call stores nothing.
+    let mut claimed = Vec::with_capacity(group.len());
     for job in group {
-        if let Some(id) = &job.delivery_id {
-            if !tx.claim_event(job.source.as_str(), id, now).await? {
-                reports.push(IngestReport {
-                    duplicate_delivery: true,
-                    runs: Vec::new(),
-                });
-                continue;
-            }
+        let fresh = match &job.delivery_id {
+            Some(id) => tx.claim_event(job.source.as_str(), id, now).await?,
+            None => true,
+        };
+        claimed.push(fresh);
+    }
+    // Then every run of every call, a source at a time (usually one), in
+    // multi-row statements.
+    let mut accepted: Vec<Vec<Accepted>> = vec![Vec::new(); group.len()];
+    let mut sources: Vec<RunSource> = Vec::new();
+    for (job, fresh) in group.iter().zip(&claimed) {
+        if *fresh && !sources.contains(&job.source) {
+            sources.push(job.source);
         }
-        let runs = store_redacted(&mut tx, job.source, &job.runs, now).await?;
-        reports.push(IngestReport {
-            duplicate_delivery: false,
-            runs,
-        });
+    }
+    for source in sources {
+        let members: Vec<usize> = (0..group.len())
+            .filter(|&j| claimed[j] && group[j].source == source)
+            .collect();
+        let runs: Vec<&Run> = members.iter().flat_map(|&j| group[j].runs.iter()).collect();
+        let mut stored = store_redacted(&mut tx, source, &runs, now)
+            .await?
+            .into_iter();
+        for &j in &members {
+            accepted[j] = stored.by_ref().take(group[j].runs.len()).collect();
+        }
     }
     tx.commit().await?;
-    Ok(reports)
+    Ok(claimed
+        .into_iter()
+        .zip(accepted)
+        .map(|(fresh, runs)| IngestReport {
+            duplicate_delivery: !fresh,
+            runs,
+        })
+        .collect())
 }
 
 /// Validates the runs (see [`check_runs`]), hides the secrets in their
@@ -395,7 +429,8 @@ pub async fn store_runs(
 ) -> Result<Vec<Accepted>, IngestError> {
     check_runs(runs, now)?;
     redaction.apply(runs);
-    store_redacted(tx, source, runs, now).await
+    let runs: Vec<&Run> = runs.iter().collect();
+    store_redacted(tx, source, &runs, now).await
 }
 
 /// [`store_runs`] for runs [`check_runs`] passed and
@@ -403,13 +438,14 @@ pub async fn store_runs(
 async fn store_redacted(
     tx: &mut WriteTx,
     source: RunSource,
-    runs: &[Run],
+    runs: &[&Run],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<Accepted>, IngestError> {
-    let mut accepted = Vec::with_capacity(runs.len());
-    for run in runs {
-        let up = tx.upsert_run(run, source, now).await?;
-        accepted.push(Accepted {
+    let upserted = tx.upsert_runs(runs, source, now).await?;
+    Ok(runs
+        .iter()
+        .zip(upserted)
+        .map(|(run, up)| Accepted {
             pipeline: run.pipeline.clone(),
             run_id: run.run_id.clone(),
             attempt: run.attempt,
@@ -417,9 +453,8 @@ async fn store_redacted(
             pk: up.pk,
             became_final: up.became_final,
             verdict: None,
-        });
-    }
-    Ok(accepted)
+        })
+        .collect())
 }
 
 /// Starts the ingest work that runs in the background: CodePipeline

@@ -427,7 +427,7 @@ async fn shard(
 }
 
 /// Runs scored together and stored in one transaction at most.
-const SCORE_BATCH: usize = 32;
+const SCORE_BATCH: usize = 256;
 
 /// Scores runs in order (each with its pipeline's model), then stores every
 /// verdict and the anomaly records they open, extend or close in one
@@ -449,8 +449,17 @@ async fn score_batch(
     let mut decided: Vec<(Option<(i64, &Run)>, Verdict)> = Vec::with_capacity(runs.len());
     let mut resets_applied = std::collections::BTreeSet::new();
     let mut to_save = std::collections::BTreeSet::new();
+    // Pending baseline resets, read once per pipeline of the batch.
+    let mut pending_resets = std::collections::HashMap::new();
     for (run_pk, run) in runs {
-        let resets = store.pending_baseline_resets(&run.pipeline).await?;
+        if !pending_resets.contains_key(&run.pipeline) {
+            let found = store.pending_baseline_resets(&run.pipeline).await?;
+            pending_resets.insert(run.pipeline.clone(), found);
+        }
+        let resets = pending_resets
+            .get(&run.pipeline)
+            .cloned()
+            .unwrap_or_default();
         let rules = bank.rules_for(&run.pipeline);
         let entry = bank.get(&run.pipeline, *run_pk).await?;
         for (id, metric) in &resets {
@@ -503,6 +512,11 @@ async fn score_batch(
         tx.mark_baseline_reset_applied(*id).await?;
     }
     let mut verdicts = Vec::with_capacity(decided.len());
+    // Which verdicts to store (all in one statement at the end), and the
+    // pipelines known to have no open anomaly in this transaction (a normal
+    // run after the first one of a batch then closes nothing).
+    let mut to_store: Vec<(i64, usize)> = Vec::with_capacity(decided.len());
+    let mut none_open = std::collections::HashSet::new();
     for (write, mut verdict) in decided {
         if let Some((run_pk, run)) = write {
             if verdict.is_anomalous() {
@@ -510,6 +524,7 @@ async fn score_batch(
                     .open_or_extend_anomaly(&run.pipeline, run_pk, &verdict, now)
                     .await?;
                 verdict.anomaly_id = Some(id);
+                none_open.remove(&run.pipeline);
                 tx.audit(
                     now,
                     "anomaly.detected",
@@ -535,7 +550,12 @@ async fn score_batch(
                     .await?;
                     tracing::info!(pipeline = %run.pipeline, run_id = %run.run_id, "A lasting change is the new normal.");
                 }
-                if let Some(id) = tx.close_anomaly(&run.pipeline, now).await? {
+                let closed = if none_open.insert(run.pipeline.clone()) {
+                    tx.close_anomaly(&run.pipeline, now).await?
+                } else {
+                    None
+                };
+                if let Some(id) = closed {
                     tx.audit(
                         now,
                         "anomaly.closed",
@@ -546,12 +566,19 @@ async fn score_batch(
                     .await?;
                 }
             }
-            tx.set_verdict(run_pk, &verdict).await?;
-            if let Some(holder) = fence {
-                tx.mark_scored_by(run_pk, holder).await?;
-            }
+            to_store.push((run_pk, verdicts.len()));
         }
         verdicts.push(verdict);
+    }
+    let rows: Vec<(i64, &Verdict)> = to_store
+        .iter()
+        .map(|&(run_pk, i)| (run_pk, &verdicts[i]))
+        .collect();
+    tx.set_verdicts(&rows).await?;
+    if let Some(holder) = fence {
+        for &(run_pk, _) in &to_store {
+            tx.mark_scored_by(run_pk, holder).await?;
+        }
     }
     tx.commit().await?;
     for pipeline in to_save {

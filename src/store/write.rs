@@ -16,6 +16,33 @@ fn nullable_f64(v: Option<f64>) -> f64 {
     v.unwrap_or(-1.0)
 }
 
+/// Runs in one multi-row `INSERT` (14 bind values each; SQLite allows
+/// 32,766 per statement, PostgreSQL 65,535).
+const RUNS_PER_STATEMENT: usize = 500;
+
+/// Metric samples in one multi-row `INSERT` (5 bind values each).
+const SAMPLES_PER_STATEMENT: usize = 2_000;
+
+/// Verdicts in one multi-row `UPDATE` (4 bind values each).
+const VERDICTS_PER_STATEMENT: usize = 1_000;
+
+/// What identifies a stored run: pipeline, run id, attempt.
+fn run_key(run: &Run) -> (String, String, i64) {
+    (
+        run.pipeline.clone(),
+        run.run_id.clone(),
+        i64::from(run.attempt),
+    )
+}
+
+/// The run as stored in `runs.body`.
+fn run_body(run: &Run) -> Result<String, StoreError> {
+    serde_json::to_string(run).map_err(|e| StoreError::Corrupt {
+        what: "run".into(),
+        detail: e.to_string(),
+    })
+}
+
 /// What storing one run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,10 +126,7 @@ impl WriteTx {
         source: RunSource,
         now: DateTime<Utc>,
     ) -> Result<Upserted, StoreError> {
-        let body = serde_json::to_string(run).map_err(|e| StoreError::Corrupt {
-            what: "run".into(),
-            detail: e.to_string(),
-        })?;
+        let body = run_body(run)?;
         let event_time = run.event_time().unwrap_or(now);
         // The common case, a run not seen before, costs one statement.
         let inserted = sqlx::query(
@@ -206,6 +230,200 @@ impl WriteTx {
             outcome,
             became_final,
         })
+    }
+
+    /// Stores many runs, in order, with as few statements as possible: the
+    /// runs not seen before go in multi-row `INSERT`s (their metric samples
+    /// too); a run whose key is already stored (or repeats an earlier run of
+    /// the same call) goes through [`WriteTx::upsert_run`]. The outcome of
+    /// `runs[i]` is `result[i]`, exactly as if each had been upserted alone
+    /// in turn, and the runs new to the store get row ids in input order.
+    pub async fn upsert_runs(
+        &mut self,
+        runs: &[&Run],
+        source: RunSource,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Upserted>, StoreError> {
+        let mut out: Vec<Option<Upserted>> = vec![None; runs.len()];
+        // Only the first run of each key can be new; later ones are
+        // compared with what is stored by then, in order.
+        let mut first_of_key = std::collections::HashSet::with_capacity(runs.len());
+        let candidates: Vec<usize> = (0..runs.len())
+            .filter(|&i| first_of_key.insert(run_key(runs[i])))
+            .collect();
+        let mut inserted: Vec<(usize, i64)> = Vec::with_capacity(candidates.len());
+        for chunk in candidates.chunks(RUNS_PER_STATEMENT) {
+            let ids = self.insert_new_runs(runs, chunk, source, now).await?;
+            for &i in chunk {
+                if let Some(&pk) = ids.get(&run_key(runs[i])) {
+                    inserted.push((i, pk));
+                }
+            }
+        }
+        self.insert_samples(runs, &inserted, now).await?;
+        for &(i, pk) in &inserted {
+            out[i] = Some(Upserted {
+                pk,
+                outcome: RunOutcome::Inserted,
+                became_final: runs[i].status.is_final(),
+            });
+        }
+        for (i, slot) in out.iter_mut().enumerate() {
+            if slot.is_none() {
+                *slot = Some(self.upsert_run(runs[i], source, now).await?);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// One multi-row `INSERT .. ON CONFLICT DO NOTHING` of `runs[i]` for each
+    /// `i` in `which`; returns the row ids of those inserted, by key.
+    async fn insert_new_runs(
+        &mut self,
+        runs: &[&Run],
+        which: &[usize],
+        source: RunSource,
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<(String, String, i64), i64>, StoreError> {
+        const COLS: usize = 14;
+        let mut sql = String::with_capacity(64 + which.len() * 80);
+        sql.push_str(
+            "INSERT INTO runs (pipeline, run_id, attempt, status, source, started_at_ms, \
+             finished_at_ms, event_time_ms, duration_s, stage, commit_sha, body, ingested_at_ms, \
+             updated_at_ms) VALUES ",
+        );
+        for n in 0..which.len() {
+            let b = n * COLS;
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for c in 1..=COLS {
+                if c > 1 {
+                    sql.push_str(", ");
+                }
+                if c == 9 {
+                    sql.push_str(&format!("NULLIF(${}, -1.0)", b + c));
+                } else {
+                    sql.push_str(&format!("${}", b + c));
+                }
+            }
+            sql.push(')');
+        }
+        sql.push_str(
+            " ON CONFLICT (pipeline, run_id, attempt) DO NOTHING RETURNING id, pipeline, run_id, attempt",
+        );
+        let mut query = sqlx::query(&sql);
+        for &i in which {
+            let run = runs[i];
+            let body = run_body(run)?;
+            let event_time = run.event_time().unwrap_or(now);
+            query = query
+                .bind(run.pipeline.clone())
+                .bind(run.run_id.clone())
+                .bind(i64::from(run.attempt))
+                .bind(run.status.as_str())
+                .bind(source.as_str())
+                .bind(run.started_at.map(ms))
+                .bind(run.finished_at.map(ms))
+                .bind(ms(event_time))
+                .bind(nullable_f64(run.duration_s()))
+                .bind(run.stage.clone())
+                .bind(run.commit.clone())
+                .bind(body)
+                .bind(ms(now))
+                .bind(ms(now));
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        Ok(rows
+            .iter()
+            .map(|r| ((r.get(1), r.get(2), r.get(3)), r.get(0)))
+            .collect())
+    }
+
+    /// The metric samples of newly inserted runs (`(index in runs, row
+    /// id)`), in multi-row `INSERT`s.
+    async fn insert_samples(
+        &mut self,
+        runs: &[&Run],
+        inserted: &[(usize, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut rows: Vec<(i64, &str, String, f64, i64)> = Vec::new();
+        for &(i, pk) in inserted {
+            let run = runs[i];
+            let at = ms(run.event_time().unwrap_or(now));
+            for sample in run.metric_samples() {
+                rows.push((pk, &run.pipeline, sample.metric, sample.value, at));
+            }
+        }
+        for chunk in rows.chunks(SAMPLES_PER_STATEMENT) {
+            let mut sql = String::with_capacity(96 + chunk.len() * 32);
+            sql.push_str(
+                "INSERT INTO metric_samples (run_pk, pipeline, metric, value, ts_ms) VALUES ",
+            );
+            for n in 0..chunk.len() {
+                let b = n * 5;
+                if n > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                ));
+            }
+            let mut query = sqlx::query(&sql);
+            for (pk, pipeline, metric, value, at) in chunk {
+                query = query
+                    .bind(*pk)
+                    .bind(pipeline.to_string())
+                    .bind(metric.clone())
+                    .bind(*value)
+                    .bind(*at);
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores the verdicts of scored runs (`(row id, verdict)`), in
+    /// multi-row statements: what [`WriteTx::set_verdict`] does for one.
+    pub async fn set_verdicts(
+        &mut self,
+        verdicts: &[(i64, &crate::domain::Verdict)],
+    ) -> Result<(), StoreError> {
+        for chunk in verdicts.chunks(VERDICTS_PER_STATEMENT) {
+            let mut sql = String::from("WITH v (id, score, grade, verdict) AS (VALUES ");
+            for n in 0..chunk.len() {
+                let b = n * 4;
+                if n > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
+            }
+            sql.push_str(
+                ") UPDATE runs SET score = v.score, grade = v.grade, verdict = v.verdict, \
+                 scored_times = scored_times + 1 FROM v WHERE runs.id = v.id",
+            );
+            let mut query = sqlx::query(&sql);
+            for (pk, verdict) in chunk {
+                let json = serde_json::to_string(verdict).map_err(|e| StoreError::Corrupt {
+                    what: "verdict".into(),
+                    detail: e.to_string(),
+                })?;
+                query = query
+                    .bind(*pk)
+                    .bind(verdict.score)
+                    .bind(verdict.grade)
+                    .bind(json);
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        Ok(())
     }
 
     /// A stored run, read inside this transaction.

@@ -33,6 +33,7 @@ mod healing_tasks;
 mod helpers;
 mod identities;
 mod incidents;
+mod ingest_batch;
 mod ingest_generic;
 mod ingest_limits;
 mod lifecycle;
