@@ -6,6 +6,10 @@
 //! (forest, materiality rules, stand-in learning, weekly slots, new-normal
 //! streaks), as a ratio to the bare detector in the same process.
 //!
+//! Last, a pipeline model at the product's settings after 500 and 5,000
+//! runs: its memory and its saved size (binary, as saved now, and the JSON
+//! earlier releases saved).
+//!
 //! Run with `cargo bench --bench detector`.
 
 use std::hint::black_box;
@@ -14,6 +18,7 @@ use std::time::Instant;
 use pipemedic::config::PipelineRules;
 use pipemedic::detect::{Detector, DetectorConfig};
 use pipemedic::domain::{DeployMetrics, ResourceMetrics, Run, RunStatus, TestCounts};
+use pipemedic::scoring::pipeline::codec;
 use pipemedic::scoring::PipelineModel;
 
 /// Points fed before timing starts (samples full, trees at steady state).
@@ -208,6 +213,31 @@ fn main() {
         "  for comparison, 30 trees x 128 points: {compact} bytes per model, {:.1} GiB for 10,000",
         gib(compact * 10_000)
     );
+    let model_config = PipelineModel::new("bench", 1.0);
+    let c = model_config.detector().config();
+    println!(
+        "\npipeline model at the product's settings ({} trees x {} points, shingle {}, 6 metrics)",
+        c.trees, c.sample_size, c.shingle_size
+    );
+    let data = runs(5_000);
+    let rules = PipelineRules::default();
+    let mut model = PipelineModel::new("bench", 1.0);
+    for (i, r) in data.iter().enumerate() {
+        model.observe(r, &rules);
+        if i + 1 == 500 || i + 1 == 5_000 {
+            let json = serde_json::to_string(&model).map_or(0, |j| j.len());
+            let binary = codec::encode(&model).map_or(0, |b| b.len());
+            println!(
+                "  after {:>5} runs: {} bytes in memory ({:.1} GiB for 10,000); saved {} bytes binary, {} bytes JSON ({:.1}x smaller)",
+                i + 1,
+                model.memory_bytes(),
+                gib(model.memory_bytes() * 10_000),
+                binary,
+                json,
+                json as f64 / binary.max(1) as f64
+            );
+        }
+    }
     let (runs_per_s, runs_per_cpu_s) = pipeline_runs_per_s();
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),

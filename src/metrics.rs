@@ -233,7 +233,7 @@ impl Metrics {
         let model_loads = Family::<Fixed, Counter>::default();
         registry.register(
             "pipemedic_model_loads",
-            "Pipeline models brought into the detection cache, by where from (stored: a saved model; new: none was saved; rebuilt: the saved one was unreadable or of an old format)",
+            "Pipeline models brought into the detection cache, by where from (stored: a saved model; converted: a model saved as JSON, now rewritten in the binary format; new: none was saved; rebuilt: the saved one was unreadable or of an unknown format)",
             model_loads.clone(),
         );
         let models_cached = Gauge::default();
@@ -473,7 +473,7 @@ impl Metrics {
         self.model_misses.inc();
     }
 
-    /// A model was brought into the cache; `from` is `stored`, `new` or
+    /// A model was brought into the cache; `from` is `stored`, `converted`, `new` or
     /// `rebuilt` (see `pipemedic_model_loads_total`).
     pub fn model_loaded(&self, from: &'static str) {
         self.model_loads.get_or_create(&[("from", from)]).inc();

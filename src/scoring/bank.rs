@@ -4,6 +4,12 @@
 //! cache, and on shutdown; on load it catches up on the runs stored after
 //! the last one it learned, so nothing is lost between saves.
 //!
+//! Models are saved in the checksummed binary format of
+//! [`super::pipeline::codec`]. A model saved as JSON by an earlier release
+//! is read and rewritten in binary on load; a saved model that does not
+//! check out (truncated, corrupt, unknown format) is logged and rebuilt
+//! from the stored runs, never a failure of scoring.
+//!
 //! The cache's hits, misses and loads, and the models it holds, are counted
 //! in the metrics (`pipemedic_model_cache_*`, `pipemedic_model_loads_total`,
 //! `pipemedic_models_cached`).
@@ -14,13 +20,13 @@ use lru::LruCache;
 
 use std::sync::Arc;
 
-use super::pipeline::{PipelineModel, MODEL_VERSION};
+use super::pipeline::{codec, PipelineModel};
 use crate::config::DetectorConfig;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, StoredModel};
 
-/// Updates between saves of a cached model. A full model is a few MB of
-/// JSON, so saving is kept rare; nothing is lost in between, because a model
+/// Updates between saves of a cached model. Saving rewrites the whole
+/// model, so it is kept rare; nothing is lost in between, because a model
 /// catches up on the runs stored after its last save when it is loaded.
 pub const SAVE_EVERY: u32 = 256;
 
@@ -101,29 +107,38 @@ impl ModelBank {
 
     async fn load(&self, pipeline: &str, before_pk: i64) -> Result<PipelineModel, StoreError> {
         let (mut model, from) = match self.store.load_model(pipeline).await? {
-            Some(stored) if stored.version == MODEL_VERSION => {
-                match serde_json::from_str::<PipelineModel>(&stored.state) {
-                    Ok(m) => (m, "stored"),
-                    Err(e) => {
-                        tracing::warn!(pipeline, error = %e, "Saved model unreadable; rebuilding from history.");
-                        (
-                            PipelineModel::new(pipeline, self.config.sensitivity),
-                            "rebuilt",
-                        )
+            Some(stored) => match codec::from_stored(stored.version, &stored.state) {
+                Ok(model) if stored.version == codec::JSON_VERSION => {
+                    // Rewritten at once, so the JSON is parsed only once; if
+                    // that fails the model is still used, and saved later.
+                    match save(&self.store, pipeline, &model).await {
+                        Ok(()) => tracing::info!(
+                            pipeline,
+                            json_bytes = stored.state.len(),
+                            "Saved JSON model converted to the binary format."
+                        ),
+                        Err(e) => tracing::warn!(
+                            pipeline,
+                            error = %e,
+                            "Saved JSON model read, but rewriting it as binary failed."
+                        ),
                     }
+                    (model, "converted")
                 }
-            }
-            Some(stored) => {
-                tracing::info!(
-                    pipeline,
-                    version = stored.version,
-                    "Saved model has an old format; rebuilding from history."
-                );
-                (
-                    PipelineModel::new(pipeline, self.config.sensitivity),
-                    "rebuilt",
-                )
-            }
+                Ok(model) => (model, "stored"),
+                Err(e) => {
+                    tracing::warn!(
+                        pipeline,
+                        version = stored.version,
+                        error = %e,
+                        "Saved model unreadable; rebuilding from history."
+                    );
+                    (
+                        PipelineModel::new(pipeline, self.config.sensitivity),
+                        "rebuilt",
+                    )
+                }
+            },
             None => (PipelineModel::new(pipeline, self.config.sensitivity), "new"),
         };
         let missed = self
@@ -201,17 +216,17 @@ impl Drop for ModelBank {
     }
 }
 
-/// Serialises and stores a model.
+/// Encodes (binary, checksummed; see [`codec`]) and stores a model.
 pub async fn save(store: &Store, pipeline: &str, model: &PipelineModel) -> Result<(), StoreError> {
-    let state = serde_json::to_string(model).map_err(|e| StoreError::Corrupt {
-        what: "model".into(),
+    let (version, state) = codec::to_stored(model).map_err(|e| StoreError::Corrupt {
+        what: format!("model of {pipeline}"),
         detail: e.to_string(),
     })?;
     let mut tx = store.begin_write().await?;
     tx.save_model(
         pipeline,
         &StoredModel {
-            version: MODEL_VERSION,
+            version,
             state,
             last_run_pk: model.last_run_pk,
         },
@@ -219,4 +234,151 @@ pub async fn save(store: &Store, pipeline: &str, model: &PipelineModel) -> Resul
     )
     .await?;
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ResourceMetrics, Run, RunSource, RunStatus, TestCounts};
+
+    const PIPELINE: &str = "checkout";
+
+    fn run(i: u32) -> Run {
+        let start: chrono::DateTime<chrono::Utc> = "2026-09-01T00:00:00Z".parse().unwrap();
+        let start = start + chrono::Duration::hours(i64::from(i) * 4);
+        let jitter = ((i * 7919) % 29) as f64 - 14.0;
+        let mut run = Run::new(PIPELINE, format!("r{i}"), RunStatus::Succeeded);
+        run.started_at = Some(start);
+        run.finished_at =
+            Some(start + chrono::Duration::milliseconds(((400.0 + jitter) * 1000.0) as i64));
+        run.tests = Some(TestCounts {
+            total: 600,
+            failed: u64::from(i % 5 == 0),
+            skipped: 0,
+        });
+        run.resources = Some(ResourceMetrics {
+            cpu_peak_pct: Some(40.0 + jitter),
+            mem_peak_mb: Some(900.0 + 2.0 * jitter),
+        });
+        run
+    }
+
+    /// A SQLite store in `dir` holding runs 0..`n` of the pipeline.
+    async fn store_with_runs(dir: &std::path::Path, n: u32) -> Store {
+        let url = format!("sqlite:{}", dir.join("bank.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let mut tx = store.begin_write().await.unwrap();
+        for i in 0..n {
+            tx.upsert_run(&run(i), RunSource::Generic, chrono::Utc::now())
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        store
+    }
+
+    fn bank(store: &Store, metrics: &Arc<Metrics>) -> ModelBank {
+        ModelBank::new(
+            store.clone(),
+            4,
+            Arc::new(DetectorConfig::default()),
+            metrics.clone(),
+        )
+    }
+
+    async fn write_row(store: &Store, version: i64, state: String, last_run_pk: i64) {
+        let mut tx = store.begin_write().await.unwrap();
+        let row = StoredModel {
+            version,
+            state,
+            last_run_pk,
+        };
+        tx.save_model(PIPELINE, &row, chrono::Utc::now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// The verdicts both models give on the next runs are the same.
+    fn same_verdicts(mut a: PipelineModel, mut b: PipelineModel) {
+        let rules = crate::config::PipelineRules::default();
+        for i in 80..110 {
+            let r = run(i);
+            assert_eq!(a.observe(&r, &rules), b.observe(&r, &rules), "run {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_saved_model_is_rebuilt_from_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_runs(dir.path(), 80).await;
+        let metrics = Arc::new(Metrics::new());
+        let reference = bank(&store, &metrics)
+            .get(PIPELINE, i64::MAX)
+            .await
+            .unwrap()
+            .model
+            .clone();
+        let (version, state) = codec::to_stored(&reference).unwrap();
+        // Cut short, as a write interrupted half way would leave it.
+        let truncated = state[..state.len() / 2].to_string();
+        write_row(&store, version, truncated, reference.last_run_pk).await;
+
+        let metrics = Arc::new(Metrics::new());
+        let rebuilt = bank(&store, &metrics)
+            .get(PIPELINE, i64::MAX)
+            .await
+            .unwrap()
+            .model
+            .clone();
+        assert_eq!(
+            metrics.counter("pipemedic_model_loads_total", &[("from", "rebuilt")]),
+            1
+        );
+        assert_eq!(rebuilt.runs_seen(), 80, "every stored run was replayed");
+        same_verdicts(reference, rebuilt);
+    }
+
+    #[tokio::test]
+    async fn a_json_model_is_converted_to_binary_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_runs(dir.path(), 80).await;
+        let metrics = Arc::new(Metrics::new());
+        let reference = bank(&store, &metrics)
+            .get(PIPELINE, i64::MAX)
+            .await
+            .unwrap()
+            .model
+            .clone();
+        let json = serde_json::to_string(&reference).unwrap();
+        write_row(
+            &store,
+            codec::JSON_VERSION,
+            json.clone(),
+            reference.last_run_pk,
+        )
+        .await;
+
+        let metrics = Arc::new(Metrics::new());
+        let loaded = bank(&store, &metrics)
+            .get(PIPELINE, i64::MAX)
+            .await
+            .unwrap()
+            .model
+            .clone();
+        assert_eq!(
+            metrics.counter("pipemedic_model_loads_total", &[("from", "converted")]),
+            1
+        );
+        let row = store.load_model(PIPELINE).await.unwrap().unwrap();
+        assert_eq!(row.version, codec::BINARY_VERSION, "rewritten as binary");
+        assert!(
+            row.state.len() * 3 < json.len(),
+            "{} bytes",
+            row.state.len()
+        );
+        let reread = codec::from_stored(row.version, &row.state).unwrap();
+        same_verdicts(reference.clone(), loaded);
+        same_verdicts(reference, reread);
+    }
 }

@@ -70,6 +70,9 @@ pub struct Forest {
     seq: u64,
     #[serde(skip)]
     scratch: Vec<f32>,
+    /// Working space of the trees (two boxes).
+    #[serde(skip)]
+    box_scratch: Vec<f32>,
 }
 
 /// The serialised form of a [`Forest`]; boxes are rebuilt on restore.
@@ -94,9 +97,10 @@ impl From<ForestState> for Forest {
             shingle: s.shingle,
             filled: s.filled,
             seq: s.seq,
+            box_scratch: Vec::new(),
         };
         for u in &mut f.units {
-            u.tree.rebuild_boxes(&f.store);
+            u.tree.rebuild_boxes(&f.store, &mut f.box_scratch);
         }
         f
     }
@@ -153,6 +157,7 @@ impl Forest {
             filled: 0,
             seq: 0,
             scratch: vec![0.0; dim],
+            box_scratch: Vec::new(),
             config,
         }
     }
@@ -318,11 +323,14 @@ impl Forest {
                 continue;
             };
             if let Some(e) = evicted {
-                u.tree.delete_leaf(e.leaf, &self.store);
+                u.tree
+                    .delete_leaf(e.leaf, &self.store, &mut self.box_scratch);
                 self.store.dec(e.point);
             }
             let idx = *added.get_or_insert_with(|| self.store.add(&pt));
-            let entry = u.tree.insert(&pt, idx, &self.store, &mut u.rng);
+            let entry = u
+                .tree
+                .insert(&pt, idx, &self.store, &mut u.rng, &mut self.box_scratch);
             u.sampler.push(weight, entry);
             self.store.inc(entry.point);
         }
@@ -344,7 +352,7 @@ impl Forest {
         units
             + self.store.memory_bytes()
             + self.shingle.capacity() * 8
-            + self.scratch.capacity() * 4
+            + (self.scratch.capacity() + self.box_scratch.capacity()) * 4
     }
 }
 
@@ -413,15 +421,19 @@ mod tests {
         let p = [55.0f32, 1.0, -3.0, 7.5];
         let idx = f.store.add(&p);
         let mut rng = Rng::new(5);
-        let used = f.units[0].tree.insert(&p, idx, &f.store, &mut rng).point;
+        let mut sc = Vec::new();
+        let used = f.units[0]
+            .tree
+            .insert(&p, idx, &f.store, &mut rng, &mut sc)
+            .point;
         assert_eq!(used, idx);
         assert_ne!(f.units[0].tree, before);
         f.units[0].tree.check(&f.store);
-        assert!(f.units[0].tree.delete(&p, idx, &f.store));
+        assert!(f.units[0].tree.delete(&p, idx, &f.store, &mut sc));
         // Arena slots may differ, so compare the shape: cuts, masses and
         // boxes node by node, and the leaves' points.
         let after = &f.units[0].tree;
-        assert_eq!(after.shape(), before.shape());
+        assert_eq!(after.shape(&f.store), before.shape(&f.store));
         assert_eq!(after.check(&f.store), before.check(&f.store));
         assert_eq!(after.mass(), before.mass());
         for i in 0..50 {
@@ -433,16 +445,16 @@ mod tests {
             let q: Vec<f32> = (0..4).map(|k| (wave(3 * i + k) + 0.37) as f32).collect();
             let idx = f.store.add(&q);
             for t in 0..f.units.len() {
-                let shape = f.units[t].tree.shape();
+                let shape = f.units[t].tree.shape(&f.store);
                 let u = &mut f.units[t];
-                let e = u.tree.insert(&q, idx, &f.store, &mut rng);
+                let e = u.tree.insert(&q, idx, &f.store, &mut rng, &mut sc);
                 u.tree.check(&f.store);
                 if t % 2 == 0 {
-                    assert!(u.tree.delete(&q, e.point, &f.store));
+                    assert!(u.tree.delete(&q, e.point, &f.store, &mut sc));
                 } else {
-                    u.tree.delete_leaf(e.leaf, &f.store);
+                    u.tree.delete_leaf(e.leaf, &f.store, &mut sc);
                 }
-                assert_eq!(u.tree.shape(), shape, "tree {t}, point {i}");
+                assert_eq!(u.tree.shape(&f.store), shape, "tree {t}, point {i}");
             }
             f.store.release_if_unused(idx);
         }
@@ -450,11 +462,14 @@ mod tests {
         let q: Vec<f32> = f.store.get(f.units[0].sampler.points()[0]).to_vec();
         let held = f.units[0].sampler.points()[0];
         let extra = f.store.add(&q);
-        let used = f.units[0].tree.insert(&q, extra, &f.store, &mut rng).point;
+        let used = f.units[0]
+            .tree
+            .insert(&q, extra, &f.store, &mut rng, &mut sc)
+            .point;
         assert_ne!(used, extra, "a duplicate maps to the existing point");
         assert_eq!(f.units[0].tree.mass(), before.mass() + 1);
-        assert!(f.units[0].tree.delete(&q, used, &f.store));
-        assert_eq!(f.units[0].tree.shape(), before.shape());
+        assert!(f.units[0].tree.delete(&q, used, &f.store, &mut sc));
+        assert_eq!(f.units[0].tree.shape(&f.store), before.shape(&f.store));
         let _ = held;
     }
 

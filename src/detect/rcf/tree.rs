@@ -1,9 +1,13 @@
 //! One random cut tree over the points its sampler holds, stored in index
 //! arenas: internal nodes (cut, children, mass) and leaves (a point of the
 //! forest's [`PointStore`] and its multiplicity) live in two vectors with
-//! free lists, and each internal node's bounding box sits in one flat `f32`
-//! vector next to its cached range sum. The tree owns structure and boxes;
-//! it never owns point coordinates and never decides what is sampled.
+//! free lists. Bounding boxes are a bounded cache, as in AWS's rcflib: only
+//! nodes holding at least [`CACHE_MASS`] points keep theirs (in one flat
+//! `f32` pool of slots, next to its range sum); a smaller node's box is
+//! recomputed from its few points when a walk needs it. Boxes are exact
+//! unions either way, so cached or not, every score is bit for bit the
+//! same. The tree owns structure and boxes; it never owns point
+//! coordinates and never decides what is sampled.
 //!
 //! Cuts follow Guha et al. (2016): a dimension is chosen with probability
 //! proportional to the box's extent in it, the cut uniformly within that
@@ -71,6 +75,18 @@ fn just_below(v: f32) -> f32 {
     }
 }
 
+/// Nodes holding at least this many points (with multiplicity) keep their
+/// bounding box; the boxes of smaller nodes are recomputed from their
+/// points. In a random cut tree of n points about 2n / `CACHE_MASS` nodes
+/// are that large, so the boxes take an eighth of the memory they took
+/// when every node kept one, while a recomputed box never needs more than
+/// `CACHE_MASS - 1` points.
+pub const CACHE_MASS: u32 = 16;
+
+/// Box coordinates (2 × dimensions) recomputed on the stack; larger boxes
+/// use a heap buffer.
+const STACK_BOX: usize = 128;
+
 /// Trees walked together by [`Tree::score_group`].
 pub const GROUP: usize = 8;
 
@@ -134,7 +150,7 @@ struct Leaf {
 
 /// A random cut tree. Bounding boxes are not serialised: they are exact
 /// unions of the points below each node and [`Tree::rebuild_boxes`]
-/// recomputes them bit for bit after a restore.
+/// recomputes the cached ones bit for bit after a restore.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tree {
     dim: usize,
@@ -147,13 +163,18 @@ pub struct Tree {
     free_nodes: Vec<u32>,
     leaves: Vec<Leaf>,
     free_leaves: Vec<u32>,
+    /// Per internal node, its box slot, or `NIL` when the node holds fewer
+    /// than [`CACHE_MASS`] points.
+    #[serde(skip)]
+    slots: Vec<u32>,
+    /// Box slots: lower then upper corner, `2 × dim` values each.
     #[serde(skip)]
     boxes: Vec<f32>,
+    /// Per box slot, the box's range sum `Σ (hi - lo)`.
     #[serde(skip)]
     ranges: Vec<f64>,
-    /// Merged box during insertion (lower then upper corner).
     #[serde(skip)]
-    tmp: Vec<f32>,
+    free_slots: Vec<u32>,
 }
 
 /// A tree's per-dimension share of a point's score, split by direction.
@@ -178,9 +199,10 @@ impl Tree {
             free_nodes: Vec::new(),
             leaves: Vec::new(),
             free_leaves: Vec::new(),
+            slots: Vec::new(),
             boxes: Vec::new(),
             ranges: Vec::new(),
-            tmp: Vec::with_capacity(2 * dim),
+            free_slots: Vec::new(),
         }
     }
 
@@ -235,16 +257,115 @@ impl Tree {
         }
     }
 
-    /// Lower and upper corner of `c` (a leaf's box is its point).
-    #[inline]
-    fn bounds<'a>(&'a self, c: u32, store: &'a PointStore) -> (&'a [f32], &'a [f32]) {
+    /// Writes `c`'s box into `out` (lower then upper corner; a leaf's box
+    /// is its point): from the cache, or from the points below `c`.
+    fn write_box(&self, c: u32, store: &PointStore, out: &mut [f32]) {
+        let d = self.dim;
         if is_leaf(c) {
             let p = store.get(self.leaves[leaf_idx(c)].point);
-            (p, p)
+            out[..d].copy_from_slice(p);
+            out[d..2 * d].copy_from_slice(p);
+            return;
+        }
+        let s = self.slots[c as usize];
+        if s != NIL {
+            let start = s as usize * 2 * d;
+            out[..2 * d].copy_from_slice(&self.boxes[start..start + 2 * d]);
+            return;
+        }
+        let (lo, hi) = out[..2 * d].split_at_mut(d);
+        lo.fill(f32::INFINITY);
+        hi.fill(f32::NEG_INFINITY);
+        self.union_below(c, store, lo, hi);
+    }
+
+    /// Widens `lo`/`hi` by every point below `c`.
+    fn union_below(&self, c: u32, store: &PointStore, lo: &mut [f32], hi: &mut [f32]) {
+        if is_leaf(c) {
+            let p = store.get(self.leaves[leaf_idx(c)].point);
+            for k in 0..self.dim {
+                lo[k] = lo[k].min(p[k]);
+                hi[k] = hi[k].max(p[k]);
+            }
         } else {
-            let start = c as usize * 2 * self.dim;
-            let b = &self.boxes[start..start + 2 * self.dim];
-            b.split_at(self.dim)
+            let n = &self.nodes[c as usize];
+            self.union_below(n.left, store, lo, hi);
+            self.union_below(n.right, store, lo, hi);
+        }
+    }
+
+    /// Runs `f` on internal node `n`'s box (lower corner, upper corner,
+    /// range sum), cached or recomputed.
+    #[inline]
+    fn with_box<R>(
+        &self,
+        n: u32,
+        store: &PointStore,
+        f: impl FnOnce(&[f32], &[f32], f64) -> R,
+    ) -> R {
+        let d = self.dim;
+        let s = self.slots[n as usize];
+        if s != NIL {
+            let start = s as usize * 2 * d;
+            let (lo, hi) = self.boxes[start..start + 2 * d].split_at(d);
+            return f(lo, hi, self.ranges[s as usize]);
+        }
+        if 2 * d <= STACK_BOX {
+            let mut buf = [0.0f32; STACK_BOX];
+            self.write_box(n, store, &mut buf);
+            let (lo, hi) = buf[..2 * d].split_at(d);
+            f(lo, hi, span_sum(lo, hi))
+        } else {
+            let mut buf = vec![0.0f32; 2 * d];
+            self.write_box(n, store, &mut buf);
+            let (lo, hi) = buf.split_at(d);
+            f(lo, hi, span_sum(lo, hi))
+        }
+    }
+
+    /// A free box slot.
+    fn alloc_slot(&mut self) -> u32 {
+        if let Some(s) = self.free_slots.pop() {
+            return s;
+        }
+        let s = self.ranges.len() as u32;
+        self.boxes.resize(self.boxes.len() + 2 * self.dim, 0.0);
+        self.ranges.push(0.0);
+        s
+    }
+
+    /// Gives internal node `n` a cached box, computed from its points.
+    fn cache_box(&mut self, n: u32, store: &PointStore) {
+        let d = self.dim;
+        let s = self.alloc_slot();
+        self.slots[n as usize] = s;
+        let start = s as usize * 2 * d;
+        let mut boxes = std::mem::take(&mut self.boxes);
+        {
+            let (lo, hi) = boxes[start..start + 2 * d].split_at_mut(d);
+            lo.fill(f32::INFINITY);
+            hi.fill(f32::NEG_INFINITY);
+            self.union_below(n, store, lo, hi);
+            self.ranges[s as usize] = span_sum(lo, hi);
+        }
+        self.boxes = boxes;
+    }
+
+    /// Gives internal node `n` the cached box `b` with range sum `range`.
+    fn cache_box_as(&mut self, n: u32, b: &[f32], range: f64) {
+        let d = self.dim;
+        let s = self.alloc_slot();
+        self.slots[n as usize] = s;
+        let start = s as usize * 2 * d;
+        self.boxes[start..start + 2 * d].copy_from_slice(b);
+        self.ranges[s as usize] = range;
+    }
+
+    /// Drops internal node `n`'s cached box, if it has one.
+    fn uncache(&mut self, n: u32) {
+        let s = std::mem::replace(&mut self.slots[n as usize], NIL);
+        if s != NIL {
+            self.free_slots.push(s);
         }
     }
 
@@ -287,11 +408,9 @@ impl Tree {
             let n = self.nodes.len();
             let target = self.capacity.saturating_sub(1);
             Self::grow(&mut self.nodes, n, 1, target);
-            Self::grow(&mut self.boxes, n, 2 * self.dim, target);
-            Self::grow(&mut self.ranges, n, 1, target);
+            Self::grow(&mut self.slots, n, 1, target);
             self.nodes.push(node);
-            self.boxes.resize(self.nodes.len() * 2 * self.dim, 0.0);
-            self.ranges.push(0.0);
+            self.slots.push(NIL);
             (self.nodes.len() - 1) as u32
         }
     }
@@ -300,7 +419,16 @@ impl Tree {
     /// tree now refers to, with its leaf: `point` itself in a new leaf, or
     /// an existing leaf's point when `x` duplicates it (the leaf's mass
     /// grows instead).
-    pub fn insert(&mut self, x: &[f32], point: u32, store: &PointStore, rng: &mut Rng) -> Entry {
+    /// `scratch` is working space (two boxes), shared by the forest's
+    /// trees so that each does not hold its own.
+    pub fn insert(
+        &mut self,
+        x: &[f32],
+        point: u32,
+        store: &PointStore,
+        rng: &mut Rng,
+        scratch: &mut Vec<f32>,
+    ) -> Entry {
         let d = self.dim;
         if self.root == NIL {
             self.root = self.new_leaf(point, NIL);
@@ -309,23 +437,33 @@ impl Tree {
                 leaf: self.root,
             };
         }
-        let mut merged = std::mem::take(&mut self.tmp);
-        merged.resize(2 * d, 0.0);
+        // The merged box, then `cur`'s box.
+        let buf = scratch;
+        buf.resize(4 * d, 0.0);
         let mut cur = self.root;
         loop {
-            if !is_leaf(cur) && self.gap(cur as usize, x) == 0.0 {
+            if !is_leaf(cur) && self.gap(cur, x, store) == 0.0 {
                 // `x` lies in this box: no cut drawn in it can separate
                 // `x`, and the box stays as it is.
                 let n = &mut self.nodes[cur as usize];
                 n.mass += 1;
-                cur = if x[n.cut_dim as usize] <= n.cut {
-                    n.left
-                } else {
-                    n.right
-                };
+                let (mass, next) = (
+                    n.mass,
+                    if x[n.cut_dim as usize] <= n.cut {
+                        n.left
+                    } else {
+                        n.right
+                    },
+                );
+                if mass == CACHE_MASS && self.slots[cur as usize] == NIL {
+                    self.cache_box(cur, store);
+                }
+                cur = next;
                 continue;
             }
-            let (lo, hi) = self.bounds(cur, store);
+            let (merged, cur_box) = buf.split_at_mut(2 * d);
+            self.write_box(cur, store, cur_box);
+            let (lo, hi) = cur_box[..2 * d].split_at(d);
             {
                 let (mlo, mhi) = merged.split_at_mut(d);
                 for k in 0..d {
@@ -339,7 +477,6 @@ impl Tree {
                 // Only a leaf has an empty box: `x` duplicates it.
                 let li = leaf_idx(cur);
                 self.leaves[li].mass += 1;
-                self.tmp = merged;
                 return Entry {
                     point: self.leaves[li].point,
                     leaf: cur,
@@ -391,31 +528,46 @@ impl Tree {
                 self.replace_child(parent, cur, node);
                 self.set_parent(cur, node);
                 // The new node's box is the old box widened by `x`.
-                let start = node as usize * 2 * d;
-                self.boxes[start..start + 2 * d].copy_from_slice(&merged);
-                self.ranges[node as usize] = total;
-                self.tmp = merged;
+                if mass >= CACHE_MASS {
+                    self.cache_box_as(node, &buf[..2 * d], total);
+                }
                 return Entry { point, leaf };
             }
             // No separation here: widen this node's box and go down.
             let ni = cur as usize;
-            let start = ni * 2 * d;
-            self.boxes[start..start + 2 * d].copy_from_slice(&merged);
-            self.ranges[ni] = total;
+            let s = self.slots[ni];
+            if s != NIL {
+                let start = s as usize * 2 * d;
+                self.boxes[start..start + 2 * d].copy_from_slice(&buf[..2 * d]);
+                self.ranges[s as usize] = total;
+            }
             let n = &mut self.nodes[ni];
             n.mass += 1;
-            cur = if x[n.cut_dim as usize] <= n.cut {
-                n.left
-            } else {
-                n.right
-            };
+            let (mass, next) = (
+                n.mass,
+                if x[n.cut_dim as usize] <= n.cut {
+                    n.left
+                } else {
+                    n.right
+                },
+            );
+            if mass >= CACHE_MASS && s == NIL {
+                self.cache_box_as(cur, &buf[..2 * d], total);
+            }
+            cur = next;
         }
     }
 
     /// Removes one copy of `x`, which must be in the tree and stored at
     /// `point`. Returns false (and changes nothing) if it is not there.
     #[cfg(test)]
-    pub fn delete(&mut self, x: &[f32], point: u32, store: &PointStore) -> bool {
+    pub fn delete(
+        &mut self,
+        x: &[f32],
+        point: u32,
+        store: &PointStore,
+        scratch: &mut Vec<f32>,
+    ) -> bool {
         if self.root == NIL {
             return false;
         }
@@ -432,13 +584,13 @@ impl Tree {
         if self.leaves[li].point != point && store.get(self.leaves[li].point) != x {
             return false;
         }
-        self.delete_leaf(cur, store);
+        self.delete_leaf(cur, store, scratch);
         true
     }
 
     /// Removes one copy of the point held by leaf `leaf` (a reference
     /// returned by [`Tree::insert`] and still live).
-    pub fn delete_leaf(&mut self, leaf: u32, store: &PointStore) {
+    pub fn delete_leaf(&mut self, leaf: u32, store: &PointStore, scratch: &mut Vec<f32>) {
         let li = leaf_idx(leaf);
         let parent = self.leaves[li].parent;
         if self.leaves[li].mass > 1 {
@@ -446,6 +598,9 @@ impl Tree {
             let mut p = parent;
             while p != NIL {
                 self.nodes[p as usize].mass -= 1;
+                if self.nodes[p as usize].mass < CACHE_MASS {
+                    self.uncache(p);
+                }
                 p = self.nodes[p as usize].parent;
             }
             return;
@@ -462,69 +617,83 @@ impl Tree {
         self.replace_child(grand, parent, sibling);
         self.set_parent(sibling, grand);
         self.free_nodes.push(parent);
+        self.uncache(parent);
         let x = store.get(x_idx);
         let mut changing = true;
         let mut g = grand;
         while g != NIL {
             self.nodes[g as usize].mass -= 1;
-            if changing {
+            if self.nodes[g as usize].mass < CACHE_MASS {
+                // Too small to keep a box (smaller nodes lie below, so
+                // boxes further up may still change).
+                self.uncache(g);
+            } else if changing {
                 // A box strictly containing the removed point keeps its
                 // extent; only a point on the boundary can shrink it.
-                changing = !self.strictly_inside(g as usize, x) && self.recompute_box(g, store);
+                changing = !self.strictly_inside(g, x) && self.recompute_box(g, store, scratch);
             }
             g = self.nodes[g as usize].parent;
         }
     }
 
-    /// Sets node `n`'s box to the union of its children's; true if it changed.
-    fn recompute_box(&mut self, n: u32, store: &PointStore) -> bool {
+    /// Sets cached node `n`'s box to the union of its children's; true if
+    /// it changed.
+    fn recompute_box(&mut self, n: u32, store: &PointStore, scratch: &mut Vec<f32>) -> bool {
         let d = self.dim;
         let (l, r) = {
             let node = &self.nodes[n as usize];
             (node.left, node.right)
         };
-        let mut merged = std::mem::take(&mut self.tmp);
-        merged.resize(2 * d, 0.0);
+        let buf = scratch;
+        buf.resize(4 * d, 0.0);
         {
-            let (llo, lhi) = self.bounds(l, store);
-            let (rlo, rhi) = self.bounds(r, store);
-            let (mlo, mhi) = merged.split_at_mut(d);
+            let (merged, right) = buf.split_at_mut(2 * d);
+            self.write_box(l, store, merged);
+            self.write_box(r, store, right);
             for k in 0..d {
-                mlo[k] = llo[k].min(rlo[k]);
-                mhi[k] = lhi[k].max(rhi[k]);
+                merged[k] = merged[k].min(right[k]);
+                merged[d + k] = merged[d + k].max(right[d + k]);
             }
         }
-        let start = n as usize * 2 * d;
+        let s = self.slots[n as usize] as usize;
+        debug_assert!(s != NIL as usize, "node {n} has a cached box");
+        let start = s * 2 * d;
         let slot = &mut self.boxes[start..start + 2 * d];
-        let changed = slot != &merged[..];
-        slot.copy_from_slice(&merged);
-        let (mlo, mhi) = merged.split_at(d);
-        self.ranges[n as usize] = span_sum(mlo, mhi);
-        self.tmp = merged;
+        let changed = slot != &buf[..2 * d];
+        slot.copy_from_slice(&buf[..2 * d]);
+        let (mlo, mhi) = buf[..2 * d].split_at(d);
+        self.ranges[s] = span_sum(mlo, mhi);
         changed
     }
 
-    /// Recomputes every bounding box from the points (after a restore).
-    pub fn rebuild_boxes(&mut self, store: &PointStore) {
-        self.boxes = vec![0.0; self.nodes.len() * 2 * self.dim];
-        self.ranges = vec![0.0; self.nodes.len()];
+    /// Recomputes the cached bounding boxes from the points (after a
+    /// restore).
+    pub fn rebuild_boxes(&mut self, store: &PointStore, scratch: &mut Vec<f32>) {
+        self.slots = vec![NIL; self.nodes.len()];
+        self.boxes = Vec::new();
+        self.ranges = Vec::new();
+        self.free_slots = Vec::new();
         if self.root != NIL && !is_leaf(self.root) {
-            self.rebuild_below(self.root, store);
+            self.rebuild_below(self.root, store, scratch);
         }
     }
 
-    fn rebuild_below(&mut self, n: u32, store: &PointStore) {
+    fn rebuild_below(&mut self, n: u32, store: &PointStore, scratch: &mut Vec<f32>) {
         let (l, r) = {
             let node = &self.nodes[n as usize];
             (node.left, node.right)
         };
         if !is_leaf(l) {
-            self.rebuild_below(l, store);
+            self.rebuild_below(l, store, scratch);
         }
         if !is_leaf(r) {
-            self.rebuild_below(r, store);
+            self.rebuild_below(r, store, scratch);
         }
-        self.recompute_box(n, store);
+        if self.nodes[n as usize].mass >= CACHE_MASS {
+            let s = self.alloc_slot();
+            self.slots[n as usize] = s;
+            self.recompute_box(n, store, scratch);
+        }
     }
 
     /// The anomaly score of `x` in this tree, normalised so that a typical
@@ -564,10 +733,13 @@ impl Tree {
                 }
                 let t = trees[j];
                 let n = &t.nodes[c as usize];
-                // Touch the box now, while the walk waits on the next node,
-                // so that it is in cache for the way back up.
-                let b = c as usize * 2 * t.dim;
-                touch += t.boxes[b] + t.boxes[b + 2 * t.dim - 1];
+                // Touch a cached box now, while the walk waits on the next
+                // node, so that it is in cache for the way back up.
+                let s = t.slots[c as usize];
+                if s != NIL {
+                    let b = s as usize * 2 * t.dim;
+                    touch += t.boxes[b] + t.boxes[b + 2 * t.dim - 1];
+                }
                 depth[j] += 1;
                 let next = if x[n.cut_dim as usize] <= n.cut {
                     n.left
@@ -601,11 +773,12 @@ impl Tree {
                 let mut n = leaf.parent;
                 while n != NIL {
                     level -= 1;
-                    let gap = t.gap(n as usize, x);
+                    let (gap, range) =
+                        t.with_box(n, store, |lo, hi, range| (gap_sum(lo, hi, x), range));
                     if gap == 0.0 {
                         break;
                     }
-                    let p = gap / (t.ranges[n as usize] + gap);
+                    let p = gap / (range + gap);
                     s = p * score_unseen(level) + (1.0 - p) * s;
                     n = t.nodes[n as usize].parent;
                 }
@@ -645,29 +818,29 @@ impl Tree {
         if inside {
             return (s, true);
         }
-        let gap = self.gap(c as usize, x);
+        let (gap, range) = self.with_box(c, store, |lo, hi, range| (gap_sum(lo, hi, x), range));
         if gap == 0.0 {
             return (s, true);
         }
-        let p = gap / (self.ranges[c as usize] + gap);
+        let p = gap / (range + gap);
         (p * score_unseen(depth) + (1.0 - p) * s, false)
     }
 
-    /// True when `x` lies strictly inside node `n`'s box in every dimension.
-    fn strictly_inside(&self, n: usize, x: &[f32]) -> bool {
+    /// True when `x` lies strictly inside cached node `n`'s box in every
+    /// dimension.
+    fn strictly_inside(&self, n: u32, x: &[f32]) -> bool {
         let d = self.dim;
-        let b = &self.boxes[n * 2 * d..(n + 1) * 2 * d];
+        let s = self.slots[n as usize] as usize;
+        let b = &self.boxes[s * 2 * d..(s + 1) * 2 * d];
         let (lo, hi) = b.split_at(d);
         lo.iter().zip(hi).zip(x).all(|((l, h), v)| l < v && v < h)
     }
 
-    /// How far `x` lies outside node `n`'s box (sum over dimensions).
+    /// How far `x` lies outside internal node `n`'s box (sum over
+    /// dimensions).
     #[inline(always)]
-    fn gap(&self, n: usize, x: &[f32]) -> f64 {
-        let d = self.dim;
-        let b = &self.boxes[n * 2 * d..(n + 1) * 2 * d];
-        let (lo, hi) = b.split_at(d);
-        gap_sum(lo, hi, x)
+    fn gap(&self, n: u32, x: &[f32], store: &PointStore) -> f64 {
+        self.with_box(n, store, |lo, hi, _| gap_sum(lo, hi, x))
     }
 
     /// Adds this tree's directional attribution of `x`'s score (normalised
@@ -734,21 +907,22 @@ impl Tree {
         if self.attribution_below(child, depth + 1, x, store, total, low, high) {
             return true;
         }
-        let gap = self.gap(c as usize, x);
-        if gap == 0.0 {
-            return true;
-        }
-        let start = c as usize * 2 * d;
-        let denom = self.ranges[c as usize] + gap;
-        let p = gap / denom;
-        let u = score_unseen(depth);
-        for k in 0..d {
-            let gl = f64::from((self.boxes[start + k] - x[k]).max(0.0));
-            let gh = f64::from((x[k] - self.boxes[start + d + k]).max(0.0));
-            low[k] = (1.0 - p) * low[k] + u * gl / denom;
-            high[k] = (1.0 - p) * high[k] + u * gh / denom;
-        }
-        false
+        self.with_box(c, store, |lo, hi, range| {
+            let gap = gap_sum(lo, hi, x);
+            if gap == 0.0 {
+                return true;
+            }
+            let denom = range + gap;
+            let p = gap / denom;
+            let u = score_unseen(depth);
+            for k in 0..d {
+                let gl = f64::from((lo[k] - x[k]).max(0.0));
+                let gh = f64::from((x[k] - hi[k]).max(0.0));
+                low[k] = (1.0 - p) * low[k] + u * gl / denom;
+                high[k] = (1.0 - p) * high[k] + u * gh / denom;
+            }
+            false
+        })
     }
 
     /// The completion of `x`'s coordinates `missing` that this tree finds
@@ -804,16 +978,17 @@ impl Tree {
             let child = if x[k] <= n.cut { n.left } else { n.right };
             self.impute_below(child, depth + 1, x, missing, store, total)
         };
-        let start = c as usize * 2 * d;
-        let mut gap = 0.0f64;
-        for j in (0..d).filter(|j| !missing.contains(j)) {
-            gap += f64::from((self.boxes[start + j] - x[j]).max(0.0))
-                + f64::from((x[j] - self.boxes[start + d + j]).max(0.0));
-        }
+        let (gap, range) = self.with_box(c, store, |lo, hi, range| {
+            let mut gap = 0.0f64;
+            for j in (0..d).filter(|j| !missing.contains(j)) {
+                gap += f64::from((lo[j] - x[j]).max(0.0)) + f64::from((x[j] - hi[j]).max(0.0));
+            }
+            (gap, range)
+        });
         if gap == 0.0 {
             return (s, point);
         }
-        let p = gap / (self.ranges[c as usize] + gap);
+        let p = gap / (range + gap);
         (p * score_unseen(depth) + (1.0 - p) * s, point)
     }
 
@@ -822,6 +997,7 @@ impl Tree {
         self.nodes.capacity() * std::mem::size_of::<Internal>()
             + self.leaves.capacity() * std::mem::size_of::<Leaf>()
             + (self.free_nodes.capacity() + self.free_leaves.capacity()) * 4
+            + (self.slots.capacity() + self.free_slots.capacity()) * 4
             + self.boxes.capacity() * 4
             + self.ranges.capacity() * 8
     }
@@ -845,7 +1021,7 @@ impl Tree {
     /// internal node as (cut dimension, cut, mass, box) and each leaf as
     /// (point, mass).
     #[cfg(test)]
-    pub fn shape(&self) -> Vec<(u32, f32, u32, Vec<f32>)> {
+    pub fn shape(&self, store: &PointStore) -> Vec<(u32, f32, u32, Vec<f32>)> {
         let mut out = Vec::new();
         let mut stack = vec![self.root];
         while let Some(c) = stack.pop() {
@@ -857,8 +1033,8 @@ impl Tree {
                 out.push((u32::MAX, l.point as f32, l.mass, Vec::new()));
             } else {
                 let n = &self.nodes[c as usize];
-                let b = c as usize * 2 * self.dim;
-                let bx = self.boxes[b..b + 2 * self.dim].to_vec();
+                let mut bx = vec![0.0; 2 * self.dim];
+                self.write_box(c, store, &mut bx);
                 out.push((n.cut_dim, n.cut, n.mass, bx));
                 stack.push(n.right);
                 stack.push(n.left);
@@ -892,11 +1068,21 @@ impl Tree {
         assert!(rlo[k] > n.cut, "right side lies above the cut");
         let lo: Vec<f32> = llo.iter().zip(&rlo).map(|(a, b)| a.min(*b)).collect();
         let hi: Vec<f32> = lhi.iter().zip(&rhi).map(|(a, b)| a.max(*b)).collect();
-        let (blo, bhi) = self.bounds(c, store);
+        let s = self.slots[c as usize];
+        assert_eq!(
+            s != NIL,
+            n.mass >= CACHE_MASS,
+            "exactly the nodes of at least {CACHE_MASS} points keep a box"
+        );
+        let mut b = vec![0.0; 2 * self.dim];
+        self.write_box(c, store, &mut b);
+        let (blo, bhi) = b.split_at(self.dim);
         assert_eq!(blo, &lo[..], "box minimum is the union of the children");
         assert_eq!(bhi, &hi[..], "box maximum is the union of the children");
         assert_eq!(n.mass, lm + rm, "mass adds up");
-        assert_eq!(self.ranges[c as usize], span_sum(&lo, &hi));
+        if s != NIL {
+            assert_eq!(self.ranges[s as usize], span_sum(&lo, &hi));
+        }
         (lo, hi, n.mass)
     }
 }

@@ -59,6 +59,7 @@
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod codec;
 mod streak;
 
 use streak::Streak;
@@ -69,8 +70,9 @@ use crate::domain::{
     Direction, Dismissal, Expectation, MetricDeviation, Run, Verdict, BUILTIN_METRICS,
 };
 
-/// Format version of the serialised model; bump when the layout changes.
-pub const MODEL_VERSION: i64 = 1;
+/// `models.version` of a model saved now (the binary format of
+/// [`codec`]; models saved as JSON, version 1, are converted on load).
+pub const MODEL_VERSION: i64 = codec::BINARY_VERSION;
 
 /// Runs a pipeline needs before its verdicts can be abnormal.
 pub const WARM_UP_RUNS: u64 = 16;
@@ -201,11 +203,19 @@ pub struct PipelineModel {
     streak: Option<Streak>,
 }
 
+/// Trees of a pipeline model's forest.
+pub const PIPELINE_TREES: usize = 50;
+
+/// Points each tree of a pipeline model samples.
+pub const PIPELINE_SAMPLE: usize = 256;
+
 /// The detector settings of pipeline models.
 pub fn pipeline_detector_config(sensitivity: f64, seed: u64) -> DetectorConfig {
     DetectorConfig {
         dimensions: BUILTIN_METRICS.len(),
         shingle_size: PIPELINE_SHINGLE,
+        trees: PIPELINE_TREES,
+        sample_size: PIPELINE_SAMPLE,
         sensitivity,
         seed,
         ..DetectorConfig::default()
@@ -239,8 +249,15 @@ struct Context {
 
 impl PipelineModel {
     pub fn new(pipeline: &str, sensitivity: f64) -> Self {
+        Self::with_detector(pipeline_detector_config(sensitivity, seed_for(pipeline)))
+    }
+
+    /// A model whose forest has other settings than the product's (for
+    /// evaluating forest sizes); `config` as [`pipeline_detector_config`]
+    /// makes it.
+    pub fn with_detector(config: DetectorConfig) -> Self {
         Self {
-            detector: Detector::new(pipeline_detector_config(sensitivity, seed_for(pipeline))),
+            detector: Detector::new(config),
             scalers: vec![Scaler::default(); BUILTIN_METRICS.len()],
             last: vec![None; BUILTIN_METRICS.len()],
             runs_seen: 0,
@@ -438,6 +455,23 @@ impl PipelineModel {
     pub fn corrected_point(&self, run: &Run, rules: &PipelineRules) -> Option<Vec<f64>> {
         let point = self.normalised(&metric_values(run), self.context(run, rules))?;
         self.detector.corrected_shingle_of(&point)
+    }
+
+    /// The thresholded forest behind the verdicts.
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// Estimated heap bytes of the model: its detector (forest, samplers,
+    /// point store) and its per-metric statistics.
+    pub fn memory_bytes(&self) -> usize {
+        let scalers = std::mem::size_of::<Scaler>()
+            * (self.scalers.capacity() + self.slots.iter().map(Vec::capacity).sum::<usize>());
+        std::mem::size_of::<Self>()
+            + self.detector.memory_bytes()
+            + scalers
+            + self.slots.capacity() * std::mem::size_of::<Vec<Scaler>>()
+            + self.last.capacity() * std::mem::size_of::<Option<f64>>()
     }
 
     /// Judges a finished run against what this pipeline learned (see the

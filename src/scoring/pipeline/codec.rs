@@ -1,0 +1,242 @@
+//! The saved form of a [`PipelineModel`]: a versioned binary encoding with
+//! a checksum, kept as base64 text in the `models.state` column, and the
+//! reading of models saved as JSON by earlier releases.
+//!
+//! A binary model is a 16-byte header and a postcard payload:
+//!
+//! | bytes | field |
+//! | ---: | --- |
+//! | 0–3 | magic `PMMD` |
+//! | 4–5 | payload format, little-endian ([`BINARY_FORMAT`]) |
+//! | 6–7 | reserved, 0 |
+//! | 8–11 | payload length, little-endian |
+//! | 12–15 | CRC-32 (IEEE) of the payload, little-endian |
+//!
+//! Floating-point state is written as raw IEEE-754 bytes (see
+//! [`crate::detect::bits`]), so a restored model scores bit for bit like
+//! the one saved. Anything that does not check out (base64, magic, format,
+//! length, checksum, payload) is a [`ModelCodecError`] saying which; the
+//! model bank then rebuilds the model from the stored history.
+
+use base64::Engine as _;
+
+use super::PipelineModel;
+
+/// `models.version` of a model saved as JSON (earlier releases).
+pub const JSON_VERSION: i64 = 1;
+
+/// `models.version` of a model saved in the binary format.
+pub const BINARY_VERSION: i64 = 2;
+
+/// Layout version of the binary payload inside the header; bump when the
+/// model's fields change.
+pub const BINARY_FORMAT: u16 = 1;
+
+const MAGIC: [u8; 4] = *b"PMMD";
+const HEADER: usize = 16;
+
+/// Why a saved model could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelCodecError {
+    #[error("saved model is not valid base64 text: {0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("saved model is {len} bytes, shorter than its {HEADER}-byte header")]
+    Truncated { len: usize },
+    #[error("saved model does not start with the magic bytes PMMD (found {found:02x?})")]
+    Magic { found: [u8; 4] },
+    #[error("saved model has payload format {found}; this release reads format {BINARY_FORMAT}")]
+    Format { found: u16 },
+    #[error(
+        "saved model payload is {found} bytes, its header says {expected} (truncated or padded)"
+    )]
+    Length { expected: usize, found: usize },
+    #[error("saved model checksum mismatch: header says {stored:08x}, payload has {computed:08x}")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("saved model payload does not decode: {0}")]
+    Payload(#[from] postcard::Error),
+    #[error("saved JSON model does not parse: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("saved model has version {0}, which this release does not know")]
+    Version(i64),
+}
+
+/// The binary form of `model`: header and postcard payload.
+pub fn encode(model: &PipelineModel) -> Result<Vec<u8>, ModelCodecError> {
+    let payload = postcard::to_allocvec(model)?;
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&BINARY_FORMAT.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// The model in `bytes` (the output of [`encode`]), after checking the
+/// header, the length and the checksum.
+pub fn decode(bytes: &[u8]) -> Result<PipelineModel, ModelCodecError> {
+    if bytes.len() < HEADER {
+        return Err(ModelCodecError::Truncated { len: bytes.len() });
+    }
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let found = [bytes[0], bytes[1], bytes[2], bytes[3]];
+    if found != MAGIC {
+        return Err(ModelCodecError::Magic { found });
+    }
+    let format = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if format != BINARY_FORMAT {
+        return Err(ModelCodecError::Format { found: format });
+    }
+    let expected = word(8) as usize;
+    let payload = &bytes[HEADER..];
+    if payload.len() != expected {
+        return Err(ModelCodecError::Length {
+            expected,
+            found: payload.len(),
+        });
+    }
+    let stored = word(12);
+    let computed = crc32fast::hash(payload);
+    if stored != computed {
+        return Err(ModelCodecError::Checksum { stored, computed });
+    }
+    Ok(postcard::from_bytes(payload)?)
+}
+
+/// What goes in the `models` row: its version and the state text.
+pub fn to_stored(model: &PipelineModel) -> Result<(i64, String), ModelCodecError> {
+    let bytes = encode(model)?;
+    Ok((
+        BINARY_VERSION,
+        base64::engine::general_purpose::STANDARD.encode(bytes),
+    ))
+}
+
+/// The model in a `models` row of `version` holding `state`: binary, or
+/// JSON from an earlier release.
+pub fn from_stored(version: i64, state: &str) -> Result<PipelineModel, ModelCodecError> {
+    match version {
+        BINARY_VERSION => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(state.trim())?;
+            decode(&bytes)
+        }
+        JSON_VERSION => Ok(serde_json::from_str(state)?),
+        other => Err(ModelCodecError::Version(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PipelineRules;
+    use crate::domain::{ResourceMetrics, Run, RunStatus, TestCounts};
+
+    fn run(i: u32) -> Run {
+        let start: chrono::DateTime<chrono::Utc> = "2026-09-01T00:00:00Z".parse().unwrap();
+        let start = start + chrono::Duration::hours(i64::from(i) * 5);
+        let jitter = ((i * 7919) % 31) as f64 - 15.0;
+        let slow = if i % 41 == 40 { 4.0 } else { 1.0 };
+        let mut run = Run::new("codec", i.to_string(), RunStatus::Succeeded);
+        run.started_at = Some(start);
+        run.finished_at =
+            Some(start + chrono::Duration::milliseconds(((300.0 + jitter) * slow * 1000.0) as i64));
+        run.tests = Some(TestCounts {
+            total: 500,
+            failed: u64::from(i % 7 == 0),
+            skipped: 0,
+        });
+        run.resources = Some(ResourceMetrics {
+            cpu_peak_pct: Some(50.0 + jitter),
+            mem_peak_mb: Some(1500.0 + 3.0 * jitter),
+        });
+        run
+    }
+
+    fn trained(runs: u32) -> PipelineModel {
+        let mut model = PipelineModel::new("codec", 1.0);
+        for i in 0..runs {
+            model.observe(&run(i), &PipelineRules::default());
+        }
+        model
+    }
+
+    /// Both models give the same verdicts on the same next runs.
+    fn same_verdicts(mut a: PipelineModel, mut b: PipelineModel, from: u32) {
+        let rules = PipelineRules::default();
+        let mut abnormal = 0;
+        for i in from..from + 120 {
+            let (va, vb) = (a.observe(&run(i), &rules), b.observe(&run(i), &rules));
+            abnormal += usize::from(va.is_anomalous());
+            assert_eq!(va, vb, "run {i}");
+        }
+        assert!(abnormal > 0, "the slow runs are judged abnormal by both");
+    }
+
+    #[test]
+    fn binary_round_trip_gives_the_same_verdicts() {
+        let model = trained(300);
+        let (version, state) = to_stored(&model).unwrap();
+        assert_eq!(version, BINARY_VERSION);
+        let restored = from_stored(version, &state).unwrap();
+        assert_eq!(encode(&restored).unwrap(), encode(&model).unwrap());
+        same_verdicts(model, restored, 300);
+    }
+
+    #[test]
+    fn a_json_model_is_read_and_converts_to_binary() {
+        let model = trained(200);
+        let json = serde_json::to_string(&model).unwrap();
+        let from_json = from_stored(JSON_VERSION, &json).unwrap();
+        let (version, state) = to_stored(&from_json).unwrap();
+        assert!(
+            state.len() * 3 < json.len(),
+            "binary (base64) {} bytes vs JSON {} bytes",
+            state.len(),
+            json.len()
+        );
+        let converted = from_stored(version, &state).unwrap();
+        same_verdicts(model, converted, 200);
+    }
+
+    #[test]
+    fn corrupt_and_truncated_models_are_refused_with_the_reason() {
+        let bytes = encode(&trained(100)).unwrap();
+        let mut flipped = bytes.clone();
+        let at = HEADER + (bytes.len() - HEADER) / 2;
+        flipped[at] ^= 0x10;
+        assert!(matches!(
+            decode(&flipped),
+            Err(ModelCodecError::Checksum { .. })
+        ));
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 7]),
+            Err(ModelCodecError::Length { .. })
+        ));
+        assert!(matches!(
+            decode(&bytes[..9]),
+            Err(ModelCodecError::Truncated { len: 9 })
+        ));
+        let mut other = bytes.clone();
+        other[4] = 9;
+        assert!(matches!(
+            decode(&other),
+            Err(ModelCodecError::Format { found: 9 })
+        ));
+        assert!(matches!(
+            from_stored(BINARY_VERSION, "not base64!"),
+            Err(ModelCodecError::Base64(_))
+        ));
+        assert!(matches!(
+            from_stored(JSON_VERSION, "{\"detector\":"),
+            Err(ModelCodecError::Json(_))
+        ));
+        assert!(matches!(
+            from_stored(7, ""),
+            Err(ModelCodecError::Version(7))
+        ));
+        let msg = decode(&flipped).unwrap_err().to_string();
+        assert!(msg.contains("checksum mismatch"), "{msg}");
+    }
+}
