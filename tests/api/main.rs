@@ -24,9 +24,9 @@ mod console_browser;
 mod demo;
 mod detection;
 mod edge;
-mod export;
 #[cfg(feature = "ci-evidence")]
 mod evidence;
+mod export;
 mod handoffs;
 mod healing;
 mod healing_tasks;
