@@ -189,17 +189,9 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Stores the verdict on its run.
+    /// Stores the verdict on its run: [`WriteTx::set_verdicts`] of one.
     pub async fn set_verdict(&mut self, run_pk: i64, verdict: &Verdict) -> Result<(), StoreError> {
-        let json = serde_json::to_string(verdict).map_err(|e| corrupt("verdict", e))?;
-        sqlx::query("UPDATE runs SET score = $1, grade = $2, verdict = $3, scored_times = scored_times + 1 WHERE id = $4")
-            .bind(verdict.score)
-            .bind(verdict.grade)
-            .bind(json)
-            .bind(run_pk)
-            .execute(self.conn())
-            .await?;
-        Ok(())
+        self.set_verdicts(&[(run_pk, verdict)]).await
     }
 
     /// Opens an anomaly for an abnormal run, or extends the pipeline's open
