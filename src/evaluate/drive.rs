@@ -34,6 +34,25 @@ pub enum DriveError {
     },
 }
 
+impl DriveError {
+    /// Worth another try: the server was busy or the connection dropped.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Http { source, .. } => source.is_connect() || source.is_timeout(),
+            Self::Refused { status, .. } => {
+                *status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || *status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Shape { .. } => false,
+        }
+    }
+}
+
+/// Tries per run before a busy server's answer counts as a refusal.
+const POST_ATTEMPTS: u32 = 4;
+/// The pause before the second try; it grows by this much each time.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[derive(Deserialize)]
 struct Answer {
     runs: Vec<AnsweredRun>,
@@ -64,8 +83,24 @@ impl Driver {
     }
 
     /// Posts one run; its verdict, or `None` when the server stored it
-    /// without one (it did not come in time).
+    /// without one (it did not come in time). A busy server (429, 503) or a
+    /// dropped connection is retried a few times after a short pause, as a
+    /// CI system's webhook delivery would: posting a run again is
+    /// idempotent, the store keys runs by pipeline and run id.
     pub async fn post_run(&self, run: &Run) -> Result<Option<Verdict>, DriveError> {
+        let mut attempt = 1;
+        loop {
+            match self.post_once(run).await {
+                Err(e) if attempt < POST_ATTEMPTS && e.is_transient() => {
+                    tokio::time::sleep(RETRY_PAUSE * attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn post_once(&self, run: &Run) -> Result<Option<Verdict>, DriveError> {
         let ids = || (run.pipeline.clone(), run.run_id.clone());
         let res = self
             .http

@@ -298,6 +298,25 @@ async fn submit_for_scoring(
     report: &IngestReport,
     runs: &[Run],
 ) -> Vec<PendingVerdict> {
+    submit(detection, report, runs, false).await
+}
+
+/// The verdicts of the runs the writer stored and, across replicas, queued
+/// in the same transaction ([`write_group`]).
+async fn submit_committed(
+    detection: Option<&DetectionService>,
+    report: &IngestReport,
+    runs: &[Run],
+) -> Vec<PendingVerdict> {
+    submit(detection, report, runs, true).await
+}
+
+async fn submit(
+    detection: Option<&DetectionService>,
+    report: &IngestReport,
+    runs: &[Run],
+    already_queued: bool,
+) -> Vec<PendingVerdict> {
     let Some(detection) = detection else {
         return Vec::new();
     };
@@ -306,7 +325,12 @@ async fn submit_for_scoring(
         if !accepted.became_final {
             continue;
         }
-        match detection.submit(accepted.pk, run.clone()).await {
+        let handed = if already_queued {
+            detection.submit_queued(accepted.pk, run.clone()).await
+        } else {
+            detection.submit(accepted.pk, run.clone()).await
+        };
+        match handed {
             Ok(rx) => pending.push((i, rx)),
             Err(e) => tracing::error!(error = %e, "Run stored but not handed to detection."),
         }
@@ -333,10 +357,11 @@ async fn writer(
         for job in &mut group {
             redaction.apply(&mut job.runs);
         }
-        match write_group(&store, &group, now).await {
+        let queue_as = detection.as_ref().and_then(DetectionService::queues_as);
+        match write_group(&store, &group, now, queue_as).await {
             Ok(reports) => {
                 for (job, report) in group.into_iter().zip(reports) {
-                    let pending = submit_for_scoring(detection.as_ref(), &report, &job.runs).await;
+                    let pending = submit_committed(detection.as_ref(), &report, &job.runs).await;
                     let _ = job.reply.send(Ok((report, pending)));
                 }
             }
@@ -348,13 +373,13 @@ async fn writer(
             Err(e) => {
                 tracing::warn!(error = %e, jobs = group.len(), "Group commit failed; retrying each call alone.");
                 for job in group {
-                    let result = write_group(&store, std::slice::from_ref(&job), now)
+                    let result = write_group(&store, std::slice::from_ref(&job), now, queue_as)
                         .await
                         .map(|mut r| r.remove(0));
                     let result = match result {
                         Ok(report) => {
                             let pending =
-                                submit_for_scoring(detection.as_ref(), &report, &job.runs).await;
+                                submit_committed(detection.as_ref(), &report, &job.runs).await;
                             Ok((report, pending))
                         }
                         Err(e) => Err(e),
@@ -367,11 +392,14 @@ async fn writer(
 }
 
 /// Commits a group of calls whose runs are already checked
-/// ([`IngestService::accept_runs`]) and redacted.
+/// ([`IngestService::accept_runs`]) and redacted. With `queue_as` (the
+/// replica's name when pipelines are owned across replicas), the runs that
+/// became final are queued for their owners in the same transaction.
 async fn write_group(
     store: &Store,
     group: &[Job],
     now: chrono::DateTime<chrono::Utc>,
+    queue_as: Option<&str>,
 ) -> Result<Vec<IngestReport>, IngestError> {
     let mut tx = store.begin_write().await?;
     // Deliveries first, in order: a redelivered call stores nothing.
@@ -402,6 +430,17 @@ async fn write_group(
             .into_iter();
         for &j in &members {
             accepted[j] = stored.by_ref().take(group[j].runs.len()).collect();
+        }
+    }
+    if let Some(replica) = queue_as {
+        let finals: Vec<(i64, &str)> = accepted
+            .iter()
+            .flatten()
+            .filter(|a| a.became_final)
+            .map(|a| (a.pk, a.pipeline.as_str()))
+            .collect();
+        if !finals.is_empty() {
+            tx.enqueue_scoring(&finals, replica).await?;
         }
     }
     tx.commit().await?;

@@ -187,6 +187,19 @@ impl Ownership {
         }
     }
 
+    /// This replica's name, as it queues runs.
+    pub fn replica(&self) -> &str {
+        self.inner.me()
+    }
+
+    /// Waits for the owner's verdict on a run already queued (by the
+    /// transaction that stored it, see `WriteTx::enqueue_scoring`).
+    pub fn await_queued(&self, run_pk: i64) -> oneshot::Receiver<Result<Verdict, String>> {
+        let answer = self.inner.wait_for(run_pk);
+        self.inner.wake.notify_one();
+        answer
+    }
+
     /// Queues a stored run for its pipeline's owner (this replica or
     /// another); the receiver gets the owner's verdict.
     pub async fn submit(
@@ -194,15 +207,7 @@ impl Ownership {
         run_pk: i64,
         run: &Run,
     ) -> Result<oneshot::Receiver<Result<Verdict, String>>, DetectionError> {
-        let (reply, answer) = oneshot::channel();
-        lock(&self.inner.waiters)
-            .entry(run_pk)
-            .or_insert_with(|| Waiter {
-                since: Instant::now(),
-                replies: Vec::new(),
-            })
-            .replies
-            .push(reply);
+        let answer = self.inner.wait_for(run_pk);
         let queued = self
             .inner
             .store
@@ -220,6 +225,20 @@ impl Ownership {
 impl Inner {
     fn me(&self) -> &str {
         &self.settings.replica
+    }
+
+    /// Registers a wait for the verdict on `run_pk`.
+    fn wait_for(&self, run_pk: i64) -> oneshot::Receiver<Result<Verdict, String>> {
+        let (reply, answer) = oneshot::channel();
+        lock(&self.waiters)
+            .entry(run_pk)
+            .or_insert_with(|| Waiter {
+                since: Instant::now(),
+                replies: Vec::new(),
+            })
+            .replies
+            .push(reply);
+        answer
     }
 
     fn is_waiting_for(&self, run_pk: i64) -> bool {

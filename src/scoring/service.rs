@@ -173,6 +173,26 @@ impl DetectionService {
         }
     }
 
+    /// The replica name to queue runs under in the transaction that stores
+    /// them, when pipelines are owned across replicas; `None` when this
+    /// process scores every pipeline (then [`DetectionService::submit`]).
+    pub fn queues_as(&self) -> Option<&str> {
+        self.ownership.as_ref().map(Ownership::replica)
+    }
+
+    /// The verdict on a run the storing transaction queued under
+    /// [`DetectionService::queues_as`].
+    pub async fn submit_queued(
+        &self,
+        run_pk: i64,
+        run: Run,
+    ) -> Result<oneshot::Receiver<Result<Verdict, String>>, DetectionError> {
+        match &self.ownership {
+            Some(ownership) => Ok(ownership.await_queued(run_pk)),
+            None => self.submit_here(run_pk, run).await,
+        }
+    }
+
     /// Scores a stored run on this replica's shards.
     pub(super) async fn submit_here(
         &self,

@@ -87,23 +87,10 @@ impl Store {
         enqueued_by: &str,
     ) -> Result<(), StoreError> {
         postgres_only(self.backend(), "scoring_queue")?;
-        let mut tx = self.pool().begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO scoring_queue (run_pk, pipeline, enqueued_by, enqueued_at_ms) \
-             VALUES ($1, $2, $3, {NOW_MS}) ON CONFLICT (run_pk) DO NOTHING"
-        ))
-        .bind(run_pk)
-        .bind(pipeline)
-        .bind(enqueued_by)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS notified")
-            .bind(SCORING_CHANNEL)
-            .bind(pipeline)
-            .execute(&mut *tx)
+        let mut tx = self.begin_write().await?;
+        tx.enqueue_scoring(&[(run_pk, pipeline)], enqueued_by)
             .await?;
-        tx.commit().await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// Grants `holder` the lease of `pipeline` for `lease_ms` when nobody
@@ -216,6 +203,46 @@ impl Store {
 }
 
 impl WriteTx {
+    /// Queues stored runs `(row id, pipeline)` for their pipelines' owners
+    /// in this transaction, so a run is queued if and only if it is
+    /// stored: a replica that dies after the commit leaves no run without
+    /// a verdict. Wakes the replicas listening on [`SCORING_CHANNEL`] once
+    /// per pipeline when the transaction commits. Idempotent on each run.
+    pub async fn enqueue_scoring(
+        &mut self,
+        runs: &[(i64, &str)],
+        enqueued_by: &str,
+    ) -> Result<(), StoreError> {
+        postgres_only(self.backend(), "scoring_queue")?;
+        // At most 3 binds a row, well under PostgreSQL's 65,535 a statement.
+        for chunk in runs.chunks(1_000) {
+            let rows = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${}, {NOW_MS})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO scoring_queue (run_pk, pipeline, enqueued_by, enqueued_at_ms) \
+                 VALUES {rows} ON CONFLICT (run_pk) DO NOTHING"
+            );
+            let mut query = sqlx::query(&sql);
+            for (run_pk, pipeline) in chunk {
+                query = query.bind(*run_pk).bind(*pipeline).bind(enqueued_by);
+            }
+            query.execute(self.conn()).await?;
+        }
+        let mut pipelines: Vec<&str> = runs.iter().map(|(_, p)| *p).collect();
+        pipelines.sort_unstable();
+        pipelines.dedup();
+        for pipeline in pipelines {
+            sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS notified")
+                .bind(SCORING_CHANNEL)
+                .bind(pipeline)
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The fence of a scoring transaction: true when `holder` holds a live
     /// lease on `pipeline`, which then cannot be taken over before this
     /// transaction ends (the lease row is locked `FOR SHARE`).

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::ConnectOptions;
 use sqlx::{AnyPool, Row};
 
 use crate::domain::{Run, RunStatus};
@@ -54,6 +55,9 @@ pub use paging::{NewPage, PageAction, PageStatus, StoredPage};
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
 pub use schema::SchemaStatus;
 pub use write::{RunOutcome, Upserted, WriteTx};
+
+/// How long one statement may take before the driver logs it as slow.
+const SLOW_STATEMENT: Duration = Duration::from_secs(10);
 
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,10 +162,16 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(shown));
         };
-        let options = AnyConnectOptions::from_str(&url).map_err(|source| StoreError::Connect {
-            url: shown.clone(),
-            source,
-        })?;
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|source| StoreError::Connect {
+                url: shown.clone(),
+                source,
+            })?
+            // A long backfill commits large transactions that take more than
+            // the driver's default second: say so only when a statement is
+            // slow enough to be a problem, never with the statement's text
+            // logged at every busy moment.
+            .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT);
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10));

@@ -124,6 +124,21 @@ impl Browser {
             .to_string()
     }
 
+    /// The page's address once it ends with `suffix`, or the last one seen
+    /// after five seconds: a click's navigation may still be under way when
+    /// the click returns.
+    async fn wait_for_url(&self, suffix: &str) -> String {
+        let mut seen = self.url().await;
+        for _ in 0..50 {
+            if seen.ends_with(suffix) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            seen = self.url().await;
+        }
+        seen
+    }
+
     async fn find_all(&self, css: &str) -> Vec<String> {
         let found = self
             .call(
@@ -243,15 +258,7 @@ async fn the_console_renders_in_headless_chromium() {
             Some(json!({})),
         )
         .await;
-    let mut landed = browser.url().await;
-    // The form's navigation may still be under way when the click returns.
-    for _ in 0..50 {
-        if landed.ends_with("/ui") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        landed = browser.url().await;
-    }
+    let landed = browser.wait_for_url("/ui").await;
     assert!(
         landed.ends_with("/ui"),
         "signed in, on the overview: {landed}: {}",
@@ -319,7 +326,8 @@ async fn the_console_renders_in_headless_chromium() {
             Some(json!({})),
         )
         .await;
-    assert!(browser.url().await.ends_with("/ui/login"));
+    let signed_out = browser.wait_for_url("/ui/login").await;
+    assert!(signed_out.ends_with("/ui/login"), "signed out: {signed_out}");
     browser.open(&app.url("/ui")).await;
     assert!(browser.url().await.ends_with("/ui/login"));
 }

@@ -336,3 +336,66 @@ async fn killing_the_owner_hands_its_pipeline_to_the_other_replica_within_the_le
         runs.len()
     );
 }
+
+/// A replica stores a run and queues it for scoring in one transaction:
+/// should it die straight after the commit, the run is still queued and the
+/// replica that takes the pipeline over scores it; a transaction that never
+/// commits leaves neither the run nor its queue entry behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_queued_by_a_replica_that_died_after_storing_it_is_scored_by_another() {
+    let Some(db) = TestDb::new(Db::Postgres).await else {
+        eprintln!("PIPEMEDIC_TEST_POSTGRES_URL not set; skipped");
+        return;
+    };
+    let store = db.store().await;
+    let now = chrono::Utc::now();
+    let parse = |i: u32| {
+        pipemedic::ingest::generic::parse_one(run_json(PIPELINE, i, 420.0, 1), "", now)
+            .expect("valid run")
+    };
+
+    // Never committed: nothing stays.
+    let (lost, kept) = (parse(0), parse(1));
+    let mut tx = store.begin_write().await.unwrap();
+    let up = tx
+        .upsert_runs(&[&lost], pipemedic::domain::RunSource::Generic, now)
+        .await
+        .unwrap();
+    tx.enqueue_scoring(&[(up[0].pk, PIPELINE)], "replica-gone")
+        .await
+        .unwrap();
+    drop(tx);
+    assert!(scored(&db.url).await.is_empty());
+    assert_eq!(queued(&db.url).await, 0);
+
+    // Committed by a replica that then vanished without handing it on.
+    let mut tx = store.begin_write().await.unwrap();
+    let up = tx
+        .upsert_runs(&[&kept], pipemedic::domain::RunSource::Generic, now)
+        .await
+        .unwrap();
+    tx.enqueue_scoring(&[(up[0].pk, PIPELINE)], "replica-gone")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    store.close().await;
+    assert_eq!(queued(&db.url).await, 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let mut survivor = start(dir.path(), "replica-b", &db.url);
+    survivor.wait_ready(&http).await;
+    let deadline = Instant::now() + Duration::from_secs(LEASE_SECONDS * 5);
+    let mut stored = scored(&db.url).await;
+    while stored.first().is_some_and(|r| r.1.is_none()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stored = scored(&db.url).await;
+    }
+    assert_eq!(stored.len(), 1);
+    let (run_id, grade, times, by) = &stored[0];
+    assert_eq!(run_id, "r1");
+    assert!(grade.is_some(), "the orphaned run was never scored");
+    assert_eq!(*times, 1);
+    assert_eq!(by.as_deref(), Some("replica-b"));
+    assert_eq!(queued(&db.url).await, 0);
+}
