@@ -4,8 +4,10 @@
 //!
 //! `cargo bench --bench scale` starts the application on a fresh SQLite
 //! store in a temp dir, with the default configuration, and posts
-//! `PIPEMEDIC_SCALE_RUNS` runs (default 60,000) to `POST /v1/runs` in
-//! requests of 100 from 8 clients; every run is stored and scored (the
+//! `PIPEMEDIC_SCALE_RUNS` runs (default: 60,000, or 30 per pipeline when
+//! that is more, so that 10,000 pipelines get past a few runs each) to
+//! `POST /v1/runs` in requests of 100 from 8 clients; every run is stored
+//! and scored (the
 //! route answers with the verdicts). It prints, first for 100 pipelines
 //! (the baseline: every model stays cached) and then for 10,000:
 //!
@@ -348,7 +350,9 @@ async fn scale(pipelines: usize, runs: usize, latency_secs: usize) -> Line {
 }
 
 fn main() {
-    let runs = env_usize("PIPEMEDIC_SCALE_RUNS", 60_000);
+    let fixed_runs = std::env::var("PIPEMEDIC_SCALE_RUNS")
+        .is_ok()
+        .then(|| env_usize("PIPEMEDIC_SCALE_RUNS", 60_000));
     let latency_secs = env_usize("PIPEMEDIC_SCALE_RATE_S", 10);
     let sizes: Vec<usize> = std::env::var("PIPEMEDIC_SCALE_PIPELINES")
         .unwrap_or_else(|_| "100,10000".into())
@@ -362,6 +366,7 @@ fn main() {
         .expect("runtime");
     let mut first: Option<f64> = None;
     for (i, pipelines) in sizes.into_iter().enumerate() {
+        let runs = fixed_runs.unwrap_or((30 * pipelines).max(60_000));
         let line = rt.block_on(scale(
             pipelines,
             runs,

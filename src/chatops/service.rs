@@ -406,11 +406,12 @@ impl ChatService {
         let now = self.clock.now();
         let config = self.incidents.config().clone();
         let title = format!("{pipeline} duration_s");
-        let Some(png) = crate::incidents::chart_png(
+        let Some((png, band)) = crate::incidents::chart_png(
             &self.store,
             pipeline,
             "duration_s",
             now,
+            None,
             None,
             &title,
             &config,
@@ -421,7 +422,10 @@ impl ChatService {
         };
         let payload = OutboxPayload::png(
             "health.png",
-            &format!("{pipeline}: duration, recent history"),
+            &format!(
+                "{pipeline}: duration, recent history; shaded: {}",
+                band.describe()
+            ),
             &png,
             thread.cloned(),
         );

@@ -432,13 +432,16 @@ impl IncidentService {
         route: &Route,
         scored: &ScoredRun,
     ) -> Result<(), StoreError> {
-        let Some((metric, png)) = self.chart(scored).await else {
+        let Some((metric, png, band)) = self.chart(scored).await else {
             return Ok(());
         };
         let pipeline = &scored.run.pipeline;
         let upload = OutboxPayload::png(
             &format!("{}-{metric}.png", sanitize(pipeline)),
-            &format!("{pipeline}: {metric}, recent history"),
+            &format!(
+                "{pipeline}: {metric}, recent history; shaded: {}",
+                band.describe()
+            ),
             &png,
             None,
         );
@@ -543,8 +546,10 @@ impl IncidentService {
     }
 
     /// The chart of the run's most deviating metric (duration without
-    /// deviations): `(metric, PNG)`, or `None` without history.
-    async fn chart(&self, scored: &ScoredRun) -> Option<(String, Vec<u8>)> {
+    /// deviations): `(metric, PNG, what its band is)`, or `None` without
+    /// history. The band is the range detection expected of this run
+    /// when the verdict kept one.
+    async fn chart(&self, scored: &ScoredRun) -> Option<(String, Vec<u8>, ChartBand)> {
         let top = scored.verdict.deviations.first();
         let metric = top.map_or("duration_s".to_string(), |d| d.metric.clone());
         let at = scored
@@ -553,32 +558,62 @@ impl IncidentService {
             .unwrap_or_else(|| self.inner.clock.now());
         let observed = top.map(|d| d.observed);
         let title = format!("{} {metric}", scored.run.pipeline);
+        let expected = scored.verdict.expectation(&metric).map(|e| (e.low, e.high));
         chart_png(
             &self.inner.store,
             &scored.run.pipeline,
             &metric,
             at,
             observed,
+            expected,
             &title,
             &self.inner.config,
         )
         .await
-        .map(|png| (metric, png))
+        .map(|(png, band)| (metric, png, band))
+    }
+}
+
+/// Which range a chart shades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChartBand {
+    /// The range detection expected of the marked run (its verdict's
+    /// expectation: the usual value give or take the metric's margin).
+    Expected,
+    /// The 5th to 95th percentile of the runs before it (no expectation
+    /// kept: warming up, a question without a run, or an older verdict).
+    Percentiles,
+    /// Too little history for either.
+    None,
+}
+
+impl ChartBand {
+    /// What the shading is, for the chart's caption.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Expected => "the range detection expected of this run",
+            Self::Percentiles => "5th to 95th percentile of the earlier runs",
+            Self::None => "nothing (too little history for a normal range)",
+        }
     }
 }
 
 /// Renders the recent history of one metric (the last `chart_days` days,
-/// at most `chart_runs` points up to `at`) with its normal band, marking
-/// the point at `at`. `None` when there is nothing to draw.
+/// at most `chart_runs` points up to `at`), marking the point at `at`, and
+/// shades `expected` (what detection expected of that run) or, without
+/// it, the percentile band of the earlier points. `None` when there is
+/// nothing to draw.
+#[allow(clippy::too_many_arguments)]
 pub async fn chart_png(
     store: &Store,
     pipeline: &str,
     metric: &str,
     at: DateTime<Utc>,
     observed: Option<f64>,
+    expected: Option<(f64, f64)>,
     title: &str,
     config: &IncidentsConfig,
-) -> Option<Vec<u8>> {
+) -> Option<(Vec<u8>, ChartBand)> {
     let days = i64::try_from(config.chart_days).unwrap_or(30);
     let from = at - Duration::days(days);
     let mut points = match store
@@ -606,7 +641,13 @@ pub async fn chart_png(
     if points.is_empty() {
         return None;
     }
-    let band = charts::normal_band(&points, at);
+    let (band, shown) = match expected.filter(|(low, high)| low.is_finite() && high.is_finite()) {
+        Some(range) => (Some(range), ChartBand::Expected),
+        None => match charts::normal_band(&points, at) {
+            Some(range) => (Some(range), ChartBand::Percentiles),
+            None => (None, ChartBand::None),
+        },
+    };
     let title = title.to_string();
     let rendered = tokio::task::spawn_blocking(move || {
         charts::render_png(&HistoryChart {
@@ -618,7 +659,7 @@ pub async fn chart_png(
     })
     .await;
     match rendered {
-        Ok(Ok(png)) => Some(png),
+        Ok(Ok(png)) => Some((png, shown)),
         Ok(Err(e)) => {
             tracing::warn!(pipeline, metric, error = %e, "Cannot draw a chart.");
             None

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::incidents::{incident_from_row, INCIDENT_COLUMNS};
 use super::{
     audit_from_row, ms, stored_from_row, summary_from_row, AuditEntry, RunSummary, Store,
     StoreError, StoredRun,
@@ -237,8 +238,9 @@ impl Store {
         let filter_sql = "($1 = 0 OR ($1 = 1 AND status NOT IN ('resolved', 'dismissed')) \
              OR ($1 = 2 AND status = $2)) AND ($3 = '' OR pipeline = $3) \
              AND opened_at_ms >= $4 AND opened_at_ms < $5";
-        let ids = sqlx::query(&format!(
-            "SELECT id FROM incidents WHERE {filter_sql} ORDER BY id DESC LIMIT $6 OFFSET $7"
+        let rows = sqlx::query(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {filter_sql} \
+             ORDER BY id DESC LIMIT $6 OFFSET $7"
         ))
         .bind(mode)
         .bind(status)
@@ -260,12 +262,10 @@ impl Store {
         .fetch_one(self.pool())
         .await?
         .get::<i64, _>(0);
-        let mut incidents = Vec::with_capacity(ids.len());
-        for row in &ids {
-            if let Some(incident) = self.incident(row.get::<i64, _>(0)).await? {
-                incidents.push(incident);
-            }
-        }
+        let incidents = rows
+            .iter()
+            .map(incident_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((incidents, total))
     }
 

@@ -23,11 +23,11 @@ pub(super) fn to_json<T: Serialize>(what: &str, value: &T) -> Result<String, Sto
     serde_json::to_string(value).map_err(|e| corrupt(what, e))
 }
 
-const INCIDENT_COLUMNS: &str = "id, pipeline, status, severity, max_grade, anomaly_id, \
+pub(super) const INCIDENT_COLUMNS: &str = "id, pipeline, status, severity, max_grade, anomaly_id, \
      first_run_pk, last_run_pk, run_count, opened_at_ms, updated_at_ms, resolved_at_ms, \
      route_platform, route_channel, root_ref, verdict, latest_run, silenced";
 
-fn incident_from_row(r: &sqlx::any::AnyRow) -> Result<Incident, StoreError> {
+pub(super) fn incident_from_row(r: &sqlx::any::AnyRow) -> Result<Incident, StoreError> {
     let status: String = r.get(2);
     let severity: String = r.get(3);
     let platform: Option<String> = r.get(12);

@@ -260,6 +260,13 @@ async fn an_abnormal_run_is_alerted_with_a_chart_on_slack_and_discord(db: Db) {
     assert_eq!(&uploads[0].bytes[..8], b"\x89PNG\r\n\x1a\n");
     assert_eq!(uploads[0].channel_id.as_deref(), Some(SLACK_CHANNEL));
     assert_eq!(uploads[0].thread_ts.as_deref(), Some(alert.ts.as_str()));
+    // The shaded band is what detection expected of the run, not a
+    // percentile of the history, and the title says so.
+    let title = uploads[0].title.clone().unwrap_or_default();
+    assert!(
+        title.contains("shaded: the range detection expected of this run"),
+        "{title}"
+    );
 
     wait_until("discord alert and chart", || {
         h.discord.messages(DISCORD_CHANNEL).len() >= 2
