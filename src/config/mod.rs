@@ -31,9 +31,9 @@ pub use load::{
 pub use schema::{
     ApprovalsConfig, AskBackend, AskConfig, AwsConfig, AwsEndpoints, ChatConfig, ChatRoute,
     CodePipelineConfig, ConsoleConfig, DefaultRoute, DetectorBackend, DetectorConfig,
-    DiscordConfig, EvidenceConfig, GithubConfig, IncidentsConfig, IngestConfig, OpsgenieConfig,
-    PagerDutyConfig, PagingConfig, PlannerBackend, PlannerConfig, RemediateConfig, SecretFiles,
-    ServerConfig, SlackConfig, StoreConfig, UnknownIdentity, APPROVER_MEMBER_PREFIXES,
+    DiscordConfig, EvidenceConfig, GithubConfig, GitlabConfig, IncidentsConfig, IngestConfig,
+    OpsgenieConfig, PagerDutyConfig, PagingConfig, PlannerBackend, PlannerConfig, RemediateConfig,
+    SecretFiles, ServerConfig, SlackConfig, StoreConfig, UnknownIdentity, APPROVER_MEMBER_PREFIXES,
     MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES, PAGING_PROVIDERS,
 };
 pub use secrets::{Secret, Secrets};
@@ -56,6 +56,7 @@ pub struct Config {
     pub slack: SlackConfig,
     pub discord: DiscordConfig,
     pub github: GithubConfig,
+    pub gitlab: GitlabConfig,
     pub aws: AwsConfig,
     pub remediate: RemediateConfig,
     pub approvals: ApprovalsConfig,
