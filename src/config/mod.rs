@@ -465,6 +465,30 @@ mod tests {
     }
 
     #[test]
+    fn gitlab_api_url_has_a_default_an_env_form_and_is_validated() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert_eq!(c.gitlab.api_url, "https://gitlab.com");
+        let c = from_sources(
+            None,
+            None,
+            &env(&[("PIPEMEDIC_GITLAB__API_URL", "https://gitlab.example.com")]),
+        )
+        .unwrap();
+        assert_eq!(c.gitlab.api_url, "https://gitlab.example.com");
+        assert!(c.to_redacted_toml().contains("[gitlab]"));
+        let err = from_sources(
+            Some("[gitlab]\napi_url = \"gitlab.com\"\n"),
+            None,
+            &Env::new(),
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["gitlab.api_url"]);
+        let err = from_sources(Some("[gitlab]\ntoken = \"x\"\n"), None, &Env::new()).unwrap_err();
+        assert_eq!(err.problems[0].key, "gitlab.token", "no token in the TOML");
+    }
+
+    #[test]
     fn link_templates_are_checked_with_sample_facts() {
         let text = "[[chat.routes]]\npipelines = \"*\"\nplatform = \"slack\"\nchannel = \"C1\"\n\
                     links = [{ label = \"Dashboard\", url = \"https://grafana.example/d/ci?var-p={{pipeline}}&from={{from_ms}}&to={{to_ms}}\" }]\n";
