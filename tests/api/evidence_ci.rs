@@ -577,3 +577,63 @@ async fn gitlab_oversized_trace_is_read_with_a_cap_and_kept_small() {
     let served = s.gitlab.bytes_served();
     assert!(served < total / 2, "{served} of {total} bytes served");
 }
+
+// ---- End to end ----------------------------------------------------------
+
+#[tokio::test]
+async fn an_abnormal_github_run_gets_its_failing_jobs_log_through_the_loop() {
+    let github = FakeGithubActions::start().await;
+    github.put_log("7512098341", &job_log(200));
+    let api_url = github.url();
+    let Some(app) = crate::helpers::spawn_app_with_secrets(
+        Db::Sqlite,
+        |c| {
+            c.evidence.fetch_logs = true;
+            c.github.api_url = api_url;
+        },
+        |s| s.github_token = Some(Secret::new(GITHUB_TOKEN)),
+        None,
+    )
+    .await
+    else {
+        return;
+    };
+    let pipeline = "octo-org/octo-repo/test";
+    crate::healing::history(&app, pipeline).await;
+    assert!(github.calls().is_empty(), "normal runs fetch nothing");
+    // The failed job first, then its run (seven minutes against two).
+    for (event, delivery, body) in [
+        ("workflow_job", "d-job", GH_JOB_FAILED),
+        ("workflow_run", "d-run", GH_RUN_FAILED),
+    ] {
+        let res =
+            crate::webhooks::github(&app, event, delivery, body, crate::webhooks::signed(body))
+                .await;
+        assert!(res.status().is_success(), "{}", res.status());
+    }
+    let mut excerpt = None;
+    for _ in 0..1500 {
+        let run = app
+            .store
+            .get_run(pipeline, "289782451", 2)
+            .await
+            .unwrap()
+            .map(|s| s.run);
+        excerpt = run.and_then(|r| r.log_excerpt);
+        if excerpt.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let excerpt = excerpt.expect("the failing job's log is stored with the run");
+    assert!(excerpt.contains(ERROR_LINE), "{excerpt}");
+    assert!(!excerpt.contains(LEAKED_PAT));
+    let calls = github.calls();
+    assert_eq!(
+        calls[0].path, "/repos/octo-org/octo-repo/actions/jobs/7512098341/logs",
+        "the job id from the workflow_job delivery: no listing"
+    );
+}
+
+const GH_JOB_FAILED: &str = include_str!("../fixtures/github/workflow_job-completed-failure.json");
+const GH_RUN_FAILED: &str = include_str!("../fixtures/github/workflow_run-completed-failure.json");
