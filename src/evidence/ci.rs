@@ -4,8 +4,11 @@
 //!
 //! A source without its token is off: [`CiLogSettings::describe_off`]
 //! names it once at start, and its runs are skipped without a request.
-//! The fetch itself lives in [`super::github`] and [`super::gitlab`]; the
-//! excerpt is kept by [`super::EvidenceService`] as for CodeBuild.
+//! The requests live in [`super::github`] and [`super::gitlab`]; this
+//! module holds the CI half of [`EvidenceService::gather`]: one bounded
+//! fetch per abnormal run, counted under `github_actions` or `gitlab`, the
+//! excerpt kept as for CodeBuild, and a missing permission or a deleted or
+//! expired log said once per incident.
 
 use std::time::Duration;
 

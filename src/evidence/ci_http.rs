@@ -136,20 +136,19 @@ pub async fn send(
 }
 
 /// The error an unsuccessful answer stands for, quoting the start of its body.
-pub async fn failure(what: &str, response: reqwest::Response) -> FetchError {
+pub async fn failure(what: &str, mut response: reqwest::Response) -> FetchError {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = read_capped(response, ERROR_BODY_CHARS * 4)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let quoted = crate::domain::truncate(
-        body.split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .as_str(),
-        ERROR_BODY_CHARS,
-    );
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY_CHARS * 4 {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let quoted = crate::domain::truncate(&words.join(" "), ERROR_BODY_CHARS);
     let described = if quoted.is_empty() {
         format!("{what}: HTTP {status}")
     } else {
