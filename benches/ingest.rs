@@ -159,6 +159,7 @@ fn validate_us(stages: usize) -> f64 {
     run.finished_at = Some(now);
     run.stages = (0..stages)
         .map(|i| StageTiming {
+            job_id: None,
             name: format!("stage-{i:05}"),
             status: Some(RunStatus::Succeeded),
             started_at: run.started_at,

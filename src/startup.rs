@@ -236,12 +236,20 @@ impl Application {
         let evidence = (loaded.config.evidence.fetch_logs
             || loaded.config.evidence.codebuild_usage)
             .then(|| {
-                crate::evidence::EvidenceService::new(
+                let ci =
+                    crate::evidence::CiLogSettings::from_config(&loaded.config, &loaded.secrets);
+                if loaded.config.evidence.fetch_logs {
+                    for off in ci.describe_off() {
+                        tracing::info!(reason = off, "A CI log source is off.");
+                    }
+                }
+                crate::evidence::EvidenceService::with_ci_logs(
                     loaded.config.evidence.clone(),
                     &aws,
                     store.clone(),
                     metrics.clone(),
                     redactor.clone(),
+                    ci,
                 )
             });
         let (planner, approvals) = build_healing(&loaded, &store, &metrics, &clock, &aws).await?;

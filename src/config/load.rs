@@ -221,6 +221,7 @@ fn apply_section(
         "slack" => config.slack = parse(section, value)?,
         "discord" => config.discord = parse(section, value)?,
         "github" => config.github = parse(section, value)?,
+        "gitlab" => config.gitlab = parse(section, value)?,
         "aws" => config.aws = parse(section, value)?,
         "remediate" => config.remediate = parse(section, value)?,
         "approvals" => config.approvals = parse(section, value)?,

@@ -31,9 +31,9 @@ pub use load::{
 pub use schema::{
     ApprovalsConfig, AskBackend, AskConfig, AwsConfig, AwsEndpoints, ChatConfig, ChatRoute,
     CodePipelineConfig, ConsoleConfig, DefaultRoute, DetectorBackend, DetectorConfig,
-    DiscordConfig, EvidenceConfig, GithubConfig, IncidentsConfig, IngestConfig, OpsgenieConfig,
-    PagerDutyConfig, PagingConfig, PlannerBackend, PlannerConfig, RemediateConfig, SecretFiles,
-    ServerConfig, SlackConfig, StoreConfig, UnknownIdentity, APPROVER_MEMBER_PREFIXES,
+    DiscordConfig, EvidenceConfig, GithubConfig, GitlabConfig, IncidentsConfig, IngestConfig,
+    OpsgenieConfig, PagerDutyConfig, PagingConfig, PlannerBackend, PlannerConfig, RemediateConfig,
+    SecretFiles, ServerConfig, SlackConfig, StoreConfig, UnknownIdentity, APPROVER_MEMBER_PREFIXES,
     MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES, PAGING_PROVIDERS,
 };
 pub use secrets::{Secret, Secrets};
@@ -56,6 +56,7 @@ pub struct Config {
     pub slack: SlackConfig,
     pub discord: DiscordConfig,
     pub github: GithubConfig,
+    pub gitlab: GitlabConfig,
     pub aws: AwsConfig,
     pub remediate: RemediateConfig,
     pub approvals: ApprovalsConfig,
@@ -461,6 +462,30 @@ mod tests {
         assert_eq!(keys, ["paging.provider", "paging.pagerduty.events_url"]);
         let bad = "[paging]\nrouting_key = \"abc\"\n";
         assert!(from_sources(Some(bad), None, &Env::new()).is_err());
+    }
+
+    #[test]
+    fn gitlab_api_url_has_a_default_an_env_form_and_is_validated() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert_eq!(c.gitlab.api_url, "https://gitlab.com");
+        let c = from_sources(
+            None,
+            None,
+            &env(&[("PIPEMEDIC_GITLAB__API_URL", "https://gitlab.example.com")]),
+        )
+        .unwrap();
+        assert_eq!(c.gitlab.api_url, "https://gitlab.example.com");
+        assert!(c.to_redacted_toml().contains("[gitlab]"));
+        let err = from_sources(
+            Some("[gitlab]\napi_url = \"gitlab.com\"\n"),
+            None,
+            &Env::new(),
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["gitlab.api_url"]);
+        let err = from_sources(Some("[gitlab]\ntoken = \"x\"\n"), None, &Env::new()).unwrap_err();
+        assert_eq!(err.problems[0].key, "gitlab.token", "no token in the TOML");
     }
 
     #[test]

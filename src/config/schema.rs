@@ -427,6 +427,23 @@ impl Default for GithubConfig {
     }
 }
 
+/// The GitLab REST API (the failing job's trace of an abnormal run).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitlabConfig {
+    /// GitLab base URL (self-managed: `https://gitlab.example.com`); the
+    /// API is under `{api_url}/api/v4`.
+    pub api_url: String,
+}
+
+impl Default for GitlabConfig {
+    fn default() -> Self {
+        Self {
+            api_url: "https://gitlab.com".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AwsConfig {
@@ -635,6 +652,7 @@ pub struct SecretFiles {
     pub discord_token_file: String,
     pub discord_public_key_file: String,
     pub github_token_file: String,
+    pub gitlab_api_token_file: String,
     pub pagerduty_routing_key_file: String,
     pub opsgenie_api_key_file: String,
 }

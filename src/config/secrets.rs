@@ -53,8 +53,12 @@ pub struct Secrets {
     pub slack_signing_secret: Option<Secret>,
     pub discord_token: Option<Secret>,
     pub discord_public_key: Option<Secret>,
-    /// Token for the GitHub REST API (remediation: re-running failed jobs).
+    /// Token for the GitHub REST API (remediation: re-running failed jobs;
+    /// evidence: the failing job's log).
     pub github_token: Option<Secret>,
+    /// Token for the GitLab REST API (evidence: the failing job's trace;
+    /// `read_api`). Not the webhook token.
+    pub gitlab_api_token: Option<Secret>,
     /// The routing key of a PagerDuty Events API v2 integration.
     pub pagerduty_routing_key: Option<Secret>,
     /// The API key of an Opsgenie API integration.
@@ -69,7 +73,7 @@ type Slot = (
     fn(&SecretFiles) -> &str,
 );
 
-const SLOTS: [Slot; 14] = [
+const SLOTS: [Slot; 15] = [
     (
         "PIPEMEDIC_INGEST_TOKEN",
         "secrets.ingest_token_file",
@@ -141,6 +145,12 @@ const SLOTS: [Slot; 14] = [
         "secrets.github_token_file",
         |s| &mut s.github_token,
         |f| &f.github_token_file,
+    ),
+    (
+        "PIPEMEDIC_GITLAB_API_TOKEN",
+        "secrets.gitlab_api_token_file",
+        |s| &mut s.gitlab_api_token,
+        |f| &f.gitlab_api_token_file,
     ),
     (
         "PIPEMEDIC_PAGERDUTY_ROUTING_KEY",
@@ -321,6 +331,31 @@ mod tests {
             .summary()
             .contains(&("PIPEMEDIC_PAGERDUTY_ROUTING_KEY", true)));
         assert!(s.summary().contains(&("PIPEMEDIC_OPSGENIE_API_KEY", true)));
+    }
+
+    #[test]
+    fn gitlab_api_token_is_apart_from_the_webhook_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gitlab-api");
+        std::fs::write(&path, "glpat-from-file\n").unwrap();
+        let files = SecretFiles {
+            gitlab_api_token_file: path.display().to_string(),
+            ..SecretFiles::default()
+        };
+        let env: Env = [(
+            "PIPEMEDIC_GITLAB_TOKEN".to_string(),
+            "webhook-token".to_string(),
+        )]
+        .into_iter()
+        .collect();
+        let s = Secrets::resolve(&files, &env).unwrap();
+        assert_eq!(
+            s.gitlab_api_token.as_ref().unwrap().expose(),
+            "glpat-from-file"
+        );
+        assert_eq!(s.gitlab_token.as_ref().unwrap().expose(), "webhook-token");
+        assert!(!format!("{s:?}").contains("glpat-from-file"));
+        assert!(s.summary().contains(&("PIPEMEDIC_GITLAB_API_TOKEN", true)));
     }
 
     #[test]

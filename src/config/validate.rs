@@ -442,12 +442,13 @@ fn identities(config: &Config, bad: &mut impl FnMut(&str, String)) {
     }
 }
 
-/// The API base URLs of Slack, Discord and GitHub, and the AWS endpoint overrides.
+/// The API base URLs of Slack, Discord, GitHub and GitLab, and the AWS endpoint overrides.
 fn api_urls(config: &Config, bad: &mut impl FnMut(&str, String)) {
     for (key, value) in [
         ("slack.api_url", &config.slack.api_url),
         ("discord.api_url", &config.discord.api_url),
         ("github.api_url", &config.github.api_url),
+        ("gitlab.api_url", &config.gitlab.api_url),
         ("aws.endpoints.bedrock", &config.aws.endpoints.bedrock),
         ("aws.endpoints.sagemaker", &config.aws.endpoints.sagemaker),
         (

@@ -125,6 +125,7 @@ pub fn run(p: &SamplePipeline, n: u64, start: DateTime<Utc>, shape: Shape, rng: 
         }
         let end = t + Duration::milliseconds((d * 1000.0) as i64);
         stages.push(StageTiming {
+            job_id: None,
             name: name.to_string(),
             status: Some(if failed_stage == Some(name) {
                 RunStatus::Failed

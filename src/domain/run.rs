@@ -148,6 +148,11 @@ pub struct StageTiming {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// The CI system's id of the job behind this stage (a GitHub Actions
+    /// job id, a GitLab job id), where the source gave one: the failing
+    /// job's log is fetched by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 impl StageTiming {
@@ -443,6 +448,7 @@ mod tests {
     fn running_runs_yield_no_samples_and_stage_durations_are_named() {
         let mut run = Run::new("p", "1", RunStatus::Running);
         run.stages.push(StageTiming {
+            job_id: None,
             name: "Build".into(),
             status: Some(RunStatus::Succeeded),
             started_at: Some("2026-11-20T10:00:00Z".parse().unwrap()),

@@ -11,7 +11,9 @@
 //! - Timestamps lie between [`EARLIEST`] and the validating clock's now plus
 //!   [`FUTURE_SLACK_HOURS`].
 //! - At most [`MAX_STAGES`] stages, with distinct names, and at most
-//!   [`MAX_CUSTOM_METRICS`] custom metrics.
+//!   [`MAX_CUSTOM_METRICS`] custom metrics. A stage's `job_id` is 1 to
+//!   [`MAX_JOB_ID`] letters, digits, `-` or `_` (it becomes part of a URL
+//!   path when the job's log is fetched).
 //!
 //! Free text (commit message, log excerpt) is bounded by
 //! [`Run::normalise`], which shortens it, rather than refused.
@@ -29,6 +31,8 @@ pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_URL_CHARS: usize = 2048;
 /// Most stages in one run (GitHub allows 256 jobs in one matrix).
 pub const MAX_STAGES: usize = 256;
+/// Longest job id of a stage (GitHub and GitLab job ids are integers).
+pub const MAX_JOB_ID: usize = 64;
 /// Most custom metrics in one run.
 pub const MAX_CUSTOM_METRICS: usize = 64;
 /// Largest magnitude of a custom metric value.
@@ -299,6 +303,22 @@ impl Run {
                     format!("stage {:?} appears twice", stage.name),
                 );
             }
+            if let Some(job_id) = &stage.job_id {
+                if job_id.is_empty()
+                    || job_id.len() > MAX_JOB_ID
+                    || !job_id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                {
+                    p.add(
+                        &format!("{field}job_id"),
+                        format!(
+                            "must be 1 to {MAX_JOB_ID} letters, digits, '-' or '_', got {:?}",
+                            super::text::truncate(job_id, 80)
+                        ),
+                    );
+                }
+            }
             p.span(&field, stage.started_at, stage.finished_at, latest);
         }
     }
@@ -331,11 +351,29 @@ mod tests {
 
     fn stage(name: &str) -> StageTiming {
         StageTiming {
+            job_id: None,
             name: name.into(),
             status: None,
             started_at: None,
             finished_at: None,
         }
+    }
+
+    #[test]
+    fn job_ids_are_short_path_safe_tokens() {
+        let mut run = Run::new("p", "1", RunStatus::Failed);
+        for (i, id) in ["399444496", "job_7-a", "../../admin", "", &"9".repeat(65)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut s = stage(&format!("s{i}"));
+            s.job_id = Some(id.to_string());
+            run.stages.push(s);
+        }
+        assert_eq!(
+            fields(&run),
+            ["stages[2].job_id", "stages[3].job_id", "stages[4].job_id"]
+        );
     }
 
     #[test]

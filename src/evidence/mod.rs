@@ -1,6 +1,9 @@
 //! Evidence from where CI keeps it, fetched for abnormal runs only (cost
 //! and rate limits): the failing CodeBuild build's log from CloudWatch Logs
-//! and its CPU and memory from CloudWatch.
+//! and its CPU and memory from CloudWatch, and the failing job's log of a
+//! GitHub Actions run or a GitLab pipeline from their REST APIs
+//! ([`ci`], [`github`], [`gitlab`]; retried on 429 and 5xx within the same
+//! time bound, read with a cap).
 //!
 //! [`EvidenceService::gather`] is called by the healing loop when a run
 //! opens or extends an incident, before the plan is drafted. It finds the
@@ -26,9 +29,13 @@
 //! This module does not decide what is abnormal, does not plan and does
 //! not post: the caller says the notes.
 
+pub mod ci;
+pub mod ci_http;
 #[cfg(feature = "ci-evidence")]
 pub mod cloudwatch;
 pub mod codebuild;
+pub mod github;
+pub mod gitlab;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -37,11 +44,12 @@ use std::time::Duration;
 use crate::aws::iam::{ArnForm, IamGrant};
 use crate::aws::AwsSettings;
 use crate::config::EvidenceConfig;
-use crate::domain::{bounded_excerpt, ResourceMetrics};
+use crate::domain::{bounded_excerpt, ResourceMetrics, Run};
 use crate::metrics::Metrics;
 use crate::redact::{Redactor, Tally};
 use crate::store::{Store, StoreError};
 
+pub use ci::CiLogSettings;
 pub use codebuild::{codebuild_of, CodeBuildRef};
 
 /// What the evidence calls need: reading a build's log events from its log
@@ -58,6 +66,10 @@ pub enum Source {
     CloudWatchLogs,
     /// A CodeBuild build's resource usage in CloudWatch.
     CloudWatch,
+    /// A GitHub Actions job's log.
+    GithubActions,
+    /// A GitLab job's trace.
+    Gitlab,
 }
 
 impl Source {
@@ -65,6 +77,8 @@ impl Source {
         match self {
             Self::CloudWatchLogs => "cloudwatch_logs",
             Self::CloudWatch => "cloudwatch",
+            Self::GithubActions => "github_actions",
+            Self::Gitlab => "gitlab",
         }
     }
 }
@@ -139,6 +153,9 @@ struct Inner {
     logs: crate::aws::LazyClient<aws_sdk_cloudwatchlogs::Client>,
     #[cfg(feature = "ci-evidence")]
     cloudwatch: crate::aws::LazyClient<aws_sdk_cloudwatch::Client>,
+    ci: CiLogSettings,
+    /// `None` when no CI source is on (or the client could not be built).
+    ci_client: Option<reqwest::Client>,
     reported: Mutex<HashSet<(i64, Source)>>,
 }
 
@@ -151,8 +168,8 @@ impl std::fmt::Debug for EvidenceService {
 }
 
 impl EvidenceService {
-    /// The service; AWS is loaded only when a CodeBuild build's evidence
-    /// is first fetched.
+    /// The service without the GitHub Actions and GitLab sources; AWS is
+    /// loaded only when a CodeBuild build's evidence is first fetched.
     pub fn new(
         config: EvidenceConfig,
         aws: &AwsSettings,
@@ -160,8 +177,35 @@ impl EvidenceService {
         metrics: Arc<Metrics>,
         redactor: Arc<Redactor>,
     ) -> Self {
+        Self::with_ci_logs(
+            config,
+            aws,
+            store,
+            metrics,
+            redactor,
+            CiLogSettings::default(),
+        )
+    }
+
+    /// The service with the GitHub Actions and GitLab log sources that
+    /// `ci` has tokens for.
+    pub fn with_ci_logs(
+        config: EvidenceConfig,
+        aws: &AwsSettings,
+        store: Store,
+        metrics: Arc<Metrics>,
+        redactor: Arc<Redactor>,
+        ci: CiLogSettings,
+    ) -> Self {
         #[cfg(not(feature = "ci-evidence"))]
         let _ = aws;
+        let ci_client = if ci.github.is_some() || ci.gitlab.is_some() {
+            ci.client()
+                .map_err(|e| tracing::warn!(error = %e, "No HTTP client for the CI log sources."))
+                .ok()
+        } else {
+            None
+        };
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -172,6 +216,8 @@ impl EvidenceService {
                 logs: crate::aws::LazyClient::new(aws, crate::aws::AwsClients::logs),
                 #[cfg(feature = "ci-evidence")]
                 cloudwatch: crate::aws::LazyClient::new(aws, crate::aws::AwsClients::cloudwatch),
+                ci,
+                ci_client,
                 reported: Mutex::default(),
             }),
         }
@@ -205,8 +251,10 @@ impl EvidenceService {
     /// Fetches the evidence of stored run `run_pk`, which opened or
     /// extended incident `incident_id`, and stores it on the run. Returns
     /// the notes to say in the incident's thread (a missing permission or
-    /// a deleted log, once per incident). A run with no CodeBuild build
-    /// needs nothing and loads nothing. Errors only when the store fails.
+    /// a deleted log, once per incident). A run with neither a CodeBuild
+    /// build nor a failed GitHub Actions or GitLab job (or whose source has
+    /// no token) needs nothing and loads nothing. Errors only when the
+    /// store fails.
     #[tracing::instrument(skip(self), fields(source))]
     pub async fn gather(&self, incident_id: i64, run_pk: i64) -> Result<Vec<String>, StoreError> {
         let Some(stored) = self.inner.store.run_by_pk(run_pk).await? else {
@@ -214,7 +262,9 @@ impl EvidenceService {
         };
         let mut run = stored.run;
         let Some(build) = codebuild_of(&run) else {
-            return Ok(Vec::new());
+            return self
+                .gather_ci(incident_id, run_pk, &stored.source, run)
+                .await;
         };
         let mut notes = Vec::new();
         let mut changed = false;
@@ -227,18 +277,7 @@ impl EvidenceService {
             self.counted(Source::CloudWatchLogs, &result, empty);
             match result {
                 Ok(log) if !empty => {
-                    let mut tally = Tally::default();
-                    let hidden = self.inner.redactor.redact_tally(&log, &mut tally);
-                    for (kind, n) in tally.iter() {
-                        self.inner.metrics.redactions(kind, n);
-                    }
-                    let excerpt = bounded_excerpt(&hidden, self.inner.config.max_excerpt_bytes);
-                    run.log_excerpt = Some(match run.log_excerpt.take() {
-                        Some(old) if !old.trim().is_empty() && !excerpt.contains(old.trim()) => {
-                            format!("{}\n{excerpt}", old.trim_end())
-                        }
-                        _ => excerpt,
-                    });
+                    self.keep_log(&mut run, &log);
                     changed = true;
                 }
                 Ok(_) => {}
@@ -289,6 +328,23 @@ impl EvidenceService {
             tracing::info!(incident_id, run_id = %run.run_id, build = %build.build_id, "Evidence stored with the run.");
         }
         Ok(notes)
+    }
+
+    /// Hides the secrets in the whole of `log` and keeps its bounded
+    /// excerpt on `run` (after the excerpt the run came with, if any).
+    fn keep_log(&self, run: &mut Run, log: &str) {
+        let mut tally = Tally::default();
+        let hidden = self.inner.redactor.redact_tally(log, &mut tally);
+        for (kind, n) in tally.iter() {
+            self.inner.metrics.redactions(kind, n);
+        }
+        let excerpt = bounded_excerpt(&hidden, self.inner.config.max_excerpt_bytes);
+        run.log_excerpt = Some(match run.log_excerpt.take() {
+            Some(old) if !old.trim().is_empty() && !excerpt.contains(old.trim()) => {
+                format!("{}\n{excerpt}", old.trim_end())
+            }
+            _ => excerpt,
+        });
     }
 
     #[cfg(feature = "ci-evidence")]

@@ -11,7 +11,8 @@
 //!   lasts); the store must not let a running run replace a final one
 //!   (see [`super::payload::merge_update`]).
 //! - `workflow_job` with action `completed` yields one stage timing named
-//!   after the job; other job actions are acknowledged and ignored.
+//!   after the job, with the job's id (its log is fetched by it when the
+//!   run is abnormal); other job actions are acknowledged and ignored.
 //! - `ping` and every other event type are acknowledged and ignored.
 
 use crate::domain::{Run, RunStatus, StageTiming};
@@ -155,6 +156,7 @@ fn parse_workflow_job(root: Obj<'_>) -> Result<GithubEvent, AdapterError> {
     let full_name = repository.obj().str("full_name")?;
     let workflow = job.str("workflow_name")?;
     let stage = StageTiming {
+        job_id: job.opt_u64("id")?.map(|id| id.to_string()),
         name: job.str("name")?.to_string(),
         status: Some(status_of(job, true)?),
         started_at: job.opt_time("started_at")?,
@@ -273,6 +275,7 @@ mod tests {
         assert_eq!(attempt, 2);
         assert_eq!(stage.name, "integration-tests");
         assert_eq!(stage.status, Some(RunStatus::Failed));
+        assert_eq!(stage.job_id.as_deref(), Some("7512098341"));
         assert_eq!(stage.duration_s(), Some(355.0));
 
         let mut run = run_of(parse_github("workflow_run", RUN_FAILED.as_bytes()).unwrap());
@@ -315,6 +318,7 @@ mod tests {
         }
         let run = &results[0];
         assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(run.stages[0].job_id.as_deref(), Some("7512098341"));
         assert_eq!(run.duration_s(), Some(432.0));
         assert_eq!(run.stage.as_deref(), Some("integration-tests"));
         assert_eq!(run.stages.len(), 1);

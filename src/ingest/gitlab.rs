@@ -11,8 +11,9 @@
 //! - Stage timings are per job, named after the job (job names are unique
 //!   in a GitLab pipeline), so they match the Job Hook timings and GitHub's
 //!   per-job timings. When a job was retried, the latest try (highest job
-//!   id) counts. Jobs that never started (skipped, manual, created) have no
-//!   timing and are left out.
+//!   id) counts, and each timing keeps its job's id (the failing job's log
+//!   is fetched by it when the run is abnormal). Jobs that never started
+//!   (skipped, manual, created) have no timing and are left out.
 //! - The run's `stage` is the first job that failed without
 //!   `allow_failure`.
 //! - The run starts at the pipeline's `created_at` (so queueing counts) and
@@ -137,6 +138,7 @@ fn parse_pipeline(root: Obj<'_>) -> Result<GitlabEvent, AdapterError> {
         let name = build.str("name")?.to_string();
         let job_status = status_field(build, "status")?;
         let timing = StageTiming {
+            job_id: (id > 0).then(|| id.to_string()),
             name: name.clone(),
             status: Some(job_status),
             started_at: build.opt_time("started_at")?,
@@ -188,6 +190,7 @@ fn parse_job(root: Obj<'_>) -> Result<GitlabEvent, AdapterError> {
         }
     };
     let stage = StageTiming {
+        job_id: root.opt_u64("build_id")?.map(|id| id.to_string()),
         name: root.str("build_name")?.to_string(),
         status: Some(status),
         started_at: time("build_started_at")?,
@@ -256,6 +259,21 @@ mod tests {
         assert_eq!(run.metrics.get("queued_duration_s"), Some(&12.0));
         // The allowed-to-fail lint job does not count as the failed stage.
         assert_eq!(run.stage.as_deref(), Some("test-build"));
+        // Each stage keeps its job's id (the retried job: the latest try's).
+        let ids: Vec<_> = run
+            .stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.job_id.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("build-image", Some("376")),
+                ("lint", Some("379")),
+                ("test-image", Some("377")),
+                ("test-build", Some("378")),
+            ]
+        );
 
         let stages: Vec<_> = run
             .stages
@@ -325,6 +343,7 @@ mod tests {
         assert_eq!(run_id, "31");
         assert_eq!(attempt, 1);
         assert_eq!(stage.name, "test-image");
+        assert_eq!(stage.job_id.as_deref(), Some("377"));
         assert_eq!(stage.status, Some(RunStatus::Succeeded));
         assert_eq!(stage.duration_s(), Some(100.0));
 

@@ -614,6 +614,7 @@ mod tests {
 
     fn stage(name: &str, status: RunStatus, start: &str, end: &str) -> StageTiming {
         StageTiming {
+            job_id: None,
             name: name.into(),
             status: Some(status),
             started_at: Some(t(start)),

@@ -110,6 +110,7 @@ mod tests {
             deploy: None,
             metrics: Default::default(),
             stages: vec![StageTiming {
+                job_id: None,
                 name: "Build AKIAIOSFODNN7EXAMPLE".into(),
                 status: None,
                 started_at: None,

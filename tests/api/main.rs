@@ -26,6 +26,7 @@ mod detection;
 mod edge;
 #[cfg(feature = "ci-evidence")]
 mod evidence;
+mod evidence_ci;
 mod export;
 mod handoffs;
 mod healing;

@@ -233,6 +233,8 @@ async fn runs_and_state_are_readable_inside_a_transaction(db: Db) {
     );
     r.pipeline = "o/r/ci".into();
     r.stages.push(StageTiming {
+        // The job's id rides in the run's body (its log is fetched by it).
+        job_id: Some("7512098341".into()),
         name: "build".into(),
         status: Some(RunStatus::Succeeded),
         started_at: Some(t("2026-11-25T10:00:00Z")),

@@ -103,8 +103,8 @@ async fn github_workflow_run_is_stored_once_and_shows_in_health(db: Db) {
             .run
             .stages
             .iter()
-            .any(|s| s.name == "integration-tests"),
-        "{:?}",
+            .any(|s| s.name == "integration-tests" && s.job_id.as_deref() == Some("7512098341")),
+        "the job's id is kept for its log: {:?}",
         stored.run.stages
     );
 
@@ -279,6 +279,16 @@ async fn gitlab_pipeline_hook(db: Db) {
         ["gitlab-org/gitlab-test"]
     );
     assert_eq!(app.store.count_runs().await.unwrap(), 1);
+    // The failed job's id is kept with the run, for its trace.
+    let run = app
+        .store
+        .get_run("gitlab-org/gitlab-test", "31", 1)
+        .await
+        .unwrap()
+        .unwrap()
+        .run;
+    let failed = run.stages.iter().find(|s| s.name == "test-build").unwrap();
+    assert_eq!(failed.job_id.as_deref(), Some("378"));
 }
 
 crate::on_both_databases!(

@@ -9,6 +9,8 @@ pub mod bedrock;
 pub mod codepipeline;
 pub mod discord;
 pub mod github;
+pub mod github_actions;
+pub mod gitlab;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod s3;

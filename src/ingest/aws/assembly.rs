@@ -264,6 +264,7 @@ impl ExecutionAssembly {
                 .or_else(|| self.first_action_time(name))
                 .filter(|start| timing.finished_at.is_none_or(|end| *start <= end));
             let timing = StageTiming {
+                job_id: None,
                 started_at,
                 ..timing
             };
@@ -421,6 +422,7 @@ fn latest(transitions: &[Transition]) -> Option<&Transition> {
 fn stage_timing(name: &str, transitions: &[Transition], run_ended: bool) -> Option<StageTiming> {
     let last = latest(transitions)?;
     let mut timing = StageTiming {
+        job_id: None,
         name: name.to_string(),
         status: None,
         started_at: None,

@@ -497,6 +497,7 @@ pub fn codebuild_run(event: &CodeBuildEvent) -> Run {
         .iter()
         .filter(|p| p.phase != "COMPLETED" && p.started_at.is_some())
         .map(|p| StageTiming {
+            job_id: None,
             name: p.phase.clone(),
             status: p
                 .status

@@ -333,6 +333,7 @@ pub fn execution_to_run(
                 };
             }
             None => stages.push(StageTiming {
+                job_id: None,
                 name: name.to_string(),
                 status: None,
                 started_at: start,
