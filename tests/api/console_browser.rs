@@ -327,7 +327,10 @@ async fn the_console_renders_in_headless_chromium() {
         )
         .await;
     let signed_out = browser.wait_for_url("/ui/login").await;
-    assert!(signed_out.ends_with("/ui/login"), "signed out: {signed_out}");
+    assert!(
+        signed_out.ends_with("/ui/login"),
+        "signed out: {signed_out}"
+    );
     browser.open(&app.url("/ui")).await;
     assert!(browser.url().await.ends_with("/ui/login"));
 }
