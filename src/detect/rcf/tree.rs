@@ -1,8 +1,9 @@
 //! One random cut tree over the points its sampler holds, stored in index
 //! arenas: internal nodes (cut, children, mass; 16 bytes) and leaves (a
 //! point of the forest's [`PointStore`] and its multiplicity; 8 bytes)
-//! live in two vectors with free lists, linked by two-byte references. Bounding boxes are a bounded cache, as in AWS's rcflib: only
-//! nodes holding at least [`CACHE_MASS`] points keep theirs (in one flat
+//! live in two vectors with free lists, linked by two-byte references.
+//! Bounding boxes are a bounded cache, as in AWS's rcflib: only nodes
+//! holding at least [`cache_mass`] points keep theirs (in one flat
 //! `f32` pool of slots, next to its range sum); a smaller node's box is
 //! recomputed from its few points when a walk needs it. Boxes are exact
 //! unions either way, so cached or not, every score is bit for bit the
@@ -104,6 +105,18 @@ fn just_below(v: f32) -> f32 {
 /// `CACHE_MASS - 1` points.
 pub const CACHE_MASS: u32 = 16;
 
+/// The mass from which a node of a tree over points of `dim` coordinates
+/// keeps its box: [`CACHE_MASS`], or `2 × dim` when that is more. A box
+/// costs `8 × dim + 8` bytes, a point of the tree about 30 (its node, leaf
+/// and sampler entry), and about `2n / m` of a tree's nodes hold `m` points
+/// or more, so at `m = 2 × dim` the boxes cost at most about a quarter of
+/// the tree whatever its width (every 16 points, a tree of 24-coordinate
+/// points spent more on boxes than on itself). A recomputed box never
+/// spans more than `m - 1` points.
+pub fn cache_mass(dim: usize) -> u32 {
+    CACHE_MASS.max(u32::try_from(2 * dim).unwrap_or(u32::MAX))
+}
+
 /// Box coordinates (2 × dimensions) recomputed on the stack; larger boxes
 /// use a heap buffer.
 const STACK_BOX: usize = 128;
@@ -187,8 +200,11 @@ pub struct Tree {
     free_nodes: Vec<NodeRef>,
     leaves: Vec<Leaf>,
     free_leaves: Vec<NodeRef>,
+    /// Nodes holding at least this many points keep their box (see
+    /// [`cache_mass`]).
+    cache_mass: u32,
     /// Per internal node, its box slot, or `NIL` when the node holds fewer
-    /// than [`CACHE_MASS`] points.
+    /// than `cache_mass` points.
     slots: Vec<u16>,
     /// Box slots: lower then upper corner, `2 × dim` values each.
     boxes: Vec<f32>,
@@ -214,6 +230,7 @@ impl Tree {
         Self {
             dim,
             capacity,
+            cache_mass: cache_mass(dim),
             root: NIL,
             nodes: Vec::new(),
             free_nodes: Vec::new(),
@@ -349,7 +366,10 @@ impl Tree {
             return s;
         }
         let s = self.ranges.len() as u16;
+        // One slot at a time: a tree keeps few boxes.
+        self.boxes.reserve_exact(2 * self.dim);
         self.boxes.resize(self.boxes.len() + 2 * self.dim, 0.0);
+        self.ranges.reserve_exact(1);
         self.ranges.push(0.0);
         s
     }
@@ -475,7 +495,7 @@ impl Tree {
                         n.right
                     },
                 );
-                if mass == CACHE_MASS && self.slots[cur as usize] == NIL {
+                if mass >= self.cache_mass && self.slots[cur as usize] == NIL {
                     self.cache_box(cur, store);
                 }
                 cur = next;
@@ -548,7 +568,7 @@ impl Tree {
                 self.replace_child(parent, cur, node);
                 self.set_parent(cur, node);
                 // The new node's box is the old box widened by `x`.
-                if mass >= CACHE_MASS {
+                if mass >= self.cache_mass {
                     self.cache_box_as(node, &buf[..2 * d], total);
                 }
                 return Entry { point, leaf };
@@ -571,7 +591,7 @@ impl Tree {
                     n.right
                 },
             );
-            if mass >= CACHE_MASS && s == NIL {
+            if mass >= self.cache_mass && s == NIL {
                 self.cache_box_as(cur, &buf[..2 * d], total);
             }
             cur = next;
@@ -618,7 +638,7 @@ impl Tree {
             let mut p = parent;
             while p != NIL {
                 self.nodes[p as usize].mass -= 1;
-                if self.nodes[p as usize].mass < CACHE_MASS {
+                if self.nodes[p as usize].mass < self.cache_mass {
                     self.uncache(p);
                 }
                 p = self.nodes[p as usize].parent;
@@ -643,7 +663,7 @@ impl Tree {
         let mut g = grand;
         while g != NIL {
             self.nodes[g as usize].mass -= 1;
-            if self.nodes[g as usize].mass < CACHE_MASS {
+            if self.nodes[g as usize].mass < self.cache_mass {
                 // Too small to keep a box (smaller nodes lie below, so
                 // boxes further up may still change).
                 self.uncache(g);
@@ -709,7 +729,7 @@ impl Tree {
         if !is_leaf(r) {
             self.rebuild_below(r, store, scratch);
         }
-        if self.nodes[n as usize].mass >= CACHE_MASS {
+        if self.nodes[n as usize].mass >= self.cache_mass {
             let s = self.alloc_slot();
             self.slots[n as usize] = s;
             self.recompute_box(n, store, scratch);
@@ -1109,8 +1129,9 @@ impl Tree {
         let s = self.slots[c as usize];
         assert_eq!(
             s != NIL,
-            n.mass >= CACHE_MASS,
-            "exactly the nodes of at least {CACHE_MASS} points keep a box"
+            n.mass >= self.cache_mass,
+            "exactly the nodes of at least {} points keep a box",
+            self.cache_mass
         );
         let mut b = vec![0.0; 2 * self.dim];
         self.write_box(c, store, &mut b);
