@@ -215,6 +215,9 @@ impl Application {
             clock.clone(),
             DetectionSettings {
                 cache_models: loaded.config.detector.cache_models,
+                model_cache_bytes: crate::scoring::service::mib_to_bytes(
+                    loaded.config.detector.model_cache_mib,
+                ),
                 detector: loaded.config.detector.clone(),
                 sagemaker,
                 ownership: (store.backend() == crate::store::Backend::Postgres)

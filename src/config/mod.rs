@@ -34,7 +34,8 @@ pub use schema::{
     DiscordConfig, EvidenceConfig, GithubConfig, GitlabConfig, IncidentsConfig, IngestConfig,
     OpsgenieConfig, PagerDutyConfig, PagingConfig, PlannerBackend, PlannerConfig, RemediateConfig,
     SecretFiles, ServerConfig, SlackConfig, StoreConfig, UnknownIdentity, APPROVER_MEMBER_PREFIXES,
-    MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES, PAGING_PROVIDERS,
+    DEFAULT_CACHE_MODELS, DEFAULT_MODEL_CACHE_MIB, MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES,
+    MAX_MODEL_CACHE_MIB, PAGING_PROVIDERS,
 };
 pub use secrets::{Secret, Secrets};
 
@@ -215,6 +216,24 @@ mod tests {
                 "detector.sagemaker_retry_after_s"
             ]
         );
+    }
+
+    #[test]
+    fn the_model_cache_budget_has_a_default_and_is_validated() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert_eq!(c.detector.model_cache_mib, 1024);
+        assert_eq!(c.detector.cache_models, 10_000);
+        let mut env = Env::new();
+        env.insert("PIPEMEDIC_DETECTOR__MODEL_CACHE_MIB".into(), "64".into());
+        let c = from_sources(None, None, &env).unwrap();
+        assert_eq!(c.detector.model_cache_mib, 64);
+        for bad in ["0", "1048577"] {
+            let text = format!("[detector]\nmodel_cache_mib = {bad}\n");
+            let err = from_sources(Some(&text), None, &Env::new()).unwrap_err();
+            let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+            assert_eq!(keys, ["detector.model_cache_mib"], "{bad}");
+            assert!(err.problems[0].message.contains(bad), "{err:?}");
+        }
     }
 
     #[test]

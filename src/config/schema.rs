@@ -151,6 +151,10 @@ pub struct DetectorConfig {
     pub retrain_interval_h: u64,
     /// Pipeline models kept in memory (the rest wait in the store).
     pub cache_models: usize,
+    /// Memory the cached pipeline models may take together, in MiB (each
+    /// model's estimated heap bytes); with `cache_models`, whichever bound
+    /// is reached first evicts the least recently used model.
+    pub model_cache_mib: u64,
     /// Consecutive abnormal runs with the same metrics off the same way
     /// after which that level is taken as the new normal.
     pub new_normal_after: u32,
@@ -166,6 +170,17 @@ pub struct DetectorConfig {
     pub pipelines: BTreeMap<String, PipelineRulesConfig>,
 }
 
+/// Default of `detector.cache_models`: the byte bound is the one that
+/// matters at the defaults.
+pub const DEFAULT_CACHE_MODELS: usize = 10_000;
+
+/// Default of `detector.model_cache_mib`: 1 GiB, about 7,300 pipeline
+/// models of a few hundred runs at today's 143 KB each.
+pub const DEFAULT_MODEL_CACHE_MIB: u64 = 1024;
+
+/// Largest accepted `detector.model_cache_mib` (1 TiB).
+pub const MAX_MODEL_CACHE_MIB: u64 = 1 << 20;
+
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
@@ -175,7 +190,8 @@ impl Default for DetectorConfig {
             sagemaker_retry_after_s: 300,
             sensitivity: 1.0,
             retrain_interval_h: 24,
-            cache_models: 250,
+            cache_models: DEFAULT_CACHE_MODELS,
+            model_cache_mib: DEFAULT_MODEL_CACHE_MIB,
             new_normal_after: detection::DEFAULT_NEW_NORMAL_AFTER,
             seasonality_after_days: detection::DEFAULT_SEASONALITY_AFTER_DAYS,
             utc_offset_minutes: 0,

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use super::schema::CHAT_PLATFORMS;
 use super::{
     redact_url, AskBackend, Config, ConfigProblem, DetectorBackend, PlannerBackend,
-    APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES, PAGING_PROVIDERS,
+    APPROVER_MEMBER_PREFIXES, MAX_ACTION_TIMEOUT_S, MAX_EXPIRY_MINUTES, MAX_MODEL_CACHE_MIB,
+    PAGING_PROVIDERS,
 };
 
 impl Config {
@@ -146,6 +147,15 @@ fn detector(config: &Config, bad: &mut impl FnMut(&str, String)) {
     }
     if config.detector.cache_models == 0 {
         bad("detector.cache_models", "must be at least 1".into());
+    }
+    if !(1..=MAX_MODEL_CACHE_MIB).contains(&config.detector.model_cache_mib) {
+        bad(
+            "detector.model_cache_mib",
+            format!(
+                "must be between 1 and {MAX_MODEL_CACHE_MIB} MiB, not {}",
+                config.detector.model_cache_mib
+            ),
+        );
     }
     if config.detector.backend == DetectorBackend::Sagemaker
         && config.detector.sagemaker_endpoint.is_empty()

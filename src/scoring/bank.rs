@@ -1,6 +1,7 @@
 //! The model bank: per-pipeline models, loaded lazily from the store and
-//! kept in an LRU-bounded cache, so any number of pipelines fit in bounded
-//! memory. A model is saved every `SAVE_EVERY` updates, when it leaves the
+//! kept in an LRU cache bounded both in models and in bytes (each model's
+//! [`PipelineModel::memory_bytes`], refreshed after it is handed out), so
+//! any number of pipelines fit in bounded memory. A model is saved every `SAVE_EVERY` updates, when it leaves the
 //! cache, and on shutdown; on load it catches up on the runs stored after
 //! the last one it learned, so nothing is lost between saves.
 //!
@@ -36,6 +37,18 @@ const CATCH_UP_LIMIT: i64 = 10_000;
 pub struct Entry {
     pub model: PipelineModel,
     pub unsaved: u32,
+    /// The model's memory when the bank last measured it.
+    bytes: usize,
+}
+
+impl Entry {
+    fn new(model: PipelineModel) -> Self {
+        Self {
+            bytes: model.memory_bytes(),
+            model,
+            unsaved: 0,
+        }
+    }
 }
 
 pub struct ModelBank {
@@ -43,6 +56,12 @@ pub struct ModelBank {
     cache: LruCache<String, Entry>,
     config: Arc<DetectorConfig>,
     metrics: Arc<Metrics>,
+    /// Bytes the cached models may take together.
+    budget_bytes: usize,
+    /// Bytes the cached models take, as last measured.
+    held_bytes: usize,
+    /// The pipeline whose model was last handed out (it may have grown).
+    handed_out: Option<String>,
 }
 
 impl ModelBank {
@@ -57,7 +76,57 @@ impl ModelBank {
             cache: LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN)),
             config,
             metrics,
+            budget_bytes: usize::MAX,
+            held_bytes: 0,
+            handed_out: None,
         }
+    }
+
+    /// The same bank, keeping its models within `bytes` together (the
+    /// model in use is kept even when it alone is larger).
+    pub fn with_byte_budget(mut self, bytes: usize) -> Self {
+        self.budget_bytes = bytes.max(1);
+        self
+    }
+
+    /// Bytes the cached models take, as last measured.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Measures again the model last handed out (it learned since).
+    fn remeasure(&mut self) {
+        if let Some(name) = self.handed_out.take() {
+            if let Some(e) = self.cache.peek_mut(&name) {
+                let now = e.model.memory_bytes();
+                self.held_bytes = self.held_bytes - e.bytes + now;
+                e.bytes = now;
+            }
+        }
+    }
+
+    /// Evicts least recently used models (saving those with unsaved
+    /// updates) until the rest fit the byte budget; the most recently used
+    /// model always stays.
+    async fn fit_budget(&mut self) -> Result<(), StoreError> {
+        let before = self.cache.len();
+        while self.held_bytes > self.budget_bytes && self.cache.len() > 1 {
+            let Some((name, evicted)) = self.cache.pop_lru() else {
+                break;
+            };
+            self.held_bytes -= evicted.bytes;
+            tracing::debug!(
+                pipeline = %name,
+                bytes = evicted.bytes,
+                held_bytes = self.held_bytes,
+                "Model left the cache to keep it within its byte budget."
+            );
+            if evicted.unsaved > 0 {
+                save(&self.store, &name, &evicted.model).await?;
+            }
+        }
+        self.cached_changed(before);
+        Ok(())
     }
 
     /// Reports a change in the number of cached models.
@@ -81,22 +150,17 @@ impl ModelBank {
     /// Runs with row id `>= before_pk` are not replayed (the caller is about
     /// to feed them).
     pub async fn get(&mut self, pipeline: &str, before_pk: i64) -> Result<&mut Entry, StoreError> {
+        self.remeasure();
         if self.cache.contains(pipeline) {
             self.metrics.model_cache_hit();
+            self.cache.promote(pipeline);
         } else {
             self.metrics.model_cache_miss();
             let model = self.load(pipeline, before_pk).await?;
-            let before = self.cache.len();
-            let evicted = self
-                .cache
-                .push(pipeline.to_string(), Entry { model, unsaved: 0 });
-            self.cached_changed(before);
-            if let Some((evicted_name, evicted)) = evicted {
-                if evicted_name != pipeline && evicted.unsaved > 0 {
-                    save(&self.store, &evicted_name, &evicted.model).await?;
-                }
-            }
+            self.insert(pipeline, Entry::new(model)).await?;
         }
+        self.fit_budget().await?;
+        self.handed_out = Some(pipeline.to_string());
         self.cache
             .get_mut(pipeline)
             .ok_or_else(|| StoreError::Corrupt {
@@ -159,6 +223,22 @@ impl ModelBank {
         Ok(model)
     }
 
+    /// Caches `entry` as `pipeline`'s model, saving a model it pushes out
+    /// of a full cache if that has unsaved updates.
+    async fn insert(&mut self, pipeline: &str, entry: Entry) -> Result<(), StoreError> {
+        let before = self.cache.len();
+        self.held_bytes += entry.bytes;
+        let evicted = self.cache.push(pipeline.to_string(), entry);
+        self.cached_changed(before);
+        if let Some((evicted_name, evicted)) = evicted {
+            self.held_bytes -= evicted.bytes;
+            if evicted_name != pipeline && evicted.unsaved > 0 {
+                save(&self.store, &evicted_name, &evicted.model).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Saves every model with unsaved updates.
     pub async fn flush(&mut self) -> Result<usize, StoreError> {
         let mut saved = 0;
@@ -185,8 +265,15 @@ impl ModelBank {
     /// may have scored its runs since (see `scoring::ownership`), so the
     /// next run loads the stored model and catches up.
     pub fn forget(&mut self, pipeline: &str) -> bool {
+        self.remeasure();
         let before = self.cache.len();
-        let held = self.cache.pop(pipeline).is_some();
+        let held = match self.cache.pop(pipeline) {
+            Some(e) => {
+                self.held_bytes -= e.bytes;
+                true
+            }
+            None => false,
+        };
         self.cached_changed(before);
         held
     }
@@ -198,11 +285,13 @@ impl ModelBank {
         model: PipelineModel,
     ) -> Result<(), StoreError> {
         save(&self.store, pipeline, &model).await?;
-        let before = self.cache.len();
-        self.cache
-            .put(pipeline.to_string(), Entry { model, unsaved: 0 });
-        self.cached_changed(before);
-        Ok(())
+        self.remeasure();
+        if let Some(old) = self.cache.pop(pipeline) {
+            self.held_bytes -= old.bytes;
+            self.metrics.models_cached_changed(-1);
+        }
+        self.insert(pipeline, Entry::new(model)).await?;
+        self.fit_budget().await
     }
 }
 
@@ -337,6 +426,51 @@ mod tests {
         );
         assert_eq!(rebuilt.runs_seen(), 80, "every stored run was replayed");
         same_verdicts(reference, rebuilt);
+    }
+
+    #[tokio::test]
+    async fn eviction_keeps_the_cached_models_within_the_byte_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_runs(dir.path(), 0).await;
+        let metrics = Arc::new(Metrics::new());
+        let rules = crate::config::PipelineRules::default();
+        // One model's size after 80 runs sets the budget: room for two.
+        let mut grown = PipelineModel::new("sizing", 1.0);
+        for i in 0..80 {
+            grown.observe(&run(i), &rules);
+        }
+        let budget = grown.memory_bytes() * 5 / 2;
+        let mut bank = bank(&store, &metrics).with_byte_budget(budget);
+        let names = ["a", "b", "c", "d"];
+        for name in names {
+            let entry = bank.get(name, i64::MAX).await.unwrap();
+            for i in 0..80 {
+                entry.model.observe(&run(i), &rules);
+            }
+            entry.unsaved += 80;
+        }
+        // The last model's growth is measured on the next access.
+        bank.get("d", i64::MAX).await.unwrap();
+        assert!(
+            bank.held_bytes() <= budget,
+            "{} bytes held, budget {budget}",
+            bank.held_bytes()
+        );
+        assert_eq!(bank.cached(), 2, "the count bound (4) is not what evicted");
+        let held: usize = bank.cache.iter().map(|(_, e)| e.model.memory_bytes()).sum();
+        assert_eq!(held, bank.held_bytes(), "the bank's count is exact");
+        assert!(bank.cache.contains("c") && bank.cache.contains("d"));
+        // The evicted models were saved with what they learned.
+        for name in ["a", "b"] {
+            let row = store.load_model(name).await.unwrap().expect("saved");
+            let model = codec::from_stored(row.version, &row.state).unwrap();
+            assert_eq!(model.runs_seen(), 80, "{name}");
+        }
+        assert_eq!(
+            metrics.counter("pipemedic_models_cached", &[]),
+            2,
+            "the gauge follows evictions"
+        );
     }
 
     #[tokio::test]

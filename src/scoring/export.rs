@@ -292,13 +292,18 @@ pub struct Hyperparameters {
     pub num_trees: usize,
 }
 
+/// Fewest trees SageMaker's RCF accepts (`num_trees` is 50 to 1,000).
+pub const SAGEMAKER_MIN_TREES: usize = 50;
+
 impl Hyperparameters {
+    /// The embedded forest's size, with at least [`SAGEMAKER_MIN_TREES`]
+    /// trees: a score is a mean over trees, so more trees keep its scale.
     pub fn of_pipeline_models() -> Self {
         let c = pipeline_detector_config(1.0, 0);
         Self {
             feature_dim: feature_dim(),
             num_samples_per_tree: c.sample_size,
-            num_trees: c.trees,
+            num_trees: c.trees.max(SAGEMAKER_MIN_TREES),
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct DetectionSettings {
     pub shards: usize,
     /// Models kept in memory across all shards.
     pub cache_models: usize,
+    /// Bytes the models kept in memory may take across all shards.
+    pub model_cache_bytes: usize,
     /// Sensitivity and the rules of what is a problem (`[detector]`).
     pub detector: crate::config::DetectorConfig,
     /// Scores runs with a SageMaker endpoint when set (falling back to the
@@ -46,11 +48,17 @@ pub struct DetectionSettings {
     pub ownership: Option<OwnershipSettings>,
 }
 
+/// `mib` MiB in bytes, saturating.
+pub fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+}
+
 impl Default for DetectionSettings {
     fn default() -> Self {
         Self {
             shards: 2,
-            cache_models: 250,
+            cache_models: crate::config::DEFAULT_CACHE_MODELS,
+            model_cache_bytes: mib_to_bytes(crate::config::DEFAULT_MODEL_CACHE_MIB),
             detector: crate::config::DetectorConfig::default(),
             sagemaker: None,
             ownership: None,
@@ -120,13 +128,15 @@ impl DetectionService {
     ) -> Self {
         let shards = settings.shards.max(1);
         let per_shard = (settings.cache_models / shards).max(1);
+        let per_shard_bytes = (settings.model_cache_bytes / shards).max(1);
         let detector = Arc::new(settings.detector.clone());
         let fence = settings.ownership.as_ref().map(|o| o.replica.clone());
         let senders = (0..shards)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(1024);
                 let bank =
-                    ModelBank::new(store.clone(), per_shard, detector.clone(), metrics.clone());
+                    ModelBank::new(store.clone(), per_shard, detector.clone(), metrics.clone())
+                        .with_byte_budget(per_shard_bytes);
                 tokio::spawn(shard(
                     store.clone(),
                     bank,

@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::rng::{splitmix64, Rng};
-use super::sampler::{Admission, Sampler};
+use super::sampler::{Admission, EntryWire, Sampler, SamplerWire};
 use super::store::PointStore;
-use super::tree::{Attribution, Tree, GROUP};
+use super::tree::{ref_from_wire, ref_to_wire, Attribution, Tree, GROUP, MAX_TREE_POINTS};
 use crate::detect::bits;
 
 /// Shingled points up to this many coordinates are converted to `f32` on
@@ -25,7 +25,7 @@ pub struct ForestConfig {
     pub shingle_size: usize,
     /// Number of trees.
     pub trees: usize,
-    /// Points each tree samples.
+    /// Points each tree samples (at most [`MAX_TREE_POINTS`]).
     pub sample_size: usize,
     /// Rate at which old points lose priority in the samples (per point).
     pub time_decay: f64,
@@ -48,10 +48,68 @@ impl Default for ForestConfig {
 
 /// One tree with its sampler and random stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "UnitWire", try_from = "UnitWire")]
 struct Unit {
     tree: Tree,
     sampler: Sampler,
     rng: Rng,
+}
+
+/// The saved form of a [`Unit`]: the sampler's entries carry their points
+/// (the layout of earlier releases), which the sampler itself leaves to
+/// the tree's leaves.
+#[derive(Serialize, Deserialize)]
+struct UnitWire {
+    tree: Tree,
+    sampler: SamplerWire,
+    rng: Rng,
+}
+
+impl From<Unit> for UnitWire {
+    fn from(u: Unit) -> Self {
+        let entries = u
+            .sampler
+            .leaves()
+            .iter()
+            .map(|&leaf| EntryWire {
+                point: u.tree.leaf_point(leaf),
+                leaf: ref_to_wire(leaf),
+            })
+            .collect();
+        UnitWire {
+            sampler: u.sampler.to_wire(entries),
+            tree: u.tree,
+            rng: u.rng,
+        }
+    }
+}
+
+impl TryFrom<UnitWire> for Unit {
+    type Error = String;
+
+    fn try_from(w: UnitWire) -> Result<Self, String> {
+        let leaves = w
+            .sampler
+            .points
+            .iter()
+            .map(|e| {
+                let leaf = ref_from_wire(e.leaf)?;
+                if w.tree.holds_leaf(leaf, e.point) {
+                    Ok(leaf)
+                } else {
+                    Err(format!(
+                        "saved sampler refers to leaf {} of point {}, which its tree does not hold",
+                        e.leaf, e.point
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Unit {
+            sampler: Sampler::from_wire(w.sampler, leaves)?,
+            tree: w.tree,
+            rng: w.rng,
+        })
+    }
 }
 
 /// A streaming Random Cut Forest with internal shingling.
@@ -135,12 +193,13 @@ fn with_f32<R>(s: &[f64], f: impl FnOnce(&[f32]) -> R) -> R {
 }
 
 impl Forest {
-    /// A forest with no points yet. Zero sizes are raised to 1.
+    /// A forest with no points yet. Zero sizes are raised to 1, sample
+    /// sizes beyond [`MAX_TREE_POINTS`] lowered to it.
     pub fn new(mut config: ForestConfig) -> Self {
         config.dimensions = config.dimensions.max(1);
         config.shingle_size = config.shingle_size.max(1);
         config.trees = config.trees.max(1);
-        config.sample_size = config.sample_size.max(1);
+        config.sample_size = config.sample_size.clamp(1, MAX_TREE_POINTS);
         let dim = config.dimensions * config.shingle_size;
         let mut seeder = config.seed;
         let units = (0..config.trees)
@@ -322,16 +381,16 @@ impl Forest {
             let Admission::Accepted { weight, evicted } = u.sampler.offer(seq, &mut u.rng) else {
                 continue;
             };
-            if let Some(e) = evicted {
-                u.tree
-                    .delete_leaf(e.leaf, &self.store, &mut self.box_scratch);
-                self.store.dec(e.point);
+            if let Some(leaf) = evicted {
+                let point = u.tree.leaf_point(leaf);
+                u.tree.delete_leaf(leaf, &self.store, &mut self.box_scratch);
+                self.store.dec(point);
             }
             let idx = *added.get_or_insert_with(|| self.store.add(&pt));
             let entry = u
                 .tree
                 .insert(&pt, idx, &self.store, &mut u.rng, &mut self.box_scratch);
-            u.sampler.push(weight, entry);
+            u.sampler.push(weight, entry.leaf);
             self.store.inc(entry.point);
         }
         if let Some(idx) = added {
@@ -379,7 +438,12 @@ mod tests {
         let mut refs = vec![0u32; f.store.memory_bytes()];
         for u in &f.units {
             let mut in_tree = u.tree.check(&f.store);
-            let mut sampled = u.sampler.points();
+            let mut sampled: Vec<u32> = u
+                .sampler
+                .leaves()
+                .iter()
+                .map(|&l| u.tree.leaf_point(l))
+                .collect();
             sampled.sort_unstable();
             in_tree.sort_unstable();
             assert_eq!(in_tree, sampled, "tree holds exactly its sample");
@@ -459,8 +523,8 @@ mod tests {
             f.store.release_if_unused(idx);
         }
         // A duplicate raises a leaf's mass, and deleting it lowers it again.
-        let q: Vec<f32> = f.store.get(f.units[0].sampler.points()[0]).to_vec();
-        let held = f.units[0].sampler.points()[0];
+        let held = f.units[0].tree.leaf_point(f.units[0].sampler.leaves()[0]);
+        let q: Vec<f32> = f.store.get(held).to_vec();
         let extra = f.store.add(&q);
         let used = f.units[0]
             .tree

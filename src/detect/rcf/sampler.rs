@@ -3,11 +3,13 @@
 //! `-λ·t + ln(-ln u)` (u uniform in (0, 1)); the sampler keeps the
 //! `capacity` smallest priorities, so recent points are favoured and old
 //! ones fade out with rate λ (`time_decay`). With λ = 0 this is plain
-//! reservoir sampling. The sampler only decides; the tree holds the points.
+//! reservoir sampling. The sampler only decides; the tree holds the points
+//! (the sampler keeps each sampled point's leaf, the leaf its point).
 
 use serde::{Deserialize, Serialize};
 
 use super::rng::Rng;
+use super::tree::NodeRef;
 use crate::detect::bits;
 
 /// What the sampler decided for an offered point.
@@ -15,34 +17,45 @@ use crate::detect::bits;
 pub enum Admission {
     /// Not sampled.
     Rejected,
-    /// Sampled; `evicted` is the point it replaces, if the sample was full.
-    Accepted { weight: f64, evicted: Option<Entry> },
+    /// Sampled; `evicted` is the leaf of the point it replaces, if the
+    /// sample was full.
+    Accepted {
+        weight: f64,
+        evicted: Option<NodeRef>,
+    },
 }
 
-/// One sampled point: its index in the point store and the tree leaf that
-/// holds it (so that evicting it needs no search).
+/// One sampled point as saved: its index in the point store and the tree
+/// leaf that holds it (four bytes each, bit 31 marking the leaf, as saved
+/// by earlier releases).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// Index in the forest's point store.
+pub struct EntryWire {
     pub point: u32,
-    /// Reference of the tree leaf holding the point.
     pub leaf: u32,
 }
 
-/// A max-heap of (priority, sampled point) pairs of bounded size.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sampler {
+/// The saved form of a [`Sampler`].
+#[derive(Serialize, Deserialize)]
+pub struct SamplerWire {
     capacity: usize,
     #[serde(with = "bits::one_f64")]
     time_decay: f64,
     #[serde(with = "bits::f64s")]
     weights: Vec<f64>,
-    points: Vec<Entry>,
+    pub points: Vec<EntryWire>,
+}
+
+/// A max-heap of (priority, sampled point's leaf) pairs of bounded size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampler {
+    capacity: usize,
+    time_decay: f64,
+    weights: Vec<f64>,
+    leaves: Vec<NodeRef>,
     /// A cached rejection bound `(until, u_min)`: up to sequence number
     /// `until`, a draw `u <= u_min` is certainly rejected, which spares the
     /// two logarithms of the exact test for most points. A pure cache:
     /// decisions are the same with or without it.
-    #[serde(skip)]
     quick: Option<(u64, f64)>,
 }
 
@@ -56,25 +69,53 @@ impl Sampler {
             capacity,
             time_decay,
             weights: Vec::new(),
-            points: Vec::new(),
+            leaves: Vec::new(),
             quick: None,
         }
     }
 
+    /// The saved form, with `entries` the saved (point, leaf) of each
+    /// sampled leaf in heap order.
+    pub fn to_wire(&self, entries: Vec<EntryWire>) -> SamplerWire {
+        SamplerWire {
+            capacity: self.capacity,
+            time_decay: self.time_decay,
+            weights: self.weights.clone(),
+            points: entries,
+        }
+    }
+
+    /// The sampler saved as `w`, with `leaves` its entries' leaves.
+    pub fn from_wire(w: SamplerWire, leaves: Vec<NodeRef>) -> Result<Self, String> {
+        if leaves.len() != w.weights.len() {
+            return Err(format!(
+                "saved sampler has {} weights for {} points",
+                w.weights.len(),
+                leaves.len()
+            ));
+        }
+        Ok(Self {
+            capacity: w.capacity,
+            time_decay: w.time_decay,
+            weights: w.weights,
+            leaves,
+            quick: None,
+        })
+    }
+
+    /// Leaves of the sampled points (heap order).
+    pub fn leaves(&self) -> &[NodeRef] {
+        &self.leaves
+    }
+
     /// Points currently sampled.
     pub fn len(&self) -> usize {
-        self.points.len()
+        self.leaves.len()
     }
 
     /// True when the sample holds `capacity` points.
     pub fn is_full(&self) -> bool {
-        self.points.len() >= self.capacity
-    }
-
-    /// Indices of the sampled points (heap order).
-    #[cfg(test)]
-    pub fn points(&self) -> Vec<u32> {
-        self.points.iter().map(|e| e.point).collect()
+        self.leaves.len() >= self.capacity
     }
 
     /// Decides whether the point arriving at `seq` enters the sample. On
@@ -110,7 +151,7 @@ impl Sampler {
         if weight >= self.weights[0] {
             return Admission::Rejected;
         }
-        let evicted = self.points[0];
+        let evicted = self.leaves[0];
         self.pop_root();
         Admission::Accepted {
             weight,
@@ -118,19 +159,19 @@ impl Sampler {
         }
     }
 
-    /// Adds an accepted point with its weight.
-    pub fn push(&mut self, weight: f64, entry: Entry) {
+    /// Adds an accepted point, held by `leaf`, with its weight.
+    pub fn push(&mut self, weight: f64, leaf: NodeRef) {
         if self.weights.len() == self.weights.capacity() {
             // Double while young, then exactly up to capacity.
             let want = (self.weights.len() * 2)
                 .max(8)
                 .min(self.capacity.max(self.weights.len() + 1));
             self.weights.reserve_exact(want - self.weights.len());
-            self.points.reserve_exact(want - self.points.len());
+            self.leaves.reserve_exact(want - self.leaves.len());
         }
         self.quick = None;
         self.weights.push(weight);
-        self.points.push(entry);
+        self.leaves.push(leaf);
         let mut i = self.weights.len() - 1;
         while i > 0 {
             let parent = (i - 1) / 2;
@@ -138,7 +179,7 @@ impl Sampler {
                 break;
             }
             self.weights.swap(parent, i);
-            self.points.swap(parent, i);
+            self.leaves.swap(parent, i);
             i = parent;
         }
     }
@@ -147,9 +188,9 @@ impl Sampler {
         self.quick = None;
         let last = self.weights.len() - 1;
         self.weights.swap(0, last);
-        self.points.swap(0, last);
+        self.leaves.swap(0, last);
         self.weights.pop();
-        self.points.pop();
+        self.leaves.pop();
         let n = self.weights.len();
         let mut i = 0;
         loop {
@@ -166,14 +207,14 @@ impl Sampler {
                 break;
             }
             self.weights.swap(i, largest);
-            self.points.swap(i, largest);
+            self.leaves.swap(i, largest);
             i = largest;
         }
     }
 
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.weights.capacity() * 8 + self.points.capacity() * std::mem::size_of::<Entry>()
+        self.weights.capacity() * 8 + self.leaves.capacity() * std::mem::size_of::<NodeRef>()
     }
 }
 
@@ -181,22 +222,18 @@ impl Sampler {
 mod tests {
     use super::*;
 
-    fn entry(seq: u64) -> Entry {
-        Entry {
-            point: seq as u32,
-            leaf: 0,
-        }
+    /// The sequence number stands in for the leaf (all below 2^15 here).
+    fn entry(seq: u64) -> NodeRef {
+        seq as NodeRef
     }
 
     fn feed(s: &mut Sampler, rng: &mut Rng, n: u64) -> Vec<u32> {
-        let mut sampled_seq = Vec::new();
         for seq in 0..n {
             if let Admission::Accepted { weight, .. } = s.offer(seq, rng) {
                 s.push(weight, entry(seq));
             }
         }
-        sampled_seq.extend(s.points());
-        sampled_seq
+        s.leaves().iter().map(|&l| u32::from(l)).collect()
     }
 
     #[test]
@@ -231,7 +268,7 @@ mod tests {
                 b.push(weight, entry(seq));
             }
         }
-        assert_eq!(a.points, b.points);
+        assert_eq!(a.leaves, b.leaves);
     }
 
     #[test]

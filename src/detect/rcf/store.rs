@@ -45,6 +45,13 @@ impl PointStore {
             idx
         } else {
             let idx = self.refs.len() as u32;
+            if self.data.len() + self.dim > self.data.capacity() {
+                // Grow by a quarter (at least 8 points), not by doubling:
+                // the store is the largest part of a small forest.
+                let more = (self.refs.len() / 4).max(8);
+                self.data.reserve_exact(more * self.dim);
+                self.refs.reserve_exact(more);
+            }
             self.data.extend_from_slice(point);
             self.refs.push(0);
             idx

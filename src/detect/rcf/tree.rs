@@ -1,8 +1,9 @@
 //! One random cut tree over the points its sampler holds, stored in index
-//! arenas: internal nodes (cut, children, mass) and leaves (a point of the
-//! forest's [`PointStore`] and its multiplicity) live in two vectors with
-//! free lists. Bounding boxes are a bounded cache, as in AWS's rcflib: only
-//! nodes holding at least [`CACHE_MASS`] points keep theirs (in one flat
+//! arenas: internal nodes (cut, children, mass; 16 bytes) and leaves (a
+//! point of the forest's [`PointStore`] and its multiplicity; 8 bytes)
+//! live in two vectors with free lists, linked by two-byte references.
+//! Bounding boxes are a bounded cache, as in AWS's rcflib: only nodes
+//! holding at least [`cache_mass`] points keep theirs (in one flat
 //! `f32` pool of slots, next to its range sum); a smaller node's box is
 //! recomputed from its few points when a walk needs it. Boxes are exact
 //! unions either way, so cached or not, every score is bit for bit the
@@ -21,22 +22,43 @@
 use serde::{Deserialize, Serialize};
 
 use super::rng::Rng;
-use super::sampler::Entry;
 use super::store::PointStore;
-use crate::detect::bits;
+
+mod wire;
+
+pub use wire::{ref_from_wire, ref_to_wire};
+
+/// Where [`Tree::insert`] put a point: the point the tree now refers to
+/// and the leaf holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Index in the forest's point store.
+    pub point: u32,
+    /// The leaf holding the point.
+    pub leaf: NodeRef,
+}
+
+/// A reference to an internal node (its index) or a leaf (its index with
+/// [`LEAF`] set). Two bytes: a tree holds at most [`MAX_TREE_POINTS`]
+/// distinct points, so both arenas stay below 2^15 entries.
+pub type NodeRef = u16;
 
 /// Marks a child reference as a leaf index.
-const LEAF: u32 = 1 << 31;
+const LEAF: NodeRef = 1 << 15;
 /// No node.
-const NIL: u32 = u32::MAX;
+const NIL: NodeRef = NodeRef::MAX;
+
+/// Distinct points a tree can hold: leaf and node indices must stay below
+/// [`LEAF`], and `LEAF | 0x7fff` is [`NIL`].
+pub const MAX_TREE_POINTS: usize = (LEAF - 1) as usize;
 
 #[inline]
-fn is_leaf(c: u32) -> bool {
+fn is_leaf(c: NodeRef) -> bool {
     c != NIL && c & LEAF != 0
 }
 
 #[inline]
-fn leaf_idx(c: u32) -> usize {
+fn leaf_idx(c: NodeRef) -> usize {
     (c & !LEAF) as usize
 }
 
@@ -82,6 +104,18 @@ fn just_below(v: f32) -> f32 {
 /// when every node kept one, while a recomputed box never needs more than
 /// `CACHE_MASS - 1` points.
 pub const CACHE_MASS: u32 = 16;
+
+/// The mass from which a node of a tree over points of `dim` coordinates
+/// keeps its box: [`CACHE_MASS`], or `2 × dim` when that is more. A box
+/// costs `8 × dim + 8` bytes, a point of the tree about 30 (its node, leaf
+/// and sampler entry), and about `2n / m` of a tree's nodes hold `m` points
+/// or more, so at `m = 2 × dim` the boxes cost at most about a quarter of
+/// the tree whatever its width (every 16 points, a tree of 24-coordinate
+/// points spent more on boxes than on itself). A recomputed box never
+/// spans more than `m - 1` points.
+pub fn cache_mass(dim: usize) -> u32 {
+    CACHE_MASS.max(u32::try_from(2 * dim).unwrap_or(u32::MAX))
+}
 
 /// Box coordinates (2 × dimensions) recomputed on the stack; larger boxes
 /// use a heap buffer.
@@ -130,51 +164,53 @@ fn gap_sum(lo: &[f32], hi: &[f32], x: &[f32]) -> f64 {
     f64::from(acc.iter().sum::<f32>())
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An internal node: 16 bytes.
+#[derive(Debug, Clone, PartialEq)]
 struct Internal {
-    left: u32,
-    right: u32,
-    parent: u32,
-    cut_dim: u32,
-    #[serde(with = "bits::one_f32")]
+    left: NodeRef,
+    right: NodeRef,
+    parent: NodeRef,
+    cut_dim: u16,
     cut: f32,
     mass: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A leaf: 8 bytes. Its mass (the point's multiplicity) is at most the
+/// tree's capacity, below 2^15.
+#[derive(Debug, Clone, PartialEq)]
 struct Leaf {
     point: u32,
-    parent: u32,
-    mass: u32,
+    parent: NodeRef,
+    mass: u16,
 }
 
-/// A random cut tree. Bounding boxes are not serialised: they are exact
-/// unions of the points below each node and [`Tree::rebuild_boxes`]
+/// A random cut tree. Saved in the wire form of [`wire::TreeWire`] (the
+/// layout of earlier releases); bounding boxes are not saved: they are
+/// exact unions of the points below each node and [`Tree::rebuild_boxes`]
 /// recomputes the cached ones bit for bit after a restore.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "wire::TreeWire", try_from = "wire::TreeWire")]
 pub struct Tree {
     dim: usize,
     /// Distinct points the tree is expected to hold at most (its
     /// sampler's capacity); arenas grow geometrically up to exactly this.
-    #[serde(default)]
     capacity: usize,
-    root: u32,
+    root: NodeRef,
     nodes: Vec<Internal>,
-    free_nodes: Vec<u32>,
+    free_nodes: Vec<NodeRef>,
     leaves: Vec<Leaf>,
-    free_leaves: Vec<u32>,
+    free_leaves: Vec<NodeRef>,
+    /// Nodes holding at least this many points keep their box (see
+    /// [`cache_mass`]).
+    cache_mass: u32,
     /// Per internal node, its box slot, or `NIL` when the node holds fewer
-    /// than [`CACHE_MASS`] points.
-    #[serde(skip)]
-    slots: Vec<u32>,
+    /// than `cache_mass` points.
+    slots: Vec<u16>,
     /// Box slots: lower then upper corner, `2 × dim` values each.
-    #[serde(skip)]
     boxes: Vec<f32>,
     /// Per box slot, the box's range sum `Σ (hi - lo)`.
-    #[serde(skip)]
     ranges: Vec<f64>,
-    #[serde(skip)]
-    free_slots: Vec<u32>,
+    free_slots: Vec<u16>,
 }
 
 /// A tree's per-dimension share of a point's score, split by direction.
@@ -194,6 +230,7 @@ impl Tree {
         Self {
             dim,
             capacity,
+            cache_mass: cache_mass(dim),
             root: NIL,
             nodes: Vec::new(),
             free_nodes: Vec::new(),
@@ -231,16 +268,16 @@ impl Tree {
     }
 
     #[inline]
-    fn mass_of(&self, c: u32) -> u32 {
+    fn mass_of(&self, c: NodeRef) -> u32 {
         if is_leaf(c) {
-            self.leaves[leaf_idx(c)].mass
+            u32::from(self.leaves[leaf_idx(c)].mass)
         } else {
             self.nodes[c as usize].mass
         }
     }
 
     #[inline]
-    fn parent_of(&self, c: u32) -> u32 {
+    fn parent_of(&self, c: NodeRef) -> NodeRef {
         if is_leaf(c) {
             self.leaves[leaf_idx(c)].parent
         } else {
@@ -249,7 +286,7 @@ impl Tree {
     }
 
     #[inline]
-    fn set_parent(&mut self, c: u32, p: u32) {
+    fn set_parent(&mut self, c: NodeRef, p: NodeRef) {
         if is_leaf(c) {
             self.leaves[leaf_idx(c)].parent = p;
         } else {
@@ -259,7 +296,7 @@ impl Tree {
 
     /// Writes `c`'s box into `out` (lower then upper corner; a leaf's box
     /// is its point): from the cache, or from the points below `c`.
-    fn write_box(&self, c: u32, store: &PointStore, out: &mut [f32]) {
+    fn write_box(&self, c: NodeRef, store: &PointStore, out: &mut [f32]) {
         let d = self.dim;
         if is_leaf(c) {
             let p = store.get(self.leaves[leaf_idx(c)].point);
@@ -280,7 +317,7 @@ impl Tree {
     }
 
     /// Widens `lo`/`hi` by every point below `c`.
-    fn union_below(&self, c: u32, store: &PointStore, lo: &mut [f32], hi: &mut [f32]) {
+    fn union_below(&self, c: NodeRef, store: &PointStore, lo: &mut [f32], hi: &mut [f32]) {
         if is_leaf(c) {
             let p = store.get(self.leaves[leaf_idx(c)].point);
             for k in 0..self.dim {
@@ -299,7 +336,7 @@ impl Tree {
     #[inline]
     fn with_box<R>(
         &self,
-        n: u32,
+        n: NodeRef,
         store: &PointStore,
         f: impl FnOnce(&[f32], &[f32], f64) -> R,
     ) -> R {
@@ -324,18 +361,21 @@ impl Tree {
     }
 
     /// A free box slot.
-    fn alloc_slot(&mut self) -> u32 {
+    fn alloc_slot(&mut self) -> u16 {
         if let Some(s) = self.free_slots.pop() {
             return s;
         }
-        let s = self.ranges.len() as u32;
+        let s = self.ranges.len() as u16;
+        // One slot at a time: a tree keeps few boxes.
+        self.boxes.reserve_exact(2 * self.dim);
         self.boxes.resize(self.boxes.len() + 2 * self.dim, 0.0);
+        self.ranges.reserve_exact(1);
         self.ranges.push(0.0);
         s
     }
 
     /// Gives internal node `n` a cached box, computed from its points.
-    fn cache_box(&mut self, n: u32, store: &PointStore) {
+    fn cache_box(&mut self, n: NodeRef, store: &PointStore) {
         let d = self.dim;
         let s = self.alloc_slot();
         self.slots[n as usize] = s;
@@ -352,7 +392,7 @@ impl Tree {
     }
 
     /// Gives internal node `n` the cached box `b` with range sum `range`.
-    fn cache_box_as(&mut self, n: u32, b: &[f32], range: f64) {
+    fn cache_box_as(&mut self, n: NodeRef, b: &[f32], range: f64) {
         let d = self.dim;
         let s = self.alloc_slot();
         self.slots[n as usize] = s;
@@ -362,14 +402,14 @@ impl Tree {
     }
 
     /// Drops internal node `n`'s cached box, if it has one.
-    fn uncache(&mut self, n: u32) {
+    fn uncache(&mut self, n: NodeRef) {
         let s = std::mem::replace(&mut self.slots[n as usize], NIL);
         if s != NIL {
             self.free_slots.push(s);
         }
     }
 
-    fn replace_child(&mut self, parent: u32, old: u32, new: u32) {
+    fn replace_child(&mut self, parent: NodeRef, old: NodeRef, new: NodeRef) {
         if parent == NIL {
             self.root = new;
         } else {
@@ -382,7 +422,7 @@ impl Tree {
         }
     }
 
-    fn new_leaf(&mut self, point: u32, parent: u32) -> u32 {
+    fn new_leaf(&mut self, point: u32, parent: NodeRef) -> NodeRef {
         let leaf = Leaf {
             point,
             parent,
@@ -395,12 +435,12 @@ impl Tree {
             let n = self.leaves.len();
             Self::grow(&mut self.leaves, n, 1, self.capacity);
             self.leaves.push(leaf);
-            (self.leaves.len() - 1) as u32
+            (self.leaves.len() - 1) as NodeRef
         };
         idx | LEAF
     }
 
-    fn new_node(&mut self, node: Internal) -> u32 {
+    fn new_node(&mut self, node: Internal) -> NodeRef {
         if let Some(i) = self.free_nodes.pop() {
             self.nodes[i as usize] = node;
             i
@@ -411,7 +451,7 @@ impl Tree {
             Self::grow(&mut self.slots, n, 1, target);
             self.nodes.push(node);
             self.slots.push(NIL);
-            (self.nodes.len() - 1) as u32
+            (self.nodes.len() - 1) as NodeRef
         }
     }
 
@@ -455,7 +495,7 @@ impl Tree {
                         n.right
                     },
                 );
-                if mass == CACHE_MASS && self.slots[cur as usize] == NIL {
+                if mass >= self.cache_mass && self.slots[cur as usize] == NIL {
                     self.cache_box(cur, store);
                 }
                 cur = next;
@@ -513,7 +553,7 @@ impl Tree {
                     left: NIL,
                     right: NIL,
                     parent,
-                    cut_dim: k as u32,
+                    cut_dim: k as u16,
                     cut,
                     mass,
                 });
@@ -528,7 +568,7 @@ impl Tree {
                 self.replace_child(parent, cur, node);
                 self.set_parent(cur, node);
                 // The new node's box is the old box widened by `x`.
-                if mass >= CACHE_MASS {
+                if mass >= self.cache_mass {
                     self.cache_box_as(node, &buf[..2 * d], total);
                 }
                 return Entry { point, leaf };
@@ -551,7 +591,7 @@ impl Tree {
                     n.right
                 },
             );
-            if mass >= CACHE_MASS && s == NIL {
+            if mass >= self.cache_mass && s == NIL {
                 self.cache_box_as(cur, &buf[..2 * d], total);
             }
             cur = next;
@@ -590,7 +630,7 @@ impl Tree {
 
     /// Removes one copy of the point held by leaf `leaf` (a reference
     /// returned by [`Tree::insert`] and still live).
-    pub fn delete_leaf(&mut self, leaf: u32, store: &PointStore, scratch: &mut Vec<f32>) {
+    pub fn delete_leaf(&mut self, leaf: NodeRef, store: &PointStore, scratch: &mut Vec<f32>) {
         let li = leaf_idx(leaf);
         let parent = self.leaves[li].parent;
         if self.leaves[li].mass > 1 {
@@ -598,14 +638,14 @@ impl Tree {
             let mut p = parent;
             while p != NIL {
                 self.nodes[p as usize].mass -= 1;
-                if self.nodes[p as usize].mass < CACHE_MASS {
+                if self.nodes[p as usize].mass < self.cache_mass {
                     self.uncache(p);
                 }
                 p = self.nodes[p as usize].parent;
             }
             return;
         }
-        self.free_leaves.push(li as u32);
+        self.free_leaves.push(li as NodeRef);
         if parent == NIL {
             self.root = NIL;
             return;
@@ -623,7 +663,7 @@ impl Tree {
         let mut g = grand;
         while g != NIL {
             self.nodes[g as usize].mass -= 1;
-            if self.nodes[g as usize].mass < CACHE_MASS {
+            if self.nodes[g as usize].mass < self.cache_mass {
                 // Too small to keep a box (smaller nodes lie below, so
                 // boxes further up may still change).
                 self.uncache(g);
@@ -638,7 +678,7 @@ impl Tree {
 
     /// Sets cached node `n`'s box to the union of its children's; true if
     /// it changed.
-    fn recompute_box(&mut self, n: u32, store: &PointStore, scratch: &mut Vec<f32>) -> bool {
+    fn recompute_box(&mut self, n: NodeRef, store: &PointStore, scratch: &mut Vec<f32>) -> bool {
         let d = self.dim;
         let (l, r) = {
             let node = &self.nodes[n as usize];
@@ -678,7 +718,7 @@ impl Tree {
         }
     }
 
-    fn rebuild_below(&mut self, n: u32, store: &PointStore, scratch: &mut Vec<f32>) {
+    fn rebuild_below(&mut self, n: NodeRef, store: &PointStore, scratch: &mut Vec<f32>) {
         let (l, r) = {
             let node = &self.nodes[n as usize];
             (node.left, node.right)
@@ -689,7 +729,7 @@ impl Tree {
         if !is_leaf(r) {
             self.rebuild_below(r, store, scratch);
         }
-        if self.nodes[n as usize].mass >= CACHE_MASS {
+        if self.nodes[n as usize].mass >= self.cache_mass {
             let s = self.alloc_slot();
             self.slots[n as usize] = s;
             self.recompute_box(n, store, scratch);
@@ -767,7 +807,7 @@ impl Tree {
             let leaf = &t.leaves[leaf_idx(cur[j])];
             let mut level = depth[j];
             let s = if store.get(leaf.point) == x {
-                damp(leaf.mass, total) * score_seen(level, leaf.mass)
+                damp(u32::from(leaf.mass), total) * score_seen(level, u32::from(leaf.mass))
             } else {
                 let mut s = score_unseen(level);
                 let mut n = leaf.parent;
@@ -794,7 +834,7 @@ impl Tree {
     #[cfg(test)]
     fn score_below(
         &self,
-        c: u32,
+        c: NodeRef,
         depth: usize,
         x: &[f32],
         store: &PointStore,
@@ -803,7 +843,10 @@ impl Tree {
         if is_leaf(c) {
             let leaf = &self.leaves[leaf_idx(c)];
             return if store.get(leaf.point) == x {
-                (damp(leaf.mass, total) * score_seen(depth, leaf.mass), true)
+                (
+                    damp(u32::from(leaf.mass), total) * score_seen(depth, u32::from(leaf.mass)),
+                    true,
+                )
             } else {
                 (score_unseen(depth), false)
             };
@@ -828,7 +871,7 @@ impl Tree {
 
     /// True when `x` lies strictly inside cached node `n`'s box in every
     /// dimension.
-    fn strictly_inside(&self, n: u32, x: &[f32]) -> bool {
+    fn strictly_inside(&self, n: NodeRef, x: &[f32]) -> bool {
         let d = self.dim;
         let s = self.slots[n as usize] as usize;
         let b = &self.boxes[s * 2 * d..(s + 1) * 2 * d];
@@ -839,7 +882,7 @@ impl Tree {
     /// How far `x` lies outside internal node `n`'s box (sum over
     /// dimensions).
     #[inline(always)]
-    fn gap(&self, n: u32, x: &[f32], store: &PointStore) -> f64 {
+    fn gap(&self, n: NodeRef, x: &[f32], store: &PointStore) -> f64 {
         self.with_box(n, store, |lo, hi, _| gap_sum(lo, hi, x))
     }
 
@@ -864,7 +907,7 @@ impl Tree {
     #[allow(clippy::too_many_arguments)]
     fn attribution_below(
         &self,
-        c: u32,
+        c: NodeRef,
         depth: usize,
         x: &[f32],
         store: &PointStore,
@@ -877,7 +920,7 @@ impl Tree {
             let leaf = &self.leaves[leaf_idx(c)];
             let p = store.get(leaf.point);
             if p == x {
-                let s = damp(leaf.mass, total) * score_seen(depth, leaf.mass);
+                let s = damp(u32::from(leaf.mass), total) * score_seen(depth, u32::from(leaf.mass));
                 let share = s / (2 * d) as f64;
                 low.iter_mut()
                     .chain(high.iter_mut())
@@ -945,7 +988,7 @@ impl Tree {
 
     fn impute_below(
         &self,
-        c: u32,
+        c: NodeRef,
         depth: usize,
         x: &[f32],
         missing: &std::ops::Range<usize>,
@@ -958,7 +1001,7 @@ impl Tree {
             let p = store.get(leaf.point);
             let same = (0..d).all(|k| missing.contains(&k) || p[k] == x[k]);
             let s = if same {
-                damp(leaf.mass, total) * score_seen(depth, leaf.mass)
+                damp(u32::from(leaf.mass), total) * score_seen(depth, u32::from(leaf.mass))
             } else {
                 score_unseen(depth)
             };
@@ -992,12 +1035,27 @@ impl Tree {
         (p * score_unseen(depth) + (1.0 - p) * s, point)
     }
 
+    /// True when `leaf` is a live leaf holding `point`.
+    pub fn holds_leaf(&self, leaf: NodeRef, point: u32) -> bool {
+        is_leaf(leaf)
+            && self
+                .leaves
+                .get(leaf_idx(leaf))
+                .is_some_and(|l| l.point == point)
+            && !self.free_leaves.contains(&(leaf & !LEAF))
+    }
+
+    /// The store index of the point held by leaf `leaf`.
+    pub fn leaf_point(&self, leaf: NodeRef) -> u32 {
+        self.leaves[leaf_idx(leaf)].point
+    }
+
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
         self.nodes.capacity() * std::mem::size_of::<Internal>()
             + self.leaves.capacity() * std::mem::size_of::<Leaf>()
-            + (self.free_nodes.capacity() + self.free_leaves.capacity()) * 4
-            + (self.slots.capacity() + self.free_slots.capacity()) * 4
+            + (self.free_nodes.capacity() + self.free_leaves.capacity()) * 2
+            + (self.slots.capacity() + self.free_slots.capacity()) * 2
             + self.boxes.capacity() * 4
             + self.ranges.capacity() * 8
     }
@@ -1030,12 +1088,12 @@ impl Tree {
             }
             if is_leaf(c) {
                 let l = &self.leaves[leaf_idx(c)];
-                out.push((u32::MAX, l.point as f32, l.mass, Vec::new()));
+                out.push((u32::MAX, l.point as f32, u32::from(l.mass), Vec::new()));
             } else {
                 let n = &self.nodes[c as usize];
                 let mut bx = vec![0.0; 2 * self.dim];
                 self.write_box(c, store, &mut bx);
-                out.push((n.cut_dim, n.cut, n.mass, bx));
+                out.push((u32::from(n.cut_dim), n.cut, n.mass, bx));
                 stack.push(n.right);
                 stack.push(n.left);
             }
@@ -1046,7 +1104,7 @@ impl Tree {
     #[cfg(test)]
     fn check_below(
         &self,
-        c: u32,
+        c: NodeRef,
         store: &PointStore,
         out: &mut Vec<u32>,
     ) -> (Vec<f32>, Vec<f32>, u32) {
@@ -1056,7 +1114,7 @@ impl Tree {
                 out.push(leaf.point);
             }
             let p = store.get(leaf.point).to_vec();
-            return (p.clone(), p, leaf.mass);
+            return (p.clone(), p, u32::from(leaf.mass));
         }
         let n = &self.nodes[c as usize];
         assert_eq!(self.parent_of(n.left), c);
@@ -1071,8 +1129,9 @@ impl Tree {
         let s = self.slots[c as usize];
         assert_eq!(
             s != NIL,
-            n.mass >= CACHE_MASS,
-            "exactly the nodes of at least {CACHE_MASS} points keep a box"
+            n.mass >= self.cache_mass,
+            "exactly the nodes of at least {} points keep a box",
+            self.cache_mass
         );
         let mut b = vec![0.0; 2 * self.dim];
         self.write_box(c, store, &mut b);
