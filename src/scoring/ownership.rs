@@ -32,7 +32,10 @@ use super::service::{DetectionError, DetectionService};
 use crate::config::StoreConfig;
 use crate::domain::{Run, Verdict};
 use crate::metrics::Metrics;
-use crate::store::{LeaseGrant, Store, StoreError, SCORING_CHANNEL, VERDICT_CHANNEL};
+use crate::store::{
+    parse_verdict_payload, LeaseGrant, QueuedRun, Store, StoreError, SCORING_CHANNEL,
+    VERDICT_CHANNEL,
+};
 
 /// Queued runs claimed at once.
 const CLAIM_BATCH: i64 = 64;
@@ -319,17 +322,19 @@ impl Inner {
             }
             let mut scored = Vec::with_capacity(claim.runs.len());
             let mut pending = Vec::with_capacity(claim.runs.len());
+            let pks: Vec<i64> = claim.runs.iter().map(|(pk, _)| *pk).collect();
+            let mut queued = self.store.queued_runs(&pks).await?;
             for (run_pk, enqueued_by) in &claim.runs {
-                if let Some(verdict) = self.store.verdict_of(*run_pk).await? {
+                let Some(QueuedRun { stored, verdict }) = queued.remove(run_pk) else {
+                    scored.push(*run_pk);
+                    continue;
+                };
+                if let Some(verdict) = verdict {
                     // Scored before its owner could dequeue it.
                     scored.push(*run_pk);
                     self.complete(*run_pk, &verdict, Path::Local);
                     continue;
                 }
-                let Some(stored) = self.store.run_by_pk(*run_pk).await? else {
-                    scored.push(*run_pk);
-                    continue;
-                };
                 match local.submit_here(*run_pk, stored.run).await {
                     Ok(answer) => pending.push((*run_pk, enqueued_by.as_str(), answer)),
                     Err(e) => {
@@ -508,12 +513,11 @@ async fn listen_once(inner: &Inner, stop: &CancellationToken) -> Result<(), Stor
             inner.wake.notify_one();
             continue;
         }
-        let Ok(run_pk) = notification.payload().parse::<i64>() else {
-            continue;
-        };
-        if inner.is_waiting_for(run_pk) {
-            if let Some(verdict) = inner.store.verdict_of(run_pk).await? {
-                inner.complete(run_pk, &verdict, Path::Handoff);
+        for run_pk in parse_verdict_payload(notification.payload()) {
+            if inner.is_waiting_for(run_pk) {
+                if let Some(verdict) = inner.store.verdict_of(run_pk).await? {
+                    inner.complete(run_pk, &verdict, Path::Handoff);
+                }
             }
         }
     }

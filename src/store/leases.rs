@@ -6,7 +6,8 @@
 //! Every expiry is measured by the database's clock, so replicas whose
 //! clocks disagree still agree on who holds a lease. Wake-ups go through
 //! `NOTIFY` on [`SCORING_CHANNEL`] (a run was queued; payload: pipeline)
-//! and [`VERDICT_CHANNEL`] (a queued run was scored; payload: its row id),
+//! and [`VERDICT_CHANNEL`] (queued runs were scored; payload: their row ids,
+//! comma-separated),
 //! both sent by the transaction that made the change, so they arrive after
 //! it committed. Policy (when to renew, what to do on a lost lease) belongs
 //! to `scoring::ownership`, not here.
@@ -17,7 +18,7 @@ use super::{Backend, Store, StoreError, WriteTx};
 
 /// `NOTIFY` channel: a run was queued for scoring (payload: the pipeline).
 pub const SCORING_CHANNEL: &str = "pipemedic_scoring";
-/// `NOTIFY` channel: a queued run was scored (payload: the run's row id).
+/// `NOTIFY` channel: queued runs were scored (payload: their row ids, comma-separated).
 pub const VERDICT_CHANNEL: &str = "pipemedic_verdicts";
 
 /// The database's clock in milliseconds since the epoch (PostgreSQL).
@@ -50,20 +51,56 @@ impl ScoringClaim {
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *self.tx)
             .await?;
-        for run_pk in scored {
-            sqlx::query("DELETE FROM scoring_queue WHERE run_pk = $1")
-                .bind(*run_pk)
-                .execute(&mut *self.tx)
-                .await?;
+        // One statement and one notification per few hundred runs (a
+        // payload stays far below PostgreSQL's 8,000 bytes).
+        for chunk in scored.chunks(VERDICTS_PER_NOTIFICATION) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("DELETE FROM scoring_queue WHERE run_pk IN ({list})");
+            let mut delete = sqlx::query(&sql);
+            for run_pk in chunk {
+                delete = delete.bind(*run_pk);
+            }
+            delete.execute(&mut *self.tx).await?;
             sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS notified")
                 .bind(VERDICT_CHANNEL)
-                .bind(run_pk.to_string())
+                .bind(verdict_payload(chunk))
                 .execute(&mut *self.tx)
                 .await?;
         }
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+/// Scored runs named in one [`VERDICT_CHANNEL`] notification.
+const VERDICTS_PER_NOTIFICATION: usize = 256;
+
+/// A [`VERDICT_CHANNEL`] payload: the scored runs' row ids, comma-separated.
+fn verdict_payload(run_pks: &[i64]) -> String {
+    run_pks
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The row ids a [`VERDICT_CHANNEL`] payload names; what is not a row id
+/// is skipped.
+pub fn parse_verdict_payload(payload: &str) -> Vec<i64> {
+    payload
+        .split(',')
+        .filter_map(|id| id.trim().parse().ok())
+        .collect()
+}
+
+/// A queued run as its owner reads it to score it.
+pub struct QueuedRun {
+    pub stored: super::StoredRun,
+    /// Its verdict, when it was scored before its owner could dequeue it.
+    pub verdict: Option<crate::domain::Verdict>,
 }
 
 fn postgres_only(backend: Backend, what: &str) -> Result<(), StoreError> {
@@ -192,6 +229,42 @@ impl Store {
         Ok(ScoringClaim { tx, runs })
     }
 
+    /// The stored runs `run_pks` with their verdicts, by row id, in one
+    /// query (a run no longer stored is absent).
+    pub async fn queued_runs(
+        &self,
+        run_pks: &[i64],
+    ) -> Result<std::collections::HashMap<i64, QueuedRun>, StoreError> {
+        let mut out = std::collections::HashMap::with_capacity(run_pks.len());
+        for chunk in run_pks.chunks(VERDICTS_PER_NOTIFICATION) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT id, source, ingested_at_ms, body, verdict FROM runs WHERE id IN ({list})"
+            );
+            let mut query = sqlx::query(&sql);
+            for run_pk in chunk {
+                query = query.bind(*run_pk);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                let stored = super::stored_from_row(&row)?;
+                let verdict = row
+                    .get::<Option<String>, _>(4)
+                    .map(|v| {
+                        serde_json::from_str(&v).map_err(|e| StoreError::Corrupt {
+                            what: "runs.verdict".into(),
+                            detail: e.to_string(),
+                        })
+                    })
+                    .transpose()?;
+                out.insert(stored.pk, QueuedRun { stored, verdict });
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs waiting in the scoring queue (all pipelines).
     pub async fn scoring_queue_len(&self) -> Result<i64, StoreError> {
         postgres_only(self.backend(), "scoring_queue")?;
@@ -267,5 +340,23 @@ impl WriteTx {
             .execute(self.conn())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verdict_payload_names_every_scored_run_and_skips_what_is_not_an_id() {
+        let payload = verdict_payload(&[7, 42, 9_000_000_001]);
+        assert_eq!(payload, "7,42,9000000001");
+        assert_eq!(parse_verdict_payload(&payload), vec![7, 42, 9_000_000_001]);
+        // A single id, as a replica of an earlier release sends it.
+        assert_eq!(parse_verdict_payload("13"), vec![13]);
+        assert_eq!(parse_verdict_payload("x,5,"), vec![5]);
+        // A full notification stays below PostgreSQL's 8,000-byte payload.
+        let most = verdict_payload(&[i64::MAX; VERDICTS_PER_NOTIFICATION]);
+        assert!(most.len() < 8_000, "{}", most.len());
     }
 }

@@ -48,7 +48,9 @@ pub use console::{
 pub use detection::StoredModel;
 pub use gauges::{OutboxBacklog, WorkInFlight};
 pub use incidents::{NewIncident, Silence, StoredDecision};
-pub use leases::{LeaseGrant, ScoringClaim, SCORING_CHANNEL, VERDICT_CHANNEL};
+pub use leases::{
+    parse_verdict_payload, LeaseGrant, QueuedRun, ScoringClaim, SCORING_CHANNEL, VERDICT_CHANNEL,
+};
 pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
 pub use outcomes::{fate_of_status, AutonomyStop, NewOutcome, OfferedPlan};
 pub use paging::{NewPage, PageAction, PageStatus, StoredPage};

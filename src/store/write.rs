@@ -16,6 +16,29 @@ fn nullable_f64(v: Option<f64>) -> f64 {
     v.unwrap_or(-1.0)
 }
 
+/// `count` bind placeholders from the `first` (1-based), comma-separated,
+/// for a statement whose placeholders appear in the order their values are
+/// bound. PostgreSQL gets `$N`; SQLite gets anonymous `?`, because sqlx
+/// asks SQLite for each parameter's name and SQLite finds a named one by
+/// a linear scan: a statement of thousands of `$N` binds cost the square
+/// of its size (it was most of the time of a 100-run ingest).
+fn placeholders(backend: Backend, first: usize, count: usize) -> String {
+    let mut out = String::with_capacity(count * 6);
+    for i in 0..count {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        match backend {
+            Backend::Sqlite => out.push('?'),
+            Backend::Postgres => {
+                out.push('$');
+                out.push_str(&(first + i).to_string());
+            }
+        }
+    }
+    out
+}
+
 /// Runs in one multi-row `INSERT` (14 bind values each; SQLite allows
 /// 32,766 per statement, PostgreSQL 65,535).
 const RUNS_PER_STATEMENT: usize = 500;
@@ -297,17 +320,13 @@ impl WriteTx {
             if n > 0 {
                 sql.push_str(", ");
             }
+            // Column 9, the duration, is stored as NULL when unknown.
             sql.push('(');
-            for c in 1..=COLS {
-                if c > 1 {
-                    sql.push_str(", ");
-                }
-                if c == 9 {
-                    sql.push_str(&format!("NULLIF(${}, -1.0)", b + c));
-                } else {
-                    sql.push_str(&format!("${}", b + c));
-                }
-            }
+            sql.push_str(&placeholders(self.backend, b + 1, 8));
+            sql.push_str(", NULLIF(");
+            sql.push_str(&placeholders(self.backend, b + 9, 1));
+            sql.push_str(", -1.0), ");
+            sql.push_str(&placeholders(self.backend, b + 10, COLS - 9));
             sql.push(')');
         }
         sql.push_str(
@@ -367,14 +386,9 @@ impl WriteTx {
                 if n > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5
-                ));
+                sql.push('(');
+                sql.push_str(&placeholders(self.backend, b + 1, 5));
+                sql.push(')');
             }
             let mut query = sqlx::query(&sql);
             for (pk, pipeline, metric, value, at) in chunk {
@@ -403,7 +417,9 @@ impl WriteTx {
                 if n > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
+                sql.push('(');
+                sql.push_str(&placeholders(self.backend, b + 1, 4));
+                sql.push(')');
             }
             sql.push_str(
                 ") UPDATE runs SET score = v.score, grade = v.grade, verdict = v.verdict, \
@@ -547,5 +563,17 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres_and_anonymous_for_sqlite() {
+        assert_eq!(placeholders(Backend::Postgres, 9, 3), "$9, $10, $11");
+        assert_eq!(placeholders(Backend::Sqlite, 9, 3), "?, ?, ?");
+        assert_eq!(placeholders(Backend::Sqlite, 1, 0), "");
     }
 }

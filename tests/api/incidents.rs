@@ -8,7 +8,7 @@ use std::time::Duration;
 use pipemedic::chat::slack::verify::sign;
 use pipemedic::clock::Clock;
 use pipemedic::config::{ChatRoute, Secret};
-use pipemedic::domain::{Direction, MetricDeviation, ScoredRun, Verdict};
+use pipemedic::domain::{Direction, Expectation, MetricDeviation, ScoredRun, Verdict};
 use pipemedic::store::OutboxStatus;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -319,7 +319,11 @@ async fn ten_abnormal_runs_in_a_row_are_one_incident_and_one_alert(db: Db) {
     let Some(h) = chat_app(db).await else { return };
     history(&h.app, PIPELINE).await;
     for i in 0..10 {
-        send(&h.app, abnormal(&h.app, PIPELINE, &format!("r{i}")).await).await;
+        let mut scored = abnormal(&h.app, PIPELINE, &format!("r{i}")).await;
+        // A verdict scored before expectations were kept: the chart falls
+        // back to the history's percentiles.
+        scored.verdict.expected.clear();
+        send(&h.app, scored).await;
         h.app.clock_advance_minutes(10);
     }
     wait_until("nine updates", || {
@@ -331,7 +335,13 @@ async fn ten_abnormal_runs_in_a_row_are_one_incident_and_one_alert(db: Db) {
     let messages = h.slack.messages(SLACK_CHANNEL);
     let top = top_level(&messages);
     assert_eq!(top.len(), 1, "one alert: {top:?}");
-    assert_eq!(h.slack.uploads().len(), 1, "one chart");
+    let uploads = h.slack.uploads();
+    assert_eq!(uploads.len(), 1, "one chart");
+    let title = uploads[0].title.clone().unwrap_or_default();
+    assert!(
+        title.contains("shaded: 5th to 95th percentile of the earlier runs"),
+        "{title}"
+    );
     assert!(top[0].blocks.to_string().contains("10 abnormal runs"));
     assert!(messages
         .iter()
@@ -623,6 +633,12 @@ async fn abnormal_scored(app: &TestApp, pipeline: &str, run_id: &str) -> ScoredR
                 dismissed: None,
             }],
             anomaly_id: None,
+            expected: vec![Expectation {
+                metric: "duration_s".into(),
+                usual: 428.0,
+                low: 380.0,
+                high: 476.0,
+            }],
             ..Default::default()
         },
     }
