@@ -185,7 +185,7 @@ impl EvidenceService {
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(incident_id, run_id = %run.run_id, source = label.as_str(), error = %e, "Cannot read the failing job's log.");
-                if e.is_for_people() && self.first_report(incident_id, label) {
+                if e.is_for_people() && self.first_report(incident_id, label).await {
                     let (system, grant) = match label {
                         Source::Gitlab => ("GitLab", "`read_api` for PIPEMEDIC_GITLAB_API_TOKEN"),
                         _ => ("GitHub Actions", "`actions: read` for GITHUB_TOKEN"),

@@ -23,8 +23,10 @@
 //! SDK's own retry policy, and counted in
 //! `pipemedic_evidence_fetches_total{source, outcome}`. A missing
 //! permission or a deleted log is said once per incident in its thread
-//! (the returned notes) and never fails the incident; other failures are
-//! logged and counted.
+//! (the returned notes; that it was said is kept in the audit log as
+//! `evidence.unavailable`, so a restart or another replica does not say it
+//! again) and never fails the incident; other failures are logged and
+//! counted.
 //!
 //! This module does not decide what is abnormal, does not plan and does
 //! not post: the caller says the notes.
@@ -135,8 +137,13 @@ impl FetchError {
     }
 }
 
-/// Notes per incident, remembered so that each is said once (per process).
+/// Notes per incident this process remembers having said (the audit log
+/// remembers them all).
 const MAX_REMEMBERED: usize = 10_000;
+
+/// The audit kind that records a piece of evidence said to be unavailable
+/// in an incident's thread (detail: `{"source": …}`).
+pub const UNAVAILABLE_KIND: &str = "evidence.unavailable";
 
 /// Fetches and stores the evidence of abnormal runs; cheap to clone.
 #[derive(Clone)]
@@ -227,16 +234,60 @@ impl EvidenceService {
         Duration::from_secs(self.inner.config.timeout_s.max(1))
     }
 
-    /// Whether `source`'s problem is yet to be said for `incident_id`
-    /// (and marks it said).
-    fn first_report(&self, incident_id: i64, source: Source) -> bool {
-        let Ok(mut reported) = self.inner.reported.lock() else {
-            return true;
-        };
-        if reported.len() >= MAX_REMEMBERED {
-            reported.clear();
+    /// Whether `source`'s problem is yet to be said for `incident_id`; if
+    /// so, records that it is said. Kept in the audit log
+    /// (`evidence.unavailable`, subject `incident/N`), so a restart or
+    /// another replica does not say it again; this process also remembers
+    /// it, to spare the store the question. A store failure says it (a
+    /// note twice is better than none).
+    async fn first_report(&self, incident_id: i64, source: Source) -> bool {
+        if let Ok(reported) = self.inner.reported.lock() {
+            if reported.contains(&(incident_id, source)) {
+                return false;
+            }
         }
-        reported.insert((incident_id, source))
+        let remember = || {
+            if let Ok(mut reported) = self.inner.reported.lock() {
+                if reported.len() >= MAX_REMEMBERED {
+                    reported.clear();
+                }
+                reported.insert((incident_id, source));
+            }
+        };
+        let subject = format!("incident/{incident_id}");
+        let said = match self
+            .inner
+            .store
+            .audit_for(std::slice::from_ref(&subject))
+            .await
+        {
+            Ok(entries) => entries
+                .iter()
+                .any(|e| e.kind == UNAVAILABLE_KIND && e.detail["source"] == source.as_str()),
+            Err(e) => {
+                tracing::warn!(incident_id, error = %e, "Cannot read whether the missing evidence was said.");
+                false
+            }
+        };
+        remember();
+        if said {
+            return false;
+        }
+        let recorded = async {
+            let tx = self.inner.store.begin_write().await?;
+            tx.commit_audited(
+                chrono::Utc::now(),
+                UNAVAILABLE_KIND,
+                &subject,
+                "pipemedic",
+                &serde_json::json!({ "source": source.as_str() }),
+            )
+            .await
+        };
+        if let Err(e) = recorded.await {
+            tracing::warn!(incident_id, error = %e, "Cannot record that the missing evidence was said.");
+        }
+        true
     }
 
     fn counted<T>(&self, source: Source, result: &Result<T, FetchError>, empty: bool) {
@@ -283,7 +334,9 @@ impl EvidenceService {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(incident_id, build = %build.build_id, error = %e, "Cannot read the build's log.");
-                    if e.is_for_people() && self.first_report(incident_id, Source::CloudWatchLogs) {
+                    if e.is_for_people()
+                        && self.first_report(incident_id, Source::CloudWatchLogs).await
+                    {
                         notes.push(format!(
                             "The log of CodeBuild build `{}` could not be read from CloudWatch Logs \
                              (group `{}`, stream `{}`): {e}. The incident goes on without it.",
@@ -312,7 +365,8 @@ impl EvidenceService {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(incident_id, build = %build.build_id, error = %e, "Cannot read the build's resource usage.");
-                    if e.is_for_people() && self.first_report(incident_id, Source::CloudWatch) {
+                    if e.is_for_people() && self.first_report(incident_id, Source::CloudWatch).await
+                    {
                         notes.push(format!(
                             "The CPU and memory of CodeBuild build `{}` could not be read from CloudWatch: {e}. \
                              The incident goes on without them.",

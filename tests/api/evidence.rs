@@ -29,6 +29,7 @@ struct Setup {
     metrics: Arc<Metrics>,
     service: EvidenceService,
     run_pk: i64,
+    aws: pipemedic::aws::AwsSettings,
 }
 
 fn failed_run(resources: Option<ResourceMetrics>) -> Run {
@@ -64,13 +65,7 @@ async fn setup(db: Db, run: Run) -> Option<Setup> {
         ..AwsConfig::default()
     });
     let metrics = Arc::new(Metrics::new());
-    let service = EvidenceService::new(
-        EvidenceConfig::default(),
-        &aws,
-        store.clone(),
-        metrics.clone(),
-        Arc::new(Redactor::builtin().unwrap()),
-    );
+    let service = evidence_service(&aws, &store, &metrics);
     Some(Setup {
         _db: db,
         store,
@@ -79,7 +74,30 @@ async fn setup(db: Db, run: Run) -> Option<Setup> {
         metrics,
         service,
         run_pk: pk,
+        aws,
     })
+}
+
+fn evidence_service(
+    aws: &pipemedic::aws::AwsSettings,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+) -> EvidenceService {
+    EvidenceService::new(
+        EvidenceConfig::default(),
+        aws,
+        store.clone(),
+        metrics.clone(),
+        Arc::new(Redactor::builtin().unwrap()),
+    )
+}
+
+impl Setup {
+    /// The service of a new process on the same store (a restart, or
+    /// another replica).
+    fn restarted(&self) -> EvidenceService {
+        evidence_service(&self.aws, &self.store, &self.metrics)
+    }
 }
 
 fn build_log(lines: usize) -> Vec<String> {
@@ -174,6 +192,35 @@ async fn a_missing_permission_is_said_once_and_fails_nothing() {
     assert_eq!(run.log_excerpt, None);
     assert!(counter(&s.metrics, "cloudwatch_logs", "denied"));
     assert!(counter(&s.metrics, "cloudwatch", "denied"));
+    // Another process (a restart, another replica) does not say it again:
+    // what was said is in the audit log.
+    let restarted = s.restarted();
+    s.logs
+        .fail_next_times("GetLogEvents", 1, 400, "AccessDeniedException");
+    s.cloudwatch
+        .fail_next_times("GetMetricData", 1, 403, "AccessDenied");
+    let after_restart = restarted.gather(7, s.run_pk).await.unwrap();
+    assert!(
+        after_restart.is_empty(),
+        "said once, across processes: {after_restart:?}"
+    );
+    let audited = s
+        .store
+        .audit_for(&["incident/7".to_string()])
+        .await
+        .unwrap();
+    let kinds: Vec<_> = audited
+        .iter()
+        .filter(|e| e.kind == "evidence.unavailable")
+        .map(|e| e.detail["source"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(kinds, ["cloudwatch_logs", "cloudwatch"]);
+    // A different incident hears of it.
+    s.logs
+        .fail_next_times("GetLogEvents", 1, 400, "AccessDeniedException");
+    s.cloudwatch
+        .fail_next_times("GetMetricData", 1, 403, "AccessDenied");
+    assert_eq!(restarted.gather(8, s.run_pk).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
