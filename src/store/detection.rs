@@ -303,10 +303,12 @@ impl Store {
 
 /// The `verdict` column of a row (first column), decoded.
 fn verdict_column(row: Option<sqlx::any::AnyRow>) -> Result<Option<Verdict>, StoreError> {
-    match row.and_then(|r| r.get::<Option<String>, _>(0)) {
-        Some(v) => Ok(Some(
-            serde_json::from_str(&v).map_err(|e| corrupt("runs.verdict", e))?,
-        )),
-        None => Ok(None),
-    }
+    verdict_from(row.and_then(|r| r.get::<Option<String>, _>(0)))
+}
+
+/// A stored `runs.verdict` (JSON, or NULL while unscored).
+pub(super) fn verdict_from(stored: Option<String>) -> Result<Option<Verdict>, StoreError> {
+    stored
+        .map(|v| serde_json::from_str(&v).map_err(|e| corrupt("runs.verdict", e)))
+        .transpose()
 }

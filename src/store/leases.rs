@@ -14,6 +14,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
+use super::write::placeholders;
 use super::{Backend, Store, StoreError, WriteTx};
 
 /// `NOTIFY` channel: a run was queued for scoring (payload: the pipeline).
@@ -54,10 +55,7 @@ impl ScoringClaim {
         // One statement and one notification per few hundred runs (a
         // payload stays far below PostgreSQL's 8,000 bytes).
         for chunk in scored.chunks(VERDICTS_PER_NOTIFICATION) {
-            let list = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = placeholders(Backend::Postgres, 1, chunk.len());
             let sql = format!("DELETE FROM scoring_queue WHERE run_pk IN ({list})");
             let mut delete = sqlx::query(&sql);
             for run_pk in chunk {
@@ -237,10 +235,7 @@ impl Store {
     ) -> Result<std::collections::HashMap<i64, QueuedRun>, StoreError> {
         let mut out = std::collections::HashMap::with_capacity(run_pks.len());
         for chunk in run_pks.chunks(VERDICTS_PER_NOTIFICATION) {
-            let list = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = placeholders(Backend::Postgres, 1, chunk.len());
             let sql = format!(
                 "SELECT id, source, ingested_at_ms, body, verdict FROM runs WHERE id IN ({list})"
             );
@@ -250,15 +245,7 @@ impl Store {
             }
             for row in query.fetch_all(self.pool()).await? {
                 let stored = super::stored_from_row(&row)?;
-                let verdict = row
-                    .get::<Option<String>, _>(4)
-                    .map(|v| {
-                        serde_json::from_str(&v).map_err(|e| StoreError::Corrupt {
-                            what: "runs.verdict".into(),
-                            detail: e.to_string(),
-                        })
-                    })
-                    .transpose()?;
+                let verdict = super::detection::verdict_from(row.get(4))?;
                 out.insert(stored.pk, QueuedRun { stored, verdict });
             }
         }
@@ -290,7 +277,12 @@ impl WriteTx {
         // At most 3 binds a row, well under PostgreSQL's 65,535 a statement.
         for chunk in runs.chunks(1_000) {
             let rows = (0..chunk.len())
-                .map(|i| format!("(${}, ${}, ${}, {NOW_MS})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .map(|i| {
+                    format!(
+                        "({}, {NOW_MS})",
+                        placeholders(Backend::Postgres, 3 * i + 1, 3)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(

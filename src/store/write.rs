@@ -22,7 +22,7 @@ fn nullable_f64(v: Option<f64>) -> f64 {
 /// asks SQLite for each parameter's name and SQLite finds a named one by
 /// a linear scan: a statement of thousands of `$N` binds cost the square
 /// of its size (it was most of the time of a 100-run ingest).
-fn placeholders(backend: Backend, first: usize, count: usize) -> String {
+pub(super) fn placeholders(backend: Backend, first: usize, count: usize) -> String {
     let mut out = String::with_capacity(count * 6);
     for i in 0..count {
         if i > 0 {
@@ -149,38 +149,17 @@ impl WriteTx {
         source: RunSource,
         now: DateTime<Utc>,
     ) -> Result<Upserted, StoreError> {
-        let body = run_body(run)?;
-        let event_time = run.event_time().unwrap_or(now);
         // The common case, a run not seen before, costs one statement.
-        let inserted = sqlx::query(
-            "INSERT INTO runs (pipeline, run_id, attempt, status, source, started_at_ms, \
-             finished_at_ms, event_time_ms, duration_s, stage, commit_sha, body, ingested_at_ms, \
-             updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9, -1.0), $10, $11, $12, $13, $13) \
-             ON CONFLICT (pipeline, run_id, attempt) DO NOTHING RETURNING id",
-        )
-        .bind(&run.pipeline)
-        .bind(&run.run_id)
-        .bind(i64::from(run.attempt))
-        .bind(run.status.as_str())
-        .bind(source.as_str())
-        .bind(run.started_at.map(ms))
-        .bind(run.finished_at.map(ms))
-        .bind(ms(event_time))
-        .bind(nullable_f64(run.duration_s()))
-        .bind(run.stage.as_deref())
-        .bind(run.commit.as_deref())
-        .bind(&body)
-        .bind(ms(now))
-        .fetch_optional(&mut *self.tx)
-        .await?;
-
+        let inserted = self
+            .insert_new_runs(&[run], &[0], source, now)
+            .await?
+            .get(&run_key(run))
+            .copied();
         let (pk, outcome, became_final) = match inserted {
-            Some(row) => (
-                row.get::<i64, _>(0),
-                RunOutcome::Inserted,
-                run.status.is_final(),
-            ),
+            Some(pk) => (pk, RunOutcome::Inserted, run.status.is_final()),
             None => {
+                let body = run_body(run)?;
+                let event_time = run.event_time().unwrap_or(now);
                 let row = sqlx::query(
                     "SELECT id, status, body FROM runs WHERE pipeline = $1 AND run_id = $2 AND attempt = $3",
                 )
@@ -227,27 +206,7 @@ impl WriteTx {
             }
         };
         // All samples of the run in one statement.
-        let samples = run.metric_samples();
-        if !samples.is_empty() {
-            let mut sql = String::from(
-                "INSERT INTO metric_samples (run_pk, pipeline, metric, value, ts_ms) VALUES ",
-            );
-            for i in 0..samples.len() {
-                let b = i * 3;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("($1, $2, ${}, ${}, ${})", b + 3, b + 4, b + 5));
-            }
-            let mut query = sqlx::query(&sql).bind(pk).bind(&run.pipeline);
-            for sample in &samples {
-                query = query
-                    .bind(&sample.metric)
-                    .bind(sample.value)
-                    .bind(ms(event_time));
-            }
-            query.execute(&mut *self.tx).await?;
-        }
+        self.insert_samples(&[run], &[(0, pk)], now).await?;
         Ok(Upserted {
             pk,
             outcome,
