@@ -388,6 +388,16 @@ mod tests {
         tx.commit().await.unwrap();
     }
 
+    /// The pipeline's model as a fresh bank loads it.
+    async fn loaded_model(store: &Store, metrics: &Arc<Metrics>) -> PipelineModel {
+        bank(store, metrics)
+            .get(PIPELINE, i64::MAX)
+            .await
+            .unwrap()
+            .model
+            .clone()
+    }
+
     /// The verdicts both models give on the next runs are the same.
     fn same_verdicts(mut a: PipelineModel, mut b: PipelineModel) {
         let rules = crate::config::PipelineRules::default();
@@ -402,24 +412,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_runs(dir.path(), 80).await;
         let metrics = Arc::new(Metrics::new());
-        let reference = bank(&store, &metrics)
-            .get(PIPELINE, i64::MAX)
-            .await
-            .unwrap()
-            .model
-            .clone();
+        let reference = loaded_model(&store, &metrics).await;
         let (version, state) = codec::to_stored(&reference).unwrap();
         // Cut short, as a write interrupted half way would leave it.
         let truncated = state[..state.len() / 2].to_string();
         write_row(&store, version, truncated, reference.last_run_pk).await;
 
         let metrics = Arc::new(Metrics::new());
-        let rebuilt = bank(&store, &metrics)
-            .get(PIPELINE, i64::MAX)
-            .await
-            .unwrap()
-            .model
-            .clone();
+        let rebuilt = loaded_model(&store, &metrics).await;
         assert_eq!(
             metrics.counter("pipemedic_model_loads_total", &[("from", "rebuilt")]),
             1
@@ -478,12 +478,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_runs(dir.path(), 80).await;
         let metrics = Arc::new(Metrics::new());
-        let reference = bank(&store, &metrics)
-            .get(PIPELINE, i64::MAX)
-            .await
-            .unwrap()
-            .model
-            .clone();
+        let reference = loaded_model(&store, &metrics).await;
         let json = serde_json::to_string(&reference).unwrap();
         write_row(
             &store,
@@ -494,12 +489,7 @@ mod tests {
         .await;
 
         let metrics = Arc::new(Metrics::new());
-        let loaded = bank(&store, &metrics)
-            .get(PIPELINE, i64::MAX)
-            .await
-            .unwrap()
-            .model
-            .clone();
+        let loaded = loaded_model(&store, &metrics).await;
         assert_eq!(
             metrics.counter("pipemedic_model_loads_total", &[("from", "converted")]),
             1

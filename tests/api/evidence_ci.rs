@@ -134,6 +134,11 @@ async fn setup(db: Db, run: Run, source: RunSource) -> Option<Setup> {
     setup_with(db, run, source, CiLimits::default()).await
 }
 
+/// A failed GitHub run whose failing job is `job_id`, on SQLite.
+async fn github_job(job_id: &str) -> Option<Setup> {
+    setup(Db::Sqlite, github_run(Some(job_id)), RunSource::Github).await
+}
+
 fn job_log(lines: usize) -> Vec<String> {
     let mut log: Vec<String> = (0..lines)
         .map(|i| {
@@ -239,13 +244,7 @@ async fn github_without_job_ids_lists_the_runs_jobs_and_reads_the_failed_one() {
 
 #[tokio::test]
 async fn github_missing_permission_is_said_once_and_fails_nothing() {
-    let Some(s) = setup(
-        Db::Sqlite,
-        github_run(Some("7512098341")),
-        RunSource::Github,
-    )
-    .await
-    else {
+    let Some(s) = github_job("7512098341").await else {
         return;
     };
     s.github.put_log("7512098341", &job_log(10));
@@ -272,13 +271,7 @@ async fn github_missing_permission_is_said_once_and_fails_nothing() {
 
 #[tokio::test]
 async fn github_expired_or_deleted_log_is_said_and_the_incident_goes_on() {
-    let Some(s) = setup(
-        Db::Sqlite,
-        github_run(Some("7512098341")),
-        RunSource::Github,
-    )
-    .await
-    else {
+    let Some(s) = github_job("7512098341").await else {
         return;
     };
     s.github.expire_log("7512098341");
@@ -295,7 +288,7 @@ async fn github_expired_or_deleted_log_is_said_and_the_incident_goes_on() {
     // A deleted job (404) in another incident: said there too.
     let notes = s.service.gather(10, s.run_pk).await.unwrap();
     assert_eq!(notes.len(), 1, "{notes:?}");
-    let Some(s) = setup(Db::Sqlite, github_run(Some("404404")), RunSource::Github).await else {
+    let Some(s) = github_job("404404").await else {
         return;
     };
     let notes = s.service.gather(9, s.run_pk).await.unwrap();
@@ -308,13 +301,7 @@ async fn github_expired_or_deleted_log_is_said_and_the_incident_goes_on() {
 
 #[tokio::test]
 async fn github_throttling_is_retried_after_the_wait_it_asks_for() {
-    let Some(s) = setup(
-        Db::Sqlite,
-        github_run(Some("7512098341")),
-        RunSource::Github,
-    )
-    .await
-    else {
+    let Some(s) = github_job("7512098341").await else {
         return;
     };
     s.github.put_log("7512098341", &job_log(20));
@@ -338,13 +325,7 @@ async fn github_throttling_is_retried_after_the_wait_it_asks_for() {
     assert!(counter(&s.metrics, "github_actions", "ok"));
 
     // Throttled through every retry: counted, not said, nothing stored.
-    let Some(s) = setup(
-        Db::Sqlite,
-        github_run(Some("7512098341")),
-        RunSource::Github,
-    )
-    .await
-    else {
+    let Some(s) = github_job("7512098341").await else {
         return;
     };
     s.github.put_log("7512098341", &job_log(20));
@@ -378,7 +359,7 @@ fn big_log(mb: usize) -> Vec<u8> {
 #[tokio::test]
 async fn github_oversized_log_is_read_with_a_cap_and_kept_small() {
     // Under the read cap: the whole log is read, its tail kept.
-    let Some(s) = setup(Db::Sqlite, github_run(Some("1")), RunSource::Github).await else {
+    let Some(s) = github_job("1").await else {
         return;
     };
     s.github.put_log_bytes("1", big_log(3));

@@ -47,6 +47,19 @@ fn start(dir: &std::path::Path, name: &str, url: &str) -> Server {
     })
 }
 
+/// Replicas `replica-a` and `replica-b` on one database, ready.
+async fn two_replicas(
+    dir: &std::path::Path,
+    url: &str,
+    http: &reqwest::Client,
+) -> (Server, Server) {
+    let mut a = start(dir, "replica-a", url);
+    let mut b = start(dir, "replica-b", url);
+    a.wait_ready(http).await;
+    b.wait_ready(http).await;
+    (a, b)
+}
+
 /// Posts one run and returns its verdict's `(grade, score)` and how long
 /// the answer took.
 async fn post(http: &reqwest::Client, server: &Server, run: &Value) -> ((f64, f64), Duration) {
@@ -177,10 +190,7 @@ async fn two_replicas_fed_alternately_grade_every_run_as_one_process_does() {
     let runs = runs(130);
     let reference = one_process(&http, dir.path(), &runs).await;
 
-    let mut a = start(dir.path(), "replica-a", &db.url);
-    let mut b = start(dir.path(), "replica-b", &db.url);
-    a.wait_ready(&http).await;
-    b.wait_ready(&http).await;
+    let (a, b) = two_replicas(dir.path(), &db.url, &http).await;
     let mut got = Vec::with_capacity(runs.len());
     let mut waits: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     for (i, run) in runs.iter().enumerate() {
@@ -251,10 +261,7 @@ async fn killing_the_owner_hands_its_pipeline_to_the_other_replica_within_the_le
     let runs = runs(130);
     let reference = one_process(&http, dir.path(), &runs).await;
 
-    let mut a = start(dir.path(), "replica-a", &db.url);
-    let mut b = start(dir.path(), "replica-b", &db.url);
-    a.wait_ready(&http).await;
-    b.wait_ready(&http).await;
+    let (a, b) = two_replicas(dir.path(), &db.url, &http).await;
     let killed_at = 104;
     let mut got = Vec::with_capacity(runs.len());
     for (i, run) in runs[..killed_at].iter().enumerate() {
