@@ -118,7 +118,7 @@ fn help(text: &str) -> &str {
 }
 
 /// Counter families with their help text.
-const COUNTERS: [(&str, &str); 17] = [
+const COUNTERS: [(&str, &str); 18] = [
     (
         "pipemedic_handoffs_dropped_total",
         "Stored runs whose hand-off to the next stage was dropped because its queue was full, by queue (scored: detection to incidents; handled: incidents to healing).",
@@ -174,6 +174,10 @@ const COUNTERS: [(&str, &str); 17] = [
     (
         "pipemedic_evidence_fetches_total",
         "Evidence fetched for abnormal runs, by source (cloudwatch_logs, cloudwatch, github_actions, gitlab) and outcome (ok, empty, denied, not_found, throttled, timed_out, failed).",
+    ),
+    (
+        "pipemedic_resource_waits_total",
+        "Finished CodeBuild runs that waited for their CPU and memory from CloudWatch before scoring, by outcome (metrics: scored with them; waited_out: scored without them after evidence.resource_wait_s; failed: CloudWatch refused or failed, scored without them; full: too many runs waiting, scored at once; recovered: found waiting at start).",
     ),
     (
         "pipemedic_detector_fallbacks_total",
@@ -364,6 +368,15 @@ impl Metrics {
         self.add(
             "pipemedic_evidence_fetches_total",
             vec![("source", source.into()), ("outcome", outcome.into())],
+            1,
+        );
+    }
+
+    /// One run's wait for its CodeBuild figures (see `pipemedic_resource_waits_total`).
+    pub fn resource_wait(&self, outcome: &'static str) {
+        self.add(
+            "pipemedic_resource_waits_total",
+            vec![("outcome", outcome.into())],
             1,
         );
     }

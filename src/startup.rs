@@ -229,12 +229,29 @@ impl Application {
         let redactor = Arc::new(crate::redact::Redactor::new(
             &loaded.config.planner.redact_patterns,
         )?);
-        let ingest = Arc::new(IngestService::with_redactor(
+        let hold = crate::evidence::resources::ResourceHold::from_config(
+            &loaded.config.evidence,
+            &aws,
+            store.clone(),
+            metrics.clone(),
+            clock.clone(),
+            detection.clone(),
+        );
+        if let Some(hold) = &hold {
+            // Before any run is ingested, so that none of their pipelines'
+            // is scored ahead of them.
+            if let Err(e) = hold.recover().await {
+                metrics.background_error("resource_hold");
+                tracing::warn!(error = %e, "Cannot find the runs that were waiting for their CodeBuild figures; they stay unscored.");
+            }
+        }
+        let ingest = Arc::new(IngestService::with_hold(
             store.clone(),
             metrics.clone(),
             clock.clone(),
             Some(detection),
             redactor.clone(),
+            hold,
         ));
         let evidence = (loaded.config.evidence.fetch_logs
             || loaded.config.evidence.codebuild_usage)

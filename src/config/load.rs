@@ -228,6 +228,7 @@ fn apply_section(
         "paging" => config.paging = parse(section, value)?,
         "secrets" => config.secrets = parse(section, value)?,
         "console" => config.console = parse(section, value)?,
+        "evidence" => config.evidence = parse(section, value)?,
         // Unknown sections were already reported by `unknown_keys`.
         _ => {}
     }

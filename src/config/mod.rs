@@ -276,6 +276,43 @@ mod tests {
     }
 
     #[test]
+    fn the_wait_for_codebuild_figures_is_read_and_checked() {
+        let c = from_sources(None, None, &Env::new()).unwrap();
+        assert_eq!(
+            (
+                c.evidence.resource_wait_s,
+                c.evidence.resource_poll_s,
+                c.evidence.resource_max_held
+            ),
+            (300, 30, 5000)
+        );
+        let text = "[evidence]\nresource_wait_s = 0\nresource_poll_s = 5\n";
+        let c = from_sources(Some(text), None, &Env::new()).unwrap();
+        assert_eq!(
+            (c.evidence.resource_wait_s, c.evidence.resource_poll_s),
+            (0, 5)
+        );
+        let bad =
+            "[evidence]\nresource_wait_s = 7200\nresource_poll_s = 0\nresource_max_held = 0\n";
+        let err = from_sources(Some(bad), None, &Env::new()).unwrap_err();
+        let problems: Vec<_> = err
+            .problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.message.as_str()))
+            .collect();
+        let keys: Vec<_> = problems.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "evidence.resource_wait_s",
+                "evidence.resource_poll_s",
+                "evidence.resource_max_held"
+            ]
+        );
+        assert!(problems[0].1.contains("0 to 3600"), "{problems:?}");
+    }
+
+    #[test]
     fn chat_routes_are_read_and_checked() {
         let text = "[incidents]\ngroup_window_h = 2\n[chat.default_route]\nplatform = \"discord\"\nchannel = \"42\"\n\
                     [[chat.routes]]\npipelines = \"payments-*\"\nplatform = \"slack\"\nchannel = \"C0123\"\n";

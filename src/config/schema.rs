@@ -716,6 +716,16 @@ pub struct EvidenceConfig {
     /// Most bytes of fetched log kept with the run (its tail and the lines
     /// around errors).
     pub max_excerpt_bytes: usize,
+    /// Longest a finished CodeBuild run of CodePipeline that reported no
+    /// CPU or memory waits for CloudWatch's figures before it is scored
+    /// without them, in seconds; 0 scores it at once (the figures are then
+    /// read only for abnormal runs, after detection).
+    pub resource_wait_s: u64,
+    /// How often the waiting runs' figures are asked for (one batched
+    /// `GetMetricData`), in seconds.
+    pub resource_poll_s: u64,
+    /// Most runs waiting at once; beyond it a run is scored at once.
+    pub resource_max_held: usize,
 }
 
 impl Default for EvidenceConfig {
@@ -725,6 +735,9 @@ impl Default for EvidenceConfig {
             codebuild_usage: true,
             timeout_s: 20,
             max_excerpt_bytes: 4096,
+            resource_wait_s: 300,
+            resource_poll_s: 30,
+            resource_max_held: 5000,
         }
     }
 }

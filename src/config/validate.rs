@@ -584,4 +584,25 @@ fn evidence(config: &Config, bad: &mut impl FnMut(&str, String)) {
             ),
         );
     }
+    if e.resource_wait_s > 3600 {
+        bad(
+            "evidence.resource_wait_s",
+            format!(
+                "{} is out of range (0 to 3600 seconds; 0 scores CodeBuild runs without waiting for CloudWatch)",
+                e.resource_wait_s
+            ),
+        );
+    }
+    if !(1..=600).contains(&e.resource_poll_s) {
+        bad(
+            "evidence.resource_poll_s",
+            format!("{} is out of range (1 to 600 seconds)", e.resource_poll_s),
+        );
+    }
+    if !(1..=100_000).contains(&e.resource_max_held) {
+        bad(
+            "evidence.resource_max_held",
+            format!("{} is out of range (1 to 100000 runs)", e.resource_max_held),
+        );
+    }
 }

@@ -17,7 +17,9 @@
 //! and the web console see it. When the run reported no CPU or memory,
 //! the build's peak `CPUUtilizedPercent` and `MemoryUtilized` are read with
 //! one `GetMetricData` call ([`cloudwatch::usage`] batches many builds
-//! into one call) and stored as its resources.
+//! into one call) and stored as its resources. A CodePipeline run usually
+//! has them already: [`resources`] holds it before scoring until they
+//! arrive, and what a run has is not fetched again.
 //!
 //! Every fetch is bounded in time (`evidence.timeout_s`), retried by the
 //! SDK's own retry policy, and counted in
@@ -38,6 +40,7 @@ pub mod cloudwatch;
 pub mod codebuild;
 pub mod github;
 pub mod gitlab;
+pub mod resources;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

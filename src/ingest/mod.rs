@@ -34,6 +34,7 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::domain::{FieldError, Run, RunSource};
+use crate::evidence::resources::ResourceHold;
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::scoring::DetectionService;
@@ -128,6 +129,9 @@ pub struct IngestService {
     clock: Arc<dyn Clock>,
     jobs: tokio::sync::mpsc::Sender<Job>,
     detection: Option<DetectionService>,
+    /// Holds CodePipeline runs of CodeBuild until their CPU and memory
+    /// arrive from CloudWatch, before they are scored.
+    hold: Option<ResourceHold>,
     redaction: redaction::RunRedaction,
 }
 
@@ -164,6 +168,20 @@ impl IngestService {
         detection: Option<DetectionService>,
         redactor: Arc<Redactor>,
     ) -> Self {
+        Self::with_hold(store, metrics, clock, detection, redactor, None)
+    }
+
+    /// Like [`IngestService::with_redactor`]; the CodePipeline runs that
+    /// `hold` takes wait there for their CodeBuild figures before they are
+    /// handed to `detection` (see [`crate::evidence::resources`]).
+    pub fn with_hold(
+        store: Store,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        detection: Option<DetectionService>,
+        redactor: Arc<Redactor>,
+        hold: Option<ResourceHold>,
+    ) -> Self {
         let redaction = redaction::RunRedaction::new(redactor, metrics.clone());
         let (jobs, rx) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
         tokio::spawn(writer(
@@ -179,6 +197,7 @@ impl IngestService {
             clock,
             jobs,
             detection,
+            hold,
             redaction,
         }
     }
@@ -192,14 +211,22 @@ impl IngestService {
         self.detection.as_ref()
     }
 
-    /// Hands runs committed through the caller's own transaction to
-    /// detection (`accepted[i]` is the outcome of `runs[i]`); does not wait.
-    pub async fn score_committed(&self, accepted: &[Accepted], runs: &[Run]) {
+    /// Hands runs of `source` committed through the caller's own
+    /// transaction to detection (`accepted[i]` is the outcome of
+    /// `runs[i]`), or to the hold for their CodeBuild figures; does not
+    /// wait.
+    pub async fn score_committed(&self, source: RunSource, accepted: &[Accepted], runs: &[Run]) {
         let report = IngestReport {
             duplicate_delivery: false,
             runs: accepted.to_vec(),
         };
-        submit_for_scoring(self.detection.as_ref(), &report, runs).await;
+        let hold = self.hold.as_ref().map(|h| (h, source));
+        submit_held(self.detection.as_ref(), hold, &report, runs).await;
+    }
+
+    /// The hold of CodePipeline runs for their CodeBuild figures, when on.
+    pub fn hold(&self) -> Option<&ResourceHold> {
+        self.hold.as_ref()
     }
 
     pub fn store(&self) -> &Store {
@@ -299,6 +326,35 @@ async fn submit_for_scoring(
     runs: &[Run],
 ) -> Vec<PendingVerdict> {
     submit(detection, report, runs, false).await
+}
+
+/// [`submit_for_scoring`] for runs of a CodePipeline source: those the
+/// hold takes (a CodeBuild build without CPU or memory, or behind one of
+/// their pipeline) are scored when it lets them go; nobody waits here for
+/// their verdicts.
+async fn submit_held(
+    detection: Option<&DetectionService>,
+    hold: Option<(&ResourceHold, RunSource)>,
+    report: &IngestReport,
+    runs: &[Run],
+) {
+    let Some((hold, source)) = hold.filter(|_| detection.is_some()) else {
+        submit_for_scoring(detection, report, runs).await;
+        return;
+    };
+    let mut now = IngestReport {
+        duplicate_delivery: report.duplicate_delivery,
+        runs: Vec::with_capacity(report.runs.len()),
+    };
+    let mut now_runs = Vec::with_capacity(runs.len());
+    for (accepted, run) in report.runs.iter().zip(runs) {
+        if accepted.became_final && hold.offer(source, accepted.pk, run).await {
+            continue;
+        }
+        now.runs.push(accepted.clone());
+        now_runs.push(run.clone());
+    }
+    submit_for_scoring(detection, &now, &now_runs).await;
 }
 
 /// The verdicts of the runs the writer stored and, across replicas, queued
@@ -648,7 +704,8 @@ impl IngestService {
             duplicate_delivery: false,
             runs: accepted,
         };
-        submit_for_scoring(self.detection.as_ref(), &report, &runs).await;
+        let hold = self.hold.as_ref().map(|h| (h, source));
+        submit_held(self.detection.as_ref(), hold, &report, &runs).await;
         Ok(report)
     }
 

@@ -85,6 +85,45 @@ impl Store {
         rows.iter().map(super::stored_from_row).collect()
     }
 
+    /// Final runs without a verdict whose event time is at or after
+    /// `since`, from `sources`, that are not in the scoring queue and that
+    /// no later run of their pipeline was scored after, by row id, at most
+    /// `limit`: the runs that were waiting to be scored when a process
+    /// stopped.
+    pub async fn unscored_final_runs(
+        &self,
+        since: DateTime<Utc>,
+        sources: &[&str],
+        limit: i64,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        let mut rows = Vec::new();
+        for source in sources {
+            rows.extend(
+                sqlx::query(
+                    "SELECT r.id, r.source, r.ingested_at_ms, r.body FROM runs r \
+                     WHERE r.event_time_ms >= $1 AND r.source = $2 AND r.status <> 'running' \
+                     AND r.verdict IS NULL \
+                     AND NOT EXISTS (SELECT 1 FROM scoring_queue q WHERE q.run_pk = r.id) \
+                     AND NOT EXISTS (SELECT 1 FROM runs l WHERE l.pipeline = r.pipeline \
+                                     AND l.id > r.id AND l.verdict IS NOT NULL) \
+                     ORDER BY r.id LIMIT $3",
+                )
+                .bind(ms(since))
+                .bind(*source)
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?,
+            );
+        }
+        let mut runs: Vec<StoredRun> = rows
+            .iter()
+            .map(super::stored_from_row)
+            .collect::<Result<_, _>>()?;
+        runs.sort_by_key(|r| r.pk);
+        runs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(runs)
+    }
+
     /// All final runs of a pipeline in history order, with their row ids and
     /// whether each lies inside a closed-and-confirmed anomaly (for training).
     pub async fn history(&self, pipeline: &str) -> Result<Vec<StoredRun>, StoreError> {

@@ -47,6 +47,7 @@ mod readiness;
 mod remediate;
 mod replica_scoring;
 mod replicas;
+mod resource_hold;
 mod sagemaker;
 mod secrets;
 mod store_contract;

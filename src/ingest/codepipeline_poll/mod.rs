@@ -619,7 +619,9 @@ impl CodePipelinePoller {
                 .map_err(store_err)?;
             tx.commit().await.map_err(store_err)?;
             self.ingest.count(RunSource::CodepipelinePoll, &stored);
-            self.ingest.score_committed(&stored, &runs).await;
+            self.ingest
+                .score_committed(RunSource::CodepipelinePoll, &stored, &runs)
+                .await;
         }
         if let Some(e) = failure {
             return Err(e);
