@@ -173,7 +173,7 @@ const COUNTERS: [(&str, &str); 18] = [
     ),
     (
         "pipemedic_evidence_fetches_total",
-        "Evidence fetched for abnormal runs, by source (cloudwatch_logs, cloudwatch, github_actions, gitlab) and outcome (ok, empty, denied, not_found, throttled, timed_out, failed).",
+        "Evidence fetched for abnormal runs (and CodeBuild CPU and memory before scoring), by source (cloudwatch_logs, cloudwatch, github_actions, gitlab) and outcome (ok, empty, denied, not_found, throttled, timed_out, failed).",
     ),
     (
         "pipemedic_resource_waits_total",

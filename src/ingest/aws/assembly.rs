@@ -346,6 +346,15 @@ impl ExecutionAssembly {
                 .find(|a| a.transition.state == PipelineState::Failed)
                 .and_then(|a| a.external_execution_url.clone());
         }
+        if run.log_url.is_none() {
+            // No failed action: the last CodeBuild build's log, whose CPU
+            // and memory stand for the run's (`evidence::resources`).
+            run.log_url = actions
+                .iter()
+                .rev()
+                .filter_map(|a| self.builds.get(a.external_execution_id.as_deref()?))
+                .find_map(|build| build.log_url.clone());
+        }
         run
     }
 

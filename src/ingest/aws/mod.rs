@@ -329,6 +329,30 @@ mod tests {
     }
 
     #[test]
+    fn a_succeeded_execution_links_its_last_codebuild_log() {
+        let body = edited(FAILED_EXECUTION, |v| {
+            for i in [11, 12, 13] {
+                v[i]["detail"]["state"] = "SUCCEEDED".into();
+            }
+        });
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+        let mut events: Vec<AwsEvent> = all
+            .iter()
+            .map(|e| parse_eventbridge(&serde_json::to_vec(e).unwrap()).unwrap())
+            .collect();
+        let without_build = assemble(&events).to_run().unwrap();
+        assert_eq!(without_build.status, RunStatus::Succeeded);
+        assert_eq!(without_build.log_url, None);
+        events.push(parse_eventbridge(PIPELINE_BUILD_FAILED.as_bytes()).unwrap());
+        let run = assemble(&events).to_run().unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert_eq!(
+            run.log_url.as_deref(),
+            Some("https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logEvent:group=/aws/codebuild/checkout-service-test;stream=5f1e7b9a-2c3d-4e5f-8a9b-0c1d2e3f4a5b")
+        );
+    }
+
+    #[test]
     fn retried_stage_counts_its_last_try() {
         let mut events = execution_events();
         let extra = [
