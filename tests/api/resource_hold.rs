@@ -20,6 +20,7 @@ use pipemedic::evidence::resources::{HoldSettings, ResourceHold};
 use pipemedic::ingest::{store_runs, IngestService};
 use pipemedic::metrics::Metrics;
 use pipemedic::redact::Redactor;
+use pipemedic::scoring::ownership::OwnershipSettings;
 use pipemedic::scoring::{DetectionService, DetectionSettings};
 use pipemedic::standin::cloudwatch::FakeCloudWatch;
 use pipemedic::store::Store;
@@ -138,13 +139,29 @@ fn start(
     metrics: &Arc<Metrics>,
     hold: HoldSettings,
 ) -> Process {
+    start_replica(store, clock, aws, metrics, hold, None)
+}
+
+/// [`start`], as one of several replicas on PostgreSQL when `ownership`
+/// is set.
+fn start_replica(
+    store: &Store,
+    clock: &Arc<ManualClock>,
+    aws: &pipemedic::aws::AwsSettings,
+    metrics: &Arc<Metrics>,
+    hold: HoldSettings,
+    ownership: Option<OwnershipSettings>,
+) -> Process {
     let clock: Arc<dyn Clock> = clock.clone();
     let (tx, scored) = mpsc::channel(64);
     let detection = DetectionService::start(
         store.clone(),
         metrics.clone(),
         clock.clone(),
-        DetectionSettings::default(),
+        DetectionSettings {
+            ownership,
+            ..DetectionSettings::default()
+        },
         Some(tx),
     );
     let hold = ResourceHold::start(
@@ -530,4 +547,61 @@ async fn beyond_the_most_held_runs_are_scored_at_once_in_order() {
     assert_eq!((a.run_pk, b.run_pk), (first, second));
     assert_eq!(s.process.hold.held().await, 0);
     assert!(s.cloudwatch.calls().is_empty(), "no poll came");
+}
+
+/// Several replicas on PostgreSQL: the replica that stored a run holds it;
+/// when it stops, the replica that starts next scores it (through the
+/// scoring queue, by the pipeline's owner) with its figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_held_by_a_replica_that_stopped_is_scored_by_the_next() {
+    if crate::helpers::postgres_url().is_none() {
+        eprintln!("PIPEMEDIC_TEST_POSTGRES_URL not set; skipped");
+        return;
+    }
+    let Some(mut s) = Setup::new(
+        Db::Postgres,
+        "2026-11-25T12:00:00Z",
+        settings(Duration::from_secs(3600)),
+    )
+    .await
+    else {
+        return;
+    };
+    let replica = |name: &str| OwnershipSettings {
+        replica: name.to_string(),
+        lease: Duration::from_secs(3),
+        database_url: s._db.url.clone(),
+    };
+    let a = start_replica(
+        &s.store,
+        &s.clock,
+        &s.aws,
+        &s.metrics,
+        settings(Duration::from_secs(3600)),
+        Some(replica("replica-a")),
+    );
+    drop(std::mem::replace(&mut s.process, a));
+    let held = s.ingest(vec![codebuild_run("web", 1)]).await[0];
+    let mut behind = codebuild_run("web", 2);
+    behind.resources = figures(20.0, 900.0);
+    let behind = s.ingest(vec![behind]).await[0];
+    assert_eq!(s.process.hold.held().await, 2);
+    assert_eq!(s.verdict(held).await, None);
+
+    let b = start_replica(
+        &s.store,
+        &s.clock,
+        &s.aws,
+        &s.metrics,
+        settings(Duration::from_millis(50)),
+        Some(replica("replica-b")),
+    );
+    drop(std::mem::replace(&mut s.process, b));
+    s.cloudwatch.put_usage(&build_id("web", 1), 81.0, 2600.0);
+    assert_eq!(s.process.hold.recover().await.unwrap(), 2);
+    let first = s.next_scored().await;
+    let second = s.next_scored().await;
+    assert_eq!((first.run_pk, second.run_pk), (held, behind), "in order");
+    assert_eq!(first.run.resources, figures(81.0, 2600.0));
+    assert!(s.verdict(held).await.is_some() && s.verdict(behind).await.is_some());
 }
