@@ -5,9 +5,9 @@
 //! with a CodeBuild build ([`super::codebuild_of`]) and no CPU or memory is
 //! stored as usual but not scored at once: it is held here. Every
 //! `evidence.resource_poll_s`, ONE batched `GetMetricData` call
-//! ([`super::cloudwatch::usage`], split only per
-//! [`super::cloudwatch::BUILDS_PER_CALL`] builds) asks CloudWatch for the
-//! peak `CPUUtilizedPercent` and `MemoryUtilized` of every held build. A
+//! (`cloudwatch::usage`; one per [`BUILDS_PER_CALL`] builds, each bounded
+//! by `evidence.timeout_s`) asks CloudWatch for the peak
+//! `CPUUtilizedPercent` and `MemoryUtilized` of every held build. A
 //! run whose figures arrived gets them stored on it (its body, as the
 //! evidence of abnormal runs is stored) and is then scored with them; the
 //! evidence fetched after scoring skips figures a run already has.
@@ -40,7 +40,7 @@
 //!   the scoring queue and the verdict fence score a run only once.
 //!
 //! This module owns the hold and its policy; detection scores, and the
-//! CloudWatch call itself is [`super::cloudwatch`]'s.
+//! CloudWatch call itself is `cloudwatch::usage`'s.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -63,6 +63,10 @@ use crate::store::{Store, StoreError};
 /// The sources whose runs wait for their build's figures: CodePipeline
 /// executions (and the CodeBuild builds that arrive with them).
 pub const HELD_SOURCES: [RunSource; 2] = [RunSource::Aws, RunSource::CodepipelinePoll];
+
+/// Builds asked about per `GetMetricData` call, as
+/// `cloudwatch::BUILDS_PER_CALL` (two queries each; the call takes 500).
+pub const BUILDS_PER_CALL: usize = 50;
 
 /// How far back (by the runs' event time) start-up looks for runs that
 /// were waiting when the last process stopped.
@@ -381,11 +385,14 @@ async fn work(inner: Arc<Inner>, stop: CancellationToken) {
 }
 
 impl Inner {
-    /// One round of `GetMetricData` for every held run still waiting;
-    /// marks those whose figures arrived (stored on them) and, when the
-    /// call failed, those it asked about.
+    /// One round of `GetMetricData` for every held run still waiting, one
+    /// call per [`BUILDS_PER_CALL`] builds (builds close in time share a
+    /// call, so each call's window stays short), each bounded by
+    /// `evidence.timeout_s`. Marks the runs whose figures arrived (stored
+    /// on them) and those a failed call asked about; after a failure the
+    /// rest wait for the next poll.
     async fn fetch_waiting(&self) {
-        let waiting: Vec<(i64, CodeBuildRef, Window)> = {
+        let mut waiting: Vec<(i64, CodeBuildRef, Window)> = {
             let mut state = self.state.lock().await;
             state
                 .iter_mut()
@@ -393,62 +400,80 @@ impl Inner {
                 .filter_map(|h| Some((h.pk, h.build.clone()?, codebuild::window_of(&h.run))))
                 .collect()
         };
-        let Some(window) = union(waiting.iter().map(|(_, _, w)| *w)) else {
+        if waiting.is_empty() {
             return;
-        };
-        let mut builds: Vec<CodeBuildRef> = Vec::with_capacity(waiting.len());
-        let mut seen = HashSet::new();
-        for (_, build, _) in &waiting {
-            if seen.insert(build.build_id.as_str()) {
-                builds.push(build.clone());
+        }
+        waiting.sort_by_key(|(pk, _, window)| (window.start, *pk));
+        let mut builds: Vec<(CodeBuildRef, Window)> = Vec::with_capacity(waiting.len());
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (_, build, window) in &waiting {
+            match index.get(build.build_id.as_str()) {
+                Some(&i) => {
+                    builds[i].1 = union([builds[i].1, *window].into_iter()).unwrap_or(*window)
+                }
+                None => {
+                    index.insert(build.build_id.as_str(), builds.len());
+                    builds.push((build.clone(), *window));
+                }
             }
         }
+        let mut usage: HashMap<String, ResourceMetrics> = HashMap::new();
+        let mut failed: HashSet<String> = HashSet::new();
         let deadline = self.settings.timeout;
-        let result = tokio::time::timeout(deadline, self.fetch(&builds, window))
-            .await
-            .unwrap_or(Err(FetchError::TimedOut(deadline)));
-        let outcome = match &result {
-            Ok(usage) if usage.is_empty() => "empty",
-            Ok(_) => "ok",
-            Err(e) => e.outcome(),
-        };
-        self.metrics
-            .evidence_fetch(Source::CloudWatch.as_str(), outcome);
-        match result {
-            Ok(usage) => {
-                self.note_problem(None, builds.len());
-                let mut arrived: HashMap<i64, Run> = HashMap::new();
-                for (pk, build, _) in &waiting {
-                    let Some(figures) = usage.get(&build.build_id) else {
-                        continue;
-                    };
-                    match self.store_figures(*pk, *figures).await {
-                        Ok(Some(run)) => {
-                            arrived.insert(*pk, run);
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(run_pk = pk, error = %e, "Cannot store the build's CPU and memory on the run; asked again at the next poll.");
-                        }
-                    }
+        for chunk in builds.chunks(BUILDS_PER_CALL) {
+            let Some(window) = union(chunk.iter().map(|(_, w)| *w)) else {
+                continue;
+            };
+            let asked: Vec<CodeBuildRef> = chunk.iter().map(|(b, _)| b.clone()).collect();
+            let result = tokio::time::timeout(deadline, self.fetch(&asked, window))
+                .await
+                .unwrap_or(Err(FetchError::TimedOut(deadline)));
+            let outcome = match &result {
+                Ok(found) if found.is_empty() => "empty",
+                Ok(_) => "ok",
+                Err(e) => e.outcome(),
+            };
+            self.metrics
+                .evidence_fetch(Source::CloudWatch.as_str(), outcome);
+            match result {
+                Ok(found) => {
+                    self.note_problem(None, asked.len());
+                    usage.extend(found);
                 }
-                let mut state = self.state.lock().await;
-                for held in state.iter_mut() {
-                    if let Some(run) = arrived.remove(&held.pk) {
-                        held.run = run;
-                        held.done = Some(Done::Metrics);
-                    }
+                Err(e) => {
+                    self.note_problem(Some(&e), asked.len());
+                    failed.extend(asked.into_iter().map(|b| b.build_id));
+                    break;
                 }
             }
-            Err(e) => {
-                self.note_problem(Some(&e), builds.len());
-                let asked: HashSet<i64> = waiting.iter().map(|(pk, _, _)| *pk).collect();
-                let mut state = self.state.lock().await;
-                for held in state.iter_mut() {
-                    if held.done.is_none() && asked.contains(&held.pk) {
-                        held.done = Some(Done::Failed);
-                    }
+        }
+        let mut arrived: HashMap<i64, Run> = HashMap::new();
+        for (pk, build, _) in &waiting {
+            let Some(figures) = usage.get(&build.build_id) else {
+                continue;
+            };
+            match self.store_figures(*pk, *figures).await {
+                Ok(Some(run)) => {
+                    arrived.insert(*pk, run);
                 }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(run_pk = pk, error = %e, "Cannot store the build's CPU and memory on the run; asked again at the next poll.");
+                }
+            }
+        }
+        let refused: HashSet<i64> = waiting
+            .iter()
+            .filter(|(_, build, _)| failed.contains(&build.build_id))
+            .map(|(pk, _, _)| *pk)
+            .collect();
+        let mut state = self.state.lock().await;
+        for held in state.iter_mut() {
+            if let Some(run) = arrived.remove(&held.pk) {
+                held.run = run;
+                held.done = Some(Done::Metrics);
+            } else if held.done.is_none() && refused.contains(&held.pk) {
+                held.done = Some(Done::Failed);
             }
         }
     }
@@ -609,6 +634,12 @@ mod tests {
             ..EvidenceConfig::default()
         };
         assert!(HoldSettings::from_config(&no_usage).is_none());
+    }
+
+    #[cfg(feature = "ci-evidence")]
+    #[test]
+    fn a_call_asks_about_as_many_builds_as_cloudwatch_usage_batches() {
+        assert_eq!(BUILDS_PER_CALL, super::super::cloudwatch::BUILDS_PER_CALL);
     }
 
     #[test]

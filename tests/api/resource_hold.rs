@@ -605,3 +605,33 @@ async fn a_run_held_by_a_replica_that_stopped_is_scored_by_the_next() {
     assert_eq!(first.run.resources, figures(81.0, 2600.0));
     assert!(s.verdict(held).await.is_some() && s.verdict(behind).await.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_builds_than_a_call_takes_are_asked_about_in_few_calls() {
+    let Some(mut s) = Setup::new(
+        Db::Sqlite,
+        "2026-11-25T12:00:00Z",
+        settings(Duration::from_secs(3600)),
+    )
+    .await
+    else {
+        return;
+    };
+    let n = pipemedic::evidence::resources::BUILDS_PER_CALL as u32 + 5;
+    let pks = s
+        .ingest((1..=n).map(|i| codebuild_run("web", i)).collect())
+        .await;
+    for i in 1..=n {
+        s.cloudwatch
+            .put_usage(&build_id("web", i), f64::from(i), 1000.0);
+    }
+    s.process.hold.poll_now().await;
+    let calls = s.cloudwatch.calls();
+    let asked: Vec<usize> = calls.iter().map(|c| builds_asked(c).len()).collect();
+    assert_eq!(asked, [50, 5], "one call per 50 builds");
+    for (i, pk) in pks.iter().enumerate() {
+        let scored = s.next_scored().await;
+        assert_eq!(scored.run_pk, *pk, "in order");
+        assert_eq!(scored.run.resources, figures(i as f64 + 1.0, 1000.0));
+    }
+}
