@@ -49,6 +49,70 @@ impl IngestReport<'_> {
     }
 }
 
+/// Problems kept for the report; the count of bad lines stays exact
+/// beyond it.
+const MAX_PROBLEMS_KEPT: usize = 10_000;
+
+/// Opens the backfill file for reading, buffered.
+fn open_file(file: &Path) -> Result<std::io::BufReader<std::fs::File>, Exit> {
+    std::fs::File::open(file)
+        .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+        .map_err(|e| Exit::BadInput(format!("cannot read {}: {e}", file.display())))
+}
+
+/// A progress bar with `template`, hidden for `--json`.
+fn bar(json: bool, len: u64, template: &str) -> indicatif::ProgressBar {
+    let bar = if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(len)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// The first pass over a backfill file: every line parsed and validated,
+/// nothing kept but the count of valid runs and the problems.
+struct Checked {
+    valid: usize,
+    bad_lines: usize,
+    problems: Vec<crate::ingest::backfill::LineError>,
+}
+
+fn check_file(
+    file: &Path,
+    format: crate::ingest::backfill::Format,
+    now: chrono::DateTime<Utc>,
+    bar: &indicatif::ProgressBar,
+) -> Result<Checked, Exit> {
+    let mut checked = Checked {
+        valid: 0,
+        bad_lines: 0,
+        problems: Vec::new(),
+    };
+    let mut last_bad = 0;
+    for chunk in crate::ingest::backfill::Chunks::new(open_file(file)?, format, now) {
+        let chunk =
+            chunk.map_err(|e| Exit::BadInput(format!("cannot read {}: {e}", file.display())))?;
+        checked.valid += chunk.runs.len();
+        for e in chunk.errors {
+            if e.line != last_bad {
+                checked.bad_lines += 1;
+                last_bad = e.line;
+            }
+            if checked.problems.len() < MAX_PROBLEMS_KEPT {
+                checked.problems.push(e);
+            }
+        }
+        bar.set_position(chunk.bytes_read);
+    }
+    Ok(checked)
+}
+
 pub(super) async fn ingest(
     path: Option<&Path>,
     env: &Env,
@@ -56,35 +120,49 @@ pub(super) async fn ingest(
     options: IngestOptions,
 ) -> Result<(), Exit> {
     use crate::ingest::backfill::{self, Format};
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Exit::BadInput(format!("cannot read {}: {e}", file.display())))?;
     let clock = std::sync::Arc::new(crate::clock::SystemClock);
     let now = crate::clock::Clock::now(clock.as_ref());
-    let (runs, errors) = backfill::parse_file(&text, Format::of(file), now);
+    let format = Format::of(file);
+    let size = std::fs::metadata(file)
+        .map_err(|e| Exit::BadInput(format!("cannot read {}: {e}", file.display())))?
+        .len();
+    // First pass: validate the whole file, keeping no run.
+    let checking = bar(
+        options.json,
+        size,
+        "{spinner} checking runs [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+    );
+    let checked = {
+        let (file, checking) = (file.to_path_buf(), checking.clone());
+        tokio::task::spawn_blocking(move || check_file(&file, format, now, &checking))
+            .await
+            .map_err(|e| Exit::Failure(e.into()))??
+    };
+    checking.finish_and_clear();
     const SHOWN: usize = 50;
     if !options.json {
-        for e in errors.iter().take(SHOWN) {
+        for e in checked.problems.iter().take(SHOWN) {
             eprintln!("{}:{e}", file.display());
         }
-        if errors.len() > SHOWN {
-            eprintln!("... and {} more problems", errors.len() - SHOWN);
+        if checked.bad_lines > 0 && checked.problems.len() > SHOWN {
+            eprintln!(
+                "... and more problems: {} invalid lines in all",
+                checked.bad_lines
+            );
         }
     }
-    let bad_lines = {
-        let mut lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
-        lines.dedup();
-        lines.len()
-    };
+    let bad_lines = checked.bad_lines;
     let mut report = IngestReport {
         file: file.display().to_string(),
         dry_run: options.dry_run,
         stored: false,
-        lines_valid: runs.len(),
+        lines_valid: checked.valid,
         lines_invalid: bad_lines,
         inserted: 0,
         updated: 0,
         duplicates: 0,
-        problems: errors
+        problems: checked
+            .problems
             .iter()
             .map(|e| Problem {
                 line: e.line,
@@ -99,10 +177,10 @@ pub(super) async fn ingest(
         } else {
             println!(
                 "dry run: {} valid runs, {bad_lines} invalid lines, nothing stored",
-                runs.len()
+                checked.valid
             );
         }
-        return if errors.is_empty() {
+        return if bad_lines == 0 {
             Ok(())
         } else {
             Err(Exit::BadInput(format!(
@@ -111,7 +189,7 @@ pub(super) async fn ingest(
             )))
         };
     }
-    if !errors.is_empty() && !options.skip_invalid {
+    if bad_lines > 0 && !options.skip_invalid {
         if options.json {
             report.print()?;
         }
@@ -131,23 +209,36 @@ pub(super) async fn ingest(
         None,
         std::sync::Arc::new(redactor),
     );
-    let bar = if options.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(runs.len() as u64)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} storing runs [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
+    let storing = bar(
+        options.json,
+        checked.valid as u64,
+        "{spinner} storing runs [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
     );
     let started = std::time::Instant::now();
-    let mut summary = backfill::store_all(&service, runs, |done| bar.set_position(done as u64))
-        .await
-        .map_err(|e| Exit::Failure(e.into()))?;
-    bar.finish_and_clear();
+    // Second pass: parse again, a chunk at a time, while the writer
+    // stores the chunk before.
+    let (chunks, received) = tokio::sync::mpsc::channel(2);
+    let reader = {
+        let file = file.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<(), Exit> {
+            for chunk in backfill::Chunks::new(open_file(&file)?, format, now) {
+                let chunk = chunk
+                    .map_err(|e| Exit::BadInput(format!("cannot read {}: {e}", file.display())))?;
+                let runs = chunk.runs.into_iter().map(|(_, run)| run).collect();
+                if chunks.blocking_send(runs).is_err() {
+                    // The writer stopped; its error is reported.
+                    break;
+                }
+            }
+            Ok(())
+        })
+    };
+    let stored =
+        backfill::store_all(&service, received, |done| storing.set_position(done as u64)).await;
+    let read = reader.await.map_err(|e| Exit::Failure(e.into()))?;
+    let mut summary = stored.map_err(|e| Exit::Failure(e.into()))?;
+    read?;
+    storing.finish_and_clear();
     summary.lines_invalid = bad_lines;
     store.close().await;
     if options.json {

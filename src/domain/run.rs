@@ -317,43 +317,68 @@ impl Run {
     /// whichever of the built-in metrics the source provided, per-stage
     /// durations and custom metrics. Running runs contribute nothing.
     pub fn metric_samples(&self) -> Vec<MetricSample> {
-        let mut out = Vec::new();
-        if !self.status.is_final() {
-            return out;
-        }
-        let mut push = |metric: &str, value: Option<f64>| {
-            if let Some(value) = value.filter(|v| v.is_finite()) {
-                out.push(MetricSample {
-                    metric: metric.to_string(),
+        let mut out: Vec<MetricSample> = BUILTIN_METRICS
+            .iter()
+            .zip(self.builtin_samples())
+            .filter_map(|(metric, value)| {
+                value.map(|value| MetricSample {
+                    metric: (*metric).to_string(),
                     value,
-                });
-            }
-        };
-        push("duration_s", self.duration_s());
-        push(
-            "test_failure_rate",
+                })
+            })
+            .collect();
+        out.extend(self.other_samples());
+        out
+    }
+
+    /// The values of the built-in metrics this run contributes, in the
+    /// order of [`BUILTIN_METRICS`]: `None` for a metric the source did not
+    /// provide (or not a finite number), and for every metric of a run that
+    /// has not finished. The store keeps these as columns of the run.
+    pub fn builtin_samples(&self) -> [Option<f64>; 6] {
+        if !self.status.is_final() {
+            return [None; 6];
+        }
+        let resources = self.resources.as_ref();
+        let deploy = self.deploy.as_ref();
+        [
+            self.duration_s(),
             self.tests
                 .filter(|t| t.total > 0)
                 .map(|t| t.failed as f64 / t.total as f64),
-        );
-        if let Some(r) = &self.resources {
-            push("cpu_peak_pct", r.cpu_peak_pct);
-            push("mem_peak_mb", r.mem_peak_mb);
+            resources.and_then(|r| r.cpu_peak_pct),
+            resources.and_then(|r| r.mem_peak_mb),
+            deploy.and_then(|d| d.error_rate),
+            deploy.and_then(|d| d.latency_p95_ms),
+        ]
+        .map(|v| v.filter(|v| v.is_finite()))
+    }
+
+    /// The samples beyond the built-in metrics: per-stage durations
+    /// (`stage.<name>.duration_s`) and custom metrics. Running runs
+    /// contribute nothing. The store keeps these as rows of their own.
+    pub fn other_samples(&self) -> Vec<MetricSample> {
+        if !self.status.is_final() {
+            return Vec::new();
         }
-        if let Some(d) = &self.deploy {
-            push("error_rate", d.error_rate);
-            push("latency_p95_ms", d.latency_p95_ms);
-        }
-        for stage in &self.stages {
-            push(
-                &format!("stage.{}.duration_s", stage.name),
+        let stages = self.stages.iter().map(|stage| {
+            (
+                format!("stage.{}.duration_s", stage.name),
                 stage.duration_s(),
-            );
-        }
-        for (name, value) in &self.metrics {
-            push(name, Some(*value));
-        }
-        out
+            )
+        });
+        let custom = self
+            .metrics
+            .iter()
+            .map(|(name, value)| (name.clone(), Some(*value)));
+        stages
+            .chain(custom)
+            .filter_map(|(metric, value)| {
+                value
+                    .filter(|v| v.is_finite())
+                    .map(|value| MetricSample { metric, value })
+            })
+            .collect()
     }
 }
 

@@ -1,12 +1,16 @@
 //! `pipemedic ingest FILE`: backfill history from JSON Lines (one Run per
-//! line) or CSV with a header. The whole file is validated first and every
-//! bad line is reported with its line number and field; nothing is stored
-//! unless the file is clean (or `--skip-invalid` is given). Valid runs are
-//! then stored in big batches, each batch one transaction of multi-row
-//! inserts, with a progress bar. Backfilled runs are stored, not scored:
-//! `pipemedic train` builds the models from the stored history.
+//! line) or CSV with a header. The file is read a chunk at a time
+//! ([`Chunks`]), so memory stays bounded whatever its size: a first pass
+//! validates every line and reports each bad one with its line number and
+//! field; nothing is stored unless the file is clean (or `--skip-invalid`
+//! is given). A second pass parses the file again and stores the valid runs
+//! in big batches, each batch one transaction of multi-row inserts, while
+//! the next chunk is parsed, with a progress bar. Backfilled runs are
+//! stored, not scored: `pipemedic train` builds the models from the stored
+//! history.
 
 use std::collections::BTreeMap;
+use std::io::BufRead;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -59,27 +63,200 @@ impl Format {
     }
 }
 
-/// Parses a whole file; returns the valid runs (with their line numbers)
-/// and every line error. `now` bounds future timestamps (see
+/// Parses a whole file held in memory; returns the valid runs (with their
+/// line numbers) and every line error. `now` bounds future timestamps (see
 /// [`Run::validate`]).
 pub fn parse_file(
     text: &str,
     format: Format,
     now: DateTime<Utc>,
 ) -> (Vec<(usize, Run)>, Vec<LineError>) {
-    match format {
-        Format::JsonLines => parse_jsonl(text, now),
-        Format::Csv => parse_csv(text, now),
+    let mut runs = Vec::new();
+    let mut errors = Vec::new();
+    for chunk in Chunks::new(text.as_bytes(), format, now) {
+        // Reading from memory cannot fail.
+        let Ok(chunk) = chunk else { break };
+        runs.extend(chunk.runs);
+        errors.extend(chunk.errors);
+    }
+    (runs, errors)
+}
+
+/// Lines (JSON Lines) or records (CSV) read and parsed at a time: about
+/// 50 MB of a typical history, parsed on every core.
+pub const CHUNK_LINES: usize = 50_000;
+
+/// Lines parsed by one thread at least; smaller chunks are parsed on one.
+const LINES_PER_THREAD: usize = 10_000;
+
+/// One chunk of a backfill file, parsed.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The valid runs, with their line numbers, in file order.
+    pub runs: Vec<(usize, Run)>,
+    /// The problems of the chunk's bad lines, in line order.
+    pub errors: Vec<LineError>,
+    /// Bytes of the file read so far, this chunk included.
+    pub bytes_read: u64,
+}
+
+/// A backfill file read and parsed a chunk ([`CHUNK_LINES`]) at a time.
+/// A read error ends the iteration after it is returned.
+pub struct Chunks<R: BufRead> {
+    source: Source<R>,
+    now: DateTime<Utc>,
+    /// Lines or records per chunk.
+    chunk_lines: usize,
+    done: bool,
+}
+
+enum Source<R: BufRead> {
+    JsonLines {
+        reader: R,
+        /// Lines read so far.
+        line: usize,
+        bytes_read: u64,
+    },
+    Csv {
+        reader: csv::Reader<R>,
+        header: Header,
+    },
+}
+
+/// The header of a CSV file, as far as it has been read.
+enum Header {
+    Unread,
+    /// Unusable: its problems were reported and nothing more is read.
+    Bad,
+    Good(csv::StringRecord),
+}
+
+/// A CSV error that is an I/O error, as one.
+fn into_io(e: csv::Error) -> std::io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => std::io::Error::other(format!("{other:?}")),
     }
 }
 
-/// Lines parsed by one thread at least; smaller files are parsed on one.
-const LINES_PER_THREAD: usize = 20_000;
+impl<R: BufRead> Chunks<R> {
+    pub fn new(reader: R, format: Format, now: DateTime<Utc>) -> Self {
+        let source = match format {
+            Format::JsonLines => Source::JsonLines {
+                reader,
+                line: 0,
+                bytes_read: 0,
+            },
+            Format::Csv => Source::Csv {
+                reader: csv::ReaderBuilder::new()
+                    .trim(csv::Trim::All)
+                    .flexible(false)
+                    .from_reader(reader),
+                header: Header::Unread,
+            },
+        };
+        Self {
+            source,
+            now,
+            chunk_lines: CHUNK_LINES,
+            done: false,
+        }
+    }
+
+    /// The same reader, `lines` lines or records per chunk (at least 1).
+    pub fn with_chunk_lines(mut self, lines: usize) -> Self {
+        self.chunk_lines = lines.max(1);
+        self
+    }
+}
+
+impl<R: BufRead> Iterator for Chunks<R> {
+    type Item = std::io::Result<Chunk>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let now = self.now;
+        let chunk = match &mut self.source {
+            Source::JsonLines {
+                reader,
+                line,
+                bytes_read,
+            } => next_jsonl_chunk(reader, line, bytes_read, self.chunk_lines, now),
+            Source::Csv { reader, header } => next_csv_chunk(reader, header, self.chunk_lines, now),
+        };
+        match chunk {
+            Ok(Some(chunk)) => Some(Ok(chunk)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Reads up to `chunk_lines` lines and parses them on every core; `None`
+/// at the end of the file. A line that is not UTF-8 is a line error.
+fn next_jsonl_chunk(
+    reader: &mut impl BufRead,
+    line: &mut usize,
+    bytes_read: &mut u64,
+    chunk_lines: usize,
+    now: DateTime<Utc>,
+) -> std::io::Result<Option<Chunk>> {
+    let first = *line;
+    let mut lines: Vec<String> = Vec::with_capacity(chunk_lines.min(1024));
+    let mut errors = Vec::new();
+    let mut buf = Vec::new();
+    while lines.len() < chunk_lines {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        *bytes_read += n as u64;
+        *line += 1;
+        while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            buf.pop();
+        }
+        match std::str::from_utf8(&buf) {
+            Ok(text) => lines.push(text.to_string()),
+            Err(e) => {
+                errors.push(LineError {
+                    line: *line,
+                    error: FieldError::new("$", format!("not UTF-8 text: {e}")),
+                });
+                // Stands in for the line, so line numbers stay right.
+                lines.push(String::new());
+            }
+        }
+    }
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let (runs, parse_errors) = parse_jsonl(&lines, first, now);
+    errors.extend(parse_errors);
+    errors.sort_by_key(|e| e.line);
+    Ok(Some(Chunk {
+        runs,
+        errors,
+        bytes_read: *bytes_read,
+    }))
+}
 
 /// Parses JSON Lines on every core, each thread a contiguous share of the
-/// lines; the results keep the file's order.
-fn parse_jsonl(text: &str, now: DateTime<Utc>) -> (Vec<(usize, Run)>, Vec<LineError>) {
-    let lines: Vec<&str> = text.lines().collect();
+/// lines; the results keep the file's order. `lines[0]` is line `first + 1`.
+fn parse_jsonl(
+    lines: &[&str],
+    first: usize,
+    now: DateTime<Utc>,
+) -> (Vec<(usize, Run)>, Vec<LineError>) {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(lines.len() / LINES_PER_THREAD)
@@ -89,7 +266,7 @@ fn parse_jsonl(text: &str, now: DateTime<Utc>) -> (Vec<(usize, Run)>, Vec<LineEr
         let workers: Vec<_> = lines
             .chunks(share)
             .enumerate()
-            .map(|(k, chunk)| scope.spawn(move || parse_jsonl_lines(chunk, k * share, now)))
+            .map(|(k, chunk)| scope.spawn(move || parse_jsonl_lines(chunk, first + k * share, now)))
             .collect();
         workers
             .into_iter()
@@ -165,27 +342,11 @@ pub const CSV_COLUMNS: [&str; 16] = [
     "log_url",
 ];
 
-fn parse_csv(text: &str, now: DateTime<Utc>) -> (Vec<(usize, Run)>, Vec<LineError>) {
-    let mut runs = Vec::new();
+/// Checks a CSV header: every column known, the required ones present.
+fn header_problems(headers: &csv::StringRecord) -> Vec<LineError> {
     let mut errors = Vec::new();
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(false)
-        .from_reader(text.as_bytes());
-    let headers = match reader.headers() {
-        Ok(h) => h.clone(),
-        Err(e) => {
-            errors.push(LineError {
-                line: 1,
-                error: FieldError::new("header", e.to_string()),
-            });
-            return (runs, errors);
-        }
-    };
-    let mut header_ok = true;
     for (i, h) in headers.iter().enumerate() {
         if !CSV_COLUMNS.contains(&h) && !h.starts_with("metric.") {
-            header_ok = false;
             errors.push(LineError {
                 line: 1,
                 error: FieldError::new(
@@ -200,7 +361,6 @@ fn parse_csv(text: &str, now: DateTime<Utc>) -> (Vec<(usize, Run)>, Vec<LineErro
     }
     for required in ["pipeline", "run_id", "status"] {
         if !headers.iter().any(|h| h == required) {
-            header_ok = false;
             errors.push(LineError {
                 line: 1,
                 error: FieldError::new(
@@ -210,33 +370,82 @@ fn parse_csv(text: &str, now: DateTime<Utc>) -> (Vec<(usize, Run)>, Vec<LineErro
             });
         }
     }
-    if !header_ok {
-        return (runs, errors);
-    }
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
+    errors
+}
+
+/// Reads and parses up to `chunk_lines` CSV records; `None` at the end.
+/// The first call reads the header: a bad header is the only chunk, its
+/// problems reported on line 1.
+fn next_csv_chunk<R: BufRead>(
+    reader: &mut csv::Reader<R>,
+    header: &mut Header,
+    chunk_lines: usize,
+    now: DateTime<Utc>,
+) -> std::io::Result<Option<Chunk>> {
+    let mut chunk = Chunk::default();
+    let header = match header {
+        Header::Good(h) => h.clone(),
+        Header::Bad => return Ok(None),
+        Header::Unread => {
+            let read = match reader.headers() {
+                Ok(h) => h.clone(),
+                Err(e) if e.is_io_error() => return Err(into_io(e)),
+                Err(e) => {
+                    *header = Header::Bad;
+                    chunk.errors.push(LineError {
+                        line: 1,
+                        error: FieldError::new("header", e.to_string()),
+                    });
+                    return Ok(Some(chunk));
+                }
+            };
+            chunk.errors = header_problems(&read);
+            if !chunk.errors.is_empty() {
+                // Nothing after a bad header is read.
+                *header = Header::Bad;
+                chunk.bytes_read = reader.position().byte();
+                return Ok(Some(chunk));
+            }
+            *header = Header::Good(read.clone());
+            read
+        }
+    };
+    let mut record = csv::StringRecord::new();
+    let mut records = 0;
+    while records < chunk_lines {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) if e.is_io_error() => return Err(into_io(e)),
             Err(e) => {
+                records += 1;
                 let line = e.position().map_or(0, |p| p.line() as usize);
-                errors.push(LineError {
+                chunk.errors.push(LineError {
                     line,
                     error: FieldError::new("$", e.to_string()),
                 });
                 continue;
             }
-        };
+        }
+        records += 1;
         let line = record.position().map_or(0, |p| p.line() as usize);
-        let cells: BTreeMap<&str, &str> = headers
+        let cells: BTreeMap<&str, &str> = header
             .iter()
             .zip(record.iter())
             .filter(|(_, v)| !v.is_empty())
             .collect();
         match run_from_cells(&cells, now) {
-            Ok(run) => runs.push((line, run)),
-            Err(errs) => errors.extend(errs.into_iter().map(|error| LineError { line, error })),
+            Ok(run) => chunk.runs.push((line, run)),
+            Err(errs) => chunk
+                .errors
+                .extend(errs.into_iter().map(|error| LineError { line, error })),
         }
     }
-    (runs, errors)
+    if records == 0 {
+        return Ok(None);
+    }
+    chunk.bytes_read = reader.position().byte();
+    Ok(Some(chunk))
 }
 
 fn run_from_cells(
@@ -373,29 +582,34 @@ pub struct BackfillSummary {
     pub duplicates: usize,
 }
 
-/// Stores parsed runs in batches, each batch one transaction, in file
-/// order, calling `progress` with the number of runs done after each batch.
-/// Runs are stored, not scored: `pipemedic train` builds the models from
-/// them afterwards.
+/// Stores the runs received from `chunks` (in file order) in batches of
+/// [`BATCH`], each batch one transaction, with [`BATCHES_IN_FLIGHT`]
+/// batches handed to the writer at once; calls `progress` with the number
+/// of runs done after each batch. Ends when the sender is dropped. Runs are
+/// stored, not scored: `pipemedic train` builds the models from them
+/// afterwards.
 pub async fn store_all(
     service: &IngestService,
-    runs: Vec<(usize, Run)>,
+    chunks: tokio::sync::mpsc::Receiver<Vec<Run>>,
     mut progress: impl FnMut(usize),
 ) -> Result<BackfillSummary, super::IngestError> {
     use futures::StreamExt;
-    let mut summary = BackfillSummary {
-        lines_valid: runs.len(),
-        ..Default::default()
-    };
+    let mut summary = BackfillSummary::default();
     let mut done = 0;
-    let mut batches = Vec::with_capacity(runs.len().div_ceil(BATCH));
-    let mut runs = runs.into_iter().map(|(_, r)| r).peekable();
-    while runs.peek().is_some() {
-        batches.push(runs.by_ref().take(BATCH).collect::<Vec<Run>>());
-    }
-    let mut stored = futures::stream::iter(batches)
+    let batches = futures::stream::unfold(chunks, |mut rx| async move {
+        rx.recv().await.map(|runs| (runs, rx))
+    })
+    .flat_map(|runs| {
+        let mut runs = runs.into_iter().peekable();
+        let mut batches = Vec::new();
+        while runs.peek().is_some() {
+            batches.push(runs.by_ref().take(BATCH).collect::<Vec<Run>>());
+        }
+        futures::stream::iter(batches)
+    });
+    let mut stored = std::pin::pin!(batches
         .map(|batch| service.accept_owned_runs(RunSource::Backfill, None, batch, false))
-        .buffered(BATCHES_IN_FLIGHT);
+        .buffered(BATCHES_IN_FLIGHT));
     while let Some(report) = stored.next().await {
         let report = report?;
         for a in &report.runs {
@@ -406,6 +620,7 @@ pub async fn store_all(
             }
         }
         done += report.runs.len();
+        summary.lines_valid = done;
         progress(done);
     }
     Ok(summary)
@@ -476,6 +691,120 @@ mod tests {
         let (runs, errors) = parse_file(csv, Format::Csv, now());
         assert!(runs.is_empty());
         assert_eq!(errors[0].error.field, "resources.cpu_peak_pct");
+    }
+
+    /// Every chunking of a file gives what parsing it whole gives.
+    fn chunked(text: &[u8], format: Format, lines: usize) -> (Vec<(usize, Run)>, Vec<LineError>) {
+        let mut runs = Vec::new();
+        let mut errors = Vec::new();
+        let mut last_bytes = 0;
+        for chunk in Chunks::new(text, format, now()).with_chunk_lines(lines) {
+            let chunk = chunk.unwrap();
+            assert!(chunk.bytes_read > last_bytes, "each chunk reads on");
+            last_bytes = chunk.bytes_read;
+            runs.extend(chunk.runs);
+            errors.extend(chunk.errors);
+        }
+        assert_eq!(last_bytes, text.len() as u64, "the whole file is read");
+        (runs, errors)
+    }
+
+    #[test]
+    fn chunks_keep_line_numbers_across_chunk_boundaries() {
+        let mut text = Vec::new();
+        for i in 1..=11 {
+            match i {
+                4 => text.extend_from_slice(b"{oops\r\n"),
+                7 => text.extend_from_slice(b"\n"),
+                9 => text.extend_from_slice(b"{\"pipeline\":\"p\xff\"}\n"),
+                _ => text.extend_from_slice(
+                    format!("{{\"pipeline\":\"p\",\"run_id\":\"{i}\",\"status\":\"failed\"}}\r\n")
+                        .as_bytes(),
+                ),
+            }
+        }
+        let whole = chunked(&text, Format::JsonLines, CHUNK_LINES);
+        for lines in [1, 2, 3, 5] {
+            let (runs, errors) = chunked(&text, Format::JsonLines, lines);
+            let lines_of = |r: &[(usize, Run)]| {
+                r.iter()
+                    .map(|(l, r)| (*l, r.run_id.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                lines_of(&runs),
+                lines_of(&whole.0),
+                "{lines} lines per chunk"
+            );
+            assert_eq!(errors, whole.1, "{lines} lines per chunk");
+        }
+        let lines: Vec<_> = whole.0.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [1, 2, 3, 5, 6, 8, 10, 11]);
+        let bad: Vec<_> = whole
+            .1
+            .iter()
+            .map(|e| (e.line, e.error.message.clone()))
+            .collect();
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert_eq!(bad[0].0, 4);
+        assert!(bad[0].1.starts_with("not valid JSON"), "{bad:?}");
+        assert_eq!(bad[1].0, 9);
+        assert!(bad[1].1.starts_with("not UTF-8 text"), "{bad:?}");
+    }
+
+    #[test]
+    fn csv_chunks_keep_line_numbers_and_a_bad_header_reads_nothing_more() {
+        let text = "pipeline,run_id,status,tests_total,tests_failed\n\
+                    web,1,succeeded,10,1\n\
+                    web,2,failed,10,x\n\
+                    web,3,failed,10,2\n\
+                    web,4,failed\n\
+                    web,5,succeeded,10,0\n";
+        let whole = chunked(text.as_bytes(), Format::Csv, CHUNK_LINES);
+        for lines in [1, 2, 4] {
+            let (runs, errors) = chunked(text.as_bytes(), Format::Csv, lines);
+            let ids: Vec<_> = runs.iter().map(|(l, r)| (*l, r.run_id.as_str())).collect();
+            assert_eq!(
+                ids,
+                [(2, "1"), (4, "3"), (6, "5")],
+                "{lines} records per chunk"
+            );
+            assert_eq!(errors, whole.1);
+        }
+        let bad: Vec<_> = whole
+            .1
+            .iter()
+            .map(|e| (e.line, e.error.field.as_str()))
+            .collect();
+        assert_eq!(bad, [(3, "tests_failed"), (5, "$")]);
+
+        let mut chunks = Chunks::new("pipeline,colour\np,red\n".as_bytes(), Format::Csv, now())
+            .with_chunk_lines(1);
+        let first = chunks.next().unwrap().unwrap();
+        assert!(first.runs.is_empty());
+        assert!(
+            first.errors.iter().all(|e| e.line == 1),
+            "{:?}",
+            first.errors
+        );
+        assert!(
+            chunks.next().is_none(),
+            "nothing after a bad header is read"
+        );
+    }
+
+    #[test]
+    fn a_read_error_ends_the_chunks() {
+        struct Broken;
+        impl std::io::Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk gone"))
+            }
+        }
+        let mut chunks = Chunks::new(std::io::BufReader::new(Broken), Format::JsonLines, now());
+        let err = chunks.next().unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "disk gone");
+        assert!(chunks.next().is_none());
     }
 
     #[test]

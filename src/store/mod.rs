@@ -324,22 +324,31 @@ impl Store {
     }
 
     /// Replaces the stored body of run `pk` with `run` (evidence added after
-    /// the run was stored: its log excerpt, its resource usage); the run's
-    /// identity and indexed columns stay as they were. Idempotent.
+    /// the run was stored: its log excerpt, its resource usage) and its
+    /// built-in metric values, so resource usage read later joins the
+    /// run's series; the run's identity and other columns stay as they
+    /// were. Idempotent.
     pub async fn replace_run_body(&self, pk: i64, run: &Run) -> Result<(), StoreError> {
         let body = serde_json::to_string(run).map_err(|e| StoreError::Corrupt {
             what: "run".into(),
             detail: e.to_string(),
         })?;
-        sqlx::query("UPDATE runs SET body = $1 WHERE id = $2")
-            .bind(body)
-            .bind(pk)
-            .execute(&self.pool)
-            .await?;
+        let mut sql = String::from("UPDATE runs SET body = $1");
+        for (i, column) in write::BUILTIN_SAMPLE_COLUMNS.iter().enumerate() {
+            sql.push_str(&format!(", {column} = NULLIF(${}, -1.0)", i + 2));
+        }
+        sql.push_str(" WHERE id = $8");
+        let mut query = sqlx::query(&sql).bind(body);
+        for value in run.builtin_samples() {
+            query = query.bind(write::nullable_f64(value));
+        }
+        query.bind(pk).execute(&self.pool).await?;
         Ok(())
     }
 
-    /// The metric samples of one series in `[from, to)`, oldest first.
+    /// The metric samples of one series in `[from, to)`, oldest first. A
+    /// built-in metric is read from its column of the runs, any other
+    /// metric from `metric_samples`.
     pub async fn samples(
         &self,
         pipeline: &str,
@@ -347,16 +356,26 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(DateTime<Utc>, f64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT ts_ms, value FROM metric_samples \
-             WHERE pipeline = $1 AND metric = $2 AND ts_ms >= $3 AND ts_ms < $4 ORDER BY ts_ms",
-        )
-        .bind(pipeline)
-        .bind(metric)
-        .bind(ms(from))
-        .bind(ms(to))
-        .fetch_all(&self.pool)
-        .await?;
+        let builtin = crate::domain::BUILTIN_METRICS
+            .iter()
+            .position(|m| *m == metric)
+            .map(|i| write::BUILTIN_SAMPLE_COLUMNS[i]);
+        // The column name comes from a fixed list, never from input.
+        let sql = match builtin {
+            Some(column) => format!(
+                "SELECT event_time_ms, {column} FROM runs \
+                 WHERE pipeline = $1 AND event_time_ms >= $2 AND event_time_ms < $3 \
+                 AND {column} IS NOT NULL ORDER BY event_time_ms, id"
+            ),
+            None => "SELECT ts_ms, value FROM metric_samples \
+                     WHERE pipeline = $1 AND ts_ms >= $2 AND ts_ms < $3 AND metric = $4 ORDER BY ts_ms"
+                .to_string(),
+        };
+        let mut query = sqlx::query(&sql).bind(pipeline).bind(ms(from)).bind(ms(to));
+        if builtin.is_none() {
+            query = query.bind(metric);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
             .map(|r| (from_ms(r.get::<i64, _>(0)), r.get::<f64, _>(1)))

@@ -12,7 +12,7 @@ use crate::domain::{Run, RunSource};
 /// NULL and the SQL turns it back with `NULLIF(.., -1.0)`. sqlx's `Any`
 /// driver declares a NULL double as a 4-byte float to PostgreSQL, which then
 /// rejects 8-byte values bound to the same cached statement.
-fn nullable_f64(v: Option<f64>) -> f64 {
+pub(super) fn nullable_f64(v: Option<f64>) -> f64 {
     v.unwrap_or(-1.0)
 }
 
@@ -39,9 +39,24 @@ pub(super) fn placeholders(backend: Backend, first: usize, count: usize) -> Stri
     out
 }
 
-/// Runs in one multi-row `INSERT` (14 bind values each; SQLite allows
-/// 32,766 per statement, PostgreSQL 65,535).
+/// Runs in one multi-row `INSERT` ([`RUN_COLUMNS`] bind values each;
+/// SQLite allows 32,766 per statement, PostgreSQL 65,535).
 const RUNS_PER_STATEMENT: usize = 500;
+
+/// Bind values of one run in [`WriteTx::insert_new_runs`].
+const RUN_COLUMNS: usize = 20;
+
+/// The columns that keep a run's built-in metrics, in
+/// [`crate::domain::BUILTIN_METRICS`] order (see
+/// [`Run::builtin_samples`]); NULL when the run has no value.
+pub(super) const BUILTIN_SAMPLE_COLUMNS: [&str; 6] = [
+    "sample_duration_s",
+    "sample_test_failure_rate",
+    "sample_cpu_peak_pct",
+    "sample_mem_peak_mb",
+    "sample_error_rate",
+    "sample_latency_p95_ms",
+];
 
 /// Metric samples in one multi-row `INSERT` (5 bind values each).
 const SAMPLES_PER_STATEMENT: usize = 2_000;
@@ -180,10 +195,13 @@ impl WriteTx {
                 }
                 let was_final = crate::domain::RunStatus::parse_loose(&old_status)
                     .is_some_and(|s| s.is_final());
-                sqlx::query(
+                let mut query = sqlx::query(
                     "UPDATE runs SET status = $1, source = $2, started_at_ms = $3, finished_at_ms = $4, \
                      event_time_ms = $5, duration_s = NULLIF($6, -1.0), stage = $7, commit_sha = $8, body = $9, \
-                     updated_at_ms = $10 WHERE id = $11",
+                     updated_at_ms = $10, sample_duration_s = NULLIF($11, -1.0), \
+                     sample_test_failure_rate = NULLIF($12, -1.0), sample_cpu_peak_pct = NULLIF($13, -1.0), \
+                     sample_mem_peak_mb = NULLIF($14, -1.0), sample_error_rate = NULLIF($15, -1.0), \
+                     sample_latency_p95_ms = NULLIF($16, -1.0) WHERE id = $17",
                 )
                 .bind(run.status.as_str())
                 .bind(source.as_str())
@@ -194,10 +212,11 @@ impl WriteTx {
                 .bind(run.stage.as_deref())
                 .bind(run.commit.as_deref())
                 .bind(&body)
-                .bind(ms(now))
-                .bind(pk)
-                .execute(&mut *self.tx)
-                .await?;
+                .bind(ms(now));
+                for value in run.builtin_samples() {
+                    query = query.bind(nullable_f64(value));
+                }
+                query.bind(pk).execute(&mut *self.tx).await?;
                 sqlx::query("DELETE FROM metric_samples WHERE run_pk = $1")
                     .bind(pk)
                     .execute(&mut *self.tx)
@@ -267,25 +286,37 @@ impl WriteTx {
         source: RunSource,
         now: DateTime<Utc>,
     ) -> Result<std::collections::HashMap<(String, String, i64), i64>, StoreError> {
-        const COLS: usize = 14;
-        let mut sql = String::with_capacity(64 + which.len() * 80);
+        let mut sql = String::with_capacity(256 + which.len() * 160);
         sql.push_str(
             "INSERT INTO runs (pipeline, run_id, attempt, status, source, started_at_ms, \
              finished_at_ms, event_time_ms, duration_s, stage, commit_sha, body, ingested_at_ms, \
-             updated_at_ms) VALUES ",
+             updated_at_ms, ",
         );
+        sql.push_str(&BUILTIN_SAMPLE_COLUMNS.join(", "));
+        sql.push_str(") VALUES ");
+        // A nullable double (see `nullable_f64`) is bound as -1.0 for NULL.
+        let nullable = |sql: &mut String, at: usize| {
+            sql.push_str("NULLIF(");
+            sql.push_str(&placeholders(self.backend, at, 1));
+            sql.push_str(", -1.0)");
+        };
         for n in 0..which.len() {
-            let b = n * COLS;
+            let b = n * RUN_COLUMNS;
             if n > 0 {
                 sql.push_str(", ");
             }
-            // Column 9, the duration, is stored as NULL when unknown.
+            // Column 9, the duration, and the last six, the built-in
+            // metrics, are stored as NULL when unknown.
             sql.push('(');
             sql.push_str(&placeholders(self.backend, b + 1, 8));
-            sql.push_str(", NULLIF(");
-            sql.push_str(&placeholders(self.backend, b + 9, 1));
-            sql.push_str(", -1.0), ");
-            sql.push_str(&placeholders(self.backend, b + 10, COLS - 9));
+            sql.push_str(", ");
+            nullable(&mut sql, b + 9);
+            sql.push_str(", ");
+            sql.push_str(&placeholders(self.backend, b + 10, 5));
+            for k in 0..BUILTIN_SAMPLE_COLUMNS.len() {
+                sql.push_str(", ");
+                nullable(&mut sql, b + 15 + k);
+            }
             sql.push(')');
         }
         sql.push_str(
@@ -311,6 +342,9 @@ impl WriteTx {
                 .bind(body)
                 .bind(ms(now))
                 .bind(ms(now));
+            for value in run.builtin_samples() {
+                query = query.bind(nullable_f64(value));
+            }
         }
         let rows = query.fetch_all(&mut *self.tx).await?;
         Ok(rows
@@ -320,7 +354,8 @@ impl WriteTx {
     }
 
     /// The metric samples of newly inserted runs (`(index in runs, row
-    /// id)`), in multi-row `INSERT`s.
+    /// id)`) beyond the built-in metrics (which are columns of the run), in
+    /// multi-row `INSERT`s.
     async fn insert_samples(
         &mut self,
         runs: &[&Run],
@@ -331,7 +366,7 @@ impl WriteTx {
         for &(i, pk) in inserted {
             let run = runs[i];
             let at = ms(run.event_time().unwrap_or(now));
-            for sample in run.metric_samples() {
+            for sample in run.other_samples() {
                 rows.push((pk, &run.pipeline, sample.metric, sample.value, at));
             }
         }

@@ -502,6 +502,195 @@ async fn models_verdicts_and_anomalies(db: Db) {
         .is_empty());
 }
 
+/// A finished run with every built-in metric, two stages and a custom
+/// metric.
+fn full_run(id: &str) -> Run {
+    use pipemedic::domain::{DeployMetrics, ResourceMetrics};
+    let mut r = run(
+        id,
+        RunStatus::Succeeded,
+        "2026-11-25T10:00:00Z",
+        "2026-11-25T10:05:00Z",
+    );
+    r.resources = Some(ResourceMetrics {
+        cpu_peak_pct: Some(71.5),
+        mem_peak_mb: Some(2048.0),
+    });
+    r.deploy = Some(DeployMetrics {
+        error_rate: Some(0.01),
+        latency_p95_ms: Some(180.0),
+    });
+    r.stages = ["Build", "Test"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| StageTiming {
+            job_id: None,
+            name: (*name).to_string(),
+            status: Some(RunStatus::Succeeded),
+            started_at: Some(t("2026-11-25T10:00:00Z")),
+            finished_at: Some(t(&format!("2026-11-25T10:0{}:00Z", i + 1))),
+        })
+        .collect();
+    r.metrics.insert("bundle_kb".into(), 512.0);
+    r
+}
+
+async fn metric_rows(db: &TestDb) -> Vec<String> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let rows = sqlx::query("SELECT metric FROM metric_samples ORDER BY metric")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    rows.iter().map(|r| sqlx::Row::get(r, 0)).collect()
+}
+
+async fn series(store: &pipemedic::store::Store, metric: &str) -> Vec<f64> {
+    store
+        .samples(
+            "checkout-service",
+            metric,
+            t("2026-11-01T00:00:00Z"),
+            t("2026-11-26T00:00:00Z"),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+async fn every_metric_of_a_run_is_a_series(db: Db) {
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    let done = full_run("1");
+    let mut running = full_run("2");
+    running.status = RunStatus::Running;
+    let mut tx = store.begin_write().await.unwrap();
+    tx.upsert_runs(&[&done, &running], RunSource::Generic, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let expected = [
+        ("duration_s", 300.0),
+        ("test_failure_rate", 0.05),
+        ("cpu_peak_pct", 71.5),
+        ("mem_peak_mb", 2048.0),
+        ("error_rate", 0.01),
+        ("latency_p95_ms", 180.0),
+        ("stage.Build.duration_s", 60.0),
+        ("stage.Test.duration_s", 120.0),
+        ("bundle_kb", 512.0),
+    ];
+    for (metric, value) in expected {
+        assert_eq!(
+            series(&store, metric).await,
+            [value],
+            "{metric}: the finished run's value, nothing from the running one"
+        );
+    }
+    // The built-in metrics are columns of the run: only the stages and
+    // the custom metric take rows of their own.
+    assert_eq!(
+        metric_rows(&db).await,
+        [
+            "bundle_kb",
+            "stage.Build.duration_s",
+            "stage.Test.duration_s"
+        ]
+    );
+
+    // The running run finishes without CPU: its values follow the update.
+    let mut finished = running.clone();
+    finished.status = RunStatus::Failed;
+    finished.resources = None;
+    let mut tx = store.begin_write().await.unwrap();
+    let up = tx
+        .upsert_run(&finished, RunSource::Generic, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(up.outcome, RunOutcome::Updated);
+    assert_eq!(series(&store, "cpu_peak_pct").await, [71.5]);
+    assert_eq!(series(&store, "duration_s").await, [300.0, 300.0]);
+    assert_eq!(series(&store, "bundle_kb").await, [512.0, 512.0]);
+    assert!(series(&store, "no_such_metric").await.is_empty());
+
+    // Resource usage read after the run was stored joins its series.
+    finished.resources = Some(pipemedic::domain::ResourceMetrics {
+        cpu_peak_pct: Some(88.0),
+        mem_peak_mb: None,
+    });
+    store.replace_run_body(up.pk, &finished).await.unwrap();
+    assert_eq!(series(&store, "cpu_peak_pct").await, [71.5, 88.0]);
+    assert_eq!(series(&store, "mem_peak_mb").await, [2048.0]);
+}
+
+async fn samples_of_the_earlier_layout_move_to_the_run_on_migration(db: Db) {
+    let is_sqlite = db == Db::Sqlite;
+    let db = TestDb::new(db).await.unwrap();
+    sqlx::any::install_default_drivers();
+    // The schema as it was before the built-in metrics became columns.
+    let dir = if is_sqlite {
+        "src/store/migrations/sqlite"
+    } else {
+        "src/store/migrations/postgres"
+    };
+    let mut earlier = sqlx::migrate::Migrator::new(std::path::Path::new(dir))
+        .await
+        .unwrap();
+    earlier.migrations = std::borrow::Cow::Owned(
+        earlier
+            .migrations
+            .iter()
+            .filter(|m| m.version < 11)
+            .cloned()
+            .collect(),
+    );
+    let url = if is_sqlite {
+        format!("{}?mode=rwc", db.url)
+    } else {
+        db.url.clone()
+    };
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    earlier.run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO runs (id, pipeline, run_id, attempt, status, source, event_time_ms, body, \
+         ingested_at_ms, updated_at_ms) VALUES (7, 'checkout-service', 'r1', 1, 'succeeded', \
+         'generic', $1, '{}', 0, 0)",
+    )
+    .bind(t("2026-11-25T10:05:00Z").timestamp_millis())
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (metric, value) in [
+        ("duration_s", 300.0),
+        ("cpu_peak_pct", 71.5),
+        ("bundle_kb", 512.0),
+    ] {
+        sqlx::query(
+            "INSERT INTO metric_samples (run_pk, pipeline, metric, value, ts_ms) \
+             VALUES (7, 'checkout-service', $1, $2, $3)",
+        )
+        .bind(metric)
+        .bind(value)
+        .bind(t("2026-11-25T10:05:00Z").timestamp_millis())
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = db.store().await;
+    assert_eq!(series(&store, "duration_s").await, [300.0]);
+    assert_eq!(series(&store, "cpu_peak_pct").await, [71.5]);
+    assert!(series(&store, "mem_peak_mb").await.is_empty());
+    assert_eq!(series(&store, "bundle_kb").await, [512.0]);
+    assert_eq!(metric_rows(&db).await, ["bundle_kb"]);
+}
+
 crate::on_both_databases!(
     old_processed_events_are_pruned,
     upsert_is_idempotent_and_updates_on_change,
@@ -513,4 +702,6 @@ crate::on_both_databases!(
     state_and_audit_round_trip,
     summaries_are_windowed_and_ordered,
     models_verdicts_and_anomalies,
+    every_metric_of_a_run_is_a_series,
+    samples_of_the_earlier_layout_move_to_the_run_on_migration,
 );

@@ -1,0 +1,24 @@
+-- The six built-in metrics of a finished run become columns of the run:
+-- NULL when the run did not report the metric or has not finished, as
+-- Run::builtin_samples gives them. Their series are read from runs through
+-- runs_pipeline_time (event_time_ms is the time of a sample).
+-- metric_samples keeps per-stage durations and custom metrics only: a run
+-- costs one row and its index entries instead of up to seven.
+ALTER TABLE runs ADD COLUMN sample_duration_s DOUBLE PRECISION;
+ALTER TABLE runs ADD COLUMN sample_test_failure_rate DOUBLE PRECISION;
+ALTER TABLE runs ADD COLUMN sample_cpu_peak_pct DOUBLE PRECISION;
+ALTER TABLE runs ADD COLUMN sample_mem_peak_mb DOUBLE PRECISION;
+ALTER TABLE runs ADD COLUMN sample_error_rate DOUBLE PRECISION;
+ALTER TABLE runs ADD COLUMN sample_latency_p95_ms DOUBLE PRECISION;
+
+UPDATE runs SET
+    sample_duration_s = (SELECT value FROM metric_samples s WHERE s.run_pk = runs.id AND s.metric = 'duration_s'),
+    sample_test_failure_rate = (SELECT value FROM metric_samples s WHERE s.run_pk = runs.id AND s.metric = 'test_failure_rate'),
+    sample_cpu_peak_pct = (SELECT value FROM metric_samples s WHERE s.run_pk = runs.id AND s.metric = 'cpu_peak_pct'),
+    sample_mem_peak_mb = (SELECT value FROM metric_samples s WHERE s.run_pk = runs.id AND s.metric = 'mem_peak_mb'),
+    sample_error_rate = (SELECT value FROM metric_samples s WHERE s.run_pk = runs.id AND s.metric = 'error_rate'),
+    sample_latency_p95_ms = (SELECT value FROM metric_samples s WHERE s.run_pk = runs.id AND s.metric = 'latency_p95_ms')
+WHERE id IN (SELECT DISTINCT run_pk FROM metric_samples);
+
+DELETE FROM metric_samples WHERE metric IN
+    ('duration_s', 'test_failure_rate', 'cpu_peak_pct', 'mem_peak_mb', 'error_rate', 'latency_p95_ms');
