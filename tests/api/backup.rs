@@ -68,7 +68,13 @@ async fn counts(url: &str) -> (String, i64, i64, i64) {
         }
     };
     let runs = one("SELECT COUNT(*) FROM runs").await;
-    let samples = one("SELECT COUNT(*) FROM metric_samples").await;
+    // The built-in metrics are columns of the run; the rest are rows.
+    let samples = one(
+        "SELECT (SELECT COUNT(sample_duration_s) + COUNT(sample_test_failure_rate) \
+         + COUNT(sample_cpu_peak_pct) + COUNT(sample_mem_peak_mb) + COUNT(sample_error_rate) \
+         + COUNT(sample_latency_p95_ms) FROM runs) + (SELECT COUNT(*) FROM metric_samples)",
+    )
+    .await;
     let orphans =
         one("SELECT COUNT(*) FROM metric_samples WHERE run_pk NOT IN (SELECT id FROM runs)").await;
     pool.close().await;

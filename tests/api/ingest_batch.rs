@@ -15,6 +15,9 @@ use sqlx::Row;
 use crate::helpers::{Db, TestDb, INGEST_TOKEN};
 use crate::replicas::{free_port, Server};
 
+/// The duration and test failure rate values stored (columns of the run).
+const SAMPLES: &str = "SELECT COUNT(sample_duration_s) + COUNT(sample_test_failure_rate) FROM runs";
+
 fn run(pipeline: &str, run_id: &str) -> Run {
     let finished: chrono::DateTime<chrono::Utc> = "2026-11-20T10:07:12Z".parse().unwrap();
     let mut run = Run::new(pipeline, run_id, RunStatus::Succeeded);
@@ -120,16 +123,13 @@ async fn a_call_refused_by_the_database_fails_alone(db: Db) {
     assert_eq!(
         count(
             &pool,
-            "SELECT COUNT(*) FROM metric_samples WHERE pipeline = 'svc-11'"
+            "SELECT COUNT(sample_duration_s) + COUNT(sample_test_failure_rate) FROM runs WHERE pipeline = 'svc-11'"
         )
         .await,
         0
     );
     // Every stored run has its two samples (duration, test failure rate).
-    assert_eq!(
-        count(&pool, "SELECT COUNT(*) FROM metric_samples").await,
-        23 * 5 * 2
-    );
+    assert_eq!(count(&pool, SAMPLES).await, 23 * 5 * 2);
     pool.close().await;
     store.close().await;
 }
@@ -172,10 +172,7 @@ async fn racing_duplicates_are_stored_once(db: Db) {
         assert!(ids.iter().all(|pk| *pk == ids[0]), "run {run_id}: {ids:?}");
     }
     assert_eq!(store.count_runs().await.unwrap(), 20);
-    assert_eq!(
-        count(&pool, "SELECT COUNT(*) FROM metric_samples").await,
-        20 * 2
-    );
+    assert_eq!(count(&pool, SAMPLES).await, 20 * 2);
 
     // Racing redeliveries of one delivery id: one call stores, the others
     // are told it was a redelivery, whatever runs they carry.
@@ -239,7 +236,7 @@ async fn racing_duplicates_are_stored_once(db: Db) {
     assert_eq!(
         count(
             &pool,
-            "SELECT COUNT(*) FROM metric_samples WHERE pipeline = 'lib'"
+            "SELECT COUNT(sample_duration_s) + COUNT(sample_test_failure_rate) FROM runs WHERE pipeline = 'lib'"
         )
         .await,
         3 * 2
