@@ -146,6 +146,13 @@ pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// The page cache of each SQLite connection: 32 MiB (SQLite's default is
+/// 2 MB). A transaction of thousands of runs dirties index pages all over
+/// a big store; with a small cache SQLite writes them out and reads them
+/// back within the transaction, which was most of a large backfill's time.
+/// Pages are cached as they are used: idle connections hold little.
+const SQLITE_CACHE_PRAGMA: &str = "PRAGMA cache_size = -32768";
+
 impl Store {
     /// Opens (creating a SQLite file if needed) and migrates the store.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
@@ -185,6 +192,10 @@ impl Store {
                     conn.execute("PRAGMA synchronous = FULL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    // A multi-row statement keeps a statement journal (to
+                    // undo itself alone); in memory, not in a temp file.
+                    conn.execute("PRAGMA temp_store = MEMORY").await?;
+                    conn.execute(SQLITE_CACHE_PRAGMA).await?;
                     Ok(())
                 })
             });
