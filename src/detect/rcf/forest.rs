@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::memory::MemoryParts;
 use super::rng::{splitmix64, Rng};
 use super::sampler::{Admission, EntryWire, Sampler, SamplerWire};
 use super::store::PointStore;
@@ -398,6 +399,22 @@ impl Forest {
         }
         self.scratch = pt;
         self.seq += 1;
+    }
+
+    /// The heap bytes of [`Forest::memory_bytes`], part by part.
+    pub fn memory_parts(&self) -> MemoryParts {
+        let mut parts = MemoryParts::default();
+        let fixed = self.units.len() * std::mem::size_of::<Unit>();
+        parts.add("tree units (fixed fields)", fixed, fixed);
+        for u in &self.units {
+            u.tree.memory_parts(&mut parts);
+            u.sampler.memory_parts(&mut parts);
+        }
+        self.store.memory_parts(&mut parts);
+        parts.add_vec("shingle and scratch", &self.shingle);
+        parts.add_vec("shingle and scratch", &self.scratch);
+        parts.add_vec("shingle and scratch", &self.box_scratch);
+        parts
     }
 
     /// Estimated heap bytes of the model (trees, samplers, point store,

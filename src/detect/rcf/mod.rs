@@ -10,10 +10,12 @@
 //! score-and-update path.
 
 mod forest;
+mod memory;
 mod rng;
 mod sampler;
 mod store;
 mod tree;
 
 pub use forest::{Forest, ForestConfig};
+pub use memory::{MemoryPart, MemoryParts};
 pub use rng::{splitmix64, Rng};

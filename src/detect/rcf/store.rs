@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::memory::MemoryParts;
 use crate::detect::bits;
 
 /// Points of one dimension, stored as `f32`, reference counted.
@@ -89,6 +90,13 @@ impl PointStore {
     /// Points currently held.
     pub fn live(&self) -> usize {
         self.refs.len() - self.free.len()
+    }
+
+    /// Adds the store's heap bytes, part by part, to `parts`.
+    pub fn memory_parts(&self, parts: &mut MemoryParts) {
+        parts.add_vec("store data", &self.data);
+        parts.add_vec("store refs", &self.refs);
+        parts.add_vec("store free list", &self.free);
     }
 
     /// Heap bytes held.

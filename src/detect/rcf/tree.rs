@@ -21,6 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::memory::MemoryParts;
 use super::rng::Rng;
 use super::store::PointStore;
 
@@ -1058,6 +1059,18 @@ impl Tree {
             + (self.slots.capacity() + self.free_slots.capacity()) * 2
             + self.boxes.capacity() * 4
             + self.ranges.capacity() * 8
+    }
+
+    /// Adds this tree's heap bytes, part by part, to `parts`.
+    pub fn memory_parts(&self, parts: &mut MemoryParts) {
+        parts.add_vec("tree nodes", &self.nodes);
+        parts.add_vec("tree leaves", &self.leaves);
+        parts.add_vec("tree free lists", &self.free_nodes);
+        parts.add_vec("tree free lists", &self.free_leaves);
+        parts.add_vec("box slots", &self.slots);
+        parts.add_vec("box slots", &self.free_slots);
+        parts.add_vec("cached boxes", &self.boxes);
+        parts.add_vec("box range sums", &self.ranges);
     }
 
     /// Checks the tree's invariants: every box is the exact union of the
