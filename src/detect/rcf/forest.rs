@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::memory::MemoryParts;
 use super::rng::{splitmix64, Rng};
 use super::sampler::{Admission, EntryWire, Sampler, SamplerWire};
-use super::store::PointStore;
+use super::store::{PointStore, StoreWire};
 use super::tree::{ref_from_wire, ref_to_wire, Attribution, Tree, GROUP, MAX_TREE_POINTS};
 use crate::detect::bits;
 
@@ -115,7 +115,7 @@ impl TryFrom<UnitWire> for Unit {
 
 /// A streaming Random Cut Forest with internal shingling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "ForestState")]
+#[serde(try_from = "ForestState")]
 pub struct Forest {
     config: ForestConfig,
     store: PointStore,
@@ -138,7 +138,7 @@ pub struct Forest {
 #[derive(Deserialize)]
 struct ForestState {
     config: ForestConfig,
-    store: PointStore,
+    store: StoreWire,
     units: Vec<Unit>,
     #[serde(with = "bits::f64s")]
     shingle: Vec<f64>,
@@ -146,12 +146,16 @@ struct ForestState {
     seq: u64,
 }
 
-impl From<ForestState> for Forest {
-    fn from(s: ForestState) -> Self {
+impl TryFrom<ForestState> for Forest {
+    type Error = String;
+
+    fn try_from(s: ForestState) -> Result<Self, String> {
+        let dim = s.config.dimensions * s.config.shingle_size;
+        let store = s.store.into_store(dim, s.config.dimensions)?;
         let mut f = Forest {
-            scratch: vec![0.0; s.config.dimensions * s.config.shingle_size],
+            scratch: vec![0.0; dim],
             config: s.config,
-            store: s.store,
+            store,
             units: s.units,
             shingle: s.shingle,
             filled: s.filled,
@@ -161,7 +165,7 @@ impl From<ForestState> for Forest {
         for u in &mut f.units {
             u.tree.rebuild_boxes(&f.store, &mut f.box_scratch);
         }
-        f
+        Ok(f)
     }
 }
 
@@ -211,7 +215,7 @@ impl Forest {
             })
             .collect();
         Self {
-            store: PointStore::new(dim),
+            store: PointStore::new(dim, config.dimensions),
             units,
             shingle: vec![0.0; dim],
             filled: 0,
