@@ -1,10 +1,11 @@
 //! One random cut tree over the points its sampler holds, stored in index
-//! arenas: internal nodes (cut, children, mass; 16 bytes) and leaves (a
+//! arenas: internal nodes (cut, children, mass; 14 bytes) and leaves (a
 //! point of the forest's [`PointStore`] and its multiplicity; 8 bytes)
 //! live in two vectors with free lists, linked by two-byte references.
 //! Bounding boxes are a bounded cache, as in AWS's rcflib: only nodes
 //! holding at least [`cache_mass`] points keep theirs (in one flat
-//! `f32` pool of slots, next to its range sum); a smaller node's box is
+//! `f32` pool of slots, each with its range sum and found by searching
+//! the slots' few owners); a smaller node's box is
 //! recomputed from its few points when a walk needs it. Boxes are exact
 //! unions either way, so cached or not, every score is bit for bit the
 //! same. The tree owns structure and boxes; it never owns point
@@ -165,15 +166,17 @@ fn gap_sum(lo: &[f32], hi: &[f32], x: &[f32]) -> f64 {
     f64::from(acc.iter().sum::<f32>())
 }
 
-/// An internal node: 16 bytes.
-#[derive(Debug, Clone, PartialEq)]
+/// An internal node: 14 bytes (packed to two-byte alignment, the cut
+/// read unaligned). Its mass is at most the tree's capacity, below 2^15.
+#[repr(C, packed(2))]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Internal {
     left: NodeRef,
     right: NodeRef,
     parent: NodeRef,
     cut_dim: u16,
+    mass: u16,
     cut: f32,
-    mass: u32,
 }
 
 /// A leaf: 8 bytes. Its mass (the point's multiplicity) is at most the
@@ -204,14 +207,14 @@ pub struct Tree {
     /// Nodes holding at least this many points keep their box (see
     /// [`cache_mass`]).
     cache_mass: u32,
-    /// Per internal node, its box slot, or `NIL` when the node holds fewer
-    /// than `cache_mass` points.
-    slots: Vec<u16>,
-    /// Box slots: lower then upper corner, `2 × dim` values each.
+    /// Per box slot, the internal node whose box it holds, or `NIL` when
+    /// the slot is free. Exactly the nodes of at least `cache_mass` points
+    /// hold one; they are few, so a node's slot is found by search.
+    owners: Vec<NodeRef>,
+    /// Box slots of [`Tree::slot_len`] values: lower then upper corner,
+    /// `dim` values each, then the range sum `Σ (hi - lo)` (a sum of
+    /// `f32`, so exact as an `f32`).
     boxes: Vec<f32>,
-    /// Per box slot, the box's range sum `Σ (hi - lo)`.
-    ranges: Vec<f64>,
-    free_slots: Vec<u16>,
 }
 
 /// A tree's per-dimension share of a point's score, split by direction.
@@ -237,10 +240,32 @@ impl Tree {
             free_nodes: Vec::new(),
             leaves: Vec::new(),
             free_leaves: Vec::new(),
-            slots: Vec::new(),
+            owners: Vec::new(),
             boxes: Vec::new(),
-            ranges: Vec::new(),
-            free_slots: Vec::new(),
+        }
+    }
+
+    /// Values per box slot: two corners and the range sum.
+    #[inline]
+    fn slot_len(&self) -> usize {
+        2 * self.dim + 1
+    }
+
+    /// The box slot of internal node `n`, if it has one (searched).
+    #[inline]
+    fn find_slot(&self, n: NodeRef) -> Option<usize> {
+        self.owners.iter().position(|&o| o == n)
+    }
+
+    /// The box slot of internal node `n`, while the tree keeps exactly the
+    /// boxes of the nodes of at least `cache_mass` points (between
+    /// updates, and during one for the nodes it has not touched).
+    #[inline]
+    fn slot_of(&self, n: NodeRef) -> Option<usize> {
+        if u32::from(self.nodes[n as usize].mass) < self.cache_mass {
+            None
+        } else {
+            self.find_slot(n)
         }
     }
 
@@ -273,7 +298,7 @@ impl Tree {
         if is_leaf(c) {
             u32::from(self.leaves[leaf_idx(c)].mass)
         } else {
-            self.nodes[c as usize].mass
+            u32::from(self.nodes[c as usize].mass)
         }
     }
 
@@ -305,9 +330,8 @@ impl Tree {
             out[d..2 * d].copy_from_slice(p);
             return;
         }
-        let s = self.slots[c as usize];
-        if s != NIL {
-            let start = s as usize * 2 * d;
+        if let Some(s) = self.slot_of(c) {
+            let start = s * self.slot_len();
             out[..2 * d].copy_from_slice(&self.boxes[start..start + 2 * d]);
             return;
         }
@@ -342,11 +366,10 @@ impl Tree {
         f: impl FnOnce(&[f32], &[f32], f64) -> R,
     ) -> R {
         let d = self.dim;
-        let s = self.slots[n as usize];
-        if s != NIL {
-            let start = s as usize * 2 * d;
+        if let Some(s) = self.slot_of(n) {
+            let start = s * self.slot_len();
             let (lo, hi) = self.boxes[start..start + 2 * d].split_at(d);
-            return f(lo, hi, self.ranges[s as usize]);
+            return f(lo, hi, f64::from(self.boxes[start + 2 * d]));
         }
         if 2 * d <= STACK_BOX {
             let mut buf = [0.0f32; STACK_BOX];
@@ -361,52 +384,59 @@ impl Tree {
         }
     }
 
-    /// A free box slot.
-    fn alloc_slot(&mut self) -> u16 {
-        if let Some(s) = self.free_slots.pop() {
+    /// A free box slot, now held by internal node `n`.
+    fn alloc_slot(&mut self, n: NodeRef) -> usize {
+        if let Some(s) = self.find_slot(NIL) {
+            self.owners[s] = n;
             return s;
         }
-        let s = self.ranges.len() as u16;
         // One slot at a time: a tree keeps few boxes.
-        self.boxes.reserve_exact(2 * self.dim);
-        self.boxes.resize(self.boxes.len() + 2 * self.dim, 0.0);
-        self.ranges.reserve_exact(1);
-        self.ranges.push(0.0);
-        s
+        let len = self.slot_len();
+        self.boxes.reserve_exact(len);
+        self.boxes.resize(self.boxes.len() + len, 0.0);
+        self.owners.reserve_exact(1);
+        self.owners.push(n);
+        self.owners.len() - 1
+    }
+
+    /// Sets the range sum of box slot `s`; every range sum is a sum of
+    /// `f32` values, so the slot keeps it exactly.
+    fn set_range(&mut self, s: usize, range: f64) {
+        debug_assert_eq!(f64::from(range as f32), range, "range sum exact in f32");
+        let at = s * self.slot_len() + 2 * self.dim;
+        self.boxes[at] = range as f32;
     }
 
     /// Gives internal node `n` a cached box, computed from its points.
     fn cache_box(&mut self, n: NodeRef, store: &PointStore) {
         let d = self.dim;
-        let s = self.alloc_slot();
-        self.slots[n as usize] = s;
-        let start = s as usize * 2 * d;
+        let s = self.alloc_slot(n);
+        let start = s * self.slot_len();
         let mut boxes = std::mem::take(&mut self.boxes);
-        {
+        let range = {
             let (lo, hi) = boxes[start..start + 2 * d].split_at_mut(d);
             lo.fill(f32::INFINITY);
             hi.fill(f32::NEG_INFINITY);
             self.union_below(n, store, lo, hi);
-            self.ranges[s as usize] = span_sum(lo, hi);
-        }
+            span_sum(lo, hi)
+        };
         self.boxes = boxes;
+        self.set_range(s, range);
     }
 
     /// Gives internal node `n` the cached box `b` with range sum `range`.
     fn cache_box_as(&mut self, n: NodeRef, b: &[f32], range: f64) {
         let d = self.dim;
-        let s = self.alloc_slot();
-        self.slots[n as usize] = s;
-        let start = s as usize * 2 * d;
+        let s = self.alloc_slot(n);
+        let start = s * self.slot_len();
         self.boxes[start..start + 2 * d].copy_from_slice(b);
-        self.ranges[s as usize] = range;
+        self.set_range(s, range);
     }
 
     /// Drops internal node `n`'s cached box, if it has one.
     fn uncache(&mut self, n: NodeRef) {
-        let s = std::mem::replace(&mut self.slots[n as usize], NIL);
-        if s != NIL {
-            self.free_slots.push(s);
+        if let Some(s) = self.find_slot(n) {
+            self.owners[s] = NIL;
         }
     }
 
@@ -449,9 +479,7 @@ impl Tree {
             let n = self.nodes.len();
             let target = self.capacity.saturating_sub(1);
             Self::grow(&mut self.nodes, n, 1, target);
-            Self::grow(&mut self.slots, n, 1, target);
             self.nodes.push(node);
-            self.slots.push(NIL);
             (self.nodes.len() - 1) as NodeRef
         }
     }
@@ -489,14 +517,14 @@ impl Tree {
                 let n = &mut self.nodes[cur as usize];
                 n.mass += 1;
                 let (mass, next) = (
-                    n.mass,
+                    u32::from(n.mass),
                     if x[n.cut_dim as usize] <= n.cut {
                         n.left
                     } else {
                         n.right
                     },
                 );
-                if mass >= self.cache_mass && self.slots[cur as usize] == NIL {
+                if mass >= self.cache_mass && self.find_slot(cur).is_none() {
                     self.cache_box(cur, store);
                 }
                 cur = next;
@@ -555,8 +583,8 @@ impl Tree {
                     right: NIL,
                     parent,
                     cut_dim: k as u16,
+                    mass: mass as u16,
                     cut,
-                    mass,
                 });
                 let leaf = self.new_leaf(point, node);
                 let (l, r) = if x[k] <= cut {
@@ -576,23 +604,23 @@ impl Tree {
             }
             // No separation here: widen this node's box and go down.
             let ni = cur as usize;
-            let s = self.slots[ni];
-            if s != NIL {
-                let start = s as usize * 2 * d;
+            let s = self.slot_of(cur);
+            if let Some(s) = s {
+                let start = s * self.slot_len();
                 self.boxes[start..start + 2 * d].copy_from_slice(&buf[..2 * d]);
-                self.ranges[s as usize] = total;
+                self.set_range(s, total);
             }
             let n = &mut self.nodes[ni];
             n.mass += 1;
             let (mass, next) = (
-                n.mass,
+                u32::from(n.mass),
                 if x[n.cut_dim as usize] <= n.cut {
                     n.left
                 } else {
                     n.right
                 },
             );
-            if mass >= self.cache_mass && s == NIL {
+            if mass >= self.cache_mass && s.is_none() {
                 self.cache_box_as(cur, &buf[..2 * d], total);
             }
             cur = next;
@@ -639,7 +667,7 @@ impl Tree {
             let mut p = parent;
             while p != NIL {
                 self.nodes[p as usize].mass -= 1;
-                if self.nodes[p as usize].mass < self.cache_mass {
+                if u32::from(self.nodes[p as usize].mass) < self.cache_mass {
                     self.uncache(p);
                 }
                 p = self.nodes[p as usize].parent;
@@ -664,7 +692,7 @@ impl Tree {
         let mut g = grand;
         while g != NIL {
             self.nodes[g as usize].mass -= 1;
-            if self.nodes[g as usize].mass < self.cache_mass {
+            if u32::from(self.nodes[g as usize].mass) < self.cache_mass {
                 // Too small to keep a box (smaller nodes lie below, so
                 // boxes further up may still change).
                 self.uncache(g);
@@ -696,24 +724,24 @@ impl Tree {
                 merged[d + k] = merged[d + k].max(right[d + k]);
             }
         }
-        let s = self.slots[n as usize] as usize;
-        debug_assert!(s != NIL as usize, "node {n} has a cached box");
-        let start = s * 2 * d;
+        let Some(s) = self.find_slot(n) else {
+            unreachable!("node {n} has a cached box");
+        };
+        let start = s * self.slot_len();
         let slot = &mut self.boxes[start..start + 2 * d];
         let changed = slot != &buf[..2 * d];
         slot.copy_from_slice(&buf[..2 * d]);
         let (mlo, mhi) = buf[..2 * d].split_at(d);
-        self.ranges[s] = span_sum(mlo, mhi);
+        let range = span_sum(mlo, mhi);
+        self.set_range(s, range);
         changed
     }
 
     /// Recomputes the cached bounding boxes from the points (after a
     /// restore).
     pub fn rebuild_boxes(&mut self, store: &PointStore, scratch: &mut Vec<f32>) {
-        self.slots = vec![NIL; self.nodes.len()];
+        self.owners = Vec::new();
         self.boxes = Vec::new();
-        self.ranges = Vec::new();
-        self.free_slots = Vec::new();
         if self.root != NIL && !is_leaf(self.root) {
             self.rebuild_below(self.root, store, scratch);
         }
@@ -730,9 +758,8 @@ impl Tree {
         if !is_leaf(r) {
             self.rebuild_below(r, store, scratch);
         }
-        if self.nodes[n as usize].mass >= self.cache_mass {
-            let s = self.alloc_slot();
-            self.slots[n as usize] = s;
+        if u32::from(self.nodes[n as usize].mass) >= self.cache_mass {
+            self.alloc_slot(n);
             self.recompute_box(n, store, scratch);
         }
     }
@@ -776,10 +803,9 @@ impl Tree {
                 let n = &t.nodes[c as usize];
                 // Touch a cached box now, while the walk waits on the next
                 // node, so that it is in cache for the way back up.
-                let s = t.slots[c as usize];
-                if s != NIL {
-                    let b = s as usize * 2 * t.dim;
-                    touch += t.boxes[b] + t.boxes[b + 2 * t.dim - 1];
+                if let Some(s) = t.slot_of(c) {
+                    let b = s * t.slot_len();
+                    touch += t.boxes[b] + t.boxes[b + 2 * t.dim];
                 }
                 depth[j] += 1;
                 let next = if x[n.cut_dim as usize] <= n.cut {
@@ -874,8 +900,11 @@ impl Tree {
     /// dimension.
     fn strictly_inside(&self, n: NodeRef, x: &[f32]) -> bool {
         let d = self.dim;
-        let s = self.slots[n as usize] as usize;
-        let b = &self.boxes[s * 2 * d..(s + 1) * 2 * d];
+        let Some(s) = self.slot_of(n) else {
+            unreachable!("node {n} has a cached box");
+        };
+        let start = s * self.slot_len();
+        let b = &self.boxes[start..start + 2 * d];
         let (lo, hi) = b.split_at(d);
         lo.iter().zip(hi).zip(x).all(|((l, h), v)| l < v && v < h)
     }
@@ -1056,9 +1085,8 @@ impl Tree {
         self.nodes.capacity() * std::mem::size_of::<Internal>()
             + self.leaves.capacity() * std::mem::size_of::<Leaf>()
             + (self.free_nodes.capacity() + self.free_leaves.capacity()) * 2
-            + (self.slots.capacity() + self.free_slots.capacity()) * 2
+            + self.owners.capacity() * 2
             + self.boxes.capacity() * 4
-            + self.ranges.capacity() * 8
     }
 
     /// Adds this tree's heap bytes, part by part, to `parts`.
@@ -1067,10 +1095,8 @@ impl Tree {
         parts.add_vec("tree leaves", &self.leaves);
         parts.add_vec("tree free lists", &self.free_nodes);
         parts.add_vec("tree free lists", &self.free_leaves);
-        parts.add_vec("box slots", &self.slots);
-        parts.add_vec("box slots", &self.free_slots);
+        parts.add_vec("box slot owners", &self.owners);
         parts.add_vec("cached boxes", &self.boxes);
-        parts.add_vec("box range sums", &self.ranges);
     }
 
     /// Checks the tree's invariants: every box is the exact union of the
@@ -1106,7 +1132,7 @@ impl Tree {
                 let n = &self.nodes[c as usize];
                 let mut bx = vec![0.0; 2 * self.dim];
                 self.write_box(c, store, &mut bx);
-                out.push((u32::from(n.cut_dim), n.cut, n.mass, bx));
+                out.push((u32::from(n.cut_dim), n.cut, u32::from(n.mass), bx));
                 stack.push(n.right);
                 stack.push(n.left);
             }
@@ -1129,32 +1155,37 @@ impl Tree {
             let p = store.get(leaf.point).to_vec();
             return (p.clone(), p, u32::from(leaf.mass));
         }
-        let n = &self.nodes[c as usize];
+        let n = self.nodes[c as usize];
         assert_eq!(self.parent_of(n.left), c);
         assert_eq!(self.parent_of(n.right), c);
         let (llo, lhi, lm) = self.check_below(n.left, store, out);
         let (rlo, rhi, rm) = self.check_below(n.right, store, out);
-        let k = n.cut_dim as usize;
-        assert!(lhi[k] <= n.cut, "left side lies at or below the cut");
-        assert!(rlo[k] > n.cut, "right side lies above the cut");
+        let (k, cut, mass) = (n.cut_dim as usize, n.cut, u32::from(n.mass));
+        assert!(lhi[k] <= cut, "left side lies at or below the cut");
+        assert!(rlo[k] > cut, "right side lies above the cut");
         let lo: Vec<f32> = llo.iter().zip(&rlo).map(|(a, b)| a.min(*b)).collect();
         let hi: Vec<f32> = lhi.iter().zip(&rhi).map(|(a, b)| a.max(*b)).collect();
-        let s = self.slots[c as usize];
+        let s = self.find_slot(c);
         assert_eq!(
-            s != NIL,
-            n.mass >= self.cache_mass,
+            s.is_some(),
+            mass >= self.cache_mass,
             "exactly the nodes of at least {} points keep a box",
             self.cache_mass
+        );
+        assert!(
+            self.owners.iter().filter(|&&o| o == c).count() <= 1,
+            "a node keeps one box"
         );
         let mut b = vec![0.0; 2 * self.dim];
         self.write_box(c, store, &mut b);
         let (blo, bhi) = b.split_at(self.dim);
         assert_eq!(blo, &lo[..], "box minimum is the union of the children");
         assert_eq!(bhi, &hi[..], "box maximum is the union of the children");
-        assert_eq!(n.mass, lm + rm, "mass adds up");
-        if s != NIL {
-            assert_eq!(self.ranges[s as usize], span_sum(&lo, &hi));
+        assert_eq!(mass, lm + rm, "mass adds up");
+        if let Some(s) = s {
+            let range = self.boxes[s * self.slot_len() + 2 * self.dim];
+            assert_eq!(f64::from(range), span_sum(&lo, &hi));
         }
-        (lo, hi, n.mass)
+        (lo, hi, mass)
     }
 }
