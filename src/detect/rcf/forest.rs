@@ -497,6 +497,27 @@ mod tests {
     }
 
     #[test]
+    fn a_full_small_tree_of_wide_points_keeps_only_its_root_box() {
+        use super::super::tree::cache_mass;
+        assert_eq!(cache_mass(24, 64), 64, "2 × 24 is over half of 64");
+        assert_eq!(cache_mass(8, 256), 16);
+        assert_eq!(cache_mass(24, 0), 48, "unknown capacity");
+        let mut f = small(6, 4, 13);
+        for i in 0..300 {
+            let x = [wave(i), wave(i + 1), (i % 3) as f64, wave(2 * i), 1.0, 0.0];
+            f.update(&x);
+            if i % 50 == 0 {
+                check_all(&f);
+            }
+        }
+        check_all(&f);
+        for u in &f.units {
+            assert_eq!(u.tree.mass(), 64);
+            assert_eq!(u.tree.boxes_kept(), 1);
+        }
+    }
+
+    #[test]
     fn delete_undoes_insert() {
         let mut f = small(1, 4, 3);
         for i in 0..200 {

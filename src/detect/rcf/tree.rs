@@ -107,16 +107,32 @@ fn just_below(v: f32) -> f32 {
 /// `CACHE_MASS - 1` points.
 pub const CACHE_MASS: u32 = 16;
 
-/// The mass from which a node of a tree over points of `dim` coordinates
-/// keeps its box: [`CACHE_MASS`], or `2 × dim` when that is more. A box
-/// costs `8 × dim + 8` bytes, a point of the tree about 30 (its node, leaf
-/// and sampler entry), and about `2n / m` of a tree's nodes hold `m` points
-/// or more, so at `m = 2 × dim` the boxes cost at most about a quarter of
-/// the tree whatever its width (every 16 points, a tree of 24-coordinate
-/// points spent more on boxes than on itself). A recomputed box never
-/// spans more than `m - 1` points.
-pub fn cache_mass(dim: usize) -> u32 {
-    CACHE_MASS.max(u32::try_from(2 * dim).unwrap_or(u32::MAX))
+/// The mass from which a node of a tree over points of `dim` coordinates,
+/// holding up to `capacity` points, keeps its box: [`CACHE_MASS`], or
+/// `2 × dim` when that is more. A box costs `8 × dim + 4` bytes, a point
+/// of the tree about 30 (its node, leaf and sampler entry), and about
+/// `2n / m` of a tree's nodes hold `m` points or more, so at `m = 2 × dim`
+/// the boxes cost at most about a quarter of the tree whatever its width
+/// (every 16 points, a tree of 24-coordinate points spent more on boxes
+/// than on itself). A recomputed box never spans more than `m - 1`
+/// points.
+///
+/// When that mass exceeds half the capacity, the nodes that large lie on
+/// one path down from the root (only one child can hold more than half),
+/// each box differing from the root's by a few points, so only the full
+/// tree's root keeps its box (`m` = `capacity`, at least [`CACHE_MASS`]):
+/// a pipeline model's 64-point trees of 24-coordinate points kept four
+/// boxes each, a sixth of the model, for little saved work. A capacity
+/// of 0 (unknown) keeps the first rule.
+pub fn cache_mass(dim: usize, capacity: usize) -> u32 {
+    let m = CACHE_MASS.max(u32::try_from(2 * dim).unwrap_or(u32::MAX));
+    let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
+    if capacity == 0 || m <= capacity / 2 {
+        // (Trees saved before capacities were saved have capacity 0.)
+        m
+    } else {
+        capacity.max(CACHE_MASS)
+    }
 }
 
 /// Box coordinates (2 × dimensions) recomputed on the stack; larger boxes
@@ -234,7 +250,7 @@ impl Tree {
         Self {
             dim,
             capacity,
-            cache_mass: cache_mass(dim),
+            cache_mass: cache_mass(dim, capacity),
             root: NIL,
             nodes: Vec::new(),
             free_nodes: Vec::new(),
@@ -1097,6 +1113,12 @@ impl Tree {
         parts.add_vec("tree free lists", &self.free_leaves);
         parts.add_vec("box slot owners", &self.owners);
         parts.add_vec("cached boxes", &self.boxes);
+    }
+
+    /// Cached boxes held.
+    #[cfg(test)]
+    pub fn boxes_kept(&self) -> usize {
+        self.owners.iter().filter(|&&o| o != NIL).count()
     }
 
     /// Checks the tree's invariants: every box is the exact union of the
