@@ -372,6 +372,73 @@ impl Tree {
         }
     }
 
+    /// Writes internal node `n`'s box into `out` and returns false, or
+    /// returns true once it is clear that `x` lies in the box (`out` then
+    /// holds part of it). An uncached box is built from the points below
+    /// `n`, in the order of [`Tree::union_below`], and the walk stops as
+    /// soon as, in every dimension, points on both sides of `x` (or at
+    /// it) were seen: for a point inside, usually after a few points
+    /// instead of all. Inside exactly when the box's gap to `x` is 0 (a
+    /// sum of non-negative `f32`s is 0 only when each is).
+    fn box_unless_inside(
+        &self,
+        n: NodeRef,
+        x: &[f32],
+        store: &PointStore,
+        out: &mut [f32],
+    ) -> bool {
+        let d = self.dim;
+        if self.slot_of(n).is_some() || 2 * d > STACK_BOX {
+            self.write_box(n, store, out);
+            let (lo, hi) = out[..2 * d].split_at(d);
+            return gap_sum(lo, hi, x) == 0.0;
+        }
+        let (lo, hi) = out[..2 * d].split_at_mut(d);
+        lo.fill(f32::INFINITY);
+        hi.fill(f32::NEG_INFINITY);
+        // Per dimension: a point at or below `x` seen (first `d`), a point
+        // at or above it seen (last `d`).
+        let mut seen = [false; STACK_BOX];
+        let mut missing = 2 * d;
+        self.union_until_inside(n, x, store, lo, hi, &mut seen, &mut missing)
+    }
+
+    /// [`Tree::union_below`], stopping (and returning true) once `seen`
+    /// covers both sides of `x` in every dimension.
+    #[allow(clippy::too_many_arguments)]
+    fn union_until_inside(
+        &self,
+        c: NodeRef,
+        x: &[f32],
+        store: &PointStore,
+        lo: &mut [f32],
+        hi: &mut [f32],
+        seen: &mut [bool; STACK_BOX],
+        missing: &mut usize,
+    ) -> bool {
+        let d = self.dim;
+        if is_leaf(c) {
+            let p = store.get(self.leaves[leaf_idx(c)].point);
+            for k in 0..d {
+                lo[k] = lo[k].min(p[k]);
+                hi[k] = hi[k].max(p[k]);
+                if !seen[k] && p[k] <= x[k] {
+                    seen[k] = true;
+                    *missing -= 1;
+                }
+                if !seen[d + k] && p[k] >= x[k] {
+                    seen[d + k] = true;
+                    *missing -= 1;
+                }
+            }
+            return *missing == 0;
+        }
+        let n = &self.nodes[c as usize];
+        let (l, r) = (n.left, n.right);
+        self.union_until_inside(l, x, store, lo, hi, seen, missing)
+            || self.union_until_inside(r, x, store, lo, hi, seen, missing)
+    }
+
     /// Runs `f` on internal node `n`'s box (lower corner, upper corner,
     /// range sum), cached or recomputed.
     #[inline]
@@ -527,7 +594,14 @@ impl Tree {
         buf.resize(4 * d, 0.0);
         let mut cur = self.root;
         loop {
-            if !is_leaf(cur) && self.gap(cur, x, store) == 0.0 {
+            let (merged, cur_box) = buf.split_at_mut(2 * d);
+            let inside = if is_leaf(cur) {
+                self.write_box(cur, store, cur_box);
+                false
+            } else {
+                self.box_unless_inside(cur, x, store, cur_box)
+            };
+            if inside {
                 // `x` lies in this box: no cut drawn in it can separate
                 // `x`, and the box stays as it is.
                 let n = &mut self.nodes[cur as usize];
@@ -546,8 +620,6 @@ impl Tree {
                 cur = next;
                 continue;
             }
-            let (merged, cur_box) = buf.split_at_mut(2 * d);
-            self.write_box(cur, store, cur_box);
             let (lo, hi) = cur_box[..2 * d].split_at(d);
             {
                 let (mlo, mhi) = merged.split_at_mut(d);
@@ -923,13 +995,6 @@ impl Tree {
         let b = &self.boxes[start..start + 2 * d];
         let (lo, hi) = b.split_at(d);
         lo.iter().zip(hi).zip(x).all(|((l, h), v)| l < v && v < h)
-    }
-
-    /// How far `x` lies outside internal node `n`'s box (sum over
-    /// dimensions).
-    #[inline(always)]
-    fn gap(&self, n: NodeRef, x: &[f32], store: &PointStore) -> f64 {
-        self.with_box(n, store, |lo, hi, _| gap_sum(lo, hi, x))
     }
 
     /// Adds this tree's directional attribution of `x`'s score (normalised
