@@ -30,7 +30,7 @@ use crate::detect::bits;
 /// Start of a free index.
 const FREE: u32 = u32::MAX;
 
-/// Inputs of room kept after a compaction, at least (and an eighth of the
+/// Inputs of room kept after a compaction, at least (and a sixteenth of the
 /// inputs kept, when that is more).
 const MIN_ROOM: usize = 8;
 
@@ -90,8 +90,8 @@ impl PointStore {
             idx
         } else {
             if self.refs.len() == self.refs.capacity() {
-                // Grow by a quarter (at least 8 points), not by doubling.
-                let more = (self.refs.len() / 4).max(8);
+                // Grow by an eighth (at least 8 points), not by doubling.
+                let more = (self.refs.len() / 8).max(8);
                 self.refs.reserve_exact(more);
                 self.starts.reserve_exact(more);
             }
@@ -120,14 +120,14 @@ impl PointStore {
     }
 
     /// Room for `values` more values: compacts when the buffer is full and
-    /// keeps an eighth of the inputs kept (at least [`MIN_ROOM`] inputs)
+    /// keeps a sixteenth of the inputs kept (at least [`MIN_ROOM`] inputs)
     /// free after it.
     fn make_room(&mut self, values: usize) {
         if self.data.len() + values <= self.data.capacity() {
             return;
         }
         self.compact();
-        let room = (self.data.len() / 8)
+        let room = (self.data.len() / 16)
             .max(MIN_ROOM * self.input_len)
             .max(values);
         if self.data.capacity() > self.data.len() + 2 * room {
