@@ -439,6 +439,45 @@ impl Tree {
             || self.union_until_inside(r, x, store, lo, hi, seen, missing)
     }
 
+    /// Turns `below`, the box of `n`'s child `child`, into `n`'s box (from
+    /// the cache, or widened by the other child's box) and returns how far
+    /// `x` lies outside it, with its range sum. The same values as
+    /// [`Tree::with_box`]: a box is the exact union of its points, in
+    /// whatever order they are taken.
+    #[inline]
+    fn widen_to_parent(
+        &self,
+        n: NodeRef,
+        child: NodeRef,
+        store: &PointStore,
+        below: &mut [f32; STACK_BOX],
+        x: &[f32],
+    ) -> (f64, f64) {
+        let d = self.dim;
+        let range = if let Some(s) = self.slot_of(n) {
+            let start = s * self.slot_len();
+            below[..2 * d].copy_from_slice(&self.boxes[start..start + 2 * d]);
+            f64::from(self.boxes[start + 2 * d])
+        } else {
+            let node = &self.nodes[n as usize];
+            let other = if node.left == child {
+                node.right
+            } else {
+                node.left
+            };
+            let mut b = [0.0f32; STACK_BOX];
+            self.write_box(other, store, &mut b);
+            for k in 0..d {
+                below[k] = below[k].min(b[k]);
+                below[d + k] = below[d + k].max(b[d + k]);
+            }
+            let (lo, hi) = below[..2 * d].split_at(d);
+            span_sum(lo, hi)
+        };
+        let (lo, hi) = below[..2 * d].split_at(d);
+        (gap_sum(lo, hi, x), range)
+    }
+
     /// Runs `f` on internal node `n`'s box (lower corner, upper corner,
     /// range sum), cached or recomputed.
     #[inline]
@@ -926,15 +965,29 @@ impl Tree {
             } else {
                 let mut s = score_unseen(level);
                 let mut n = leaf.parent;
+                // The box of the node below `n` on the way up (at first
+                // the leaf's point): an uncached box of `n` is that box
+                // widened by the other child's, not rebuilt from all of
+                // `n`'s points.
+                let narrow = 2 * t.dim <= STACK_BOX;
+                let mut below = [0.0f32; STACK_BOX];
+                let mut child = cur[j];
+                if narrow {
+                    t.write_box(child, store, &mut below);
+                }
                 while n != NIL {
                     level -= 1;
-                    let (gap, range) =
-                        t.with_box(n, store, |lo, hi, range| (gap_sum(lo, hi, x), range));
+                    let (gap, range) = if narrow {
+                        t.widen_to_parent(n, child, store, &mut below, x)
+                    } else {
+                        t.with_box(n, store, |lo, hi, range| (gap_sum(lo, hi, x), range))
+                    };
                     if gap == 0.0 {
                         break;
                     }
                     let p = gap / (range + gap);
                     s = p * score_unseen(level) + (1.0 - p) * s;
+                    child = n;
                     n = t.nodes[n as usize].parent;
                 }
                 s
