@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::rcf::{Forest, ForestConfig};
+use super::rcf::{Forest, ForestConfig, MemoryParts};
 use super::threshold::{ThresholdConfig, Thresholder};
 use crate::detect::bits;
 
@@ -451,6 +451,18 @@ impl Detector {
     /// normal by the standard held before the change.
     pub fn accept_baseline(&mut self) {
         self.start_relearning();
+    }
+
+    /// The heap bytes of [`Detector::memory_bytes`], part by part.
+    pub fn memory_parts(&self) -> MemoryParts {
+        let mut parts = self.forest.memory_parts();
+        let fixed = std::mem::size_of::<Self>();
+        parts.add("detector (fixed fields)", fixed, fixed);
+        parts.add_vec("detector buffers", &self.buf);
+        if let Some(l) = &self.last_anomaly {
+            parts.add_vec("detector buffers", &l.expected);
+        }
+        parts
     }
 
     /// Estimated heap bytes of this detector (forest, samplers, point

@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::memory::MemoryParts;
 use super::rng::{splitmix64, Rng};
 use super::sampler::{Admission, EntryWire, Sampler, SamplerWire};
-use super::store::PointStore;
+use super::store::{PointStore, StoreWire};
 use super::tree::{ref_from_wire, ref_to_wire, Attribution, Tree, GROUP, MAX_TREE_POINTS};
 use crate::detect::bits;
 
@@ -114,7 +115,7 @@ impl TryFrom<UnitWire> for Unit {
 
 /// A streaming Random Cut Forest with internal shingling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "ForestState")]
+#[serde(try_from = "ForestState")]
 pub struct Forest {
     config: ForestConfig,
     store: PointStore,
@@ -137,7 +138,7 @@ pub struct Forest {
 #[derive(Deserialize)]
 struct ForestState {
     config: ForestConfig,
-    store: PointStore,
+    store: StoreWire,
     units: Vec<Unit>,
     #[serde(with = "bits::f64s")]
     shingle: Vec<f64>,
@@ -145,12 +146,16 @@ struct ForestState {
     seq: u64,
 }
 
-impl From<ForestState> for Forest {
-    fn from(s: ForestState) -> Self {
+impl TryFrom<ForestState> for Forest {
+    type Error = String;
+
+    fn try_from(s: ForestState) -> Result<Self, String> {
+        let dim = s.config.dimensions * s.config.shingle_size;
+        let store = s.store.into_store(dim, s.config.dimensions)?;
         let mut f = Forest {
-            scratch: vec![0.0; s.config.dimensions * s.config.shingle_size],
+            scratch: vec![0.0; dim],
             config: s.config,
-            store: s.store,
+            store,
             units: s.units,
             shingle: s.shingle,
             filled: s.filled,
@@ -160,7 +165,7 @@ impl From<ForestState> for Forest {
         for u in &mut f.units {
             u.tree.rebuild_boxes(&f.store, &mut f.box_scratch);
         }
-        f
+        Ok(f)
     }
 }
 
@@ -210,7 +215,7 @@ impl Forest {
             })
             .collect();
         Self {
-            store: PointStore::new(dim),
+            store: PointStore::new(dim, config.dimensions),
             units,
             shingle: vec![0.0; dim],
             filled: 0,
@@ -400,6 +405,22 @@ impl Forest {
         self.seq += 1;
     }
 
+    /// The heap bytes of [`Forest::memory_bytes`], part by part.
+    pub fn memory_parts(&self) -> MemoryParts {
+        let mut parts = MemoryParts::default();
+        let fixed = self.units.len() * std::mem::size_of::<Unit>();
+        parts.add("tree units (fixed fields)", fixed, fixed);
+        for u in &self.units {
+            u.tree.memory_parts(&mut parts);
+            u.sampler.memory_parts(&mut parts);
+        }
+        self.store.memory_parts(&mut parts);
+        parts.add_vec("shingle and scratch", &self.shingle);
+        parts.add_vec("shingle and scratch", &self.scratch);
+        parts.add_vec("shingle and scratch", &self.box_scratch);
+        parts
+    }
+
     /// Estimated heap bytes of the model (trees, samplers, point store,
     /// shingle), from the capacities actually allocated.
     pub fn memory_bytes(&self) -> usize {
@@ -473,6 +494,27 @@ mod tests {
             assert_eq!(u.tree.mass(), 64);
         }
         assert!(f.store.live() <= 10 * 64);
+    }
+
+    #[test]
+    fn a_full_small_tree_of_wide_points_keeps_only_its_root_box() {
+        use super::super::tree::cache_mass;
+        assert_eq!(cache_mass(24, 64), 64, "2 × 24 is over half of 64");
+        assert_eq!(cache_mass(8, 256), 16);
+        assert_eq!(cache_mass(24, 0), 48, "unknown capacity");
+        let mut f = small(6, 4, 13);
+        for i in 0..300 {
+            let x = [wave(i), wave(i + 1), (i % 3) as f64, wave(2 * i), 1.0, 0.0];
+            f.update(&x);
+            if i % 50 == 0 {
+                check_all(&f);
+            }
+        }
+        check_all(&f);
+        for u in &f.units {
+            assert_eq!(u.tree.mass(), 64);
+            assert_eq!(u.tree.boxes_kept(), 1);
+        }
     }
 
     #[test]

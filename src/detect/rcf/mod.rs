@@ -7,13 +7,16 @@
 //! shingle entry. It knows nothing of thresholds, grades or pipelines
 //! (those live in [`crate::detect::threshold`] and
 //! [`crate::detect::detector`]), and it never allocates per point on the
-//! score-and-update path.
+//! score-and-update path (the point store's occasional compaction aside).
 
 mod forest;
+mod memory;
 mod rng;
 mod sampler;
 mod store;
 mod tree;
 
 pub use forest::{Forest, ForestConfig};
+pub use memory::{MemoryPart, MemoryParts};
 pub use rng::{splitmix64, Rng};
+pub use store::reading_whole_points;

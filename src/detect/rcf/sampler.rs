@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::memory::MemoryParts;
 use super::rng::Rng;
 use super::tree::NodeRef;
 use crate::detect::bits;
@@ -210,6 +211,12 @@ impl Sampler {
             self.leaves.swap(i, largest);
             i = largest;
         }
+    }
+
+    /// Adds this sampler's heap bytes, part by part, to `parts`.
+    pub fn memory_parts(&self, parts: &mut MemoryParts) {
+        parts.add_vec("sampler weights", &self.weights);
+        parts.add_vec("sampler leaves", &self.leaves);
     }
 
     /// Heap bytes held.

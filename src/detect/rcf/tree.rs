@@ -1,10 +1,11 @@
 //! One random cut tree over the points its sampler holds, stored in index
-//! arenas: internal nodes (cut, children, mass; 16 bytes) and leaves (a
+//! arenas: internal nodes (cut, children, mass; 14 bytes) and leaves (a
 //! point of the forest's [`PointStore`] and its multiplicity; 8 bytes)
 //! live in two vectors with free lists, linked by two-byte references.
 //! Bounding boxes are a bounded cache, as in AWS's rcflib: only nodes
 //! holding at least [`cache_mass`] points keep theirs (in one flat
-//! `f32` pool of slots, next to its range sum); a smaller node's box is
+//! `f32` pool of slots, each with its range sum and found by searching
+//! the slots' few owners); a smaller node's box is
 //! recomputed from its few points when a walk needs it. Boxes are exact
 //! unions either way, so cached or not, every score is bit for bit the
 //! same. The tree owns structure and boxes; it never owns point
@@ -21,6 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::memory::MemoryParts;
 use super::rng::Rng;
 use super::store::PointStore;
 
@@ -105,16 +107,32 @@ fn just_below(v: f32) -> f32 {
 /// `CACHE_MASS - 1` points.
 pub const CACHE_MASS: u32 = 16;
 
-/// The mass from which a node of a tree over points of `dim` coordinates
-/// keeps its box: [`CACHE_MASS`], or `2 × dim` when that is more. A box
-/// costs `8 × dim + 8` bytes, a point of the tree about 30 (its node, leaf
-/// and sampler entry), and about `2n / m` of a tree's nodes hold `m` points
-/// or more, so at `m = 2 × dim` the boxes cost at most about a quarter of
-/// the tree whatever its width (every 16 points, a tree of 24-coordinate
-/// points spent more on boxes than on itself). A recomputed box never
-/// spans more than `m - 1` points.
-pub fn cache_mass(dim: usize) -> u32 {
-    CACHE_MASS.max(u32::try_from(2 * dim).unwrap_or(u32::MAX))
+/// The mass from which a node of a tree over points of `dim` coordinates,
+/// holding up to `capacity` points, keeps its box: [`CACHE_MASS`], or
+/// `2 × dim` when that is more. A box costs `8 × dim + 4` bytes, a point
+/// of the tree about 30 (its node, leaf and sampler entry), and about
+/// `2n / m` of a tree's nodes hold `m` points or more, so at `m = 2 × dim`
+/// the boxes cost at most about a quarter of the tree whatever its width
+/// (every 16 points, a tree of 24-coordinate points spent more on boxes
+/// than on itself). A recomputed box never spans more than `m - 1`
+/// points.
+///
+/// When that mass exceeds half the capacity, the nodes that large lie on
+/// one path down from the root (only one child can hold more than half),
+/// each box differing from the root's by a few points, so only the full
+/// tree's root keeps its box (`m` = `capacity`, at least [`CACHE_MASS`]):
+/// a pipeline model's 64-point trees of 24-coordinate points kept four
+/// boxes each, a sixth of the model, for little saved work. A capacity
+/// of 0 (unknown) keeps the first rule.
+pub fn cache_mass(dim: usize, capacity: usize) -> u32 {
+    let m = CACHE_MASS.max(u32::try_from(2 * dim).unwrap_or(u32::MAX));
+    let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
+    if capacity == 0 || m <= capacity / 2 {
+        // (Trees saved before capacities were saved have capacity 0.)
+        m
+    } else {
+        capacity.max(CACHE_MASS)
+    }
 }
 
 /// Box coordinates (2 × dimensions) recomputed on the stack; larger boxes
@@ -164,15 +182,17 @@ fn gap_sum(lo: &[f32], hi: &[f32], x: &[f32]) -> f64 {
     f64::from(acc.iter().sum::<f32>())
 }
 
-/// An internal node: 16 bytes.
-#[derive(Debug, Clone, PartialEq)]
+/// An internal node: 14 bytes (packed to two-byte alignment, the cut
+/// read unaligned). Its mass is at most the tree's capacity, below 2^15.
+#[repr(C, packed(2))]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Internal {
     left: NodeRef,
     right: NodeRef,
     parent: NodeRef,
     cut_dim: u16,
+    mass: u16,
     cut: f32,
-    mass: u32,
 }
 
 /// A leaf: 8 bytes. Its mass (the point's multiplicity) is at most the
@@ -203,14 +223,14 @@ pub struct Tree {
     /// Nodes holding at least this many points keep their box (see
     /// [`cache_mass`]).
     cache_mass: u32,
-    /// Per internal node, its box slot, or `NIL` when the node holds fewer
-    /// than `cache_mass` points.
-    slots: Vec<u16>,
-    /// Box slots: lower then upper corner, `2 × dim` values each.
+    /// Per box slot, the internal node whose box it holds, or `NIL` when
+    /// the slot is free. Exactly the nodes of at least `cache_mass` points
+    /// hold one; they are few, so a node's slot is found by search.
+    owners: Vec<NodeRef>,
+    /// Box slots of [`Tree::slot_len`] values: lower then upper corner,
+    /// `dim` values each, then the range sum `Σ (hi - lo)` (a sum of
+    /// `f32`, so exact as an `f32`).
     boxes: Vec<f32>,
-    /// Per box slot, the box's range sum `Σ (hi - lo)`.
-    ranges: Vec<f64>,
-    free_slots: Vec<u16>,
 }
 
 /// A tree's per-dimension share of a point's score, split by direction.
@@ -230,16 +250,38 @@ impl Tree {
         Self {
             dim,
             capacity,
-            cache_mass: cache_mass(dim),
+            cache_mass: cache_mass(dim, capacity),
             root: NIL,
             nodes: Vec::new(),
             free_nodes: Vec::new(),
             leaves: Vec::new(),
             free_leaves: Vec::new(),
-            slots: Vec::new(),
+            owners: Vec::new(),
             boxes: Vec::new(),
-            ranges: Vec::new(),
-            free_slots: Vec::new(),
+        }
+    }
+
+    /// Values per box slot: two corners and the range sum.
+    #[inline]
+    fn slot_len(&self) -> usize {
+        2 * self.dim + 1
+    }
+
+    /// The box slot of internal node `n`, if it has one (searched).
+    #[inline]
+    fn find_slot(&self, n: NodeRef) -> Option<usize> {
+        self.owners.iter().position(|&o| o == n)
+    }
+
+    /// The box slot of internal node `n`, while the tree keeps exactly the
+    /// boxes of the nodes of at least `cache_mass` points (between
+    /// updates, and during one for the nodes it has not touched).
+    #[inline]
+    fn slot_of(&self, n: NodeRef) -> Option<usize> {
+        if u32::from(self.nodes[n as usize].mass) < self.cache_mass {
+            None
+        } else {
+            self.find_slot(n)
         }
     }
 
@@ -272,7 +314,7 @@ impl Tree {
         if is_leaf(c) {
             u32::from(self.leaves[leaf_idx(c)].mass)
         } else {
-            self.nodes[c as usize].mass
+            u32::from(self.nodes[c as usize].mass)
         }
     }
 
@@ -304,9 +346,8 @@ impl Tree {
             out[d..2 * d].copy_from_slice(p);
             return;
         }
-        let s = self.slots[c as usize];
-        if s != NIL {
-            let start = s as usize * 2 * d;
+        if let Some(s) = self.slot_of(c) {
+            let start = s * self.slot_len();
             out[..2 * d].copy_from_slice(&self.boxes[start..start + 2 * d]);
             return;
         }
@@ -331,6 +372,112 @@ impl Tree {
         }
     }
 
+    /// Writes internal node `n`'s box into `out` and returns false, or
+    /// returns true once it is clear that `x` lies in the box (`out` then
+    /// holds part of it). An uncached box is built from the points below
+    /// `n`, in the order of [`Tree::union_below`], and the walk stops as
+    /// soon as, in every dimension, points on both sides of `x` (or at
+    /// it) were seen: for a point inside, usually after a few points
+    /// instead of all. Inside exactly when the box's gap to `x` is 0 (a
+    /// sum of non-negative `f32`s is 0 only when each is).
+    fn box_unless_inside(
+        &self,
+        n: NodeRef,
+        x: &[f32],
+        store: &PointStore,
+        out: &mut [f32],
+    ) -> bool {
+        let d = self.dim;
+        if self.slot_of(n).is_some() || 2 * d > STACK_BOX {
+            self.write_box(n, store, out);
+            let (lo, hi) = out[..2 * d].split_at(d);
+            return gap_sum(lo, hi, x) == 0.0;
+        }
+        let (lo, hi) = out[..2 * d].split_at_mut(d);
+        lo.fill(f32::INFINITY);
+        hi.fill(f32::NEG_INFINITY);
+        // Per dimension: a point at or below `x` seen (first `d`), a point
+        // at or above it seen (last `d`).
+        let mut seen = [false; STACK_BOX];
+        let mut missing = 2 * d;
+        self.union_until_inside(n, x, store, lo, hi, &mut seen, &mut missing)
+    }
+
+    /// [`Tree::union_below`], stopping (and returning true) once `seen`
+    /// covers both sides of `x` in every dimension.
+    #[allow(clippy::too_many_arguments)]
+    fn union_until_inside(
+        &self,
+        c: NodeRef,
+        x: &[f32],
+        store: &PointStore,
+        lo: &mut [f32],
+        hi: &mut [f32],
+        seen: &mut [bool; STACK_BOX],
+        missing: &mut usize,
+    ) -> bool {
+        let d = self.dim;
+        if is_leaf(c) {
+            let p = store.get(self.leaves[leaf_idx(c)].point);
+            for k in 0..d {
+                lo[k] = lo[k].min(p[k]);
+                hi[k] = hi[k].max(p[k]);
+                if !seen[k] && p[k] <= x[k] {
+                    seen[k] = true;
+                    *missing -= 1;
+                }
+                if !seen[d + k] && p[k] >= x[k] {
+                    seen[d + k] = true;
+                    *missing -= 1;
+                }
+            }
+            return *missing == 0;
+        }
+        let n = &self.nodes[c as usize];
+        let (l, r) = (n.left, n.right);
+        self.union_until_inside(l, x, store, lo, hi, seen, missing)
+            || self.union_until_inside(r, x, store, lo, hi, seen, missing)
+    }
+
+    /// Turns `below`, the box of `n`'s child `child`, into `n`'s box (from
+    /// the cache, or widened by the other child's box) and returns how far
+    /// `x` lies outside it, with its range sum. The same values as
+    /// [`Tree::with_box`]: a box is the exact union of its points, in
+    /// whatever order they are taken.
+    #[inline]
+    fn widen_to_parent(
+        &self,
+        n: NodeRef,
+        child: NodeRef,
+        store: &PointStore,
+        below: &mut [f32; STACK_BOX],
+        x: &[f32],
+    ) -> (f64, f64) {
+        let d = self.dim;
+        let range = if let Some(s) = self.slot_of(n) {
+            let start = s * self.slot_len();
+            below[..2 * d].copy_from_slice(&self.boxes[start..start + 2 * d]);
+            f64::from(self.boxes[start + 2 * d])
+        } else {
+            let node = &self.nodes[n as usize];
+            let other = if node.left == child {
+                node.right
+            } else {
+                node.left
+            };
+            let mut b = [0.0f32; STACK_BOX];
+            self.write_box(other, store, &mut b);
+            for k in 0..d {
+                below[k] = below[k].min(b[k]);
+                below[d + k] = below[d + k].max(b[d + k]);
+            }
+            let (lo, hi) = below[..2 * d].split_at(d);
+            span_sum(lo, hi)
+        };
+        let (lo, hi) = below[..2 * d].split_at(d);
+        (gap_sum(lo, hi, x), range)
+    }
+
     /// Runs `f` on internal node `n`'s box (lower corner, upper corner,
     /// range sum), cached or recomputed.
     #[inline]
@@ -341,11 +488,10 @@ impl Tree {
         f: impl FnOnce(&[f32], &[f32], f64) -> R,
     ) -> R {
         let d = self.dim;
-        let s = self.slots[n as usize];
-        if s != NIL {
-            let start = s as usize * 2 * d;
+        if let Some(s) = self.slot_of(n) {
+            let start = s * self.slot_len();
             let (lo, hi) = self.boxes[start..start + 2 * d].split_at(d);
-            return f(lo, hi, self.ranges[s as usize]);
+            return f(lo, hi, f64::from(self.boxes[start + 2 * d]));
         }
         if 2 * d <= STACK_BOX {
             let mut buf = [0.0f32; STACK_BOX];
@@ -360,52 +506,59 @@ impl Tree {
         }
     }
 
-    /// A free box slot.
-    fn alloc_slot(&mut self) -> u16 {
-        if let Some(s) = self.free_slots.pop() {
+    /// A free box slot, now held by internal node `n`.
+    fn alloc_slot(&mut self, n: NodeRef) -> usize {
+        if let Some(s) = self.find_slot(NIL) {
+            self.owners[s] = n;
             return s;
         }
-        let s = self.ranges.len() as u16;
         // One slot at a time: a tree keeps few boxes.
-        self.boxes.reserve_exact(2 * self.dim);
-        self.boxes.resize(self.boxes.len() + 2 * self.dim, 0.0);
-        self.ranges.reserve_exact(1);
-        self.ranges.push(0.0);
-        s
+        let len = self.slot_len();
+        self.boxes.reserve_exact(len);
+        self.boxes.resize(self.boxes.len() + len, 0.0);
+        self.owners.reserve_exact(1);
+        self.owners.push(n);
+        self.owners.len() - 1
+    }
+
+    /// Sets the range sum of box slot `s`; every range sum is a sum of
+    /// `f32` values, so the slot keeps it exactly.
+    fn set_range(&mut self, s: usize, range: f64) {
+        debug_assert_eq!(f64::from(range as f32), range, "range sum exact in f32");
+        let at = s * self.slot_len() + 2 * self.dim;
+        self.boxes[at] = range as f32;
     }
 
     /// Gives internal node `n` a cached box, computed from its points.
     fn cache_box(&mut self, n: NodeRef, store: &PointStore) {
         let d = self.dim;
-        let s = self.alloc_slot();
-        self.slots[n as usize] = s;
-        let start = s as usize * 2 * d;
+        let s = self.alloc_slot(n);
+        let start = s * self.slot_len();
         let mut boxes = std::mem::take(&mut self.boxes);
-        {
+        let range = {
             let (lo, hi) = boxes[start..start + 2 * d].split_at_mut(d);
             lo.fill(f32::INFINITY);
             hi.fill(f32::NEG_INFINITY);
             self.union_below(n, store, lo, hi);
-            self.ranges[s as usize] = span_sum(lo, hi);
-        }
+            span_sum(lo, hi)
+        };
         self.boxes = boxes;
+        self.set_range(s, range);
     }
 
     /// Gives internal node `n` the cached box `b` with range sum `range`.
     fn cache_box_as(&mut self, n: NodeRef, b: &[f32], range: f64) {
         let d = self.dim;
-        let s = self.alloc_slot();
-        self.slots[n as usize] = s;
-        let start = s as usize * 2 * d;
+        let s = self.alloc_slot(n);
+        let start = s * self.slot_len();
         self.boxes[start..start + 2 * d].copy_from_slice(b);
-        self.ranges[s as usize] = range;
+        self.set_range(s, range);
     }
 
     /// Drops internal node `n`'s cached box, if it has one.
     fn uncache(&mut self, n: NodeRef) {
-        let s = std::mem::replace(&mut self.slots[n as usize], NIL);
-        if s != NIL {
-            self.free_slots.push(s);
+        if let Some(s) = self.find_slot(n) {
+            self.owners[s] = NIL;
         }
     }
 
@@ -448,9 +601,7 @@ impl Tree {
             let n = self.nodes.len();
             let target = self.capacity.saturating_sub(1);
             Self::grow(&mut self.nodes, n, 1, target);
-            Self::grow(&mut self.slots, n, 1, target);
             self.nodes.push(node);
-            self.slots.push(NIL);
             (self.nodes.len() - 1) as NodeRef
         }
     }
@@ -482,27 +633,32 @@ impl Tree {
         buf.resize(4 * d, 0.0);
         let mut cur = self.root;
         loop {
-            if !is_leaf(cur) && self.gap(cur, x, store) == 0.0 {
+            let (merged, cur_box) = buf.split_at_mut(2 * d);
+            let inside = if is_leaf(cur) {
+                self.write_box(cur, store, cur_box);
+                false
+            } else {
+                self.box_unless_inside(cur, x, store, cur_box)
+            };
+            if inside {
                 // `x` lies in this box: no cut drawn in it can separate
                 // `x`, and the box stays as it is.
                 let n = &mut self.nodes[cur as usize];
                 n.mass += 1;
                 let (mass, next) = (
-                    n.mass,
+                    u32::from(n.mass),
                     if x[n.cut_dim as usize] <= n.cut {
                         n.left
                     } else {
                         n.right
                     },
                 );
-                if mass >= self.cache_mass && self.slots[cur as usize] == NIL {
+                if mass >= self.cache_mass && self.find_slot(cur).is_none() {
                     self.cache_box(cur, store);
                 }
                 cur = next;
                 continue;
             }
-            let (merged, cur_box) = buf.split_at_mut(2 * d);
-            self.write_box(cur, store, cur_box);
             let (lo, hi) = cur_box[..2 * d].split_at(d);
             {
                 let (mlo, mhi) = merged.split_at_mut(d);
@@ -554,8 +710,8 @@ impl Tree {
                     right: NIL,
                     parent,
                     cut_dim: k as u16,
+                    mass: mass as u16,
                     cut,
-                    mass,
                 });
                 let leaf = self.new_leaf(point, node);
                 let (l, r) = if x[k] <= cut {
@@ -575,23 +731,23 @@ impl Tree {
             }
             // No separation here: widen this node's box and go down.
             let ni = cur as usize;
-            let s = self.slots[ni];
-            if s != NIL {
-                let start = s as usize * 2 * d;
+            let s = self.slot_of(cur);
+            if let Some(s) = s {
+                let start = s * self.slot_len();
                 self.boxes[start..start + 2 * d].copy_from_slice(&buf[..2 * d]);
-                self.ranges[s as usize] = total;
+                self.set_range(s, total);
             }
             let n = &mut self.nodes[ni];
             n.mass += 1;
             let (mass, next) = (
-                n.mass,
+                u32::from(n.mass),
                 if x[n.cut_dim as usize] <= n.cut {
                     n.left
                 } else {
                     n.right
                 },
             );
-            if mass >= self.cache_mass && s == NIL {
+            if mass >= self.cache_mass && s.is_none() {
                 self.cache_box_as(cur, &buf[..2 * d], total);
             }
             cur = next;
@@ -638,7 +794,7 @@ impl Tree {
             let mut p = parent;
             while p != NIL {
                 self.nodes[p as usize].mass -= 1;
-                if self.nodes[p as usize].mass < self.cache_mass {
+                if u32::from(self.nodes[p as usize].mass) < self.cache_mass {
                     self.uncache(p);
                 }
                 p = self.nodes[p as usize].parent;
@@ -663,7 +819,7 @@ impl Tree {
         let mut g = grand;
         while g != NIL {
             self.nodes[g as usize].mass -= 1;
-            if self.nodes[g as usize].mass < self.cache_mass {
+            if u32::from(self.nodes[g as usize].mass) < self.cache_mass {
                 // Too small to keep a box (smaller nodes lie below, so
                 // boxes further up may still change).
                 self.uncache(g);
@@ -695,24 +851,24 @@ impl Tree {
                 merged[d + k] = merged[d + k].max(right[d + k]);
             }
         }
-        let s = self.slots[n as usize] as usize;
-        debug_assert!(s != NIL as usize, "node {n} has a cached box");
-        let start = s * 2 * d;
+        let Some(s) = self.find_slot(n) else {
+            unreachable!("node {n} has a cached box");
+        };
+        let start = s * self.slot_len();
         let slot = &mut self.boxes[start..start + 2 * d];
         let changed = slot != &buf[..2 * d];
         slot.copy_from_slice(&buf[..2 * d]);
         let (mlo, mhi) = buf[..2 * d].split_at(d);
-        self.ranges[s] = span_sum(mlo, mhi);
+        let range = span_sum(mlo, mhi);
+        self.set_range(s, range);
         changed
     }
 
     /// Recomputes the cached bounding boxes from the points (after a
     /// restore).
     pub fn rebuild_boxes(&mut self, store: &PointStore, scratch: &mut Vec<f32>) {
-        self.slots = vec![NIL; self.nodes.len()];
+        self.owners = Vec::new();
         self.boxes = Vec::new();
-        self.ranges = Vec::new();
-        self.free_slots = Vec::new();
         if self.root != NIL && !is_leaf(self.root) {
             self.rebuild_below(self.root, store, scratch);
         }
@@ -729,9 +885,8 @@ impl Tree {
         if !is_leaf(r) {
             self.rebuild_below(r, store, scratch);
         }
-        if self.nodes[n as usize].mass >= self.cache_mass {
-            let s = self.alloc_slot();
-            self.slots[n as usize] = s;
+        if u32::from(self.nodes[n as usize].mass) >= self.cache_mass {
+            self.alloc_slot(n);
             self.recompute_box(n, store, scratch);
         }
     }
@@ -775,10 +930,9 @@ impl Tree {
                 let n = &t.nodes[c as usize];
                 // Touch a cached box now, while the walk waits on the next
                 // node, so that it is in cache for the way back up.
-                let s = t.slots[c as usize];
-                if s != NIL {
-                    let b = s as usize * 2 * t.dim;
-                    touch += t.boxes[b] + t.boxes[b + 2 * t.dim - 1];
+                if let Some(s) = t.slot_of(c) {
+                    let b = s * t.slot_len();
+                    touch += t.boxes[b] + t.boxes[b + 2 * t.dim];
                 }
                 depth[j] += 1;
                 let next = if x[n.cut_dim as usize] <= n.cut {
@@ -811,15 +965,29 @@ impl Tree {
             } else {
                 let mut s = score_unseen(level);
                 let mut n = leaf.parent;
+                // The box of the node below `n` on the way up (at first
+                // the leaf's point): an uncached box of `n` is that box
+                // widened by the other child's, not rebuilt from all of
+                // `n`'s points.
+                let narrow = 2 * t.dim <= STACK_BOX;
+                let mut below = [0.0f32; STACK_BOX];
+                let mut child = cur[j];
+                if narrow {
+                    t.write_box(child, store, &mut below);
+                }
                 while n != NIL {
                     level -= 1;
-                    let (gap, range) =
-                        t.with_box(n, store, |lo, hi, range| (gap_sum(lo, hi, x), range));
+                    let (gap, range) = if narrow {
+                        t.widen_to_parent(n, child, store, &mut below, x)
+                    } else {
+                        t.with_box(n, store, |lo, hi, range| (gap_sum(lo, hi, x), range))
+                    };
                     if gap == 0.0 {
                         break;
                     }
                     let p = gap / (range + gap);
                     s = p * score_unseen(level) + (1.0 - p) * s;
+                    child = n;
                     n = t.nodes[n as usize].parent;
                 }
                 s
@@ -873,17 +1041,13 @@ impl Tree {
     /// dimension.
     fn strictly_inside(&self, n: NodeRef, x: &[f32]) -> bool {
         let d = self.dim;
-        let s = self.slots[n as usize] as usize;
-        let b = &self.boxes[s * 2 * d..(s + 1) * 2 * d];
+        let Some(s) = self.slot_of(n) else {
+            unreachable!("node {n} has a cached box");
+        };
+        let start = s * self.slot_len();
+        let b = &self.boxes[start..start + 2 * d];
         let (lo, hi) = b.split_at(d);
         lo.iter().zip(hi).zip(x).all(|((l, h), v)| l < v && v < h)
-    }
-
-    /// How far `x` lies outside internal node `n`'s box (sum over
-    /// dimensions).
-    #[inline(always)]
-    fn gap(&self, n: NodeRef, x: &[f32], store: &PointStore) -> f64 {
-        self.with_box(n, store, |lo, hi, _| gap_sum(lo, hi, x))
     }
 
     /// Adds this tree's directional attribution of `x`'s score (normalised
@@ -1055,9 +1219,24 @@ impl Tree {
         self.nodes.capacity() * std::mem::size_of::<Internal>()
             + self.leaves.capacity() * std::mem::size_of::<Leaf>()
             + (self.free_nodes.capacity() + self.free_leaves.capacity()) * 2
-            + (self.slots.capacity() + self.free_slots.capacity()) * 2
+            + self.owners.capacity() * 2
             + self.boxes.capacity() * 4
-            + self.ranges.capacity() * 8
+    }
+
+    /// Adds this tree's heap bytes, part by part, to `parts`.
+    pub fn memory_parts(&self, parts: &mut MemoryParts) {
+        parts.add_vec("tree nodes", &self.nodes);
+        parts.add_vec("tree leaves", &self.leaves);
+        parts.add_vec("tree free lists", &self.free_nodes);
+        parts.add_vec("tree free lists", &self.free_leaves);
+        parts.add_vec("box slot owners", &self.owners);
+        parts.add_vec("cached boxes", &self.boxes);
+    }
+
+    /// Cached boxes held.
+    #[cfg(test)]
+    pub fn boxes_kept(&self) -> usize {
+        self.owners.iter().filter(|&&o| o != NIL).count()
     }
 
     /// Checks the tree's invariants: every box is the exact union of the
@@ -1093,7 +1272,7 @@ impl Tree {
                 let n = &self.nodes[c as usize];
                 let mut bx = vec![0.0; 2 * self.dim];
                 self.write_box(c, store, &mut bx);
-                out.push((u32::from(n.cut_dim), n.cut, n.mass, bx));
+                out.push((u32::from(n.cut_dim), n.cut, u32::from(n.mass), bx));
                 stack.push(n.right);
                 stack.push(n.left);
             }
@@ -1116,32 +1295,37 @@ impl Tree {
             let p = store.get(leaf.point).to_vec();
             return (p.clone(), p, u32::from(leaf.mass));
         }
-        let n = &self.nodes[c as usize];
+        let n = self.nodes[c as usize];
         assert_eq!(self.parent_of(n.left), c);
         assert_eq!(self.parent_of(n.right), c);
         let (llo, lhi, lm) = self.check_below(n.left, store, out);
         let (rlo, rhi, rm) = self.check_below(n.right, store, out);
-        let k = n.cut_dim as usize;
-        assert!(lhi[k] <= n.cut, "left side lies at or below the cut");
-        assert!(rlo[k] > n.cut, "right side lies above the cut");
+        let (k, cut, mass) = (n.cut_dim as usize, n.cut, u32::from(n.mass));
+        assert!(lhi[k] <= cut, "left side lies at or below the cut");
+        assert!(rlo[k] > cut, "right side lies above the cut");
         let lo: Vec<f32> = llo.iter().zip(&rlo).map(|(a, b)| a.min(*b)).collect();
         let hi: Vec<f32> = lhi.iter().zip(&rhi).map(|(a, b)| a.max(*b)).collect();
-        let s = self.slots[c as usize];
+        let s = self.find_slot(c);
         assert_eq!(
-            s != NIL,
-            n.mass >= self.cache_mass,
+            s.is_some(),
+            mass >= self.cache_mass,
             "exactly the nodes of at least {} points keep a box",
             self.cache_mass
+        );
+        assert!(
+            self.owners.iter().filter(|&&o| o == c).count() <= 1,
+            "a node keeps one box"
         );
         let mut b = vec![0.0; 2 * self.dim];
         self.write_box(c, store, &mut b);
         let (blo, bhi) = b.split_at(self.dim);
         assert_eq!(blo, &lo[..], "box minimum is the union of the children");
         assert_eq!(bhi, &hi[..], "box maximum is the union of the children");
-        assert_eq!(n.mass, lm + rm, "mass adds up");
-        if s != NIL {
-            assert_eq!(self.ranges[s as usize], span_sum(&lo, &hi));
+        assert_eq!(mass, lm + rm, "mass adds up");
+        if let Some(s) = s {
+            let range = self.boxes[s * self.slot_len() + 2 * self.dim];
+            assert_eq!(f64::from(range), span_sum(&lo, &hi));
         }
-        (lo, hi, n.mass)
+        (lo, hi, mass)
     }
 }

@@ -7,7 +7,7 @@
 //! | bytes | field |
 //! | ---: | --- |
 //! | 0–3 | magic `PMMD` |
-//! | 4–5 | payload format, little-endian ([`BINARY_FORMAT`]) |
+//! | 4–5 | payload format, little-endian ([`BINARY_FORMAT`], or [`WHOLE_POINTS_FORMAT`] of earlier releases) |
 //! | 6–7 | reserved, 0 |
 //! | 8–11 | payload length, little-endian |
 //! | 12–15 | CRC-32 (IEEE) of the payload, little-endian |
@@ -21,6 +21,7 @@
 use base64::Engine as _;
 
 use super::PipelineModel;
+use crate::detect::rcf::reading_whole_points;
 
 /// `models.version` of a model saved as JSON (earlier releases).
 pub const JSON_VERSION: i64 = 1;
@@ -29,8 +30,14 @@ pub const JSON_VERSION: i64 = 1;
 pub const BINARY_VERSION: i64 = 2;
 
 /// Layout version of the binary payload inside the header; bump when the
-/// model's fields change.
-pub const BINARY_FORMAT: u16 = 1;
+/// model's fields change. Format 2 stores each input of the forest's
+/// shingles once (points share inputs); format 1, every point whole, is
+/// still read ([`WHOLE_POINTS_FORMAT`]).
+pub const BINARY_FORMAT: u16 = 2;
+
+/// The payload format of earlier releases, whose point stores keep every
+/// shingled point whole; read and converted on load.
+pub const WHOLE_POINTS_FORMAT: u16 = 1;
 
 const MAGIC: [u8; 4] = *b"PMMD";
 const HEADER: usize = 16;
@@ -44,7 +51,9 @@ pub enum ModelCodecError {
     Truncated { len: usize },
     #[error("saved model does not start with the magic bytes PMMD (found {found:02x?})")]
     Magic { found: [u8; 4] },
-    #[error("saved model has payload format {found}; this release reads format {BINARY_FORMAT}")]
+    #[error(
+        "saved model has payload format {found}; this release reads formats {WHOLE_POINTS_FORMAT} and {BINARY_FORMAT}"
+    )]
     Format { found: u16 },
     #[error(
         "saved model payload is {found} bytes, its header says {expected} (truncated or padded)"
@@ -86,7 +95,7 @@ pub fn decode(bytes: &[u8]) -> Result<PipelineModel, ModelCodecError> {
         return Err(ModelCodecError::Magic { found });
     }
     let format = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if format != BINARY_FORMAT {
+    if format != BINARY_FORMAT && format != WHOLE_POINTS_FORMAT {
         return Err(ModelCodecError::Format { found: format });
     }
     let expected = word(8) as usize;
@@ -102,6 +111,9 @@ pub fn decode(bytes: &[u8]) -> Result<PipelineModel, ModelCodecError> {
     if stored != computed {
         return Err(ModelCodecError::Checksum { stored, computed });
     }
+    if format == WHOLE_POINTS_FORMAT {
+        return Ok(reading_whole_points(|| postcard::from_bytes(payload))?);
+    }
     Ok(postcard::from_bytes(payload)?)
 }
 
@@ -115,7 +127,7 @@ pub fn to_stored(model: &PipelineModel) -> Result<(i64, String), ModelCodecError
 }
 
 /// The model in a `models` row of `version` holding `state`: binary, or
-/// JSON from an earlier release.
+/// JSON from an earlier release (either point store layout).
 pub fn from_stored(version: i64, state: &str) -> Result<PipelineModel, ModelCodecError> {
     match version {
         BINARY_VERSION => {
@@ -184,23 +196,55 @@ mod tests {
         same_verdicts(model, restored, 300);
     }
 
-    /// A model saved by the release before trees were narrowed (a small
-    /// forest, so that the fixture stays small) loads, saves back to the
-    /// same bytes, and judges the next runs exactly as a model trained now.
-    #[test]
-    fn a_model_saved_by_the_previous_release_loads_unchanged() {
-        let state = include_str!("testdata/model_v2.b64");
-        let loaded = from_stored(BINARY_VERSION, state).unwrap();
-        assert_eq!(to_stored(&loaded).unwrap().1, state.trim());
+    /// The small forest of the fixtures, trained on the first `runs` runs.
+    fn fixture_model(runs: u32) -> PipelineModel {
         let mut cfg = crate::scoring::pipeline::pipeline_detector_config(1.0, 7);
         cfg.trees = 5;
         cfg.sample_size = 16;
         let mut fresh = PipelineModel::with_detector(cfg);
-        for i in 0..60 {
+        for i in 0..runs {
             fresh.observe(&run(i), &PipelineRules::default());
         }
-        assert_eq!(encode(&fresh).unwrap(), encode(&loaded).unwrap());
+        fresh
+    }
+
+    /// A model saved in payload format 1 (every shingled point whole) by
+    /// the release before points shared inputs, with a small forest so
+    /// that the fixture stays small, loads, judges the next runs exactly
+    /// as a model trained now, and saves in the current format, which
+    /// reads back to the same bytes.
+    #[test]
+    fn a_model_saved_with_whole_points_loads_and_saves_in_the_current_format() {
+        let state = include_str!("testdata/model_v2.b64");
+        let old = base64::engine::general_purpose::STANDARD
+            .decode(state.trim())
+            .unwrap();
+        assert_eq!(u16::from_le_bytes([old[4], old[5]]), WHOLE_POINTS_FORMAT);
+        let loaded = from_stored(BINARY_VERSION, state).unwrap();
+        let fresh = fixture_model(60);
+        let saved = encode(&loaded).unwrap();
+        assert_eq!(u16::from_le_bytes([saved[4], saved[5]]), BINARY_FORMAT);
+        assert_eq!(encode(&decode(&saved).unwrap()).unwrap(), saved);
+        assert!(
+            saved.len() < old.len(),
+            "shared inputs save smaller: {} vs {} bytes",
+            saved.len(),
+            old.len()
+        );
+        let converted = loaded.detector().forest().points_held();
+        assert_eq!(converted, fresh.detector().forest().points_held());
+        same_verdicts(decode(&saved).unwrap(), fixture_model(60), 60);
         same_verdicts(loaded, fresh, 60);
+    }
+
+    /// The same model saved as JSON (version 1) with every point whole
+    /// loads and judges like a model trained now.
+    #[test]
+    fn a_json_model_with_whole_points_loads() {
+        let json = include_str!("testdata/model_v1.json");
+        assert!(json.contains("\"store\":{\"dim\":24,\"data\""));
+        let loaded = from_stored(JSON_VERSION, json).unwrap();
+        same_verdicts(loaded, fixture_model(60), 60);
     }
 
     #[test]

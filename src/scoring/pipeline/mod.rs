@@ -65,6 +65,7 @@ mod streak;
 use streak::Streak;
 
 use crate::config::{MetricRule, PipelineRules};
+use crate::detect::rcf::MemoryParts;
 use crate::detect::{Detector, DetectorConfig};
 use crate::domain::{
     Direction, Dismissal, Expectation, MetricDeviation, Run, Verdict, BUILTIN_METRICS,
@@ -466,6 +467,20 @@ impl PipelineModel {
     /// The thresholded forest behind the verdicts.
     pub fn detector(&self) -> &Detector {
         &self.detector
+    }
+
+    /// The heap bytes of [`PipelineModel::memory_bytes`], part by part.
+    pub fn memory_parts(&self) -> MemoryParts {
+        let mut parts = self.detector.memory_parts();
+        let fixed = std::mem::size_of::<Self>();
+        parts.add("model (fixed fields)", fixed, fixed);
+        parts.add_vec("scalers", &self.scalers);
+        parts.add_vec("scalers", &self.slots);
+        for s in &self.slots {
+            parts.add_vec("scalers", s);
+        }
+        parts.add_vec("scalers", &self.last);
+        parts
     }
 
     /// Estimated heap bytes of the model: its detector (forest, samplers,

@@ -99,7 +99,7 @@ impl From<Tree> for TreeWire {
                     parent: ref_to_wire(n.parent),
                     cut_dim: u32::from(n.cut_dim),
                     cut: n.cut,
-                    mass: n.mass,
+                    mass: u32::from(n.mass),
                 })
                 .collect(),
             free_nodes: t.free_nodes.iter().map(|&i| u32::from(i)).collect(),
@@ -137,8 +137,8 @@ impl TryFrom<TreeWire> for Tree {
                     right: ref_from_wire(n.right)?,
                     parent: ref_from_wire(n.parent)?,
                     cut_dim: narrow(n.cut_dim, "cut dimension")?,
+                    mass: narrow(n.mass, "node mass")?,
                     cut: n.cut,
-                    mass: n.mass,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
