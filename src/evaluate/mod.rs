@@ -9,4 +9,6 @@
 
 pub mod corpus;
 pub mod drive;
+#[cfg(test)]
+mod pinned_verdicts;
 pub mod score;
