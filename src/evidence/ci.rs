@@ -1,6 +1,8 @@
 //! The failing job's log of an abnormal run that came from a GitHub
 //! Actions or GitLab webhook: which job failed (pure, from the run's
-//! stages), which of the two APIs to ask, and the settings both need.
+//! stages; a run whose stages name none has its jobs listed by
+//! [`super::github`] or [`super::gitlab`]), which of the two APIs to ask,
+//! and the settings both need.
 //!
 //! A source without its token is off: [`CiLogSettings::describe_off`]
 //! names it once at start, and its runs are skipped without a request.
@@ -157,16 +159,27 @@ impl EvidenceService {
                 (Source::GithubActions, result)
             }
             Some(RunSource::Gitlab) => {
-                let (Some(gitlab), Some((project, job))) =
-                    (self.inner.ci.gitlab.as_ref(), super::gitlab::job_ref(&run))
-                else {
+                let (Some(gitlab), Some(project)) = (
+                    self.inner.ci.gitlab.as_ref(),
+                    super::gitlab::project_of(&run),
+                ) else {
                     return Ok(notes);
                 };
-                let fetch = gitlab.trace_tail(client, &project, &job, started + deadline);
+                let fetch = async {
+                    let Some(job) = gitlab
+                        .failed_job(client, &run, &project, started + deadline)
+                        .await?
+                    else {
+                        return Ok(None);
+                    };
+                    let log = gitlab
+                        .trace_tail(client, &project, &job, started + deadline)
+                        .await?;
+                    Ok(Some((job, log)))
+                };
                 let result = tokio::time::timeout(deadline, fetch)
                     .await
-                    .unwrap_or(Err(FetchError::TimedOut(deadline)))
-                    .map(|log| Some((job, log)));
+                    .unwrap_or(Err(FetchError::TimedOut(deadline)));
                 (Source::Gitlab, result)
             }
             _ => return Ok(notes),

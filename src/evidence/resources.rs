@@ -1,10 +1,10 @@
 //! The wait before a finished CodeBuild run is scored, so that the detector
 //! learns its CPU and memory without the pipeline posting them.
 //!
-//! A run of CodePipeline (from its EventBridge events; a polled run would
-//! be too, but its link is the CodeBuild console's, which
-//! [`super::codebuild_of`] does not read) that became final with a
-//! CodeBuild build ([`super::codebuild_of`]) and no CPU or memory is
+//! A run of CodePipeline (from its EventBridge events, whose link is the
+//! build's CloudWatch Logs deep link, or polled, whose link is the build's
+//! page in the CodeBuild console) that became final with a CodeBuild build
+//! ([`super::codebuild_of`]) and no CPU or memory is
 //! stored as usual but not scored at once: it is held here. Every
 //! `evidence.resource_poll_s`, ONE batched `GetMetricData` call
 //! (`cloudwatch::usage`; one per [`BUILDS_PER_CALL`] builds, each bounded

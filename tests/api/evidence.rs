@@ -2,8 +2,9 @@
 //! CloudWatch SDK clients against their local stand-ins: success (a
 //! redacted, bounded excerpt and the build's CPU/memory stored on the
 //! run), a missing permission and a deleted log (said once, the incident
-//! goes on), throttling (retried by the SDK) and an oversized log
-//! (bounded), on SQLite and PostgreSQL.
+//! goes on), throttling (retried by the SDK), an oversized log
+//! (bounded) and a polled run's console link (the log in CodeBuild's
+//! default group and stream), on SQLite and PostgreSQL.
 
 use std::sync::Arc;
 
@@ -221,6 +222,33 @@ async fn a_missing_permission_is_said_once_and_fails_nothing() {
     s.cloudwatch
         .fail_next_times("GetMetricData", 1, 403, "AccessDenied");
     assert_eq!(restarted.gather(8, s.run_pk).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_polled_runs_console_link_finds_the_log_in_codebuilds_default_place() {
+    // A run polled from CodePipeline links its build's console page.
+    let mut run = failed_run(None);
+    run.log_url = Some(format!(
+        "https://eu-west-1.console.aws.amazon.com/codesuite/codebuild/projects/checkout-service-test/build/{}/?region=eu-west-1",
+        BUILD.replace(':', "%3A")
+    ));
+    let Some(s) = setup(Db::Sqlite, run).await else {
+        return;
+    };
+    s.logs.put_log(GROUP, STREAM, &build_log(50));
+    s.cloudwatch.put_usage(BUILD, 55.0, 2100.0);
+    let notes = s.service.gather(7, s.run_pk).await.unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    let calls = s.logs.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].body["logGroupName"], GROUP);
+    assert_eq!(calls[0].body["logStreamName"], STREAM);
+    let run = s.store.run_by_pk(s.run_pk).await.unwrap().unwrap().run;
+    assert!(run
+        .log_excerpt
+        .expect("an excerpt")
+        .contains("ERROR: cart total mismatch"));
+    assert_eq!(run.resources.unwrap().cpu_peak_pct, Some(55.0));
 }
 
 #[tokio::test]

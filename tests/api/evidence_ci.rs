@@ -4,7 +4,8 @@
 //! quotes the error), a missing permission and a deleted or expired log
 //! (said once, the incident goes on), throttling (retried, `Retry-After`
 //! honoured), an oversized log (bounded in memory and in bytes read), a
-//! secret in the log, and runs that need no fetch, on SQLite and PostgreSQL.
+//! secret in the log, runs without job ids (the run's or pipeline's jobs
+//! listed), and runs that need no fetch, on SQLite and PostgreSQL.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -502,6 +503,151 @@ async fn gitlab_missing_permission_and_deleted_trace_are_said_once() {
     assert!(notes[0].contains("not found"), "{}", notes[0]);
     assert_eq!(stored(&s).await.log_excerpt, None);
     assert!(counter(&s.metrics, "gitlab", "not_found"));
+}
+
+/// A failed GitLab pipeline from a hook without `builds`: no job ids.
+fn gitlab_run_without_job_ids() -> Run {
+    let mut run = gitlab_run();
+    run.stage = None;
+    run.stages.clear();
+    run
+}
+
+/// A job as GitLab's `List pipeline jobs` answers it.
+fn gitlab_job(id: u64, name: &str, status: &str, finished_at: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "name": name,
+        "stage": "test",
+        "status": status,
+        "allow_failure": false,
+        "created_at": "2026-11-20T10:00:00.000Z",
+        "started_at": "2026-11-20T10:01:00.000Z",
+        "finished_at": finished_at,
+        "web_url": format!("https://gitlab.example.com/{PROJECT}/-/jobs/{id}"),
+    })
+}
+
+#[tokio::test]
+async fn gitlab_without_job_ids_lists_the_pipelines_failed_jobs_and_reads_one() {
+    let Some(s) = setup(Db::Sqlite, gitlab_run_without_job_ids(), RunSource::Gitlab).await else {
+        return;
+    };
+    s.gitlab.put_pipeline_jobs(
+        PROJECT,
+        "31",
+        vec![
+            (
+                gitlab_job(376, "build-image", "success", "2026-11-20T10:02:00.000Z"),
+                false,
+            ),
+            // `unit` failed, was retried and failed again; the retry is the one.
+            (
+                gitlab_job(378, "unit", "failed", "2026-11-20T10:04:00.000Z"),
+                true,
+            ),
+            (
+                gitlab_job(381, "unit", "failed", "2026-11-20T10:06:00.000Z"),
+                false,
+            ),
+            // Failed later than `unit`'s retry.
+            (
+                gitlab_job(380, "e2e", "failed", "2026-11-20T10:07:00.000Z"),
+                false,
+            ),
+        ],
+    );
+    s.gitlab.put_trace(PROJECT, "381", &job_log(50));
+    s.gitlab
+        .put_trace(PROJECT, "378", &["the first try".to_string()]);
+    s.gitlab
+        .put_trace(PROJECT, "380", &["e2e failed".to_string()]);
+    let notes = s.service.gather(7, s.run_pk).await.unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    let calls = s.gitlab.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(
+        calls[0].path,
+        "/api/v4/projects/gitlab-org%2Fgitlab-test/pipelines/31/jobs"
+    );
+    assert_eq!(calls[0].query, "scope[]=failed&per_page=100");
+    assert_eq!(calls[0].headers["private-token"], GITLAB_TOKEN);
+    assert_eq!(
+        calls[1].path, "/api/v4/projects/gitlab-org%2Fgitlab-test/jobs/381/trace",
+        "the latest try of the job that failed first"
+    );
+    let excerpt = stored(&s).await.log_excerpt.expect("an excerpt");
+    assert!(excerpt.contains(ERROR_LINE), "{excerpt}");
+    assert!(counter(&s.metrics, "gitlab", "ok"));
+}
+
+#[tokio::test]
+async fn gitlab_pipeline_without_a_failed_job_fetches_nothing() {
+    let Some(s) = setup(Db::Sqlite, gitlab_run_without_job_ids(), RunSource::Gitlab).await else {
+        return;
+    };
+    s.gitlab.put_pipeline_jobs(
+        PROJECT,
+        "31",
+        vec![
+            (
+                gitlab_job(376, "build-image", "success", "2026-11-20T10:02:00.000Z"),
+                false,
+            ),
+            (
+                gitlab_job(377, "unit", "canceled", "2026-11-20T10:03:00.000Z"),
+                false,
+            ),
+        ],
+    );
+    s.gitlab.put_trace(PROJECT, "377", &job_log(10));
+    let notes = s.service.gather(7, s.run_pk).await.unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    let calls = s.gitlab.calls();
+    assert_eq!(calls.len(), 1, "the list only, no trace: {calls:?}");
+    assert!(calls[0].path.ends_with("/pipelines/31/jobs"), "{calls:?}");
+    assert_eq!(stored(&s).await.log_excerpt, None);
+    assert!(counter(&s.metrics, "gitlab", "empty"));
+}
+
+#[tokio::test]
+async fn gitlab_denied_job_list_is_said_once() {
+    let Some(s) = setup(Db::Sqlite, gitlab_run_without_job_ids(), RunSource::Gitlab).await else {
+        return;
+    };
+    s.gitlab.put_pipeline_jobs(
+        PROJECT,
+        "31",
+        vec![(
+            gitlab_job(381, "unit", "failed", "2026-11-20T10:06:00.000Z"),
+            false,
+        )],
+    );
+    s.gitlab.put_trace(PROJECT, "381", &job_log(10));
+    s.gitlab.reply_next(403, &[], "403 Forbidden");
+    let notes = s.service.gather(7, s.run_pk).await.unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("access denied") && notes[0].contains("read_api"),
+        "{}",
+        notes[0]
+    );
+    assert!(
+        notes[0].contains("failed jobs of pipeline 31"),
+        "{}",
+        notes[0]
+    );
+    assert!(!notes[0].contains(GITLAB_TOKEN));
+    s.gitlab.reply_next(403, &[], "403 Forbidden");
+    assert!(
+        s.service.gather(7, s.run_pk).await.unwrap().is_empty(),
+        "said once"
+    );
+    let calls = s.gitlab.calls();
+    assert_eq!(calls.len(), 2, "not retried, no trace asked: {calls:?}");
+    assert!(calls.iter().all(|c| c.path.ends_with("/pipelines/31/jobs")));
+    assert_eq!(stored(&s).await.log_excerpt, None);
+    assert!(counter(&s.metrics, "gitlab", "denied"));
 }
 
 #[tokio::test]

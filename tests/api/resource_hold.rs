@@ -17,6 +17,7 @@ use pipemedic::clock::{Clock, ManualClock};
 use pipemedic::config::AwsConfig;
 use pipemedic::domain::{ResourceMetrics, Run, RunSource, RunStatus, ScoredRun};
 use pipemedic::evidence::resources::{HoldSettings, ResourceHold};
+use pipemedic::ingest::codepipeline_poll::CodePipelinePoller;
 use pipemedic::ingest::{store_runs, IngestService};
 use pipemedic::metrics::Metrics;
 use pipemedic::redact::Redactor;
@@ -26,6 +27,7 @@ use pipemedic::standin::cloudwatch::FakeCloudWatch;
 use pipemedic::store::Store;
 use tokio::sync::mpsc;
 
+use crate::fakes::codepipeline::{ExecutionSpec, FakeCodePipeline};
 use crate::helpers::{t, test_aws_settings, Db, TestDb};
 
 const CP_FAILED: &str = include_str!("../fixtures/aws/codepipeline-failed-execution.json");
@@ -47,7 +49,7 @@ struct Setup {
 
 /// What one process runs: detection, the hold and ingest on one store.
 struct Process {
-    ingest: IngestService,
+    ingest: Arc<IngestService>,
     hold: ResourceHold,
     scored: mpsc::Receiver<ScoredRun>,
 }
@@ -172,14 +174,14 @@ fn start_replica(
         clock.clone(),
         detection.clone(),
     );
-    let ingest = IngestService::with_hold(
+    let ingest = Arc::new(IngestService::with_hold(
         store.clone(),
         metrics.clone(),
         clock,
         Some(detection),
         Arc::new(Redactor::builtin().unwrap()),
         Some(hold.clone()),
-    );
+    ));
     Process {
         ingest,
         hold,
@@ -314,6 +316,71 @@ async fn a_codepipeline_run_is_scored_with_its_codebuild_figures(db: Db) {
     ));
     let last = s.cloudwatch.calls().last().cloned().unwrap();
     assert_eq!(builds_asked(&last), [FIXTURE_BUILD]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_codepipeline_run_is_held_for_its_codebuild_figures() {
+    // No poll of its own: the test says when.
+    let Some(mut s) = Setup::new(
+        Db::Sqlite,
+        "2026-11-25T12:00:00Z",
+        settings(Duration::from_secs(3600)),
+    )
+    .await
+    else {
+        return;
+    };
+    let build = "checkout-build:0e6c1a52-8f3b-4d7e-9a21-3c4b5d6e7f80";
+    let codepipeline = FakeCodePipeline::start().await;
+    codepipeline.add_execution(
+        "checkout-service",
+        ExecutionSpec::new("e-1", "Succeeded", t("2026-11-25T11:40:00Z"))
+            .commit("sha-1", "A change")
+            .action("Source", "Source", "Succeeded", 0, 10)
+            .result("Fetched", "https://github.com/example/checkout/commit/sha-1")
+            .action("Build", "Compile", "Succeeded", 12, 300)
+            .result(
+                "Build succeeded",
+                "https://us-east-1.console.aws.amazon.com/codesuite/codebuild/projects/checkout-build/build/checkout-build%3A0e6c1a52-8f3b-4d7e-9a21-3c4b5d6e7f80/?region=us-east-1",
+            ),
+    );
+    let mut aws = AwsConfig::default();
+    aws.endpoints.codepipeline = codepipeline.url();
+    let clients = test_aws_settings(&aws).load().await;
+    let poller = CodePipelinePoller::new(
+        &clients,
+        s.process.ingest.clone(),
+        vec!["checkout-service".to_string()],
+    );
+    assert_eq!(poller.poll_once().await.unwrap().stored(), 1);
+
+    let stored = s
+        .store
+        .get_run("checkout-service", "e-1", 1)
+        .await
+        .unwrap()
+        .expect("the polled run is stored");
+    assert_eq!(stored.source, "codepipeline_poll");
+    assert_eq!(stored.run.resources, None);
+    assert_eq!(s.process.hold.held().await, 1, "held, not scored");
+    assert_eq!(s.verdict(stored.pk).await, None);
+
+    s.cloudwatch.put_usage(build, 61.0, 2048.0);
+    s.process.hold.poll_now().await;
+    let scored = s.next_scored().await;
+    assert_eq!(scored.run_pk, stored.pk);
+    assert_eq!(
+        scored.run.resources,
+        figures(61.0, 2048.0),
+        "the model scored the run with CloudWatch's figures"
+    );
+    let calls = s.cloudwatch.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(builds_asked(&calls[0]), [build]);
+    let after = s.store.run_by_pk(stored.pk).await.unwrap().unwrap().run;
+    assert_eq!(after.resources, figures(61.0, 2048.0), "stored on the run");
+    assert!(s.verdict(stored.pk).await.is_some());
+    assert_eq!(s.process.hold.held().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

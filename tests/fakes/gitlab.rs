@@ -1,10 +1,18 @@
-//! A stand-in for the GitLab REST API's job trace, as GitLab documents it:
-//! `GET /api/v4/projects/{id}/jobs/{job_id}/trace` with `PRIVATE-TOKEN`
-//! answers the job's log as `text/plain` (streamed in 64 KiB chunks and
-//! counted in [`FakeGitlab::bytes_served`]). The project is its numeric id
-//! or its URL-encoded path (`group%2Fproject`). Without a token: `401
-//! {"message": "401 Unauthorized"}`; an unknown project or job: `404
-//! {"message": "404 Not found"}`. Point `gitlab.api_url` at [`FakeGitlab::url`].
+//! A stand-in for the GitLab REST API's job trace and pipeline job list,
+//! as GitLab documents them, both with `PRIVATE-TOKEN`:
+//!
+//! - `GET /api/v4/projects/{id}/jobs/{job_id}/trace` answers the job's log
+//!   as `text/plain` (streamed in 64 KiB chunks and counted in
+//!   [`FakeGitlab::bytes_served`]);
+//! - `GET /api/v4/projects/{id}/pipelines/{pipeline_id}/jobs` answers the
+//!   pipeline's jobs as a JSON array, newest (highest id) first, only those
+//!   whose `status` is one of the `scope[]` (or `scope`) values when given,
+//!   and without retried tries unless `include_retried=true`.
+//!
+//! The project is its numeric id or its URL-encoded path
+//! (`group%2Fproject`). Without a token: `401 {"message": "401
+//! Unauthorized"}`; an unknown project, job or pipeline: `404 {"message":
+//! "404 Not found"}`. Point `gitlab.api_url` at [`FakeGitlab::url`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -26,6 +34,8 @@ pub struct Call {
     pub method: String,
     /// As sent (the project path stays URL-encoded).
     pub path: String,
+    /// The query string as sent (empty when none).
+    pub query: String,
     /// Header names in lower case.
     pub headers: BTreeMap<String, String>,
 }
@@ -39,6 +49,9 @@ struct FakeState {
     replies: VecDeque<Reply>,
     /// By (decoded project path, job id).
     traces: HashMap<(String, String), Arc<Vec<u8>>>,
+    /// By (decoded project path, pipeline id): each job and whether it is
+    /// a retried (superseded) try.
+    pipeline_jobs: HashMap<(String, String), Vec<(serde_json::Value, bool)>>,
 }
 
 struct Shared {
@@ -92,6 +105,20 @@ impl FakeGitlab {
             .insert((project.to_string(), job_id.to_string()), Arc::new(trace));
     }
 
+    /// The jobs of pipeline `pipeline_id` of project `project`, each as
+    /// GitLab's job JSON (`id`, `name`, `stage`, `status`, `allow_failure`,
+    /// `finished_at` ...) and whether a later try superseded it.
+    pub fn put_pipeline_jobs(
+        &self,
+        project: &str,
+        pipeline_id: &str,
+        jobs: Vec<(serde_json::Value, bool)>,
+    ) {
+        self.state()
+            .pipeline_jobs
+            .insert((project.to_string(), pipeline_id.to_string()), jobs);
+    }
+
     /// The next request gets this answer with GitLab's error body.
     pub fn reply_next(&self, status: u16, headers: &[(&str, &str)], message: &str) {
         self.state().replies.push_back((
@@ -125,6 +152,7 @@ async fn handle(
     state.calls.push(Call {
         method: method.to_string(),
         path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
         headers: header_map(&headers),
     });
     if !headers.contains_key("private-token") {
@@ -145,6 +173,40 @@ async fn handle(
                 None => not_found(),
             }
         }
+        (Method::GET, ["api", "v4", "projects", project, "pipelines", pipeline, "jobs"]) => {
+            let project = urlencoding::decode(project)
+                .map(|p| p.into_owned())
+                .unwrap_or_default();
+            match state.pipeline_jobs.get(&(project, pipeline.to_string())) {
+                Some(jobs) => json_answer(200, &[], &listed_jobs(jobs, uri.query())),
+                None => not_found(),
+            }
+        }
         _ => not_found(),
     }
+}
+
+/// The answer of the pipeline job list to `query`.
+fn listed_jobs(jobs: &[(serde_json::Value, bool)], query: Option<&str>) -> serde_json::Value {
+    let mut scopes = Vec::new();
+    let mut include_retried = false;
+    for pair in query.unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = urlencoding::decode(key)
+            .map(|k| k.into_owned())
+            .unwrap_or_default();
+        match key.as_str() {
+            "scope[]" | "scope" => scopes.push(value.to_string()),
+            "include_retried" => include_retried = value == "true",
+            _ => {}
+        }
+    }
+    let mut listed: Vec<&serde_json::Value> = jobs
+        .iter()
+        .filter(|(_, retried)| include_retried || !retried)
+        .map(|(job, _)| job)
+        .filter(|job| scopes.is_empty() || scopes.iter().any(|s| job["status"].as_str() == Some(s)))
+        .collect();
+    listed.sort_by_key(|job| std::cmp::Reverse(job["id"].as_u64()));
+    json!(listed)
 }

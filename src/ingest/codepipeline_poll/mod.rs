@@ -2,7 +2,11 @@
 //! pipelines named in `codepipeline.poll_pipelines` are read through the
 //! CodePipeline API (`ListPipelineExecutions`, `GetPipelineExecution`,
 //! `ListActionExecutions`) and each finished execution becomes one [`Run`]
-//! with per-stage durations, the failed stage and the source commit.
+//! with per-stage durations, the failed stage and the source commit. Its
+//! `log_url` is the failed action's `externalExecutionUrl`, else that of
+//! the last action whose link is a CodeBuild build in the console, so that
+//! `evidence` finds the build (its CPU, memory and log) as for a run from
+//! events.
 //!
 //! Each pipeline has a cursor in the store's `ingest_state` table (kind
 //! `codepipeline_poll`, key = pipeline name), written in the same
@@ -46,6 +50,7 @@ use super::{store_runs, Accepted, IngestError, IngestService};
 use crate::aws::iam::{ArnForm, IamGrant};
 use crate::aws::{AwsClients, AwsSettings, ErrorClass};
 use crate::domain::{Run, RunSource, RunStatus, StageTiming};
+use crate::evidence::codebuild::build_of_console_link;
 use crate::store::StoreError;
 
 /// `ingest_state.kind` of the poll cursors.
@@ -414,6 +419,17 @@ pub fn execution_to_run(
         if !log.is_empty() {
             run.log_excerpt = Some(log.join("\n"));
         }
+    }
+    if status.is_final() && run.log_url.is_none() {
+        // No failed action's link: the last CodeBuild build's, whose CPU
+        // and memory stand for the run's (`evidence::resources`), as for
+        // runs assembled from events.
+        run.log_url = sorted
+            .iter()
+            .rev()
+            .filter_map(|a| a.output()?.execution_result()?.external_execution_url())
+            .find(|url| build_of_console_link(url).is_some())
+            .map(str::to_string);
     }
 
     let source = summary.source_revisions().first();

@@ -147,6 +147,78 @@ fn statuses_map_to_ours() {
     );
 }
 
+/// `action` whose result links to `url`.
+fn linked(
+    stage: &str,
+    name: &str,
+    status: ActionExecutionStatus,
+    (start, end): (i64, i64),
+    url: &str,
+) -> ActionExecutionDetail {
+    let mut detail = action(stage, name, status, start, end);
+    detail.output = Some(
+        ActionExecutionOutput::builder()
+            .execution_result(
+                ActionExecutionResult::builder()
+                    .external_execution_url(url)
+                    .build(),
+            )
+            .build(),
+    );
+    detail
+}
+
+#[test]
+fn a_run_without_a_failed_action_links_its_last_codebuild_build() {
+    let build = |n: u32| {
+        format!("https://eu-west-1.console.aws.amazon.com/codesuite/codebuild/projects/checkout-build/build/checkout-build%3Auuid-{n}/?region=eu-west-1")
+    };
+    let ok = ActionExecutionStatus::Succeeded;
+    let actions = vec![
+        linked(
+            "Source",
+            "Source",
+            ok.clone(),
+            (0, 20),
+            "https://github.com/o/r/commit/a1",
+        ),
+        linked("Build", "Compile", ok.clone(), (25, 80), &build(1)),
+        linked("Test", "Unit", ok.clone(), (90, 200), &build(2)),
+        // A later action whose link is no CodeBuild build.
+        linked(
+            "Deploy",
+            "Deploy",
+            ok.clone(),
+            (210, 290),
+            "https://deploy.example/d-9",
+        ),
+    ];
+    let run = execution_to_run(
+        "checkout-service",
+        &summary(PipelineExecutionStatus::Succeeded),
+        None,
+        &actions,
+        Some("eu-west-1"),
+    )
+    .unwrap();
+    assert_eq!(run.log_url, Some(build(2)));
+    assert_eq!(
+        crate::evidence::codebuild_of(&run).map(|b| b.build_id),
+        Some("checkout-build:uuid-2".to_string())
+    );
+
+    // No CodeBuild action: no link.
+    let run = execution_to_run(
+        "checkout-service",
+        &summary(PipelineExecutionStatus::Succeeded),
+        None,
+        &[actions[0].clone(), actions[3].clone()],
+        Some("eu-west-1"),
+    )
+    .unwrap();
+    assert_eq!(run.log_url, None);
+}
+
 #[test]
 fn in_progress_execution_has_no_end_and_plain_messages_are_kept() {
     let s = PipelineExecutionSummary::builder()
