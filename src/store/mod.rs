@@ -358,8 +358,9 @@ impl Store {
     }
 
     /// The metric samples of one series in `[from, to)`, oldest first. A
-    /// built-in metric is read from its column of the runs, any other
-    /// metric from `metric_samples`.
+    /// built-in metric is read from its column of the runs; a per-stage
+    /// duration or a custom metric from the bodies of the pipeline's runs
+    /// in the window (rarely read, so not stored a second time).
     pub async fn samples(
         &self,
         pipeline: &str,
@@ -378,19 +379,34 @@ impl Store {
                  WHERE pipeline = $1 AND event_time_ms >= $2 AND event_time_ms < $3 \
                  AND {column} IS NOT NULL ORDER BY event_time_ms, id"
             ),
-            None => "SELECT ts_ms, value FROM metric_samples \
-                     WHERE pipeline = $1 AND ts_ms >= $2 AND ts_ms < $3 AND metric = $4 ORDER BY ts_ms"
+            None => "SELECT event_time_ms, body FROM runs \
+                     WHERE pipeline = $1 AND event_time_ms >= $2 AND event_time_ms < $3 \
+                     ORDER BY event_time_ms, id"
                 .to_string(),
         };
-        let mut query = sqlx::query(&sql).bind(pipeline).bind(ms(from)).bind(ms(to));
-        if builtin.is_none() {
-            query = query.bind(metric);
+        let rows = sqlx::query(&sql)
+            .bind(pipeline)
+            .bind(ms(from))
+            .bind(ms(to))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let at = from_ms(row.get::<i64, _>(0));
+            if builtin.is_some() {
+                out.push((at, row.get::<f64, _>(1)));
+                continue;
+            }
+            let body: String = row.get(1);
+            let run: Run = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                what: format!("run of {pipeline}"),
+                detail: e.to_string(),
+            })?;
+            if let Some(sample) = run.other_samples().into_iter().find(|s| s.metric == metric) {
+                out.push((at, sample.value));
+            }
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .map(|r| (from_ms(r.get::<i64, _>(0)), r.get::<f64, _>(1)))
-            .collect())
+        Ok(out)
     }
 
     /// A piece of ingest state (see [`WriteTx::put_state`]).

@@ -58,9 +58,6 @@ pub(super) const BUILTIN_SAMPLE_COLUMNS: [&str; 6] = [
     "sample_latency_p95_ms",
 ];
 
-/// Metric samples in one multi-row `INSERT` (5 bind values each).
-const SAMPLES_PER_STATEMENT: usize = 2_000;
-
 /// Verdicts in one multi-row `UPDATE` (4 bind values each).
 const VERDICTS_PER_STATEMENT: usize = 1_000;
 
@@ -217,15 +214,9 @@ impl WriteTx {
                     query = query.bind(nullable_f64(value));
                 }
                 query.bind(pk).execute(&mut *self.tx).await?;
-                sqlx::query("DELETE FROM metric_samples WHERE run_pk = $1")
-                    .bind(pk)
-                    .execute(&mut *self.tx)
-                    .await?;
                 (pk, RunOutcome::Updated, !was_final && run.status.is_final())
             }
         };
-        // All samples of the run in one statement.
-        self.insert_samples(&[run], &[(0, pk)], now).await?;
         Ok(Upserted {
             pk,
             outcome,
@@ -261,7 +252,6 @@ impl WriteTx {
                 }
             }
         }
-        self.insert_samples(runs, &inserted, now).await?;
         for &(i, pk) in &inserted {
             out[i] = Some(Upserted {
                 pk,
@@ -351,51 +341,6 @@ impl WriteTx {
             .iter()
             .map(|r| ((r.get(1), r.get(2), r.get(3)), r.get(0)))
             .collect())
-    }
-
-    /// The metric samples of newly inserted runs (`(index in runs, row
-    /// id)`) beyond the built-in metrics (which are columns of the run), in
-    /// multi-row `INSERT`s.
-    async fn insert_samples(
-        &mut self,
-        runs: &[&Run],
-        inserted: &[(usize, i64)],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut rows: Vec<(i64, &str, String, f64, i64)> = Vec::new();
-        for &(i, pk) in inserted {
-            let run = runs[i];
-            let at = ms(run.event_time().unwrap_or(now));
-            for sample in run.other_samples() {
-                rows.push((pk, &run.pipeline, sample.metric, sample.value, at));
-            }
-        }
-        for chunk in rows.chunks(SAMPLES_PER_STATEMENT) {
-            let mut sql = String::with_capacity(96 + chunk.len() * 32);
-            sql.push_str(
-                "INSERT INTO metric_samples (run_pk, pipeline, metric, value, ts_ms) VALUES ",
-            );
-            for n in 0..chunk.len() {
-                let b = n * 5;
-                if n > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                sql.push_str(&placeholders(self.backend, b + 1, 5));
-                sql.push(')');
-            }
-            let mut query = sqlx::query(&sql);
-            for (pk, pipeline, metric, value, at) in chunk {
-                query = query
-                    .bind(*pk)
-                    .bind(pipeline.to_string())
-                    .bind(metric.clone())
-                    .bind(*value)
-                    .bind(*at);
-            }
-            query.execute(&mut *self.tx).await?;
-        }
-        Ok(())
     }
 
     /// Stores the verdicts of scored runs (`(row id, verdict)`), in
