@@ -132,6 +132,18 @@ impl Setup {
     async fn verdict(&self, pk: i64) -> Option<pipemedic::domain::Verdict> {
         self.store.verdict_of(pk).await.unwrap()
     }
+
+    /// Ingests a CodeBuild run of `web` that waits for its figures and a
+    /// later one that reported them, held behind it; both are unscored.
+    async fn hold_a_run_and_one_behind(&self) -> (i64, i64) {
+        let held = self.ingest(vec![codebuild_run("web", 1)]).await[0];
+        let mut behind = codebuild_run("web", 2);
+        behind.resources = figures(20.0, 900.0);
+        let behind = self.ingest(vec![behind]).await[0];
+        assert_eq!(self.process.hold.held().await, 2);
+        assert_eq!(self.verdict(held).await, None);
+        (held, behind)
+    }
 }
 
 fn start(
@@ -519,12 +531,7 @@ async fn a_held_run_is_scored_after_a_restart(db: Db) {
     else {
         return;
     };
-    let held = s.ingest(vec![codebuild_run("web", 1)]).await[0];
-    let mut behind = codebuild_run("web", 2);
-    behind.resources = figures(20.0, 900.0);
-    let behind = s.ingest(vec![behind]).await[0];
-    assert_eq!(s.process.hold.held().await, 2);
-    assert_eq!(s.verdict(held).await, None);
+    let (held, behind) = s.hold_a_run_and_one_behind().await;
 
     // The process stops; its figures arrive meanwhile; a new one starts on
     // the same store.
@@ -648,12 +655,7 @@ async fn a_run_held_by_a_replica_that_stopped_is_scored_by_the_next() {
         Some(replica("replica-a")),
     );
     drop(std::mem::replace(&mut s.process, a));
-    let held = s.ingest(vec![codebuild_run("web", 1)]).await[0];
-    let mut behind = codebuild_run("web", 2);
-    behind.resources = figures(20.0, 900.0);
-    let behind = s.ingest(vec![behind]).await[0];
-    assert_eq!(s.process.hold.held().await, 2);
-    assert_eq!(s.verdict(held).await, None);
+    let (held, behind) = s.hold_a_run_and_one_behind().await;
 
     let b = start_replica(
         &s.store,
