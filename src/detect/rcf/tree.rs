@@ -379,7 +379,7 @@ impl Tree {
     /// vectorisable loop; stopping early once `x` was seen to be inside
     /// (tested per point and dimension) made a release build 2× slower
     /// per run.
-    fn box_unless_inside(
+    fn box_and_whether_inside(
         &self,
         n: NodeRef,
         x: &[f32],
@@ -591,7 +591,7 @@ impl Tree {
                 self.write_box(cur, store, cur_box);
                 false
             } else {
-                self.box_unless_inside(cur, x, store, cur_box)
+                self.box_and_whether_inside(cur, x, store, cur_box)
             };
             if inside {
                 // `x` lies in this box: no cut drawn in it can separate
