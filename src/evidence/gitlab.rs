@@ -150,15 +150,7 @@ impl GitlabLogs {
             "the failed jobs of pipeline {} of {}",
             run.run_id, run.pipeline
         );
-        let response = ci_http::send(&what, deadline, || {
-            client
-                .get(&url)
-                .header("PRIVATE-TOKEN", self.token.expose())
-        })
-        .await?;
-        if !response.status().is_success() {
-            return Err(ci_http::failure(&what, response).await);
-        }
+        let response = self.get(client, &url, &what, deadline).await?;
         let body = ci_http::read_capped(response, self.limits.max_json_bytes).await?;
         pick_failed(&body, run.stage.as_deref())
     }
@@ -177,16 +169,27 @@ impl GitlabLogs {
             job.id
         );
         let what = format!("the trace of job {} ({})", job.id, job.name);
-        let response = ci_http::send(&what, deadline, || {
-            client
-                .get(&url)
-                .header("PRIVATE-TOKEN", self.token.expose())
+        let response = self.get(client, &url, &what, deadline).await?;
+        ci_http::read_tail(response, self.limits).await
+    }
+
+    /// GETs `url` with the API token (`what` names it in errors); a
+    /// response that is not a success is the error it stands for.
+    async fn get(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        what: &str,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, FetchError> {
+        let response = ci_http::send(what, deadline, || {
+            client.get(url).header("PRIVATE-TOKEN", self.token.expose())
         })
         .await?;
         if !response.status().is_success() {
-            return Err(ci_http::failure(&what, response).await);
+            return Err(ci_http::failure(what, response).await);
         }
-        ci_http::read_tail(response, self.limits).await
+        Ok(response)
     }
 }
 
