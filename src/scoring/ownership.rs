@@ -38,7 +38,7 @@ use crate::store::{
 };
 
 /// Queued runs claimed at once.
-const CLAIM_BATCH: i64 = 64;
+const CLAIM_BATCH: i64 = 256;
 /// Pipelines without a live lease looked at per pass.
 const ORPHANS_PER_PASS: i64 = 100;
 /// Pause after a failed pass or a lost listener connection.
@@ -297,8 +297,10 @@ impl Inner {
         }
     }
 
-    /// Takes the pipelines with queued runs and no live lease.
-    async fn take_orphans(&self, local: &DetectionService) -> Result<(), StoreError> {
+    /// Takes the pipelines with queued runs and no live lease; returns how
+    /// many it took.
+    async fn take_orphans(&self, local: &DetectionService) -> Result<usize, StoreError> {
+        let mut taken = 0;
         for pipeline in self.store.orphaned_pipelines(ORPHANS_PER_PASS).await? {
             let grant = self
                 .store
@@ -306,19 +308,25 @@ impl Inner {
                 .await?;
             if let Some(grant) = grant {
                 self.granted(&pipeline, grant, local).await;
+                taken += 1;
             }
         }
-        Ok(())
+        Ok(taken)
     }
 
     /// Scores the queued runs of the pipelines this replica owns until none
     /// is left; a run that fails stays queued for the next pass.
     async fn drain_once(&self, local: &DetectionService) -> Result<(), StoreError> {
+        self.take_orphans(local).await?;
         loop {
-            self.take_orphans(local).await?;
             let claim = self.store.claim_scoring(self.me(), CLAIM_BATCH).await?;
             if claim.runs.is_empty() {
-                return Ok(());
+                // Orphans are looked for again only when this replica's
+                // own queue is empty: one query per pass, not per claim.
+                if self.take_orphans(local).await? == 0 {
+                    return Ok(());
+                }
+                continue;
             }
             let mut scored = Vec::with_capacity(claim.runs.len());
             let mut pending = Vec::with_capacity(claim.runs.len());

@@ -479,13 +479,19 @@ async fn score_batch(
     let mut decided: Vec<(Option<(i64, &Run)>, Verdict)> = Vec::with_capacity(runs.len());
     let mut resets_applied = std::collections::BTreeSet::new();
     let mut to_save = std::collections::BTreeSet::new();
-    // Pending baseline resets, read once per pipeline of the batch.
-    let mut pending_resets = std::collections::HashMap::new();
-    for (run_pk, run) in runs {
-        if !pending_resets.contains_key(&run.pipeline) {
-            let found = store.pending_baseline_resets(&run.pipeline).await?;
-            pending_resets.insert(run.pipeline.clone(), found);
+    // The pipelines of the batch, each once, in order of first run.
+    let mut pipelines: Vec<&str> = Vec::new();
+    {
+        let mut seen = std::collections::HashSet::new();
+        for (_, run) in runs {
+            if seen.insert(run.pipeline.as_str()) {
+                pipelines.push(run.pipeline.as_str());
+            }
         }
+    }
+    // Pending baseline resets of every pipeline of the batch, read at once.
+    let pending_resets = store.pending_baseline_resets_of(&pipelines).await?;
+    for (run_pk, run) in runs {
         let resets = pending_resets
             .get(&run.pipeline)
             .cloned()
@@ -527,15 +533,18 @@ async fn score_batch(
     // 2. Store, in one transaction.
     let now = clock.now();
     let mut tx = store.begin_write().await?;
-    if let Some(holder) = fence {
-        let pipelines: std::collections::BTreeSet<&str> = decided
+    let written: Vec<&str> = {
+        let mut written: Vec<&str> = decided
             .iter()
             .filter_map(|(write, _)| write.map(|(_, run)| run.pipeline.as_str()))
             .collect();
-        for pipeline in pipelines {
-            if !tx.hold_lease(pipeline, holder).await? {
-                return Err(StoreError::LeaseLost(pipeline.to_string()));
-            }
+        written.sort_unstable();
+        written.dedup();
+        written
+    };
+    if let Some(holder) = fence {
+        if let Some(lost) = tx.hold_leases(&written, holder).await? {
+            return Err(StoreError::LeaseLost(lost));
         }
     }
     for id in &resets_applied {
@@ -543,10 +552,10 @@ async fn score_batch(
     }
     let mut verdicts = Vec::with_capacity(decided.len());
     // Which verdicts to store (all in one statement at the end), and the
-    // pipelines known to have no open anomaly in this transaction (a normal
-    // run after the first one of a batch then closes nothing).
+    // pipelines with an open anomaly as this transaction goes (read once:
+    // a normal run of a pipeline without one closes nothing).
     let mut to_store: Vec<(i64, usize)> = Vec::with_capacity(decided.len());
-    let mut none_open = std::collections::HashSet::new();
+    let mut open = tx.pipelines_with_open_anomaly(&written).await?;
     for (write, mut verdict) in decided {
         if let Some((run_pk, run)) = write {
             if verdict.is_anomalous() {
@@ -554,7 +563,7 @@ async fn score_batch(
                     .open_or_extend_anomaly(&run.pipeline, run_pk, &verdict, now)
                     .await?;
                 verdict.anomaly_id = Some(id);
-                none_open.remove(&run.pipeline);
+                open.insert(run.pipeline.clone());
                 tx.audit(
                     now,
                     "anomaly.detected",
@@ -580,7 +589,7 @@ async fn score_batch(
                     .await?;
                     tracing::info!(pipeline = %run.pipeline, run_id = %run.run_id, "A lasting change is the new normal.");
                 }
-                let closed = if none_open.insert(run.pipeline.clone()) {
+                let closed = if open.remove(&run.pipeline) {
                     tx.close_anomaly(&run.pipeline, now).await?
                 } else {
                     None
@@ -606,9 +615,8 @@ async fn score_batch(
         .collect();
     tx.set_verdicts(&rows).await?;
     if let Some(holder) = fence {
-        for &(run_pk, _) in &to_store {
-            tx.mark_scored_by(run_pk, holder).await?;
-        }
+        let run_pks: Vec<i64> = to_store.iter().map(|&(run_pk, _)| run_pk).collect();
+        tx.mark_scored_by(&run_pks, holder).await?;
     }
     tx.commit().await?;
     for pipeline in to_save {

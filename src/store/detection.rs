@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::write::WriteTx;
+use std::collections::{HashMap, HashSet};
+
+use super::write::{placeholders, WriteTx};
 use super::{from_ms, ms, Store, StoreError, StoredRun};
 use crate::domain::{Anomaly, AnomalyStatus, Verdict};
 
@@ -195,9 +197,61 @@ impl Store {
         .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
+
+    /// [`Store::pending_baseline_resets`] of several pipelines in one query
+    /// per few hundred, by pipeline; a pipeline without any is absent.
+    pub async fn pending_baseline_resets_of(
+        &self,
+        pipelines: &[&str],
+    ) -> Result<HashMap<String, Vec<(i64, Option<String>)>>, StoreError> {
+        let mut out: HashMap<String, Vec<(i64, Option<String>)>> = HashMap::new();
+        for chunk in pipelines.chunks(PIPELINES_PER_STATEMENT) {
+            let list = placeholders(self.backend(), 1, chunk.len());
+            let sql = format!(
+                "SELECT pipeline, id, metric FROM baseline_resets \
+                 WHERE applied = 0 AND pipeline IN ({list}) ORDER BY id"
+            );
+            let mut query = sqlx::query(&sql);
+            for pipeline in chunk {
+                query = query.bind(*pipeline);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                out.entry(row.get(0))
+                    .or_default()
+                    .push((row.get(1), row.get(2)));
+            }
+        }
+        Ok(out)
+    }
 }
 
+/// Pipelines named in one `IN (...)` list.
+const PIPELINES_PER_STATEMENT: usize = 500;
+
 impl WriteTx {
+    /// Which of `pipelines` have an open anomaly, read inside this
+    /// transaction (one query per few hundred pipelines).
+    pub async fn pipelines_with_open_anomaly(
+        &mut self,
+        pipelines: &[&str],
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut out = HashSet::new();
+        for chunk in pipelines.chunks(PIPELINES_PER_STATEMENT) {
+            let list = placeholders(self.backend(), 1, chunk.len());
+            let sql = format!(
+                "SELECT DISTINCT pipeline FROM anomalies WHERE status = 'open' AND pipeline IN ({list})"
+            );
+            let mut query = sqlx::query(&sql);
+            for pipeline in chunk {
+                query = query.bind(*pipeline);
+            }
+            for row in query.fetch_all(self.conn()).await? {
+                out.insert(row.get(0));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn save_model(
         &mut self,
         pipeline: &str,

@@ -298,42 +298,78 @@ impl WriteTx {
         let mut pipelines: Vec<&str> = runs.iter().map(|(_, p)| *p).collect();
         pipelines.sort_unstable();
         pipelines.dedup();
-        for pipeline in pipelines {
-            sqlx::query("SELECT 1 FROM (SELECT pg_notify($1, $2)) AS notified")
-                .bind(SCORING_CHANNEL)
-                .bind(pipeline)
-                .execute(self.conn())
-                .await?;
+        // One statement for all of them (PostgreSQL sends each distinct
+        // notification of a transaction once, at its commit).
+        for chunk in pipelines.chunks(BINDS_PER_STATEMENT) {
+            let rows = (0..chunk.len())
+                .map(|i| format!("(${})", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT COUNT(*) FROM (SELECT pg_notify($1, v.pipeline) \
+                 FROM (VALUES {rows}) AS v (pipeline)) AS notified"
+            );
+            let mut query = sqlx::query(&sql).bind(SCORING_CHANNEL);
+            for pipeline in chunk {
+                query = query.bind(*pipeline);
+            }
+            query.execute(self.conn()).await?;
         }
         Ok(())
     }
 
-    /// The fence of a scoring transaction: true when `holder` holds a live
-    /// lease on `pipeline`, which then cannot be taken over before this
-    /// transaction ends (the lease row is locked `FOR SHARE`).
-    pub async fn hold_lease(&mut self, pipeline: &str, holder: &str) -> Result<bool, StoreError> {
+    /// The fence of a scoring transaction: `None` when `holder` holds a
+    /// live lease on each of `pipelines`, which then cannot be taken over
+    /// before this transaction ends (the lease rows are locked `FOR
+    /// SHARE`); otherwise a pipeline whose lease it does not hold.
+    pub async fn hold_leases(
+        &mut self,
+        pipelines: &[&str],
+        holder: &str,
+    ) -> Result<Option<String>, StoreError> {
         postgres_only(self.backend(), "pipeline_leases")?;
-        let row = sqlx::query(&format!(
-            "SELECT holder FROM pipeline_leases WHERE pipeline = $1 AND holder = $2 \
-             AND expires_at_ms > {NOW_MS} FOR SHARE"
-        ))
-        .bind(pipeline)
-        .bind(holder)
-        .fetch_optional(self.conn())
-        .await?;
-        Ok(row.is_some())
+        let mut held = std::collections::HashSet::with_capacity(pipelines.len());
+        for chunk in pipelines.chunks(BINDS_PER_STATEMENT) {
+            let list = placeholders(Backend::Postgres, 2, chunk.len());
+            let sql = format!(
+                "SELECT pipeline FROM pipeline_leases WHERE holder = $1 \
+                 AND expires_at_ms > {NOW_MS} AND pipeline IN ({list}) FOR SHARE"
+            );
+            let mut query = sqlx::query(&sql).bind(holder);
+            for pipeline in chunk {
+                query = query.bind(*pipeline);
+            }
+            for row in query.fetch_all(self.conn()).await? {
+                held.insert(row.get::<String, _>(0));
+            }
+        }
+        Ok(pipelines
+            .iter()
+            .find(|p| !held.contains(**p))
+            .map(|p| (*p).to_string()))
     }
 
-    /// Records which replica wrote the run's verdict.
-    pub async fn mark_scored_by(&mut self, run_pk: i64, holder: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET scored_by = $1 WHERE id = $2")
-            .bind(holder)
-            .bind(run_pk)
-            .execute(self.conn())
-            .await?;
+    /// Records which replica wrote the verdicts of `run_pks`.
+    pub async fn mark_scored_by(
+        &mut self,
+        run_pks: &[i64],
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        for chunk in run_pks.chunks(BINDS_PER_STATEMENT) {
+            let list = placeholders(self.backend(), 2, chunk.len());
+            let sql = format!("UPDATE runs SET scored_by = $1 WHERE id IN ({list})");
+            let mut query = sqlx::query(&sql).bind(holder);
+            for run_pk in chunk {
+                query = query.bind(*run_pk);
+            }
+            query.execute(self.conn()).await?;
+        }
         Ok(())
     }
 }
+
+/// Values bound in one `IN (...)` list.
+const BINDS_PER_STATEMENT: usize = 1_000;
 
 #[cfg(test)]
 mod tests {
