@@ -467,10 +467,24 @@ async fn models_verdicts_and_anomalies(db: Db) {
     );
 
     let mut tx = store.begin_write().await.unwrap();
+    // Which pipelines have an open anomaly, several at once.
+    let open = tx
+        .pipelines_with_open_anomaly(&["checkout-service", "other", "payments-api"])
+        .await
+        .unwrap();
+    assert_eq!(
+        open.into_iter().collect::<Vec<_>>(),
+        vec!["checkout-service".to_string()]
+    );
     assert_eq!(
         tx.close_anomaly("checkout-service", now).await.unwrap(),
         Some(id1)
     );
+    assert!(tx
+        .pipelines_with_open_anomaly(&["checkout-service"])
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         tx.close_anomaly("checkout-service", now).await.unwrap(),
         None
@@ -492,9 +506,37 @@ async fn models_verdicts_and_anomalies(db: Db) {
             .unwrap(),
         vec![(reset, Some("duration_s".to_string()))]
     );
+    // Several pipelines' pending resets in one read, in request order.
     let mut tx = store.begin_write().await.unwrap();
-    tx.mark_baseline_reset_applied(reset).await.unwrap();
+    let later = tx
+        .request_baseline_reset("checkout-service", None, "bob", now)
+        .await
+        .unwrap();
+    let other = tx
+        .request_baseline_reset("payments-api", None, "bob", now)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
+    let pending = store
+        .pending_baseline_resets_of(&["checkout-service", "payments-api", "quiet"])
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    assert_eq!(
+        pending["checkout-service"],
+        vec![(reset, Some("duration_s".to_string())), (later, None)]
+    );
+    assert_eq!(pending["payments-api"], vec![(other, None)]);
+    let mut tx = store.begin_write().await.unwrap();
+    for id in [reset, later, other] {
+        tx.mark_baseline_reset_applied(id).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert!(store
+        .pending_baseline_resets_of(&["checkout-service", "payments-api"])
+        .await
+        .unwrap()
+        .is_empty());
     assert!(store
         .pending_baseline_resets("checkout-service")
         .await
@@ -680,7 +722,97 @@ async fn samples_of_the_earlier_layout_move_to_the_run_on_migration(db: Db) {
     pool.close().await;
 }
 
+/// The lease fence of a scoring transaction names a pipeline whose lease
+/// the replica does not hold (another's, lapsed or never taken), and
+/// `scored_by` marks every run of the batch (PostgreSQL only: SQLite has
+/// no leases and says so).
+async fn the_lease_fence_names_a_pipeline_not_held_and_marks_who_scored(db: Db) {
+    let backend = db;
+    let db = TestDb::new(db).await.unwrap();
+    let store = db.store().await;
+    let now = t("2026-11-25T12:00:00Z");
+    let mut tx = store.begin_write().await.unwrap();
+    if matches!(backend, Db::Sqlite) {
+        let refused = tx.hold_leases(&["a"], "replica-1").await.unwrap_err();
+        assert!(refused.to_string().contains("PostgreSQL"), "{refused}");
+        return;
+    }
+    let a = run(
+        "1",
+        RunStatus::Succeeded,
+        "2026-11-25T10:00:00Z",
+        "2026-11-25T10:05:00Z",
+    );
+    let b = run(
+        "2",
+        RunStatus::Succeeded,
+        "2026-11-25T10:10:00Z",
+        "2026-11-25T10:15:00Z",
+    );
+    let stored = tx
+        .upsert_runs(&[&a, &b], RunSource::Generic, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let minute = 60_000;
+    assert!(store
+        .acquire_lease("a", "replica-1", minute)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .acquire_lease("b", "replica-1", minute)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .acquire_lease("c", "replica-2", minute)
+        .await
+        .unwrap()
+        .is_some());
+    // Lapsed at once.
+    assert!(store
+        .acquire_lease("d", "replica-1", -1)
+        .await
+        .unwrap()
+        .is_some());
+
+    let mut tx = store.begin_write().await.unwrap();
+    assert_eq!(
+        tx.hold_leases(&["a", "b"], "replica-1").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        tx.hold_leases(&["a", "c", "b"], "replica-1").await.unwrap(),
+        Some("c".to_string())
+    );
+    assert_eq!(
+        tx.hold_leases(&["d"], "replica-1").await.unwrap(),
+        Some("d".to_string())
+    );
+    assert_eq!(
+        tx.hold_leases(&["never-leased"], "replica-1")
+            .await
+            .unwrap(),
+        Some("never-leased".to_string())
+    );
+    let pks: Vec<i64> = stored.iter().map(|s| s.pk).collect();
+    tx.mark_scored_by(&pks, "replica-1").await.unwrap();
+    tx.commit().await.unwrap();
+    let scored_by: Vec<Option<String>> = {
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let rows = sqlx::query("SELECT scored_by FROM runs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        use sqlx::Row;
+        rows.iter().map(|r| r.get(0)).collect()
+    };
+    assert_eq!(scored_by, vec![Some("replica-1".to_string()); 2]);
+}
+
 crate::on_both_databases!(
+    the_lease_fence_names_a_pipeline_not_held_and_marks_who_scored,
     old_processed_events_are_pruned,
     upsert_is_idempotent_and_updates_on_change,
     attempts_are_distinct_runs,
