@@ -241,22 +241,50 @@ impl ModelBank {
 
     /// Saves every model with unsaved updates.
     pub async fn flush(&mut self) -> Result<usize, StoreError> {
-        let mut saved = 0;
-        for (name, entry) in self.cache.iter_mut() {
-            if entry.unsaved > 0 {
-                save(&self.store, name, &entry.model).await?;
-                entry.unsaved = 0;
-                saved += 1;
-            }
-        }
-        Ok(saved)
+        let dirty: Vec<String> = self
+            .cache
+            .iter()
+            .filter(|(_, entry)| entry.unsaved > 0)
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.save_together(&dirty).await?;
+        Ok(dirty.len())
     }
 
     /// Saves one cached model now.
     pub async fn save_now(&mut self, pipeline: &str) -> Result<(), StoreError> {
-        if let Some(entry) = self.cache.get_mut(pipeline) {
-            save(&self.store, pipeline, &entry.model).await?;
-            entry.unsaved = 0;
+        self.save_together(&[pipeline]).await
+    }
+
+    /// Saves these cached models (those not cached are skipped) in one
+    /// transaction per [`SAVES_PER_TRANSACTION`]: one durable commit for
+    /// many models, not one each, so a flush holds up scoring briefly.
+    pub async fn save_together<S: AsRef<str>>(
+        &mut self,
+        pipelines: &[S],
+    ) -> Result<(), StoreError> {
+        for chunk in pipelines.chunks(SAVES_PER_TRANSACTION) {
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for pipeline in chunk {
+                let pipeline = pipeline.as_ref();
+                if let Some(entry) = self.cache.peek(pipeline) {
+                    encoded.push((pipeline, encode(pipeline, &entry.model)?));
+                }
+            }
+            if encoded.is_empty() {
+                continue;
+            }
+            let now = chrono::Utc::now();
+            let mut tx = self.store.begin_write().await?;
+            for (pipeline, stored) in &encoded {
+                tx.save_model(pipeline, stored, now).await?;
+            }
+            tx.commit().await?;
+            for (pipeline, _) in &encoded {
+                if let Some(entry) = self.cache.peek_mut(*pipeline) {
+                    entry.unsaved = 0;
+                }
+            }
         }
         Ok(())
     }
@@ -307,22 +335,26 @@ impl Drop for ModelBank {
 
 /// Encodes (binary, checksummed; see [`codec`]) and stores a model.
 pub async fn save(store: &Store, pipeline: &str, model: &PipelineModel) -> Result<(), StoreError> {
+    let stored = encode(pipeline, model)?;
+    let mut tx = store.begin_write().await?;
+    tx.save_model(pipeline, &stored, chrono::Utc::now()).await?;
+    tx.commit().await
+}
+
+/// Models saved in one transaction at most (a few MB of writes).
+const SAVES_PER_TRANSACTION: usize = 64;
+
+/// A model in its saved form.
+fn encode(pipeline: &str, model: &PipelineModel) -> Result<StoredModel, StoreError> {
     let (version, state) = codec::to_stored(model).map_err(|e| StoreError::Corrupt {
         what: format!("model of {pipeline}"),
         detail: e.to_string(),
     })?;
-    let mut tx = store.begin_write().await?;
-    tx.save_model(
-        pipeline,
-        &StoredModel {
-            version,
-            state,
-            last_run_pk: model.last_run_pk,
-        },
-        chrono::Utc::now(),
-    )
-    .await?;
-    tx.commit().await
+    Ok(StoredModel {
+        version,
+        state,
+        last_run_pk: model.last_run_pk,
+    })
 }
 
 #[cfg(test)]
@@ -426,6 +458,30 @@ mod tests {
         );
         assert_eq!(rebuilt.runs_seen(), 80, "every stored run was replayed");
         same_verdicts(reference, rebuilt);
+    }
+
+    #[tokio::test]
+    async fn a_flush_saves_every_changed_model_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_runs(dir.path(), 0).await;
+        let metrics = Arc::new(Metrics::new());
+        let rules = crate::config::PipelineRules::default();
+        let mut bank = bank(&store, &metrics);
+        for (name, runs) in [("a", 30u32), ("b", 50), ("c", 0)] {
+            let entry = bank.get(name, i64::MAX).await.unwrap();
+            for i in 0..runs {
+                entry.model.observe(&run(i), &rules);
+            }
+            entry.unsaved += runs;
+        }
+        assert_eq!(bank.flush().await.unwrap(), 2);
+        for (name, runs) in [("a", 30u32), ("b", 50)] {
+            let row = store.load_model(name).await.unwrap().expect("saved");
+            let model = codec::from_stored(row.version, &row.state).unwrap();
+            assert_eq!(model.runs_seen(), u64::from(runs), "{name}");
+        }
+        assert!(store.load_model("c").await.unwrap().is_none(), "unchanged");
+        assert_eq!(bank.flush().await.unwrap(), 0, "nothing left to save");
     }
 
     #[tokio::test]

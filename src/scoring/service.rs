@@ -619,9 +619,8 @@ async fn score_batch(
         tx.mark_scored_by(&run_pks, holder).await?;
     }
     tx.commit().await?;
-    for pipeline in to_save {
-        bank.save_now(&pipeline).await?;
-    }
+    let to_save: Vec<String> = to_save.into_iter().collect();
+    bank.save_together(&to_save).await?;
     Ok(verdicts)
 }
 
