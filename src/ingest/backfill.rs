@@ -4,8 +4,10 @@
 //! validates every line and reports each bad one with its line number and
 //! field; nothing is stored unless the file is clean (or `--skip-invalid`
 //! is given). A second pass parses the file again and stores the valid runs
-//! in big batches, each batch one transaction of multi-row inserts, while
-//! the next chunk is parsed, with a progress bar. Backfilled runs are
+//! in transactions of [`RUNS_PER_COMMIT`] (multi-row inserts inside), while
+//! the next chunk is parsed, with a progress bar. A backfill stopped part
+//! way keeps the transactions it committed; running it again stores the
+//! rest and counts the stored runs as already stored. Backfilled runs are
 //! stored, not scored: `pipemedic train` builds the models from the stored
 //! history.
 
