@@ -4,8 +4,10 @@
 //! validates every line and reports each bad one with its line number and
 //! field; nothing is stored unless the file is clean (or `--skip-invalid`
 //! is given). A second pass parses the file again and stores the valid runs
-//! in big batches, each batch one transaction of multi-row inserts, while
-//! the next chunk is parsed, with a progress bar. Backfilled runs are
+//! in transactions of [`RUNS_PER_COMMIT`] (multi-row inserts inside), while
+//! the next chunk is parsed, with a progress bar. A backfill stopped part
+//! way keeps the transactions it committed; running it again stores the
+//! rest and counts the stored runs as already stored. Backfilled runs are
 //! stored, not scored: `pipemedic train` builds the models from the stored
 //! history.
 
@@ -22,13 +24,15 @@ use crate::store::RunOutcome;
 
 use super::IngestService;
 
-/// Runs stored per transaction: big, so that a backfill costs few durable
-/// commits (multi-row inserts inside; see [`crate::store::WriteTx::upsert_runs`]).
+/// Runs handed to the store at a time inside a transaction; the progress
+/// bar moves after each.
 const BATCH: usize = 10_000;
 
-/// Batches handed to the writer before the first is answered, so the next
-/// one is ready when a commit ends.
-const BATCHES_IN_FLIGHT: usize = 2;
+/// Runs stored per transaction: many, because each transaction of a
+/// backfill touches most pages of the indexes keyed by pipeline (a history
+/// export interleaves its pipelines), and a commit writes every page it
+/// touched: ten times fewer commits write the indexes ten times less.
+const RUNS_PER_COMMIT: usize = 100_000;
 
 /// One bad line of the input file.
 #[derive(Debug, Clone, PartialEq)]
@@ -298,17 +302,23 @@ fn parse_jsonl_lines(
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => {
-                errors.push(LineError {
-                    line: line_no,
-                    error: FieldError::new("$", format!("not valid JSON: {e}")),
-                });
-                continue;
-            }
+        // The common case, a well-formed run, straight from the text; any
+        // line that is not one goes through a JSON value, whose errors
+        // name the line's field (the same run either way).
+        let parsed = match serde_json::from_str::<Run>(line) {
+            Ok(run) => super::generic::normalised_and_valid(run, "", now),
+            Err(_) => match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(value) => super::generic::parse_one(value, "", now),
+                Err(e) => {
+                    errors.push(LineError {
+                        line: line_no,
+                        error: FieldError::new("$", format!("not valid JSON: {e}")),
+                    });
+                    continue;
+                }
+            },
         };
-        match super::generic::parse_one(value, "", now) {
+        match parsed {
             Ok(run) => runs.push((line_no, run)),
             Err(errs) => errors.extend(errs.into_iter().map(|error| LineError {
                 line: line_no,
@@ -582,46 +592,64 @@ pub struct BackfillSummary {
     pub duplicates: usize,
 }
 
-/// Stores the runs received from `chunks` (in file order) in batches of
-/// [`BATCH`], each batch one transaction, with [`BATCHES_IN_FLIGHT`]
-/// batches handed to the writer at once; calls `progress` with the number
-/// of runs done after each batch. Ends when the sender is dropped. Runs are
-/// stored, not scored: `pipemedic train` builds the models from them
+/// Stores the runs received from `chunks` (in file order) in transactions
+/// of [`RUNS_PER_COMMIT`] runs, through [`super::store_runs`] a
+/// [`BATCH`] at a time, and commits the last when the sender is dropped;
+/// calls `progress` with the number of runs done after each batch. The
+/// runs of committed transactions stay stored if a later one fails. Runs
+/// are stored, not scored: `pipemedic train` builds the models from them
 /// afterwards.
 pub async fn store_all(
     service: &IngestService,
     chunks: tokio::sync::mpsc::Receiver<Vec<Run>>,
+    progress: impl FnMut(usize),
+) -> Result<BackfillSummary, super::IngestError> {
+    store_committing_every(service, chunks, RUNS_PER_COMMIT, progress).await
+}
+
+/// [`store_all`], committing once `runs_per_commit` runs are stored.
+async fn store_committing_every(
+    service: &IngestService,
+    mut chunks: tokio::sync::mpsc::Receiver<Vec<Run>>,
+    runs_per_commit: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<BackfillSummary, super::IngestError> {
-    use futures::StreamExt;
     let mut summary = BackfillSummary::default();
-    let mut done = 0;
-    let batches = futures::stream::unfold(chunks, |mut rx| async move {
-        rx.recv().await.map(|runs| (runs, rx))
-    })
-    .flat_map(|runs| {
-        let mut runs = runs.into_iter().peekable();
-        let mut batches = Vec::new();
-        while runs.peek().is_some() {
-            batches.push(runs.by_ref().take(BATCH).collect::<Vec<Run>>());
-        }
-        futures::stream::iter(batches)
-    });
-    let mut stored = std::pin::pin!(batches
-        .map(|batch| service.accept_owned_runs(RunSource::Backfill, None, batch, false))
-        .buffered(BATCHES_IN_FLIGHT));
-    while let Some(report) = stored.next().await {
-        let report = report?;
-        for a in &report.runs {
-            match a.outcome {
-                RunOutcome::Inserted => summary.inserted += 1,
-                RunOutcome::Updated => summary.updated += 1,
-                RunOutcome::Duplicate => summary.duplicates += 1,
+    let mut open: Option<(crate::store::WriteTx, DateTime<Utc>)> = None;
+    let mut in_transaction = 0;
+    while let Some(mut runs) = chunks.recv().await {
+        for batch in runs.chunks_mut(BATCH) {
+            let (tx, now) = match &mut open {
+                Some(open) => open,
+                None => open.insert((
+                    service.store().begin_bulk_write().await?,
+                    service.clock().now(),
+                )),
+            };
+            let accepted =
+                super::store_runs(tx, RunSource::Backfill, batch, *now, service.redaction())
+                    .await?;
+            service.count(RunSource::Backfill, &accepted);
+            for a in &accepted {
+                match a.outcome {
+                    RunOutcome::Inserted => summary.inserted += 1,
+                    RunOutcome::Updated => summary.updated += 1,
+                    RunOutcome::Duplicate => summary.duplicates += 1,
+                }
             }
+            summary.lines_valid += accepted.len();
+            in_transaction += accepted.len();
+            if in_transaction >= runs_per_commit {
+                if let Some((tx, _)) = open.take() {
+                    tx.commit().await?;
+                }
+                in_transaction = 0;
+            }
+            progress(summary.lines_valid);
         }
-        done += report.runs.len();
-        summary.lines_valid = done;
-        progress(done);
+    }
+    if let Some((tx, _)) = open.take() {
+        tx.commit().await?;
     }
     Ok(summary)
 }
@@ -805,6 +833,109 @@ mod tests {
         let err = chunks.next().unwrap().unwrap_err();
         assert_eq!(err.to_string(), "disk gone");
         assert!(chunks.next().is_none());
+    }
+
+    #[test]
+    fn a_line_read_straight_or_through_a_value_gives_the_same_run() {
+        // serde reads a repeated key straight from the text as an error, a
+        // JSON value keeps the last: such a line is stored as before.
+        let text = "{\"pipeline\":\"p\",\"run_id\":\"1\",\"status\":\"running\",\"status\":\"failed\"}\n\
+                    {\"pipeline\":\"p\",\"run_id\":\"2\",\"status\":\"failed\",\"attempt\":\"two\"}\n\
+                    {\"pipeline\":\"p\",\"run_id\":\"3\",\"status\":\"succeeded\"} {}\n";
+        let (runs, errors) = parse_file(text, Format::JsonLines, now());
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].1.status, RunStatus::Failed);
+        let found: Vec<_> = errors
+            .iter()
+            .map(|e| (e.line, e.error.field.as_str(), e.error.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, 2);
+        assert_eq!(found[0].1, "attempt");
+        assert_eq!(found[1].0, 3);
+        assert!(found[1].2.starts_with("not valid JSON"), "{found:?}");
+    }
+
+    fn run(id: &str, status: RunStatus) -> Run {
+        let mut run = Run::new("web".to_string(), id.to_string(), status);
+        run.started_at = Some("2026-11-20T10:00:00Z".parse().unwrap());
+        run
+    }
+
+    #[tokio::test]
+    async fn a_backfill_of_several_transactions_is_stored_whole_and_counts_what_was_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("pm.db").display());
+        // One connection, so the cache size seen afterwards is the one the
+        // backfill wrote through.
+        let store = crate::store::Store::connect(&url, 1).await.unwrap();
+        let service = IngestService::new(
+            store.clone(),
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+            std::sync::Arc::new(crate::clock::SystemClock),
+        );
+        let first: Vec<Run> = (1..=5)
+            .map(|i| {
+                let status = if i == 3 {
+                    RunStatus::Running
+                } else {
+                    RunStatus::Succeeded
+                };
+                run(&i.to_string(), status)
+            })
+            .collect();
+        let second = vec![
+            run("6", RunStatus::Failed),
+            run("3", RunStatus::Succeeded),
+            run("1", RunStatus::Succeeded),
+            run("6", RunStatus::Failed),
+        ];
+        let (send, received) = tokio::sync::mpsc::channel(4);
+        send.send(first).await.unwrap();
+        send.send(second.clone()).await.unwrap();
+        drop(send);
+        let mut seen = Vec::new();
+        let summary = store_committing_every(&service, received, 3, |done| seen.push(done))
+            .await
+            .unwrap();
+        assert_eq!(
+            summary,
+            BackfillSummary {
+                lines_valid: 9,
+                lines_invalid: 0,
+                inserted: 6,
+                updated: 1,
+                duplicates: 2,
+            }
+        );
+        assert_eq!(seen, [5, 9]);
+        let cache: i64 = sqlx::Row::get(
+            &sqlx::query("PRAGMA cache_size")
+                .fetch_one(store.pool())
+                .await
+                .unwrap(),
+            0,
+        );
+        assert_eq!(cache, -32768, "the bulk cache is given back at the commit");
+        store.close().await;
+
+        // Everything is in the file once the backfill returns.
+        let reopened = crate::store::Store::connect(&url, 1).await.unwrap();
+        assert_eq!(reopened.count_runs().await.unwrap(), 6);
+        let third = reopened.get_run("web", "3", 1).await.unwrap().unwrap();
+        assert_eq!(third.run.status, RunStatus::Succeeded);
+        assert_eq!(third.source, "backfill");
+        let service = IngestService::new(
+            reopened.clone(),
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+            std::sync::Arc::new(crate::clock::SystemClock),
+        );
+        let (send, received) = tokio::sync::mpsc::channel(1);
+        send.send(second).await.unwrap();
+        drop(send);
+        let again = store_all(&service, received, |_| {}).await.unwrap();
+        assert_eq!((again.inserted, again.updated, again.duplicates), (0, 0, 4));
+        reopened.close().await;
     }
 
     #[test]

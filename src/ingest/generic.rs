@@ -77,7 +77,7 @@ pub fn parse_one(
     prefix: &str,
     now: DateTime<Utc>,
 ) -> Result<Run, Vec<FieldError>> {
-    let mut run: Run = serde_path_to_error::deserialize(item).map_err(|e| {
+    let run: Run = serde_path_to_error::deserialize(item).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "$".to_string() } else { path };
         vec![FieldError::new(
@@ -85,6 +85,16 @@ pub fn parse_one(
             e.into_inner().to_string(),
         )]
     })?;
+    normalised_and_valid(run, prefix, now)
+}
+
+/// A deserialised run, normalised, when it keeps the run limits
+/// ([`Run::validate`]); its problems otherwise.
+pub fn normalised_and_valid(
+    mut run: Run,
+    prefix: &str,
+    now: DateTime<Utc>,
+) -> Result<Run, Vec<FieldError>> {
     run.normalise();
     let errors = run.validate(prefix, now);
     if errors.is_empty() {

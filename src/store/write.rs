@@ -103,6 +103,9 @@ pub struct WriteTx {
     tx: Transaction<'static, Any>,
     backend: Backend,
     _gate: Option<OwnedMutexGuard<()>>,
+    /// A bulk write's larger page cache goes back to the usual size at the
+    /// commit (see [`super::Store::begin_bulk_write`]).
+    restore_cache: bool,
 }
 
 impl WriteTx {
@@ -115,7 +118,14 @@ impl WriteTx {
             tx,
             backend,
             _gate: gate,
+            restore_cache: false,
         }
+    }
+
+    /// Brings the connection's page cache back to its usual size at the
+    /// commit.
+    pub(super) fn restore_cache_at_commit(&mut self) {
+        self.restore_cache = true;
     }
 
     /// The database this transaction runs on.
@@ -127,7 +137,15 @@ impl WriteTx {
         &mut self.tx
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        if self.restore_cache {
+            // Before the commit, while the pages the transaction changed
+            // are held: SQLite frees what is beyond the size once they
+            // are written.
+            sqlx::query(super::SQLITE_CACHE_PRAGMA)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await?;
         Ok(())
     }
