@@ -398,8 +398,9 @@ impl Forest {
             u.sampler.push(weight, entry.leaf);
             self.store.inc(entry.point);
         }
-        if let Some(idx) = added {
-            self.store.release_if_unused(idx);
+        match added {
+            Some(idx) => self.store.release_if_unused(idx),
+            None => self.store.follow(&pt),
         }
         self.scratch = pt;
         self.seq += 1;
@@ -494,6 +495,11 @@ mod tests {
             assert_eq!(u.tree.mass(), 64);
         }
         assert!(f.store.live() <= 10 * 64);
+        assert!(
+            f.store.inputs() <= 600,
+            "each input stored once at most: {} of 600",
+            f.store.inputs()
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! keeps inputs, not points: a sequence of inputs in which a point is the
 //! window of `shingle` consecutive inputs starting at its oldest one. A
 //! point whose older inputs are the newest inputs stored (the next point of
-//! the stream) costs one input; any other point is stored whole. Every
+//! the stream) costs one input; any other point is stored whole. The
+//! forest keeps every point of the stream as the newest inputs, sampled
+//! or not ([`PointStore::follow`]), so that each point chains. Every
 //! point's coordinates stay one contiguous slice. Inputs no live point
 //! covers are dropped by a compaction when the buffer is full (the newest
 //! `shingle - 1` inputs are always kept, so that the stream keeps
@@ -99,6 +101,17 @@ impl PointStore {
             self.starts.push(start);
             (self.refs.len() - 1) as u32
         }
+    }
+
+    /// Keeps `point`, which no tree sampled, as the newest inputs without
+    /// an index, so that the stream's next point still chains (costs one
+    /// input) instead of being stored whole, repeating inputs already
+    /// stored. A compaction drops these inputs once no live point covers
+    /// them.
+    pub fn follow(&mut self, point: &[f32]) {
+        debug_assert_eq!(point.len(), self.dim);
+        self.make_room(self.dim);
+        self.append(point);
     }
 
     /// Appends `point`'s inputs (only its newest when the older ones are
@@ -199,6 +212,12 @@ impl PointStore {
     #[cfg(test)]
     pub fn refs(&self, idx: u32) -> u32 {
         self.refs[idx as usize]
+    }
+
+    /// Inputs stored (live or not yet compacted away).
+    #[cfg(test)]
+    pub fn inputs(&self) -> usize {
+        self.data.len() / self.input_len
     }
 
     /// Points currently held.
@@ -501,6 +520,26 @@ mod tests {
         let zero = s.add(&[-0.0, 7.0, 7.0]);
         assert_eq!(s.get(zero)[0].to_bits(), (-0.0f32).to_bits());
         assert_eq!(s.get(pts[10]), &window(12)[..]);
+    }
+
+    #[test]
+    fn points_no_tree_sampled_keep_the_stream_chained() {
+        let mut s = PointStore::new(3, 1);
+        let mut held = Vec::new();
+        for i in 2..100 {
+            if i % 3 == 0 {
+                s.follow(&window(i));
+            } else {
+                let p = s.add(&window(i));
+                s.inc(p);
+                held.push((p, i));
+            }
+        }
+        assert_eq!(s.data.len(), 100, "one input per point after the first");
+        for &(p, i) in &held {
+            assert_eq!(s.get(p), &window(i)[..]);
+        }
+        assert_eq!(s.live(), held.len());
     }
 
     #[test]
