@@ -356,8 +356,9 @@ impl WriteTx {
         holder: &str,
     ) -> Result<(), StoreError> {
         for chunk in run_pks.chunks(BINDS_PER_STATEMENT) {
+            let holder_at = placeholders(self.backend(), 1, 1);
             let list = placeholders(self.backend(), 2, chunk.len());
-            let sql = format!("UPDATE runs SET scored_by = $1 WHERE id IN ({list})");
+            let sql = format!("UPDATE runs SET scored_by = {holder_at} WHERE id IN ({list})");
             let mut query = sqlx::query(&sql).bind(holder);
             for run_pk in chunk {
                 query = query.bind(*run_pk);

@@ -722,21 +722,15 @@ async fn samples_of_the_earlier_layout_move_to_the_run_on_migration(db: Db) {
     pool.close().await;
 }
 
-/// The lease fence of a scoring transaction names a pipeline whose lease
-/// the replica does not hold (another's, lapsed or never taken), and
-/// `scored_by` marks every run of the batch (PostgreSQL only: SQLite has
-/// no leases and says so).
+/// `scored_by` marks every run of a scored batch, and the lease fence of
+/// a scoring transaction names a pipeline whose lease the replica does not
+/// hold (another's, lapsed or never taken); SQLite has no leases and says
+/// so.
 async fn the_lease_fence_names_a_pipeline_not_held_and_marks_who_scored(db: Db) {
     let backend = db;
     let db = TestDb::new(db).await.unwrap();
     let store = db.store().await;
     let now = t("2026-11-25T12:00:00Z");
-    let mut tx = store.begin_write().await.unwrap();
-    if matches!(backend, Db::Sqlite) {
-        let refused = tx.hold_leases(&["a"], "replica-1").await.unwrap_err();
-        assert!(refused.to_string().contains("PostgreSQL"), "{refused}");
-        return;
-    }
     let a = run(
         "1",
         RunStatus::Succeeded,
@@ -749,34 +743,54 @@ async fn the_lease_fence_names_a_pipeline_not_held_and_marks_who_scored(db: Db) 
         "2026-11-25T10:10:00Z",
         "2026-11-25T10:15:00Z",
     );
+    let c = run(
+        "3",
+        RunStatus::Succeeded,
+        "2026-11-25T10:20:00Z",
+        "2026-11-25T10:25:00Z",
+    );
+    let mut tx = store.begin_write().await.unwrap();
     let stored = tx
-        .upsert_runs(&[&a, &b], RunSource::Generic, now)
+        .upsert_runs(&[&a, &b, &c], RunSource::Generic, now)
         .await
         .unwrap();
+    let pks: Vec<i64> = stored.iter().map(|s| s.pk).collect();
+    tx.mark_scored_by(&pks[..2], "replica-1").await.unwrap();
     tx.commit().await.unwrap();
-    let minute = 60_000;
-    assert!(store
-        .acquire_lease("a", "replica-1", minute)
-        .await
-        .unwrap()
-        .is_some());
-    assert!(store
-        .acquire_lease("b", "replica-1", minute)
-        .await
-        .unwrap()
-        .is_some());
-    assert!(store
-        .acquire_lease("c", "replica-2", minute)
-        .await
-        .unwrap()
-        .is_some());
-    // Lapsed at once.
-    assert!(store
-        .acquire_lease("d", "replica-1", -1)
-        .await
-        .unwrap()
-        .is_some());
+    let scored_by: Vec<Option<String>> = {
+        use sqlx::Row;
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let rows = sqlx::query("SELECT scored_by FROM runs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows.iter().map(|r| r.get(0)).collect()
+    };
+    let one = Some("replica-1".to_string());
+    assert_eq!(scored_by, vec![one.clone(), one, None]);
 
+    let mut tx = store.begin_write().await.unwrap();
+    if matches!(backend, Db::Sqlite) {
+        let refused = tx.hold_leases(&["a"], "replica-1").await.unwrap_err();
+        assert!(refused.to_string().contains("PostgreSQL"), "{refused}");
+        return;
+    }
+    drop(tx);
+    let minute = 60_000;
+    for (pipeline, holder, ms) in [
+        ("a", "replica-1", minute),
+        ("b", "replica-1", minute),
+        ("c", "replica-2", minute),
+        // Lapsed at once.
+        ("d", "replica-1", -1),
+    ] {
+        assert!(store
+            .acquire_lease(pipeline, holder, ms)
+            .await
+            .unwrap()
+            .is_some());
+    }
     let mut tx = store.begin_write().await.unwrap();
     assert_eq!(
         tx.hold_leases(&["a", "b"], "replica-1").await.unwrap(),
@@ -796,19 +810,6 @@ async fn the_lease_fence_names_a_pipeline_not_held_and_marks_who_scored(db: Db) 
             .unwrap(),
         Some("never-leased".to_string())
     );
-    let pks: Vec<i64> = stored.iter().map(|s| s.pk).collect();
-    tx.mark_scored_by(&pks, "replica-1").await.unwrap();
-    tx.commit().await.unwrap();
-    let scored_by: Vec<Option<String>> = {
-        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-        let rows = sqlx::query("SELECT scored_by FROM runs ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        use sqlx::Row;
-        rows.iter().map(|r| r.get(0)).collect()
-    };
-    assert_eq!(scored_by, vec![Some("replica-1".to_string()); 2]);
 }
 
 crate::on_both_databases!(
