@@ -479,18 +479,10 @@ async fn score_batch(
     let mut decided: Vec<(Option<(i64, &Run)>, Verdict)> = Vec::with_capacity(runs.len());
     let mut resets_applied = std::collections::BTreeSet::new();
     let mut to_save = std::collections::BTreeSet::new();
-    // The pipelines of the batch, each once, in order of first run.
-    let mut pipelines: Vec<&str> = Vec::new();
-    {
-        let mut seen = std::collections::HashSet::new();
-        for (_, run) in runs {
-            if seen.insert(run.pipeline.as_str()) {
-                pipelines.push(run.pipeline.as_str());
-            }
-        }
-    }
     // Pending baseline resets of every pipeline of the batch, read at once.
-    let pending_resets = store.pending_baseline_resets_of(&pipelines).await?;
+    let pending_resets = store
+        .pending_baseline_resets_of(&distinct_pipelines(runs.iter().map(|(_, run)| *run)))
+        .await?;
     for (run_pk, run) in runs {
         let resets = pending_resets
             .get(&run.pipeline)
@@ -533,15 +525,11 @@ async fn score_batch(
     // 2. Store, in one transaction.
     let now = clock.now();
     let mut tx = store.begin_write().await?;
-    let written: Vec<&str> = {
-        let mut written: Vec<&str> = decided
+    let written = distinct_pipelines(
+        decided
             .iter()
-            .filter_map(|(write, _)| write.map(|(_, run)| run.pipeline.as_str()))
-            .collect();
-        written.sort_unstable();
-        written.dedup();
-        written
-    };
+            .filter_map(|(write, _)| write.map(|(_, run)| run)),
+    );
     if let Some(holder) = fence {
         if let Some(lost) = tx.hold_leases(&written, holder).await? {
             return Err(StoreError::LeaseLost(lost));
@@ -622,6 +610,14 @@ async fn score_batch(
     let to_save: Vec<String> = to_save.into_iter().collect();
     bank.save_together(&to_save).await?;
     Ok(verdicts)
+}
+
+/// The pipelines of `runs`, each once, sorted.
+fn distinct_pipelines<'a>(runs: impl Iterator<Item = &'a Run>) -> Vec<&'a str> {
+    let mut pipelines: Vec<&str> = runs.map(|run| run.pipeline.as_str()).collect();
+    pipelines.sort_unstable();
+    pipelines.dedup();
+    pipelines
 }
 
 /// What scores runs besides the embedded forest.

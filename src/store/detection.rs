@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use std::collections::{HashMap, HashSet};
 
-use super::write::{placeholders, WriteTx};
+use super::write::{placeholders, WriteTx, IN_LIST_MAX};
 use super::{from_ms, ms, Store, StoreError, StoredRun};
 use crate::domain::{Anomaly, AnomalyStatus, Verdict};
 
@@ -205,7 +205,7 @@ impl Store {
         pipelines: &[&str],
     ) -> Result<HashMap<String, Vec<(i64, Option<String>)>>, StoreError> {
         let mut out: HashMap<String, Vec<(i64, Option<String>)>> = HashMap::new();
-        for chunk in pipelines.chunks(PIPELINES_PER_STATEMENT) {
+        for chunk in pipelines.chunks(IN_LIST_MAX) {
             let list = placeholders(self.backend(), 1, chunk.len());
             let sql = format!(
                 "SELECT pipeline, id, metric FROM baseline_resets \
@@ -225,9 +225,6 @@ impl Store {
     }
 }
 
-/// Pipelines named in one `IN (...)` list.
-const PIPELINES_PER_STATEMENT: usize = 500;
-
 impl WriteTx {
     /// Which of `pipelines` have an open anomaly, read inside this
     /// transaction (one query per few hundred pipelines).
@@ -236,7 +233,7 @@ impl WriteTx {
         pipelines: &[&str],
     ) -> Result<HashSet<String>, StoreError> {
         let mut out = HashSet::new();
-        for chunk in pipelines.chunks(PIPELINES_PER_STATEMENT) {
+        for chunk in pipelines.chunks(IN_LIST_MAX) {
             let list = placeholders(self.backend(), 1, chunk.len());
             let sql = format!(
                 "SELECT DISTINCT pipeline FROM anomalies WHERE status = 'open' AND pipeline IN ({list})"

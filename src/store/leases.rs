@@ -14,7 +14,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use super::write::placeholders;
+use super::write::{placeholders, IN_LIST_MAX};
 use super::{Backend, Store, StoreError, WriteTx};
 
 /// `NOTIFY` channel: a run was queued for scoring (payload: the pipeline).
@@ -300,7 +300,7 @@ impl WriteTx {
         pipelines.dedup();
         // One statement for all of them (PostgreSQL sends each distinct
         // notification of a transaction once, at its commit).
-        for chunk in pipelines.chunks(BINDS_PER_STATEMENT) {
+        for chunk in pipelines.chunks(IN_LIST_MAX) {
             let rows = (0..chunk.len())
                 .map(|i| format!("(${})", i + 2))
                 .collect::<Vec<_>>()
@@ -329,7 +329,7 @@ impl WriteTx {
     ) -> Result<Option<String>, StoreError> {
         postgres_only(self.backend(), "pipeline_leases")?;
         let mut held = std::collections::HashSet::with_capacity(pipelines.len());
-        for chunk in pipelines.chunks(BINDS_PER_STATEMENT) {
+        for chunk in pipelines.chunks(IN_LIST_MAX) {
             let list = placeholders(Backend::Postgres, 2, chunk.len());
             let sql = format!(
                 "SELECT pipeline FROM pipeline_leases WHERE holder = $1 \
@@ -355,8 +355,8 @@ impl WriteTx {
         run_pks: &[i64],
         holder: &str,
     ) -> Result<(), StoreError> {
-        for chunk in run_pks.chunks(BINDS_PER_STATEMENT) {
-            let holder_at = placeholders(self.backend(), 1, 1);
+        let holder_at = placeholders(self.backend(), 1, 1);
+        for chunk in run_pks.chunks(IN_LIST_MAX) {
             let list = placeholders(self.backend(), 2, chunk.len());
             let sql = format!("UPDATE runs SET scored_by = {holder_at} WHERE id IN ({list})");
             let mut query = sqlx::query(&sql).bind(holder);
@@ -368,9 +368,6 @@ impl WriteTx {
         Ok(())
     }
 }
-
-/// Values bound in one `IN (...)` list.
-const BINDS_PER_STATEMENT: usize = 1_000;
 
 #[cfg(test)]
 mod tests {

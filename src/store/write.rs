@@ -39,6 +39,9 @@ pub(super) fn placeholders(backend: Backend, first: usize, count: usize) -> Stri
     out
 }
 
+/// Values named in one `IN (...)` or `VALUES` list of a batched statement.
+pub(super) const IN_LIST_MAX: usize = 500;
+
 /// Runs in one multi-row `INSERT` ([`RUN_COLUMNS`] bind values each;
 /// SQLite allows 32,766 per statement, PostgreSQL 65,535).
 const RUNS_PER_STATEMENT: usize = 500;
