@@ -41,6 +41,10 @@ use crate::store::{
 const CLAIM_BATCH: i64 = 256;
 /// Pipelines without a live lease looked at per pass.
 const ORPHANS_PER_PASS: i64 = 100;
+/// How often a drain busy with its own queue still looks for orphaned
+/// pipelines, so that taking over a stopped replica's pipelines never
+/// waits for this replica's queue to empty.
+const ORPHANS_EVERY: Duration = Duration::from_secs(1);
 /// Pause after a failed pass or a lost listener connection.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -318,14 +322,21 @@ impl Inner {
     /// is left; a run that fails stays queued for the next pass.
     async fn drain_once(&self, local: &DetectionService) -> Result<(), StoreError> {
         self.take_orphans(local).await?;
+        let mut orphans_looked = Instant::now();
         loop {
+            // Orphans are looked for again when this replica's own queue
+            // is empty, or a while after the last look: not before every
+            // claim.
+            if orphans_looked.elapsed() >= ORPHANS_EVERY {
+                self.take_orphans(local).await?;
+                orphans_looked = Instant::now();
+            }
             let claim = self.store.claim_scoring(self.me(), CLAIM_BATCH).await?;
             if claim.runs.is_empty() {
-                // Orphans are looked for again only when this replica's
-                // own queue is empty: one query per pass, not per claim.
                 if self.take_orphans(local).await? == 0 {
                     return Ok(());
                 }
+                orphans_looked = Instant::now();
                 continue;
             }
             let mut scored = Vec::with_capacity(claim.runs.len());
