@@ -173,13 +173,51 @@ fn gap_sum(lo: &[f32], hi: &[f32], x: &[f32]) -> f64 {
     let (lr, hr, xr) = (lc.remainder(), hc.remainder(), xc.remainder());
     for ((l, h), x) in lc.zip(hc).zip(xc) {
         for i in 0..LANES {
-            acc[i] += (l[i] - x[i]).max(0.0) + (x[i] - h[i]).max(0.0);
+            acc[i] += positive(l[i] - x[i]) + positive(x[i] - h[i]);
         }
     }
     for (i, ((l, h), x)) in lr.iter().zip(hr).zip(xr).enumerate() {
-        acc[i] += (l - x).max(0.0) + (x - h).max(0.0);
+        acc[i] += positive(l - x) + positive(x - h);
     }
     f64::from(acc.iter().sum::<f32>())
+}
+
+/// Lowers `lo` to `p` where `p` is lower. For the finite coordinates a
+/// store holds this is `f32::min`, written as a comparison so that it
+/// compiles to packed minimum instructions (`f32::min` must also handle
+/// NaN, which costs a compare and a blend per lane).
+#[inline(always)]
+fn widen_lo(lo: &mut [f32], p: &[f32]) {
+    for (l, &v) in lo.iter_mut().zip(p) {
+        *l = if v < *l { v } else { *l };
+    }
+}
+
+/// Raises `hi` to `p` where `p` is higher (see [`widen_lo`]).
+#[inline(always)]
+fn widen_hi(hi: &mut [f32], p: &[f32]) {
+    for (h, &v) in hi.iter_mut().zip(p) {
+        *h = if v > *h { v } else { *h };
+    }
+}
+
+/// Widens the box `lo`/`hi` to hold point `p`.
+#[inline(always)]
+fn widen(lo: &mut [f32], hi: &mut [f32], p: &[f32]) {
+    widen_lo(lo, p);
+    widen_hi(hi, p);
+}
+
+/// `v` where it is positive, else 0: `v.max(0.0)` for the finite values
+/// of boxes and points, as a comparison that vectorises (see
+/// [`widen_lo`]).
+#[inline(always)]
+fn positive(v: f32) -> f32 {
+    if v > 0.0 {
+        v
+    } else {
+        0.0
+    }
 }
 
 /// An internal node: 14 bytes (packed to two-byte alignment, the cut
@@ -360,16 +398,28 @@ impl Tree {
     /// Widens `lo`/`hi` by every point below `c`.
     fn union_below(&self, c: NodeRef, store: &PointStore, lo: &mut [f32], hi: &mut [f32]) {
         if is_leaf(c) {
-            let p = store.get(self.leaves[leaf_idx(c)].point);
-            for k in 0..self.dim {
-                lo[k] = lo[k].min(p[k]);
-                hi[k] = hi[k].max(p[k]);
-            }
+            widen(lo, hi, store.get(self.leaves[leaf_idx(c)].point));
         } else {
             let n = &self.nodes[c as usize];
             self.union_below(n.left, store, lo, hi);
             self.union_below(n.right, store, lo, hi);
         }
+    }
+
+    /// Widens `lo`/`hi` by `c`'s box: its point, its cached box, or every
+    /// point below it.
+    fn widen_by_box(&self, c: NodeRef, store: &PointStore, lo: &mut [f32], hi: &mut [f32]) {
+        if !is_leaf(c) {
+            if let Some(s) = self.slot_of(c) {
+                let d = self.dim;
+                let start = s * self.slot_len();
+                let (clo, chi) = self.boxes[start..start + 2 * d].split_at(d);
+                widen_lo(lo, clo);
+                widen_hi(hi, chi);
+                return;
+            }
+        }
+        self.union_below(c, store, lo, hi);
     }
 
     /// Writes node `n`'s box into `out` (from the cache, or the union of
@@ -418,13 +468,8 @@ impl Tree {
             } else {
                 node.left
             };
-            let mut b = [0.0f32; STACK_BOX];
-            self.write_box(other, store, &mut b);
-            for k in 0..d {
-                below[k] = below[k].min(b[k]);
-                below[d + k] = below[d + k].max(b[d + k]);
-            }
-            let (lo, hi) = below[..2 * d].split_at(d);
+            let (lo, hi) = below[..2 * d].split_at_mut(d);
+            self.widen_by_box(other, store, lo, hi);
             span_sum(lo, hi)
         };
         let (lo, hi) = below[..2 * d].split_at(d);
@@ -615,10 +660,9 @@ impl Tree {
             let (lo, hi) = cur_box[..2 * d].split_at(d);
             {
                 let (mlo, mhi) = merged.split_at_mut(d);
-                for k in 0..d {
-                    mlo[k] = lo[k].min(x[k]);
-                    mhi[k] = hi[k].max(x[k]);
-                }
+                mlo.copy_from_slice(lo);
+                mhi.copy_from_slice(hi);
+                widen(mlo, mhi, x);
             }
             let (mlo, mhi) = merged.split_at(d);
             let total = span_sum(mlo, mhi);
@@ -796,13 +840,10 @@ impl Tree {
         let buf = scratch;
         buf.resize(4 * d, 0.0);
         {
-            let (merged, right) = buf.split_at_mut(2 * d);
+            let merged = &mut buf[..2 * d];
             self.write_box(l, store, merged);
-            self.write_box(r, store, right);
-            for k in 0..d {
-                merged[k] = merged[k].min(right[k]);
-                merged[d + k] = merged[d + k].max(right[d + k]);
-            }
+            let (lo, hi) = merged.split_at_mut(d);
+            self.widen_by_box(r, store, lo, hi);
         }
         let Some(s) = self.find_slot(n) else {
             unreachable!("node {n} has a cached box");
