@@ -19,6 +19,7 @@
 //! [`Run::normalise`], which shortens it, rather than refused.
 
 use std::collections::HashSet;
+use std::fmt::{Display, Write as _};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -98,6 +99,26 @@ fn is_printable(c: char) -> bool {
             | '\u{FEFF}')
 }
 
+/// `stages[i].`, the prefix of a stage's fields in a problem.
+struct StageField(usize);
+
+impl Display for StageField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stages[{}].", self.0)
+    }
+}
+
+/// `metrics.<name>` (the name's first 64 characters), the field of a
+/// custom metric in a problem.
+struct MetricField<'a>(&'a str);
+
+impl Display for MetricField<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("metrics.")?;
+        self.0.chars().take(64).try_for_each(|c| f.write_char(c))
+    }
+}
+
 /// Collects problems, each under `prefix`.
 struct Problems<'a> {
     prefix: &'a str,
@@ -105,7 +126,7 @@ struct Problems<'a> {
 }
 
 impl Problems<'_> {
-    fn add(&mut self, field: &str, message: impl Into<String>) {
+    fn add(&mut self, field: &(impl Display + ?Sized), message: impl Into<String>) {
         self.errors
             .push(FieldError::new(format!("{}{field}", self.prefix), message));
     }
@@ -124,15 +145,24 @@ impl Problems<'_> {
         }
     }
 
-    /// Whether the timestamp, if any, lies in the accepted range.
-    fn time(&mut self, field: &str, t: Option<DateTime<Utc>>, latest: DateTime<Utc>) -> bool {
+    /// Whether the timestamp, if any, lies in the accepted range. The
+    /// field's name (`at` then `name`) is only written out for a problem:
+    /// most runs have none, and naming every field cost a backfill more
+    /// time than checking it.
+    fn time(
+        &mut self,
+        at: &dyn Display,
+        name: &str,
+        t: Option<DateTime<Utc>>,
+        latest: DateTime<Utc>,
+    ) -> bool {
         let Some(t) = t else { return true };
         if t < earliest() {
-            self.add(field, format!("{t} is before {EARLIEST}"));
+            self.add(&format!("{at}{name}"), format!("{t} is before {EARLIEST}"));
             false
         } else if t > latest {
             self.add(
-                field,
+                &format!("{at}{name}"),
                 format!("{t} is more than {FUTURE_SLACK_HOURS} hours in the future"),
             );
             false
@@ -145,13 +175,13 @@ impl Problems<'_> {
     /// duration between them.
     fn span(
         &mut self,
-        field: &str,
+        field: &dyn Display,
         start: Option<DateTime<Utc>>,
         end: Option<DateTime<Utc>>,
         latest: DateTime<Utc>,
     ) {
-        let start_ok = self.time(&format!("{field}started_at"), start, latest);
-        let end_ok = self.time(&format!("{field}finished_at"), end, latest);
+        let start_ok = self.time(field, "started_at", start, latest);
+        let end_ok = self.time(field, "finished_at", end, latest);
         if let (Some(s), Some(e), true, true) = (start, end, start_ok, end_ok) {
             if e < s {
                 self.add(
@@ -218,7 +248,7 @@ impl Run {
         if self.attempt == 0 || self.attempt > MAX_ATTEMPT {
             p.add("attempt", format!("must be 1 to {MAX_ATTEMPT}"));
         }
-        p.span("", self.started_at, self.finished_at, latest);
+        p.span(&"", self.started_at, self.finished_at, latest);
         if let Some(t) = &self.tests {
             if t.total > MAX_TESTS {
                 p.add("tests.total", format!("must be at most {MAX_TESTS}"));
@@ -262,7 +292,7 @@ impl Run {
             return;
         }
         for (name, value) in &self.metrics {
-            let field = format!("metrics.{}", name.chars().take(64).collect::<String>());
+            let field = MetricField(name);
             if let Some(problem) = name_problem(name) {
                 p.add(&field, format!("metric name {problem}"));
             } else if BUILTIN_METRICS.contains(&name.as_str()) || name.starts_with("stage.") {
@@ -294,7 +324,7 @@ impl Run {
         }
         let mut seen = HashSet::with_capacity(self.stages.len());
         for (i, stage) in self.stages.iter().enumerate() {
-            let field = format!("stages[{i}].");
+            let field = StageField(i);
             if let Some(problem) = name_problem(&stage.name) {
                 p.add(&format!("{field}name"), problem);
             } else if !seen.insert(stage.name.as_str()) {
