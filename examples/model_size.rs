@@ -7,13 +7,15 @@
 //! (binary codec) size, the mean time per run, and the median model's
 //! memory part by part (bytes in use and allocated).
 //!
-//! `cargo run --example model_size -- [RUNS]`
+//! `cargo run --example model_size -- [RUNS] [DECAY]`: DECAY, if given,
+//! replaces the pipeline models' time decay per point, as a number or a
+//! quotient (`0.1/64`).
 use std::time::Instant;
 
 use pipemedic::config::PipelineRules;
 use pipemedic::domain::Run;
 use pipemedic::evaluate::corpus::corpus;
-use pipemedic::scoring::pipeline::codec;
+use pipemedic::scoring::pipeline::{codec, pipeline_detector_config, seed_for};
 use pipemedic::scoring::PipelineModel;
 
 /// `runs` runs of the scenario at `index` in the corpus: seed 1's history,
@@ -49,13 +51,23 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("RUNS is a whole number"))
         .unwrap_or(300);
+    let decay: Option<f64> = std::env::args().nth(2).map(|d| match d.split_once('/') {
+        Some((a, b)) => {
+            a.parse::<f64>().expect("DECAY numerator") / b.parse::<f64>().expect("DECAY divisor")
+        }
+        None => d.parse().expect("DECAY is a number or a quotient"),
+    });
     let rules = PipelineRules::default();
     let mut models = Vec::new();
     let mut observed = 0usize;
     let mut elapsed = std::time::Duration::ZERO;
     for index in 0..corpus(1).len() {
         let (pipeline, history) = long_history(index, runs);
-        let mut model = PipelineModel::new(&pipeline, 1.0);
+        let mut cfg = pipeline_detector_config(1.0, seed_for(&pipeline));
+        if let Some(d) = decay {
+            cfg.time_decay = d;
+        }
+        let mut model = PipelineModel::with_detector(cfg);
         let start = Instant::now();
         for r in &history {
             model.observe(r, &rules);

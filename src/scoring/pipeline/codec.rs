@@ -196,11 +196,14 @@ mod tests {
         same_verdicts(model, restored, 300);
     }
 
-    /// The small forest of the fixtures, trained on the first `runs` runs.
+    /// The small forest of the fixtures, with the time decay pipeline
+    /// models had when they were saved (0.1 / 256), trained on the first
+    /// `runs` runs.
     fn fixture_model(runs: u32) -> PipelineModel {
         let mut cfg = crate::scoring::pipeline::pipeline_detector_config(1.0, 7);
         cfg.trees = 5;
         cfg.sample_size = 16;
+        cfg.time_decay = 0.1 / 256.0;
         let mut fresh = PipelineModel::with_detector(cfg);
         for i in 0..runs {
             fresh.observe(&run(i), &PipelineRules::default());
@@ -235,6 +238,44 @@ mod tests {
         assert_eq!(converted, fresh.detector().forest().points_held());
         same_verdicts(decode(&saved).unwrap(), fixture_model(60), 60);
         same_verdicts(loaded, fresh, 60);
+    }
+
+    /// A saved model keeps the time decay it was built with, through a
+    /// load and a save, and judges by it; a new model gets the current one.
+    #[test]
+    fn a_saved_model_keeps_the_time_decay_it_was_built_with() {
+        use crate::scoring::pipeline::PIPELINE_TIME_DECAY;
+        let earlier = 0.1 / 256.0;
+        assert_ne!(PIPELINE_TIME_DECAY, earlier);
+        let loaded = from_stored(BINARY_VERSION, include_str!("testdata/model_v2.b64")).unwrap();
+        let resaved = decode(&encode(&loaded).unwrap()).unwrap();
+        for m in [&loaded, &resaved] {
+            assert_eq!(m.detector().config().time_decay, earlier);
+            assert_eq!(m.detector().forest().config().time_decay, earlier);
+        }
+        assert_eq!(
+            PipelineModel::new("any", 1.0)
+                .detector()
+                .config()
+                .time_decay,
+            PIPELINE_TIME_DECAY
+        );
+        // Trained alike but with the current decay, the fixture's forest
+        // scores otherwise: the saved decay is the one in force.
+        let mut cfg = crate::scoring::pipeline::pipeline_detector_config(1.0, 7);
+        cfg.trees = 5;
+        cfg.sample_size = 16;
+        let mut current = PipelineModel::with_detector(cfg);
+        let (mut old, rules) = (resaved, PipelineRules::default());
+        for i in 0..60 {
+            current.observe(&run(i), &rules);
+        }
+        let differ = (60..180)
+            .filter(|&i| {
+                old.observe(&run(i), &rules).score != current.observe(&run(i), &rules).score
+            })
+            .count();
+        assert!(differ > 0, "the two decays sample alike");
     }
 
     /// The same model saved as JSON (version 1) with every point whole
