@@ -12,6 +12,9 @@
 //! shifted by whole weeks to follow on, with a declared new normal where each
 //! joined history begins (its first 24 ordinary runs are not counted: the
 //! join itself is a change of level the corpus does not label).
+mod common;
+
+use common::parse_decay;
 use pipemedic::config::PipelineRules;
 use pipemedic::evaluate::corpus::{corpus, History};
 use pipemedic::evaluate::score::{score_history, total};
@@ -104,14 +107,4 @@ fn joined(seeds: Vec<u64>) -> Vec<History> {
         }
     }
     out
-}
-
-/// A time decay written as a number (`0.0015625`) or a quotient (`0.1/64`).
-fn parse_decay(d: &str) -> f64 {
-    match d.split_once('/') {
-        Some((a, b)) => {
-            a.parse::<f64>().expect("DECAY numerator") / b.parse::<f64>().expect("DECAY divisor")
-        }
-        None => d.parse().expect("DECAY is a number or a quotient"),
-    }
 }

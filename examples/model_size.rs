@@ -10,7 +10,11 @@
 //! `cargo run --example model_size -- [RUNS] [DECAY]`: DECAY, if given,
 //! replaces the pipeline models' time decay per point, as a number or a
 //! quotient (`0.1/64`).
+mod common;
+
 use std::time::Instant;
+
+use common::parse_decay;
 
 use pipemedic::config::PipelineRules;
 use pipemedic::domain::Run;
@@ -51,12 +55,7 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("RUNS is a whole number"))
         .unwrap_or(300);
-    let decay: Option<f64> = std::env::args().nth(2).map(|d| match d.split_once('/') {
-        Some((a, b)) => {
-            a.parse::<f64>().expect("DECAY numerator") / b.parse::<f64>().expect("DECAY divisor")
-        }
-        None => d.parse().expect("DECAY is a number or a quotient"),
-    });
+    let decay: Option<f64> = std::env::args().nth(2).map(|d| parse_decay(&d));
     let rules = PipelineRules::default();
     let mut models = Vec::new();
     let mut observed = 0usize;
