@@ -12,9 +12,7 @@ use crate::config::PipelineRules;
 use crate::scoring::pipeline::{pipeline_detector_config, seed_for, PIPELINE_TIME_DECAY};
 use crate::scoring::PipelineModel;
 
-/// The time decay of pipeline models saved before it followed the sample
-/// size.
-const EARLIER_DECAY: f64 = 0.1 / 256.0;
+use crate::scoring::pipeline::EARLIER_PIPELINE_TIME_DECAY as EARLIER_DECAY;
 
 /// Scenarios of the CI corpus (seed 1) replayed by the tests below.
 const RECORDED_SCENARIOS: [usize; 4] = [0, 2, 4, 7];

@@ -144,6 +144,7 @@ mod tests {
     use super::*;
     use crate::config::PipelineRules;
     use crate::domain::{ResourceMetrics, Run, RunStatus, TestCounts};
+    use crate::scoring::pipeline::EARLIER_PIPELINE_TIME_DECAY;
 
     fn run(i: u32) -> Run {
         let start: chrono::DateTime<chrono::Utc> = "2026-09-01T00:00:00Z".parse().unwrap();
@@ -196,14 +197,14 @@ mod tests {
         same_verdicts(model, restored, 300);
     }
 
-    /// The small forest of the fixtures, with the time decay pipeline
-    /// models had when they were saved (0.1 / 256), trained on the first
-    /// `runs` runs.
-    fn fixture_model(runs: u32) -> PipelineModel {
+    /// The small forest of the fixtures with the given time decay (the
+    /// fixtures were saved with [`EARLIER_PIPELINE_TIME_DECAY`]), trained
+    /// on the first `runs` runs.
+    fn fixture_model(runs: u32, time_decay: f64) -> PipelineModel {
         let mut cfg = crate::scoring::pipeline::pipeline_detector_config(1.0, 7);
         cfg.trees = 5;
         cfg.sample_size = 16;
-        cfg.time_decay = 0.1 / 256.0;
+        cfg.time_decay = time_decay;
         let mut fresh = PipelineModel::with_detector(cfg);
         for i in 0..runs {
             fresh.observe(&run(i), &PipelineRules::default());
@@ -224,7 +225,7 @@ mod tests {
             .unwrap();
         assert_eq!(u16::from_le_bytes([old[4], old[5]]), WHOLE_POINTS_FORMAT);
         let loaded = from_stored(BINARY_VERSION, state).unwrap();
-        let fresh = fixture_model(60);
+        let fresh = fixture_model(60, EARLIER_PIPELINE_TIME_DECAY);
         let saved = encode(&loaded).unwrap();
         assert_eq!(u16::from_le_bytes([saved[4], saved[5]]), BINARY_FORMAT);
         assert_eq!(encode(&decode(&saved).unwrap()).unwrap(), saved);
@@ -236,7 +237,11 @@ mod tests {
         );
         let converted = loaded.detector().forest().points_held();
         assert_eq!(converted, fresh.detector().forest().points_held());
-        same_verdicts(decode(&saved).unwrap(), fixture_model(60), 60);
+        same_verdicts(
+            decode(&saved).unwrap(),
+            fixture_model(60, EARLIER_PIPELINE_TIME_DECAY),
+            60,
+        );
         same_verdicts(loaded, fresh, 60);
     }
 
@@ -245,7 +250,7 @@ mod tests {
     #[test]
     fn a_saved_model_keeps_the_time_decay_it_was_built_with() {
         use crate::scoring::pipeline::PIPELINE_TIME_DECAY;
-        let earlier = 0.1 / 256.0;
+        let earlier = EARLIER_PIPELINE_TIME_DECAY;
         assert_ne!(PIPELINE_TIME_DECAY, earlier);
         let loaded = from_stored(BINARY_VERSION, include_str!("testdata/model_v2.b64")).unwrap();
         let resaved = decode(&encode(&loaded).unwrap()).unwrap();
@@ -262,14 +267,8 @@ mod tests {
         );
         // Trained alike but with the current decay, the fixture's forest
         // scores otherwise: the saved decay is the one in force.
-        let mut cfg = crate::scoring::pipeline::pipeline_detector_config(1.0, 7);
-        cfg.trees = 5;
-        cfg.sample_size = 16;
-        let mut current = PipelineModel::with_detector(cfg);
+        let mut current = fixture_model(60, PIPELINE_TIME_DECAY);
         let (mut old, rules) = (resaved, PipelineRules::default());
-        for i in 0..60 {
-            current.observe(&run(i), &rules);
-        }
         let differ = (60..180)
             .filter(|&i| {
                 old.observe(&run(i), &rules).score != current.observe(&run(i), &rules).score
@@ -285,7 +284,7 @@ mod tests {
         let json = include_str!("testdata/model_v1.json");
         assert!(json.contains("\"store\":{\"dim\":24,\"data\""));
         let loaded = from_stored(JSON_VERSION, json).unwrap();
-        same_verdicts(loaded, fixture_model(60), 60);
+        same_verdicts(loaded, fixture_model(60, EARLIER_PIPELINE_TIME_DECAY), 60);
     }
 
     #[test]

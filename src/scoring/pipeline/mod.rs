@@ -229,6 +229,11 @@ pub const PIPELINE_SAMPLE: usize = 64;
 /// this one.
 pub const PIPELINE_TIME_DECAY: f64 = 0.1 / PIPELINE_SAMPLE as f64;
 
+/// The time decay pipeline models had before it followed the sample size;
+/// models saved then keep it. The tests of saved models replay it.
+#[cfg(test)]
+pub(crate) const EARLIER_PIPELINE_TIME_DECAY: f64 = 0.1 / 256.0;
+
 /// The detector settings of pipeline models.
 pub fn pipeline_detector_config(sensitivity: f64, seed: u64) -> DetectorConfig {
     DetectorConfig {
