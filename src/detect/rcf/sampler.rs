@@ -28,7 +28,7 @@ pub enum Admission {
     /// Sampled; `evicted` is the leaf of the point it replaces, if the
     /// sample was full.
     Accepted {
-        weight: f64,
+        weight: f32,
         evicted: Option<NodeRef>,
     },
 }
@@ -149,14 +149,14 @@ impl Sampler {
                 return Admission::Rejected;
             }
         }
-        let weight = f64::from((-self.time_decay * seq as f64 + (-u.ln()).ln()) as f32);
+        let weight = (-self.time_decay * seq as f64 + (-u.ln()).ln()) as f32;
         if !self.is_full() {
             return Admission::Accepted {
                 weight,
                 evicted: None,
             };
         }
-        if weight >= f64::from(self.weights[0]) {
+        if weight >= self.weights[0] {
             return Admission::Rejected;
         }
         let evicted = self.leaves[0];
@@ -168,7 +168,7 @@ impl Sampler {
     }
 
     /// Adds an accepted point, held by `leaf`, with its weight.
-    pub fn push(&mut self, weight: f64, leaf: NodeRef) {
+    pub fn push(&mut self, weight: f32, leaf: NodeRef) {
         if self.weights.len() == self.weights.capacity() {
             // Double while young, then exactly up to capacity.
             let want = (self.weights.len() * 2)
@@ -178,7 +178,7 @@ impl Sampler {
             self.leaves.reserve_exact(want - self.leaves.len());
         }
         self.quick = None;
-        self.weights.push(weight as f32);
+        self.weights.push(weight);
         self.leaves.push(leaf);
         let mut i = self.weights.len() - 1;
         while i > 0 {
