@@ -323,6 +323,18 @@ impl Tree {
         }
     }
 
+    /// Internal node `n`'s cached box, if it has one: lower corner, upper
+    /// corner and range sum (see [`Tree::slot_of`]).
+    #[inline]
+    fn cached_box(&self, n: NodeRef) -> Option<(&[f32], &[f32], f32)> {
+        let s = self.slot_of(n)?;
+        let d = self.dim;
+        let slot = &self.boxes[s * self.slot_len()..(s + 1) * self.slot_len()];
+        let (lo, rest) = slot.split_at(d);
+        let (hi, range) = rest.split_at(d);
+        Some((lo, hi, range[0]))
+    }
+
     /// Room for `len + 1` items in an arena of `per_item` values each:
     /// doubling while small, never beyond `target` items unless needed.
     fn grow<T>(v: &mut Vec<T>, len: usize, per_item: usize, target: usize) {
@@ -384,9 +396,9 @@ impl Tree {
             out[d..2 * d].copy_from_slice(p);
             return;
         }
-        if let Some(s) = self.slot_of(c) {
-            let start = s * self.slot_len();
-            out[..2 * d].copy_from_slice(&self.boxes[start..start + 2 * d]);
+        if let Some((lo, hi, _)) = self.cached_box(c) {
+            out[..d].copy_from_slice(lo);
+            out[d..2 * d].copy_from_slice(hi);
             return;
         }
         let (lo, hi) = out[..2 * d].split_at_mut(d);
@@ -410,10 +422,7 @@ impl Tree {
     /// point below it.
     fn widen_by_box(&self, c: NodeRef, store: &PointStore, lo: &mut [f32], hi: &mut [f32]) {
         if !is_leaf(c) {
-            if let Some(s) = self.slot_of(c) {
-                let d = self.dim;
-                let start = s * self.slot_len();
-                let (clo, chi) = self.boxes[start..start + 2 * d].split_at(d);
+            if let Some((clo, chi, _)) = self.cached_box(c) {
                 widen_lo(lo, clo);
                 widen_hi(hi, chi);
                 return;
@@ -457,10 +466,10 @@ impl Tree {
         x: &[f32],
     ) -> (f64, f64) {
         let d = self.dim;
-        let range = if let Some(s) = self.slot_of(n) {
-            let start = s * self.slot_len();
-            below[..2 * d].copy_from_slice(&self.boxes[start..start + 2 * d]);
-            f64::from(self.boxes[start + 2 * d])
+        let range = if let Some((lo, hi, range)) = self.cached_box(n) {
+            below[..d].copy_from_slice(lo);
+            below[d..2 * d].copy_from_slice(hi);
+            f64::from(range)
         } else {
             let node = &self.nodes[n as usize];
             let other = if node.left == child {
@@ -485,12 +494,10 @@ impl Tree {
         store: &PointStore,
         f: impl FnOnce(&[f32], &[f32], f64) -> R,
     ) -> R {
-        let d = self.dim;
-        if let Some(s) = self.slot_of(n) {
-            let start = s * self.slot_len();
-            let (lo, hi) = self.boxes[start..start + 2 * d].split_at(d);
-            return f(lo, hi, f64::from(self.boxes[start + 2 * d]));
+        if let Some((lo, hi, range)) = self.cached_box(n) {
+            return f(lo, hi, f64::from(range));
         }
+        let d = self.dim;
         if 2 * d <= STACK_BOX {
             let mut buf = [0.0f32; STACK_BOX];
             self.write_box(n, store, &mut buf);
@@ -1034,13 +1041,9 @@ impl Tree {
     /// True when `x` lies strictly inside cached node `n`'s box in every
     /// dimension.
     fn strictly_inside(&self, n: NodeRef, x: &[f32]) -> bool {
-        let d = self.dim;
-        let Some(s) = self.slot_of(n) else {
+        let Some((lo, hi, _)) = self.cached_box(n) else {
             unreachable!("node {n} has a cached box");
         };
-        let start = s * self.slot_len();
-        let b = &self.boxes[start..start + 2 * d];
-        let (lo, hi) = b.split_at(d);
         lo.iter().zip(hi).zip(x).all(|((l, h), v)| l < v && v < h)
     }
 
