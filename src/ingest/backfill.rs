@@ -3,9 +3,10 @@
 //! ([`Chunks`]), so memory stays bounded whatever its size: a first pass
 //! validates every line and reports each bad one with its line number and
 //! field; nothing is stored unless the file is clean (or `--skip-invalid`
-//! is given). A second pass parses the file again and stores the valid runs
-//! in transactions of [`RUNS_PER_COMMIT`] (multi-row inserts inside), while
-//! the next chunk is parsed, with a progress bar. A backfill stopped part
+//! is given). A second pass parses the file again, makes each chunk's rows
+//! on every core, and stores them in transactions of [`RUNS_PER_COMMIT`]
+//! (one prepared insert per run on a SQLite file, multi-row inserts on
+//! PostgreSQL) while the next chunk is parsed, with a progress bar. A backfill stopped part
 //! way keeps the transactions it committed; running it again stores the
 //! rest and counts the stored runs as already stored. Backfilled runs are
 //! stored, not scored: `pipemedic train` builds the models from the stored
@@ -20,7 +21,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{
     DeployMetrics, FieldError, ResourceMetrics, Run, RunSource, RunStatus, TestCounts,
 };
-use crate::store::RunOutcome;
+use crate::store::{BulkRunWriter, RunOutcome, RunRow, Store, StoreError, Upserted, WriteTx};
 
 use super::IngestService;
 
@@ -243,8 +244,8 @@ fn next_jsonl_chunk(
     if lines.is_empty() {
         return Ok(None);
     }
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let (runs, parse_errors) = parse_jsonl(&lines, first, now);
+    let mut lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let (runs, parse_errors) = parse_jsonl(&mut lines, first, now);
     errors.extend(parse_errors);
     errors.sort_by_key(|e| e.line);
     Ok(Some(Chunk {
@@ -257,28 +258,12 @@ fn next_jsonl_chunk(
 /// Parses JSON Lines on every core, each thread a contiguous share of the
 /// lines; the results keep the file's order. `lines[0]` is line `first + 1`.
 fn parse_jsonl(
-    lines: &[&str],
+    lines: &mut [&str],
     first: usize,
     now: DateTime<Utc>,
 ) -> (Vec<(usize, Run)>, Vec<LineError>) {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(lines.len() / LINES_PER_THREAD)
-        .max(1);
-    let share = lines.len().div_ceil(threads).max(1);
-    let parts: Vec<_> = std::thread::scope(|scope| {
-        let workers: Vec<_> = lines
-            .chunks(share)
-            .enumerate()
-            .map(|(k, chunk)| scope.spawn(move || parse_jsonl_lines(chunk, first + k * share, now)))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+    let parts = on_every_core(lines, LINES_PER_THREAD, |share, at| {
+        parse_jsonl_lines(share, first + at, now)
     });
     let mut runs = Vec::with_capacity(lines.len());
     let mut errors = Vec::new();
@@ -593,12 +578,16 @@ pub struct BackfillSummary {
 }
 
 /// Stores the runs received from `chunks` (in file order) in transactions
-/// of [`RUNS_PER_COMMIT`] runs, through [`super::store_runs`] a
-/// [`BATCH`] at a time, and commits the last when the sender is dropped;
-/// calls `progress` with the number of runs done after each batch. The
-/// runs of committed transactions stay stored if a later one fails. Runs
-/// are stored, not scored: `pipemedic train` builds the models from them
-/// afterwards.
+/// of [`RUNS_PER_COMMIT`] runs, a [`BATCH`] at a time, and commits the last
+/// when the sender is dropped; calls `progress` with the number of runs
+/// done after each batch. The runs of committed transactions stay stored
+/// if a later one fails. Runs are stored, not scored: `pipemedic train`
+/// builds the models from them afterwards.
+///
+/// Each chunk's rows are made ([`super::rows_to_store`]: checked, redacted,
+/// serialised) on every core while the writer stores the batches before:
+/// on a SQLite file SQLite's bulk writer ([`crate::store::BulkRunWriter`]),
+/// elsewhere sqlx transactions ([`crate::store::Store::begin_bulk_write`]).
 pub async fn store_all(
     service: &IngestService,
     chunks: tokio::sync::mpsc::Receiver<Vec<Run>>,
@@ -610,48 +599,180 @@ pub async fn store_all(
 /// [`store_all`], committing once `runs_per_commit` runs are stored.
 async fn store_committing_every(
     service: &IngestService,
-    mut chunks: tokio::sync::mpsc::Receiver<Vec<Run>>,
+    chunks: tokio::sync::mpsc::Receiver<Vec<Run>>,
     runs_per_commit: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<BackfillSummary, super::IngestError> {
+    let (ready, mut batches) = tokio::sync::mpsc::channel(2);
+    let maker = tokio::spawn(make_rows(
+        chunks,
+        service.redaction().clone(),
+        service.clock().clone(),
+        ready,
+    ));
+    let mut writer = Writer::open(service.store()).await?;
     let mut summary = BackfillSummary::default();
-    let mut open: Option<(crate::store::WriteTx, DateTime<Utc>)> = None;
     let mut in_transaction = 0;
+    while let Some(batch) = batches.recv().await {
+        let stored = writer.upsert(batch?).await?;
+        service.count_outcomes(RunSource::Backfill, stored.iter().map(|s| s.outcome));
+        for s in &stored {
+            match s.outcome {
+                RunOutcome::Inserted => summary.inserted += 1,
+                RunOutcome::Updated => summary.updated += 1,
+                RunOutcome::Duplicate => summary.duplicates += 1,
+            }
+        }
+        summary.lines_valid += stored.len();
+        in_transaction += stored.len();
+        if in_transaction >= runs_per_commit {
+            writer.commit().await?;
+            in_transaction = 0;
+        }
+        progress(summary.lines_valid);
+    }
+    writer.commit().await?;
+    // It ended when `chunks` did, having sent all it made.
+    let _ = maker.await;
+    Ok(summary)
+}
+
+/// Least runs made into rows per thread.
+const ROWS_PER_THREAD: usize = 2_000;
+
+/// Makes the rows of each chunk received, on every core, and sends them
+/// on in batches of at most [`BATCH`]; stops at the end of `chunks`, after
+/// sending an error, or when the writer stops listening.
+async fn make_rows(
+    mut chunks: tokio::sync::mpsc::Receiver<Vec<Run>>,
+    redaction: super::redaction::RunRedaction,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    ready: tokio::sync::mpsc::Sender<Result<Vec<RunRow>, super::IngestError>>,
+) {
     while let Some(mut runs) = chunks.recv().await {
-        for batch in runs.chunks_mut(BATCH) {
-            let (tx, now) = match &mut open {
-                Some(open) => open,
-                None => open.insert((
-                    service.store().begin_bulk_write().await?,
-                    service.clock().now(),
-                )),
-            };
-            let accepted =
-                super::store_runs(tx, RunSource::Backfill, batch, *now, service.redaction())
-                    .await?;
-            service.count(RunSource::Backfill, &accepted);
-            for a in &accepted {
-                match a.outcome {
-                    RunOutcome::Inserted => summary.inserted += 1,
-                    RunOutcome::Updated => summary.updated += 1,
-                    RunOutcome::Duplicate => summary.duplicates += 1,
-                }
+        let now = clock.now();
+        let redaction = redaction.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            let parts = on_every_core(&mut runs, ROWS_PER_THREAD, |part, _| {
+                super::rows_to_store(part, RunSource::Backfill, now, &redaction)
+            });
+            let mut rows = Vec::with_capacity(runs.len());
+            for part in parts {
+                rows.extend(part?);
             }
-            summary.lines_valid += accepted.len();
-            in_transaction += accepted.len();
-            if in_transaction >= runs_per_commit {
-                if let Some((tx, _)) = open.take() {
-                    tx.commit().await?;
-                }
-                in_transaction = 0;
+            Ok(rows)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let mut rows = match made {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = ready.send(Err(e)).await;
+                return;
             }
-            progress(summary.lines_valid);
+        };
+        while !rows.is_empty() {
+            let rest = rows.split_off(rows.len().min(BATCH));
+            if ready.send(Ok(rows)).await.is_err() {
+                return;
+            }
+            rows = rest;
         }
     }
-    if let Some((tx, _)) = open.take() {
-        tx.commit().await?;
+}
+
+/// Where a backfill writes: SQLite's bulk writer on a SQLite file, sqlx
+/// transactions elsewhere.
+enum Writer<'s> {
+    /// Taken while a batch is being stored on a blocking thread.
+    Bulk(Option<BulkRunWriter>),
+    Sqlx {
+        store: &'s Store,
+        open: Option<WriteTx>,
+    },
+}
+
+impl<'s> Writer<'s> {
+    async fn open(store: &'s Store) -> Result<Self, StoreError> {
+        Ok(match store.bulk_run_writer().await? {
+            Some(writer) => Self::Bulk(Some(writer)),
+            None => Self::Sqlx { store, open: None },
+        })
     }
-    Ok(summary)
+
+    /// Stores `rows` in the open transaction (begun if none is).
+    async fn upsert(&mut self, rows: Vec<RunRow>) -> Result<Vec<Upserted>, StoreError> {
+        match self {
+            Self::Bulk(slot) => Self::on_bulk(slot, move |writer| writer.upsert_rows(&rows)).await,
+            Self::Sqlx { store, open } => {
+                let tx = match open {
+                    Some(tx) => tx,
+                    None => open.insert(store.begin_bulk_write().await?),
+                };
+                tx.upsert_rows(&rows).await
+            }
+        }
+    }
+
+    /// Commits the open transaction, if any.
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        match self {
+            Self::Bulk(slot) => Self::on_bulk(slot, BulkRunWriter::commit).await,
+            Self::Sqlx { open, .. } => match open.take() {
+                Some(tx) => tx.commit().await,
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Runs `work` on the bulk writer on a blocking thread and puts the
+    /// writer back.
+    async fn on_bulk<R: Send + 'static>(
+        slot: &mut Option<BulkRunWriter>,
+        work: impl FnOnce(&mut BulkRunWriter) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let mut writer = slot
+            .take()
+            .ok_or_else(|| StoreError::Bulk("the writer was lost to an earlier failure".into()))?;
+        let (writer, result) = tokio::task::spawn_blocking(move || {
+            let result = work(&mut writer);
+            (writer, result)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        *slot = Some(writer);
+        result
+    }
+}
+
+/// `f` of `items` in contiguous shares, one per core but at least
+/// `min_share` items each, on scoped threads; the results in the items'
+/// order. `f` gets a share and the index of its first item.
+fn on_every_core<T: Send, R: Send>(
+    items: &mut [T],
+    min_share: usize,
+    f: impl Fn(&mut [T], usize) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len() / min_share.max(1))
+        .max(1);
+    let share = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks_mut(share)
+            .enumerate()
+            .map(|(k, part)| scope.spawn(move || f(part, k * share)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -862,18 +983,18 @@ mod tests {
         run
     }
 
-    #[tokio::test]
-    async fn a_backfill_of_several_transactions_is_stored_whole_and_counts_what_was_known() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite:{}", dir.path().join("pm.db").display());
-        // One connection, so the cache size seen afterwards is the one the
-        // backfill wrote through.
-        let store = crate::store::Store::connect(&url, 1).await.unwrap();
-        let service = IngestService::new(
+    fn service_on(store: &crate::store::Store) -> IngestService {
+        IngestService::new(
             store.clone(),
             std::sync::Arc::new(crate::metrics::Metrics::new()),
             std::sync::Arc::new(crate::clock::SystemClock),
-        );
+        )
+    }
+
+    /// Backfills two chunks (a running run that finishes in the second, an
+    /// unchanged repeat, a repeat within the chunk) committing every 3 runs;
+    /// returns the second chunk, and checks the counts and progress.
+    async fn backfill_two_chunks(service: &IngestService) -> Vec<Run> {
         let first: Vec<Run> = (1..=5)
             .map(|i| {
                 let status = if i == 3 {
@@ -895,7 +1016,7 @@ mod tests {
         send.send(second.clone()).await.unwrap();
         drop(send);
         let mut seen = Vec::new();
-        let summary = store_committing_every(&service, received, 3, |done| seen.push(done))
+        let summary = store_committing_every(service, received, 3, |done| seen.push(done))
             .await
             .unwrap();
         assert_eq!(
@@ -909,14 +1030,16 @@ mod tests {
             }
         );
         assert_eq!(seen, [5, 9]);
-        let cache: i64 = sqlx::Row::get(
-            &sqlx::query("PRAGMA cache_size")
-                .fetch_one(store.pool())
-                .await
-                .unwrap(),
-            0,
-        );
-        assert_eq!(cache, -32768, "the bulk cache is given back at the commit");
+        second
+    }
+
+    /// On a SQLite file (the bulk writer's way).
+    #[tokio::test]
+    async fn a_backfill_of_several_transactions_is_stored_whole_and_counts_what_was_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("pm.db").display());
+        let store = crate::store::Store::connect(&url, 1).await.unwrap();
+        let second = backfill_two_chunks(&service_on(&store)).await;
         store.close().await;
 
         // Everything is in the file once the backfill returns.
@@ -925,17 +1048,63 @@ mod tests {
         let third = reopened.get_run("web", "3", 1).await.unwrap().unwrap();
         assert_eq!(third.run.status, RunStatus::Succeeded);
         assert_eq!(third.source, "backfill");
-        let service = IngestService::new(
-            reopened.clone(),
-            std::sync::Arc::new(crate::metrics::Metrics::new()),
-            std::sync::Arc::new(crate::clock::SystemClock),
-        );
         let (send, received) = tokio::sync::mpsc::channel(1);
         send.send(second).await.unwrap();
         drop(send);
-        let again = store_all(&service, received, |_| {}).await.unwrap();
+        let again = store_all(&service_on(&reopened), received, |_| {})
+            .await
+            .unwrap();
         assert_eq!((again.inserted, again.updated, again.duplicates), (0, 0, 4));
         reopened.close().await;
+    }
+
+    /// Where there is no bulk writer (in memory here, PostgreSQL alike),
+    /// through sqlx's bulk transactions, whose larger page cache is given
+    /// back at each commit.
+    #[tokio::test]
+    async fn a_backfill_without_a_bulk_writer_stores_the_same() {
+        // One connection, so the cache size seen afterwards is the one the
+        // backfill wrote through.
+        let store = crate::store::Store::connect("sqlite::memory:", 1)
+            .await
+            .unwrap();
+        assert!(store.bulk_run_writer().await.unwrap().is_none());
+        backfill_two_chunks(&service_on(&store)).await;
+        assert_eq!(store.count_runs().await.unwrap(), 6);
+        let cache: i64 = sqlx::Row::get(
+            &sqlx::query("PRAGMA cache_size")
+                .fetch_one(store.pool())
+                .await
+                .unwrap(),
+            0,
+        );
+        assert_eq!(cache, -32768, "the bulk cache is given back at the commit");
+    }
+
+    /// A chunk with a run the store must refuse stores nothing of it, and
+    /// the error says which field.
+    #[tokio::test]
+    async fn a_run_refused_on_its_way_in_ends_the_backfill_with_its_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("pm.db").display());
+        let store = crate::store::Store::connect(&url, 1).await.unwrap();
+        let mut bad = run("2", RunStatus::Succeeded);
+        bad.pipeline = String::new();
+        let (send, received) = tokio::sync::mpsc::channel(1);
+        send.send(vec![run("1", RunStatus::Succeeded), bad])
+            .await
+            .unwrap();
+        drop(send);
+        let err = store_all(&service_on(&store), received, |_| {})
+            .await
+            .unwrap_err();
+        match err {
+            super::super::IngestError::Invalid(problems) => {
+                assert!(problems[0].field.contains("pipeline"), "{problems:?}")
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(store.count_runs().await.unwrap(), 0);
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::evidence::resources::ResourceHold;
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::scoring::DetectionService;
-use crate::store::{RunOutcome, Store, StoreError, WriteTx};
+use crate::store::{RunOutcome, RunRow, Store, StoreError, WriteTx};
 
 /// Why an ingest call stored nothing.
 #[derive(Debug, thiserror::Error)]
@@ -294,16 +294,29 @@ impl IngestService {
 
     /// Counts stored runs in the metrics; for callers that wrote through
     /// their own transaction.
+    /// Counts stored runs by outcome, without naming each (a backfill's).
+    pub fn count_outcomes(&self, source: RunSource, outcomes: impl Iterator<Item = RunOutcome>) {
+        for outcome in outcomes {
+            self.metrics
+                .run_ingested(source.as_str(), outcome_label(outcome));
+        }
+    }
+
     pub fn count(&self, source: RunSource, accepted: &[Accepted]) {
         for a in accepted {
-            let outcome = match a.outcome {
-                RunOutcome::Inserted => "inserted",
-                RunOutcome::Updated => "updated",
-                RunOutcome::Duplicate => "duplicate",
-            };
+            let outcome = outcome_label(a.outcome);
             self.metrics.run_ingested(source.as_str(), outcome);
             tracing::debug!(pipeline = %a.pipeline, run_id = %a.run_id, outcome, "Run stored.");
         }
+    }
+}
+
+/// The `outcome` label of `pipemedic_runs_ingested_total`.
+fn outcome_label(outcome: RunOutcome) -> &'static str {
+    match outcome {
+        RunOutcome::Inserted => "inserted",
+        RunOutcome::Updated => "updated",
+        RunOutcome::Duplicate => "duplicate",
     }
 }
 
@@ -522,10 +535,27 @@ pub async fn store_runs(
     now: chrono::DateTime<chrono::Utc>,
     redaction: &redaction::RunRedaction,
 ) -> Result<Vec<Accepted>, IngestError> {
+    let rows = rows_to_store(runs, source, now, redaction)?;
+    let upserted = tx.upsert_rows(&rows).await?;
+    Ok(accepted(runs.iter(), upserted))
+}
+
+/// What [`store_runs`] does before the store, for a writer of rows (a
+/// backfill, which does it on every core while its writer stores the rows
+/// before): validates the runs ([`check_runs`]), hides the secrets in their
+/// free text, in place, and makes their rows.
+pub fn rows_to_store(
+    runs: &mut [Run],
+    source: RunSource,
+    now: chrono::DateTime<chrono::Utc>,
+    redaction: &redaction::RunRedaction,
+) -> Result<Vec<RunRow>, IngestError> {
     check_runs(runs, now)?;
     redaction.apply(runs);
-    let runs: Vec<&Run> = runs.iter().collect();
-    store_redacted(tx, source, &runs, now).await
+    Ok(runs
+        .iter()
+        .map(|run| RunRow::new(run, source, now))
+        .collect::<Result<_, _>>()?)
 }
 
 /// [`store_runs`] for runs [`check_runs`] passed and
@@ -537,9 +567,15 @@ async fn store_redacted(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<Accepted>, IngestError> {
     let upserted = tx.upsert_runs(runs, source, now).await?;
-    Ok(runs
-        .iter()
-        .zip(upserted)
+    Ok(accepted(runs.iter().copied(), upserted))
+}
+
+/// What storing `runs` did, run by run.
+fn accepted<'a>(
+    runs: impl Iterator<Item = &'a Run>,
+    upserted: Vec<crate::store::Upserted>,
+) -> Vec<Accepted> {
+    runs.zip(upserted)
         .map(|(run, up)| Accepted {
             pipeline: run.pipeline.clone(),
             run_id: run.run_id.clone(),
@@ -549,7 +585,7 @@ async fn store_redacted(
             became_final: up.became_final,
             verdict: None,
         })
-        .collect())
+        .collect()
 }
 
 /// Starts the ingest work that runs in the background: CodePipeline

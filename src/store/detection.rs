@@ -6,7 +6,8 @@ use sqlx::Row;
 
 use std::collections::{HashMap, HashSet};
 
-use super::write::{placeholders, WriteTx, IN_LIST_MAX};
+use super::sql::{placeholders, IN_LIST_MAX};
+use super::write::WriteTx;
 use super::{from_ms, ms, Store, StoreError, StoredRun};
 use crate::domain::{Anomaly, AnomalyStatus, Verdict};
 

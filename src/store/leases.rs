@@ -14,7 +14,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use super::write::{placeholders, IN_LIST_MAX};
+use super::sql::{placeholders, IN_LIST_MAX};
 use super::{Backend, Store, StoreError, WriteTx};
 
 /// `NOTIFY` channel: a run was queued for scoring (payload: the pipeline).

@@ -15,6 +15,7 @@
 
 mod approvals;
 pub mod backup;
+mod bulk;
 mod console;
 mod detection;
 mod gauges;
@@ -24,7 +25,9 @@ mod outbox;
 mod outcomes;
 mod paging;
 mod plans;
+mod run_row;
 mod schema;
+mod sql;
 mod write;
 
 use std::str::FromStr;
@@ -42,6 +45,7 @@ pub use approvals::{
     ExecutionState, IncidentApproval, NewApprovalRequest, NewExecution, StoredExecution,
     StoredRequest, StoredVote,
 };
+pub use bulk::BulkRunWriter;
 pub use console::{
     AuditFilter, GradedRun, GradedSummary, IncidentFilter, IncidentSelection, OverviewRuns,
 };
@@ -55,6 +59,7 @@ pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
 pub use outcomes::{fate_of_status, AutonomyStop, NewOutcome, OfferedPlan};
 pub use paging::{NewPage, PageAction, PageStatus, StoredPage};
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
+pub use run_row::RunRow;
 pub use schema::SchemaStatus;
 pub use write::{RunOutcome, Upserted, WriteTx};
 
@@ -84,6 +89,8 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("stored data is corrupt ({what}): {detail}")]
     Corrupt { what: String, detail: String },
+    #[error("store write failed: {0}")]
+    Bulk(String),
     #[error("this replica no longer holds the lease of pipeline {0:?}; another one scores it")]
     LeaseLost(String),
 }
@@ -126,6 +133,9 @@ pub struct Store {
     backend: Backend,
     /// Serialises writers on SQLite.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The SQLite file, for [`Store::bulk_run_writer`] (none in memory or
+    /// on PostgreSQL).
+    sqlite_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Store {
@@ -216,10 +226,22 @@ impl Store {
             })?;
         // On PostgreSQL, under the migration lock (see `schema`).
         schema::migrate(&pool, backend, &options, &shown).await?;
+        // A database in memory is seen by no other connection, and one
+        // opened read-only must stay so.
+        let own_file =
+            !(url.contains(":memory:") || url.contains("mode=memory") || url.contains("mode=ro"));
+        let sqlite_file = if backend == Backend::Sqlite && own_file {
+            sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                .ok()
+                .map(|o| o.get_filename().to_path_buf())
+        } else {
+            None
+        };
         Ok(Self {
             pool,
             backend,
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            sqlite_file,
         })
     }
 
@@ -261,6 +283,22 @@ impl Store {
             tx.restore_cache_at_commit();
         }
         Ok(tx)
+    }
+
+    /// A writer of many runs on a connection of its own
+    /// ([`BulkRunWriter`]), when the store is a SQLite file; `None` on
+    /// PostgreSQL or an in-memory SQLite database, where
+    /// [`Store::begin_bulk_write`] is the way. It holds the write gate
+    /// until it is dropped.
+    pub async fn bulk_run_writer(&self) -> Result<Option<BulkRunWriter>, StoreError> {
+        let (Some(file), Some(gate)) = (&self.sqlite_file, &self.write_gate) else {
+            return Ok(None);
+        };
+        let gate = gate.clone().lock_owned().await;
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || BulkRunWriter::open(&file, gate).map(Some))
+            .await
+            .map_err(|e| StoreError::Bulk(format!("the writer's thread failed: {e}")))?
     }
 
     /// Every pipeline with at least one stored run, sorted.
@@ -368,13 +406,13 @@ impl Store {
             detail: e.to_string(),
         })?;
         let mut sql = String::from("UPDATE runs SET body = $1");
-        for (i, column) in write::BUILTIN_SAMPLE_COLUMNS.iter().enumerate() {
+        for (i, column) in run_row::BUILTIN_SAMPLE_COLUMNS.iter().enumerate() {
             sql.push_str(&format!(", {column} = NULLIF(${}, -1.0)", i + 2));
         }
         sql.push_str(" WHERE id = $8");
         let mut query = sqlx::query(&sql).bind(body);
         for value in run.builtin_samples() {
-            query = query.bind(write::nullable_f64(value));
+            query = query.bind(sql::nullable_f64(value));
         }
         query.bind(pk).execute(&self.pool).await?;
         Ok(())
@@ -394,7 +432,7 @@ impl Store {
         let builtin = crate::domain::BUILTIN_METRICS
             .iter()
             .position(|m| *m == metric)
-            .map(|i| write::BUILTIN_SAMPLE_COLUMNS[i]);
+            .map(|i| run_row::BUILTIN_SAMPLE_COLUMNS[i]);
         // The column name comes from a fixed list, never from input.
         let sql = match builtin {
             Some(column) => format!(

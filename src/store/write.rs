@@ -5,81 +5,17 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Row, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
+use super::run_row::{change_over, insert_sql, RunRow, SELECT_STORED_SQL, UPDATE_SQL};
+use super::sql::placeholders;
 use super::{ms, Backend, StoreError};
 use crate::domain::{Run, RunSource};
 
-/// A nullable, non-negative double as a bind value: `-1.0` stands for
-/// NULL and the SQL turns it back with `NULLIF(.., -1.0)`. sqlx's `Any`
-/// driver declares a NULL double as a 4-byte float to PostgreSQL, which then
-/// rejects 8-byte values bound to the same cached statement.
-pub(super) fn nullable_f64(v: Option<f64>) -> f64 {
-    v.unwrap_or(-1.0)
-}
-
-/// `count` bind placeholders from the `first` (1-based), comma-separated,
-/// for a statement whose placeholders appear in the order their values are
-/// bound. PostgreSQL gets `$N`; SQLite gets anonymous `?`, because sqlx
-/// asks SQLite for each parameter's name and SQLite finds a named one by
-/// a linear scan: a statement of thousands of `$N` binds cost the square
-/// of its size (it was most of the time of a 100-run ingest).
-pub(super) fn placeholders(backend: Backend, first: usize, count: usize) -> String {
-    let mut out = String::with_capacity(count * 6);
-    for i in 0..count {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        match backend {
-            Backend::Sqlite => out.push('?'),
-            Backend::Postgres => {
-                out.push('$');
-                out.push_str(&(first + i).to_string());
-            }
-        }
-    }
-    out
-}
-
-/// Values named in one `IN (...)` or `VALUES` list of a batched statement.
-pub(super) const IN_LIST_MAX: usize = 500;
-
-/// Runs in one multi-row `INSERT` ([`RUN_COLUMNS`] bind values each;
+/// Runs in one multi-row `INSERT` (20 bind values each;
 /// SQLite allows 32,766 per statement, PostgreSQL 65,535).
 const RUNS_PER_STATEMENT: usize = 500;
 
-/// Bind values of one run in [`WriteTx::insert_new_runs`].
-const RUN_COLUMNS: usize = 20;
-
-/// The columns that keep a run's built-in metrics, in
-/// [`crate::domain::BUILTIN_METRICS`] order (see
-/// [`Run::builtin_samples`]); NULL when the run has no value.
-pub(super) const BUILTIN_SAMPLE_COLUMNS: [&str; 6] = [
-    "sample_duration_s",
-    "sample_test_failure_rate",
-    "sample_cpu_peak_pct",
-    "sample_mem_peak_mb",
-    "sample_error_rate",
-    "sample_latency_p95_ms",
-];
-
 /// Verdicts in one multi-row `UPDATE` (4 bind values each).
 const VERDICTS_PER_STATEMENT: usize = 1_000;
-
-/// What identifies a stored run: pipeline, run id, attempt.
-fn run_key(run: &Run) -> (String, String, i64) {
-    (
-        run.pipeline.clone(),
-        run.run_id.clone(),
-        i64::from(run.attempt),
-    )
-}
-
-/// The run as stored in `runs.body`.
-fn run_body(run: &Run) -> Result<String, StoreError> {
-    serde_json::to_string(run).map_err(|e| StoreError::Corrupt {
-        what: "run".into(),
-        detail: e.to_string(),
-    })
-}
 
 /// What storing one run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -175,186 +111,138 @@ impl WriteTx {
     }
 
     /// Stores a run, identified by pipeline + run id + attempt. A run seen
-    /// before is rewritten only when it changed; its metric samples follow.
+    /// before is rewritten only when it changed.
     pub async fn upsert_run(
         &mut self,
         run: &Run,
         source: RunSource,
         now: DateTime<Utc>,
     ) -> Result<Upserted, StoreError> {
+        self.upsert_row(&RunRow::new(run, source, now)?).await
+    }
+
+    /// [`WriteTx::upsert_run`] of a run's row.
+    async fn upsert_row(&mut self, row: &RunRow) -> Result<Upserted, StoreError> {
         // The common case, a run not seen before, costs one statement.
-        let inserted = self
-            .insert_new_runs(&[run], &[0], source, now)
-            .await?
-            .get(&run_key(run))
-            .copied();
-        let (pk, outcome, became_final) = match inserted {
-            Some(pk) => (pk, RunOutcome::Inserted, run.status.is_final()),
-            None => {
-                let body = run_body(run)?;
-                let event_time = run.event_time().unwrap_or(now);
-                let row = sqlx::query(
-                    "SELECT id, status, body FROM runs WHERE pipeline = $1 AND run_id = $2 AND attempt = $3",
-                )
-                .bind(&run.pipeline)
-                .bind(&run.run_id)
-                .bind(i64::from(run.attempt))
-                .fetch_one(&mut *self.tx)
-                .await?;
-                let pk: i64 = row.get(0);
-                let old_status: String = row.get(1);
-                let old_body: String = row.get(2);
-                if old_body == body {
-                    return Ok(Upserted {
-                        pk,
-                        outcome: RunOutcome::Duplicate,
-                        became_final: false,
-                    });
-                }
-                let was_final = crate::domain::RunStatus::parse_loose(&old_status)
-                    .is_some_and(|s| s.is_final());
-                let mut query = sqlx::query(
-                    "UPDATE runs SET status = $1, source = $2, started_at_ms = $3, finished_at_ms = $4, \
-                     event_time_ms = $5, duration_s = NULLIF($6, -1.0), stage = $7, commit_sha = $8, body = $9, \
-                     updated_at_ms = $10, sample_duration_s = NULLIF($11, -1.0), \
-                     sample_test_failure_rate = NULLIF($12, -1.0), sample_cpu_peak_pct = NULLIF($13, -1.0), \
-                     sample_mem_peak_mb = NULLIF($14, -1.0), sample_error_rate = NULLIF($15, -1.0), \
-                     sample_latency_p95_ms = NULLIF($16, -1.0) WHERE id = $17",
-                )
-                .bind(run.status.as_str())
-                .bind(source.as_str())
-                .bind(run.started_at.map(ms))
-                .bind(run.finished_at.map(ms))
-                .bind(ms(event_time))
-                .bind(nullable_f64(run.duration_s()))
-                .bind(run.stage.as_deref())
-                .bind(run.commit.as_deref())
-                .bind(&body)
-                .bind(ms(now));
-                for value in run.builtin_samples() {
-                    query = query.bind(nullable_f64(value));
-                }
-                query.bind(pk).execute(&mut *self.tx).await?;
-                (pk, RunOutcome::Updated, !was_final && run.status.is_final())
-            }
+        if let Some(&pk) = self.insert_new_rows(&[row]).await?.get(&key_of(row)) {
+            return Ok(Upserted {
+                pk,
+                outcome: RunOutcome::Inserted,
+                became_final: row.is_final,
+            });
+        }
+        let stored = sqlx::query(SELECT_STORED_SQL)
+            .bind(&row.pipeline)
+            .bind(&row.run_id)
+            .bind(row.attempt)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        let pk: i64 = stored.get(0);
+        let (old_status, old_body): (String, String) = (stored.get(1), stored.get(2));
+        let Some(became_final) = change_over(row, &old_status, &old_body) else {
+            return Ok(Upserted {
+                pk,
+                outcome: RunOutcome::Duplicate,
+                became_final: false,
+            });
         };
+        let mut query = sqlx::query(UPDATE_SQL)
+            .bind(row.status)
+            .bind(row.source)
+            .bind(row.started_at_ms)
+            .bind(row.finished_at_ms)
+            .bind(row.event_time_ms)
+            .bind(row.duration_s)
+            .bind(row.stage.as_deref())
+            .bind(row.commit_sha.as_deref())
+            .bind(&row.body)
+            .bind(row.now_ms);
+        for value in row.samples {
+            query = query.bind(value);
+        }
+        query.bind(pk).execute(&mut *self.tx).await?;
         Ok(Upserted {
             pk,
-            outcome,
+            outcome: RunOutcome::Updated,
             became_final,
         })
     }
 
     /// Stores many runs, in order, with as few statements as possible: the
-    /// runs not seen before go in multi-row `INSERT`s (their metric samples
-    /// too); a run whose key is already stored (or repeats an earlier run of
-    /// the same call) goes through [`WriteTx::upsert_run`]. The outcome of
-    /// `runs[i]` is `result[i]`, exactly as if each had been upserted alone
-    /// in turn, and the runs new to the store get row ids in input order.
+    /// runs not seen before go in multi-row `INSERT`s; a run whose key is
+    /// already stored (or repeats an earlier run of the same call) goes
+    /// through [`WriteTx::upsert_run`]. The outcome of `runs[i]` is
+    /// `result[i]`, exactly as if each had been upserted alone in turn, and
+    /// the runs new to the store get row ids in input order.
     pub async fn upsert_runs(
         &mut self,
         runs: &[&Run],
         source: RunSource,
         now: DateTime<Utc>,
     ) -> Result<Vec<Upserted>, StoreError> {
-        let mut out: Vec<Option<Upserted>> = vec![None; runs.len()];
+        let rows = runs
+            .iter()
+            .map(|run| RunRow::new(run, source, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.upsert_rows(&rows).await
+    }
+
+    /// [`WriteTx::upsert_runs`] of the runs' rows.
+    pub async fn upsert_rows(&mut self, rows: &[RunRow]) -> Result<Vec<Upserted>, StoreError> {
+        let mut out: Vec<Option<Upserted>> = vec![None; rows.len()];
         // Only the first run of each key can be new; later ones are
         // compared with what is stored by then, in order.
-        let mut first_of_key = std::collections::HashSet::with_capacity(runs.len());
-        let candidates: Vec<usize> = (0..runs.len())
-            .filter(|&i| first_of_key.insert(run_key(runs[i])))
+        let mut seen = std::collections::HashSet::with_capacity(rows.len());
+        let firsts: Vec<usize> = (0..rows.len())
+            .filter(|&i| seen.insert(rows[i].key()))
             .collect();
-        let mut inserted: Vec<(usize, i64)> = Vec::with_capacity(candidates.len());
-        for chunk in candidates.chunks(RUNS_PER_STATEMENT) {
-            let ids = self.insert_new_runs(runs, chunk, source, now).await?;
+        for chunk in firsts.chunks(RUNS_PER_STATEMENT) {
+            let batch: Vec<&RunRow> = chunk.iter().map(|&i| &rows[i]).collect();
+            let ids = self.insert_new_rows(&batch).await?;
             for &i in chunk {
-                if let Some(&pk) = ids.get(&run_key(runs[i])) {
-                    inserted.push((i, pk));
+                if let Some(&pk) = ids.get(&key_of(&rows[i])) {
+                    out[i] = Some(Upserted {
+                        pk,
+                        outcome: RunOutcome::Inserted,
+                        became_final: rows[i].is_final,
+                    });
                 }
             }
         }
-        for &(i, pk) in &inserted {
-            out[i] = Some(Upserted {
-                pk,
-                outcome: RunOutcome::Inserted,
-                became_final: runs[i].status.is_final(),
-            });
-        }
-        for (i, slot) in out.iter_mut().enumerate() {
+        for (row, slot) in rows.iter().zip(out.iter_mut()) {
             if slot.is_none() {
-                *slot = Some(self.upsert_run(runs[i], source, now).await?);
+                *slot = Some(self.upsert_row(row).await?);
             }
         }
         Ok(out.into_iter().flatten().collect())
     }
 
-    /// One multi-row `INSERT .. ON CONFLICT DO NOTHING` of `runs[i]` for each
-    /// `i` in `which`; returns the row ids of those inserted, by key.
-    async fn insert_new_runs(
+    /// One multi-row `INSERT .. ON CONFLICT DO NOTHING` of `rows`; returns
+    /// the row ids of those inserted, by key.
+    async fn insert_new_rows(
         &mut self,
-        runs: &[&Run],
-        which: &[usize],
-        source: RunSource,
-        now: DateTime<Utc>,
+        rows: &[&RunRow],
     ) -> Result<std::collections::HashMap<(String, String, i64), i64>, StoreError> {
-        let mut sql = String::with_capacity(256 + which.len() * 160);
-        sql.push_str(
-            "INSERT INTO runs (pipeline, run_id, attempt, status, source, started_at_ms, \
-             finished_at_ms, event_time_ms, duration_s, stage, commit_sha, body, ingested_at_ms, \
-             updated_at_ms, ",
-        );
-        sql.push_str(&BUILTIN_SAMPLE_COLUMNS.join(", "));
-        sql.push_str(") VALUES ");
-        // A nullable double (see `nullable_f64`) is bound as -1.0 for NULL.
-        let nullable = |sql: &mut String, at: usize| {
-            sql.push_str("NULLIF(");
-            sql.push_str(&placeholders(self.backend, at, 1));
-            sql.push_str(", -1.0)");
-        };
-        for n in 0..which.len() {
-            let b = n * RUN_COLUMNS;
-            if n > 0 {
-                sql.push_str(", ");
-            }
-            // Column 9, the duration, and the last six, the built-in
-            // metrics, are stored as NULL when unknown.
-            sql.push('(');
-            sql.push_str(&placeholders(self.backend, b + 1, 8));
-            sql.push_str(", ");
-            nullable(&mut sql, b + 9);
-            sql.push_str(", ");
-            sql.push_str(&placeholders(self.backend, b + 10, 5));
-            for k in 0..BUILTIN_SAMPLE_COLUMNS.len() {
-                sql.push_str(", ");
-                nullable(&mut sql, b + 15 + k);
-            }
-            sql.push(')');
-        }
-        sql.push_str(
-            " ON CONFLICT (pipeline, run_id, attempt) DO NOTHING RETURNING id, pipeline, run_id, attempt",
-        );
+        let sql = insert_sql(self.backend, rows.len());
         let mut query = sqlx::query(&sql);
-        for &i in which {
-            let run = runs[i];
-            let body = run_body(run)?;
-            let event_time = run.event_time().unwrap_or(now);
+        for row in rows {
             query = query
-                .bind(run.pipeline.clone())
-                .bind(run.run_id.clone())
-                .bind(i64::from(run.attempt))
-                .bind(run.status.as_str())
-                .bind(source.as_str())
-                .bind(run.started_at.map(ms))
-                .bind(run.finished_at.map(ms))
-                .bind(ms(event_time))
-                .bind(nullable_f64(run.duration_s()))
-                .bind(run.stage.clone())
-                .bind(run.commit.clone())
-                .bind(body)
-                .bind(ms(now))
-                .bind(ms(now));
-            for value in run.builtin_samples() {
-                query = query.bind(nullable_f64(value));
+                .bind(row.pipeline.as_str())
+                .bind(row.run_id.as_str())
+                .bind(row.attempt)
+                .bind(row.status)
+                .bind(row.source)
+                .bind(row.started_at_ms)
+                .bind(row.finished_at_ms)
+                .bind(row.event_time_ms)
+                .bind(row.duration_s)
+                .bind(row.stage.as_deref())
+                .bind(row.commit_sha.as_deref())
+                .bind(row.body.as_str())
+                .bind(row.now_ms)
+                .bind(row.now_ms);
+            for value in row.samples {
+                query = query.bind(value);
             }
         }
         let rows = query.fetch_all(&mut *self.tx).await?;
@@ -526,14 +414,7 @@ impl WriteTx {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_numbered_for_postgres_and_anonymous_for_sqlite() {
-        assert_eq!(placeholders(Backend::Postgres, 9, 3), "$9, $10, $11");
-        assert_eq!(placeholders(Backend::Sqlite, 9, 3), "?, ?, ?");
-        assert_eq!(placeholders(Backend::Sqlite, 1, 0), "");
-    }
+/// A row's key as an owned map key.
+fn key_of(row: &RunRow) -> (String, String, i64) {
+    (row.pipeline.clone(), row.run_id.clone(), row.attempt)
 }

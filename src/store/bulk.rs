@@ -1,0 +1,415 @@
+//! Backfill writes on SQLite through a connection of their own: rusqlite
+//! on the store's file, each run one step of one prepared `INSERT`. sqlx's
+//! `Any` driver hands every statement, with its thousands of bind values
+//! converted one by one, to its connection's worker thread; that hand-off,
+//! not SQLite, limited a backfill to about the rate of the ingest bench's
+//! raw insert ceiling. Same rows, same SQL ([`super::run_row`]) and the
+//! same outcomes as [`super::WriteTx::upsert_rows`].
+//!
+//! Its connection leaves checkpoints (copying the write-ahead log into the
+//! database file, and syncing it) to a thread of their own with its own
+//! connection, woken after each commit: SQLite otherwise checkpoints in
+//! the committing connection, so the writer stood still for each copy.
+//! A passive checkpoint runs beside the writer's next transaction.
+//!
+//! The writer holds the store's SQLite write gate while it lives, so no
+//! other writer of the process waits on SQLite's lock behind it; another
+//! process waits up to the usual busy timeout. Its methods block (a commit
+//! waits for the disk): call them off the async runtime.
+
+use rusqlite::OptionalExtension;
+use tokio::sync::OwnedMutexGuard;
+
+use super::run_row::{change_over, insert_sql, RunRow, SELECT_STORED_SQL, UPDATE_SQL};
+use super::{Backend, RunOutcome, StoreError, Upserted};
+
+/// The page cache of the bulk writer's connection, as a bulk write's on
+/// sqlx's (see `SQLITE_BULK_CACHE_PRAGMA` in the store): the index pages
+/// a large transaction dirties stay in memory until its commit.
+/// Checkpoints are the checkpointer's ([`Checkpointer`]).
+const BULK_PRAGMAS: &str = "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
+     PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -131072; \
+     PRAGMA wal_autocheckpoint = 0;";
+
+/// Stores runs' rows on a SQLite file in transactions it commits when told;
+/// see the module header. Dropped with a transaction open, it rolls it back.
+pub struct BulkRunWriter {
+    conn: rusqlite::Connection,
+    /// Whether a transaction is open (begun by the first write after a
+    /// commit).
+    open: bool,
+    checkpointer: Checkpointer,
+    _gate: OwnedMutexGuard<()>,
+}
+
+impl std::fmt::Debug for BulkRunWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkRunWriter")
+            .field("open", &self.open)
+            .finish()
+    }
+}
+
+impl BulkRunWriter {
+    /// Opens the writer on `file`, a migrated store, holding `gate`.
+    pub(super) fn open(
+        file: &std::path::Path,
+        gate: OwnedMutexGuard<()>,
+    ) -> Result<Self, StoreError> {
+        let conn = connect(file)?;
+        conn.execute_batch(BULK_PRAGMAS)
+            .map_err(|e| bulk_error("cannot set up the connection", e))?;
+        Ok(Self {
+            conn,
+            open: false,
+            checkpointer: Checkpointer::start(connect(file)?)?,
+            _gate: gate,
+        })
+    }
+
+    /// [`super::WriteTx::upsert_rows`] on this writer's transaction (begun
+    /// here if none is open): the outcome of `rows[i]` is `result[i]`,
+    /// exactly as if each had been stored alone in turn.
+    pub fn upsert_rows(&mut self, rows: &[RunRow]) -> Result<Vec<Upserted>, StoreError> {
+        if !self.open {
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| bulk_error("cannot begin a transaction", e))?;
+            self.open = true;
+        }
+        let query = |e| bulk_error("cannot store runs", e);
+        let mut insert = self
+            .conn
+            .prepare(&insert_sql(Backend::Sqlite, 1))
+            .map_err(query)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let inserted: Option<i64> = insert
+                .query_row(insert_params(row).as_slice(), |r| r.get(0))
+                .optional()
+                .map_err(query)?;
+            let upserted = match inserted {
+                Some(pk) => Upserted {
+                    pk,
+                    outcome: RunOutcome::Inserted,
+                    became_final: row.is_final,
+                },
+                None => self.update_known(row).map_err(query)?,
+            };
+            out.push(upserted);
+        }
+        Ok(out)
+    }
+
+    /// Rewrites the stored run of `row`'s key if it changed.
+    fn update_known(&self, row: &RunRow) -> Result<Upserted, rusqlite::Error> {
+        let (pk, old_status, old_body): (i64, String, String) =
+            self.conn.prepare(SELECT_STORED_SQL)?.query_row(
+                rusqlite::params![row.pipeline, row.run_id, row.attempt],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+        let Some(became_final) = change_over(row, &old_status, &old_body) else {
+            return Ok(Upserted {
+                pk,
+                outcome: RunOutcome::Duplicate,
+                became_final: false,
+            });
+        };
+        let [s0, s1, s2, s3, s4, s5] = &row.samples;
+        self.conn.execute(
+            UPDATE_SQL,
+            rusqlite::params![
+                row.status,
+                row.source,
+                row.started_at_ms,
+                row.finished_at_ms,
+                row.event_time_ms,
+                row.duration_s,
+                row.stage,
+                row.commit_sha,
+                row.body,
+                row.now_ms,
+                s0,
+                s1,
+                s2,
+                s3,
+                s4,
+                s5,
+                pk
+            ],
+        )?;
+        Ok(Upserted {
+            pk,
+            outcome: RunOutcome::Updated,
+            became_final,
+        })
+    }
+
+    /// Commits what was written since the last commit, durably; nothing to
+    /// do when nothing was.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        if self.open {
+            self.conn
+                .execute_batch("COMMIT")
+                .map_err(|e| bulk_error("cannot commit", e))?;
+            self.open = false;
+            self.checkpointer.wake();
+        }
+        Ok(())
+    }
+}
+
+/// A read-write connection to the store's file.
+fn connect(file: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
+    rusqlite::Connection::open_with_flags(
+        file,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| bulk_error(&format!("cannot open {}", file.display()), e))
+}
+
+/// The thread that checkpoints the write-ahead log while the writer goes
+/// on (see the module header). A wake-up while it is busy is kept (one);
+/// it ends, after a last checkpoint, once the writer is dropped.
+struct Checkpointer {
+    wake: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Checkpointer {
+    fn start(conn: rusqlite::Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| bulk_error("cannot set up the checkpoint connection", e))?;
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("pm-checkpoint".into())
+            .spawn(move || {
+                let checkpoint = || {
+                    // Passive: never waits for the writer or readers; what
+                    // it cannot copy yet, the next one will.
+                    if let Err(e) =
+                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(error = %e, "A checkpoint of the store failed; the next one retries.");
+                    }
+                };
+                while woken.recv().is_ok() {
+                    checkpoint();
+                }
+                checkpoint();
+            })
+            .map_err(|e| StoreError::Bulk(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Self { wake })
+    }
+
+    /// Asks for a checkpoint (one is already asked for if this is full).
+    fn wake(&self) {
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// The bind values of one row of [`insert_sql`], in its order.
+fn insert_params(row: &RunRow) -> [&dyn rusqlite::ToSql; 20] {
+    let [s0, s1, s2, s3, s4, s5] = &row.samples;
+    [
+        &row.pipeline,
+        &row.run_id,
+        &row.attempt,
+        &row.status,
+        &row.source,
+        &row.started_at_ms,
+        &row.finished_at_ms,
+        &row.event_time_ms,
+        &row.duration_s,
+        &row.stage,
+        &row.commit_sha,
+        &row.body,
+        &row.now_ms,
+        &row.now_ms,
+        s0,
+        s1,
+        s2,
+        s3,
+        s4,
+        s5,
+    ]
+}
+
+fn bulk_error(what: &str, e: rusqlite::Error) -> StoreError {
+    StoreError::Bulk(format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::*;
+    use crate::domain::{ResourceMetrics, Run, RunSource, RunStatus, TestCounts};
+    use crate::store::Store;
+
+    fn t0() -> DateTime<Utc> {
+        "2026-11-02T08:00:00Z".parse().unwrap()
+    }
+
+    fn run(pipeline: &str, id: u32, status: RunStatus) -> Run {
+        let mut run = Run::new(pipeline, id.to_string(), status);
+        let start = t0() + Duration::minutes(i64::from(id) * 30);
+        run.started_at = Some(start);
+        if status.is_final() {
+            run.finished_at = Some(start + Duration::seconds(200 + i64::from(id % 9)));
+            run.tests = Some(TestCounts {
+                total: 40,
+                failed: u64::from(id % 4 == 0),
+                skipped: 1,
+            });
+        }
+        if id % 3 == 0 {
+            run.resources = Some(ResourceMetrics {
+                cpu_peak_pct: Some(40.0 + f64::from(id)),
+                mem_peak_mb: None,
+            });
+        }
+        run.stage = (id % 2 == 0).then(|| "build".to_string());
+        run
+    }
+
+    /// Runs new and known, a repeat within the call, a run that finishes
+    /// later, one that comes back unchanged, and one without any time.
+    fn history() -> (Vec<Run>, Vec<Run>) {
+        let mut first: Vec<Run> = (1..=12)
+            .map(|i| {
+                let status = if i == 5 {
+                    RunStatus::Running
+                } else {
+                    RunStatus::Succeeded
+                };
+                run(if i % 2 == 0 { "web" } else { "api" }, i, status)
+            })
+            .collect();
+        first.push(run("web", 2, RunStatus::Succeeded));
+        let mut timeless = Run::new("api", "no-time", RunStatus::Failed);
+        timeless.commit = Some("abc123".into());
+        first.push(timeless);
+        let second = vec![
+            run("api", 5, RunStatus::Failed),
+            run("web", 4, RunStatus::Succeeded),
+            run("api", 13, RunStatus::Succeeded),
+            run("web", 4, RunStatus::Failed),
+        ];
+        (first, second)
+    }
+
+    fn rows(runs: &[Run], now: DateTime<Utc>) -> Vec<RunRow> {
+        runs.iter()
+            .map(|r| RunRow::new(r, RunSource::Backfill, now).unwrap())
+            .collect()
+    }
+
+    /// Every column of every stored run, as SQLite literals.
+    async fn stored(store: &Store) -> Vec<String> {
+        let sql = "SELECT quote(pipeline) || ',' || quote(run_id) || ',' || \
+                   quote(attempt) || ',' || quote(status) || ',' || quote(source) || ',' || \
+                   quote(started_at_ms) || ',' || quote(finished_at_ms) || ',' || \
+                   quote(event_time_ms) || ',' || quote(duration_s) || ',' || quote(stage) || ',' || \
+                   quote(commit_sha) || ',' || quote(body) || ',' || quote(ingested_at_ms) || ',' || \
+                   quote(updated_at_ms) || ',' || quote(sample_duration_s) || ',' || \
+                   quote(sample_test_failure_rate) || ',' || quote(sample_cpu_peak_pct) || ',' || \
+                   quote(sample_mem_peak_mb) || ',' || quote(sample_error_rate) || ',' || \
+                   quote(sample_latency_p95_ms) FROM runs ORDER BY id";
+        sqlx::query_scalar(sql)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn file_store(dir: &tempfile::TempDir, name: &str) -> Store {
+        let url = format!("sqlite:{}", dir.path().join(name).display());
+        Store::connect(&url, 2).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_bulk_writer_stores_what_sqlx_transactions_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bulk_store, sqlx_store) = (
+            file_store(&dir, "bulk.db").await,
+            file_store(&dir, "sqlx.db").await,
+        );
+        let (first, second) = history();
+        let (now1, now2) = (t0() + Duration::days(3), t0() + Duration::days(4));
+
+        let mut writer = bulk_store.bulk_run_writer().await.unwrap().unwrap();
+        let bulk_outcomes = tokio::task::spawn_blocking(move || {
+            let a = writer.upsert_rows(&rows(&first, now1)).unwrap();
+            writer.commit().unwrap();
+            let b = writer.upsert_rows(&rows(&second, now2)).unwrap();
+            writer.commit().unwrap();
+            (a, b)
+        })
+        .await
+        .unwrap();
+
+        let (first, second) = history();
+        let mut tx = sqlx_store.begin_bulk_write().await.unwrap();
+        let a = tx.upsert_rows(&rows(&first, now1)).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = sqlx_store.begin_bulk_write().await.unwrap();
+        let b = tx.upsert_rows(&rows(&second, now2)).await.unwrap();
+        tx.commit().await.unwrap();
+
+        // The same outcomes; row ids differ only in the gaps a run already
+        // stored leaves (each attempt to insert it takes an id).
+        let kinds = |u: &[Upserted]| -> Vec<(RunOutcome, bool)> {
+            u.iter().map(|u| (u.outcome, u.became_final)).collect()
+        };
+        assert_eq!(kinds(&bulk_outcomes.0), kinds(&a));
+        assert_eq!(kinds(&bulk_outcomes.1), kinds(&b));
+        let outcomes: Vec<RunOutcome> = a.iter().chain(&b).map(|u| u.outcome).collect();
+        use RunOutcome::{Duplicate, Inserted, Updated};
+        let mut expected = vec![Inserted; 12];
+        expected.extend([Duplicate, Inserted, Updated, Duplicate, Inserted, Updated]);
+        assert_eq!(outcomes, expected);
+        // The running run became final with the second call; the finished
+        // run that changed again did not.
+        assert!(b[0].became_final && !b[1].became_final && !b[3].became_final);
+        let (bulk_rows, sqlx_rows) = (stored(&bulk_store).await, stored(&sqlx_store).await);
+        assert_eq!(bulk_rows.len(), 14);
+        assert_eq!(bulk_rows, sqlx_rows);
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_before_its_commit_leaves_only_what_it_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir, "pm.db").await;
+        let (first, second) = history();
+        let mut writer = store.bulk_run_writer().await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || {
+            writer.upsert_rows(&rows(&first, t0())).unwrap();
+            writer.commit().unwrap();
+            writer.upsert_rows(&rows(&second, t0())).unwrap();
+        })
+        .await
+        .unwrap();
+        let rows = stored(&store).await;
+        assert_eq!(rows.len(), 13);
+        assert!(
+            rows.iter().any(|r| r.contains("'running'")),
+            "the update was rolled back"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_writer_holds_the_write_gate_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir, "pm.db").await;
+        let gate = store.write_gate.clone().unwrap();
+        let writer = store.bulk_run_writer().await.unwrap().unwrap();
+        assert!(gate.try_lock().is_err(), "another writer would wait");
+        drop(writer);
+        assert!(gate.try_lock().is_ok());
+    }
+
+    #[tokio::test]
+    async fn in_memory_sqlite_has_no_bulk_writer() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        assert!(store.bulk_run_writer().await.unwrap().is_none());
+    }
+}
