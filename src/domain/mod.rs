@@ -12,6 +12,7 @@ mod incident;
 mod links;
 mod message;
 mod outcome;
+pub mod rfc3339;
 mod run;
 mod run_limits;
 mod text;

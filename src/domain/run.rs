@@ -144,9 +144,17 @@ pub struct StageTiming {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<RunStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::rfc3339::deserialize_option"
+    )]
     pub started_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::rfc3339::deserialize_option"
+    )]
     pub finished_at: Option<DateTime<Utc>>,
     /// The CI system's id of the job behind this stage (a GitHub Actions
     /// job id, a GitLab job id), where the source gave one: the failing
@@ -168,9 +176,17 @@ pub struct Run {
     pub pipeline: String,
     pub run_id: String,
     pub status: RunStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::rfc3339::deserialize_option"
+    )]
     pub started_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::rfc3339::deserialize_option"
+    )]
     pub finished_at: Option<DateTime<Utc>>,
     /// The stage that failed, or the one the run is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
