@@ -631,7 +631,7 @@ async fn store_committing_every(
         }
         progress(summary.lines_valid);
     }
-    writer.commit().await?;
+    writer.finish().await?;
     // It ended when `chunks` did, having sent all it made.
     let _ = maker.await;
     Ok(summary)
@@ -722,6 +722,20 @@ impl<'s> Writer<'s> {
                 Some(tx) => tx.commit().await,
                 None => Ok(()),
             },
+        }
+    }
+
+    /// Commits the open transaction and, on the bulk writer, leaves the
+    /// store checkpointed ([`BulkRunWriter::finish`]).
+    async fn finish(self) -> Result<(), StoreError> {
+        match self {
+            Self::Bulk(Some(writer)) => tokio::task::spawn_blocking(move || writer.finish())
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+            Self::Bulk(None) => Err(StoreError::Bulk(
+                "the writer was lost to an earlier failure".into(),
+            )),
+            mut sqlx => sqlx.commit().await,
         }
     }
 

@@ -10,7 +10,12 @@
 //! database file, and syncing it) to a thread of their own with its own
 //! connection, woken after each commit: SQLite otherwise checkpoints in
 //! the committing connection, so the writer stood still for each copy.
-//! A passive checkpoint runs beside the writer's next transaction.
+//! A passive checkpoint runs beside the writer's next transaction. The log
+//! starts over only when it was wholly copied as a transaction begins,
+//! which a checkpoint beside the writer never achieves: once the log is
+//! past [`WAL_LIMIT`] the writer checkpoints it to the end itself (little
+//! is left to copy by then) and truncates it, and [`BulkRunWriter::finish`]
+//! does so at the end.
 //!
 //! The writer holds the store's SQLite write gate while it lives, so no
 //! other writer of the process waits on SQLite's lock behind it; another
@@ -31,6 +36,10 @@ const BULK_PRAGMAS: &str = "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 100
      PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -131072; \
      PRAGMA wal_autocheckpoint = 0;";
 
+/// The write-ahead log's size past which the writer checkpoints it whole
+/// after a commit (a few of a backfill's transactions).
+const WAL_LIMIT: u64 = 512 << 20;
+
 /// Stores runs' rows on a SQLite file in transactions it commits when told;
 /// see the module header. Dropped with a transaction open, it rolls it back.
 pub struct BulkRunWriter {
@@ -39,6 +48,8 @@ pub struct BulkRunWriter {
     /// commit).
     open: bool,
     checkpointer: Checkpointer,
+    /// The write-ahead log (`<file>-wal`).
+    wal: std::path::PathBuf,
     _gate: OwnedMutexGuard<()>,
 }
 
@@ -63,6 +74,11 @@ impl BulkRunWriter {
             conn,
             open: false,
             checkpointer: Checkpointer::start(connect(file)?)?,
+            wal: {
+                let mut wal = file.as_os_str().to_owned();
+                wal.push("-wal");
+                wal.into()
+            },
             _gate: gate,
         })
     }
@@ -153,9 +169,36 @@ impl BulkRunWriter {
                 .execute_batch("COMMIT")
                 .map_err(|e| bulk_error("cannot commit", e))?;
             self.open = false;
-            self.checkpointer.wake();
+            let wal_bytes = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
+            if wal_bytes > WAL_LIMIT {
+                self.checkpoint_whole();
+            } else {
+                self.checkpointer.wake();
+            }
         }
         Ok(())
+    }
+
+    /// Commits, waits for the checkpoint thread's last checkpoint, and
+    /// checkpoints and truncates the log: the store is left as small as
+    /// its rows.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        self.commit()?;
+        self.checkpointer.stop();
+        self.checkpoint_whole();
+        Ok(())
+    }
+
+    /// Copies the whole log into the database and empties it, waiting (up
+    /// to the busy timeout) for a checkpoint under way; a log it could not
+    /// copy stays for the next.
+    fn checkpoint_whole(&self) {
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::debug!(error = %e, "A checkpoint of the store failed; the next one retries.");
+        }
     }
 }
 
@@ -170,9 +213,10 @@ fn connect(file: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
 
 /// The thread that checkpoints the write-ahead log while the writer goes
 /// on (see the module header). A wake-up while it is busy is kept (one);
-/// it ends, after a last checkpoint, once the writer is dropped.
+/// it ends, after a last checkpoint, once stopped or dropped.
 struct Checkpointer {
-    wake: std::sync::mpsc::SyncSender<()>,
+    wake: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Checkpointer {
@@ -180,7 +224,7 @@ impl Checkpointer {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| bulk_error("cannot set up the checkpoint connection", e))?;
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("pm-checkpoint".into())
             .spawn(move || {
                 let checkpoint = || {
@@ -198,12 +242,25 @@ impl Checkpointer {
                 checkpoint();
             })
             .map_err(|e| StoreError::Bulk(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Self { wake })
+        Ok(Self {
+            wake: Some(wake),
+            thread: Some(thread),
+        })
     }
 
     /// Asks for a checkpoint (one is already asked for if this is full).
     fn wake(&self) {
-        let _ = self.wake.try_send(());
+        if let Some(wake) = &self.wake {
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// Ends the thread and waits for its last checkpoint.
+    fn stop(&mut self) {
+        self.wake = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -394,6 +451,23 @@ mod tests {
             rows.iter().any(|r| r.contains("'running'")),
             "the update was rolled back"
         );
+    }
+
+    #[tokio::test]
+    async fn a_finished_writer_leaves_its_rows_in_the_database_file_and_the_log_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir, "pm.db").await;
+        let (first, _) = history();
+        let mut writer = store.bulk_run_writer().await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || {
+            writer.upsert_rows(&rows(&first, t0())).unwrap();
+            writer.finish().unwrap();
+        })
+        .await
+        .unwrap();
+        let wal = std::fs::metadata(dir.path().join("pm.db-wal")).map_or(0, |m| m.len());
+        assert_eq!(wal, 0, "the log was checkpointed and truncated");
+        assert_eq!(stored(&store).await.len(), 13);
     }
 
     #[tokio::test]

@@ -12,6 +12,9 @@
 //! everything done in it commits together or not at all. On SQLite writers
 //! are serialised inside the process (SQLite has one writer anyway; this
 //! avoids lock-upgrade failures), so one SQLite file belongs to one process.
+//! A backfill on a SQLite file writes through [`BulkRunWriter`] instead
+//! (rusqlite on a connection of its own, the same rows and SQL, holding the
+//! same write gate).
 
 mod approvals;
 pub mod backup;
