@@ -378,6 +378,17 @@ mod tests {
             .unwrap()
     }
 
+    /// Runs `work` with the store's bulk writer on a blocking thread.
+    async fn with_writer<R: Send + 'static>(
+        store: &Store,
+        work: impl FnOnce(BulkRunWriter) -> R + Send + 'static,
+    ) -> R {
+        let writer = store.bulk_run_writer().await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || work(writer))
+            .await
+            .unwrap()
+    }
+
     async fn file_store(dir: &tempfile::TempDir, name: &str) -> Store {
         let url = format!("sqlite:{}", dir.path().join(name).display());
         Store::connect(&url, 2).await.unwrap()
@@ -393,16 +404,14 @@ mod tests {
         let (first, second) = history();
         let (now1, now2) = (t0() + Duration::days(3), t0() + Duration::days(4));
 
-        let mut writer = bulk_store.bulk_run_writer().await.unwrap().unwrap();
-        let bulk_outcomes = tokio::task::spawn_blocking(move || {
+        let bulk_outcomes = with_writer(&bulk_store, move |mut writer| {
             let a = writer.upsert_rows(&rows(&first, now1)).unwrap();
             writer.commit().unwrap();
             let b = writer.upsert_rows(&rows(&second, now2)).unwrap();
             writer.commit().unwrap();
             (a, b)
         })
-        .await
-        .unwrap();
+        .await;
 
         let (first, second) = history();
         let mut tx = sqlx_store.begin_bulk_write().await.unwrap();
@@ -437,14 +446,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(&dir, "pm.db").await;
         let (first, second) = history();
-        let mut writer = store.bulk_run_writer().await.unwrap().unwrap();
-        tokio::task::spawn_blocking(move || {
+        with_writer(&store, move |mut writer| {
             writer.upsert_rows(&rows(&first, t0())).unwrap();
             writer.commit().unwrap();
             writer.upsert_rows(&rows(&second, t0())).unwrap();
         })
-        .await
-        .unwrap();
+        .await;
         let rows = stored(&store).await;
         assert_eq!(rows.len(), 13);
         assert!(
@@ -458,13 +465,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(&dir, "pm.db").await;
         let (first, _) = history();
-        let mut writer = store.bulk_run_writer().await.unwrap().unwrap();
-        tokio::task::spawn_blocking(move || {
+        with_writer(&store, move |mut writer| {
             writer.upsert_rows(&rows(&first, t0())).unwrap();
             writer.finish().unwrap();
         })
-        .await
-        .unwrap();
+        .await;
         let wal = std::fs::metadata(dir.path().join("pm.db-wal")).map_or(0, |m| m.len());
         assert_eq!(wal, 0, "the log was checkpointed and truncated");
         assert_eq!(stored(&store).await.len(), 13);

@@ -146,17 +146,7 @@ impl WriteTx {
                 became_final: false,
             });
         };
-        let mut query = sqlx::query(UPDATE_SQL)
-            .bind(row.status)
-            .bind(row.source)
-            .bind(row.started_at_ms)
-            .bind(row.finished_at_ms)
-            .bind(row.event_time_ms)
-            .bind(row.duration_s)
-            .bind(row.stage.as_deref())
-            .bind(row.commit_sha.as_deref())
-            .bind(&row.body)
-            .bind(row.now_ms);
+        let mut query = bind_run_values(sqlx::query(UPDATE_SQL), row);
         for value in row.samples {
             query = query.bind(value);
         }
@@ -229,18 +219,8 @@ impl WriteTx {
             query = query
                 .bind(row.pipeline.as_str())
                 .bind(row.run_id.as_str())
-                .bind(row.attempt)
-                .bind(row.status)
-                .bind(row.source)
-                .bind(row.started_at_ms)
-                .bind(row.finished_at_ms)
-                .bind(row.event_time_ms)
-                .bind(row.duration_s)
-                .bind(row.stage.as_deref())
-                .bind(row.commit_sha.as_deref())
-                .bind(row.body.as_str())
-                .bind(row.now_ms)
-                .bind(row.now_ms);
+                .bind(row.attempt);
+            query = bind_run_values(query, row).bind(row.now_ms);
             for value in row.samples {
                 query = query.bind(value);
             }
@@ -412,6 +392,26 @@ impl WriteTx {
         .await?;
         Ok(())
     }
+}
+
+/// Binds the values an insert and an update of `row` share, in the order
+/// both statements list them: status, source, started, finished, event
+/// time, duration, stage, commit, body, now.
+fn bind_run_values<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    row: &'q RunRow,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(row.status)
+        .bind(row.source)
+        .bind(row.started_at_ms)
+        .bind(row.finished_at_ms)
+        .bind(row.event_time_ms)
+        .bind(row.duration_s)
+        .bind(row.stage.as_deref())
+        .bind(row.commit_sha.as_deref())
+        .bind(row.body.as_str())
+        .bind(row.now_ms)
 }
 
 /// A row's key as an owned map key.
