@@ -459,6 +459,8 @@ impl Detector {
         let fixed = std::mem::size_of::<Self>();
         parts.add("detector (fixed fields)", fixed, fixed);
         parts.add_vec("detector buffers", &self.buf);
+        parts.add_vec("detector value statistics", &self.value_mean);
+        parts.add_vec("detector value statistics", &self.value_var);
         if let Some(l) = &self.last_anomaly {
             parts.add_vec("detector buffers", &l.expected);
         }
@@ -471,6 +473,7 @@ impl Detector {
         std::mem::size_of::<Self>()
             + self.forest.memory_bytes()
             + self.buf.capacity() * 8
+            + (self.value_mean.capacity() + self.value_var.capacity()) * 8
             + self
                 .last_anomaly
                 .as_ref()
