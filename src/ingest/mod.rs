@@ -1,9 +1,11 @@
-//! Ingestion: every source of runs (generic API, GitHub, GitLab, AWS
-//! EventBridge, CodePipeline polling, CLI backfill) ends in
-//! [`IngestService::accept_runs`], which stores runs and their metric
-//! samples in one transaction, idempotently on the delivery id and on
-//! pipeline + run id + attempt. Every run passes [`store_runs`], which
-//! hides the secrets in its free text first ([`redaction`]).
+//! Ingestion: every live source of runs (generic API, GitHub, GitLab, AWS
+//! EventBridge, CodePipeline polling) is stored through [`store_runs`],
+//! most through [`IngestService::accept_runs`], which stores runs and
+//! their metric samples in one transaction, idempotently on the delivery
+//! id and on pipeline + run id + attempt; a CLI backfill stores through a
+//! writer of its own ([`backfill`]). Every run passes [`rows_to_store`] (inside
+//! [`store_runs`], or ahead of the backfill's writer), which hides the
+//! secrets in its free text first ([`redaction`]).
 //!
 //! Every run passes [`crate::domain::Run::validate`] (names, ranges,
 //! timestamps against the service's clock, caps on stages and metrics) on
@@ -292,8 +294,6 @@ impl IngestService {
         Ok(report)
     }
 
-    /// Counts stored runs in the metrics; for callers that wrote through
-    /// their own transaction.
     /// Counts stored runs by outcome, without naming each (a backfill's).
     pub fn count_outcomes(&self, source: RunSource, outcomes: impl Iterator<Item = RunOutcome>) {
         for outcome in outcomes {
@@ -302,6 +302,8 @@ impl IngestService {
         }
     }
 
+    /// Counts stored runs in the metrics; for callers that wrote through
+    /// their own transaction.
     pub fn count(&self, source: RunSource, accepted: &[Accepted]) {
         for a in accepted {
             let outcome = outcome_label(a.outcome);
