@@ -845,7 +845,7 @@ impl Tree {
             (node.left, node.right)
         };
         let buf = scratch;
-        buf.resize(4 * d, 0.0);
+        buf.resize(2 * d, 0.0);
         {
             let merged = &mut buf[..2 * d];
             self.write_box(l, store, merged);
