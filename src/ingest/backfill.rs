@@ -664,19 +664,23 @@ async fn make_rows(
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let mut rows = match made {
+        let rows = match made {
             Ok(rows) => rows,
             Err(e) => {
                 let _ = ready.send(Err(e)).await;
                 return;
             }
         };
-        while !rows.is_empty() {
-            let rest = rows.split_off(rows.len().min(BATCH));
-            if ready.send(Ok(rows)).await.is_err() {
+        // Each row moves once, into its batch.
+        let mut rows = rows.into_iter();
+        loop {
+            let batch: Vec<RunRow> = rows.by_ref().take(BATCH).collect();
+            if batch.is_empty() {
+                break;
+            }
+            if ready.send(Ok(batch)).await.is_err() {
                 return;
             }
-            rows = rest;
         }
     }
 }
@@ -727,15 +731,10 @@ impl<'s> Writer<'s> {
 
     /// Commits the open transaction and, on the bulk writer, leaves the
     /// store checkpointed ([`BulkRunWriter::finish`]).
-    async fn finish(self) -> Result<(), StoreError> {
-        match self {
-            Self::Bulk(Some(writer)) => tokio::task::spawn_blocking(move || writer.finish())
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
-            Self::Bulk(None) => Err(StoreError::Bulk(
-                "the writer was lost to an earlier failure".into(),
-            )),
-            mut sqlx => sqlx.commit().await,
+    async fn finish(mut self) -> Result<(), StoreError> {
+        match &mut self {
+            Self::Bulk(slot) => Self::on_bulk(slot, BulkRunWriter::finish).await,
+            Self::Sqlx { .. } => self.commit().await,
         }
     }
 

@@ -22,7 +22,7 @@
 //! process waits up to the usual busy timeout. Its methods block (a commit
 //! waits for the disk): call them off the async runtime.
 
-use rusqlite::OptionalExtension;
+use rusqlite::{OptionalExtension, ToSql};
 use tokio::sync::OwnedMutexGuard;
 
 use super::run_row::{change_over, insert_sql, RunRow, SELECT_STORED_SQL, UPDATE_SQL};
@@ -42,6 +42,7 @@ const WAL_LIMIT: u64 = 512 << 20;
 
 /// Stores runs' rows on a SQLite file in transactions it commits when told;
 /// see the module header. Dropped with a transaction open, it rolls it back.
+#[derive(Debug)]
 pub struct BulkRunWriter {
     conn: rusqlite::Connection,
     /// Whether a transaction is open (begun by the first write after a
@@ -51,14 +52,6 @@ pub struct BulkRunWriter {
     /// The write-ahead log (`<file>-wal`).
     wal: std::path::PathBuf,
     _gate: OwnedMutexGuard<()>,
-}
-
-impl std::fmt::Debug for BulkRunWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BulkRunWriter")
-            .field("open", &self.open)
-            .finish()
-    }
 }
 
 impl BulkRunWriter {
@@ -131,29 +124,12 @@ impl BulkRunWriter {
                 became_final: false,
             });
         };
-        let [s0, s1, s2, s3, s4, s5] = &row.samples;
-        self.conn.execute(
-            UPDATE_SQL,
-            rusqlite::params![
-                row.status,
-                row.source,
-                row.started_at_ms,
-                row.finished_at_ms,
-                row.event_time_ms,
-                row.duration_s,
-                row.stage,
-                row.commit_sha,
-                row.body,
-                row.now_ms,
-                s0,
-                s1,
-                s2,
-                s3,
-                s4,
-                s5,
-                pk
-            ],
-        )?;
+        let params: Vec<&dyn ToSql> = run_values(row)
+            .into_iter()
+            .chain(samples(row))
+            .chain([&pk as &dyn ToSql])
+            .collect();
+        self.conn.execute(UPDATE_SQL, params.as_slice())?;
         Ok(Upserted {
             pk,
             outcome: RunOutcome::Updated,
@@ -181,8 +157,8 @@ impl BulkRunWriter {
 
     /// Commits, waits for the checkpoint thread's last checkpoint, and
     /// checkpoints and truncates the log: the store is left as small as
-    /// its rows.
-    pub fn finish(mut self) -> Result<(), StoreError> {
+    /// its rows. The writer is done with then: drop it.
+    pub fn finish(&mut self) -> Result<(), StoreError> {
         self.commit()?;
         self.checkpointer.stop();
         self.checkpoint_whole();
@@ -214,6 +190,7 @@ fn connect(file: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
 /// The thread that checkpoints the write-ahead log while the writer goes
 /// on (see the module header). A wake-up while it is busy is kept (one);
 /// it ends, after a last checkpoint, once stopped or dropped.
+#[derive(Debug)]
 struct Checkpointer {
     wake: Option<std::sync::mpsc::SyncSender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -264,13 +241,24 @@ impl Checkpointer {
     }
 }
 
-/// The bind values of one row of [`insert_sql`], in its order.
-fn insert_params(row: &RunRow) -> [&dyn rusqlite::ToSql; 20] {
-    let [s0, s1, s2, s3, s4, s5] = &row.samples;
+/// The bind values of one row of [`insert_sql`], in its order: the key,
+/// the run's values, the time again (updated), the metrics.
+fn insert_params(row: &RunRow) -> [&dyn ToSql; 20] {
+    let key: [&dyn ToSql; 3] = [&row.pipeline, &row.run_id, &row.attempt];
+    let mut values = key
+        .into_iter()
+        .chain(run_values(row))
+        .chain([&row.now_ms as &dyn ToSql])
+        .chain(samples(row));
+    std::array::from_fn(|_| values.next().expect("an insert binds 20 values"))
+}
+
+/// The values an insert and an update of `row` share, in the order both
+/// statements list them (as the sqlx writer's `bind_run_values`): status,
+/// source, started, finished, event time, duration, stage, commit, body,
+/// now.
+fn run_values(row: &RunRow) -> [&dyn ToSql; 10] {
     [
-        &row.pipeline,
-        &row.run_id,
-        &row.attempt,
         &row.status,
         &row.source,
         &row.started_at_ms,
@@ -281,14 +269,12 @@ fn insert_params(row: &RunRow) -> [&dyn rusqlite::ToSql; 20] {
         &row.commit_sha,
         &row.body,
         &row.now_ms,
-        &row.now_ms,
-        s0,
-        s1,
-        s2,
-        s3,
-        s4,
-        s5,
     ]
+}
+
+/// The six built-in metrics of `row`, in column order.
+fn samples(row: &RunRow) -> impl Iterator<Item = &dyn ToSql> {
+    row.samples.iter().map(|s| s as &dyn ToSql)
 }
 
 fn bulk_error(what: &str, e: rusqlite::Error) -> StoreError {
