@@ -4,7 +4,9 @@
 //!
 //! Each argument is `TxS` (trees × points per tree, at the product's time
 //! decay) or `TxS@DECAY`, with the time decay per point as a number or a
-//! quotient (`30x64@0.1/64`).
+//! quotient (`30x64@0.1/64`). Prefixed `every:` (`every:30x64`), the
+//! models store every metric, constant or not, as models of earlier
+//! releases did: the layout to compare with.
 //!
 //! `--join K` (before the sizes) measures longer histories: each of the
 //! three "seeds" is then K corpus seeds in a row (1 to K, K + 1 to 2K,
@@ -37,9 +39,13 @@ fn main() {
         .map(|b| joined((b * join + 1..=(b + 1) * join).collect()))
         .collect();
     for arg in args {
-        let (size, decay) = match arg.split_once('@') {
+        let (every_value, spec) = match arg.strip_prefix("every:") {
+            Some(spec) => (true, spec),
+            None => (false, arg.as_str()),
+        };
+        let (size, decay) = match spec.split_once('@') {
             Some((size, d)) => (size, Some(parse_decay(d))),
-            None => (arg.as_str(), None),
+            None => (spec, None),
         };
         let (t, s) = size.split_once('x').expect("TxS");
         let (t, s): (usize, usize) = (t.parse().unwrap(), s.parse().unwrap());
@@ -55,6 +61,9 @@ fn main() {
                     cfg.time_decay = d;
                 }
                 let mut model = PipelineModel::with_detector(cfg);
+                if every_value {
+                    model.store_every_value();
+                }
                 let grades: Vec<f64> = h
                     .runs
                     .iter()

@@ -7,9 +7,11 @@
 //! (binary codec) size, the mean time per run, and the median model's
 //! memory part by part (bytes in use and allocated).
 //!
-//! `cargo run --example model_size -- [RUNS] [DECAY]`: DECAY, if given,
-//! replaces the pipeline models' time decay per point, as a number or a
-//! quotient (`0.1/64`).
+//! `cargo run --example model_size -- [--every-value] [RUNS] [DECAY]`:
+//! DECAY, if given, replaces the pipeline models' time decay per point, as
+//! a number or a quotient (`0.1/64`); `--every-value` makes the models
+//! store every metric, constant or not, as models of earlier releases did
+//! (the layout to compare with).
 mod common;
 
 use std::time::Instant;
@@ -51,11 +53,14 @@ fn long_history(index: usize, runs: usize) -> (String, Vec<Run>) {
 }
 
 fn main() {
-    let runs: usize = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let every_value = args.iter().any(|a| a == "--every-value");
+    let mut args = args.iter().filter(|a| *a != "--every-value");
+    let runs: usize = args
+        .next()
         .map(|a| a.parse().expect("RUNS is a whole number"))
         .unwrap_or(300);
-    let decay: Option<f64> = std::env::args().nth(2).map(|d| parse_decay(&d));
+    let decay: Option<f64> = args.next().map(|d| parse_decay(d));
     let rules = PipelineRules::default();
     let mut models = Vec::new();
     let mut observed = 0usize;
@@ -67,6 +72,9 @@ fn main() {
             cfg.time_decay = d;
         }
         let mut model = PipelineModel::with_detector(cfg);
+        if every_value {
+            model.store_every_value();
+        }
         let start = Instant::now();
         for r in &history {
             model.observe(r, &rules);

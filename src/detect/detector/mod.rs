@@ -199,6 +199,12 @@ impl Detector {
         &self.forest
     }
 
+    /// Makes the forest store every input value, constant or not, as
+    /// forests of earlier releases do (see [`Forest::store_every_value`]).
+    pub fn store_every_value(&mut self) {
+        self.forest.store_every_value();
+    }
+
     /// True once grades can be above zero.
     pub fn is_warm(&self) -> bool {
         self.forest.updates() >= self.config.warm_up.max(1)

@@ -1,6 +1,20 @@
 //! The forest: configuration, the internal shingle, the shared point store
 //! and the trees with their samplers. Owns the raw score, attribution and
 //! imputation over all trees; owns no thresholds.
+//!
+//! **Values that never vary are not stored.** An input value that every
+//! input so far has had (a metric a pipeline does not report, held at one
+//! value) is kept once, in [`Forest`]'s `constant_values`, not in every
+//! stored input, and the trees cut and box only the other coordinates: a
+//! coordinate with one value has no extent, so no cut falls on it and it
+//! adds nothing to a box's extent or to a point's distance from a box.
+//! Only the order of the floating-point sums changes, so scores agree with
+//! a forest that stores every value up to rounding. The first value of
+//! the first input is always stored. When an input brings another value
+//! in a constant place, that place is stored from then on in every input
+//! ([`PointStore::insert_value`], [`Tree::widen`]); a point scored with
+//! such a value is scored by a widened copy, so it scores as far from the
+//! data as it is. Forests saved before hold every value and go on so.
 
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +141,11 @@ pub struct Forest {
     filled: usize,
     /// Shingled points offered to the samplers so far.
     seq: u64,
+    /// Per input value, `Some(v)` while every input so far had `v` there
+    /// and the store keeps it nowhere; empty when every value is stored
+    /// (forests saved before, and new ones until their first input).
+    #[serde(with = "constant_values")]
+    constant_values: Vec<Option<f32>>,
     #[serde(skip)]
     scratch: Vec<f32>,
     /// Working space of the trees (two boxes).
@@ -144,14 +163,91 @@ struct ForestState {
     shingle: Vec<f64>,
     filled: usize,
     seq: u64,
+    #[serde(default, with = "constant_values")]
+    constant_values: Vec<Option<f32>>,
+}
+
+thread_local! {
+    /// Set while a binary forest of a format before constant values were
+    /// left out is read (see [`reading_every_value_stored`]).
+    static EVERY_VALUE_STORED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, in which binary (non-self-describing) deserialisation reads
+/// forests saved before constant values were left out: they have no
+/// `constant_values` field, and every value is stored. Self-describing
+/// formats (JSON) lack the field and read it as empty.
+pub fn reading_every_value_stored<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            EVERY_VALUE_STORED.with(|w| w.set(self.0));
+        }
+    }
+    let _reset = Reset(EVERY_VALUE_STORED.with(|w| w.replace(true)));
+    f()
+}
+
+/// The saved form of [`Forest`]'s `constant_values`: each as its bit
+/// pattern, or none.
+mod constant_values {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Option<f32>], s: S) -> Result<S::Ok, S::Error> {
+        let bits: Vec<Option<u32>> = v.iter().map(|c| c.map(f32::to_bits)).collect();
+        bits.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Option<f32>>, D::Error> {
+        if !d.is_human_readable() && super::EVERY_VALUE_STORED.with(std::cell::Cell::get) {
+            // Saved before the field existed: nothing of it to read.
+            return Ok(Vec::new());
+        }
+        let bits = Vec::<Option<u32>>::deserialize(d)?;
+        Ok(bits.into_iter().map(|b| b.map(f32::from_bits)).collect())
+    }
 }
 
 impl TryFrom<ForestState> for Forest {
     type Error = String;
 
     fn try_from(s: ForestState) -> Result<Self, String> {
-        let dim = s.config.dimensions * s.config.shingle_size;
-        let store = s.store.into_store(dim, s.config.dimensions)?;
+        let d = s.config.dimensions;
+        let full = d * s.config.shingle_size;
+        if !s.constant_values.is_empty() {
+            if s.constant_values.len() != d {
+                return Err(format!(
+                    "saved forest has {} constant values for inputs of {d}",
+                    s.constant_values.len()
+                ));
+            }
+            if s.constant_values[0].is_some() {
+                return Err(
+                    "saved forest leaves out its first value, which is always stored".into(),
+                );
+            }
+            if s.constant_values.iter().flatten().any(|v| !v.is_finite()) {
+                return Err("saved forest has a constant value that is not finite".into());
+            }
+            if s.shingle.len() == full {
+                for (i, v) in s.shingle.iter().enumerate() {
+                    if let Some(c) = s.constant_values[i % d] {
+                        if (*v as f32).to_bits() != c.to_bits() && i >= full - s.filled * d {
+                            return Err(format!(
+                                "saved forest's shingle has {v} where every input had {c}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let kept = if s.constant_values.is_empty() {
+            d
+        } else {
+            s.constant_values.iter().filter(|c| c.is_none()).count()
+        };
+        let dim = kept * s.config.shingle_size;
+        let store = s.store.into_store(dim, kept)?;
         let mut f = Forest {
             scratch: vec![0.0; dim],
             config: s.config,
@@ -160,9 +256,16 @@ impl TryFrom<ForestState> for Forest {
             shingle: s.shingle,
             filled: s.filled,
             seq: s.seq,
+            constant_values: s.constant_values,
             box_scratch: Vec::new(),
         };
         for u in &mut f.units {
+            if u.tree.dim() != dim {
+                return Err(format!(
+                    "saved tree has points of {} coordinates, its forest stores {dim}",
+                    u.tree.dim()
+                ));
+            }
             u.tree.rebuild_boxes(&f.store, &mut f.box_scratch);
         }
         Ok(f)
@@ -183,16 +286,24 @@ fn clean(v: f64) -> f64 {
     }
 }
 
-/// Runs `f` on `s` converted to `f32`, without allocating for short points.
-fn with_f32<R>(s: &[f64], f: impl FnOnce(&[f32]) -> R) -> R {
+/// Runs `f` on the values of `s` that `keep` keeps (by position),
+/// converted to `f32`, without allocating for short points.
+fn with_f32<R>(s: &[f64], keep: impl Fn(usize) -> bool, f: impl FnOnce(&[f32]) -> R) -> R {
+    let kept = s
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(_, v)| *v as f32);
     if s.len() <= STACK_DIM {
         let mut buf = [0.0f32; STACK_DIM];
-        for (b, v) in buf.iter_mut().zip(s) {
-            *b = *v as f32;
+        let mut n = 0;
+        for v in kept {
+            buf[n] = v;
+            n += 1;
         }
-        f(&buf[..s.len()])
+        f(&buf[..n])
     } else {
-        let v: Vec<f32> = s.iter().map(|v| *v as f32).collect();
+        let v: Vec<f32> = kept.collect();
         f(&v)
     }
 }
@@ -220,10 +331,122 @@ impl Forest {
             shingle: vec![0.0; dim],
             filled: 0,
             seq: 0,
+            constant_values: Vec::new(),
             scratch: vec![0.0; dim],
             box_scratch: Vec::new(),
             config,
         }
+    }
+
+    /// Whether input value `k` is stored (not a constant left out).
+    #[inline]
+    fn stores(&self, k: usize) -> bool {
+        self.constant_values.get(k).is_none_or(Option::is_none)
+    }
+
+    /// Values of each input the store keeps: all of them but the
+    /// constants left out.
+    pub fn stored_values(&self) -> usize {
+        (0..self.config.dimensions)
+            .filter(|&k| self.stores(k))
+            .count()
+    }
+
+    /// Coordinates of the points the store and the trees hold: the stored
+    /// values of each input × shingle size.
+    fn stored_dim(&self) -> usize {
+        self.stored_values() * self.config.shingle_size
+    }
+
+    /// Whether position `i` of a full shingled point is stored.
+    #[inline]
+    fn stores_position(&self, i: usize) -> bool {
+        self.stores(i % self.config.dimensions)
+    }
+
+    /// Runs `f` on the stored coordinates of the full shingled `point`, as
+    /// `f32`.
+    fn with_stored<R>(&self, point: &[f64], f: impl FnOnce(&[f32]) -> R) -> R {
+        with_f32(point, |i| self.stores_position(i), f)
+    }
+
+    /// A copy of the forest that also stores each constant value `point`
+    /// (a full shingled point, or its older inputs) departs from, or None
+    /// when it departs from none.
+    fn widened_for(&self, point: &[f64]) -> Option<Forest> {
+        let d = self.config.dimensions;
+        let departs = |k: usize| match self.constant_values.get(k) {
+            Some(Some(c)) => point
+                .iter()
+                .skip(k)
+                .step_by(d)
+                .any(|v| (*v as f32).to_bits() != c.to_bits()),
+            _ => false,
+        };
+        let values: Vec<usize> = (0..d).filter(|&k| departs(k)).collect();
+        if values.is_empty() {
+            return None;
+        }
+        let mut wider = self.clone();
+        for k in values {
+            wider.store_value(k);
+        }
+        Some(wider)
+    }
+
+    /// Stores input value `k` from now on, in every input already stored
+    /// too (at the constant it had); the trees' cut dimensions move up to
+    /// make room for it.
+    fn store_value(&mut self, k: usize) {
+        let Some(value) = self.constant_values.get_mut(k).and_then(Option::take) else {
+            return;
+        };
+        let at = (0..k).filter(|&j| self.stores(j)).count();
+        let wider = (0..self.config.dimensions)
+            .filter(|&j| self.stores(j))
+            .count();
+        let narrower = wider - 1;
+        self.store.insert_value(at, value);
+        let dim = wider * self.config.shingle_size;
+        let place = |c: usize| {
+            let (input, j) = (c / narrower, c % narrower);
+            input * wider + j + usize::from(j >= at)
+        };
+        for u in &mut self.units {
+            u.tree.widen(dim, place, &self.store, &mut self.box_scratch);
+        }
+        self.scratch = vec![0.0; dim];
+    }
+
+    /// Stores every input value from now on, constants too, in the points
+    /// already stored as well: the layout of forests saved before values
+    /// were left out, whose scores it keeps bit for bit. Called before the
+    /// first input, no value is ever left out.
+    pub fn store_every_value(&mut self) {
+        if self.constant_values.is_empty() {
+            self.constant_values = vec![None; self.config.dimensions];
+        }
+        for k in 0..self.config.dimensions {
+            self.store_value(k);
+        }
+    }
+
+    /// Before the first input is learned: leaves out every value of
+    /// `first` but the first one, as constants, until inputs vary there.
+    fn leave_out_constants(&mut self, first: &[f64]) {
+        let d = self.config.dimensions;
+        if d < 2 {
+            return;
+        }
+        self.constant_values = (0..d)
+            .map(|k| (k > 0).then(|| clean(first.get(k).copied().unwrap_or(0.0)) as f32))
+            .collect();
+        let dim = self.config.shingle_size;
+        self.store = PointStore::new(dim, 1);
+        for u in &mut self.units {
+            u.tree = Tree::new(dim, self.config.sample_size);
+        }
+        self.scratch = vec![0.0; dim];
     }
 
     /// The forest's settings.
@@ -279,7 +502,10 @@ impl Forest {
         if self.seq == 0 {
             return 0.0;
         }
-        with_f32(point, |x| {
+        if let Some(wider) = self.widened_for(point) {
+            return wider.score_point(point);
+        }
+        self.with_stored(point, |x| {
             let mut sum = 0.0;
             for chunk in self.units.chunks(GROUP) {
                 let mut trees = [&chunk[0].tree; GROUP];
@@ -294,14 +520,19 @@ impl Forest {
 
     /// Per-coordinate attribution of a shingled point's score (low and
     /// high directions summed); the entries sum to [`Forest::score_point`].
+    /// Constant values left out have no share: the point lies where every
+    /// point has lain there.
     pub fn attribution_point(&self, point: &[f64]) -> Vec<f64> {
-        let dim = self.point_dim();
+        if self.seq == 0 {
+            return vec![0.0; self.point_dim()];
+        }
+        if let Some(wider) = self.widened_for(point) {
+            return wider.attribution_point(point);
+        }
+        let dim = self.stored_dim();
         let mut low = vec![0.0; dim];
         let mut high = vec![0.0; dim];
-        if self.seq == 0 {
-            return low;
-        }
-        with_f32(point, |x| {
+        self.with_stored(point, |x| {
             for u in &self.units {
                 u.tree.attribution(
                     x,
@@ -314,7 +545,16 @@ impl Forest {
             }
         });
         let n = self.units.len() as f64;
-        low.iter().zip(&high).map(|(l, h)| (l + h) / n).collect()
+        let mut stored = low.iter().zip(&high).map(|(l, h)| (l + h) / n);
+        (0..self.point_dim())
+            .map(|i| {
+                if self.stores_position(i) {
+                    stored.next().unwrap_or(0.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect()
     }
 
     /// What the newest input of a shingled point would have been if it
@@ -323,9 +563,14 @@ impl Forest {
     /// was learned.
     pub fn impute_newest(&self, point: &[f64]) -> Option<Vec<f64>> {
         let d = self.config.dimensions;
-        let dim = self.point_dim();
-        let missing = dim - d..dim;
-        let leaves: Vec<u32> = with_f32(point, |x| {
+        let older = &point[..point.len().saturating_sub(d)];
+        if let Some(wider) = self.widened_for(older) {
+            return wider.impute_newest(point);
+        }
+        let dim = self.stored_dim();
+        let kept = dim / self.config.shingle_size;
+        let missing = dim - kept..dim;
+        let leaves: Vec<u32> = self.with_stored(point, |x| {
             self.units
                 .iter()
                 .filter_map(|u| u.tree.impute(x, missing.clone(), &self.store))
@@ -337,7 +582,14 @@ impl Forest {
         }
         let mut out = Vec::with_capacity(d);
         let mut vals = Vec::with_capacity(leaves.len());
-        for k in missing {
+        let mut stored = missing;
+        for k in 0..d {
+            // A value left out is what every point holds.
+            if let Some(Some(c)) = self.constant_values.get(k) {
+                out.push(f64::from(*c));
+                continue;
+            }
+            let Some(k) = stored.next() else { break };
             vals.clear();
             vals.extend(leaves.iter().map(|&p| f64::from(self.store.get(p)[k])));
             vals.sort_by(f64::total_cmp);
@@ -368,10 +620,20 @@ impl Forest {
     /// [`Forest::next_shingle`].
     pub fn update(&mut self, x: &[f64]) {
         let d = self.config.dimensions;
+        if self.seq == 0 && self.filled == 0 && self.constant_values.is_empty() {
+            self.leave_out_constants(x);
+        }
         self.shingle.copy_within(d.., 0);
         let n = self.shingle.len();
         for (k, slot) in self.shingle[n - d..].iter_mut().enumerate() {
             *slot = clean(x.get(k).copied().unwrap_or(0.0));
+        }
+        for k in 0..d {
+            if let Some(Some(c)) = self.constant_values.get(k) {
+                if (self.shingle[n - d + k] as f32).to_bits() != c.to_bits() {
+                    self.store_value(k);
+                }
+            }
         }
         self.filled = (self.filled + 1).min(self.config.shingle_size);
         if self.filled < self.config.shingle_size {
@@ -379,7 +641,13 @@ impl Forest {
         }
         let mut pt = std::mem::take(&mut self.scratch);
         pt.clear();
-        pt.extend(self.shingle.iter().map(|v| *v as f32));
+        pt.extend(
+            self.shingle
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.stores_position(*i))
+                .map(|(_, v)| *v as f32),
+        );
         let seq = self.seq;
         let mut added: Option<u32> = None;
         for u in &mut self.units {
@@ -416,6 +684,7 @@ impl Forest {
             u.sampler.memory_parts(&mut parts);
         }
         self.store.memory_parts(&mut parts);
+        parts.add_vec("store constant values", &self.constant_values);
         parts.add_vec("shingle and scratch", &self.shingle);
         parts.add_vec("shingle and scratch", &self.scratch);
         parts.add_vec("shingle and scratch", &self.box_scratch);
@@ -433,6 +702,7 @@ impl Forest {
         units
             + self.store.memory_bytes()
             + self.shingle.capacity() * 8
+            + self.constant_values.capacity() * std::mem::size_of::<Option<f32>>()
             + (self.scratch.capacity() + self.box_scratch.capacity()) * 4
     }
 }
@@ -507,6 +777,7 @@ mod tests {
         use super::super::tree::cache_mass;
         assert_eq!(cache_mass(24, 64), 64, "2 × 24 is over half of 64");
         assert_eq!(cache_mass(8, 256), 16);
+        assert_eq!(cache_mass(16, 64), 64, "2 × 16 is half of 64");
         assert_eq!(cache_mass(24, 0), 48, "unknown capacity");
         let mut f = small(6, 4, 13);
         for i in 0..300 {
@@ -651,6 +922,131 @@ mod tests {
         }
         assert_eq!(f.score(&[1.0, f64::INFINITY]), g.score(&[1.0, 0.0]));
         assert_eq!(f.shingle(), g.shingle());
+    }
+
+    /// Inputs of four values: two that vary, one constant for the first
+    /// 300 inputs that varies after, one constant throughout.
+    fn partly_constant(i: usize) -> [f64; 4] {
+        let third = if i < 300 { 1.5 } else { wave(3 * i) };
+        [wave(i), wave(2 * i + 1), third, -2.0]
+    }
+
+    /// `a` within rounding of `b`.
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-5 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn values_that_never_vary_are_left_out_and_scores_agree_within_rounding() {
+        let mut lean = small(4, 3, 17);
+        let mut every = small(4, 3, 17);
+        every.store_every_value();
+        for i in 0..600 {
+            let x = partly_constant(i);
+            let (a, b) = (lean.score(&x), every.score(&x));
+            assert!(close(a, b), "input {i}: {a} vs {b}");
+            lean.update(&x);
+            every.update(&x);
+            if i == 299 {
+                assert_eq!(lean.stored_dim(), 2 * 3, "two of four values stored");
+                assert!(lean.store.memory_bytes() < every.store.memory_bytes());
+                check_all(&lean);
+            }
+        }
+        assert_eq!(lean.stored_dim(), 3 * 3, "the third value varies now");
+        assert_eq!(every.stored_dim(), 4 * 3);
+        check_all(&lean);
+        assert!(lean.memory_bytes() < every.memory_bytes());
+        // The same trees: every cut and mass, on the values both store.
+        for (l, e) in lean.units.iter().zip(&every.units) {
+            assert_eq!(l.tree.mass(), e.tree.mass());
+            assert_eq!(l.sampler.leaves().len(), e.sampler.leaves().len());
+        }
+
+        // A point that departs from the constant value scores as far from
+        // the data as where that value is stored, and that value drives it.
+        let mut odd = Vec::new();
+        lean.next_shingle(&[wave(600), wave(1201), wave(1800), 9.0], &mut odd);
+        let (a, b) = (lean.score_point(&odd), every.score_point(&odd));
+        assert!(close(a, b), "{a} vs {b}");
+        let usual = every.score(&partly_constant(600));
+        assert!(a > 2.0 * usual, "departing {a}, usual {usual}");
+        let (attr_lean, attr_every) = (lean.attribution_point(&odd), every.attribution_point(&odd));
+        assert_eq!(attr_lean.len(), 12);
+        for (k, (x, y)) in attr_lean.iter().zip(&attr_every).enumerate() {
+            assert!(close(*x, *y), "coordinate {k}: {x} vs {y}");
+        }
+        assert!(
+            attr_lean[11] > 0.5 * a,
+            "the departing value drives the score"
+        );
+        // Scoring it widened a copy, not the forest.
+        assert_eq!(lean.stored_dim(), 3 * 3);
+
+        // The value left out is imputed as the constant every point holds.
+        let next = lean.impute_newest(&odd).expect("learned");
+        assert_eq!(next.len(), 4);
+        assert_eq!(next[3], -2.0);
+        assert_eq!(Some(next), every.impute_newest(&odd));
+
+        // Once learned, the departing value is stored from then on.
+        lean.update(&[wave(600), wave(1201), wave(1800), 9.0]);
+        assert_eq!(lean.stored_dim(), 4 * 3);
+        check_all(&lean);
+    }
+
+    #[test]
+    fn a_forest_that_leaves_out_values_restores_identically() {
+        let mut f = small(4, 2, 23);
+        for i in 0..400 {
+            f.update(&partly_constant(i));
+        }
+        assert_eq!(f.stored_dim(), 3 * 2);
+        let json = serde_json::to_string(&f).expect("serialises");
+        let mut g: Forest = serde_json::from_str(&json).expect("restores");
+        assert_eq!(g.stored_dim(), 3 * 2);
+        assert_eq!(serde_json::to_string(&g).expect("serialises"), json);
+        let bytes = postcard::to_allocvec(&f).expect("encodes");
+        let h: Forest = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(postcard::to_allocvec(&h).expect("encodes"), bytes);
+        for i in 400..500 {
+            let x = [
+                wave(i),
+                wave(i + 1),
+                wave(i + 2),
+                if i < 450 { -2.0 } else { 1.0 },
+            ];
+            assert_eq!(f.score(&x), g.score(&x));
+            f.update(&x);
+            g.update(&x);
+        }
+        assert_eq!(f.stored_dim(), 4 * 2);
+        assert_eq!(
+            serde_json::to_string(&f).expect("serialises"),
+            serde_json::to_string(&g).expect("serialises")
+        );
+        // A saved forest whose constant contradicts its shingle, or that
+        // leaves out its first value, is refused, saying why.
+        let minus_two = (-2.0f32).to_bits().to_string();
+        let saved = format!("\"constant_values\":[null,null,null,{minus_two}]");
+        assert!(json.contains(&saved), "{json}");
+        let one = 1.0f32.to_bits().to_string();
+        let contradicts = json.replace(
+            &saved,
+            &format!("\"constant_values\":[null,null,null,{one}]"),
+        );
+        let err = serde_json::from_str::<Forest>(&contradicts)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("where every input had 1"), "{err}");
+        let first = json.replace(
+            &saved,
+            &format!("\"constant_values\":[{one},null,null,{minus_two}]"),
+        );
+        let err = serde_json::from_str::<Forest>(&first)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("leaves out its first value"), "{err}");
     }
 
     #[test]

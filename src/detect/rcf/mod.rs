@@ -16,7 +16,7 @@ mod sampler;
 mod store;
 mod tree;
 
-pub use forest::{Forest, ForestConfig};
+pub use forest::{reading_every_value_stored, Forest, ForestConfig};
 pub use memory::{MemoryPart, MemoryParts};
 pub use rng::{splitmix64, Rng};
 pub use store::reading_whole_points;

@@ -181,6 +181,28 @@ impl PointStore {
         }
     }
 
+    /// Widens every stored input by one value, `value`, placed at `at`
+    /// (0 ..= the input's length): what the forest does when a value it
+    /// did not store because every input had it (see
+    /// [`super::forest::Forest`]) starts to vary. Indices and starts stay
+    /// as they are, so the trees' references still hold.
+    pub fn insert_value(&mut self, at: usize, value: f32) {
+        let il = self.input_len;
+        debug_assert!(at <= il);
+        let inputs = self.data.len() / il;
+        let shingle = self.dim / il;
+        let mut wider = Vec::with_capacity(self.data.capacity() / il * (il + 1));
+        for input in self.data.chunks_exact(il) {
+            wider.extend_from_slice(&input[..at]);
+            wider.push(value);
+            wider.extend_from_slice(&input[at..]);
+        }
+        debug_assert_eq!(wider.len(), inputs * (il + 1));
+        self.data = wider;
+        self.input_len = il + 1;
+        self.dim = shingle * (il + 1);
+    }
+
     /// One more sampler entry refers to `idx`.
     pub fn inc(&mut self, idx: u32) {
         self.refs[idx as usize] += 1;

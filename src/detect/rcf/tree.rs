@@ -117,17 +117,19 @@ pub const CACHE_MASS: u32 = 16;
 /// than on itself). A recomputed box never spans more than `m - 1`
 /// points.
 ///
-/// When that mass exceeds half the capacity, the nodes that large lie on
-/// one path down from the root (only one child can hold more than half),
-/// each box differing from the root's by a few points, so only the full
-/// tree's root keeps its box (`m` = `capacity`, at least [`CACHE_MASS`]):
-/// a pipeline model's 64-point trees of 24-coordinate points kept four
-/// boxes each, a sixth of the model, for little saved work. A capacity
-/// of 0 (unknown) keeps the first rule.
+/// When that mass reaches half the capacity, the nodes that large lie on
+/// one path down from the root (only one child can hold more than half,
+/// or both exactly half), each box differing from the root's by a few
+/// points, so only the full tree's root keeps its box (`m` = `capacity`,
+/// at least [`CACHE_MASS`]): a pipeline model's 64-point trees of
+/// 24-coordinate points kept four boxes each, a sixth of the model, for
+/// little saved work, and its trees of 16 coordinates (two constant
+/// metrics left out) would keep two or three. A capacity of 0 (unknown)
+/// keeps the first rule.
 pub fn cache_mass(dim: usize, capacity: usize) -> u32 {
     let m = CACHE_MASS.max(u32::try_from(2 * dim).unwrap_or(u32::MAX));
     let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
-    if capacity == 0 || m <= capacity / 2 {
+    if capacity == 0 || m < capacity / 2 {
         // (Trees saved before capacities were saved have capacity 0.)
         m
     } else {
@@ -297,6 +299,11 @@ impl Tree {
             owners: Vec::new(),
             boxes: Vec::new(),
         }
+    }
+
+    /// Coordinates of the points the tree holds.
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     /// Values per box slot: two corners and the range sum.
@@ -863,6 +870,28 @@ impl Tree {
         let range = span_sum(mlo, mhi);
         self.set_range(s, range);
         changed
+    }
+
+    /// Widens the tree to points of `dim` coordinates, the store having
+    /// widened every point the same way: each cut's dimension `k` becomes
+    /// `place(k)`. The new coordinates hold one value in every point, so
+    /// no cut and no mass changes; the cached boxes are rebuilt (and the
+    /// mass that keeps a box follows the new width).
+    pub fn widen(
+        &mut self,
+        dim: usize,
+        place: impl Fn(usize) -> usize,
+        store: &PointStore,
+        scratch: &mut Vec<f32>,
+    ) {
+        for n in &mut self.nodes {
+            let k = place(usize::from(n.cut_dim));
+            debug_assert!(k < dim);
+            n.cut_dim = k as u16;
+        }
+        self.dim = dim;
+        self.cache_mass = cache_mass(dim, self.capacity);
+        self.rebuild_boxes(store, scratch);
     }
 
     /// Recomputes the cached bounding boxes from the points (after a

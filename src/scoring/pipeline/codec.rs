@@ -21,7 +21,7 @@
 use base64::Engine as _;
 
 use super::PipelineModel;
-use crate::detect::rcf::reading_whole_points;
+use crate::detect::rcf::{reading_every_value_stored, reading_whole_points};
 
 /// `models.version` of a model saved as JSON (earlier releases).
 pub const JSON_VERSION: i64 = 1;
@@ -30,10 +30,15 @@ pub const JSON_VERSION: i64 = 1;
 pub const BINARY_VERSION: i64 = 2;
 
 /// Layout version of the binary payload inside the header; bump when the
-/// model's fields change. Format 2 stores each input of the forest's
-/// shingles once (points share inputs); format 1, every point whole, is
-/// still read ([`WHOLE_POINTS_FORMAT`]).
-pub const BINARY_FORMAT: u16 = 2;
+/// model's fields change. Format 3 saves the input values the forest
+/// leaves out because they never varied; format 2, in which every value
+/// is stored ([`EVERY_VALUE_FORMAT`]), and format 1, every point whole
+/// ([`WHOLE_POINTS_FORMAT`]), are still read.
+pub const BINARY_FORMAT: u16 = 3;
+
+/// The payload format of earlier releases whose forests store every input
+/// value, each input once; read as it is.
+pub const EVERY_VALUE_FORMAT: u16 = 2;
 
 /// The payload format of earlier releases, whose point stores keep every
 /// shingled point whole; read and converted on load.
@@ -52,7 +57,7 @@ pub enum ModelCodecError {
     #[error("saved model does not start with the magic bytes PMMD (found {found:02x?})")]
     Magic { found: [u8; 4] },
     #[error(
-        "saved model has payload format {found}; this release reads formats {WHOLE_POINTS_FORMAT} and {BINARY_FORMAT}"
+        "saved model has payload format {found}; this release reads formats {WHOLE_POINTS_FORMAT} to {BINARY_FORMAT}"
     )]
     Format { found: u16 },
     #[error(
@@ -95,7 +100,7 @@ pub fn decode(bytes: &[u8]) -> Result<PipelineModel, ModelCodecError> {
         return Err(ModelCodecError::Magic { found });
     }
     let format = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if format != BINARY_FORMAT && format != WHOLE_POINTS_FORMAT {
+    if !(WHOLE_POINTS_FORMAT..=BINARY_FORMAT).contains(&format) {
         return Err(ModelCodecError::Format { found: format });
     }
     let expected = word(8) as usize;
@@ -111,10 +116,13 @@ pub fn decode(bytes: &[u8]) -> Result<PipelineModel, ModelCodecError> {
     if stored != computed {
         return Err(ModelCodecError::Checksum { stored, computed });
     }
-    if format == WHOLE_POINTS_FORMAT {
-        return Ok(reading_whole_points(|| postcard::from_bytes(payload))?);
-    }
-    Ok(postcard::from_bytes(payload)?)
+    Ok(match format {
+        WHOLE_POINTS_FORMAT => {
+            reading_every_value_stored(|| reading_whole_points(|| postcard::from_bytes(payload)))?
+        }
+        EVERY_VALUE_FORMAT => reading_every_value_stored(|| postcard::from_bytes(payload))?,
+        _ => postcard::from_bytes(payload)?,
+    })
 }
 
 /// What goes in the `models` row: its version and the state text.
@@ -199,13 +207,15 @@ mod tests {
 
     /// The small forest of the fixtures with the given time decay (the
     /// fixtures were saved with [`EARLIER_PIPELINE_TIME_DECAY`]), trained
-    /// on the first `runs` runs.
+    /// on the first `runs` runs, storing every value as the releases that
+    /// saved them did.
     fn fixture_model(runs: u32, time_decay: f64) -> PipelineModel {
         let mut cfg = crate::scoring::pipeline::pipeline_detector_config(1.0, 7);
         cfg.trees = 5;
         cfg.sample_size = 16;
         cfg.time_decay = time_decay;
         let mut fresh = PipelineModel::with_detector(cfg);
+        fresh.store_every_value();
         for i in 0..runs {
             fresh.observe(&run(i), &PipelineRules::default());
         }
@@ -243,6 +253,47 @@ mod tests {
             60,
         );
         same_verdicts(loaded, fresh, 60);
+    }
+
+    /// A model saved in payload format 2 (every value stored) by the
+    /// release before constant values were left out loads, judges the next
+    /// runs exactly as a model that stores every value, keeps storing every
+    /// value, and saves in the current format, which reads back to the
+    /// same bytes.
+    #[test]
+    fn a_model_saved_with_every_value_loads_and_saves_in_the_current_format() {
+        let state = include_str!("testdata/model_every_value.b64");
+        let old = base64::engine::general_purpose::STANDARD
+            .decode(state.trim())
+            .unwrap();
+        assert_eq!(u16::from_le_bytes([old[4], old[5]]), EVERY_VALUE_FORMAT);
+        let loaded = from_stored(BINARY_VERSION, state).unwrap();
+        let fresh = fixture_model(60, EARLIER_PIPELINE_TIME_DECAY);
+        let saved = encode(&loaded).unwrap();
+        assert_eq!(u16::from_le_bytes([saved[4], saved[5]]), BINARY_FORMAT);
+        assert_eq!(encode(&decode(&saved).unwrap()).unwrap(), saved);
+        // The fixture's runs report four metrics; the loaded model goes on
+        // storing all six, as a model trained now by default would not.
+        assert_eq!(loaded.detector().forest().stored_values(), 6);
+        let mut lean = PipelineModel::with_detector(loaded.detector().config().clone());
+        for i in 0..60 {
+            lean.observe(&run(i), &PipelineRules::default());
+        }
+        assert_eq!(lean.detector().forest().stored_values(), 4);
+        same_verdicts(
+            decode(&saved).unwrap(),
+            fixture_model(60, EARLIER_PIPELINE_TIME_DECAY),
+            60,
+        );
+        same_verdicts(loaded, fresh, 60);
+        // Read as the current format, the same payload is refused: the
+        // formats differ where the constants are saved.
+        let mut relabelled = old.clone();
+        relabelled[4..6].copy_from_slice(&BINARY_FORMAT.to_le_bytes());
+        assert!(matches!(
+            decode(&relabelled),
+            Err(ModelCodecError::Payload(_))
+        ));
     }
 
     /// A saved model keeps the time decay it was built with, through a

@@ -488,6 +488,13 @@ impl PipelineModel {
         &self.detector
     }
 
+    /// Makes the model's forest store every metric, constant or not, as
+    /// models of earlier releases do: the layout to compare with (sizes,
+    /// scores) or to keep a model's scores those of an earlier release.
+    pub fn store_every_value(&mut self) {
+        self.detector.store_every_value();
+    }
+
     /// The heap bytes of [`PipelineModel::memory_bytes`], part by part.
     pub fn memory_parts(&self) -> MemoryParts {
         let mut parts = self.detector.memory_parts();
