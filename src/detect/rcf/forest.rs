@@ -14,7 +14,9 @@
 //! in a constant place, that place is stored from then on in every input
 //! ([`PointStore::insert_value`], [`Tree::widen`]); a point scored with
 //! such a value is scored by a widened copy, so it scores as far from the
-//! data as it is. Forests saved before hold every value and go on so.
+//! data as it is. A forest saved before values were left out is converted
+//! on load: each value every input it holds has alike is left out then.
+//! [`Forest::store_every_value`] keeps the earlier layout, for comparisons.
 
 use serde::{Deserialize, Serialize};
 
@@ -142,8 +144,8 @@ pub struct Forest {
     /// Shingled points offered to the samplers so far.
     seq: u64,
     /// Per input value, `Some(v)` while every input so far had `v` there
-    /// and the store keeps it nowhere; empty when every value is stored
-    /// (forests saved before, and new ones until their first input).
+    /// and the store keeps it nowhere; empty in a new forest until its
+    /// first input.
     #[serde(with = "constant_values")]
     constant_values: Vec<Option<f32>>,
     #[serde(skip)]
@@ -267,6 +269,9 @@ impl TryFrom<ForestState> for Forest {
                 ));
             }
             u.tree.rebuild_boxes(&f.store, &mut f.box_scratch);
+        }
+        if f.constant_values.is_empty() {
+            f.leave_out_what_never_varied();
         }
         Ok(f)
     }
@@ -413,7 +418,8 @@ impl Forest {
             input * wider + j + usize::from(j >= at)
         };
         for u in &mut self.units {
-            u.tree.widen(dim, place, &self.store, &mut self.box_scratch);
+            u.tree
+                .relayout(dim, place, &self.store, &mut self.box_scratch);
         }
         self.scratch = vec![0.0; dim];
     }
@@ -429,6 +435,60 @@ impl Forest {
         for k in 0..self.config.dimensions {
             self.store_value(k);
         }
+    }
+
+    /// A forest saved before values were left out (every value stored):
+    /// leaves out each value but the first that every input it holds (its
+    /// stored points and its shingle) has alike, as if it had left them
+    /// out from the start. Nothing when it holds no input yet.
+    fn leave_out_what_never_varied(&mut self) {
+        let d = self.config.dimensions;
+        if d < 2 || self.filled == 0 {
+            return;
+        }
+        let n = self.shingle.len();
+        let held = &self.shingle[n - self.filled * d..];
+        let constant = |k: usize| -> Option<f32> {
+            let c = held[k] as f32;
+            let in_shingle = held
+                .iter()
+                .skip(k)
+                .step_by(d)
+                .all(|v| (*v as f32).to_bits() == c.to_bits());
+            let in_store = self.store.live() == 0
+                || self
+                    .store
+                    .common_value(k)
+                    .is_some_and(|v| v.to_bits() == c.to_bits());
+            (in_shingle && in_store).then_some(c)
+        };
+        let constants: Vec<Option<f32>> = (0..d)
+            .map(|k| if k == 0 { None } else { constant(k) })
+            .collect();
+        // From the last value to the second, so that each value's place
+        // in the stored inputs is still its index.
+        for k in (1..d).rev() {
+            if constants[k].is_none() {
+                continue;
+            }
+            let wider = d - (k + 1..d).filter(|&j| constants[j].is_some()).count();
+            let narrower = wider - 1;
+            self.store.remove_value(k);
+            let dim = narrower * self.config.shingle_size;
+            let place = |c: usize| {
+                let (input, j) = (c / wider, c % wider);
+                // No live node cuts on `k` (every point holds one value
+                // there); a free node's stale `k` maps to any coordinate.
+                let j = if j > k { j - 1 } else { j.min(narrower - 1) };
+                input * narrower + j
+            };
+            for u in &mut self.units {
+                u.tree
+                    .relayout(dim, place, &self.store, &mut self.box_scratch);
+            }
+        }
+        self.constant_values = constants;
+        self.scratch = vec![0.0; self.stored_dim()];
     }
 
     /// Before the first input is learned: leaves out every value of
@@ -1047,6 +1107,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("leaves out its first value"), "{err}");
+    }
+
+    #[test]
+    fn a_forest_saved_with_every_value_leaves_out_its_constants_on_load() {
+        let mut every = small(4, 2, 29);
+        every.store_every_value();
+        for i in 0..400 {
+            every.update(&partly_constant(i));
+        }
+        // As saved before the field existed.
+        let json = serde_json::to_string(&every)
+            .expect("serialises")
+            .replace(",\"constant_values\":[null,null,null,null]", "");
+        assert!(!json.contains("constant_values"));
+        let mut loaded: Forest = serde_json::from_str(&json).expect("restores");
+        assert_eq!(loaded.stored_values(), 3, "the fourth value never varied");
+        assert_eq!(loaded.constant_values[3], Some(-2.0));
+        check_all(&loaded);
+        assert!(loaded.memory_bytes() < every.memory_bytes());
+        for i in 400..500 {
+            let x = [
+                wave(i),
+                wave(i + 1),
+                wave(i + 2),
+                if i < 450 { -2.0 } else { 4.0 },
+            ];
+            let (a, b) = (loaded.score(&x), every.score(&x));
+            assert!(close(a, b), "input {i}: {a} vs {b}");
+            loaded.update(&x);
+            every.update(&x);
+        }
+        assert_eq!(loaded.stored_values(), 4);
+        check_all(&loaded);
+        // A forest that has not seen an input is left as it is.
+        let empty = serde_json::to_string(&small(4, 2, 29))
+            .expect("serialises")
+            .replace(",\"constant_values\":[]", "");
+        let empty: Forest = serde_json::from_str(&empty).expect("restores");
+        assert!(empty.constant_values.is_empty());
     }
 
     #[test]

@@ -203,6 +203,33 @@ impl PointStore {
         self.dim = shingle * (il + 1);
     }
 
+    /// Narrows every stored input by its value at `at` (below the input's
+    /// length): undoes [`PointStore::insert_value`], for a value every
+    /// stored input holds alike.
+    pub fn remove_value(&mut self, at: usize) {
+        let il = self.input_len;
+        debug_assert!(at < il && il > 1);
+        let shingle = self.dim / il;
+        let mut narrower = Vec::with_capacity(self.data.capacity() / il * (il - 1));
+        for input in self.data.chunks_exact(il) {
+            narrower.extend_from_slice(&input[..at]);
+            narrower.extend_from_slice(&input[at + 1..]);
+        }
+        self.data = narrower;
+        self.input_len = il - 1;
+        self.dim = shingle * (il - 1);
+    }
+
+    /// The value at `at` if every stored input holds the same one there
+    /// (bit for bit); None when they differ or nothing is stored.
+    pub fn common_value(&self, at: usize) -> Option<f32> {
+        let mut values = self.data.iter().skip(at).step_by(self.input_len);
+        let first = *values.next()?;
+        values
+            .all(|v| v.to_bits() == first.to_bits())
+            .then_some(first)
+    }
+
     /// One more sampler entry refers to `idx`.
     pub fn inc(&mut self, idx: u32) {
         self.refs[idx as usize] += 1;

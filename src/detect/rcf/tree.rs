@@ -872,12 +872,14 @@ impl Tree {
         changed
     }
 
-    /// Widens the tree to points of `dim` coordinates, the store having
-    /// widened every point the same way: each cut's dimension `k` becomes
-    /// `place(k)`. The new coordinates hold one value in every point, so
-    /// no cut and no mass changes; the cached boxes are rebuilt (and the
-    /// mass that keeps a box follows the new width).
-    pub fn widen(
+    /// Lays the tree out for points of `dim` coordinates, the store having
+    /// widened or narrowed every point the same way: each cut's dimension
+    /// `k` becomes `place(k)`. The coordinates added or removed hold one
+    /// value in every point, so no live node cuts on them and no cut and
+    /// no mass changes; the cached boxes are rebuilt (and the mass that
+    /// keeps a box follows the new width). Free nodes are mapped too, and
+    /// `place` must give a coordinate below `dim` for any `k`.
+    pub fn relayout(
         &mut self,
         dim: usize,
         place: impl Fn(usize) -> usize,
