@@ -180,14 +180,7 @@ thread_local! {
 /// `constant_values` field, and every value is stored. Self-describing
 /// formats (JSON) lack the field and read it as empty.
 pub fn reading_every_value_stored<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            EVERY_VALUE_STORED.with(|w| w.set(self.0));
-        }
-    }
-    let _reset = Reset(EVERY_VALUE_STORED.with(|w| w.replace(true)));
-    f()
+    super::with_flag_set(&EVERY_VALUE_STORED, f)
 }
 
 /// The saved form of [`Forest`]'s `constant_values`: each as its bit

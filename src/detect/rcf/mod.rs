@@ -20,3 +20,20 @@ pub use forest::{reading_every_value_stored, Forest, ForestConfig};
 pub use memory::{MemoryPart, MemoryParts};
 pub use rng::{splitmix64, Rng};
 pub use store::reading_whole_points;
+
+/// Runs `f` with the thread-local `flag` set, and puts it back as it was
+/// afterwards, even if `f` panics: how a reader of saved models tells the
+/// forest's deserialisers which earlier layout they are reading.
+fn with_flag_set<R>(
+    flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Reset(&'static std::thread::LocalKey<std::cell::Cell<bool>>, bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            self.0.with(|w| w.set(self.1));
+        }
+    }
+    let _reset = Reset(flag, flag.with(|w| w.replace(true)));
+    f()
+}

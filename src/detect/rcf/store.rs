@@ -302,14 +302,7 @@ thread_local! {
 /// point stores in the layout of earlier releases, every point whole.
 /// Self-describing formats (JSON) tell the layouts apart by their fields.
 pub fn reading_whole_points<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            WHOLE_POINTS.with(|w| w.set(self.0));
-        }
-    }
-    let _reset = Reset(WHOLE_POINTS.with(|w| w.replace(true)));
-    f()
+    super::with_flag_set(&WHOLE_POINTS, f)
 }
 
 impl Serialize for PointStore {
