@@ -7,7 +7,9 @@
 //! shingle entry. It knows nothing of thresholds, grades or pipelines
 //! (those live in [`crate::detect::threshold`] and
 //! [`crate::detect::detector`]), and it never allocates per point on the
-//! score-and-update path (the point store's occasional compaction aside).
+//! score-and-update path (aside from the point store's occasional
+//! compaction, and from a value that every input had so far meeting
+//! another: see [`Forest`]).
 
 mod forest;
 mod memory;
