@@ -12,7 +12,7 @@
 //! a forest that stores every value up to rounding. The first value of
 //! the first input is always stored. When an input brings another value
 //! in a constant place, that place is stored from then on in every input
-//! ([`PointStore::insert_value`], [`Tree::widen`]); a point scored with
+//! ([`PointStore::insert_value`], [`Tree::relayout`]); a point scored with
 //! such a value is scored by a widened copy, so it scores as far from the
 //! data as it is. A forest saved before values were left out is converted
 //! on load: each value every input it holds has alike is left out then.
@@ -419,8 +419,9 @@ impl Forest {
 
     /// Stores every input value from now on, constants too, in the points
     /// already stored as well: the layout of forests saved before values
-    /// were left out, whose scores it keeps bit for bit. Called before the
-    /// first input, no value is ever left out.
+    /// were left out. Called before the first input, no value is ever left
+    /// out and the forest scores bit for bit as those forests did; called
+    /// later, it keeps what it learned in the other layout.
     pub fn store_every_value(&mut self) {
         if self.constant_values.is_empty() {
             self.constant_values = vec![None; self.config.dimensions];
@@ -642,9 +643,9 @@ impl Forest {
                 out.push(f64::from(*c));
                 continue;
             }
-            let Some(k) = stored.next() else { break };
+            let Some(at) = stored.next() else { break };
             vals.clear();
-            vals.extend(leaves.iter().map(|&p| f64::from(self.store.get(p)[k])));
+            vals.extend(leaves.iter().map(|&p| f64::from(self.store.get(p)[at])));
             vals.sort_by(f64::total_cmp);
             let m = vals.len();
             out.push(if m % 2 == 1 {
