@@ -400,9 +400,7 @@ impl Forest {
             return;
         };
         let at = (0..k).filter(|&j| self.stores(j)).count();
-        let wider = (0..self.config.dimensions)
-            .filter(|&j| self.stores(j))
-            .count();
+        let wider = self.stored_values();
         let narrower = wider - 1;
         self.store.insert_value(at, value);
         let dim = wider * self.config.shingle_size;
@@ -431,10 +429,12 @@ impl Forest {
         }
     }
 
-    /// A forest saved before values were left out (every value stored):
-    /// leaves out each value but the first that every input it holds (its
-    /// stored points and its shingle) has alike, as if it had left them
-    /// out from the start. Nothing when it holds no input yet.
+    /// Leaves out each value but the first that every input the forest
+    /// holds (its stored points and its shingle) has alike, as if it had
+    /// left them out from the start: for a new forest once its first input
+    /// is in the shingle, and for a forest saved before values were left
+    /// out (every value stored) when it loads. Nothing when it holds no
+    /// input yet.
     fn leave_out_what_never_varied(&mut self) {
         let d = self.config.dimensions;
         if d < 2 || self.filled == 0 {
@@ -483,24 +483,6 @@ impl Forest {
         }
         self.constant_values = constants;
         self.scratch = vec![0.0; self.stored_dim()];
-    }
-
-    /// Before the first input is learned: leaves out every value of
-    /// `first` but the first one, as constants, until inputs vary there.
-    fn leave_out_constants(&mut self, first: &[f64]) {
-        let d = self.config.dimensions;
-        if d < 2 {
-            return;
-        }
-        self.constant_values = (0..d)
-            .map(|k| (k > 0).then(|| clean(first.get(k).copied().unwrap_or(0.0)) as f32))
-            .collect();
-        let dim = self.config.shingle_size;
-        self.store = PointStore::new(dim, 1);
-        for u in &mut self.units {
-            u.tree = Tree::new(dim, self.config.sample_size);
-        }
-        self.scratch = vec![0.0; dim];
     }
 
     /// The forest's settings.
@@ -674,9 +656,6 @@ impl Forest {
     /// [`Forest::next_shingle`].
     pub fn update(&mut self, x: &[f64]) {
         let d = self.config.dimensions;
-        if self.seq == 0 && self.filled == 0 && self.constant_values.is_empty() {
-            self.leave_out_constants(x);
-        }
         self.shingle.copy_within(d.., 0);
         let n = self.shingle.len();
         for (k, slot) in self.shingle[n - d..].iter_mut().enumerate() {
@@ -690,6 +669,9 @@ impl Forest {
             }
         }
         self.filled = (self.filled + 1).min(self.config.shingle_size);
+        if self.seq == 0 && self.filled == 1 && self.constant_values.is_empty() {
+            self.leave_out_what_never_varied();
+        }
         if self.filled < self.config.shingle_size {
             return;
         }
