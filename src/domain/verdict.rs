@@ -90,6 +90,23 @@ impl Verdict {
     }
 }
 
+#[cfg(test)]
+impl Verdict {
+    /// Whether `other` judges the run as this verdict does but for the
+    /// rounding of the score: the same anomalous flag and the same metrics
+    /// off, in order, and the scores within `tolerance` of each other
+    /// (relative to this score, at least 1). How tests compare models that
+    /// sum the same terms in another order.
+    pub(crate) fn agrees_within(&self, other: &Verdict, tolerance: f64) -> bool {
+        let metrics = |v: &Verdict| -> Vec<String> {
+            v.deviations.iter().map(|d| d.metric.clone()).collect()
+        };
+        self.is_anomalous() == other.is_anomalous()
+            && metrics(self) == metrics(other)
+            && (self.score - other.score).abs() <= tolerance * self.score.max(1.0)
+    }
+}
+
 impl Verdict {
     pub fn is_anomalous(&self) -> bool {
         self.grade > 0.0

@@ -194,17 +194,7 @@ mod tests {
     /// runs are abnormal for the same metrics, and scores agree within a
     /// millionth.
     fn verdicts_within_rounding(a: PipelineModel, b: PipelineModel, from: u32) {
-        compare_verdicts(a, b, from, |va, vb| {
-            let off = |v: &Verdict| {
-                v.deviations
-                    .iter()
-                    .map(|d| d.metric.clone())
-                    .collect::<Vec<_>>()
-            };
-            va.is_anomalous() == vb.is_anomalous()
-                && off(va) == off(vb)
-                && (va.score - vb.score).abs() <= 1e-6 * vb.score.max(1.0)
-        });
+        compare_verdicts(a, b, from, |va, vb| vb.agrees_within(va, 1e-6));
     }
 
     fn compare_verdicts(
@@ -250,6 +240,21 @@ mod tests {
         fresh
     }
 
+    /// A saved fixture (`models.state` text) of payload `format`: its bytes,
+    /// the model it loads as, and that model saved again, in the current
+    /// format, which reads back to the same bytes.
+    fn load_fixture(state: &str, format: u16) -> (Vec<u8>, PipelineModel, Vec<u8>) {
+        let old = base64::engine::general_purpose::STANDARD
+            .decode(state.trim())
+            .unwrap();
+        assert_eq!(u16::from_le_bytes([old[4], old[5]]), format);
+        let loaded = from_stored(BINARY_VERSION, state).unwrap();
+        let saved = encode(&loaded).unwrap();
+        assert_eq!(u16::from_le_bytes([saved[4], saved[5]]), BINARY_FORMAT);
+        assert_eq!(encode(&decode(&saved).unwrap()).unwrap(), saved);
+        (old, loaded, saved)
+    }
+
     /// A model saved in payload format 1 (every shingled point whole) by
     /// the release before points shared inputs, with a small forest so
     /// that the fixture stays small, loads (leaving out the metrics that
@@ -258,16 +263,9 @@ mod tests {
     /// format, which reads back to the same bytes.
     #[test]
     fn a_model_saved_with_whole_points_loads_and_saves_in_the_current_format() {
-        let state = include_str!("testdata/model_v2.b64");
-        let old = base64::engine::general_purpose::STANDARD
-            .decode(state.trim())
-            .unwrap();
-        assert_eq!(u16::from_le_bytes([old[4], old[5]]), WHOLE_POINTS_FORMAT);
-        let loaded = from_stored(BINARY_VERSION, state).unwrap();
+        let (old, loaded, saved) =
+            load_fixture(include_str!("testdata/model_v2.b64"), WHOLE_POINTS_FORMAT);
         let fresh = fixture_model(60, EARLIER_PIPELINE_TIME_DECAY);
-        let saved = encode(&loaded).unwrap();
-        assert_eq!(u16::from_le_bytes([saved[4], saved[5]]), BINARY_FORMAT);
-        assert_eq!(encode(&decode(&saved).unwrap()).unwrap(), saved);
         assert!(
             saved.len() < old.len(),
             "shared inputs save smaller: {} vs {} bytes",
@@ -289,16 +287,11 @@ mod tests {
     /// same bytes and the same verdicts.
     #[test]
     fn a_model_saved_with_every_value_loads_and_saves_in_the_current_format() {
-        let state = include_str!("testdata/model_every_value.b64");
-        let old = base64::engine::general_purpose::STANDARD
-            .decode(state.trim())
-            .unwrap();
-        assert_eq!(u16::from_le_bytes([old[4], old[5]]), EVERY_VALUE_FORMAT);
-        let loaded = from_stored(BINARY_VERSION, state).unwrap();
+        let (old, loaded, saved) = load_fixture(
+            include_str!("testdata/model_every_value.b64"),
+            EVERY_VALUE_FORMAT,
+        );
         let fresh = fixture_model(60, EARLIER_PIPELINE_TIME_DECAY);
-        let saved = encode(&loaded).unwrap();
-        assert_eq!(u16::from_le_bytes([saved[4], saved[5]]), BINARY_FORMAT);
-        assert_eq!(encode(&decode(&saved).unwrap()).unwrap(), saved);
         // The fixture's runs report four metrics of six.
         assert_eq!(fresh.detector().forest().stored_values(), 6);
         assert_eq!(loaded.detector().forest().stored_values(), 4);
