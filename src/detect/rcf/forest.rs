@@ -254,13 +254,16 @@ impl TryFrom<ForestState> for Forest {
             constant_values: s.constant_values,
             box_scratch: Vec::new(),
         };
-        for u in &mut f.units {
+        for (i, u) in f.units.iter_mut().enumerate() {
             if u.tree.dim() != dim {
                 return Err(format!(
                     "saved tree has points of {} coordinates, its forest stores {dim}",
                     u.tree.dim()
                 ));
             }
+            u.tree
+                .validate(&f.store)
+                .map_err(|e| format!("saved tree {i} is inconsistent: {e}"))?;
             u.tree.rebuild_boxes(&f.store, &mut f.box_scratch);
         }
         if f.constant_values.is_empty() {

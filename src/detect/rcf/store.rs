@@ -75,6 +75,11 @@ impl PointStore {
         &self.data[start..start + self.dim]
     }
 
+    /// True when `idx` is a live point of the store.
+    pub fn holds(&self, idx: u32) -> bool {
+        self.starts.get(idx as usize).is_some_and(|&s| s != FREE)
+    }
+
     /// Values the newest stored inputs share with the next point of the
     /// stream.
     fn overlap(&self) -> usize {

@@ -1,7 +1,10 @@
 //! One random cut tree over the points its sampler holds, stored in index
-//! arenas: internal nodes (cut, children, mass; 14 bytes) and leaves (a
-//! point of the forest's [`PointStore`] and its multiplicity; 8 bytes)
+//! arenas: internal nodes (cut, children, mass; 12 bytes) and leaves (a
+//! point of the forest's [`PointStore`] and its multiplicity; 6 bytes)
 //! live in two vectors with free lists, linked by two-byte references.
+//! Nodes keep no parent: a walk that goes back up (scoring, deletion)
+//! keeps the [`Path`] it came down, and a stored point's leaf is found by
+//! descending with the point's own coordinates, which lead to it.
 //! Bounding boxes are a bounded cache, as in AWS's rcflib: only nodes
 //! holding at least [`cache_mass`] points keep theirs (in one flat
 //! `f32` pool of slots, each with its range sum and found by searching
@@ -26,6 +29,8 @@ use super::memory::MemoryParts;
 use super::rng::Rng;
 use super::store::PointStore;
 
+#[cfg(test)]
+mod tests;
 mod wire;
 
 pub use wire::{ref_from_wire, ref_to_wire};
@@ -110,9 +115,9 @@ pub const CACHE_MASS: u32 = 16;
 /// The mass from which a node of a tree over points of `dim` coordinates,
 /// holding up to `capacity` points, keeps its box: [`CACHE_MASS`], or
 /// `2 × dim` when that is more. A box costs `8 × dim + 4` bytes, a point
-/// of the tree about 30 (its node, leaf and sampler entry), and about
+/// of the tree about 24 (its node, leaf and sampler entry), and about
 /// `2n / m` of a tree's nodes hold `m` points or more, so at `m = 2 × dim`
-/// the boxes cost at most about a quarter of the tree whatever its width
+/// the boxes cost at most about a third of the tree whatever its width
 /// (every 16 points, a tree of 24-coordinate points spent more on boxes
 /// than on itself). A recomputed box never spans more than `m - 1`
 /// points.
@@ -222,26 +227,83 @@ fn positive(v: f32) -> f32 {
     }
 }
 
-/// An internal node: 14 bytes (packed to two-byte alignment, the cut
+/// An internal node: 12 bytes (packed to two-byte alignment, the cut
 /// read unaligned). Its mass is at most the tree's capacity, below 2^15.
 #[repr(C, packed(2))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Internal {
     left: NodeRef,
     right: NodeRef,
-    parent: NodeRef,
     cut_dim: u16,
     mass: u16,
     cut: f32,
 }
 
-/// A leaf: 8 bytes. Its mass (the point's multiplicity) is at most the
-/// tree's capacity, below 2^15.
-#[derive(Debug, Clone, PartialEq)]
+/// A leaf: 6 bytes (packed like [`Internal`]). Its mass (the point's
+/// multiplicity) is at most the tree's capacity, below 2^15.
+#[repr(C, packed(2))]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Leaf {
     point: u32,
-    parent: NodeRef,
     mass: u16,
+}
+
+/// Internal nodes a [`Path`] keeps on the stack; a deeper walk (a tree
+/// that deep is near degenerate: random cut trees of n points are about
+/// 2 ln n deep) keeps the rest on the heap.
+const PATH_NEAR: usize = 48;
+
+/// The internal nodes of a walk down from the root, the deepest last, so
+/// that the walk can go back up without parent references.
+struct Path {
+    near: [NodeRef; PATH_NEAR],
+    len: usize,
+    far: Vec<NodeRef>,
+}
+
+impl Path {
+    fn new() -> Self {
+        Self {
+            near: [NIL; PATH_NEAR],
+            len: 0,
+            far: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, n: NodeRef) {
+        if self.len < PATH_NEAR {
+            self.near[self.len] = n;
+        } else {
+            self.far.push(n);
+        }
+        self.len += 1;
+    }
+
+    /// The deepest node, removed; `NIL` once the walk is back above the
+    /// root.
+    #[inline]
+    fn pop(&mut self) -> NodeRef {
+        if self.len == 0 {
+            return NIL;
+        }
+        self.len -= 1;
+        if self.len < PATH_NEAR {
+            self.near[self.len]
+        } else {
+            self.far.pop().unwrap_or(NIL)
+        }
+    }
+
+    /// The deepest node, or `NIL` for an empty path.
+    #[inline]
+    fn last(&self) -> NodeRef {
+        match self.len {
+            0 => NIL,
+            n if n <= PATH_NEAR => self.near[n - 1],
+            _ => self.far.last().copied().unwrap_or(NIL),
+        }
+    }
 }
 
 /// A random cut tree. Saved in the wire form of [`wire::TreeWire`] (the
@@ -375,21 +437,14 @@ impl Tree {
         }
     }
 
+    /// The child of internal node `n` on `x`'s side of its cut.
     #[inline]
-    fn parent_of(&self, c: NodeRef) -> NodeRef {
-        if is_leaf(c) {
-            self.leaves[leaf_idx(c)].parent
+    fn toward(&self, n: NodeRef, x: &[f32]) -> NodeRef {
+        let n = &self.nodes[n as usize];
+        if x[n.cut_dim as usize] <= n.cut {
+            n.left
         } else {
-            self.nodes[c as usize].parent
-        }
-    }
-
-    #[inline]
-    fn set_parent(&mut self, c: NodeRef, p: NodeRef) {
-        if is_leaf(c) {
-            self.leaves[leaf_idx(c)].parent = p;
-        } else {
-            self.nodes[c as usize].parent = p;
+            n.right
         }
     }
 
@@ -587,12 +642,8 @@ impl Tree {
         }
     }
 
-    fn new_leaf(&mut self, point: u32, parent: NodeRef) -> NodeRef {
-        let leaf = Leaf {
-            point,
-            parent,
-            mass: 1,
-        };
+    fn new_leaf(&mut self, point: u32) -> NodeRef {
+        let leaf = Leaf { point, mass: 1 };
         let idx = if let Some(i) = self.free_leaves.pop() {
             self.leaves[i as usize] = leaf;
             i
@@ -634,7 +685,7 @@ impl Tree {
     ) -> Entry {
         let d = self.dim;
         if self.root == NIL {
-            self.root = self.new_leaf(point, NIL);
+            self.root = self.new_leaf(point);
             return Entry {
                 point,
                 leaf: self.root,
@@ -644,6 +695,7 @@ impl Tree {
         let buf = scratch;
         buf.resize(4 * d, 0.0);
         let mut cur = self.root;
+        let mut parent = NIL;
         loop {
             let (merged, cur_box) = buf.split_at_mut(2 * d);
             let inside = if is_leaf(cur) {
@@ -668,6 +720,7 @@ impl Tree {
                 if mass >= self.cache_mass && self.find_slot(cur).is_none() {
                     self.cache_box(cur, store);
                 }
+                parent = cur;
                 cur = next;
                 continue;
             }
@@ -714,17 +767,15 @@ impl Tree {
             let k = cut_dim;
             if cut < lo[k] || cut >= hi[k] {
                 // The cut separates `x` from everything below `cur`.
-                let parent = self.parent_of(cur);
                 let mass = self.mass_of(cur) + 1;
                 let node = self.new_node(Internal {
                     left: NIL,
                     right: NIL,
-                    parent,
                     cut_dim: k as u16,
                     mass: mass as u16,
                     cut,
                 });
-                let leaf = self.new_leaf(point, node);
+                let leaf = self.new_leaf(point);
                 let (l, r) = if x[k] <= cut {
                     (leaf, cur)
                 } else {
@@ -733,7 +784,6 @@ impl Tree {
                 self.nodes[node as usize].left = l;
                 self.nodes[node as usize].right = r;
                 self.replace_child(parent, cur, node);
-                self.set_parent(cur, node);
                 // The new node's box is the old box widened by `x`.
                 if mass >= self.cache_mass {
                     self.cache_box_as(node, &buf[..2 * d], total);
@@ -761,6 +811,7 @@ impl Tree {
             if mass >= self.cache_mass && s.is_none() {
                 self.cache_box_as(cur, &buf[..2 * d], total);
             }
+            parent = cur;
             cur = next;
         }
     }
@@ -796,39 +847,49 @@ impl Tree {
     }
 
     /// Removes one copy of the point held by leaf `leaf` (a reference
-    /// returned by [`Tree::insert`] and still live).
+    /// returned by [`Tree::insert`] and still live). The leaf's ancestors
+    /// are the nodes its point's coordinates lead through.
     pub fn delete_leaf(&mut self, leaf: NodeRef, store: &PointStore, scratch: &mut Vec<f32>) {
         let li = leaf_idx(leaf);
-        let parent = self.leaves[li].parent;
+        let x = store.get(self.leaves[li].point);
+        let mut path = Path::new();
+        let mut cur = self.root;
+        while cur != NIL && !is_leaf(cur) {
+            path.push(cur);
+            cur = self.toward(cur, x);
+        }
+        debug_assert_eq!(cur, leaf, "a stored point's coordinates lead to its leaf");
         if self.leaves[li].mass > 1 {
             self.leaves[li].mass -= 1;
-            let mut p = parent;
-            while p != NIL {
+            loop {
+                let p = path.pop();
+                if p == NIL {
+                    break;
+                }
                 self.nodes[p as usize].mass -= 1;
                 if u32::from(self.nodes[p as usize].mass) < self.cache_mass {
                     self.uncache(p);
                 }
-                p = self.nodes[p as usize].parent;
             }
             return;
         }
         self.free_leaves.push(li as NodeRef);
+        let parent = path.pop();
         if parent == NIL {
             self.root = NIL;
             return;
         }
-        let x_idx = self.leaves[li].point;
         let pn = &self.nodes[parent as usize];
         let sibling = if pn.left == leaf { pn.right } else { pn.left };
-        let grand = pn.parent;
-        self.replace_child(grand, parent, sibling);
-        self.set_parent(sibling, grand);
+        self.replace_child(path.last(), parent, sibling);
         self.free_nodes.push(parent);
         self.uncache(parent);
-        let x = store.get(x_idx);
         let mut changing = true;
-        let mut g = grand;
-        while g != NIL {
+        loop {
+            let g = path.pop();
+            if g == NIL {
+                break;
+            }
             self.nodes[g as usize].mass -= 1;
             if u32::from(self.nodes[g as usize].mass) < self.cache_mass {
                 // Too small to keep a box (smaller nodes lie below, so
@@ -839,7 +900,6 @@ impl Tree {
                 // extent; only a point on the boundary can shrink it.
                 changing = !self.strictly_inside(g, x) && self.recompute_box(g, store, scratch);
             }
-            g = self.nodes[g as usize].parent;
         }
     }
 
@@ -943,7 +1003,7 @@ impl Tree {
         debug_assert!(trees.len() <= GROUP);
         let k = trees.len();
         let mut cur = [NIL; GROUP];
-        let mut depth = [0usize; GROUP];
+        let mut paths: [Path; GROUP] = std::array::from_fn(|_| Path::new());
         let mut walking = 0usize;
         let mut touch = 0.0f32;
         for j in 0..k {
@@ -966,7 +1026,7 @@ impl Tree {
                     let b = s * t.slot_len();
                     touch += t.boxes[b] + t.boxes[b + 2 * t.dim];
                 }
-                depth[j] += 1;
+                paths[j].push(c);
                 let next = if x[n.cut_dim as usize] <= n.cut {
                     n.left
                 } else {
@@ -990,13 +1050,14 @@ impl Tree {
             if norm.0 != total {
                 norm = (total, normalizer(total));
             }
-            let leaf = &t.leaves[leaf_idx(cur[j])];
-            let mut level = depth[j];
+            let leaf = t.leaves[leaf_idx(cur[j])];
+            let path = &mut paths[j];
+            let mut level = path.len;
             let s = if store.get(leaf.point) == x {
                 damp(u32::from(leaf.mass), total) * score_seen(level, u32::from(leaf.mass))
             } else {
                 let mut s = score_unseen(level);
-                let mut n = leaf.parent;
+                let mut n = path.pop();
                 // The box of the node below `n` on the way up (at first
                 // the leaf's point): an uncached box of `n` is that box
                 // widened by the other child's, not rebuilt from all of
@@ -1020,7 +1081,7 @@ impl Tree {
                     let p = gap / (range + gap);
                     s = p * score_unseen(level) + (1.0 - p) * s;
                     child = n;
-                    n = t.nodes[n as usize].parent;
+                    n = path.pop();
                 }
                 s
             };
@@ -1237,6 +1298,113 @@ impl Tree {
             && !self.free_leaves.contains(&(leaf & !LEAF))
     }
 
+    /// Checks a restored tree's structure against `store`: from the root,
+    /// every reference is in its arena, live (not on a free list) and
+    /// reached once; cuts are on a coordinate of the points; every leaf
+    /// holds a live point of the store at least once; each node's mass is
+    /// its children's sum; and every leaf's point leads, cut by cut, to
+    /// that leaf (deletion finds a leaf that way). Boxes are not checked:
+    /// they are rebuilt from the points.
+    pub fn validate(&self, store: &PointStore) -> Result<(), String> {
+        let mut node_seen = vec![false; self.nodes.len()];
+        let mut leaf_seen = vec![false; self.leaves.len()];
+        for &i in &self.free_nodes {
+            *node_seen.get_mut(usize::from(i)).ok_or_else(|| {
+                format!("free node {i} is beyond the {} nodes", self.nodes.len())
+            })? = true;
+        }
+        for &i in &self.free_leaves {
+            *leaf_seen.get_mut(usize::from(i)).ok_or_else(|| {
+                format!("free leaf {i} is beyond the {} leaves", self.leaves.len())
+            })? = true;
+        }
+        // Pre-order, so that children come after their parent: masses are
+        // added up in reverse.
+        let mut order = Vec::new();
+        let mut stack = vec![self.root];
+        while let Some(c) = stack.pop() {
+            if c == NIL {
+                if order.is_empty() && stack.is_empty() {
+                    break; // an empty tree
+                }
+                return Err("an internal node lacks a child".into());
+            }
+            let (seen, what) = if is_leaf(c) {
+                (leaf_seen.get_mut(leaf_idx(c)), "leaf")
+            } else {
+                (node_seen.get_mut(usize::from(c)), "node")
+            };
+            let index = c & !LEAF;
+            match seen {
+                None => return Err(format!("{what} {index} is beyond its arena")),
+                Some(true) => {
+                    return Err(format!("{what} {index} is free or reached twice"));
+                }
+                Some(s) => *s = true,
+            }
+            if is_leaf(c) {
+                let Leaf { point, mass } = self.leaves[leaf_idx(c)];
+                if mass == 0 || !store.holds(point) {
+                    return Err(format!(
+                        "leaf {index} holds point {point} {mass} times, which the store {}",
+                        if store.holds(point) {
+                            "holds"
+                        } else {
+                            "does not hold"
+                        }
+                    ));
+                }
+            } else {
+                let n = self.nodes[c as usize];
+                if usize::from(n.cut_dim) >= self.dim {
+                    return Err(format!(
+                        "node {index} cuts coordinate {} of points of {}",
+                        n.cut_dim, self.dim
+                    ));
+                }
+                stack.push(n.right);
+                stack.push(n.left);
+            }
+            order.push(c);
+        }
+        let mut mass = vec![0u32; self.nodes.len()];
+        for &c in order.iter().rev() {
+            if is_leaf(c) {
+                continue;
+            }
+            let n = self.nodes[c as usize];
+            let below = |r: NodeRef| {
+                if is_leaf(r) {
+                    u32::from(self.leaves[leaf_idx(r)].mass)
+                } else {
+                    mass[r as usize]
+                }
+            };
+            let sum = below(n.left) + below(n.right);
+            if sum != u32::from(n.mass) {
+                return Err(format!(
+                    "node {c} has mass {} but its children hold {sum}",
+                    n.mass
+                ));
+            }
+            mass[c as usize] = sum;
+        }
+        for &c in order.iter().filter(|&&c| is_leaf(c)) {
+            let x = store.get(self.leaves[leaf_idx(c)].point);
+            let mut cur = self.root;
+            while !is_leaf(cur) {
+                cur = self.toward(cur, x);
+            }
+            if cur != c {
+                return Err(format!(
+                    "the point of leaf {} leads to another leaf",
+                    c & !LEAF
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The store index of the point held by leaf `leaf`.
     pub fn leaf_point(&self, leaf: NodeRef) -> u32 {
         self.leaves[leaf_idx(leaf)].point
@@ -1267,15 +1435,17 @@ impl Tree {
         self.owners.iter().filter(|&&o| o != NIL).count()
     }
 
-    /// Checks the tree's invariants: every box is the exact union of the
-    /// points below it, masses add up, parents and children agree, and
-    /// every point lies on the side of each cut its path took. Returns the
+    /// Checks the tree's invariants: those [`Tree::validate`] checks,
+    /// every box is the exact union of the points below it, and every
+    /// point lies on the side of each cut its path took. Returns the
     /// tree's point indices with multiplicity.
     #[cfg(test)]
     pub fn check(&self, store: &PointStore) -> Vec<u32> {
         let mut out = Vec::new();
+        if let Err(e) = self.validate(store) {
+            panic!("invalid tree: {e}");
+        }
         if self.root != NIL {
-            assert_eq!(self.parent_of(self.root), NIL);
             self.check_below(self.root, store, &mut out);
         }
         out.sort_unstable();
@@ -1324,8 +1494,6 @@ impl Tree {
             return (p.clone(), p, u32::from(leaf.mass));
         }
         let n = self.nodes[c as usize];
-        assert_eq!(self.parent_of(n.left), c);
-        assert_eq!(self.parent_of(n.right), c);
         let (llo, lhi, lm) = self.check_below(n.left, store, out);
         let (rlo, rhi, rm) = self.check_below(n.right, store, out);
         let (k, cut, mass) = (n.cut_dim as usize, n.cut, u32::from(n.mass));

@@ -3,10 +3,14 @@
 //! marked by bit 31, `u32::MAX` for no node). Keeping it means saved
 //! models of every earlier release load as they are and a model saved now
 //! is read by them; boxes are not saved and are rebuilt on restore.
+//!
+//! The saved form keeps each node's and leaf's parent, which the tree no
+//! longer holds: they are worked out from the children when saving (a
+//! free node or leaf is saved with none) and ignored when reading.
 
 use serde::{Deserialize, Serialize};
 
-use super::{Internal, Leaf, NodeRef, Tree, LEAF, MAX_TREE_POINTS, NIL};
+use super::{is_leaf, leaf_idx, Internal, Leaf, NodeRef, Tree, LEAF, MAX_TREE_POINTS, NIL};
 use crate::detect::bits;
 
 /// Leaf marker of a saved reference.
@@ -86,6 +90,26 @@ fn narrow<T: TryFrom<u32>>(v: u32, what: &str) -> Result<T, String> {
 
 impl From<Tree> for TreeWire {
     fn from(t: Tree) -> Self {
+        let mut node_parent = vec![WIRE_NIL; t.nodes.len()];
+        let mut leaf_parent = vec![WIRE_NIL; t.leaves.len()];
+        let mut stack = vec![t.root];
+        while let Some(c) = stack.pop() {
+            if c == NIL || is_leaf(c) {
+                continue;
+            }
+            let n = t.nodes[usize::from(c)];
+            for child in [n.left, n.right] {
+                if child == NIL {
+                    continue;
+                }
+                if is_leaf(child) {
+                    leaf_parent[leaf_idx(child)] = ref_to_wire(c);
+                } else {
+                    node_parent[usize::from(child)] = ref_to_wire(c);
+                    stack.push(child);
+                }
+            }
+        }
         TreeWire {
             dim: t.dim,
             capacity: t.capacity,
@@ -93,10 +117,11 @@ impl From<Tree> for TreeWire {
             nodes: t
                 .nodes
                 .iter()
-                .map(|n| InternalWire {
+                .zip(node_parent)
+                .map(|(n, parent)| InternalWire {
                     left: ref_to_wire(n.left),
                     right: ref_to_wire(n.right),
-                    parent: ref_to_wire(n.parent),
+                    parent,
                     cut_dim: u32::from(n.cut_dim),
                     cut: n.cut,
                     mass: u32::from(n.mass),
@@ -106,9 +131,10 @@ impl From<Tree> for TreeWire {
             leaves: t
                 .leaves
                 .iter()
-                .map(|l| LeafWire {
+                .zip(leaf_parent)
+                .map(|(l, parent)| LeafWire {
                     point: l.point,
-                    parent: ref_to_wire(l.parent),
+                    parent,
                     mass: u32::from(l.mass),
                 })
                 .collect(),
@@ -135,7 +161,6 @@ impl TryFrom<TreeWire> for Tree {
                 Ok(Internal {
                     left: ref_from_wire(n.left)?,
                     right: ref_from_wire(n.right)?,
-                    parent: ref_from_wire(n.parent)?,
                     cut_dim: narrow(n.cut_dim, "cut dimension")?,
                     mass: narrow(n.mass, "node mass")?,
                     cut: n.cut,
@@ -148,7 +173,6 @@ impl TryFrom<TreeWire> for Tree {
             .map(|l| {
                 Ok(Leaf {
                     point: l.point,
-                    parent: ref_from_wire(l.parent)?,
                     mass: narrow(l.mass, "leaf mass")?,
                 })
             })
