@@ -313,18 +313,8 @@ impl Path {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(into = "wire::TreeWire", try_from = "wire::TreeWire")]
 pub struct Tree {
-    dim: usize,
-    /// Distinct points the tree is expected to hold at most (its
-    /// sampler's capacity); arenas grow geometrically up to exactly this.
-    capacity: usize,
-    root: NodeRef,
     nodes: Vec<Internal>,
-    free_nodes: Vec<NodeRef>,
     leaves: Vec<Leaf>,
-    free_leaves: Vec<NodeRef>,
-    /// Nodes holding at least this many points keep their box (see
-    /// [`cache_mass`]).
-    cache_mass: u32,
     /// Per box slot, the internal node whose box it holds, or `NIL` when
     /// the slot is free. Exactly the nodes of at least `cache_mass` points
     /// hold one; they are few, so a node's slot is found by search.
@@ -333,6 +323,22 @@ pub struct Tree {
     /// `dim` values each, then the range sum `Σ (hi - lo)` (a sum of
     /// `f32`, so exact as an `f32`).
     boxes: Vec<f32>,
+    /// Coordinates of the points.
+    dim: u32,
+    /// Nodes holding at least this many points keep their box (see
+    /// [`cache_mass`]).
+    cache_mass: u32,
+    /// Distinct points the tree is expected to hold at most (its
+    /// sampler's capacity, at most [`MAX_TREE_POINTS`]); arenas grow
+    /// geometrically up to exactly this.
+    capacity: u16,
+    root: NodeRef,
+    /// The free internal nodes, a list through their `left` (newest
+    /// first; a free node has mass 0).
+    free_node: NodeRef,
+    /// The free leaves, a list through their `point` (newest first; a
+    /// free leaf has mass 0).
+    free_leaf: NodeRef,
 }
 
 /// A tree's per-dimension share of a point's score, split by direction.
@@ -348,30 +354,87 @@ impl Tree {
     /// about `capacity` distinct points at most. Memory grows with the
     /// points held (doubling, then exactly up to `capacity`), so a young
     /// model is small.
+    /// `dim` is at most 2^16 (cut dimensions are two bytes) and
+    /// `capacity` at most [`MAX_TREE_POINTS`] (larger ones are lowered to
+    /// it).
     pub fn new(dim: usize, capacity: usize) -> Self {
+        debug_assert!(dim <= usize::from(u16::MAX) + 1);
+        let capacity = capacity.min(MAX_TREE_POINTS);
         Self {
-            dim,
-            capacity,
-            cache_mass: cache_mass(dim, capacity),
-            root: NIL,
             nodes: Vec::new(),
-            free_nodes: Vec::new(),
             leaves: Vec::new(),
-            free_leaves: Vec::new(),
             owners: Vec::new(),
             boxes: Vec::new(),
+            dim: dim as u32,
+            cache_mass: cache_mass(dim, capacity),
+            capacity: capacity as u16,
+            root: NIL,
+            free_node: NIL,
+            free_leaf: NIL,
         }
     }
 
     /// Coordinates of the points the tree holds.
+    #[inline]
     pub fn dim(&self) -> usize {
-        self.dim
+        self.dim as usize
+    }
+
+    /// Puts leaf `i` on the free list.
+    fn free_leaf_at(&mut self, i: NodeRef) {
+        self.leaves[usize::from(i)] = Leaf {
+            point: u32::from(self.free_leaf),
+            mass: 0,
+        };
+        self.free_leaf = i;
+    }
+
+    /// Puts internal node `i` on the free list.
+    fn free_node_at(&mut self, i: NodeRef) {
+        self.nodes[usize::from(i)] = Internal {
+            left: self.free_node,
+            right: NIL,
+            cut_dim: 0,
+            mass: 0,
+            cut: 0.0,
+        };
+        self.free_node = i;
+    }
+
+    /// The free leaves' indices, in the order they were freed.
+    fn free_leaves(&self) -> Vec<NodeRef> {
+        let mut out = Vec::new();
+        let mut i = self.free_leaf;
+        while let Some(leaf) = self.leaves.get(usize::from(i)) {
+            if out.len() == self.leaves.len() {
+                break;
+            }
+            out.push(i);
+            i = leaf.point as NodeRef;
+        }
+        out.reverse();
+        out
+    }
+
+    /// The free internal nodes' indices, in the order they were freed.
+    fn free_nodes(&self) -> Vec<NodeRef> {
+        let mut out = Vec::new();
+        let mut i = self.free_node;
+        while let Some(node) = self.nodes.get(usize::from(i)) {
+            if out.len() == self.nodes.len() {
+                break;
+            }
+            out.push(i);
+            i = node.left;
+        }
+        out.reverse();
+        out
     }
 
     /// Values per box slot: two corners and the range sum.
     #[inline]
     fn slot_len(&self) -> usize {
-        2 * self.dim + 1
+        2 * self.dim() + 1
     }
 
     /// The box slot of internal node `n`, if it has one (searched).
@@ -397,7 +460,7 @@ impl Tree {
     #[inline]
     fn cached_box(&self, n: NodeRef) -> Option<(&[f32], &[f32], f32)> {
         let s = self.slot_of(n)?;
-        let d = self.dim;
+        let d = self.dim();
         let slot = &self.boxes[s * self.slot_len()..(s + 1) * self.slot_len()];
         let (lo, rest) = slot.split_at(d);
         let (hi, range) = rest.split_at(d);
@@ -451,7 +514,7 @@ impl Tree {
     /// Writes `c`'s box into `out` (lower then upper corner; a leaf's box
     /// is its point): from the cache, or from the points below `c`.
     fn write_box(&self, c: NodeRef, store: &PointStore, out: &mut [f32]) {
-        let d = self.dim;
+        let d = self.dim();
         if is_leaf(c) {
             let p = store.get(self.leaves[leaf_idx(c)].point);
             out[..d].copy_from_slice(p);
@@ -507,7 +570,7 @@ impl Tree {
         store: &PointStore,
         out: &mut [f32],
     ) -> bool {
-        let d = self.dim;
+        let d = self.dim();
         self.write_box(n, store, out);
         let (lo, hi) = out[..2 * d].split_at(d);
         gap_sum(lo, hi, x) == 0.0
@@ -527,7 +590,7 @@ impl Tree {
         below: &mut [f32; STACK_BOX],
         x: &[f32],
     ) -> (f64, f64) {
-        let d = self.dim;
+        let d = self.dim();
         let range = if let Some((lo, hi, range)) = self.cached_box(n) {
             below[..d].copy_from_slice(lo);
             below[d..2 * d].copy_from_slice(hi);
@@ -559,7 +622,7 @@ impl Tree {
         if let Some((lo, hi, range)) = self.cached_box(n) {
             return f(lo, hi, f64::from(range));
         }
-        let d = self.dim;
+        let d = self.dim();
         if 2 * d <= STACK_BOX {
             let mut buf = [0.0f32; STACK_BOX];
             self.write_box(n, store, &mut buf);
@@ -592,13 +655,13 @@ impl Tree {
     /// `f32` values, so the slot keeps it exactly.
     fn set_range(&mut self, s: usize, range: f64) {
         debug_assert_eq!(f64::from(range as f32), range, "range sum exact in f32");
-        let at = s * self.slot_len() + 2 * self.dim;
+        let at = s * self.slot_len() + 2 * self.dim();
         self.boxes[at] = range as f32;
     }
 
     /// Gives internal node `n` a cached box, computed from its points.
     fn cache_box(&mut self, n: NodeRef, store: &PointStore) {
-        let d = self.dim;
+        let d = self.dim();
         let s = self.alloc_slot(n);
         let start = s * self.slot_len();
         let mut boxes = std::mem::take(&mut self.boxes);
@@ -615,7 +678,7 @@ impl Tree {
 
     /// Gives internal node `n` the cached box `b` with range sum `range`.
     fn cache_box_as(&mut self, n: NodeRef, b: &[f32], range: f64) {
-        let d = self.dim;
+        let d = self.dim();
         let s = self.alloc_slot(n);
         let start = s * self.slot_len();
         self.boxes[start..start + 2 * d].copy_from_slice(b);
@@ -644,12 +707,14 @@ impl Tree {
 
     fn new_leaf(&mut self, point: u32) -> NodeRef {
         let leaf = Leaf { point, mass: 1 };
-        let idx = if let Some(i) = self.free_leaves.pop() {
-            self.leaves[i as usize] = leaf;
+        let idx = if self.free_leaf != NIL {
+            let i = self.free_leaf;
+            self.free_leaf = self.leaves[usize::from(i)].point as NodeRef;
+            self.leaves[usize::from(i)] = leaf;
             i
         } else {
             let n = self.leaves.len();
-            Self::grow(&mut self.leaves, n, 1, self.capacity);
+            Self::grow(&mut self.leaves, n, 1, usize::from(self.capacity));
             self.leaves.push(leaf);
             (self.leaves.len() - 1) as NodeRef
         };
@@ -657,12 +722,14 @@ impl Tree {
     }
 
     fn new_node(&mut self, node: Internal) -> NodeRef {
-        if let Some(i) = self.free_nodes.pop() {
-            self.nodes[i as usize] = node;
+        if self.free_node != NIL {
+            let i = self.free_node;
+            self.free_node = self.nodes[usize::from(i)].left;
+            self.nodes[usize::from(i)] = node;
             i
         } else {
             let n = self.nodes.len();
-            let target = self.capacity.saturating_sub(1);
+            let target = usize::from(self.capacity).saturating_sub(1);
             Self::grow(&mut self.nodes, n, 1, target);
             self.nodes.push(node);
             (self.nodes.len() - 1) as NodeRef
@@ -683,7 +750,7 @@ impl Tree {
         rng: &mut Rng,
         scratch: &mut Vec<f32>,
     ) -> Entry {
-        let d = self.dim;
+        let d = self.dim();
         if self.root == NIL {
             self.root = self.new_leaf(point);
             return Entry {
@@ -873,7 +940,7 @@ impl Tree {
             }
             return;
         }
-        self.free_leaves.push(li as NodeRef);
+        self.free_leaf_at(li as NodeRef);
         let parent = path.pop();
         if parent == NIL {
             self.root = NIL;
@@ -882,7 +949,7 @@ impl Tree {
         let pn = &self.nodes[parent as usize];
         let sibling = if pn.left == leaf { pn.right } else { pn.left };
         self.replace_child(path.last(), parent, sibling);
-        self.free_nodes.push(parent);
+        self.free_node_at(parent);
         self.uncache(parent);
         let mut changing = true;
         loop {
@@ -906,7 +973,7 @@ impl Tree {
     /// Sets cached node `n`'s box to the union of its children's; true if
     /// it changed.
     fn recompute_box(&mut self, n: NodeRef, store: &PointStore, scratch: &mut Vec<f32>) -> bool {
-        let d = self.dim;
+        let d = self.dim();
         let (l, r) = {
             let node = &self.nodes[n as usize];
             (node.left, node.right)
@@ -937,8 +1004,7 @@ impl Tree {
     /// `k` becomes `place(k)`. The coordinates added or removed hold one
     /// value in every point, so no live node cuts on them and no cut and
     /// no mass changes; the cached boxes are rebuilt (and the mass that
-    /// keeps a box follows the new width). Free nodes are mapped too, and
-    /// `place` must give a coordinate below `dim` for any `k`.
+    /// keeps a box follows the new width).
     pub fn relayout(
         &mut self,
         dim: usize,
@@ -946,13 +1012,13 @@ impl Tree {
         store: &PointStore,
         scratch: &mut Vec<f32>,
     ) {
-        for n in &mut self.nodes {
+        for n in self.nodes.iter_mut().filter(|n| n.mass > 0) {
             let k = place(usize::from(n.cut_dim));
             debug_assert!(k < dim);
             n.cut_dim = k as u16;
         }
-        self.dim = dim;
-        self.cache_mass = cache_mass(dim, self.capacity);
+        self.dim = dim as u32;
+        self.cache_mass = cache_mass(dim, usize::from(self.capacity));
         self.rebuild_boxes(store, scratch);
     }
 
@@ -1024,7 +1090,7 @@ impl Tree {
                 // node, so that it is in cache for the way back up.
                 if let Some(s) = t.slot_of(c) {
                     let b = s * t.slot_len();
-                    touch += t.boxes[b] + t.boxes[b + 2 * t.dim];
+                    touch += t.boxes[b] + t.boxes[b + 2 * t.dim()];
                 }
                 paths[j].push(c);
                 let next = if x[n.cut_dim as usize] <= n.cut {
@@ -1062,7 +1128,7 @@ impl Tree {
                 // the leaf's point): an uncached box of `n` is that box
                 // widened by the other child's, not rebuilt from all of
                 // `n`'s points.
-                let narrow = 2 * t.dim <= STACK_BOX;
+                let narrow = 2 * t.dim() <= STACK_BOX;
                 let mut below = [0.0f32; STACK_BOX];
                 let mut child = cur[j];
                 if narrow {
@@ -1145,7 +1211,7 @@ impl Tree {
         if self.root == NIL {
             return;
         }
-        let d = self.dim;
+        let d = self.dim();
         let total = self.mass();
         let mut low = vec![0.0f64; d];
         let mut high = vec![0.0f64; d];
@@ -1168,7 +1234,7 @@ impl Tree {
         low: &mut [f64],
         high: &mut [f64],
     ) -> bool {
-        let d = self.dim;
+        let d = self.dim();
         if is_leaf(c) {
             let leaf = &self.leaves[leaf_idx(c)];
             let p = store.get(leaf.point);
@@ -1248,7 +1314,7 @@ impl Tree {
         store: &PointStore,
         total: u32,
     ) -> (f64, u32) {
-        let d = self.dim;
+        let d = self.dim();
         if is_leaf(c) {
             let leaf = &self.leaves[leaf_idx(c)];
             let p = store.get(leaf.point);
@@ -1294,8 +1360,7 @@ impl Tree {
             && self
                 .leaves
                 .get(leaf_idx(leaf))
-                .is_some_and(|l| l.point == point)
-            && !self.free_leaves.contains(&(leaf & !LEAF))
+                .is_some_and(|l| l.mass > 0 && l.point == point)
     }
 
     /// Checks a restored tree's structure against `store`: from the root,
@@ -1308,15 +1373,34 @@ impl Tree {
     pub fn validate(&self, store: &PointStore) -> Result<(), String> {
         let mut node_seen = vec![false; self.nodes.len()];
         let mut leaf_seen = vec![false; self.leaves.len()];
-        for &i in &self.free_nodes {
-            *node_seen.get_mut(usize::from(i)).ok_or_else(|| {
-                format!("free node {i} is beyond the {} nodes", self.nodes.len())
-            })? = true;
+        let mut i = self.free_node;
+        while i != NIL {
+            match node_seen.get_mut(usize::from(i)) {
+                None => {
+                    return Err(format!(
+                        "free node {i} is beyond the {} nodes",
+                        self.nodes.len()
+                    ))
+                }
+                Some(true) => return Err(format!("free node {i} is on the free list twice")),
+                Some(s) => *s = true,
+            }
+            i = self.nodes[usize::from(i)].left;
         }
-        for &i in &self.free_leaves {
-            *leaf_seen.get_mut(usize::from(i)).ok_or_else(|| {
-                format!("free leaf {i} is beyond the {} leaves", self.leaves.len())
-            })? = true;
+        let mut i = self.free_leaf;
+        while i != NIL {
+            match leaf_seen.get_mut(usize::from(i)) {
+                None => {
+                    return Err(format!(
+                        "free leaf {i} is beyond the {} leaves",
+                        self.leaves.len()
+                    ))
+                }
+                Some(true) => return Err(format!("free leaf {i} is on the free list twice")),
+                Some(s) => *s = true,
+            }
+            let next = self.leaves[usize::from(i)].point;
+            i = NodeRef::try_from(next).unwrap_or(NIL - 1);
         }
         // Pre-order, so that children come after their parent: masses are
         // added up in reverse.
@@ -1356,16 +1440,23 @@ impl Tree {
                 }
             } else {
                 let n = self.nodes[c as usize];
-                if usize::from(n.cut_dim) >= self.dim {
+                if usize::from(n.cut_dim) >= self.dim() {
                     return Err(format!(
                         "node {index} cuts coordinate {} of points of {}",
-                        n.cut_dim, self.dim
+                        n.cut_dim,
+                        self.dim()
                     ));
                 }
                 stack.push(n.right);
                 stack.push(n.left);
             }
             order.push(c);
+        }
+        if let Some(i) = node_seen.iter().position(|s| !s) {
+            return Err(format!("node {i} is neither free nor in the tree"));
+        }
+        if let Some(i) = leaf_seen.iter().position(|s| !s) {
+            return Err(format!("leaf {i} is neither free nor in the tree"));
         }
         let mut mass = vec![0u32; self.nodes.len()];
         for &c in order.iter().rev() {
@@ -1414,7 +1505,6 @@ impl Tree {
     pub fn memory_bytes(&self) -> usize {
         self.nodes.capacity() * std::mem::size_of::<Internal>()
             + self.leaves.capacity() * std::mem::size_of::<Leaf>()
-            + (self.free_nodes.capacity() + self.free_leaves.capacity()) * 2
             + self.owners.capacity() * 2
             + self.boxes.capacity() * 4
     }
@@ -1423,8 +1513,6 @@ impl Tree {
     pub fn memory_parts(&self, parts: &mut MemoryParts) {
         parts.add_vec("tree nodes", &self.nodes);
         parts.add_vec("tree leaves", &self.leaves);
-        parts.add_vec("tree free lists", &self.free_nodes);
-        parts.add_vec("tree free lists", &self.free_leaves);
         parts.add_vec("box slot owners", &self.owners);
         parts.add_vec("cached boxes", &self.boxes);
     }
@@ -1468,7 +1556,7 @@ impl Tree {
                 out.push((u32::MAX, l.point as f32, u32::from(l.mass), Vec::new()));
             } else {
                 let n = &self.nodes[c as usize];
-                let mut bx = vec![0.0; 2 * self.dim];
+                let mut bx = vec![0.0; 2 * self.dim()];
                 self.write_box(c, store, &mut bx);
                 out.push((u32::from(n.cut_dim), n.cut, u32::from(n.mass), bx));
                 stack.push(n.right);
@@ -1512,14 +1600,14 @@ impl Tree {
             self.owners.iter().filter(|&&o| o == c).count() <= 1,
             "a node keeps one box"
         );
-        let mut b = vec![0.0; 2 * self.dim];
+        let mut b = vec![0.0; 2 * self.dim()];
         self.write_box(c, store, &mut b);
-        let (blo, bhi) = b.split_at(self.dim);
+        let (blo, bhi) = b.split_at(self.dim());
         assert_eq!(blo, &lo[..], "box minimum is the union of the children");
         assert_eq!(bhi, &hi[..], "box maximum is the union of the children");
         assert_eq!(mass, lm + rm, "mass adds up");
         if let Some(s) = s {
-            let range = self.boxes[s * self.slot_len() + 2 * self.dim];
+            let range = self.boxes[s * self.slot_len() + 2 * self.dim()];
             assert_eq!(f64::from(range), span_sum(&lo, &hi));
         }
         (lo, hi, mass)

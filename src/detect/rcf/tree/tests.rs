@@ -138,3 +138,28 @@ fn a_restored_tree_with_broken_structure_is_refused_with_the_reason() {
     });
     assert!(err.contains("is free or reached twice"), "{err}");
 }
+
+#[test]
+fn free_lists_survive_a_save_and_a_restored_broken_one_is_refused() {
+    let points: Vec<[f32; 1]> = (0..40).map(|i| [((i * 37) % 41) as f32]).collect();
+    let (mut tree, store, leaves) = tree_of(&points, 9);
+    let mut scratch = Vec::new();
+    for &leaf in &leaves[..5] {
+        tree.delete_leaf(leaf, &store, &mut scratch);
+    }
+    let freed = tree.free_leaves();
+    assert_eq!(freed.len(), 5);
+    assert_eq!(tree.free_nodes().len(), 5);
+    let restored: Tree = serde_json::from_value(serde_json::to_value(&tree).unwrap()).unwrap();
+    assert_eq!(restored.validate(&store), Ok(()));
+    assert_eq!(restored.free_leaves(), freed, "the same order of reuse");
+    assert_eq!(restored.free_nodes(), tree.free_nodes());
+    assert_eq!(restored.shape(&store), tree.shape(&store));
+    let err = refused(&tree, &store, |t| t["free_leaves"] = serde_json::json!([]));
+    assert!(err.contains("neither free nor in the tree"), "{err}");
+    let err = refused(&tree, &store, |t| {
+        let i = t["free_nodes"][0].clone();
+        t["free_nodes"] = serde_json::json!([i, i]);
+    });
+    assert!(err.contains("on the free list twice"), "{err}");
+}

@@ -111,8 +111,8 @@ impl From<Tree> for TreeWire {
             }
         }
         TreeWire {
-            dim: t.dim,
-            capacity: t.capacity,
+            dim: t.dim(),
+            capacity: usize::from(t.capacity),
             root: ref_to_wire(t.root),
             nodes: t
                 .nodes
@@ -127,7 +127,7 @@ impl From<Tree> for TreeWire {
                     mass: u32::from(n.mass),
                 })
                 .collect(),
-            free_nodes: t.free_nodes.iter().map(|&i| u32::from(i)).collect(),
+            free_nodes: t.free_nodes().into_iter().map(u32::from).collect(),
             leaves: t
                 .leaves
                 .iter()
@@ -138,7 +138,7 @@ impl From<Tree> for TreeWire {
                     mass: u32::from(l.mass),
                 })
                 .collect(),
-            free_leaves: t.free_leaves.iter().map(|&i| u32::from(i)).collect(),
+            free_leaves: t.free_leaves().into_iter().map(u32::from).collect(),
         }
     }
 }
@@ -177,15 +177,35 @@ impl TryFrom<TreeWire> for Tree {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let free = |v: Vec<u32>| -> Result<Vec<NodeRef>, String> {
-            v.into_iter().map(index_from_wire).collect()
-        };
-        let mut tree = Tree::new(w.dim, w.capacity.min(MAX_TREE_POINTS));
+        if w.dim > usize::from(u16::MAX) + 1 {
+            return Err(format!(
+                "saved tree has points of {} coordinates, beyond the 65,536 a cut can name",
+                w.dim
+            ));
+        }
+        let mut tree = Tree::new(w.dim, w.capacity);
         tree.root = ref_from_wire(w.root)?;
         tree.nodes = nodes;
         tree.leaves = leaves;
-        tree.free_nodes = free(w.free_nodes)?;
-        tree.free_leaves = free(w.free_leaves)?;
+        // The free lists run through the free entries themselves, in the
+        // order saved (the last one saved is reused first).
+        for i in w.free_nodes {
+            let i = index_from_wire(i)?;
+            if usize::from(i) >= tree.nodes.len() {
+                return Err(format!("saved tree frees node {i} of {}", tree.nodes.len()));
+            }
+            tree.free_node_at(i);
+        }
+        for i in w.free_leaves {
+            let i = index_from_wire(i)?;
+            if usize::from(i) >= tree.leaves.len() {
+                return Err(format!(
+                    "saved tree frees leaf {i} of {}",
+                    tree.leaves.len()
+                ));
+            }
+            tree.free_leaf_at(i);
+        }
         Ok(tree)
     }
 }
