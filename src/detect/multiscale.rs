@@ -192,7 +192,9 @@ impl MultiScale {
 
     /// Approximate bytes held by both views.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
+        // Each detector's `memory_bytes` counts its fixed fields, which
+        // lie within these.
+        std::mem::size_of::<Self>() - 2 * std::mem::size_of::<Detector>()
             + self.fine.memory_bytes()
             + self.coarse.memory_bytes()
             + self.block_sum.capacity() * 8

@@ -87,8 +87,7 @@ impl From<Unit> for UnitWire {
         let entries = u
             .sampler
             .leaves()
-            .iter()
-            .map(|&leaf| EntryWire {
+            .map(|leaf| EntryWire {
                 point: u.tree.leaf_point(leaf),
                 leaf: ref_to_wire(leaf),
             })
@@ -265,6 +264,35 @@ impl TryFrom<ForestState> for Forest {
                 .validate(&f.store)
                 .map_err(|e| format!("saved tree {i} is inconsistent: {e}"))?;
             u.tree.rebuild_boxes(&f.store, &mut f.box_scratch);
+        }
+        // Each stored point is referred to once per sampler entry holding
+        // it; a wrong count would free a point still sampled, or keep one
+        // forever.
+        let mut held = vec![0u32; f.store.all_refs().len()];
+        for u in &f.units {
+            for leaf in u.sampler.leaves() {
+                let point = u.tree.leaf_point(leaf) as usize;
+                match held.get_mut(point) {
+                    Some(h) => *h += 1,
+                    None => {
+                        return Err(format!(
+                            "a saved sampler holds point {point}, beyond the store"
+                        ))
+                    }
+                }
+            }
+        }
+        if let Some((i, (r, h))) = f
+            .store
+            .all_refs()
+            .into_iter()
+            .zip(held)
+            .enumerate()
+            .find(|(_, (r, h))| r != h)
+        {
+            return Err(format!(
+                "saved point store counts {r} references to point {i}, its samplers hold it {h} times"
+            ));
         }
         if f.constant_values.is_empty() {
             f.leave_out_what_never_varied();
@@ -769,12 +797,7 @@ mod tests {
         let mut refs = vec![0u32; f.store.memory_bytes()];
         for u in &f.units {
             let mut in_tree = u.tree.check(&f.store);
-            let mut sampled: Vec<u32> = u
-                .sampler
-                .leaves()
-                .iter()
-                .map(|&l| u.tree.leaf_point(l))
-                .collect();
+            let mut sampled: Vec<u32> = u.sampler.leaves().map(|l| u.tree.leaf_point(l)).collect();
             sampled.sort_unstable();
             in_tree.sort_unstable();
             assert_eq!(in_tree, sampled, "tree holds exactly its sample");
@@ -881,7 +904,9 @@ mod tests {
             f.store.release_if_unused(idx);
         }
         // A duplicate raises a leaf's mass, and deleting it lowers it again.
-        let held = f.units[0].tree.leaf_point(f.units[0].sampler.leaves()[0]);
+        let held = f.units[0]
+            .tree
+            .leaf_point(f.units[0].sampler.leaves().next().unwrap());
         let q: Vec<f32> = f.store.get(held).to_vec();
         let extra = f.store.add(&q);
         let used = f.units[0]
@@ -1125,6 +1150,34 @@ mod tests {
             .replace(",\"constant_values\":[]", "");
         let empty: Forest = serde_json::from_str(&empty).expect("restores");
         assert!(empty.constant_values.is_empty());
+    }
+
+    #[test]
+    fn a_saved_forest_whose_reference_counts_disagree_with_its_samplers_is_refused() {
+        let mut f = small(1, 2, 8);
+        for i in 0..200 {
+            f.update(&[wave(i)]);
+        }
+        let mut saved = serde_json::to_value(&f).unwrap();
+        let refs = &mut saved["store"]["refs"];
+        let i = refs
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|r| r.as_u64() > Some(0))
+            .unwrap();
+        let r = refs[i].as_u64().unwrap();
+        refs[i] = (r + 1).into();
+        let err = serde_json::from_value::<Forest>(saved)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "counts {} references to point {i}, its samplers hold it {r} times",
+                r + 1
+            )),
+            "{err}"
+        );
     }
 
     #[test]

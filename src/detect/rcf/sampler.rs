@@ -53,32 +53,45 @@ pub struct SamplerWire {
     pub points: Vec<EntryWire>,
 }
 
+/// One sampled point: its priority and the leaf holding it (six bytes,
+/// the priority read unaligned).
+#[repr(C, packed(2))]
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slot {
+    weight: f32,
+    leaf: NodeRef,
+}
+
 /// A max-heap of (priority, sampled point's leaf) pairs of bounded size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sampler {
-    capacity: usize,
+    slots: Vec<Slot>,
     time_decay: f64,
-    weights: Vec<f32>,
-    leaves: Vec<NodeRef>,
     /// A cached rejection bound `(until, u_min)`: up to sequence number
     /// `until`, a draw `u <= u_min` is certainly rejected, which spares the
     /// two logarithms of the exact test for most points. A pure cache:
-    /// decisions are the same with or without it.
-    quick: Option<(u64, f64)>,
+    /// decisions are the same with or without it. `until` is 0 when no
+    /// bound is cached (a bound holds at least [`QUICK_SPAN`] ahead).
+    quick: (u64, f64),
+    /// At most [`super::tree::MAX_TREE_POINTS`].
+    capacity: u16,
 }
+
+/// No cached rejection bound.
+const NO_QUICK: (u64, f64) = (0, 0.0);
 
 /// Sequence numbers a cached rejection bound stays valid for.
 const QUICK_SPAN: u64 = 64;
 
 impl Sampler {
     /// An empty sampler keeping `capacity` points with decay `time_decay`.
+    /// `capacity` is lowered to [`super::tree::MAX_TREE_POINTS`] at most.
     pub fn new(capacity: usize, time_decay: f64) -> Self {
         Self {
-            capacity,
+            slots: Vec::new(),
             time_decay,
-            weights: Vec::new(),
-            leaves: Vec::new(),
-            quick: None,
+            quick: NO_QUICK,
+            capacity: capacity.min(super::tree::MAX_TREE_POINTS) as u16,
         }
     }
 
@@ -86,9 +99,9 @@ impl Sampler {
     /// sampled leaf in heap order.
     pub fn to_wire(&self, entries: Vec<EntryWire>) -> SamplerWire {
         SamplerWire {
-            capacity: self.capacity,
+            capacity: usize::from(self.capacity),
             time_decay: self.time_decay,
-            weights: self.weights.iter().map(|&w| f64::from(w)).collect(),
+            weights: self.slots.iter().map(|s| f64::from(s.weight)).collect(),
             points: entries,
         }
     }
@@ -102,28 +115,37 @@ impl Sampler {
                 leaves.len()
             ));
         }
-        Ok(Self {
-            capacity: w.capacity,
-            time_decay: w.time_decay,
-            weights: w.weights.iter().map(|&w| w as f32).collect(),
-            leaves,
-            quick: None,
-        })
+        let mut sampler = Self::new(w.capacity, w.time_decay);
+        sampler.slots = w
+            .weights
+            .iter()
+            .zip(leaves)
+            .map(|(&w, leaf)| Slot {
+                weight: w as f32,
+                leaf,
+            })
+            .collect();
+        Ok(sampler)
     }
 
     /// Leaves of the sampled points (heap order).
-    pub fn leaves(&self) -> &[NodeRef] {
-        &self.leaves
+    pub fn leaves(&self) -> impl ExactSizeIterator<Item = NodeRef> + '_ {
+        self.slots.iter().map(|s| s.leaf)
     }
 
     /// Points currently sampled.
     pub fn len(&self) -> usize {
-        self.leaves.len()
+        self.slots.len()
     }
 
     /// True when the sample holds `capacity` points.
     pub fn is_full(&self) -> bool {
-        self.leaves.len() >= self.capacity
+        self.slots.len() >= usize::from(self.capacity)
+    }
+
+    #[inline]
+    fn weight(&self, i: usize) -> f32 {
+        self.slots[i].weight
     }
 
     /// Decides whether the point arriving at `seq` enters the sample. On
@@ -136,12 +158,12 @@ impl Sampler {
             // when u <= exp(-exp(w_max + λ·seq)), a bound that only falls
             // as seq grows: its value at `until` holds for all earlier seq.
             let (until, u_min) = match self.quick {
-                Some(q) if seq <= q.0 => q,
+                q if seq <= q.0 => q,
                 _ => {
                     let until = seq + QUICK_SPAN;
-                    let c = f64::from(self.weights[0]) + self.time_decay * until as f64;
+                    let c = f64::from(self.weight(0)) + self.time_decay * until as f64;
                     let q = (until, (-c.exp()).exp() * (1.0 - 1e-9));
-                    self.quick = Some(q);
+                    self.quick = q;
                     q
                 }
             };
@@ -156,10 +178,10 @@ impl Sampler {
                 evicted: None,
             };
         }
-        if weight >= self.weights[0] {
+        if weight >= self.weight(0) {
             return Admission::Rejected;
         }
-        let evicted = self.leaves[0];
+        let evicted = self.slots[0].leaf;
         self.pop_root();
         Admission::Accepted {
             weight,
@@ -169,66 +191,57 @@ impl Sampler {
 
     /// Adds an accepted point, held by `leaf`, with its weight.
     pub fn push(&mut self, weight: f32, leaf: NodeRef) {
-        if self.weights.len() == self.weights.capacity() {
+        if self.slots.len() == self.slots.capacity() {
             // Double while young, then exactly up to capacity.
-            let want = (self.weights.len() * 2)
+            let want = (self.slots.len() * 2)
                 .max(8)
-                .min(self.capacity.max(self.weights.len() + 1));
-            self.weights.reserve_exact(want - self.weights.len());
-            self.leaves.reserve_exact(want - self.leaves.len());
+                .min(usize::from(self.capacity).max(self.slots.len() + 1));
+            self.slots.reserve_exact(want - self.slots.len());
         }
-        self.quick = None;
-        self.weights.push(weight);
-        self.leaves.push(leaf);
-        let mut i = self.weights.len() - 1;
+        self.quick = NO_QUICK;
+        self.slots.push(Slot { weight, leaf });
+        let mut i = self.slots.len() - 1;
         while i > 0 {
             let parent = (i - 1) / 2;
-            if self.weights[parent] >= self.weights[i] {
+            if self.weight(parent) >= self.weight(i) {
                 break;
             }
-            self.weights.swap(parent, i);
-            self.leaves.swap(parent, i);
+            self.slots.swap(parent, i);
             i = parent;
         }
     }
 
     fn pop_root(&mut self) {
-        self.quick = None;
-        let last = self.weights.len() - 1;
-        self.weights.swap(0, last);
-        self.leaves.swap(0, last);
-        self.weights.pop();
-        self.leaves.pop();
-        let n = self.weights.len();
+        self.quick = NO_QUICK;
+        self.slots.swap_remove(0);
+        let n = self.slots.len();
         let mut i = 0;
         loop {
             let l = 2 * i + 1;
             let r = l + 1;
             let mut largest = i;
-            if l < n && self.weights[l] > self.weights[largest] {
+            if l < n && self.weight(l) > self.weight(largest) {
                 largest = l;
             }
-            if r < n && self.weights[r] > self.weights[largest] {
+            if r < n && self.weight(r) > self.weight(largest) {
                 largest = r;
             }
             if largest == i {
                 break;
             }
-            self.weights.swap(i, largest);
-            self.leaves.swap(i, largest);
+            self.slots.swap(i, largest);
             i = largest;
         }
     }
 
     /// Adds this sampler's heap bytes, part by part, to `parts`.
     pub fn memory_parts(&self, parts: &mut MemoryParts) {
-        parts.add_vec("sampler weights", &self.weights);
-        parts.add_vec("sampler leaves", &self.leaves);
+        parts.add_vec("sampler entries", &self.slots);
     }
 
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.weights.capacity() * 4 + self.leaves.capacity() * std::mem::size_of::<NodeRef>()
+        self.slots.capacity() * std::mem::size_of::<Slot>()
     }
 }
 
@@ -247,7 +260,7 @@ mod tests {
                 s.push(weight, entry(seq));
             }
         }
-        s.leaves().iter().map(|&l| u32::from(l)).collect()
+        s.leaves().map(u32::from).collect()
     }
 
     #[test]
@@ -262,7 +275,7 @@ mod tests {
         let ancient = pts.iter().filter(|&&p| p < 2500).count();
         assert!(ancient < 3, "old points fade out: {ancient}");
         // The heap keeps its largest weight at the root.
-        assert!(s.weights.iter().all(|&w| w <= s.weights[0]));
+        assert!((0..s.len()).all(|i| s.weight(i) <= s.weight(0)));
     }
 
     #[test]
@@ -273,16 +286,16 @@ mod tests {
         let mut b = Sampler::new(32, 0.1 / 32.0);
         for seq in 0..5000u64 {
             let da = a.offer(seq, &mut rng_a);
-            b.quick = None;
+            b.quick = NO_QUICK;
             let db = b.offer(seq, &mut rng_b);
-            b.quick = None;
+            b.quick = NO_QUICK;
             assert_eq!(da, db, "seq {seq}");
             if let Admission::Accepted { weight, .. } = da {
                 a.push(weight, entry(seq));
                 b.push(weight, entry(seq));
             }
         }
-        assert_eq!(a.leaves, b.leaves);
+        assert_eq!(a.slots, b.slots);
     }
 
     #[test]

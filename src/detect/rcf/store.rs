@@ -32,6 +32,12 @@ use crate::detect::bits;
 /// Start of a free index.
 const FREE: u32 = u32::MAX;
 
+/// A reference count of two bytes at this value means "this many or
+/// more": the count is then kept in [`PointStore`]'s `many_refs`. Only a
+/// forest of more than 65,534 sampled points (trees × sample size) can
+/// refer to one point that often.
+const MANY: u16 = u16::MAX;
+
 /// Inputs of room kept after a compaction, at least (and a sixteenth of the
 /// inputs kept, when that is more).
 const MIN_ROOM: usize = 8;
@@ -49,7 +55,10 @@ pub struct PointStore {
     data: Vec<f32>,
     /// Per index, the input its point starts at, or [`FREE`].
     starts: Vec<u32>,
-    refs: Vec<u32>,
+    /// Per index, the sampler entries referring to it, or [`MANY`].
+    refs: Vec<u16>,
+    /// The counts of the indices whose `refs` is [`MANY`], by index.
+    many_refs: Vec<(u32, u32)>,
     free: Vec<u32>,
 }
 
@@ -64,7 +73,40 @@ impl PointStore {
             data: Vec::new(),
             starts: Vec::new(),
             refs: Vec::new(),
+            many_refs: Vec::new(),
             free: Vec::new(),
+        }
+    }
+
+    /// Sampler entries referring to `idx`.
+    #[inline]
+    fn refs_of(&self, idx: u32) -> u32 {
+        match self.refs[idx as usize] {
+            MANY => self
+                .many_refs
+                .iter()
+                .find(|e| e.0 == idx)
+                .map_or(u32::from(MANY), |e| e.1),
+            r => u32::from(r),
+        }
+    }
+
+    /// Sets the sampler entries referring to `idx` to `n`.
+    #[inline]
+    fn set_refs(&mut self, idx: u32, n: u32) {
+        let slot = &mut self.refs[idx as usize];
+        let was_many = *slot == MANY;
+        if n >= u32::from(MANY) {
+            *slot = MANY;
+            match self.many_refs.iter_mut().find(|e| e.0 == idx) {
+                Some(e) => e.1 = n,
+                None => self.many_refs.push((idx, n)),
+            }
+        } else {
+            *slot = n as u16;
+            if was_many {
+                self.many_refs.retain(|e| e.0 != idx);
+            }
         }
     }
 
@@ -237,15 +279,17 @@ impl PointStore {
 
     /// One more sampler entry refers to `idx`.
     pub fn inc(&mut self, idx: u32) {
-        self.refs[idx as usize] += 1;
+        let r = self.refs_of(idx);
+        self.set_refs(idx, r + 1);
     }
 
     /// One sampler entry fewer refers to `idx`; the index is freed at zero.
     pub fn dec(&mut self, idx: u32) {
-        let r = &mut self.refs[idx as usize];
-        debug_assert!(*r > 0, "point {idx} released more often than held");
-        *r = r.saturating_sub(1);
-        if *r == 0 {
+        let r = self.refs_of(idx);
+        debug_assert!(r > 0, "point {idx} released more often than held");
+        let r = r.saturating_sub(1);
+        self.set_refs(idx, r);
+        if r == 0 {
             self.free_index(idx);
         }
     }
@@ -265,7 +309,14 @@ impl PointStore {
     /// Sampler entries referring to `idx`.
     #[cfg(test)]
     pub fn refs(&self, idx: u32) -> u32 {
-        self.refs[idx as usize]
+        self.refs_of(idx)
+    }
+
+    /// The reference count of every index (0 for a free one).
+    pub fn all_refs(&self) -> Vec<u32> {
+        (0..self.refs.len() as u32)
+            .map(|i| self.refs_of(i))
+            .collect()
     }
 
     /// Inputs stored (live or not yet compacted away).
@@ -284,16 +335,15 @@ impl PointStore {
         parts.add_vec("store inputs", &self.data);
         parts.add_vec("store starts", &self.starts);
         parts.add_vec("store refs", &self.refs);
+        parts.add_vec("store refs", &self.many_refs);
         parts.add_vec("store free list", &self.free);
     }
 
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        (self.data.capacity()
-            + self.starts.capacity()
-            + self.refs.capacity()
-            + self.free.capacity())
-            * 4
+        (self.data.capacity() + self.starts.capacity() + self.free.capacity()) * 4
+            + self.refs.capacity() * 2
+            + self.many_refs.capacity() * std::mem::size_of::<(u32, u32)>()
     }
 }
 
@@ -314,12 +364,13 @@ impl Serialize for PointStore {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut compact = self.clone();
         compact.compact();
+        let refs = compact.all_refs();
         SharedWire {
             dim: compact.dim,
             input_len: compact.input_len,
             data: compact.data,
+            refs,
             starts: compact.starts,
-            refs: compact.refs,
             free: compact.free,
         }
         .serialize(s)
@@ -385,6 +436,16 @@ fn key(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
 }
 
+impl PointStore {
+    /// Sets every index's reference count, from the saved counts.
+    fn set_all_refs(&mut self, refs: &[u32]) {
+        self.refs = vec![0; refs.len()];
+        for (i, &r) in refs.iter().enumerate() {
+            self.set_refs(i as u32, r);
+        }
+    }
+}
+
 impl StoreWire {
     /// The store saved, checked: points of `dim` coordinates over inputs
     /// of `input_len` values (from the forest's settings). A store saved
@@ -442,14 +503,17 @@ impl StoreWire {
                 "saved point store lists index {f} as free, which is out of range or in use"
             ));
         }
-        Ok(PointStore {
+        let mut store = PointStore {
             dim,
             input_len,
             data: w.data,
             starts: w.starts,
-            refs: w.refs,
+            refs: Vec::new(),
+            many_refs: Vec::new(),
             free: w.free,
-        })
+        };
+        store.set_all_refs(&w.refs);
+        Ok(store)
     }
 
     fn whole(w: WholeWire, dim: usize, input_len: usize) -> Result<PointStore, String> {
@@ -498,9 +562,11 @@ impl StoreWire {
             input_len,
             data: Vec::new(),
             starts: vec![FREE; n],
-            refs: w.refs.clone(),
+            refs: Vec::new(),
+            many_refs: Vec::new(),
             free: w.free.clone(),
         };
+        store.set_all_refs(&w.refs);
         for head in heads {
             let mut cur = head;
             while store.starts[cur] == FREE {
@@ -550,6 +616,41 @@ mod tests {
         assert_eq!(s.get(a), &[1.0, 2.0]);
         s.dec(a);
         assert_eq!(s.live(), 1);
+    }
+
+    /// Counts are two bytes each; a point referred to 65,535 times or more
+    /// (a forest of more sampled points than that) keeps its count aside,
+    /// and saving and restoring keeps it.
+    #[test]
+    fn reference_counts_beyond_two_bytes_are_kept_aside_and_saved() {
+        let mut s = PointStore::new(2, 2);
+        let a = s.add(&[1.0, 2.0]);
+        let b = s.add(&[3.0, 4.0]);
+        s.inc(b);
+        for _ in 0..70_000 {
+            s.inc(a);
+        }
+        assert_eq!(s.refs(a), 70_000);
+        assert_eq!(s.refs(b), 1);
+        assert_eq!(s.many_refs, vec![(a, 70_000)]);
+        let json = serde_json::to_string(&s).unwrap();
+        let wire: StoreWire = serde_json::from_str(&json).unwrap();
+        let restored = wire.into_store(2, 2).unwrap();
+        assert_eq!(restored, s);
+        assert_eq!(restored.all_refs(), vec![70_000, 1]);
+        for _ in 0..70_000 - 65_534 {
+            s.dec(a);
+        }
+        assert_eq!(s.refs(a), 65_534);
+        assert!(
+            s.many_refs.is_empty(),
+            "below the mark, the count is back in two bytes"
+        );
+        for _ in 0..65_534 {
+            s.dec(a);
+        }
+        assert_eq!(s.live(), 1, "freed at zero");
+        assert_eq!(s.all_refs(), vec![0, 1]);
     }
 
     #[test]

@@ -498,7 +498,8 @@ impl PipelineModel {
     /// The heap bytes of [`PipelineModel::memory_bytes`], part by part.
     pub fn memory_parts(&self) -> MemoryParts {
         let mut parts = self.detector.memory_parts();
-        let fixed = std::mem::size_of::<Self>();
+        // The detector's own fixed fields are in its parts already.
+        let fixed = std::mem::size_of::<Self>() - std::mem::size_of::<Detector>();
         parts.add("model (fixed fields)", fixed, fixed);
         parts.add_vec("scalers", &self.scalers);
         parts.add_vec("scalers", &self.slots);
@@ -514,7 +515,9 @@ impl PipelineModel {
     pub fn memory_bytes(&self) -> usize {
         let scalers = std::mem::size_of::<Scaler>()
             * (self.scalers.capacity() + self.slots.iter().map(Vec::capacity).sum::<usize>());
-        std::mem::size_of::<Self>()
+        // `detector.memory_bytes()` counts the detector's fixed fields,
+        // which lie within this model's.
+        std::mem::size_of::<Self>() - std::mem::size_of::<Detector>()
             + self.detector.memory_bytes()
             + scalers
             + self.slots.capacity() * std::mem::size_of::<Vec<Scaler>>()

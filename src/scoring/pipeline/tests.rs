@@ -428,7 +428,15 @@ fn the_memory_parts_add_up_to_the_memory_bytes() {
     assert_eq!(parts.held(), model.memory_bytes());
     assert!(parts.used() <= parts.held());
     let names: Vec<&str> = parts.parts().iter().map(|p| p.name).collect();
-    for name in ["tree nodes", "cached boxes", "sampler weights", "scalers"] {
+    for name in ["tree nodes", "cached boxes", "sampler entries", "scalers"] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
+    // The detector lies within the model: its fixed fields count once.
+    let fixed: usize = parts
+        .parts()
+        .iter()
+        .filter(|p| p.name.ends_with("(fixed fields)") && !p.name.starts_with("tree"))
+        .map(|p| p.held)
+        .sum();
+    assert_eq!(fixed, std::mem::size_of::<PipelineModel>());
 }
