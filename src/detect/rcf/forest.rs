@@ -147,11 +147,27 @@ pub struct Forest {
     /// first input.
     #[serde(with = "constant_values")]
     constant_values: Vec<Option<f32>>,
-    #[serde(skip)]
-    scratch: Vec<f32>,
-    /// Working space of the trees (two boxes).
-    #[serde(skip)]
-    box_scratch: Vec<f32>,
+}
+
+thread_local! {
+    /// Working space of [`Forest::update`] (the point being learned) and of
+    /// the trees (two boxes), one per thread rather than one per forest:
+    /// a process holds thousands of forests but works on one at a time
+    /// per thread.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's working space: the point buffer and the
+/// trees' box buffer (fresh ones if the thread's are in use).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => {
+            let (point, boxes) = &mut *s;
+            f(point, boxes)
+        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    })
 }
 
 /// The serialised form of a [`Forest`]; boxes are rebuilt on restore.
@@ -243,7 +259,6 @@ impl TryFrom<ForestState> for Forest {
         let dim = kept * s.config.shingle_size;
         let store = s.store.into_store(dim, kept)?;
         let mut f = Forest {
-            scratch: vec![0.0; dim],
             config: s.config,
             store,
             units: s.units,
@@ -251,7 +266,6 @@ impl TryFrom<ForestState> for Forest {
             filled: s.filled,
             seq: s.seq,
             constant_values: s.constant_values,
-            box_scratch: Vec::new(),
         };
         for (i, u) in f.units.iter_mut().enumerate() {
             if u.tree.dim() != dim {
@@ -263,7 +277,7 @@ impl TryFrom<ForestState> for Forest {
             u.tree
                 .validate(&f.store)
                 .map_err(|e| format!("saved tree {i} is inconsistent: {e}"))?;
-            u.tree.rebuild_boxes(&f.store, &mut f.box_scratch);
+            with_scratch(|_, boxes| u.tree.rebuild_boxes(&f.store, boxes));
         }
         // Each stored point is referred to once per sampler entry holding
         // it; a wrong count would free a point still sampled, or keep one
@@ -361,8 +375,6 @@ impl Forest {
             filled: 0,
             seq: 0,
             constant_values: Vec::new(),
-            scratch: vec![0.0; dim],
-            box_scratch: Vec::new(),
             config,
         }
     }
@@ -439,11 +451,11 @@ impl Forest {
             let (input, j) = (c / narrower, c % narrower);
             input * wider + j + usize::from(j >= at)
         };
-        for u in &mut self.units {
-            u.tree
-                .relayout(dim, place, &self.store, &mut self.box_scratch);
-        }
-        self.scratch = vec![0.0; dim];
+        with_scratch(|_, boxes| {
+            for u in &mut self.units {
+                u.tree.relayout(dim, place, &self.store, boxes);
+            }
+        });
     }
 
     /// Stores every input value from now on, constants too, in the points
@@ -502,18 +514,18 @@ impl Forest {
             let dim = narrower * self.config.shingle_size;
             let place = |c: usize| {
                 let (input, j) = (c / wider, c % wider);
-                // No live node cuts on `k` (every point holds one value
-                // there); a free node's stale `k` maps to any coordinate.
+                // No node cuts on `k` (every point holds one value there,
+                // and free nodes are not mapped); `k` itself maps anywhere.
                 let j = if j > k { j - 1 } else { j.min(narrower - 1) };
                 input * narrower + j
             };
-            for u in &mut self.units {
-                u.tree
-                    .relayout(dim, place, &self.store, &mut self.box_scratch);
-            }
+            with_scratch(|_, boxes| {
+                for u in &mut self.units {
+                    u.tree.relayout(dim, place, &self.store, boxes);
+                }
+            });
         }
         self.constant_values = constants;
-        self.scratch = vec![0.0; self.stored_dim()];
     }
 
     /// The forest's settings.
@@ -706,7 +718,14 @@ impl Forest {
         if self.filled < self.config.shingle_size {
             return;
         }
-        let mut pt = std::mem::take(&mut self.scratch);
+        with_scratch(|pt, boxes| self.learn_shingle(pt, boxes));
+        self.seq += 1;
+    }
+
+    /// Offers the full shingle, as a point, to every tree's sampler, and
+    /// updates the trees and the store by what they decide. `pt` and
+    /// `boxes` are working space.
+    fn learn_shingle(&mut self, pt: &mut Vec<f32>, boxes: &mut Vec<f32>) {
         pt.clear();
         pt.extend(
             self.shingle
@@ -723,22 +742,18 @@ impl Forest {
             };
             if let Some(leaf) = evicted {
                 let point = u.tree.leaf_point(leaf);
-                u.tree.delete_leaf(leaf, &self.store, &mut self.box_scratch);
+                u.tree.delete_leaf(leaf, &self.store, boxes);
                 self.store.dec(point);
             }
-            let idx = *added.get_or_insert_with(|| self.store.add(&pt));
-            let entry = u
-                .tree
-                .insert(&pt, idx, &self.store, &mut u.rng, &mut self.box_scratch);
+            let idx = *added.get_or_insert_with(|| self.store.add(pt));
+            let entry = u.tree.insert(pt, idx, &self.store, &mut u.rng, boxes);
             u.sampler.push(weight, entry.leaf);
             self.store.inc(entry.point);
         }
         match added {
             Some(idx) => self.store.release_if_unused(idx),
-            None => self.store.follow(&pt),
+            None => self.store.follow(pt),
         }
-        self.scratch = pt;
-        self.seq += 1;
     }
 
     /// The heap bytes of [`Forest::memory_bytes`], part by part.
@@ -752,9 +767,7 @@ impl Forest {
         }
         self.store.memory_parts(&mut parts);
         parts.add_vec("store constant values", &self.constant_values);
-        parts.add_vec("shingle and scratch", &self.shingle);
-        parts.add_vec("shingle and scratch", &self.scratch);
-        parts.add_vec("shingle and scratch", &self.box_scratch);
+        parts.add_vec("shingle", &self.shingle);
         parts
     }
 
@@ -770,7 +783,6 @@ impl Forest {
             + self.store.memory_bytes()
             + self.shingle.capacity() * 8
             + self.constant_values.capacity() * std::mem::size_of::<Option<f32>>()
-            + (self.scratch.capacity() + self.box_scratch.capacity()) * 4
     }
 }
 
