@@ -8,8 +8,9 @@
 //! (those live in [`crate::detect::threshold`] and
 //! [`crate::detect::detector`]), and it never allocates per point on the
 //! score-and-update path (aside from the point store's occasional
-//! compaction, and from a value that every input had so far meeting
-//! another: see [`Forest`]).
+//! compaction, from a value that every input had so far meeting
+//! another, see [`Forest`], and from a walk down a tree deeper than the
+//! path a walk keeps on the stack).
 
 mod forest;
 mod memory;
@@ -22,6 +23,7 @@ pub use forest::{reading_every_value_stored, Forest, ForestConfig};
 pub use memory::{MemoryPart, MemoryParts};
 pub use rng::{splitmix64, Rng};
 pub use store::reading_whole_points;
+pub use tree::reading_parent_references;
 
 /// Runs `f` with the thread-local `flag` set, and puts it back as it was
 /// afterwards, even if `f` panics: how a reader of saved models tells the

@@ -1,7 +1,8 @@
 //! One random cut tree over the points its sampler holds, stored in index
 //! arenas: internal nodes (cut, children, mass; 12 bytes) and leaves (a
 //! point of the forest's [`PointStore`] and its multiplicity; 6 bytes)
-//! live in two vectors with free lists, linked by two-byte references.
+//! live in two vectors, linked by two-byte references; free entries form
+//! a list through their own fields rather than a vector of their own.
 //! Nodes keep no parent: a walk that goes back up (scoring, deletion)
 //! keeps the [`Path`] it came down, and a stored point's leaf is found by
 //! descending with the point's own coordinates, which lead to it.
@@ -33,7 +34,7 @@ use super::store::PointStore;
 mod tests;
 mod wire;
 
-pub use wire::{ref_from_wire, ref_to_wire};
+pub use wire::{reading_parent_references, ref_from_wire, ref_to_wire};
 
 /// Where [`Tree::insert`] put a point: the point the tree now refers to
 /// and the leaf holding it.
@@ -354,6 +355,7 @@ impl Tree {
     /// about `capacity` distinct points at most. Memory grows with the
     /// points held (doubling, then exactly up to `capacity`), so a young
     /// model is small.
+    ///
     /// `dim` is at most 2^16 (cut dimensions are two bytes) and
     /// `capacity` at most [`MAX_TREE_POINTS`] (larger ones are lowered to
     /// it).

@@ -21,7 +21,9 @@
 use base64::Engine as _;
 
 use super::PipelineModel;
-use crate::detect::rcf::{reading_every_value_stored, reading_whole_points};
+use crate::detect::rcf::{
+    reading_every_value_stored, reading_parent_references, reading_whole_points,
+};
 
 /// `models.version` of a model saved as JSON (earlier releases).
 pub const JSON_VERSION: i64 = 1;
@@ -30,11 +32,16 @@ pub const JSON_VERSION: i64 = 1;
 pub const BINARY_VERSION: i64 = 2;
 
 /// Layout version of the binary payload inside the header; bump when the
-/// model's fields change. Format 3 saves the input values the forest
-/// leaves out because they never varied; format 2, in which every value
-/// is stored ([`EVERY_VALUE_FORMAT`]), and format 1, every point whole
-/// ([`WHOLE_POINTS_FORMAT`]), are still read.
-pub const BINARY_FORMAT: u16 = 3;
+/// model's fields change. Format 4 saves trees without parent
+/// references; format 3, which saved them ([`PARENT_REFERENCES_FORMAT`]),
+/// format 2, in which every value is stored ([`EVERY_VALUE_FORMAT`]), and
+/// format 1, every point whole ([`WHOLE_POINTS_FORMAT`]), are still read.
+pub const BINARY_FORMAT: u16 = 4;
+
+/// The payload format of earlier releases whose trees save a parent
+/// reference in every node and leaf (and leave out the input values that
+/// never varied, as now); read as it is.
+pub const PARENT_REFERENCES_FORMAT: u16 = 3;
 
 /// The payload format of earlier releases whose forests store every input
 /// value, each input once; read as it is.
@@ -116,12 +123,14 @@ pub fn decode(bytes: &[u8]) -> Result<PipelineModel, ModelCodecError> {
     if stored != computed {
         return Err(ModelCodecError::Checksum { stored, computed });
     }
+    let read = || postcard::from_bytes(payload);
     Ok(match format {
         WHOLE_POINTS_FORMAT => {
-            reading_every_value_stored(|| reading_whole_points(|| postcard::from_bytes(payload)))?
+            reading_parent_references(|| reading_every_value_stored(|| reading_whole_points(read)))?
         }
-        EVERY_VALUE_FORMAT => reading_every_value_stored(|| postcard::from_bytes(payload))?,
-        _ => postcard::from_bytes(payload)?,
+        EVERY_VALUE_FORMAT => reading_parent_references(|| reading_every_value_stored(read))?,
+        PARENT_REFERENCES_FORMAT => reading_parent_references(read)?,
+        _ => read()?,
     })
 }
 
@@ -311,6 +320,40 @@ mod tests {
             decode(&relabelled),
             Err(ModelCodecError::Payload(_))
         ));
+    }
+
+    /// A model saved in payload format 3 (every tree node and leaf with a
+    /// parent reference) by the release before trees stopped keeping them
+    /// loads as the same model a release trains now from the same runs,
+    /// judges the next runs bit for bit alike, and saves smaller in the
+    /// current format, which reads back to the same bytes.
+    #[test]
+    fn a_model_saved_with_parent_references_loads_and_saves_in_the_current_format() {
+        let (old, loaded, saved) = load_fixture(
+            include_str!("testdata/model_parent_references.b64"),
+            PARENT_REFERENCES_FORMAT,
+        );
+        let mut cfg = crate::scoring::pipeline::pipeline_detector_config(1.0, 7);
+        cfg.trees = 5;
+        cfg.sample_size = 16;
+        let mut fresh = PipelineModel::with_detector(cfg);
+        for i in 0..60 {
+            fresh.observe(&run(i), &PipelineRules::default());
+        }
+        assert_eq!(saved, encode(&fresh).unwrap(), "the same model");
+        assert!(
+            saved.len() < old.len(),
+            "trees save smaller without parents: {} vs {} bytes",
+            saved.len(),
+            old.len()
+        );
+        same_verdicts(loaded, fresh, 60);
+        let mut relabelled = old.clone();
+        relabelled[4..6].copy_from_slice(&BINARY_FORMAT.to_le_bytes());
+        assert!(
+            decode(&relabelled).is_err(),
+            "read without parents, it does not decode"
+        );
     }
 
     /// A saved model keeps the time decay it was built with, through a

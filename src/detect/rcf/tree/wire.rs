@@ -4,13 +4,17 @@
 //! models of every earlier release load as they are and a model saved now
 //! is read by them; boxes are not saved and are rebuilt on restore.
 //!
-//! The saved form keeps each node's and leaf's parent, which the tree no
-//! longer holds: they are worked out from the children when saving (a
-//! free node or leaf is saved with none) and ignored when reading.
+//! Nodes and leaves are saved without their parent, which the tree does
+//! not hold. Binary payloads of earlier formats saved one after each
+//! node's children and after each leaf's point: they are read, and
+//! ignored, inside [`reading_parent_references`]. JSON tells by its field
+//! names (and ignores the parent).
 
-use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 
-use super::{is_leaf, leaf_idx, Internal, Leaf, NodeRef, Tree, LEAF, MAX_TREE_POINTS, NIL};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{Internal, Leaf, NodeRef, Tree, LEAF, MAX_TREE_POINTS, NIL};
 use crate::detect::bits;
 
 /// Leaf marker of a saved reference.
@@ -18,11 +22,35 @@ const WIRE_LEAF: u32 = 1 << 31;
 /// No node, saved.
 const WIRE_NIL: u32 = u32::MAX;
 
+thread_local! {
+    /// Set while a binary payload of a format that saved parent references
+    /// is read (see [`reading_parent_references`]).
+    static WITH_PARENTS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, in which binary (non-self-describing) deserialisation reads
+/// trees saved with a parent reference in every node and leaf, as formats
+/// before the current one saved them.
+pub fn reading_parent_references<R>(f: impl FnOnce() -> R) -> R {
+    crate::detect::rcf::with_flag_set(&WITH_PARENTS, f)
+}
+
 #[derive(Serialize, Deserialize)]
 pub(super) struct InternalWire {
     left: u32,
     right: u32,
-    parent: u32,
+    cut_dim: u32,
+    #[serde(with = "bits::one_f32")]
+    cut: f32,
+    mass: u32,
+}
+
+/// A node as binary payloads of earlier formats saved it.
+#[derive(Deserialize)]
+struct InternalWithParent {
+    left: u32,
+    right: u32,
+    _parent: u32,
     cut_dim: u32,
     #[serde(with = "bits::one_f32")]
     cut: f32,
@@ -32,8 +60,48 @@ pub(super) struct InternalWire {
 #[derive(Serialize, Deserialize)]
 pub(super) struct LeafWire {
     point: u32,
-    parent: u32,
     mass: u32,
+}
+
+/// A leaf as binary payloads of earlier formats saved it.
+#[derive(Deserialize)]
+struct LeafWithParent {
+    point: u32,
+    _parent: u32,
+    mass: u32,
+}
+
+/// Reads the saved nodes, with or without parents (see [`WITH_PARENTS`]).
+fn nodes_saved<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<InternalWire>, D::Error> {
+    if d.is_human_readable() || !WITH_PARENTS.with(Cell::get) {
+        return Vec::deserialize(d);
+    }
+    let nodes = Vec::<InternalWithParent>::deserialize(d)?;
+    Ok(nodes
+        .into_iter()
+        .map(|n| InternalWire {
+            left: n.left,
+            right: n.right,
+            cut_dim: n.cut_dim,
+            cut: n.cut,
+            mass: n.mass,
+        })
+        .collect())
+}
+
+/// Reads the saved leaves, with or without parents (see [`WITH_PARENTS`]).
+fn leaves_saved<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LeafWire>, D::Error> {
+    if d.is_human_readable() || !WITH_PARENTS.with(Cell::get) {
+        return Vec::deserialize(d);
+    }
+    let leaves = Vec::<LeafWithParent>::deserialize(d)?;
+    Ok(leaves
+        .into_iter()
+        .map(|l| LeafWire {
+            point: l.point,
+            mass: l.mass,
+        })
+        .collect())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,8 +110,10 @@ pub struct TreeWire {
     #[serde(default)]
     capacity: usize,
     root: u32,
+    #[serde(deserialize_with = "nodes_saved")]
     nodes: Vec<InternalWire>,
     free_nodes: Vec<u32>,
+    #[serde(deserialize_with = "leaves_saved")]
     leaves: Vec<LeafWire>,
     free_leaves: Vec<u32>,
 }
@@ -90,26 +160,6 @@ fn narrow<T: TryFrom<u32>>(v: u32, what: &str) -> Result<T, String> {
 
 impl From<Tree> for TreeWire {
     fn from(t: Tree) -> Self {
-        let mut node_parent = vec![WIRE_NIL; t.nodes.len()];
-        let mut leaf_parent = vec![WIRE_NIL; t.leaves.len()];
-        let mut stack = vec![t.root];
-        while let Some(c) = stack.pop() {
-            if c == NIL || is_leaf(c) {
-                continue;
-            }
-            let n = t.nodes[usize::from(c)];
-            for child in [n.left, n.right] {
-                if child == NIL {
-                    continue;
-                }
-                if is_leaf(child) {
-                    leaf_parent[leaf_idx(child)] = ref_to_wire(c);
-                } else {
-                    node_parent[usize::from(child)] = ref_to_wire(c);
-                    stack.push(child);
-                }
-            }
-        }
         TreeWire {
             dim: t.dim(),
             capacity: usize::from(t.capacity),
@@ -117,11 +167,9 @@ impl From<Tree> for TreeWire {
             nodes: t
                 .nodes
                 .iter()
-                .zip(node_parent)
-                .map(|(n, parent)| InternalWire {
+                .map(|n| InternalWire {
                     left: ref_to_wire(n.left),
                     right: ref_to_wire(n.right),
-                    parent,
                     cut_dim: u32::from(n.cut_dim),
                     cut: n.cut,
                     mass: u32::from(n.mass),
@@ -131,10 +179,8 @@ impl From<Tree> for TreeWire {
             leaves: t
                 .leaves
                 .iter()
-                .zip(leaf_parent)
-                .map(|(l, parent)| LeafWire {
+                .map(|l| LeafWire {
                     point: l.point,
-                    parent,
                     mass: u32::from(l.mass),
                 })
                 .collect(),
