@@ -1375,32 +1375,27 @@ impl Tree {
     pub fn validate(&self, store: &PointStore) -> Result<(), String> {
         let mut node_seen = vec![false; self.nodes.len()];
         let mut leaf_seen = vec![false; self.leaves.len()];
+        // Marks free entry `i` of `seen`, refusing one beyond the arena or
+        // met twice (a list that loops).
+        let mark = |seen: &mut [bool], i: NodeRef, what: &str| match seen.get_mut(usize::from(i)) {
+            None => Err(format!(
+                "free {what} {i} is beyond the {} {what} slots",
+                seen.len()
+            )),
+            Some(true) => Err(format!("free {what} {i} is on the free list twice")),
+            Some(s) => {
+                *s = true;
+                Ok(())
+            }
+        };
         let mut i = self.free_node;
         while i != NIL {
-            match node_seen.get_mut(usize::from(i)) {
-                None => {
-                    return Err(format!(
-                        "free node {i} is beyond the {} nodes",
-                        self.nodes.len()
-                    ))
-                }
-                Some(true) => return Err(format!("free node {i} is on the free list twice")),
-                Some(s) => *s = true,
-            }
+            mark(&mut node_seen, i, "node")?;
             i = self.nodes[usize::from(i)].left;
         }
         let mut i = self.free_leaf;
         while i != NIL {
-            match leaf_seen.get_mut(usize::from(i)) {
-                None => {
-                    return Err(format!(
-                        "free leaf {i} is beyond the {} leaves",
-                        self.leaves.len()
-                    ))
-                }
-                Some(true) => return Err(format!("free leaf {i} is on the free list twice")),
-                Some(s) => *s = true,
-            }
+            mark(&mut leaf_seen, i, "leaf")?;
             let next = self.leaves[usize::from(i)].point;
             i = NodeRef::try_from(next).unwrap_or(NIL - 1);
         }
