@@ -282,7 +282,8 @@ impl TryFrom<ForestState> for Forest {
         // Each stored point is referred to once per sampler entry holding
         // it; a wrong count would free a point still sampled, or keep one
         // forever.
-        let mut held = vec![0u32; f.store.all_refs().len()];
+        let refs = f.store.all_refs();
+        let mut held = vec![0u32; refs.len()];
         for u in &f.units {
             for leaf in u.sampler.leaves() {
                 let point = u.tree.leaf_point(leaf) as usize;
@@ -296,9 +297,7 @@ impl TryFrom<ForestState> for Forest {
                 }
             }
         }
-        if let Some((i, (r, h))) = f
-            .store
-            .all_refs()
+        if let Some((i, (r, h))) = refs
             .into_iter()
             .zip(held)
             .enumerate()

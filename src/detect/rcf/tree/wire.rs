@@ -71,37 +71,40 @@ struct LeafWithParent {
     mass: u32,
 }
 
-/// Reads the saved nodes, with or without parents (see [`WITH_PARENTS`]).
-fn nodes_saved<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<InternalWire>, D::Error> {
-    if d.is_human_readable() || !WITH_PARENTS.with(Cell::get) {
-        return Vec::deserialize(d);
-    }
-    let nodes = Vec::<InternalWithParent>::deserialize(d)?;
-    Ok(nodes
-        .into_iter()
-        .map(|n| InternalWire {
+impl From<InternalWithParent> for InternalWire {
+    fn from(n: InternalWithParent) -> Self {
+        InternalWire {
             left: n.left,
             right: n.right,
             cut_dim: n.cut_dim,
             cut: n.cut,
             mass: n.mass,
-        })
-        .collect())
+        }
+    }
 }
 
-/// Reads the saved leaves, with or without parents (see [`WITH_PARENTS`]).
-fn leaves_saved<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LeafWire>, D::Error> {
+impl From<LeafWithParent> for LeafWire {
+    fn from(l: LeafWithParent) -> Self {
+        LeafWire {
+            point: l.point,
+            mass: l.mass,
+        }
+    }
+}
+
+/// Reads saved nodes or leaves (`T`), in the layout of earlier binary
+/// formats (`WithParent`) while [`WITH_PARENTS`] is set.
+fn saved<'de, D, T, WithParent>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+    WithParent: Deserialize<'de> + Into<T>,
+{
     if d.is_human_readable() || !WITH_PARENTS.with(Cell::get) {
         return Vec::deserialize(d);
     }
-    let leaves = Vec::<LeafWithParent>::deserialize(d)?;
-    Ok(leaves
-        .into_iter()
-        .map(|l| LeafWire {
-            point: l.point,
-            mass: l.mass,
-        })
-        .collect())
+    let old = Vec::<WithParent>::deserialize(d)?;
+    Ok(old.into_iter().map(Into::into).collect())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -110,10 +113,10 @@ pub struct TreeWire {
     #[serde(default)]
     capacity: usize,
     root: u32,
-    #[serde(deserialize_with = "nodes_saved")]
+    #[serde(deserialize_with = "saved::<_, _, InternalWithParent>")]
     nodes: Vec<InternalWire>,
     free_nodes: Vec<u32>,
-    #[serde(deserialize_with = "leaves_saved")]
+    #[serde(deserialize_with = "saved::<_, _, LeafWithParent>")]
     leaves: Vec<LeafWire>,
     free_leaves: Vec<u32>,
 }
