@@ -79,9 +79,20 @@ async fn counts(url: &str) -> (String, i64, i64) {
     (integrity, runs, samples)
 }
 
+/// The files of this process open on `db_file` or its `-wal` and `-shm`.
+fn open_handles_on(db_file: &str) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.trim_end_matches(" (deleted)").starts_with(db_file))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_while_runs_are_written_then_restore_it() {
-    let app = spawn_app(Db::Sqlite).await.unwrap();
+    let mut app = spawn_app(Db::Sqlite).await.unwrap();
     let db_file = app._db.url.trim_start_matches("sqlite://").to_string();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("pipemedic.toml");
@@ -188,9 +199,15 @@ async fn backup_while_runs_are_written_then_restore_it() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // Restore as the README says: stop, copy the file back, start.
-    app.shutdown.cancel();
-    app.store.close().await;
+    // Restore as the README says: stop, copy the file back, start. The
+    // server must have stopped: a connection still open when the file is
+    // replaced would write its old log into the restored file.
+    app.stop().await;
+    let still_open = open_handles_on(&db_file);
+    assert!(
+        still_open.is_empty(),
+        "a stopped server keeps {still_open:?} open"
+    );
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{db_file}{suffix}"));
     }

@@ -160,6 +160,9 @@ pub struct TestApp {
     pub incidents: pipemedic::incidents::IncidentService,
     /// The healing loop (tests run its sweep when they move the clock).
     pub healing: pipemedic::healing::HealingService,
+    /// The server task: it ends once every background task has stopped and
+    /// the store is closed.
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
     pub _db: TestDb,
 }
 
@@ -207,6 +210,19 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+}
+
+impl TestApp {
+    /// Shuts the server down and waits until it has stopped: no task of
+    /// it holds a connection to the store any more (what stopping the
+    /// process gives an operator).
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        (&mut self.server)
+            .await
+            .expect("the server task ends")
+            .expect("the server stops cleanly");
     }
 }
 
@@ -288,7 +304,7 @@ pub async fn spawn_app_with_secrets(
     let shutdown = app.shutdown_token();
     let incidents = app.state().incidents.clone();
     let healing = app.state().healing.clone();
-    tokio::spawn(app.run_until_stopped());
+    let server = tokio::spawn(app.run_until_stopped());
     Some(TestApp {
         base,
         http: reqwest::Client::new(),
@@ -297,6 +313,7 @@ pub async fn spawn_app_with_secrets(
         shutdown,
         incidents,
         healing,
+        server,
         _db: test_db,
     })
 }
