@@ -40,7 +40,7 @@ use crate::evidence::resources::ResourceHold;
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::scoring::DetectionService;
-use crate::store::{RunOutcome, RunRow, Store, StoreError, WriteTx};
+use crate::store::{RunCall, RunOutcome, RunRow, Store, StoreError, WriteTx};
 
 /// Why an ingest call stored nothing.
 #[derive(Debug, thiserror::Error)]
@@ -463,64 +463,38 @@ async fn writer(
 }
 
 /// Commits a group of calls whose runs are already checked
-/// ([`IngestService::accept_runs`]) and redacted. With `queue_as` (the
-/// replica's name when pipelines are owned across replicas), the runs that
-/// became final are queued for their owners in the same transaction.
+/// ([`IngestService::accept_runs`]) and redacted, in one transaction
+/// ([`Store::store_run_calls`]). With `queue_as` (the replica's name when
+/// pipelines are owned across replicas), the runs that became final are
+/// queued for their owners in the same transaction.
 async fn write_group(
     store: &Store,
     group: &[Job],
     now: chrono::DateTime<chrono::Utc>,
     queue_as: Option<&str>,
 ) -> Result<Vec<IngestReport>, IngestError> {
-    let mut tx = store.begin_write().await?;
-    // Deliveries first, in order: a redelivered call stores nothing.
-    let mut claimed = Vec::with_capacity(group.len());
-    for job in group {
-        let fresh = match &job.delivery_id {
-            Some(id) => tx.claim_event(job.source.as_str(), id, now).await?,
-            None => true,
-        };
-        claimed.push(fresh);
-    }
-    // Then every run of every call, a source at a time (usually one), in
-    // multi-row statements.
-    let mut accepted: Vec<Vec<Accepted>> = vec![Vec::new(); group.len()];
-    let mut sources: Vec<RunSource> = Vec::new();
-    for (job, fresh) in group.iter().zip(&claimed) {
-        if *fresh && !sources.contains(&job.source) {
-            sources.push(job.source);
-        }
-    }
-    for source in sources {
-        let members: Vec<usize> = (0..group.len())
-            .filter(|&j| claimed[j] && group[j].source == source)
-            .collect();
-        let runs: Vec<&Run> = members.iter().flat_map(|&j| group[j].runs.iter()).collect();
-        let mut stored = store_redacted(&mut tx, source, &runs, now)
-            .await?
-            .into_iter();
-        for &j in &members {
-            accepted[j] = stored.by_ref().take(group[j].runs.len()).collect();
-        }
-    }
-    if let Some(replica) = queue_as {
-        let finals: Vec<(i64, &str)> = accepted
-            .iter()
-            .flatten()
-            .filter(|a| a.became_final)
-            .map(|a| (a.pk, a.pipeline.as_str()))
-            .collect();
-        if !finals.is_empty() {
-            tx.enqueue_scoring(&finals, replica).await?;
-        }
-    }
-    tx.commit().await?;
-    Ok(claimed
-        .into_iter()
-        .zip(accepted)
-        .map(|(fresh, runs)| IngestReport {
-            duplicate_delivery: !fresh,
-            runs,
+    // Rows are made before the write gate is taken.
+    let calls = group
+        .iter()
+        .map(|job| {
+            Ok(RunCall {
+                source: job.source,
+                delivery_id: job.delivery_id.clone(),
+                rows: job
+                    .runs
+                    .iter()
+                    .map(|run| RunRow::new(run, job.source, now))
+                    .collect::<Result<_, _>>()?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let stored = store.store_run_calls(calls, now, queue_as).await?;
+    Ok(group
+        .iter()
+        .zip(stored)
+        .map(|(job, stored)| IngestReport {
+            duplicate_delivery: !stored.fresh,
+            runs: accepted(job.runs.iter(), stored.upserted),
         })
         .collect())
 }
@@ -558,18 +532,6 @@ pub fn rows_to_store(
         .iter()
         .map(|run| RunRow::new(run, source, now))
         .collect::<Result<_, _>>()?)
-}
-
-/// [`store_runs`] for runs [`check_runs`] passed and
-/// [`redaction::RunRedaction::apply`] has seen.
-async fn store_redacted(
-    tx: &mut WriteTx,
-    source: RunSource,
-    runs: &[&Run],
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<Accepted>, IngestError> {
-    let upserted = tx.upsert_runs(runs, source, now).await?;
-    Ok(accepted(runs.iter().copied(), upserted))
 }
 
 /// What storing `runs` did, run by run.

@@ -86,55 +86,7 @@ impl BulkRunWriter {
                 .map_err(|e| bulk_error("cannot begin a transaction", e))?;
             self.open = true;
         }
-        let query = |e| bulk_error("cannot store runs", e);
-        let mut insert = self
-            .conn
-            .prepare(&insert_sql(Backend::Sqlite, 1))
-            .map_err(query)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let inserted: Option<i64> = insert
-                .query_row(insert_params(row).as_slice(), |r| r.get(0))
-                .optional()
-                .map_err(query)?;
-            let upserted = match inserted {
-                Some(pk) => Upserted {
-                    pk,
-                    outcome: RunOutcome::Inserted,
-                    became_final: row.is_final,
-                },
-                None => self.update_known(row).map_err(query)?,
-            };
-            out.push(upserted);
-        }
-        Ok(out)
-    }
-
-    /// Rewrites the stored run of `row`'s key if it changed.
-    fn update_known(&self, row: &RunRow) -> Result<Upserted, rusqlite::Error> {
-        let (pk, old_status, old_body): (i64, String, String) =
-            self.conn.prepare(SELECT_STORED_SQL)?.query_row(
-                rusqlite::params![row.pipeline, row.run_id, row.attempt],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-        let Some(became_final) = change_over(row, &old_status, &old_body) else {
-            return Ok(Upserted {
-                pk,
-                outcome: RunOutcome::Duplicate,
-                became_final: false,
-            });
-        };
-        let params: Vec<&dyn ToSql> = run_values(row)
-            .into_iter()
-            .chain(samples(row))
-            .chain([&pk as &dyn ToSql])
-            .collect();
-        self.conn.execute(UPDATE_SQL, params.as_slice())?;
-        Ok(Upserted {
-            pk,
-            outcome: RunOutcome::Updated,
-            became_final,
-        })
+        upsert_rows_on(&self.conn, rows).map_err(|e| bulk_error("cannot store runs", e))
     }
 
     /// Commits what was written since the last commit, durably; nothing to
@@ -178,8 +130,63 @@ impl BulkRunWriter {
     }
 }
 
+/// [`super::WriteTx::upsert_rows`] on `conn`, inside a transaction the
+/// caller opened: each row is inserted, or compared with the stored run of
+/// its key and rewritten if it changed, in turn (what both rusqlite writers
+/// of runs do).
+pub(super) fn upsert_rows_on(
+    conn: &rusqlite::Connection,
+    rows: &[RunRow],
+) -> Result<Vec<Upserted>, rusqlite::Error> {
+    let mut insert = conn.prepare_cached(&insert_sql(Backend::Sqlite, 1))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let inserted: Option<i64> = insert
+            .query_row(insert_params(row).as_slice(), |r| r.get(0))
+            .optional()?;
+        let upserted = match inserted {
+            Some(pk) => Upserted {
+                pk,
+                outcome: RunOutcome::Inserted,
+                became_final: row.is_final,
+            },
+            None => update_known(conn, row)?,
+        };
+        out.push(upserted);
+    }
+    Ok(out)
+}
+
+/// Rewrites the stored run of `row`'s key if it changed.
+fn update_known(conn: &rusqlite::Connection, row: &RunRow) -> Result<Upserted, rusqlite::Error> {
+    let (pk, old_status, old_body): (i64, String, String) =
+        conn.prepare_cached(SELECT_STORED_SQL)?.query_row(
+            rusqlite::params![row.pipeline, row.run_id, row.attempt],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+    let Some(became_final) = change_over(row, &old_status, &old_body) else {
+        return Ok(Upserted {
+            pk,
+            outcome: RunOutcome::Duplicate,
+            became_final: false,
+        });
+    };
+    let params: Vec<&dyn ToSql> = run_values(row)
+        .into_iter()
+        .chain(samples(row))
+        .chain([&pk as &dyn ToSql])
+        .collect();
+    conn.prepare_cached(UPDATE_SQL)?
+        .execute(params.as_slice())?;
+    Ok(Upserted {
+        pk,
+        outcome: RunOutcome::Updated,
+        became_final,
+    })
+}
+
 /// A read-write connection to the store's file.
-fn connect(file: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
+pub(super) fn connect(file: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
     rusqlite::Connection::open_with_flags(
         file,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -277,7 +284,7 @@ fn samples(row: &RunRow) -> impl Iterator<Item = &dyn ToSql> {
     row.samples.iter().map(|s| s as &dyn ToSql)
 }
 
-fn bulk_error(what: &str, e: rusqlite::Error) -> StoreError {
+pub(super) fn bulk_error(what: &str, e: rusqlite::Error) -> StoreError {
     StoreError::Bulk(format!("{what}: {e}"))
 }
 

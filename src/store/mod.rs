@@ -14,7 +14,9 @@
 //! avoids lock-upgrade failures), so one SQLite file belongs to one process.
 //! A backfill on a SQLite file writes through [`BulkRunWriter`] instead
 //! (rusqlite on a connection of its own, the same rows and SQL, holding the
-//! same write gate).
+//! same write gate), and so do groups of live ingest calls
+//! ([`Store::store_run_calls`], on the store's own rusqlite connection,
+//! taking the gate for each group).
 
 mod approvals;
 pub mod backup;
@@ -28,6 +30,7 @@ mod outbox;
 mod outcomes;
 mod paging;
 mod plans;
+mod run_calls;
 mod run_row;
 mod schema;
 mod sql;
@@ -62,6 +65,7 @@ pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
 pub use outcomes::{fate_of_status, AutonomyStop, NewOutcome, OfferedPlan};
 pub use paging::{NewPage, PageAction, PageStatus, StoredPage};
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
+pub use run_calls::{CallStored, RunCall};
 pub use run_row::RunRow;
 pub use schema::SchemaStatus;
 pub use write::{RunOutcome, Upserted, WriteTx};
@@ -139,6 +143,9 @@ pub struct Store {
     /// The SQLite file, for [`Store::bulk_run_writer`] (none in memory or
     /// on PostgreSQL).
     sqlite_file: Option<std::path::PathBuf>,
+    /// The connection groups of ingest calls are written through, on a
+    /// SQLite file ([`Store::store_run_calls`]).
+    run_writer: Option<Arc<run_calls::SqliteRunWriter>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -244,6 +251,7 @@ impl Store {
             pool,
             backend,
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            run_writer: sqlite_file.clone().map(run_calls::SqliteRunWriter::new),
             sqlite_file,
         })
     }
@@ -258,6 +266,7 @@ impl Store {
 
     /// Closes every connection (waits for them to be returned).
     pub async fn close(&self) {
+        self.close_run_writer().await;
         self.pool.close().await;
     }
 

@@ -1,0 +1,430 @@
+//! Live ingest writes: a group of ingest calls (each with its delivery id,
+//! if any, and its runs' rows) stored in one transaction by
+//! [`Store::store_run_calls`].
+//!
+//! On a SQLite file the group is written through a rusqlite connection the
+//! store keeps for it ([`SqliteRunWriter`]), on a blocking thread, under the
+//! store's write gate: the whole transaction (claims, one prepared insert
+//! stepped per run, the commit) runs without going back to the async
+//! runtime between statements. Through sqlx every statement is a hand-off
+//! to the connection's worker thread and back, each waiting for a busy
+//! runtime to poll it, and the transaction held the write gate for all of
+//! them while verdicts and models waited to be written. Same rows, same SQL
+//! ([`super::run_row`]) and the same outcomes as the sqlx path, which
+//! PostgreSQL and in-memory SQLite databases take (in one [`WriteTx`],
+//! with the runs that became final queued for their owners when pipelines
+//! are owned across replicas).
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use rusqlite::OptionalExtension;
+
+use super::bulk::{bulk_error, connect, upsert_rows_on};
+use super::{ms, RunRow, Store, StoreError, Upserted, WriteTx};
+use crate::domain::RunSource;
+
+/// One ingest call of a group: where it came from, its delivery id (a
+/// redelivery stores nothing) and its runs' rows, checked and redacted.
+#[derive(Debug, Clone)]
+pub struct RunCall {
+    pub source: RunSource,
+    pub delivery_id: Option<String>,
+    pub rows: Vec<RunRow>,
+}
+
+/// What storing one [`RunCall`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallStored {
+    /// `false`: the delivery id was seen before and nothing was written.
+    pub fresh: bool,
+    /// The outcome of each row, in order (empty when not fresh).
+    pub upserted: Vec<Upserted>,
+}
+
+/// The same per-connection settings as the store's sqlx connections; the
+/// log mode (WAL) is the file's own, set when the store opened.
+const WRITER_PRAGMAS: &str = "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
+     PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;";
+
+const CLAIM_SQL: &str = "INSERT INTO processed_events (source, event_id, received_at_ms) \
+     VALUES (?1, ?2, ?3) ON CONFLICT (source, event_id) DO NOTHING RETURNING event_id";
+
+/// The store's rusqlite connection for groups of ingest calls on a SQLite
+/// file, opened at the first group and closed with the store.
+#[derive(Debug)]
+pub(super) struct SqliteRunWriter {
+    file: std::path::PathBuf,
+    conn: Mutex<WriterState>,
+}
+
+#[derive(Debug)]
+enum WriterState {
+    NotOpen,
+    Open(rusqlite::Connection),
+    Closed,
+}
+
+impl SqliteRunWriter {
+    pub(super) fn new(file: std::path::PathBuf) -> Arc<Self> {
+        Arc::new(Self {
+            file,
+            conn: Mutex::new(WriterState::NotOpen),
+        })
+    }
+
+    /// Stores `calls` in one transaction; on any error nothing of them is
+    /// kept. Blocks: call it off the async runtime, holding the write gate.
+    fn store(&self, calls: &[RunCall], now: DateTime<Utc>) -> Result<Vec<CallStored>, StoreError> {
+        let mut state = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*state, WriterState::NotOpen) {
+            let conn = connect(&self.file)?;
+            conn.execute_batch(WRITER_PRAGMAS)
+                .map_err(|e| bulk_error("cannot set up the ingest connection", e))?;
+            *state = WriterState::Open(conn);
+        }
+        let WriterState::Open(conn) = &*state else {
+            return Err(StoreError::Bulk("the store is closed".into()));
+        };
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| bulk_error("cannot begin a transaction", e))?;
+        let stored = store_calls_on(conn, calls, now).and_then(|stored| {
+            conn.execute_batch("COMMIT")?;
+            Ok(stored)
+        });
+        stored.map_err(|e| {
+            // A failed statement or commit leaves the transaction open.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            bulk_error("cannot store runs", e)
+        })
+    }
+
+    /// Closes the connection (after a group being written); later groups
+    /// fail.
+    fn close(&self) {
+        let mut state = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        *state = WriterState::Closed;
+    }
+}
+
+/// Claims each call's delivery id, then stores the rows of the fresh ones,
+/// in order, inside the open transaction.
+fn store_calls_on(
+    conn: &rusqlite::Connection,
+    calls: &[RunCall],
+    now: DateTime<Utc>,
+) -> Result<Vec<CallStored>, rusqlite::Error> {
+    let mut fresh = Vec::with_capacity(calls.len());
+    for call in calls {
+        fresh.push(match &call.delivery_id {
+            Some(id) => conn
+                .prepare_cached(CLAIM_SQL)?
+                .query_row(rusqlite::params![call.source.as_str(), id, ms(now)], |_| {
+                    Ok(())
+                })
+                .optional()?
+                .is_some(),
+            None => true,
+        });
+    }
+    calls
+        .iter()
+        .zip(fresh)
+        .map(|(call, fresh)| {
+            Ok(CallStored {
+                fresh,
+                upserted: if fresh {
+                    upsert_rows_on(conn, &call.rows)?
+                } else {
+                    Vec::new()
+                },
+            })
+        })
+        .collect()
+}
+
+impl Store {
+    /// Stores a group of ingest calls in one transaction, durably: each
+    /// call's delivery id is claimed first (a redelivered call stores
+    /// nothing), then the rows of the fresh calls, in order. With
+    /// `queue_as` (pipelines owned across replicas), the runs that became
+    /// final are queued for their owners in the same transaction.
+    pub async fn store_run_calls(
+        &self,
+        calls: Vec<RunCall>,
+        now: DateTime<Utc>,
+        queue_as: Option<&str>,
+    ) -> Result<Vec<CallStored>, StoreError> {
+        match (&self.run_writer, &self.write_gate, queue_as) {
+            (Some(writer), Some(gate), None) => {
+                let gate = gate.clone().lock_owned().await;
+                let writer = writer.clone();
+                // The transaction ends on its thread (commit or rollback),
+                // with the gate held, even if the caller stops waiting.
+                tokio::task::spawn_blocking(move || {
+                    let _gate = gate;
+                    writer.store(&calls, now)
+                })
+                .await
+                .map_err(|e| StoreError::Bulk(format!("the ingest writer's thread failed: {e}")))?
+            }
+            _ => {
+                let mut tx = self.begin_write().await?;
+                let stored = store_calls_in(&mut tx, calls, now, queue_as).await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+        }
+    }
+
+    /// Closes the connection of [`Store::store_run_calls`] on a SQLite
+    /// file, if open.
+    pub(super) async fn close_run_writer(&self) {
+        if let Some(writer) = self.run_writer.clone() {
+            let _ = tokio::task::spawn_blocking(move || writer.close()).await;
+        }
+    }
+}
+
+/// [`Store::store_run_calls`] through sqlx, inside `tx`.
+async fn store_calls_in(
+    tx: &mut WriteTx,
+    calls: Vec<RunCall>,
+    now: DateTime<Utc>,
+    queue_as: Option<&str>,
+) -> Result<Vec<CallStored>, StoreError> {
+    // How many rows each call stores: `None` when its delivery was seen.
+    let mut stores = Vec::with_capacity(calls.len());
+    for call in &calls {
+        let fresh = match &call.delivery_id {
+            Some(id) => tx.claim_event(call.source.as_str(), id, now).await?,
+            None => true,
+        };
+        stores.push(fresh.then_some(call.rows.len()));
+    }
+    // Every row of every fresh call in multi-row statements.
+    let rows: Vec<RunRow> = calls
+        .into_iter()
+        .zip(&stores)
+        .filter(|(_, n)| n.is_some())
+        .flat_map(|(call, _)| call.rows)
+        .collect();
+    let upserted = tx.upsert_rows(&rows).await?;
+    if let Some(replica) = queue_as {
+        let finals: Vec<(i64, &str)> = rows
+            .iter()
+            .zip(&upserted)
+            .filter(|(_, up)| up.became_final)
+            .map(|(row, up)| (up.pk, row.pipeline.as_str()))
+            .collect();
+        if !finals.is_empty() {
+            tx.enqueue_scoring(&finals, replica).await?;
+        }
+    }
+    let mut upserted = upserted.into_iter();
+    Ok(stores
+        .into_iter()
+        .map(|n| CallStored {
+            fresh: n.is_some(),
+            upserted: upserted.by_ref().take(n.unwrap_or(0)).collect(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::domain::{Run, RunStatus};
+    use crate::store::RunOutcome;
+
+    fn t0() -> DateTime<Utc> {
+        "2026-11-02T08:00:00Z".parse().unwrap()
+    }
+
+    fn run(pipeline: &str, id: u32, status: RunStatus) -> Run {
+        let mut run = Run::new(pipeline, id.to_string(), status);
+        let start = t0() + Duration::minutes(i64::from(id) * 30);
+        run.started_at = Some(start);
+        if status.is_final() {
+            run.finished_at = Some(start + Duration::seconds(200 + i64::from(id % 9)));
+        }
+        run
+    }
+
+    fn call(delivery: Option<&str>, runs: &[Run]) -> RunCall {
+        RunCall {
+            source: RunSource::Generic,
+            delivery_id: delivery.map(str::to_string),
+            rows: runs
+                .iter()
+                .map(|r| RunRow::new(r, RunSource::Generic, t0()).unwrap())
+                .collect(),
+        }
+    }
+
+    /// Two groups: new runs, a repeat within a call, a delivery id used
+    /// twice in one group and again in the next, a running run that
+    /// finishes, a finished one that comes back unchanged and one that
+    /// changes.
+    fn groups() -> [Vec<RunCall>; 2] {
+        use RunStatus::{Failed, Running, Succeeded};
+        [
+            vec![
+                call(
+                    Some("d1"),
+                    &[run("api", 1, Succeeded), run("api", 2, Running)],
+                ),
+                call(None, &[run("web", 3, Succeeded), run("web", 3, Succeeded)]),
+                call(Some("d1"), &[run("api", 9, Succeeded)]),
+            ],
+            vec![
+                call(Some("d1"), &[run("api", 8, Succeeded)]),
+                call(
+                    Some("d2"),
+                    &[
+                        run("api", 2, Failed),
+                        run("web", 3, Succeeded),
+                        run("api", 1, Failed),
+                    ],
+                ),
+            ],
+        ]
+    }
+
+    /// Every stored run (key, status, body) and claimed delivery id.
+    async fn contents(store: &Store) -> (Vec<(String, String, String, String)>, Vec<String>) {
+        let runs = sqlx::query_as(
+            "SELECT pipeline, run_id, status, body FROM runs ORDER BY pipeline, run_id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let events = sqlx::query_scalar("SELECT event_id FROM processed_events ORDER BY event_id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        (runs, events)
+    }
+
+    fn kinds(stored: &[CallStored]) -> Vec<(bool, Vec<(RunOutcome, bool)>)> {
+        stored
+            .iter()
+            .map(|c| {
+                let ups = c.upserted.iter().map(|u| (u.outcome, u.became_final));
+                (c.fresh, ups.collect())
+            })
+            .collect()
+    }
+
+    async fn file_store(dir: &tempfile::TempDir) -> Store {
+        let url = format!("sqlite:{}", dir.path().join("pm.db").display());
+        Store::connect(&url, 2).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_file_stores_groups_as_the_sqlx_path_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_store(&dir).await;
+        assert!(file.run_writer.is_some());
+        let memory = Store::connect("sqlite::memory:", 1).await.unwrap();
+        assert!(memory.run_writer.is_none(), "in memory: the sqlx path");
+        let mut outcomes = Vec::new();
+        for store in [&file, &memory] {
+            let mut both = Vec::new();
+            for group in groups() {
+                both.push(kinds(
+                    &store.store_run_calls(group, t0(), None).await.unwrap(),
+                ));
+            }
+            outcomes.push(both);
+        }
+        assert_eq!(outcomes[0], outcomes[1]);
+        use RunOutcome::{Duplicate, Inserted, Updated};
+        assert_eq!(
+            outcomes[0][0],
+            vec![
+                (true, vec![(Inserted, true), (Inserted, false)]),
+                (true, vec![(Inserted, true), (Duplicate, false)]),
+                (false, vec![]),
+            ]
+        );
+        assert_eq!(
+            outcomes[0][1],
+            vec![
+                (false, vec![]),
+                (
+                    true,
+                    vec![(Updated, true), (Duplicate, false), (Updated, false)]
+                ),
+            ]
+        );
+        let (runs, events) = contents(&file).await;
+        assert_eq!((runs.clone(), events.clone()), contents(&memory).await);
+        assert_eq!(runs.len(), 3);
+        assert_eq!(events, ["d1", "d2"]);
+    }
+
+    #[tokio::test]
+    async fn a_group_that_fails_keeps_nothing_and_the_next_one_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir).await;
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON runs WHEN NEW.run_id = '7' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let ok = run("api", 1, RunStatus::Succeeded);
+        let refused = run("api", 7, RunStatus::Succeeded);
+        let error = store
+            .store_run_calls(
+                vec![
+                    call(Some("d1"), std::slice::from_ref(&ok)),
+                    call(None, &[refused]),
+                ],
+                t0(),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("refused by the test"), "{error}");
+        assert_eq!(contents(&store).await, (vec![], vec![]));
+        let stored = store
+            .store_run_calls(vec![call(Some("d1"), &[ok])], t0(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            kinds(&stored),
+            vec![(true, vec![(RunOutcome::Inserted, true)])]
+        );
+        assert_eq!(contents(&store).await.0.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_group_waits_for_the_write_gate_and_a_closed_store_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir).await;
+        let tx = store.begin_write().await.unwrap();
+        let writing = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let group = vec![call(None, &[run("api", 1, RunStatus::Succeeded)])];
+                store.store_run_calls(group, t0(), None).await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!writing.is_finished(), "another transaction holds the gate");
+        drop(tx);
+        assert!(writing.await.unwrap().is_ok());
+
+        store.close().await;
+        let group = vec![call(None, &[run("api", 2, RunStatus::Succeeded)])];
+        let error = store.store_run_calls(group, t0(), None).await.unwrap_err();
+        assert!(error.to_string().contains("closed"), "{error}");
+    }
+}
