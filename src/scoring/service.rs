@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::config::PipelineRules;
 use crate::domain::{Run, ScoredRun, Verdict};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, VerdictRow};
 
 /// Settings of the detection flow.
 #[derive(Debug, Clone)]
@@ -523,13 +523,34 @@ async fn score_batch(
     }
 
     // 2. Store, in one transaction.
-    let now = clock.now();
-    let mut tx = store.begin_write().await?;
     let written = distinct_pipelines(
         decided
             .iter()
             .filter_map(|(write, _)| write.map(|(_, run)| run)),
     );
+    // Most batches only store verdicts: on a SQLite file, without a
+    // `WriteTx`, unless one of their pipelines has an open anomaly.
+    let quiet = fence.is_none()
+        && resets_applied.is_empty()
+        && decided.iter().all(|(write, verdict)| {
+            write.is_none() || (!verdict.is_anomalous() && verdict.new_normal.is_empty())
+        });
+    if quiet {
+        let rows = decided
+            .iter()
+            .filter_map(|(write, verdict)| {
+                write.map(|(run_pk, _)| VerdictRow::new(run_pk, verdict))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let pipelines = written.iter().map(|p| p.to_string()).collect();
+        if store.store_quiet_verdicts(pipelines, rows).await? {
+            let to_save: Vec<String> = to_save.into_iter().collect();
+            bank.save_together(&to_save).await?;
+            return Ok(decided.into_iter().map(|(_, verdict)| verdict).collect());
+        }
+    }
+    let now = clock.now();
+    let mut tx = store.begin_write().await?;
     if let Some(holder) = fence {
         if let Some(lost) = tx.hold_leases(&written, holder).await? {
             return Err(StoreError::LeaseLost(lost));

@@ -14,9 +14,10 @@
 //! avoids lock-upgrade failures), so one SQLite file belongs to one process.
 //! A backfill on a SQLite file writes through [`BulkRunWriter`] instead
 //! (rusqlite on a connection of its own, the same rows and SQL, holding the
-//! same write gate), and so do groups of live ingest calls
-//! ([`Store::store_run_calls`], on the store's own rusqlite connection,
-//! taking the gate for each group).
+//! same write gate), and so do the hot writes of a running server: groups
+//! of ingest calls and verdicts that open or close no anomaly record
+//! ([`Store::store_run_calls`], [`Store::store_quiet_verdicts`], on the
+//! store's own rusqlite connection, taking the gate for each transaction).
 
 mod approvals;
 pub mod backup;
@@ -30,10 +31,10 @@ mod outbox;
 mod outcomes;
 mod paging;
 mod plans;
-mod run_calls;
 mod run_row;
 mod schema;
 mod sql;
+mod sqlite_writer;
 mod write;
 
 use std::str::FromStr;
@@ -65,9 +66,9 @@ pub use outbox::{NewOutbox, OutboxKind, OutboxRow, OutboxStatus};
 pub use outcomes::{fate_of_status, AutonomyStop, NewOutcome, OfferedPlan};
 pub use paging::{NewPage, PageAction, PageStatus, StoredPage};
 pub use plans::{NewPlan, PlanStatus, StoredPlan};
-pub use run_calls::{CallStored, RunCall};
 pub use run_row::RunRow;
 pub use schema::SchemaStatus;
+pub use sqlite_writer::{CallStored, RunCall, VerdictRow};
 pub use write::{RunOutcome, Upserted, WriteTx};
 
 /// How long one statement may take before the driver logs it as slow.
@@ -143,9 +144,9 @@ pub struct Store {
     /// The SQLite file, for [`Store::bulk_run_writer`] (none in memory or
     /// on PostgreSQL).
     sqlite_file: Option<std::path::PathBuf>,
-    /// The connection groups of ingest calls are written through, on a
-    /// SQLite file ([`Store::store_run_calls`]).
-    run_writer: Option<Arc<run_calls::SqliteRunWriter>>,
+    /// The connection the hot writes go through on a SQLite file (groups
+    /// of ingest calls, verdicts that change no anomaly record).
+    sqlite_writer: Option<Arc<sqlite_writer::SqliteWriter>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -251,7 +252,7 @@ impl Store {
             pool,
             backend,
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
-            run_writer: sqlite_file.clone().map(run_calls::SqliteRunWriter::new),
+            sqlite_writer: sqlite_file.clone().map(sqlite_writer::SqliteWriter::new),
             sqlite_file,
         })
     }
@@ -266,7 +267,7 @@ impl Store {
 
     /// Closes every connection (waits for them to be returned).
     pub async fn close(&self) {
-        self.close_run_writer().await;
+        self.close_sqlite_writer().await;
         self.pool.close().await;
     }
 

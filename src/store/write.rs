@@ -255,15 +255,12 @@ impl WriteTx {
             );
             let mut query = sqlx::query(&sql);
             for (pk, verdict) in chunk {
-                let json = serde_json::to_string(verdict).map_err(|e| StoreError::Corrupt {
-                    what: "verdict".into(),
-                    detail: e.to_string(),
-                })?;
+                let row = super::VerdictRow::new(*pk, verdict)?;
                 query = query
-                    .bind(*pk)
-                    .bind(verdict.score)
-                    .bind(verdict.grade)
-                    .bind(json);
+                    .bind(row.run_pk)
+                    .bind(row.score)
+                    .bind(row.grade)
+                    .bind(row.json);
             }
             query.execute(&mut *self.tx).await?;
         }

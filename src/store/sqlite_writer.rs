@@ -1,19 +1,20 @@
-//! Live ingest writes: a group of ingest calls (each with its delivery id,
-//! if any, and its runs' rows) stored in one transaction by
-//! [`Store::store_run_calls`].
+//! The hot writes of a running server on a SQLite file, through a
+//! rusqlite connection the store keeps for them ([`SqliteWriter`]): groups
+//! of ingest calls ([`Store::store_run_calls`]: each call's delivery id,
+//! if any, and its runs' rows) and verdicts that open, extend or close no
+//! anomaly record ([`Store::store_quiet_verdicts`]).
 //!
-//! On a SQLite file the group is written through a rusqlite connection the
-//! store keeps for it ([`SqliteRunWriter`]), on a blocking thread, under the
-//! store's write gate: the whole transaction (claims, one prepared insert
-//! stepped per run, the commit) runs without going back to the async
-//! runtime between statements. Through sqlx every statement is a hand-off
-//! to the connection's worker thread and back, each waiting for a busy
-//! runtime to poll it, and the transaction held the write gate for all of
-//! them while verdicts and models waited to be written. Same rows, same SQL
+//! Each transaction runs whole on a blocking thread under the store's
+//! write gate, without going back to the async runtime between
+//! statements. Through sqlx every statement is a hand-off to the
+//! connection's worker thread and back, each waiting for a busy runtime to
+//! poll it, and the transaction held the write gate for all of them while
+//! the other writers waited: under load, ingest and verdict transactions
+//! held the gate nearly all the time. Same rows, same SQL
 //! ([`super::run_row`]) and the same outcomes as the sqlx path, which
-//! PostgreSQL and in-memory SQLite databases take (in one [`WriteTx`],
-//! with the runs that became final queued for their owners when pipelines
-//! are owned across replicas).
+//! PostgreSQL and in-memory SQLite databases take (ingest in one
+//! [`WriteTx`], with the runs that became final queued for their owners
+//! when pipelines are owned across replicas).
 
 use std::sync::{Arc, Mutex};
 
@@ -42,6 +43,30 @@ pub struct CallStored {
     pub upserted: Vec<Upserted>,
 }
 
+/// A verdict as its run's row keeps it: the run's row id, score, grade
+/// and the verdict as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerdictRow {
+    pub run_pk: i64,
+    pub score: f64,
+    pub grade: f64,
+    pub json: String,
+}
+
+impl VerdictRow {
+    pub fn new(run_pk: i64, verdict: &crate::domain::Verdict) -> Result<Self, StoreError> {
+        Ok(Self {
+            run_pk,
+            score: verdict.score,
+            grade: verdict.grade,
+            json: serde_json::to_string(verdict).map_err(|e| StoreError::Corrupt {
+                what: "verdict".into(),
+                detail: e.to_string(),
+            })?,
+        })
+    }
+}
+
 /// The same per-connection settings as the store's sqlx connections; the
 /// log mode (WAL) is the file's own, set when the store opened.
 const WRITER_PRAGMAS: &str = "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
@@ -50,10 +75,17 @@ const WRITER_PRAGMAS: &str = "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 1
 const CLAIM_SQL: &str = "INSERT INTO processed_events (source, event_id, received_at_ms) \
      VALUES (?1, ?2, ?3) ON CONFLICT (source, event_id) DO NOTHING RETURNING event_id";
 
-/// The store's rusqlite connection for groups of ingest calls on a SQLite
-/// file, opened at the first group and closed with the store.
+/// As `WriteTx::set_verdicts`, one run at a time.
+const SET_VERDICT_SQL: &str = "UPDATE runs SET score = ?1, grade = ?2, verdict = ?3, \
+     scored_times = scored_times + 1 WHERE id = ?4";
+
+/// Pipelines named in one `IN` list at most.
+const IN_LIST_MAX: usize = 500;
+
+/// The store's rusqlite connection for its hot writes on a SQLite file,
+/// opened at the first and closed with the store.
 #[derive(Debug)]
-pub(super) struct SqliteRunWriter {
+pub(super) struct SqliteWriter {
     file: std::path::PathBuf,
     conn: Mutex<WriterState>,
 }
@@ -65,7 +97,7 @@ enum WriterState {
     Closed,
 }
 
-impl SqliteRunWriter {
+impl SqliteWriter {
     pub(super) fn new(file: std::path::PathBuf) -> Arc<Self> {
         Arc::new(Self {
             file,
@@ -73,14 +105,19 @@ impl SqliteRunWriter {
         })
     }
 
-    /// Stores `calls` in one transaction; on any error nothing of them is
-    /// kept. Blocks: call it off the async runtime, holding the write gate.
-    fn store(&self, calls: &[RunCall], now: DateTime<Utc>) -> Result<Vec<CallStored>, StoreError> {
+    /// Runs `work` in a transaction it commits when `work` gives
+    /// `Some`, and rolls back on `None` or an error. Blocks: call it off
+    /// the async runtime, holding the write gate.
+    fn transact<T>(
+        &self,
+        what: &str,
+        work: impl FnOnce(&rusqlite::Connection) -> Result<Option<T>, rusqlite::Error>,
+    ) -> Result<Option<T>, StoreError> {
         let mut state = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if matches!(*state, WriterState::NotOpen) {
             let conn = connect(&self.file)?;
             conn.execute_batch(WRITER_PRAGMAS)
-                .map_err(|e| bulk_error("cannot set up the ingest connection", e))?;
+                .map_err(|e| bulk_error("cannot set up the writer's connection", e))?;
             *state = WriterState::Open(conn);
         }
         let WriterState::Open(conn) = &*state else {
@@ -88,21 +125,22 @@ impl SqliteRunWriter {
         };
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| bulk_error("cannot begin a transaction", e))?;
-        let stored = store_calls_on(conn, calls, now).and_then(|stored| {
-            conn.execute_batch("COMMIT")?;
-            Ok(stored)
-        });
-        stored.map_err(|e| {
-            // A failed statement or commit leaves the transaction open.
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
+        let done = work(conn).and_then(|done| {
+            if done.is_some() {
+                conn.execute_batch("COMMIT")?;
             }
-            bulk_error("cannot store runs", e)
-        })
+            Ok(done)
+        });
+        // Nothing to keep, or a failed statement or commit: the
+        // transaction is still open.
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        done.map_err(|e| bulk_error(what, e))
     }
 
-    /// Closes the connection (after a group being written); later groups
-    /// fail.
+    /// Closes the connection (after a transaction under way); later
+    /// writes fail.
     fn close(&self) {
         let mut state = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         *state = WriterState::Closed;
@@ -145,7 +183,58 @@ fn store_calls_on(
         .collect()
 }
 
+/// Whether any of `pipelines` has an open anomaly record.
+fn any_open_anomaly(
+    conn: &rusqlite::Connection,
+    pipelines: &[String],
+) -> Result<bool, rusqlite::Error> {
+    for chunk in pipelines.chunks(IN_LIST_MAX) {
+        let list = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT 1 FROM anomalies WHERE status = 'open' AND pipeline IN ({list}) LIMIT 1"
+        );
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row(rusqlite::params_from_iter(chunk), |_| Ok(()))
+            .optional()?;
+        if found.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 impl Store {
+    /// Whether the store has a SQLite writer's connection (a SQLite file;
+    /// not PostgreSQL or a database in memory).
+    fn has_sqlite_writer(&self) -> bool {
+        self.sqlite_writer.is_some() && self.write_gate.is_some()
+    }
+
+    /// Runs `work` on the SQLite writer's connection in a transaction,
+    /// under the write gate (see [`SqliteWriter::transact`]); only when
+    /// [`Store::has_sqlite_writer`].
+    async fn on_sqlite_writer<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(&rusqlite::Connection) -> Result<Option<T>, rusqlite::Error> + Send + 'static,
+    ) -> Result<Option<T>, StoreError> {
+        let (Some(writer), Some(gate)) = (&self.sqlite_writer, &self.write_gate) else {
+            return Err(StoreError::Bulk("the store has no SQLite writer".into()));
+        };
+        let gate = gate.clone().lock_owned().await;
+        let writer = writer.clone();
+        // The transaction ends on its thread (commit or rollback), with
+        // the gate held, even if the caller stops waiting.
+        let done = tokio::task::spawn_blocking(move || {
+            let _gate = gate;
+            writer.transact(what, work)
+        })
+        .await
+        .map_err(|e| StoreError::Bulk(format!("the writer's thread failed: {e}")))?;
+        done
+    }
+
     /// Stores a group of ingest calls in one transaction, durably: each
     /// call's delivery id is claimed first (a redelivered call stores
     /// nothing), then the rows of the fresh calls, in order. With
@@ -157,32 +246,52 @@ impl Store {
         now: DateTime<Utc>,
         queue_as: Option<&str>,
     ) -> Result<Vec<CallStored>, StoreError> {
-        match (&self.run_writer, &self.write_gate, queue_as) {
-            (Some(writer), Some(gate), None) => {
-                let gate = gate.clone().lock_owned().await;
-                let writer = writer.clone();
-                // The transaction ends on its thread (commit or rollback),
-                // with the gate held, even if the caller stops waiting.
-                tokio::task::spawn_blocking(move || {
-                    let _gate = gate;
-                    writer.store(&calls, now)
+        if queue_as.is_none() && self.has_sqlite_writer() {
+            let stored = self
+                .on_sqlite_writer("cannot store runs", move |conn| {
+                    store_calls_on(conn, &calls, now).map(Some)
                 })
-                .await
-                .map_err(|e| StoreError::Bulk(format!("the ingest writer's thread failed: {e}")))?
-            }
-            _ => {
-                let mut tx = self.begin_write().await?;
-                let stored = store_calls_in(&mut tx, calls, now, queue_as).await?;
-                tx.commit().await?;
-                Ok(stored)
-            }
+                .await?;
+            return Ok(stored.unwrap_or_default());
         }
+        let mut tx = self.begin_write().await?;
+        let stored = store_calls_in(&mut tx, calls, now, queue_as).await?;
+        tx.commit().await?;
+        Ok(stored)
     }
 
-    /// Closes the connection of [`Store::store_run_calls`] on a SQLite
-    /// file, if open.
-    pub(super) async fn close_run_writer(&self) {
-        if let Some(writer) = self.run_writer.clone() {
+    /// Stores verdicts of runs of `pipelines` that open, extend or close
+    /// no anomaly record, in one transaction, durably: on a SQLite file,
+    /// through its writer's connection, when none of `pipelines` has an
+    /// open anomaly (a normal run would close it). `false` when nothing
+    /// was written because that does not hold or the store has no such
+    /// connection: then the caller stores them in a [`WriteTx`].
+    pub async fn store_quiet_verdicts(
+        &self,
+        pipelines: Vec<String>,
+        verdicts: Vec<VerdictRow>,
+    ) -> Result<bool, StoreError> {
+        if !self.has_sqlite_writer() {
+            return Ok(false);
+        }
+        let stored = self
+            .on_sqlite_writer("cannot store verdicts", move |conn| {
+                if any_open_anomaly(conn, &pipelines)? {
+                    return Ok(None);
+                }
+                let mut update = conn.prepare_cached(SET_VERDICT_SQL)?;
+                for v in &verdicts {
+                    update.execute(rusqlite::params![v.score, v.grade, v.json, v.run_pk])?;
+                }
+                Ok(Some(()))
+            })
+            .await?;
+        Ok(stored.is_some())
+    }
+
+    /// Closes the SQLite writer's connection, if open.
+    pub(super) async fn close_sqlite_writer(&self) {
+        if let Some(writer) = self.sqlite_writer.clone() {
             let _ = tokio::task::spawn_blocking(move || writer.close()).await;
         }
     }
@@ -329,9 +438,9 @@ mod tests {
     async fn a_sqlite_file_stores_groups_as_the_sqlx_path_does() {
         let dir = tempfile::tempdir().unwrap();
         let file = file_store(&dir).await;
-        assert!(file.run_writer.is_some());
+        assert!(file.has_sqlite_writer());
         let memory = Store::connect("sqlite::memory:", 1).await.unwrap();
-        assert!(memory.run_writer.is_none(), "in memory: the sqlx path");
+        assert!(!memory.has_sqlite_writer(), "in memory: the sqlx path");
         let mut outcomes = Vec::new();
         for store in [&file, &memory] {
             let mut both = Vec::new();
@@ -366,6 +475,104 @@ mod tests {
         assert_eq!((runs.clone(), events.clone()), contents(&memory).await);
         assert_eq!(runs.len(), 3);
         assert_eq!(events, ["d1", "d2"]);
+    }
+
+    /// Score, grade, verdict and times scored of every run, by run id.
+    async fn scores(store: &Store) -> Vec<(String, Option<f64>, Option<f64>, Option<String>, i64)> {
+        sqlx::query_as(
+            "SELECT run_id, score, grade, verdict, scored_times FROM runs ORDER BY run_id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn quiet_verdicts_are_stored_as_a_write_transaction_stores_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_store(&dir).await;
+        let memory = Store::connect("sqlite::memory:", 1).await.unwrap();
+        let verdict = |i: u32| crate::domain::Verdict {
+            score: 0.5 + f64::from(i),
+            warming_up: i == 2,
+            ..Default::default()
+        };
+        for store in [&file, &memory] {
+            let runs: Vec<Run> = (1..=3)
+                .map(|i| run(if i == 3 { "web" } else { "api" }, i, RunStatus::Succeeded))
+                .collect();
+            let stored = store
+                .store_run_calls(vec![call(None, &runs)], t0(), None)
+                .await
+                .unwrap();
+            let pks: Vec<i64> = stored[0].upserted.iter().map(|u| u.pk).collect();
+            let rows: Vec<VerdictRow> = (1..=3)
+                .map(|i| VerdictRow::new(pks[i as usize - 1], &verdict(i)).unwrap())
+                .collect();
+            let pipelines = vec!["api".to_string(), "web".to_string()];
+            if store.has_sqlite_writer() {
+                assert!(store.store_quiet_verdicts(pipelines, rows).await.unwrap());
+            } else {
+                assert!(!store.store_quiet_verdicts(pipelines, rows).await.unwrap());
+                assert!(
+                    scores(store).await.iter().all(|r| r.4 == 0),
+                    "nothing written"
+                );
+                let mut tx = store.begin_write().await.unwrap();
+                let verdicts: Vec<_> = (1..=3).map(verdict).collect();
+                let rows: Vec<(i64, &crate::domain::Verdict)> =
+                    pks.iter().copied().zip(&verdicts).collect();
+                tx.set_verdicts(&rows).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        }
+        let stored = scores(&file).await;
+        assert_eq!(stored, scores(&memory).await);
+        assert_eq!(stored[1].1, Some(2.5));
+        assert!(stored.iter().all(|r| r.4 == 1), "{stored:?}");
+        let json: crate::domain::Verdict =
+            serde_json::from_str(stored[1].3.as_deref().unwrap()).unwrap();
+        assert_eq!(json, verdict(2));
+    }
+
+    #[tokio::test]
+    async fn quiet_verdicts_are_refused_for_a_pipeline_with_an_open_anomaly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir).await;
+        let runs = [
+            run("api", 1, RunStatus::Failed),
+            run("web", 2, RunStatus::Succeeded),
+        ];
+        let stored = store
+            .store_run_calls(vec![call(None, &runs)], t0(), None)
+            .await
+            .unwrap();
+        let (api, web) = (stored[0].upserted[0].pk, stored[0].upserted[1].pk);
+        let abnormal = crate::domain::Verdict {
+            grade: 0.8,
+            ..Default::default()
+        };
+        let mut tx = store.begin_write().await.unwrap();
+        tx.open_or_extend_anomaly("api", api, &abnormal, t0())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let normal = crate::domain::Verdict::default();
+        let rows = |pk| vec![VerdictRow::new(pk, &normal).unwrap()];
+        let refused = store
+            .store_quiet_verdicts(vec!["api".into(), "web".into()], rows(web))
+            .await
+            .unwrap();
+        assert!(!refused, "a normal run of api would close its anomaly");
+        assert!(
+            scores(&store).await.iter().all(|r| r.4 == 0),
+            "nothing written"
+        );
+        assert!(store
+            .store_quiet_verdicts(vec!["web".into()], rows(web))
+            .await
+            .unwrap());
+        assert_eq!(scores(&store).await[1].4, 1);
     }
 
     #[tokio::test]
