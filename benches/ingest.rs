@@ -7,7 +7,7 @@
 //! second through the same server and client (the HTTP ceiling).
 //!
 //! After each backend's figures, the ceiling: the same rows stored durably
-//! through the same driver and write path, 100 per transaction, without
+//! through the same write path as ingest, 100 per transaction, without
 //! HTTP or scoring.
 //!
 //! First, the cost of the run limits check ([`pipemedic::domain::Run::validate`])
@@ -114,9 +114,11 @@ async fn bench_backend(name: &str, url: &str) {
     );
 }
 
-/// Runs per second stored durably through the store's own write path
-/// ([`pipemedic::store::WriteTx::upsert_runs`]), 100 per transaction, one
-/// transaction after another: the ceiling of what ingest can reach.
+/// Runs per second stored durably through the write path of ingest
+/// ([`pipemedic::store::Store::store_run_calls`]: on a SQLite file the
+/// store's rusqlite connection, on PostgreSQL a sqlx transaction), 100
+/// per transaction, one transaction after another: the ceiling of what
+/// ingest can reach.
 async fn ceiling(url: &str) -> f64 {
     let store = pipemedic::store::Store::connect(url, 4)
         .await
@@ -135,12 +137,19 @@ async fn ceiling(url: &str) -> f64 {
         for (i, run) in runs.iter_mut().enumerate() {
             run.run_id = format!("r{}", 50_000_000 + n * 100 + i as u64);
         }
-        let refs: Vec<_> = runs.iter().collect();
-        let mut tx = store.begin_write().await.expect("begin");
-        tx.upsert_runs(&refs, pipemedic::domain::RunSource::Generic, now)
+        let source = pipemedic::domain::RunSource::Generic;
+        let call = pipemedic::store::RunCall {
+            source,
+            delivery_id: None,
+            rows: runs
+                .iter()
+                .map(|run| pipemedic::store::RunRow::new(run, source, now).expect("row"))
+                .collect(),
+        };
+        store
+            .store_run_calls(vec![call], now, None)
             .await
-            .expect("insert");
-        tx.commit().await.expect("commit");
+            .expect("stored");
         stored += 100;
         n += 1;
     }
