@@ -268,20 +268,16 @@ impl ModelBank {
             for pipeline in chunk {
                 let pipeline = pipeline.as_ref();
                 if let Some(entry) = self.cache.peek(pipeline) {
-                    encoded.push((pipeline, encode(pipeline, &entry.model)?));
+                    encoded.push((pipeline.to_string(), encode(pipeline, &entry.model)?));
                 }
             }
             if encoded.is_empty() {
                 continue;
             }
-            let now = chrono::Utc::now();
-            let mut tx = self.store.begin_write().await?;
-            for (pipeline, stored) in &encoded {
-                tx.save_model(pipeline, stored, now).await?;
-            }
-            tx.commit().await?;
-            for (pipeline, _) in &encoded {
-                if let Some(entry) = self.cache.peek_mut(*pipeline) {
+            let saved: Vec<String> = encoded.iter().map(|(p, _)| p.clone()).collect();
+            self.store.save_models(encoded, chrono::Utc::now()).await?;
+            for pipeline in &saved {
+                if let Some(entry) = self.cache.peek_mut(pipeline) {
                     entry.unsaved = 0;
                 }
             }
@@ -336,9 +332,9 @@ impl Drop for ModelBank {
 /// Encodes (binary, checksummed; see [`codec`]) and stores a model.
 pub async fn save(store: &Store, pipeline: &str, model: &PipelineModel) -> Result<(), StoreError> {
     let stored = encode(pipeline, model)?;
-    let mut tx = store.begin_write().await?;
-    tx.save_model(pipeline, &stored, chrono::Utc::now()).await?;
-    tx.commit().await
+    store
+        .save_models(vec![(pipeline.to_string(), stored)], chrono::Utc::now())
+        .await
 }
 
 /// Models saved in one transaction at most (a few MB of writes).

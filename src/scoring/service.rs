@@ -522,6 +522,8 @@ async fn score_batch(
         decided.push((Some((*run_pk, run)), verdict));
     }
 
+    let to_save: Vec<String> = to_save.into_iter().collect();
+
     // 2. Store, in one transaction.
     let written = distinct_pipelines(
         decided
@@ -544,7 +546,6 @@ async fn score_batch(
             .collect::<Result<Vec<_>, _>>()?;
         let pipelines = written.iter().map(|p| p.to_string()).collect();
         if store.store_quiet_verdicts(pipelines, rows).await? {
-            let to_save: Vec<String> = to_save.into_iter().collect();
             bank.save_together(&to_save).await?;
             return Ok(decided.into_iter().map(|(_, verdict)| verdict).collect());
         }
@@ -628,7 +629,6 @@ async fn score_batch(
         tx.mark_scored_by(&run_pks, holder).await?;
     }
     tx.commit().await?;
-    let to_save: Vec<String> = to_save.into_iter().collect();
     bank.save_together(&to_save).await?;
     Ok(verdicts)
 }

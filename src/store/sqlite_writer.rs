@@ -2,7 +2,8 @@
 //! rusqlite connection the store keeps for them ([`SqliteWriter`]): groups
 //! of ingest calls ([`Store::store_run_calls`]: each call's delivery id,
 //! if any, and its runs' rows) and verdicts that open, extend or close no
-//! anomaly record ([`Store::store_quiet_verdicts`]).
+//! anomaly record ([`Store::store_quiet_verdicts`]), and saved models
+//! ([`Store::save_models`]).
 //!
 //! Each transaction runs whole on a blocking thread under the store's
 //! write gate, without going back to the async runtime between
@@ -22,7 +23,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::OptionalExtension;
 
 use super::bulk::{bulk_error, connect, upsert_rows_on};
-use super::{ms, RunRow, Store, StoreError, Upserted, WriteTx};
+use super::{ms, RunRow, Store, StoreError, StoredModel, Upserted, WriteTx};
 use crate::domain::RunSource;
 
 /// One ingest call of a group: where it came from, its delivery id (a
@@ -78,6 +79,12 @@ const CLAIM_SQL: &str = "INSERT INTO processed_events (source, event_id, receive
 /// As `WriteTx::set_verdicts`, one run at a time.
 const SET_VERDICT_SQL: &str = "UPDATE runs SET score = ?1, grade = ?2, verdict = ?3, \
      scored_times = scored_times + 1 WHERE id = ?4";
+
+/// As `WriteTx::save_model`.
+const SAVE_MODEL_SQL: &str = "INSERT INTO models (pipeline, version, state, last_run_pk, \
+     updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pipeline) DO UPDATE SET \
+     version = excluded.version, state = excluded.state, last_run_pk = excluded.last_run_pk, \
+     updated_at_ms = excluded.updated_at_ms";
 
 /// Pipelines named in one `IN` list at most.
 const IN_LIST_MAX: usize = 500;
@@ -287,6 +294,37 @@ impl Store {
             })
             .await?;
         Ok(stored.is_some())
+    }
+
+    /// Saves pipelines' models in one transaction, durably (on a SQLite
+    /// file through its writer's connection).
+    pub async fn save_models(
+        &self,
+        models: Vec<(String, StoredModel)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if self.has_sqlite_writer() {
+            self.on_sqlite_writer("cannot save models", move |conn| {
+                let mut save = conn.prepare_cached(SAVE_MODEL_SQL)?;
+                for (pipeline, model) in &models {
+                    save.execute(rusqlite::params![
+                        pipeline,
+                        model.version,
+                        model.state,
+                        model.last_run_pk,
+                        ms(now)
+                    ])?;
+                }
+                Ok(Some(()))
+            })
+            .await?;
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (pipeline, model) in &models {
+            tx.save_model(pipeline, model, now).await?;
+        }
+        tx.commit().await
     }
 
     /// Closes the SQLite writer's connection, if open.
@@ -573,6 +611,30 @@ mod tests {
             .await
             .unwrap());
         assert_eq!(scores(&store).await[1].4, 1);
+    }
+
+    #[tokio::test]
+    async fn models_are_saved_and_replaced_as_a_write_transaction_saves_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_store(&dir).await;
+        let memory = Store::connect("sqlite::memory:", 1).await.unwrap();
+        let model = |n: i64| StoredModel {
+            version: 4,
+            state: format!("state-{n}"),
+            last_run_pk: n,
+        };
+        for store in [&file, &memory] {
+            let first = vec![("api".to_string(), model(1)), ("web".to_string(), model(2))];
+            store.save_models(first, t0()).await.unwrap();
+            store
+                .save_models(vec![("api".to_string(), model(7))], t0())
+                .await
+                .unwrap();
+        }
+        for store in [&file, &memory] {
+            assert_eq!(store.load_model("api").await.unwrap(), Some(model(7)));
+            assert_eq!(store.load_model("web").await.unwrap(), Some(model(2)));
+        }
     }
 
     #[tokio::test]
