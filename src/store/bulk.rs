@@ -288,19 +288,21 @@ pub(super) fn bulk_error(what: &str, e: rusqlite::Error) -> StoreError {
     StoreError::Bulk(format!("{what}: {e}"))
 }
 
+/// Also the runs and stores of the SQLite writer's tests.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use chrono::{DateTime, Duration, Utc};
 
     use super::*;
     use crate::domain::{ResourceMetrics, Run, RunSource, RunStatus, TestCounts};
     use crate::store::Store;
 
-    fn t0() -> DateTime<Utc> {
+    pub(in crate::store) fn t0() -> DateTime<Utc> {
         "2026-11-02T08:00:00Z".parse().unwrap()
     }
 
-    fn run(pipeline: &str, id: u32, status: RunStatus) -> Run {
+    /// Run `id` of `pipeline`, half an hour after run `id - 1`.
+    pub(in crate::store) fn run(pipeline: &str, id: u32, status: RunStatus) -> Run {
         let mut run = Run::new(pipeline, id.to_string(), status);
         let start = t0() + Duration::minutes(i64::from(id) * 30);
         run.started_at = Some(start);
@@ -382,7 +384,7 @@ mod tests {
             .unwrap()
     }
 
-    async fn file_store(dir: &tempfile::TempDir, name: &str) -> Store {
+    pub(in crate::store) async fn file_store(dir: &tempfile::TempDir, name: &str) -> Store {
         let url = format!("sqlite:{}", dir.path().join(name).display());
         Store::connect(&url, 2).await.unwrap()
     }

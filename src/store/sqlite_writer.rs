@@ -382,25 +382,10 @@ async fn store_calls_in(
 
 #[cfg(test)]
 mod tests {
-    use chrono::Duration;
-
     use super::*;
     use crate::domain::{Run, RunStatus};
+    use crate::store::bulk::tests::{file_store, run, t0};
     use crate::store::RunOutcome;
-
-    fn t0() -> DateTime<Utc> {
-        "2026-11-02T08:00:00Z".parse().unwrap()
-    }
-
-    fn run(pipeline: &str, id: u32, status: RunStatus) -> Run {
-        let mut run = Run::new(pipeline, id.to_string(), status);
-        let start = t0() + Duration::minutes(i64::from(id) * 30);
-        run.started_at = Some(start);
-        if status.is_final() {
-            run.finished_at = Some(start + Duration::seconds(200 + i64::from(id % 9)));
-        }
-        run
-    }
 
     fn call(delivery: Option<&str>, runs: &[Run]) -> RunCall {
         RunCall {
@@ -467,15 +452,10 @@ mod tests {
             .collect()
     }
 
-    async fn file_store(dir: &tempfile::TempDir) -> Store {
-        let url = format!("sqlite:{}", dir.path().join("pm.db").display());
-        Store::connect(&url, 2).await.unwrap()
-    }
-
     #[tokio::test]
     async fn a_sqlite_file_stores_groups_as_the_sqlx_path_does() {
         let dir = tempfile::tempdir().unwrap();
-        let file = file_store(&dir).await;
+        let file = file_store(&dir, "pm.db").await;
         assert!(file.has_sqlite_writer());
         let memory = Store::connect("sqlite::memory:", 1).await.unwrap();
         assert!(!memory.has_sqlite_writer(), "in memory: the sqlx path");
@@ -528,7 +508,7 @@ mod tests {
     #[tokio::test]
     async fn quiet_verdicts_are_stored_as_a_write_transaction_stores_them() {
         let dir = tempfile::tempdir().unwrap();
-        let file = file_store(&dir).await;
+        let file = file_store(&dir, "pm.db").await;
         let memory = Store::connect("sqlite::memory:", 1).await.unwrap();
         let verdict = |i: u32| crate::domain::Verdict {
             score: 0.5 + f64::from(i),
@@ -576,7 +556,7 @@ mod tests {
     #[tokio::test]
     async fn quiet_verdicts_are_refused_for_a_pipeline_with_an_open_anomaly() {
         let dir = tempfile::tempdir().unwrap();
-        let store = file_store(&dir).await;
+        let store = file_store(&dir, "pm.db").await;
         let runs = [
             run("api", 1, RunStatus::Failed),
             run("web", 2, RunStatus::Succeeded),
@@ -616,7 +596,7 @@ mod tests {
     #[tokio::test]
     async fn models_are_saved_and_replaced_as_a_write_transaction_saves_them() {
         let dir = tempfile::tempdir().unwrap();
-        let file = file_store(&dir).await;
+        let file = file_store(&dir, "pm.db").await;
         let memory = Store::connect("sqlite::memory:", 1).await.unwrap();
         let model = |n: i64| StoredModel {
             version: 4,
@@ -640,7 +620,7 @@ mod tests {
     #[tokio::test]
     async fn a_group_that_fails_keeps_nothing_and_the_next_one_is_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let store = file_store(&dir).await;
+        let store = file_store(&dir, "pm.db").await;
         sqlx::query(
             "CREATE TRIGGER refuse BEFORE INSERT ON runs WHEN NEW.run_id = '7' \
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
@@ -677,7 +657,7 @@ mod tests {
     #[tokio::test]
     async fn a_group_waits_for_the_write_gate_and_a_closed_store_refuses_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = file_store(&dir).await;
+        let store = file_store(&dir, "pm.db").await;
         let tx = store.begin_write().await.unwrap();
         let writing = {
             let store = store.clone();
