@@ -274,10 +274,10 @@ impl ModelBank {
             if encoded.is_empty() {
                 continue;
             }
-            let saved: Vec<String> = encoded.iter().map(|(p, _)| p.clone()).collect();
             self.store.save_models(encoded, chrono::Utc::now()).await?;
-            for pipeline in &saved {
-                if let Some(entry) = self.cache.peek_mut(pipeline) {
+            // Those not cached were not saved and have no count to clear.
+            for pipeline in chunk {
+                if let Some(entry) = self.cache.peek_mut(pipeline.as_ref()) {
                     entry.unsaved = 0;
                 }
             }

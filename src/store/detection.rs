@@ -19,6 +19,14 @@ pub struct StoredModel {
     pub last_run_pk: i64,
 }
 
+/// Saves a pipeline's model over the one before ($1 pipeline, $2 version,
+/// $3 state, $4 last run, $5 time).
+pub(super) const SAVE_MODEL_SQL: &str = "INSERT INTO models \
+     (pipeline, version, state, last_run_pk, updated_at_ms) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pipeline) DO UPDATE SET \
+     version = excluded.version, state = excluded.state, last_run_pk = excluded.last_run_pk, \
+     updated_at_ms = excluded.updated_at_ms";
+
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         what: what.into(),
@@ -256,19 +264,14 @@ impl WriteTx {
         model: &StoredModel,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO models (pipeline, version, state, last_run_pk, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pipeline) DO UPDATE SET \
-             version = excluded.version, state = excluded.state, last_run_pk = excluded.last_run_pk, \
-             updated_at_ms = excluded.updated_at_ms",
-        )
-        .bind(pipeline)
-        .bind(model.version)
-        .bind(&model.state)
-        .bind(model.last_run_pk)
-        .bind(ms(now))
-        .execute(self.conn())
-        .await?;
+        sqlx::query(SAVE_MODEL_SQL)
+            .bind(pipeline)
+            .bind(model.version)
+            .bind(&model.state)
+            .bind(model.last_run_pk)
+            .bind(ms(now))
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 

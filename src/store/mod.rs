@@ -174,6 +174,19 @@ pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
 /// Pages are cached as they are used: idle connections hold little.
 const SQLITE_CACHE_PRAGMA: &str = "PRAGMA cache_size = -32768";
 
+/// What every connection to a SQLite file sets, besides the log mode (the
+/// file's own, set by the pool's connections): durable commits, a wait for
+/// the lock, foreign keys, and the page cache. A multi-row statement keeps
+/// a statement journal (to undo itself alone): in memory, not in a temp
+/// file.
+const SQLITE_CONNECTION_PRAGMAS: [&str; 5] = [
+    "PRAGMA synchronous = FULL",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA temp_store = MEMORY",
+    SQLITE_CACHE_PRAGMA,
+];
+
 /// The page cache of a SQLite connection during a bulk write
 /// ([`Store::begin_bulk_write`]): 128 MiB, so that the index pages a
 /// transaction of a hundred thousand runs dirties stay in memory until
@@ -217,13 +230,9 @@ impl Store {
                 Box::pin(async move {
                     use sqlx::Executor;
                     conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    // A multi-row statement keeps a statement journal (to
-                    // undo itself alone); in memory, not in a temp file.
-                    conn.execute("PRAGMA temp_store = MEMORY").await?;
-                    conn.execute(SQLITE_CACHE_PRAGMA).await?;
+                    for pragma in SQLITE_CONNECTION_PRAGMAS {
+                        conn.execute(pragma).await?;
+                    }
                     Ok(())
                 })
             });

@@ -23,7 +23,12 @@ use chrono::{DateTime, Utc};
 use rusqlite::OptionalExtension;
 
 use super::bulk::{bulk_error, connect, upsert_rows_on};
-use super::{ms, RunRow, Store, StoreError, StoredModel, Upserted, WriteTx};
+use super::detection::SAVE_MODEL_SQL;
+use super::sql::IN_LIST_MAX;
+use super::write::CLAIM_EVENT_SQL;
+use super::{
+    ms, RunRow, Store, StoreError, StoredModel, Upserted, WriteTx, SQLITE_CONNECTION_PRAGMAS,
+};
 use crate::domain::RunSource;
 
 /// One ingest call of a group: where it came from, its delivery id (a
@@ -68,26 +73,9 @@ impl VerdictRow {
     }
 }
 
-/// The same per-connection settings as the store's sqlx connections; the
-/// log mode (WAL) is the file's own, set when the store opened.
-const WRITER_PRAGMAS: &str = "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
-     PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;";
-
-const CLAIM_SQL: &str = "INSERT INTO processed_events (source, event_id, received_at_ms) \
-     VALUES (?1, ?2, ?3) ON CONFLICT (source, event_id) DO NOTHING RETURNING event_id";
-
 /// As `WriteTx::set_verdicts`, one run at a time.
-const SET_VERDICT_SQL: &str = "UPDATE runs SET score = ?1, grade = ?2, verdict = ?3, \
-     scored_times = scored_times + 1 WHERE id = ?4";
-
-/// As `WriteTx::save_model`.
-const SAVE_MODEL_SQL: &str = "INSERT INTO models (pipeline, version, state, last_run_pk, \
-     updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pipeline) DO UPDATE SET \
-     version = excluded.version, state = excluded.state, last_run_pk = excluded.last_run_pk, \
-     updated_at_ms = excluded.updated_at_ms";
-
-/// Pipelines named in one `IN` list at most.
-const IN_LIST_MAX: usize = 500;
+const SET_VERDICT_SQL: &str = "UPDATE runs SET score = $1, grade = $2, verdict = $3, \
+     scored_times = scored_times + 1 WHERE id = $4";
 
 /// The store's rusqlite connection for its hot writes on a SQLite file,
 /// opened at the first and closed with the store.
@@ -123,8 +111,11 @@ impl SqliteWriter {
         let mut state = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if matches!(*state, WriterState::NotOpen) {
             let conn = connect(&self.file)?;
-            conn.execute_batch(WRITER_PRAGMAS)
-                .map_err(|e| bulk_error("cannot set up the writer's connection", e))?;
+            // The log mode is the file's own, set when the store opened.
+            for pragma in SQLITE_CONNECTION_PRAGMAS {
+                conn.execute_batch(pragma)
+                    .map_err(|e| bulk_error("cannot set up the writer's connection", e))?;
+            }
             *state = WriterState::Open(conn);
         }
         let WriterState::Open(conn) = &*state else {
@@ -165,7 +156,7 @@ fn store_calls_on(
     for call in calls {
         fresh.push(match &call.delivery_id {
             Some(id) => conn
-                .prepare_cached(CLAIM_SQL)?
+                .prepare_cached(CLAIM_EVENT_SQL)?
                 .query_row(rusqlite::params![call.source.as_str(), id, ms(now)], |_| {
                     Ok(())
                 })

@@ -38,6 +38,12 @@ pub struct Upserted {
     pub became_final: bool,
 }
 
+/// Records a delivery or event id ($1 source, $2 id, $3 time); a row
+/// comes back only when the id is new.
+pub(super) const CLAIM_EVENT_SQL: &str = "INSERT INTO processed_events \
+     (source, event_id, received_at_ms) VALUES ($1, $2, $3) \
+     ON CONFLICT (source, event_id) DO NOTHING RETURNING event_id";
+
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
     backend: Backend,
@@ -98,15 +104,12 @@ impl WriteTx {
         event_id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO processed_events (source, event_id, received_at_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (source, event_id) DO NOTHING RETURNING event_id",
-        )
-        .bind(source)
-        .bind(event_id)
-        .bind(ms(now))
-        .fetch_optional(&mut *self.tx)
-        .await?;
+        let row = sqlx::query(CLAIM_EVENT_SQL)
+            .bind(source)
+            .bind(event_id)
+            .bind(ms(now))
+            .fetch_optional(&mut *self.tx)
+            .await?;
         Ok(row.is_some())
     }
 
